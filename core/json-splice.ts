@@ -1,0 +1,114 @@
+/**
+ * Replace the top-level "model" value in a raw JSON body without re-serialising it, so
+ * everything else (thinking signatures, key order, escapes, unknown fields) reaches the
+ * upstream byte for byte. A small scanner finds the value's byte range; when it cannot
+ * (unusual escapes in the key), the caller falls back to re-serialising (`spliceModelSlow`).
+ */
+
+const QUOTE = 0x22, BACKSLASH = 0x5c, LBRACE = 0x7b, RBRACE = 0x7d, LBRACKET = 0x5b, RBRACKET = 0x5d;
+const COLON = 0x3a, COMMA = 0x2c;
+
+function isWs(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
+
+function skipWs(b: Uint8Array, i: number): number {
+  while (i < b.length && isWs(b[i]!)) i++;
+  return i;
+}
+
+/** i at an opening quote; returns the index after the closing quote, or -1. */
+function skipString(b: Uint8Array, i: number): number {
+  i++;
+  while (i < b.length) {
+    const c = b[i]!;
+    if (c === BACKSLASH) i += 2;
+    else if (c === QUOTE) return i + 1;
+    else i++;
+  }
+  return -1;
+}
+
+/** Skip any JSON value starting at i; returns the index after it, or -1. */
+function skipValue(b: Uint8Array, i: number): number {
+  const c = b[i];
+  if (c === QUOTE) return skipString(b, i);
+  if (c === LBRACE || c === LBRACKET) {
+    let depth = 0;
+    while (i < b.length) {
+      const d = b[i]!;
+      if (d === QUOTE) {
+        i = skipString(b, i);
+        if (i < 0) return -1;
+        continue;
+      }
+      if (d === LBRACE || d === LBRACKET) depth++;
+      else if (d === RBRACE || d === RBRACKET) {
+        depth--;
+        if (depth === 0) return i + 1;
+      }
+      i++;
+    }
+    return -1;
+  }
+  // number, true, false, null
+  while (i < b.length) {
+    const d = b[i]!;
+    if (d === COMMA || d === RBRACE || d === RBRACKET || isWs(d)) return i;
+    i++;
+  }
+  return i;
+}
+
+const MODEL = [0x22, 0x6d, 0x6f, 0x64, 0x65, 0x6c, 0x22]; // "model"
+
+function isModelKey(b: Uint8Array, start: number, end: number): boolean {
+  if (end - start !== MODEL.length) return false;
+  for (let k = 0; k < MODEL.length; k++) if (b[start + k] !== MODEL[k]) return false;
+  return true;
+}
+
+/**
+ * Byte range [start, end) of the top-level "model" string value, quotes included, or null
+ * when the body is not an object with a plainly written "model" string key.
+ */
+export function findModelRange(b: Uint8Array): [number, number] | null {
+  let i = skipWs(b, 0);
+  if (b[i] !== LBRACE) return null;
+  i = skipWs(b, i + 1);
+  // The last occurrence wins, as in JSON.parse: splicing an earlier duplicate would let a
+  // client route on one model and reach the upstream with another.
+  let found: [number, number] | null = null;
+  while (i < b.length && b[i] !== RBRACE) {
+    if (b[i] !== QUOTE) return null;
+    const ks = i;
+    i = skipString(b, i);
+    if (i < 0) return null;
+    const ke = i;
+    // An escaped key might decode to "model": leave such bodies to the slow path.
+    for (let k = ks + 1; k < ke - 1; k++) if (b[k] === BACKSLASH) return null;
+    i = skipWs(b, i);
+    if (b[i] !== COLON) return null;
+    i = skipWs(b, i + 1);
+    const vs = i;
+    i = skipValue(b, i);
+    if (i < 0) return null;
+    if (isModelKey(b, ks, ke)) found = b[vs] === QUOTE ? [vs, i] : null;
+    i = skipWs(b, i);
+    if (b[i] === COMMA) i = skipWs(b, i + 1);
+    else if (b[i] !== RBRACE) return null;
+  }
+  return b[i] === RBRACE ? found : null;
+}
+
+/** The body with its model replaced: spliced when possible, re-serialised otherwise. */
+export function spliceModel(raw: Buffer, parsed: Record<string, unknown>, model: string): Buffer {
+  const r = findModelRange(raw);
+  if (r === null) return spliceModelSlow(parsed, model);
+  return Buffer.concat([raw.subarray(0, r[0]), Buffer.from(JSON.stringify(model)), raw.subarray(r[1])]);
+}
+
+/** The fallback: re-serialise the parsed body with the new model. */
+export function spliceModelSlow(parsed: Record<string, unknown>, model: string): Buffer {
+  return Buffer.from(JSON.stringify({ ...parsed, model }));
+}

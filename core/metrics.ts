@@ -1,0 +1,150 @@
+/**
+ * Lock-free metrics in one SharedArrayBuffer, laid out at start-up and shared by every
+ * acceptor thread and the render worker. Writers use Atomics only: no allocation, no
+ * label strings per call. Every counter is 64 bits as two Uint32 slots (lo, hi) with a
+ * carry, so it neither wraps at 2^32 nor needs BigInt.
+ */
+import { ERROR_TYPES } from "./errors.js";
+
+/** Route label values, bounded; a raw path never becomes a label. */
+export const ROUTES = ["messages", "count_tokens", "models", "health", "metrics", "other"] as const;
+export const R_MESSAGES = 0, R_COUNT_TOKENS = 1, R_MODELS = 2, R_HEALTH = 3, R_METRICS = 4, R_OTHER = 5;
+
+export const STATUS_CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"] as const;
+
+/** Histogram bucket upper bounds in microseconds (the exposition shows seconds). */
+export const BUCKETS_US = [
+  1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+  1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000, 120_000_000, 300_000_000,
+] as const;
+
+/** Single-slot gauges and flags (Int32), at fixed indexes. */
+export const G_ACTIVE = 0; // requests in flight, all threads
+export const G_DRAINING = 1; // 1 once shutdown started
+export const G_WORKERS_OK = 2; // 1 while the render/ledger worker pool is up
+const N_GAUGES = 8;
+/** 64-bit sequence slots. */
+export const S_REQUEST_ID = 0;
+const N_SEQ = 2;
+
+export class MetricsLayout {
+  readonly providers: readonly string[];
+  readonly nP: number;
+  readonly nR = ROUTES.length;
+  readonly nS = STATUS_CLASSES.length;
+  readonly nE = ERROR_TYPES.length;
+  readonly nB = BUCKETS_US.length + 1; // + the +Inf bucket
+  /** Slot offsets, in Uint32 units. */
+  readonly gaugesOff = 0;
+  readonly seqOff: number;
+  readonly requestsOff: number;
+  readonly errorsOff: number;
+  readonly histOff: number;
+  /** Per (route, provider): nB bucket counters + the sum in microseconds, all 64-bit. */
+  readonly histStride: number;
+  readonly totalU32: number;
+
+  /** `providers` are the configured provider names; index 0 ("none") is the gateway itself. */
+  constructor(providers: readonly string[]) {
+    this.providers = Object.freeze(["none", ...providers]);
+    this.nP = this.providers.length;
+    this.seqOff = N_GAUGES;
+    this.requestsOff = this.seqOff + N_SEQ * 2;
+    this.errorsOff = this.requestsOff + this.nR * this.nP * this.nS * 2;
+    this.histOff = this.errorsOff + this.nR * this.nP * this.nE * 2;
+    this.histStride = (this.nB + 1) * 2;
+    this.totalU32 = this.histOff + this.nR * this.nP * this.histStride;
+  }
+
+  requestSlot(r: number, p: number, s: number): number {
+    return this.requestsOff + ((r * this.nP + p) * this.nS + s) * 2;
+  }
+  errorSlot(r: number, p: number, e: number): number {
+    return this.errorsOff + ((r * this.nP + p) * this.nE + e) * 2;
+  }
+  histSlot(r: number, p: number): number {
+    return this.histOff + (r * this.nP + p) * this.histStride;
+  }
+}
+
+export function createMetricsBuffer(layout: MetricsLayout): SharedArrayBuffer {
+  return new SharedArrayBuffer(layout.totalU32 * 4);
+}
+
+/** Add v (0 <= v < 2^32) to the 64-bit counter at slot i. */
+function add64(u32: Uint32Array, i: number, v: number): void {
+  const old = Atomics.add(u32, i, v);
+  if (old + v > 0xffffffff) Atomics.add(u32, i + 1, 1);
+}
+
+/** Read a 64-bit counter (exact up to 2^53). A torn read is retried. */
+export function read64(u32: Uint32Array, i: number): number {
+  for (;;) {
+    const hi = Atomics.load(u32, i + 1);
+    const lo = Atomics.load(u32, i);
+    if (Atomics.load(u32, i + 1) === hi) return hi * 4294967296 + lo;
+  }
+}
+
+/** Bucket index for a duration: a short linear scan over 17 integers. */
+export function bucketOf(us: number): number {
+  const b = BUCKETS_US;
+  for (let i = 0; i < b.length; i++) if (us <= b[i]!) return i;
+  return b.length;
+}
+
+/** The writer side, one per thread over the shared buffer. */
+export class Metrics {
+  readonly layout: MetricsLayout;
+  readonly u32: Uint32Array;
+  readonly i32: Int32Array;
+
+  constructor(layout: MetricsLayout, sab: SharedArrayBuffer) {
+    this.layout = layout;
+    this.u32 = new Uint32Array(sab);
+    this.i32 = new Int32Array(sab);
+  }
+
+  /** One finished request: the counter and the latency histogram. */
+  record(route: number, provider: number, status: number, durationUs: number): void {
+    const L = this.layout;
+    const sc = status >= 100 && status < 600 ? ((status / 100) | 0) - 1 : 4;
+    add64(this.u32, L.requestSlot(route, provider, sc), 1);
+    const h = L.histSlot(route, provider);
+    const us = durationUs < 0 ? 0 : durationUs > 0xfffffffe ? 0xfffffffe : Math.round(durationUs);
+    add64(this.u32, h + bucketOf(us) * 2, 1);
+    add64(this.u32, h + L.nB * 2, us);
+  }
+
+  /** One error answered to a client, by Anthropic error type index. */
+  error(route: number, provider: number, typeIndex: number): void {
+    add64(this.u32, this.layout.errorSlot(route, provider, typeIndex), 1);
+  }
+
+  activeInc(): number {
+    return Atomics.add(this.i32, G_ACTIVE, 1) + 1;
+  }
+  activeDec(): void {
+    Atomics.sub(this.i32, G_ACTIVE, 1);
+  }
+  active(): number {
+    return Atomics.load(this.i32, G_ACTIVE);
+  }
+
+  setFlag(g: number, v: number): void {
+    Atomics.store(this.i32, g, v);
+  }
+  flag(g: number): number {
+    return Atomics.load(this.i32, g);
+  }
+
+  /** Next value of a process-wide 64-bit sequence. */
+  nextSeq(s: number): number {
+    const i = this.layout.seqOff + s * 2;
+    const old = Atomics.add(this.u32, i, 1);
+    let hi: number;
+    if (old === 0xffffffff) hi = Atomics.add(this.u32, i + 1, 1) + 1;
+    else hi = Atomics.load(this.u32, i + 1);
+    return hi * 4294967296 + old + 1;
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * Prometheus text exposition (format 0.0.4) of a metrics snapshot, with prom-client's
+ * naming conventions. Label values come only from fixed tables and config, so they are
+ * bounded and need no escaping beyond what `esc` does for config-provided names.
+ */
+import { BUCKETS_US } from "./metrics.js";
+import type { Snapshot } from "./metrics-read.js";
+
+const LE = BUCKETS_US.map((b) => String(b / 1e6)).concat("+Inf");
+
+function esc(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
+}
+
+export interface GaugeLine {
+  name: string;
+  help: string;
+  value: number;
+}
+
+export function renderPrometheus(s: Snapshot, gauges: readonly GaugeLine[] = []): string {
+  const out: string[] = [];
+  out.push("# HELP http_requests_total Requests answered, by route, provider and status class.");
+  out.push("# TYPE http_requests_total counter");
+  for (const r of s.requests) {
+    out.push(`http_requests_total{route="${r.route}",provider="${esc(r.provider)}",status_class="${r.status_class}"} ${r.value}`);
+  }
+  out.push("# HELP http_request_errors_total Error responses, by route, provider and Anthropic error type.");
+  out.push("# TYPE http_request_errors_total counter");
+  for (const e of s.errors) {
+    out.push(`http_request_errors_total{route="${e.route}",provider="${esc(e.provider)}",type="${e.type}"} ${e.value}`);
+  }
+  out.push("# HELP http_request_duration_seconds Time from request to the last byte of the response.");
+  out.push("# TYPE http_request_duration_seconds histogram");
+  for (const h of s.histograms) {
+    const labels = `route="${h.route}",provider="${esc(h.provider)}"`;
+    let cum = 0;
+    for (let i = 0; i < h.buckets.length; i++) {
+      cum += h.buckets[i]!;
+      out.push(`http_request_duration_seconds_bucket{${labels},le="${LE[i]}"} ${cum}`);
+    }
+    out.push(`http_request_duration_seconds_sum{${labels}} ${h.sumSeconds}`);
+    out.push(`http_request_duration_seconds_count{${labels}} ${h.count}`);
+  }
+  out.push("# HELP http_requests_active Requests in flight.");
+  out.push("# TYPE http_requests_active gauge");
+  out.push(`http_requests_active ${s.active}`);
+  for (const g of gauges) {
+    out.push(`# HELP ${g.name} ${g.help}`);
+    out.push(`# TYPE ${g.name} gauge`);
+    out.push(`${g.name} ${g.value}`);
+  }
+  return out.join("\n") + "\n";
+}

@@ -1,0 +1,23 @@
+/** Reads CONFIG_FILE (if set) and the environment into a validated GatewayConfig. */
+import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { ConfigError, loadConfig, type GatewayConfig } from "../core/config.js";
+
+export function loadConfigFromProcess(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  let file: unknown = undefined;
+  const path = env.CONFIG_FILE?.trim();
+  if (path) {
+    let text: string;
+    try {
+      text = readFileSync(path, "utf8");
+    } catch (e) {
+      throw new ConfigError("CONFIG_FILE", `cannot read ${JSON.stringify(path)}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+    try {
+      file = JSON.parse(text);
+    } catch (e) {
+      throw new ConfigError("CONFIG_FILE", `${JSON.stringify(path)} is not valid JSON: ${(e as Error).message}`);
+    }
+  }
+  return loadConfig(env, file, availableParallelism());
+}

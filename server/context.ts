@@ -1,0 +1,117 @@
+/**
+ * Per-request state and the single way a request finishes. Every field is set in the
+ * constructor (stable shape). `finish` runs exactly once: metrics, the active gauge and
+ * the log line; after a client abort nothing is written to the response again.
+ */
+import type { HttpResponse } from "uWebSockets.js";
+import type { Logger } from "pino";
+import { CATALOGUE, errorBody, errorTypeIndex, statusLine, type ErrorCode } from "../core/errors.js";
+import { ROUTES, type Metrics } from "../core/metrics.js";
+
+export interface Shared {
+  metrics: Metrics;
+  log: Logger;
+  /** Requests in flight on this thread (for draining). */
+  inflight: Set<RequestCtx>;
+  draining: boolean;
+  onIdle: (() => void) | null;
+}
+
+export class RequestCtx {
+  readonly res: HttpResponse;
+  readonly shared: Shared;
+  readonly route: number;
+  readonly t0: number;
+  id = "";
+  aborted = false;
+  done = false;
+  /** Status line + headers are on the wire (a stream has started). */
+  started = false;
+  provider = 0;
+  providerName = "none";
+  model: string | null = null;
+  status = 0;
+  inputTokens = -1;
+  outputTokens = -1;
+  errorCode: string | null = null;
+  /** Called on client abort (cancels the upstream request, clears timers). */
+  onAbort: (() => void) | null = null;
+
+  constructor(res: HttpResponse, shared: Shared, route: number) {
+    this.res = res;
+    this.shared = shared;
+    this.route = route;
+    this.t0 = performance.now();
+    shared.inflight.add(this);
+    shared.metrics.activeInc();
+    res.onAborted(() => this.abortedByClient());
+  }
+
+  private abortedByClient(): void {
+    this.aborted = true;
+    const f = this.onAbort;
+    this.onAbort = null;
+    if (f !== null) {
+      try {
+        f();
+      } catch (e) {
+        this.shared.log.error({ req_id: this.id, err: String(e) }, "abort handler failed");
+      }
+    }
+    // 499: the client closed the request (nginx's convention); counted as 4xx.
+    this.finish(this.status === 0 ? 499 : this.status);
+  }
+
+  /** Record and log; idempotent. */
+  finish(status: number): void {
+    if (this.done) return;
+    this.done = true;
+    this.status = status;
+    const sh = this.shared;
+    const durationUs = (performance.now() - this.t0) * 1000;
+    sh.metrics.record(this.route, this.provider, status, durationUs);
+    sh.metrics.activeDec();
+    sh.inflight.delete(this);
+    if (sh.log.isLevelEnabled("info")) {
+      sh.log.info(
+        {
+          req_id: this.id,
+          route: ROUTES[this.route],
+          provider: this.providerName,
+          model: this.model,
+          status,
+          latency_ms: Math.round(durationUs) / 1000,
+          input_tokens: this.inputTokens < 0 ? undefined : this.inputTokens,
+          output_tokens: this.outputTokens < 0 ? undefined : this.outputTokens,
+          error: this.errorCode ?? undefined,
+          aborted: this.aborted || undefined,
+        },
+        "request",
+      );
+    }
+    if (sh.draining && sh.inflight.size === 0 && sh.onIdle !== null) sh.onIdle();
+  }
+
+  /** Write a complete response (status, headers, body) in one corked write. */
+  send(status: number, contentType: string, body: string | Uint8Array, extra: readonly string[] | null = null, close = false): void {
+    if (this.aborted || this.done) return;
+    const res = this.res;
+    const closeConn = close || this.shared.draining;
+    res.cork(() => {
+      res.writeStatus(statusLine(status));
+      res.writeHeader("content-type", contentType);
+      res.writeHeader("request-id", this.id);
+      if (extra !== null) for (let i = 0; i < extra.length; i += 2) res.writeHeader(extra[i]!, extra[i + 1]!);
+      res.end(body, closeConn);
+    });
+    this.finish(status);
+  }
+
+  /** Answer with a catalogue error in Anthropic's shape. */
+  fail(code: ErrorCode, message?: string, close = false): void {
+    const e = CATALOGUE[code];
+    this.errorCode = code;
+    this.shared.metrics.error(this.route, this.provider, errorTypeIndex(e.type));
+    this.send(e.status, "application/json", errorBody(code, this.id, message), null, close);
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * Entry point: validates settings, lays out the shared metrics buffer, starts the piscina
+ * worker pool and HTTP_THREADS acceptor threads on one port, and runs graceful shutdown
+ * on SIGTERM/SIGINT.
+ */
+import { Worker } from "node:worker_threads";
+import { randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { Piscina } from "piscina";
+import { ConfigError, type GatewayConfig } from "../core/config.js";
+import { createMetricsBuffer, G_DRAINING, G_WORKERS_OK, Metrics, MetricsLayout } from "../core/metrics.js";
+import type { AcceptorData, ToAcceptor, ToMain } from "./acceptor.js";
+import { loadConfigFromProcess } from "./config-load.js";
+import { createLogger } from "./log.js";
+
+export interface Started {
+  port: number;
+  shutdown(signal: string): Promise<void>;
+}
+
+export async function start(cfg: GatewayConfig): Promise<Started> {
+  const { log, flush } = createLogger({ level: cfg.log_level, file: cfg.log_file });
+  const providerNames = cfg.providers.map((p) => p.name);
+  const layout = new MetricsLayout(providerNames);
+  const sab = createMetricsBuffer(layout);
+  const metrics = new Metrics(layout, sab);
+  const startedAt = Date.now();
+  const idPrefix = randomBytes(6).toString("base64url").replace(/[-_]/g, "x");
+
+  const pool = new Piscina({
+    filename: fileURLToPath(new URL("../workers/metrics-task.js", import.meta.url)),
+    minThreads: 1,
+    maxThreads: 1,
+    idleTimeout: 60_000,
+  });
+  metrics.setFlag(G_WORKERS_OK, 1);
+  pool.on("error", (e: unknown) => {
+    metrics.setFlag(G_WORKERS_OK, 0);
+    log.error({ err: String(e) }, "worker pool error");
+  });
+
+  const acceptors: Worker[] = [];
+  const exited: Promise<number>[] = [];
+  const acceptorUrl = new URL("./acceptor.js", import.meta.url);
+
+  function spawn(index: number, port: number): Promise<number> {
+    const w = new Worker(acceptorUrl, { workerData: { cfg, sab, idPrefix, port, index } satisfies AcceptorData });
+    acceptors.push(w);
+    exited.push(new Promise((r) => w.once("exit", r)));
+    return new Promise((resolve, reject) => {
+      w.on("error", (e) => {
+        log.error({ err: String(e?.stack ?? e), index }, "acceptor thread crashed");
+        reject(e);
+      });
+      w.on("message", (m: ToMain) => {
+        if (m.t === "listening") resolve(m.port);
+        else if (m.t === "listen-failed") reject(new Error(`cannot listen on ${cfg.host}:${m.port}`));
+        else if (m.t === "render") {
+          pool.run({ kind: m.kind, sab, providers: providerNames, startedAt }).then(
+            (body: string) => w.postMessage({ t: "rendered", id: m.id, ok: true, body } satisfies ToAcceptor),
+            (e: unknown) => w.postMessage({ t: "rendered", id: m.id, ok: false, error: String(e) } satisfies ToAcceptor),
+          );
+        }
+      });
+    });
+  }
+
+  // The first thread picks the port (PORT=0 means ephemeral); the others join it.
+  const port = await spawn(0, cfg.port);
+  await Promise.all(Array.from({ length: cfg.http_threads - 1 }, (_, i) => spawn(i + 1, port)));
+  log.info({ host: cfg.host, port, threads: cfg.http_threads, providers: providerNames, default_provider: cfg.defaultProvider }, "listening");
+
+  let stopping: Promise<void> | null = null;
+  function shutdown(signal: string): Promise<void> {
+    if (stopping !== null) return stopping;
+    stopping = (async () => {
+      log.info({ signal, timeout_ms: cfg.graceful_shutdown_timeout_ms }, "shutting down");
+      metrics.setFlag(G_DRAINING, 1);
+      const drained = acceptors.map((w) => new Promise<void>((r) => w.on("message", (m: ToMain) => m.t === "drained" && r())));
+      for (const w of acceptors) w.postMessage({ t: "drain" } satisfies ToAcceptor);
+      await Promise.all(drained);
+      // Threads end when uWS has closed its last socket (idle keep-alives time out in ~10 s).
+      await Promise.all(exited);
+      await pool.destroy();
+      log.info({}, "stopped");
+      flush();
+    })();
+    return stopping;
+  }
+  return { port, shutdown };
+}
+
+/** Run as a program: exit 1 on bad settings, exit 0 after a graceful shutdown. */
+export async function main(): Promise<void> {
+  let cfg: GatewayConfig;
+  try {
+    cfg = loadConfigFromProcess();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`portcullis: invalid setting ${e.message}\n`);
+      process.exit(1);
+    }
+    throw e;
+  }
+  let s: Started;
+  try {
+    s = await start(cfg);
+  } catch (e) {
+    process.stderr.write(`portcullis: failed to start: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+  const onSignal = (sig: string) => {
+    s.shutdown(sig).then(
+      () => process.exit(0),
+      (e) => {
+        process.stderr.write(`portcullis: shutdown failed: ${String(e)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.once("SIGTERM", () => onSignal("SIGTERM"));
+  process.once("SIGINT", () => onSignal("SIGINT"));
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) void main();

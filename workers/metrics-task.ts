@@ -1,0 +1,75 @@
+/**
+ * piscina task module: renders /metrics/prometheus and /metrics/observability from the
+ * shared metrics buffer, off the serving threads. prom-client supplies the usual
+ * process_* and nodejs_* metrics (process-wide ones are true for the whole process; the
+ * nodejs heap and event-loop ones describe this worker thread).
+ */
+import { collectDefaultMetrics, Registry } from "prom-client";
+import { freemem, loadavg, totalmem } from "node:os";
+import { G_DRAINING, MetricsLayout } from "../core/metrics.js";
+import { mergeBuckets, quantile, snapshot } from "../core/metrics-read.js";
+import { renderPrometheus } from "../core/prometheus.js";
+
+export interface RenderTask {
+  kind: "prometheus" | "observability";
+  sab: SharedArrayBuffer;
+  providers: string[];
+  startedAt: number;
+}
+
+const registry = new Registry();
+collectDefaultMetrics({ register: registry });
+
+let cachedLayout: MetricsLayout | null = null;
+function layoutFor(providers: string[]): MetricsLayout {
+  if (cachedLayout === null || cachedLayout.providers.length !== providers.length + 1) cachedLayout = new MetricsLayout(providers);
+  return cachedLayout;
+}
+
+function ms(seconds: number): number | null {
+  return Number.isNaN(seconds) ? null : Math.round(seconds * 1e6) / 1e3;
+}
+
+export default async function render(task: RenderTask): Promise<string> {
+  const layout = layoutFor(task.providers);
+  const snap = snapshot(layout, task.sab);
+  const draining = Atomics.load(new Int32Array(task.sab), G_DRAINING);
+  if (task.kind === "prometheus") {
+    const ours = renderPrometheus(snap, [
+      { name: "gateway_draining", help: "1 while the gateway is shutting down.", value: draining },
+    ]);
+    return ours + (await registry.metrics());
+  }
+  const all = mergeBuckets(snap.histograms, layout.nB);
+  const byRoute: Record<string, unknown> = {};
+  for (const route of new Set(snap.histograms.map((h) => h.route))) {
+    const hs = snap.histograms.filter((h) => h.route === route);
+    const b = mergeBuckets(hs, layout.nB);
+    byRoute[route] = {
+      count: hs.reduce((a, h) => a + h.count, 0),
+      p50_ms: ms(quantile(b, 0.5)),
+      p95_ms: ms(quantile(b, 0.95)),
+      p99_ms: ms(quantile(b, 0.99)),
+    };
+  }
+  const byClass: Record<string, number> = {};
+  let total = 0;
+  for (const r of snap.requests) {
+    byClass[r.status_class] = (byClass[r.status_class] ?? 0) + r.value;
+    total += r.value;
+  }
+  const mem = process.memoryUsage();
+  return JSON.stringify({
+    uptime_seconds: Math.round((Date.now() - task.startedAt) / 1000),
+    draining: draining === 1,
+    requests: { total, active: snap.active, by_status_class: byClass, detail: snap.requests },
+    errors: { total: snap.errors.reduce((a, e) => a + e.value, 0), detail: snap.errors },
+    latency: { p50_ms: ms(quantile(all, 0.5)), p95_ms: ms(quantile(all, 0.95)), p99_ms: ms(quantile(all, 0.99)), by_route: byRoute },
+    system: {
+      rss_bytes: mem.rss,
+      loadavg: loadavg(),
+      total_memory_bytes: totalmem(),
+      free_memory_bytes: freemem(),
+    },
+  });
+}
