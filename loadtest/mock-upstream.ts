@@ -30,8 +30,6 @@
  *   cut-stream:<n>                   write n SSE frames, then close the connection
  *   stream-error:<n>                 write n SSE frames, then an `event: error` frame (overloaded_error) and end
  * Header `x-mock-events: <n>` sets the number of text_delta events per text block.
- *
- * Note: uWS closes connections idle for ~10s, so a `hang` lasts at most that long.
  */
 import uWS from "uWebSockets.js";
 import {

@@ -5,7 +5,7 @@
  * pools, flushes its log and reports; the thread then ends once uWS has no sockets left.
  */
 import uWS, { type us_listen_socket } from "uWebSockets.js";
-import { parentPort, workerData, threadId } from "node:worker_threads";
+import { parentPort, workerData } from "node:worker_threads";
 import type { GatewayConfig } from "../core/config.js";
 import { Metrics, MetricsLayout } from "../core/metrics.js";
 import { buildApp } from "./app.js";
@@ -75,7 +75,7 @@ function drain(): void {
     if (finished) return;
     finished = true;
     clearTimeout(deadline);
-    log.info({ thread: threadId, forced }, "acceptor drained");
+    log.info({ forced }, "acceptor drained");
     pools.close().finally(() => {
       flush();
       port.postMessage({ t: "drained", forced } satisfies ToMain);
@@ -96,7 +96,7 @@ function drain(): void {
     done();
   }, cfg.graceful_shutdown_timeout_ms);
   shared.onIdle = done;
-  log.info({ thread: threadId, inflight: shared.inflight.size }, "draining");
+  log.info({ inflight: shared.inflight.size }, "draining");
   if (shared.inflight.size === 0) done();
 }
 

@@ -145,8 +145,8 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       res.writeHeader("content-type", "text/event-stream; charset=utf-8");
       res.writeHeader("cache-control", "no-cache");
       res.writeHeader("request-id", ctx.id);
-      for (let i = 0; i < frames.length; i++) res.write(frames[i]!);
-      res.end(undefined, shared.draining);
+      // The whole reply exists already: one write with a Content-Length.
+      res.end(frames.join(""), shared.draining);
     });
     ctx.finish(200);
   }

@@ -118,8 +118,10 @@ export async function main(): Promise<void> {
       },
     );
   };
-  process.once("SIGTERM", () => onSignal("SIGTERM"));
-  process.once("SIGINT", () => onSignal("SIGINT"));
+  // Repeated signals (a supervisor and a terminal both sending one) must not kill the
+  // drain: shutdown is idempotent, and the deadline bounds it.
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) void main();

@@ -133,8 +133,6 @@ export class Relay implements Dispatcher.DispatchHandler {
         res.writeHeader("cache-control", "no-cache");
         res.writeHeader("request-id", ctx.id);
         if (extra !== null) for (let i = 0; i < extra.length; i += 2) res.writeHeader(extra[i]!, extra[i + 1]!);
-        // Flush the head now: clients start their read timers on it.
-        res.write("");
       });
     }
     void controller;
@@ -191,7 +189,9 @@ export class Relay implements Dispatcher.DispatchHandler {
       const res = ctx.res;
       const tail = this.pending;
       this.pending = null;
-      res.cork(() => res.end(tail ?? undefined, ctx.shared.draining));
+      // Never end(…, closeConnection) after chunked writes: this uWS build then emits a
+      // malformed chunked body. An idle keep-alive is closed by uWS' idle timeout.
+      res.cork(() => res.end(tail ?? undefined));
       ctx.finish(200);
       return;
     }
@@ -223,7 +223,7 @@ export class Relay implements Dispatcher.DispatchHandler {
     ctx.shared.metrics.error(ctx.route, this.providerIndex, errorTypeIndex(type));
     ctx.shared.log.warn({ req_id: ctx.id, provider: ctx.providerName, code }, "stream failed after start");
     this.pending = null; // a torn partial event never reaches the client
-    res.cork(() => res.end(sseErrorFrame(type, message, ctx.id), true));
+    res.cork(() => res.end(sseErrorFrame(type, message, ctx.id)));
     ctx.finish(200);
   }
 }
