@@ -135,6 +135,8 @@ function str(env: Env, name: string): string | null {
 }
 
 function typiaMessage(err: { path: string; expected: string; value: unknown }): string {
+  // Never echo a value that may be a secret.
+  if (/key/i.test(err.path)) return `expected ${err.expected}`;
   const got = err.value === undefined ? "nothing" : JSON.stringify(err.value);
   return `expected ${err.expected}, got ${got && got.length > 80 ? got.slice(0, 77) + "..." : got}`;
 }
@@ -195,7 +197,8 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number): Gat
     const fv = validateFile(file);
     if (!fv.success) {
       const e = fv.errors[0]!;
-      throw new ConfigError(`CONFIG_FILE ${e.path.replace(/^\$input\.?/, "") || "(root)"}`, typiaMessage(e));
+      const path = e.path.replace(/^\$input\.?/, "").replace(/\[(\d+)\]/g, ".$1").replace(/\["([^"]+)"\]/g, ".$1").replace(/^\./, "");
+      throw new ConfigError(`CONFIG_FILE ${path || "(root)"}`, typiaMessage(e));
     }
     cf = fv.data;
   }

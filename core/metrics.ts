@@ -23,9 +23,6 @@ export const G_ACTIVE = 0; // requests in flight, all threads
 export const G_DRAINING = 1; // 1 once shutdown started
 export const G_WORKERS_OK = 2; // 1 while the render/ledger worker pool is up
 const N_GAUGES = 8;
-/** 64-bit sequence slots. */
-export const S_REQUEST_ID = 0;
-const N_SEQ = 2;
 
 export class MetricsLayout {
   readonly providers: readonly string[];
@@ -36,7 +33,6 @@ export class MetricsLayout {
   readonly nB = BUCKETS_US.length + 1; // + the +Inf bucket
   /** Slot offsets, in Uint32 units. */
   readonly gaugesOff = 0;
-  readonly seqOff: number;
   readonly requestsOff: number;
   readonly errorsOff: number;
   readonly histOff: number;
@@ -48,8 +44,7 @@ export class MetricsLayout {
   constructor(providers: readonly string[]) {
     this.providers = Object.freeze(["none", ...providers]);
     this.nP = this.providers.length;
-    this.seqOff = N_GAUGES;
-    this.requestsOff = this.seqOff + N_SEQ * 2;
+    this.requestsOff = N_GAUGES;
     this.errorsOff = this.requestsOff + this.nR * this.nP * this.nS * 2;
     this.histOff = this.errorsOff + this.nR * this.nP * this.nE * 2;
     this.histStride = (this.nB + 1) * 2;
@@ -77,7 +72,11 @@ function add64(u32: Uint32Array, i: number, v: number): void {
   if (old + v > 0xffffffff) Atomics.add(u32, i + 1, 1);
 }
 
-/** Read a 64-bit counter (exact up to 2^53). A torn read is retried. */
+/**
+ * Read a 64-bit counter (exact up to 2^53). A read racing a carry (hi changes between
+ * the loads) is retried. Known limit: in the few nanoseconds between a writer's wrap of
+ * lo and its carry into hi, a reader can see the value 2^32 low, once per 2^32 events.
+ */
 export function read64(u32: Uint32Array, i: number): number {
   for (;;) {
     const hi = Atomics.load(u32, i + 1);
@@ -136,15 +135,5 @@ export class Metrics {
   }
   flag(g: number): number {
     return Atomics.load(this.i32, g);
-  }
-
-  /** Next value of a process-wide 64-bit sequence. */
-  nextSeq(s: number): number {
-    const i = this.layout.seqOff + s * 2;
-    const old = Atomics.add(this.u32, i, 1);
-    let hi: number;
-    if (old === 0xffffffff) hi = Atomics.add(this.u32, i + 1, 1) + 1;
-    else hi = Atomics.load(this.u32, i + 1);
-    return hi * 4294967296 + old + 1;
   }
 }

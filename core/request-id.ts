@@ -1,23 +1,22 @@
 /**
- * Request ids from a process-wide counter in the shared metrics buffer: `req_` + a prefix
- * fixed at start-up + the counter in base 36. No randomUUID, no hashing per request.
+ * Request ids from a counter: `req_` + a prefix fixed at start-up (random per process,
+ * plus the acceptor thread's index) + a per-thread counter in base 36. No randomUUID,
+ * no hashing and no shared-memory traffic per request; the prefix keeps threads and
+ * replicas apart.
  */
-import { S_REQUEST_ID, type Metrics } from "./metrics.js";
 
 const INCOMING_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
 export class RequestIds {
   private readonly prefix: string;
-  private readonly metrics: Metrics;
+  private seq = 0;
 
-  /** `prefix` should differ per process (e.g. random at start-up) so replicas don't collide. */
-  constructor(metrics: Metrics, prefix: string) {
-    this.metrics = metrics;
+  constructor(prefix: string) {
     this.prefix = "req_" + prefix;
   }
 
   next(): string {
-    return this.prefix + this.metrics.nextSeq(S_REQUEST_ID).toString(36);
+    return this.prefix + (++this.seq).toString(36);
   }
 
   /** An incoming x-request-id if well formed (1-128 safe characters), else a new id. */

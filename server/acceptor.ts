@@ -50,7 +50,7 @@ function render(kind: "prometheus" | "observability"): Promise<string> {
   });
 }
 
-const app = buildApp({ cfg, shared, pools, idPrefix: data.idPrefix, render });
+const app = buildApp({ cfg, shared, pools, idPrefix: data.idPrefix + data.index.toString(36), render });
 let listenSocket: us_listen_socket | null = null;
 
 app.listen(cfg.host, data.port, (ls) => {

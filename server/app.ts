@@ -44,7 +44,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   const providers = buildProviders(cfg.providers);
   const router = new Router(cfg.routes, providers, cfg.defaultProvider);
   const keys = new KeyIndex(cfg.apiKeys);
-  const ids = new RequestIds(metrics, deps.idPrefix);
+  const ids = new RequestIds(deps.idPrefix);
   const app = uWS.App();
 
   const modelsBody = JSON.stringify({

@@ -4,6 +4,7 @@
  * on SIGTERM/SIGINT.
  */
 import { Worker } from "node:worker_threads";
+import { createServer } from "node:net";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { Piscina } from "piscina";
@@ -65,9 +66,22 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     });
   }
 
-  // The first thread picks the port (PORT=0 means ephemeral); the others join it.
-  const port = await spawn(0, cfg.port);
-  await Promise.all(Array.from({ length: cfg.http_threads - 1 }, (_, i) => spawn(i + 1, port)));
+  // PORT=0 means any free port: pick one first, so that every thread binds the same one
+  // (uSockets cannot share an ephemeral bind between SO_REUSEPORT listeners).
+  const wanted = cfg.port === 0 ? await freePort(cfg.host) : cfg.port;
+  let port: number;
+  try {
+    port = await spawn(0, wanted);
+    await Promise.all(Array.from({ length: cfg.http_threads - 1 }, (_, i) => spawn(i + 1, port)));
+  } catch (e) {
+    // A thread that did listen must close its socket before the process may exit.
+    metrics.setFlag(G_DRAINING, 1);
+    for (const w of acceptors) w.postMessage({ t: "drain" } satisfies ToAcceptor);
+    await Promise.all(exited);
+    await pool.destroy();
+    flush();
+    throw e;
+  }
   log.info({ host: cfg.host, port, threads: cfg.http_threads, providers: providerNames, default_provider: cfg.defaultProvider }, "listening");
 
   let stopping: Promise<void> | null = null;
@@ -88,6 +102,17 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     return stopping;
   }
   return { port, shutdown };
+}
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, host, () => {
+      const a = srv.address();
+      srv.close(() => (typeof a === "object" && a !== null ? resolve(a.port) : reject(new Error("no port"))));
+    });
+  });
 }
 
 /** Run as a program: exit 1 on bad settings, exit 0 after a graceful shutdown. */

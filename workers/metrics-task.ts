@@ -19,6 +19,11 @@ export interface RenderTask {
 
 const registry = new Registry();
 collectDefaultMetrics({ register: registry });
+// These gauges end in _total, which promtool rejects for non-counters; they would only
+// describe this worker thread's handles anyway.
+for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
+  registry.removeSingleMetric(name);
+}
 
 let cachedLayout: MetricsLayout | null = null;
 function layoutFor(providers: string[]): MetricsLayout {

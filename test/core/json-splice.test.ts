@@ -1,0 +1,185 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { findModelRange, spliceModel, spliceModelSlow } from "../../core/json-splice.js";
+
+const NEW_MODEL = 'upstream-"model"\\\n-é-🦀';
+
+/**
+ * Splices NEW_MODEL into `raw` both ways and checks that they agree with each other and
+ * with what JSON.parse says the body means. Returns whether the fast path applied.
+ *
+ * Numbers like -0 are avoided in the inputs: re-serialising (the slow path) turns -0
+ * into 0, which is exactly the kind of drift the fast path exists to avoid.
+ */
+function check(raw: string, model = NEW_MODEL): boolean {
+  const buf = Buffer.from(raw, "utf8");
+  const parsed = JSON.parse(raw) as Record<string, unknown>;
+  const fast = spliceModel(buf, parsed, model);
+  const slow = spliceModelSlow(parsed, model);
+  const pf = JSON.parse(fast.toString("utf8"));
+  const ps = JSON.parse(slow.toString("utf8"));
+  const ctx = `body: ${raw}`;
+  assert.deepStrictEqual(pf, ps, `fast and slow paths disagree; ${ctx}`);
+  assert.deepStrictEqual(pf, { ...parsed, model }, `the spliced body means the original with the new model; ${ctx}`);
+  assert.deepStrictEqual(Object.keys(pf), Object.keys(ps), `same key order; ${ctx}`);
+  assert.equal(pf.model, model);
+
+  const r = findModelRange(buf);
+  if (r !== null) {
+    const value = Buffer.from(JSON.stringify(model), "utf8");
+    // Every byte outside the model value is unchanged.
+    assert.ok(fast.subarray(0, r[0]).equals(buf.subarray(0, r[0])), `bytes before the model value changed; ${ctx}`);
+    assert.ok(fast.subarray(r[0], r[0] + value.length).equals(value), `the new value is JSON.stringify(model); ${ctx}`);
+    assert.ok(fast.subarray(r[0] + value.length).equals(buf.subarray(r[1])), `bytes after the model value changed; ${ctx}`);
+    // The range is the string that JSON.parse reads as the model.
+    assert.equal(JSON.parse(buf.subarray(r[0], r[1]).toString("utf8")), parsed.model, `range is the model JSON.parse sees; ${ctx}`);
+  }
+  return r !== null;
+}
+
+/** Bodies where the fast path must apply (plain "model" key holding a string). */
+const FAST_BODIES = [
+  `{"model":"claude-sonnet-4-5","max_tokens":10,"messages":[]}`,
+  `{ "model" : "claude" , "max_tokens" : 10 }`,
+  `\n\t {\r\n  "model":\t"claude"\n}\n`,
+  `{"max_tokens":1024,"messages":[{"role":"user","content":"hi"}],"model":"claude-x"}`,
+  `{"metadata":{"model":"inner","list":["model",{"model":"deep"}]},"model":"outer","z":[[],{}]}`,
+  `{"system":"say \\"model\\": \\"x\\" and } ] { [ , :","model":"m","t":"\\\\"}`,
+  `{"a":"\\\\\\"model\\":","model":"m"}`,
+  `{"model":"cl\\u0061ude \\"quoted\\" \\\\ \\/ \\n","x":"\\ud83e\\udd80"}`,
+  `{"messages":[{"role":"user","content":[{"type":"text","text":"é ✓ 🦀 \\u2028"}]}],"model":"claude"}`,
+  `{"n":[1,-2.5e-3,1E+10,12345678901234567890,1.0,true,false,null],"model":"m","o":{}}`,
+  `{"model":""}`,
+  `{"thinking":{"type":"enabled","budget_tokens":1024},"messages":[{"role":"assistant","content":[{"type":"thinking","thinking":"…","signature":"EqoBCkgIARABGAIiQL+/=="}]}],"model":"m"}`,
+  // Duplicate top-level keys: JSON.parse keeps the last one, so must the splice.
+  `{"model":"first","x":1,"model":"last"}`,
+  `{"model":{"not":"a string"},"model":"last"}`,
+  `{"model":"a","model":"b","model":"c"}`,
+  `{"__proto__":{"model":"p"},"model":"m"}`,
+];
+
+/** Bodies where the fast path must decline (and the slow path answers). */
+const SLOW_BODIES = [
+  `{"mod\\u0065l":"escaped-key"}`,
+  `{"model":"plain","mod\\u0065l":"escaped-last"}`,
+  `{"\\u006dodel":"escaped-first","model":"plain-last"}`,
+  `{"model":"string","model":42}`,
+  `{"model":null}`,
+  `{"model":["claude"]}`,
+  `{"max_tokens":5}`,
+  `{}`,
+  `{"a\\"b":1,"model":"m"}`,
+];
+
+test("fast path applies to plain bodies and agrees with the slow path byte-for-byte outside the model", () => {
+  for (const raw of FAST_BODIES) assert.equal(check(raw), true, `fast path expected for ${raw}`);
+});
+
+test("fast path declines escaped keys and non-string models; the result is still right", () => {
+  for (const raw of SLOW_BODIES) assert.equal(check(raw), false, `slow path expected for ${raw}`);
+});
+
+test("a duplicate model key: the upstream gets the model the router saw", () => {
+  const raw = `{"model":"cheap-model","messages":[],"model":"routed-model"}`;
+  const out = spliceModel(Buffer.from(raw), JSON.parse(raw), "upstream-x").toString();
+  assert.equal(out, `{"model":"cheap-model","messages":[],"model":"upstream-x"}`);
+  assert.equal(JSON.parse(out).model, "upstream-x");
+});
+
+test("an escaped key spelling model is rewritten too (via the slow path)", () => {
+  const raw = `{"model":"a","mod\\u0065l":"b"}`;
+  const out = spliceModel(Buffer.from(raw), JSON.parse(raw), "new");
+  assert.deepEqual(JSON.parse(out.toString()), { model: "new" });
+  assert.ok(!out.toString().includes('"b"'), "no stale model value survives");
+});
+
+test("findModelRange returns null for non-objects", () => {
+  for (const raw of [`[]`, `"model"`, `[{"model":"m"}]`, `42`, ``]) {
+    assert.equal(findModelRange(Buffer.from(raw)), null, raw);
+  }
+});
+
+// ---- deterministic fuzz ----------------------------------------------------------------
+
+/** mulberry32: a small seeded PRNG so failures reproduce. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+class Gen {
+  constructor(readonly rnd: () => number) {}
+  int(n: number): number {
+    return Math.floor(this.rnd() * n);
+  }
+  pick<T>(xs: readonly T[]): T {
+    return xs[this.int(xs.length)]!;
+  }
+  ws(): string {
+    return this.rnd() < 0.6 ? "" : this.pick([" ", "\n", "\t", "\r\n", "  ", " \n  "]);
+  }
+  /** Raw JSON string content pieces (valid inside quotes). */
+  str(): string {
+    const pieces = ["a", "model", "claude", " ", '\\"', "\\\\", "\\n", "\\t", "\\/", "\\u0041", "\\u00e9", "\\ud83e\\udd80",
+      "{", "}", "[", "]", ",", ":", '\\"model\\":', "é", "🦀", "\\u2028", "\\\\\\\""];
+    let s = "";
+    for (let n = this.int(6); n > 0; n--) s += this.pick(pieces);
+    return `"${s}"`;
+  }
+  key(): string {
+    return this.pick([`"model"`, `"model"`, `"mod\\u0065l"`, `"\\u006dodel"`, `"models"`, `"Model"`, `"a"`, `"b"`, `"content"`,
+      `"__proto__"`, `"k\\"ey"`, `""`]);
+  }
+  scalar(): string {
+    return this.pick([() => this.str(), () => this.pick(["0", "-1", "3.5", "1e10", "-2.5E-3", "123456789012345678901", "1.0"]),
+      () => "true", () => "false", () => "null"])();
+  }
+  value(depth: number): string {
+    const r = this.rnd();
+    if (depth <= 0 || r < 0.5) return this.scalar();
+    if (r < 0.75) {
+      const items: string[] = [];
+      for (let n = this.int(4); n > 0; n--) items.push(this.ws() + this.value(depth - 1) + this.ws());
+      return `[${items.join(",")}${items.length === 0 ? this.ws() : ""}]`;
+    }
+    return this.object(depth - 1, false);
+  }
+  object(depth: number, top: boolean): string {
+    const members: string[] = [];
+    const n = this.int(top ? 6 : 4);
+    for (let i = 0; i < n; i++) {
+      const k = this.key();
+      const v = top && k === `"model"` && this.rnd() < 0.8 ? this.str() : this.value(depth);
+      members.push(`${this.ws()}${k}${this.ws()}:${this.ws()}${v}${this.ws()}`);
+    }
+    if (top && this.rnd() < 0.7) {
+      members.splice(this.int(members.length + 1), 0, `${this.ws()}"model"${this.ws()}:${this.ws()}${this.str()}${this.ws()}`);
+    }
+    return `{${members.join(",")}${members.length === 0 ? this.ws() : ""}}`;
+  }
+}
+
+test("fuzz: fast and slow paths agree on 5000 random bodies (seeded)", () => {
+  const SEED = 0x5eed1234;
+  const g = new Gen(prng(SEED));
+  let fastCount = 0;
+  for (let i = 0; i < 5000; i++) {
+    const raw = g.ws() + g.object(3, true) + g.ws();
+    try {
+      JSON.parse(raw);
+    } catch (e) {
+      assert.fail(`generator bug, invalid JSON at #${i}: ${raw} (${(e as Error).message})`);
+    }
+    const model = g.rnd() < 0.5 ? "m" : NEW_MODEL;
+    if (check(raw, model)) fastCount++;
+  }
+  // The fuzz must exercise both paths a good deal, or it proves little.
+  assert.ok(fastCount > 1000, `fast path taken ${fastCount} times`);
+  assert.ok(fastCount < 4900, `slow path taken ${5000 - fastCount} times`);
+});
