@@ -1,0 +1,107 @@
+/**
+ * Child processes for the load test (mock, ceiling, gateway), each in its own process,
+ * and what Linux tells us about them: CPU time and RSS from /proc.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
+
+export interface Proc {
+  name: string;
+  port: number;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+const CLK_TCK = 100; // Linux USER_HZ
+
+/** utime + stime of a process, in ms (10 ms resolution). */
+export function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // After "pid (comm) ", field 3 (state) is f[0]; utime is field 14 → f[11], stime f[12].
+  return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+}
+
+/** Resident set size in bytes. */
+export function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m === null ? NaN : Number(m[1]) * 1024;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      s.close(() => (typeof a === "object" && a !== null ? resolve(a.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+function stopper(child: ChildProcess, graceMs: number): () => Promise<void> {
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  return async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGTERM");
+    const t = setTimeout(() => child.kill("SIGKILL"), graceMs);
+    await exited;
+    clearTimeout(t);
+  };
+}
+
+/** A program that prints `{"port":N}` on stdout once listening (mock, ceiling, stream upstream). */
+export function startPortPrinter(name: string, script: string, args: string[], timeoutMs = 15_000): Promise<Proc> {
+  const child = spawn(process.execPath, [script, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    let buf = "";
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`${name} did not print its port within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.once("exit", (code) => reject(new Error(`${name} exited (${code}) before listening`)));
+    child.stdout!.setEncoding("utf8");
+    child.stdout!.on("data", (d: string) => {
+      buf += d;
+      const m = /\{"port":(\d+)\}/.exec(buf);
+      if (m === null) return;
+      clearTimeout(timer);
+      child.stdout!.removeAllListeners("data");
+      child.stdout!.resume();
+      resolve({ name, port: Number(m[1]), child, stop: stopper(child, 5_000) });
+    });
+  });
+}
+
+/**
+ * The gateway (dist/server/main.js) on a port we choose, logging to a file; ready when
+ * GET /health/live answers. SIGTERM lets it drain (idle keep-alives close within ~10 s).
+ */
+export async function startGateway(script: string, env: Record<string, string>, timeoutMs = 20_000): Promise<Proc> {
+  const port = await freePort();
+  let stderr = "";
+  const child = spawn(process.execPath, [script], {
+    env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", ...env, PORT: String(port) },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  child.stderr!.setEncoding("utf8");
+  child.stderr!.on("data", (d: string) => (stderr += d));
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`gateway exited (${child.exitCode}) before listening: ${stderr}`);
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/health/live`);
+      await r.arrayBuffer();
+      if (r.status === 200) break;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`gateway not live within ${timeoutMs} ms: ${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { name: "gateway", port, child, stop: stopper(child, 15_000) };
+}

@@ -1,0 +1,229 @@
+/**
+ * `npm run loadtest [-- --duration 10] [-- --rounds 3] [-- --threads 1] [-- --quick]`
+ *
+ * Scenarios, every process on 127.0.0.1 and every run bounded in time:
+ *   (a) the mock upstream directly; (b) the bare uWS + undici pass-through (loadtest/ceiling.ts);
+ *   (c) the gateway with every feature on (auth, validation, metrics, breaker, shedder, rate
+ *       limits, info logging to a file) → the mock; (d) (c) with the 100 KB Claude Code body;
+ *   (e) (c) streaming a 50-event SSE reply; (f) overload: many connections, tiny shedding
+ *       threshold; plus the latency the gateway adds at concurrency 1.
+ * Targets of a group run interleaved (direct, ceiling, gateway, direct, …) for N rounds;
+ * the tables give medians and per-round paired ratios. Writes loadtest/results.json.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir, totalmem, type as osType, release } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { claudeCodeRequestText, smallRequest } from "../bench/fixture.js";
+import { bytes, fmt, markdownTable, median, parseFlags } from "../bench/format.js";
+import { loadRun, sequentialLatencies, type RunResult, type Target } from "./measure.js";
+import { rssBytes, startGateway, startPortPrinter, type Proc } from "./procs.js";
+import { pairedRatio, shedStats, summarise, type Summary } from "./stats.js";
+
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+const MOCK = here("./mock-upstream.js");
+const CEILING = here("./ceiling.js");
+const STREAM = here("./stream-upstream.js");
+const GATEWAY = here("../server/main.js");
+export const RESULTS_PATH = fileURLToPath(new URL("../../loadtest/results.json", import.meta.url));
+
+const CLIENT_KEY = "sk-loadtest-client-key-01";
+const HEADERS = { "content-type": "application/json", "anthropic-version": "2023-06-01", "x-api-key": CLIENT_KEY };
+
+/** Settings that turn every gateway feature on without limiting a load test. */
+function gatewayEnv(mockPort: number, streamPort: number, dir: string, threads: number, logFile: string, extra: Record<string, string> = {}): Record<string, string> {
+  const cfgFile = join(dir, "gateway.json");
+  writeFileSync(cfgFile, JSON.stringify({
+    providers: { sse: { type: "anthropic", base_url: `http://127.0.0.1:${streamPort}`, api_key: "sk-upstream-sse-123" } },
+    routes: [{ match: "claude-stream-*", provider: "sse" }],
+  }));
+  return {
+    HTTP_THREADS: String(threads),
+    MODEL_PROVIDER: "anthropic",
+    ANTHROPIC_API_BASE: `http://127.0.0.1:${mockPort}`,
+    ANTHROPIC_API_KEY: "sk-upstream-key-123",
+    GATEWAY_API_KEYS: CLIENT_KEY,
+    CONFIG_FILE: cfgFile,
+    LOG_LEVEL: "info",
+    LOG_FILE: logFile,
+    METRICS_ENABLED: "true",
+    // Rate limits on (issue 3), high enough never to refuse: the check still runs.
+    RATE_LIMIT_REQUESTS_PER_MINUTE: "1000000000",
+    RATE_LIMIT_TOKENS_PER_MINUTE: "4000000000",
+    ...extra,
+  };
+}
+
+interface Group {
+  id: string;
+  title: string;
+  targets: Target[];
+  connections: number;
+  duration: number;
+  runs: Map<string, RunResult[]>;
+}
+
+async function runGroup(g: Group, rounds: number, log: (s: string) => void): Promise<void> {
+  for (const t of g.targets) g.runs.set(t.name, []);
+  for (let r = 0; r < rounds; r++) {
+    for (const t of g.targets) {
+      const res = await loadRun(t, g.connections, g.duration);
+      g.runs.get(t.name)!.push(res);
+      log(`  ${g.id} round ${r + 1}/${rounds} ${t.name}: ${fmt(res.req_per_s)} req/s, p99 ${fmt(res.p99_ms)} ms, statuses ${JSON.stringify(res.statuses)}`);
+    }
+  }
+}
+
+function groupTable(g: Group): { md: string; summaries: Summary[]; ratios: Record<string, number> } {
+  const summaries = g.targets.map((t) => summarise(t.name, g.runs.get(t.name)!));
+  const gw = g.runs.get("gateway")!;
+  const ratios: Record<string, number> = {};
+  if (g.runs.has("ceiling")) ratios.gateway_over_ceiling = pairedRatio(gw, g.runs.get("ceiling")!);
+  if (g.runs.has("direct")) ratios.gateway_over_direct = pairedRatio(gw, g.runs.get("direct")!);
+  const md = markdownTable(
+    ["target", "req/s (median)", "rounds req/s", "p50 ms", "p99 ms", "CPU ms/req", "non-2xx", "errors"],
+    summaries.map((s) => [
+      s.target,
+      fmt(s.req_per_s),
+      s.rounds_req_per_s.map((x) => fmt(x)).join(" / "),
+      fmt(s.p50_ms),
+      fmt(s.p99_ms),
+      fmt(s.cpu_ms_per_req),
+      String(Object.entries(s.statuses).reduce((a, [k, v]) => a + (k.startsWith("2") ? 0 : v), 0)),
+      String(s.errors),
+    ]),
+  );
+  const rt = Object.entries(ratios).map(([k, v]) => `${k.replace(/_/g, " ")}: **${fmt(v * 100)}%**`).join("; ");
+  return { md: `${md}\n\n${rt} (median of per-round ratios)`, summaries, ratios };
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags(process.argv.slice(2));
+  const quick = flags.has("quick");
+  const rounds = Number(flags.get("rounds") ?? (quick ? 1 : 3));
+  const duration = Number(flags.get("duration") ?? (quick ? 3 : 10));
+  const shortDuration = Math.max(2, Math.round(duration / 2));
+  const threads = Number(flags.get("threads") ?? 1);
+  const connections = Number(flags.get("connections") ?? 50);
+  const log = (s: string) => process.stderr.write(s + "\n");
+  const dir = mkdtempSync(join(tmpdir(), "portcullis-loadtest-"));
+  const procs: Proc[] = [];
+  const stopAll = async () => {
+    await Promise.all(procs.splice(0).map((p) => p.stop()));
+  };
+  process.once("SIGINT", () => void stopAll().finally(() => process.exit(130)));
+
+  try {
+    const mock = await startPortPrinter("mock", MOCK, ["--port", "0"]);
+    procs.push(mock);
+    const sse = await startPortPrinter("stream-upstream", STREAM, ["--port", "0", "--events", "50"]);
+    procs.push(sse);
+    const ceiling = await startPortPrinter("ceiling", CEILING, ["--port", "0", "--upstream", `http://127.0.0.1:${mock.port}`]);
+    procs.push(ceiling);
+    const ceilingSse = await startPortPrinter("ceiling-sse", CEILING, ["--port", "0", "--upstream", `http://127.0.0.1:${sse.port}`]);
+    procs.push(ceilingSse);
+    const gwLog = join(dir, "gateway.log");
+    const gw = await startGateway(GATEWAY, gatewayEnv(mock.port, sse.port, dir, threads, gwLog));
+    procs.push(gw);
+    const gwPid = gw.child.pid!;
+    const rssBefore = rssBytes(gwPid);
+    log(`loadtest: mock :${mock.port}, ceiling :${ceiling.port}, gateway :${gw.port} (${threads} thread${threads === 1 ? "" : "s"}), ${rounds} rounds × ${duration} s`);
+
+    const small = JSON.stringify(smallRequest());
+    const large = claudeCodeRequestText();
+    const streamBody = JSON.stringify({ ...smallRequest(), model: "claude-stream-sonnet", stream: true });
+    const mk = (name: string, p: Proc, body: string): Target => ({ name, port: p.port, pid: p.child.pid ?? null, path: "/v1/messages", headers: HEADERS, body });
+
+    const groups: Group[] = [
+      { id: "small", title: `Small body, ${connections} connections, ${duration} s — scenarios (a) direct, (b) ceiling, (c) gateway`, targets: [mk("direct", mock, small), mk("ceiling", ceiling, small), mk("gateway", gw, small)], connections, duration, runs: new Map() },
+      { id: "large", title: `(d) Claude Code body (${Math.round(large.length / 1024)} KB), ${connections} connections, ${shortDuration} s`, targets: [mk("direct", mock, large), mk("ceiling", ceiling, large), mk("gateway", gw, large)], connections, duration: shortDuration, runs: new Map() },
+      { id: "stream", title: `(e) Streaming, 50 text_delta events per reply (loadtest/stream-upstream.ts), ${connections} connections, ${shortDuration} s`, targets: [mk("direct", sse, streamBody), mk("ceiling", ceilingSse, streamBody), mk("gateway", gw, streamBody)], connections, duration: shortDuration, runs: new Map() },
+    ];
+
+    log("loadtest: warm-up");
+    for (const g of groups) for (const t of g.targets) await loadRun(t, connections, quick ? 1 : 2);
+    for (const g of groups) {
+      log(`loadtest: group ${g.id}`);
+      await runGroup(g, rounds, log);
+    }
+
+    log("loadtest: concurrency 1");
+    const c1Blocks = quick ? 3 : 10;
+    const c1 = await sequentialLatencies([mk("direct", mock, small), mk("ceiling", ceiling, small), mk("gateway", gw, small)], c1Blocks, 200);
+    const c1med = Object.fromEntries([...c1].map(([k, v]) => [k, median(v)]));
+    const rssAfter = rssBytes(gwPid);
+    // Proof that info logging to the file was on: one line per request.
+    const logLines = readFileSync(gwLog, "utf8").split("\n").filter((l) => l.includes('"msg":"request"')).length;
+    await gw.stop();
+    procs.splice(procs.indexOf(gw), 1);
+
+    // (f) overload: a second gateway with a tiny active-requests threshold.
+    const shedThreshold = Number(flags.get("shed-threshold") ?? 4);
+    const overloadConns = Number(flags.get("overload-connections") ?? 400);
+    const gwOver = await startGateway(GATEWAY, gatewayEnv(mock.port, sse.port, dir, threads, join(dir, "gateway-overload.log"), { LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD: String(shedThreshold) }));
+    procs.push(gwOver);
+    log(`loadtest: overload, ${overloadConns} connections, active threshold ${shedThreshold}`);
+    await loadRun(mk("gateway", gwOver, small), overloadConns, 1);
+    const over: RunResult[] = [];
+    for (let r = 0; r < rounds; r++) over.push(await loadRun(mk("gateway", gwOver, small), overloadConns, shortDuration));
+    const overRss = rssBytes(gwOver.child.pid!);
+    const overSum = summarise("gateway", over);
+    const shed = shedStats(overSum.statuses, overSum.errors);
+
+    // ---------------------------------------------------------------- report
+    const machine = { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memory_gb: Math.round(totalmem() / 2 ** 30), os: `${osType()} ${release()}`, node: process.version };
+    const out: string[] = [];
+    const tables = groups.map((g) => ({ g, ...groupTable(g) }));
+    out.push(`## Load test (autocannon; medians of ${rounds} interleaved rounds)`, "");
+    out.push(`${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; gateway HTTP_THREADS=${threads}; load generator, upstream, ceiling and gateway share the machine.`, "");
+    for (const t of tables) out.push(`### ${t.g.title}`, "", t.md, "");
+
+    const smallT = tables[0]!;
+    const direct = smallT.summaries.find((s) => s.target === "direct")!;
+    const gwS = smallT.summaries.find((s) => s.target === "gateway")!;
+    out.push("### Issue 2 note: gateway vs the mock directly (small body, 50 connections, 10 s)", "");
+    out.push(markdownTable(["target", "req/s", "p50 ms", "p99 ms"], [["mock direct", fmt(direct.req_per_s), fmt(direct.p50_ms), fmt(direct.p99_ms)], ["gateway → mock", fmt(gwS.req_per_s), fmt(gwS.p50_ms), fmt(gwS.p99_ms)]]));
+    out.push("", `gateway ÷ direct: ${fmt(smallT.ratios.gateway_over_direct! * 100)}%; gateway RSS before ${bytes(rssBefore)}, after the whole load test ${bytes(rssAfter)}.`, "");
+
+    const added = c1med.gateway! - c1med.direct!;
+    out.push(`### Concurrency 1 (${c1Blocks} interleaved blocks × 200 sequential requests per target, small body)`, "");
+    out.push(markdownTable(["target", "median µs", "added over direct µs"], ["direct", "ceiling", "gateway"].map((k) => [k, fmt(c1med[k]!), k === "direct" ? "—" : fmt(c1med[k]! - c1med.direct!)])), "");
+
+    out.push(`### (f) Overload: ${overloadConns} connections, LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD=${shedThreshold}, ${rounds} × ${shortDuration} s`, "");
+    out.push(markdownTable(["req/s", "shed (503) rate", "p99 admitted (2xx) ms", "p99 all ms", "failures other than 503", "statuses"], [[fmt(overSum.req_per_s), `${fmt(shed.shed_rate * 100)}%`, fmt(overSum.p99_2xx_ms), fmt(overSum.p99_ms), String(shed.other_failures), JSON.stringify(overSum.statuses)]]), "");
+
+    const ratio = smallT.ratios.gateway_over_ceiling!;
+    const targets = [
+      { target: "gateway ≥ 80% of the bare pass-through's req/s (small body)", value: `${fmt(ratio * 100)}%`, met: ratio >= 0.8 },
+      { target: "added latency at concurrency 1 ≤ 100 µs", value: `${fmt(added)} µs`, met: added <= 100 },
+      { target: "RSS after the load test ≤ 150 MB", value: bytes(rssAfter), met: rssAfter <= 150 * 1024 * 1024 },
+      { target: "overload: no errors other than 503", value: String(shed.other_failures), met: shed.other_failures === 0 },
+    ];
+    out.push("### Targets", "", markdownTable(["target", "measured", "met"], targets.map((t) => [t.target, t.value, t.met ? "yes" : "**no**"])), "");
+    process.stdout.write(out.join("\n") + "\n");
+
+    writeFileSync(RESULTS_PATH, JSON.stringify({
+      generated_at: new Date().toISOString(), machine, rounds, duration_s: duration, threads, connections,
+      groups: tables.map((t) => ({ id: t.g.id, title: t.g.title, summaries: t.summaries, ratios: t.ratios, runs: Object.fromEntries(t.g.runs) })),
+      issue2: { direct_req_per_s: direct.req_per_s, gateway_req_per_s: gwS.req_per_s, gateway_over_direct: smallT.ratios.gateway_over_direct, rss_before_bytes: rssBefore, rss_after_bytes: rssAfter },
+      concurrency1: { median_us: c1med, added_us: added, samples_per_target: c1Blocks * 200 },
+      overload: { connections: overloadConns, active_threshold: shedThreshold, summary: overSum, ...shed, rss_after_bytes: overRss, runs: over },
+      gateway_request_log_lines: logLines,
+      targets,
+    }, null, 2) + "\n");
+    log(`loadtest: wrote ${RESULTS_PATH}`);
+  } finally {
+    await stopAll();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().then(
+    () => process.exit(0),
+    (e) => {
+      process.stderr.write(`loadtest: ${(e as Error).stack ?? e}\n`);
+      process.exit(1);
+    },
+  );
+}
