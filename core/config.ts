@@ -4,6 +4,7 @@
  * A bad value throws ConfigError naming the setting (env var name, or the file path + field).
  */
 import typia, { tags } from "typia";
+import { loadMcpConfig, type McpConfig } from "./policy/config.js";
 
 export type ProviderType = "anthropic" | "azure-anthropic" | "databricks" | "mock";
 export const PROVIDER_TYPES: readonly ProviderType[] = ["anthropic", "azure-anthropic", "databricks", "mock"];
@@ -77,6 +78,8 @@ export interface GatewayConfig extends Settings {
   readonly routes: readonly RouteConfig[];
   readonly defaultProvider: string | null;
   readonly apiKeys: readonly string[];
+  /** MCP workspace tools (docs/mcp.md); null when WORKSPACE_ROOT is unset. */
+  readonly mcp: McpConfig | null;
 }
 
 /** Which env var names each setting, for error messages. */
@@ -274,5 +277,6 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number): Gat
     routes: Object.freeze(routes.map((r) => Object.freeze(r))),
     defaultProvider,
     apiKeys: Object.freeze(apiKeys),
+    mcp: loadMcpConfig(env, apiKeys.length),
   });
 }

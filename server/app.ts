@@ -16,6 +16,7 @@ import { validateCountTokensRequest, validateMessagesRequest } from "../core/val
 import { mockCountTokens, mockMessageJson, mockStreamFrames, type MockRequest } from "../core/mock-reply.js";
 import { RequestCtx, type Shared } from "./context.js";
 import { readBody } from "./body.js";
+import { registerMcp } from "./mcp/transport.js";
 import { forward, type Pools } from "./upstream.js";
 
 export interface AppDeps {
@@ -214,6 +215,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     app.get("/metrics/observability", page("observability", "application/json"));
   }
 
+  registerMcp(app, { cfg, shared, keys, ids });
   app.any("/*", guard(R_OTHER, (ctx) => ctx.fail("GW_ERR_ROUTE_NOT_FOUND")));
   return app;
 }

@@ -1,0 +1,290 @@
+/**
+ * MCP workspace-tool settings: read once at start-up, validated (typia for the command
+ * file, explicit checks for the environment), then frozen. Returns null when
+ * WORKSPACE_ROOT is unset: the MCP server is off and /mcp answers 404.
+ * The few file-system probes (realpath of the roots, the command file, where bwrap and
+ * prlimit live) go through `io`, so tests can hand in a fake.
+ */
+import { existsSync, lstatSync, readFileSync, readlinkSync, realpathSync, statSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { delimiter, join } from "node:path";
+import { ConfigError } from "../config.js";
+import { CommandTemplate, commandProblem, validateCommandsFile, type CommandSpec } from "./commands.js";
+import { globSource } from "./glob.js";
+import { DEFAULT_ALLOWED_PATHS, lexicalRefusal } from "./paths.js";
+import { SYSTEM_DIRS, type LayoutEntry, type SandboxBackend, type SandboxLimits } from "./sandbox-argv.js";
+
+export const TOOL_NAMES = ["read_file", "write_file", "edit_file", "list_dir", "search", "run_command", "git_status", "git_diff"] as const;
+export type ToolName = (typeof TOOL_NAMES)[number];
+
+export interface McpConfig {
+  readonly roots: readonly string[];
+  readonly allowedPaths: readonly string[];
+  readonly blockedPaths: readonly string[];
+  readonly maxReadBytes: number;
+  readonly maxWriteBytes: number;
+  readonly searchMaxResults: number;
+  readonly listMaxEntries: number;
+  readonly commands: readonly CommandSpec[];
+  /** Key id or "*" -> allowed tool names; null = every key may call every tool. */
+  readonly toolAccess: Readonly<Record<string, readonly string[]>> | null;
+  readonly allowAnonymous: boolean;
+  readonly allowedOrigins: readonly string[];
+  readonly sessionSecret: string;
+  readonly sessionTtlSeconds: number;
+  readonly git: string | null;
+  readonly sandbox: {
+    readonly backend: SandboxBackend;
+    readonly bwrap: string;
+    readonly prlimit: string;
+    readonly engine: string;
+    readonly image: string;
+    readonly layout: readonly LayoutEntry[];
+    readonly roBinds: readonly string[];
+    readonly uid: number;
+    readonly gid: number;
+    /** The gateway runs as root: spawn with uid/gid (RLIMIT_NPROC does not bind root). */
+    readonly dropPrivileges: boolean;
+    readonly timeoutMs: number;
+    readonly outputBytes: number;
+    readonly limits: SandboxLimits;
+  };
+}
+
+export interface McpIo {
+  realpath(p: string): string;
+  isDir(p: string): boolean;
+  readFile(p: string): string;
+  /** null when `p` is not a symlink. */
+  readlink(p: string): string | null;
+  exists(p: string): boolean;
+  which(name: string, path: string): string | null;
+  uid(): number;
+  gid(): number;
+}
+
+export const nodeIo: McpIo = {
+  realpath: (p) => realpathSync(p),
+  isDir: (p) => {
+    try {
+      return statSync(p).isDirectory();
+    } catch {
+      return false;
+    }
+  },
+  readFile: (p) => readFileSync(p, "utf8"),
+  readlink: (p) => {
+    try {
+      return lstatSync(p).isSymbolicLink() ? readlinkSync(p) : null;
+    } catch {
+      return null;
+    }
+  },
+  exists: (p) => existsSync(p),
+  which: (name, path) => {
+    if (name.startsWith("/")) return existsSync(name) ? name : null;
+    for (const d of path.split(delimiter)) {
+      if (d === "") continue;
+      const f = join(d, name);
+      if (existsSync(f)) return f;
+    }
+    return null;
+  },
+  uid: () => process.getuid?.() ?? 0,
+  gid: () => process.getgid?.() ?? 0,
+};
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function str(env: Env, name: string): string | null {
+  const raw = env[name];
+  return raw === undefined || raw.trim() === "" ? null : raw.trim();
+}
+
+function int(env: Env, name: string, dflt: number, min: number, max: number): number {
+  const s = str(env, name);
+  if (s === null) return dflt;
+  if (!/^\d+$/.test(s)) throw new ConfigError(name, `expected a whole number, got ${JSON.stringify(s)}`);
+  const n = Number(s);
+  if (n < min || n > max) throw new ConfigError(name, `expected a number from ${min} to ${max}, got ${n}`);
+  return n;
+}
+
+function bool(env: Env, name: string, dflt: boolean): boolean {
+  const s = str(env, name)?.toLowerCase() ?? null;
+  if (s === null) return dflt;
+  if (s === "true" || s === "1" || s === "yes" || s === "on") return true;
+  if (s === "false" || s === "0" || s === "no" || s === "off") return false;
+  throw new ConfigError(name, `expected true or false, got ${JSON.stringify(s)}`);
+}
+
+function list(env: Env, name: string): string[] {
+  const s = str(env, name);
+  return s === null ? [] : s.split(",").map((x) => x.trim()).filter((x) => x !== "");
+}
+
+function globs(env: Env, name: string, dflt: readonly string[]): string[] {
+  const g = list(env, name);
+  for (const p of g) {
+    try {
+      globSource(p);
+    } catch (e) {
+      throw new ConfigError(name, `bad glob ${JSON.stringify(p)}: ${(e as Error).message}`);
+    }
+  }
+  return g.length === 0 ? [...dflt] : g;
+}
+
+function typiaPath(p: string): string {
+  return p.replace(/^\$input\.?/, "").replace(/\[(\d+)\]/g, ".$1").replace(/\["([^"]+)"\]/g, ".$1").replace(/^\./, "") || "(root)";
+}
+
+/**
+ * `keyCount` is the number of configured client keys (their ids are static-0...); with
+ * none, MCP needs MCP_ALLOW_ANONYMOUS=true, because its tools write files and run commands.
+ */
+export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpConfig | null {
+  const rootList = list(env, "WORKSPACE_ROOT");
+  if (rootList.length === 0) return null;
+
+  const roots: string[] = [];
+  for (const r of rootList) {
+    if (!r.startsWith("/")) throw new ConfigError("WORKSPACE_ROOT", `each root must be an absolute path, got ${JSON.stringify(r)}`);
+    if (lexicalRefusal(r) !== null) throw new ConfigError("WORKSPACE_ROOT", `${JSON.stringify(r)}: ${lexicalRefusal(r)}`);
+    if (!io.isDir(r)) throw new ConfigError("WORKSPACE_ROOT", `${JSON.stringify(r)} is not an existing directory`);
+    const real = io.realpath(r);
+    if (real === "/") throw new ConfigError("WORKSPACE_ROOT", "the file-system root cannot be a workspace");
+    if (!roots.includes(real)) roots.push(real);
+  }
+
+  const allowAnonymous = bool(env, "MCP_ALLOW_ANONYMOUS", false);
+  if (keyCount === 0 && !allowAnonymous) {
+    throw new ConfigError("WORKSPACE_ROOT", "the MCP workspace tools need client keys (GATEWAY_API_KEYS or api_keys); set MCP_ALLOW_ANONYMOUS=true to serve them without keys");
+  }
+
+  let commands: CommandSpec[] = [];
+  let toolAccess: Record<string, string[]> | null = null;
+  const cmdFile = str(env, "POLICY_COMMANDS_FILE");
+  if (cmdFile !== null) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(io.readFile(cmdFile));
+    } catch (e) {
+      throw new ConfigError("POLICY_COMMANDS_FILE", `cannot read ${cmdFile} as JSON: ${(e as Error).message}`);
+    }
+    const v = validateCommandsFile(parsed);
+    if (!v.success) {
+      const e = v.errors[0]!;
+      const got = e.value === undefined ? "nothing" : JSON.stringify(e.value)?.slice(0, 80);
+      throw new ConfigError(`POLICY_COMMANDS_FILE ${typiaPath(e.path)}`, `expected ${e.expected}, got ${got}`);
+    }
+    commands = v.data.commands ?? [];
+    const names = new Set<string>();
+    commands.forEach((c, i) => {
+      if (names.has(c.name)) throw new ConfigError(`POLICY_COMMANDS_FILE commands.${i}.name`, `duplicate command ${c.name}`);
+      names.add(c.name);
+      const pr = commandProblem(c);
+      if (pr !== null) throw new ConfigError(`POLICY_COMMANDS_FILE commands.${i}.${pr.field}`, pr.message);
+      new CommandTemplate(c);
+    });
+    if (v.data.tool_access !== undefined) {
+      toolAccess = {};
+      for (const [k, tools] of Object.entries(v.data.tool_access)) {
+        const m = /^static-(\d+)$/.exec(k);
+        if (k !== "*" && (m === null || Number(m[1]) >= keyCount) && !(k === "anonymous" && allowAnonymous)) {
+          throw new ConfigError(`POLICY_COMMANDS_FILE tool_access.${k}`, `unknown key id; ids are static-0 to static-${Math.max(0, keyCount - 1)} in key order, or "*"`);
+        }
+        for (const t of tools) {
+          if (!(TOOL_NAMES as readonly string[]).includes(t)) {
+            throw new ConfigError(`POLICY_COMMANDS_FILE tool_access.${k}`, `unknown tool ${JSON.stringify(t)}; tools: ${TOOL_NAMES.join(", ")}`);
+          }
+        }
+        toolAccess[k] = [...tools];
+      }
+    }
+  }
+
+  const backendRaw = str(env, "SANDBOX_BACKEND") ?? "bwrap";
+  if (!["bwrap", "docker", "podman", "none"].includes(backendRaw)) {
+    throw new ConfigError("SANDBOX_BACKEND", `expected bwrap, docker, podman or none, got ${JSON.stringify(backendRaw)}`);
+  }
+  const backend = backendRaw as SandboxBackend;
+  const PATH = env.PATH ?? "/usr/local/bin:/usr/bin:/bin";
+  let bwrap = "";
+  let engine = "";
+  let image = "";
+  const prlimit = io.which("prlimit", PATH) ?? "";
+  if (backend === "bwrap") {
+    bwrap = io.which("bwrap", PATH) ?? "";
+    if (bwrap === "") throw new ConfigError("SANDBOX_BACKEND", "bwrap (Debian package bubblewrap) is not installed; install it, or set SANDBOX_BACKEND to docker, podman or none");
+  }
+  if (backend === "bwrap" || backend === "none") {
+    if (prlimit === "") throw new ConfigError("SANDBOX_BACKEND", "prlimit (util-linux) is needed for the sandbox limits and was not found in PATH");
+  }
+  if (backend === "docker" || backend === "podman") {
+    engine = io.which(backend, PATH) ?? "";
+    if (engine === "") throw new ConfigError("SANDBOX_BACKEND", `${backend} is not installed`);
+    image = str(env, "SANDBOX_IMAGE") ?? "";
+    if (image === "") throw new ConfigError("SANDBOX_IMAGE", `is required when SANDBOX_BACKEND=${backend}`);
+  }
+
+  const layout: LayoutEntry[] = [];
+  for (const d of SYSTEM_DIRS) {
+    const link = io.readlink(d);
+    if (link !== null) layout.push({ kind: "symlink", target: link, path: d });
+    else if (io.isDir(d)) layout.push({ kind: "ro-bind", path: d });
+  }
+  const roBinds = list(env, "SANDBOX_RO_BINDS");
+  for (const b of roBinds) {
+    if (!b.startsWith("/") || b.includes(",") || lexicalRefusal(b) !== null || !io.exists(b)) {
+      throw new ConfigError("SANDBOX_RO_BINDS", `${JSON.stringify(b)} must be an existing absolute path`);
+    }
+  }
+
+  const myUid = io.uid();
+  const isRoot = myUid === 0;
+  const uid = int(env, "SANDBOX_UID", isRoot ? 65534 : myUid, 0, 4294967294);
+  const gid = int(env, "SANDBOX_GID", isRoot ? 65534 : io.gid(), 0, 4294967294);
+
+  const secret = str(env, "MCP_SESSION_SECRET");
+  if (secret !== null && secret.length < 32) throw new ConfigError("MCP_SESSION_SECRET", "must be at least 32 characters");
+
+  const maxWriteBytes = int(env, "POLICY_MAX_WRITE_BYTES", 1024 * 1024, 1, 64 * 1024 * 1024);
+  return Object.freeze({
+    roots: Object.freeze(roots),
+    allowedPaths: Object.freeze(globs(env, "POLICY_FILE_ALLOWED_PATHS", DEFAULT_ALLOWED_PATHS)),
+    blockedPaths: Object.freeze(globs(env, "POLICY_FILE_BLOCKED_PATHS", [])),
+    maxReadBytes: int(env, "POLICY_MAX_READ_BYTES", 1024 * 1024, 1, 64 * 1024 * 1024),
+    maxWriteBytes,
+    searchMaxResults: int(env, "MCP_SEARCH_MAX_RESULTS", 100, 1, 10_000),
+    listMaxEntries: int(env, "MCP_LIST_MAX_ENTRIES", 1000, 1, 100_000),
+    commands: Object.freeze(commands),
+    toolAccess,
+    allowAnonymous,
+    allowedOrigins: Object.freeze(list(env, "MCP_ALLOWED_ORIGINS")),
+    sessionSecret: secret ?? randomBytes(32).toString("hex"),
+    sessionTtlSeconds: int(env, "MCP_SESSION_TTL_SECONDS", 86_400, 60, 30 * 86_400),
+    git: io.which("git", PATH),
+    sandbox: Object.freeze({
+      backend,
+      bwrap,
+      prlimit,
+      engine,
+      image,
+      layout: Object.freeze(layout),
+      roBinds: Object.freeze(roBinds),
+      uid,
+      gid,
+      dropPrivileges: isRoot && uid !== 0,
+      timeoutMs: int(env, "SANDBOX_TIMEOUT_MS", 30_000, 100, 3_600_000),
+      outputBytes: int(env, "SANDBOX_OUTPUT_BYTES", 256 * 1024, 1024, 16 * 1024 * 1024),
+      limits: Object.freeze({
+        cpuSeconds: int(env, "SANDBOX_CPU_SECONDS", 60, 1, 86_400),
+        memoryMb: int(env, "SANDBOX_MEMORY_MB", 2048, 64, 1_048_576),
+        pids: int(env, "SANDBOX_PIDS", 256, 8, 1_000_000),
+        fileBytes: int(env, "SANDBOX_FILE_BYTES", 256 * 1024 * 1024, 1024, 2 ** 40),
+        cpus: int(env, "SANDBOX_CPUS", 1, 1, 1024),
+      }),
+    }),
+  });
+}

@@ -1,0 +1,329 @@
+/**
+ * The workspace tools: their JSON Schemas for tools/list, argument validation (typia),
+ * per-key access, dispatch to the guarded file system and the sandbox, and one audit
+ * record per call. `call` never throws: a refusal or failure is an MCP tool error
+ * (`isError: true`) with a clear reason.
+ */
+import typia, { tags } from "typia";
+import type { Logger } from "pino";
+import { TOOL_NAMES, type McpConfig, type ToolName } from "../../core/policy/config.js";
+import { CommandTemplate } from "../../core/policy/commands.js";
+import { PathPolicy } from "../../core/policy/paths.js";
+import type { SandboxPlan } from "../../core/policy/sandbox-argv.js";
+import { ToolError, Workspace } from "./fsguard.js";
+import { planFor, runSandboxed, type RunResult, type Running } from "./runner.js";
+
+interface ReadFileArgs { path: string; offset?: number & tags.Type<"uint32">; max_bytes?: number & tags.Type<"uint32"> & tags.Minimum<1> }
+interface WriteFileArgs { path: string; content: string; create_dirs?: boolean }
+interface EditFileArgs { path: string; old_string: string; new_string: string; replace_all?: boolean }
+interface ListDirArgs { path?: string }
+interface SearchArgs { query: string & tags.MinLength<1>; path?: string; max_results?: number & tags.Type<"uint32"> & tags.Minimum<1>; case_sensitive?: boolean }
+interface RunCommandArgs { command: string; args?: Record<string, string | number> }
+interface GitStatusArgs { root?: string }
+interface GitDiffArgs { staged?: boolean; path?: string }
+
+const VALIDATORS: Record<ToolName, (x: unknown) => typia.IValidation<unknown>> = {
+  read_file: typia.createValidateEquals<ReadFileArgs>(),
+  write_file: typia.createValidateEquals<WriteFileArgs>(),
+  edit_file: typia.createValidateEquals<EditFileArgs>(),
+  list_dir: typia.createValidateEquals<ListDirArgs>(),
+  search: typia.createValidateEquals<SearchArgs>(),
+  run_command: typia.createValidateEquals<RunCommandArgs>(),
+  git_status: typia.createValidateEquals<GitStatusArgs>(),
+  git_diff: typia.createValidateEquals<GitDiffArgs>(),
+};
+
+export interface ToolDef {
+  name: ToolName;
+  description: string;
+  inputSchema: Record<string, unknown>;
+  annotations?: Record<string, unknown>;
+}
+
+export interface CallResult {
+  content: { type: "text"; text: string }[];
+  isError?: boolean;
+}
+
+export interface CallCtx {
+  keyId: string;
+  reqId: string;
+  /** Set by the caller; the tool registers a cancel (the client went away). */
+  onCancel(f: (() => void) | null): void;
+}
+
+/** `tool_calls_total{tool,decision}` for this thread (exported for the metrics wiring). */
+export const toolCallCounts = new Map<string, number>();
+
+const PATH_DESC = "Path relative to the workspace root (or absolute inside it). / separators only.";
+const obj = (properties: Record<string, unknown>, required: string[]) => ({ type: "object", properties, required, additionalProperties: false });
+
+function gitBase(git: string): string[] {
+  // Inside the sandbox: no fsmonitor hook, no external diff/textconv, no pager, no lock files.
+  return [git, "-c", "safe.directory=*", "-c", "core.fsmonitor=false", "-c", "core.pager=cat", "--no-optional-locks"];
+}
+
+export class Tools {
+  private readonly cfg: McpConfig;
+  private readonly log: Logger;
+  private readonly ws: Workspace;
+  private readonly commands = new Map<string, CommandTemplate>();
+  private readonly plan: SandboxPlan;
+  private readonly defs: ToolDef[];
+
+  constructor(cfg: McpConfig, log: Logger) {
+    this.cfg = cfg;
+    this.log = log;
+    const policy = new PathPolicy({ roots: cfg.roots, allowed: cfg.allowedPaths, blocked: cfg.blockedPaths });
+    this.ws = new Workspace(policy, {
+      maxReadBytes: cfg.maxReadBytes,
+      maxWriteBytes: cfg.maxWriteBytes,
+      listMaxEntries: cfg.listMaxEntries,
+      searchMaxResults: cfg.searchMaxResults,
+    });
+    for (const c of cfg.commands) this.commands.set(c.name, new CommandTemplate(c));
+    this.plan = planFor(cfg);
+    this.defs = this.buildDefs();
+  }
+
+  private buildDefs(): ToolDef[] {
+    const ro = { readOnlyHint: true, openWorldHint: false };
+    const defs: ToolDef[] = [
+      {
+        name: "read_file",
+        description: `Read a UTF-8 text file from the workspace. At most ${this.cfg.maxReadBytes} bytes per call; use offset to page.`,
+        inputSchema: obj({
+          path: { type: "string", description: PATH_DESC },
+          offset: { type: "integer", minimum: 0, description: "Byte offset to start at (default 0)." },
+          max_bytes: { type: "integer", minimum: 1, maximum: this.cfg.maxReadBytes, description: "Bytes to read at most." },
+        }, ["path"]),
+        annotations: ro,
+      },
+      {
+        name: "write_file",
+        description: `Create or overwrite a text file in the workspace (at most ${this.cfg.maxWriteBytes} bytes).`,
+        inputSchema: obj({
+          path: { type: "string", description: PATH_DESC },
+          content: { type: "string", description: "The whole new file content." },
+          create_dirs: { type: "boolean", description: "Create missing parent directories (default false)." },
+        }, ["path", "content"]),
+        annotations: { destructiveHint: true, openWorldHint: false },
+      },
+      {
+        name: "edit_file",
+        description: "Replace an exact string in a workspace file. old_string must occur exactly once unless replace_all is true.",
+        inputSchema: obj({
+          path: { type: "string", description: PATH_DESC },
+          old_string: { type: "string", minLength: 1, description: "Exact text to replace." },
+          new_string: { type: "string", description: "Replacement text." },
+          replace_all: { type: "boolean", description: "Replace every occurrence (default false)." },
+        }, ["path", "old_string", "new_string"]),
+        annotations: { destructiveHint: true, openWorldHint: false },
+      },
+      {
+        name: "list_dir",
+        description: "List a workspace directory: directories end with /, symlinks with @. Paths blocked by policy are hidden.",
+        inputSchema: obj({ path: { type: "string", description: PATH_DESC + " Default: the root." } }, []),
+        annotations: ro,
+      },
+      {
+        name: "search",
+        description: `Search workspace text files for a literal string; returns path:line: text, at most ${this.cfg.searchMaxResults} results.`,
+        inputSchema: obj({
+          query: { type: "string", minLength: 1, description: "Literal text to find (not a regex)." },
+          path: { type: "string", description: "Directory or file to search. Default: the root." },
+          max_results: { type: "integer", minimum: 1, maximum: this.cfg.searchMaxResults },
+          case_sensitive: { type: "boolean", description: "Default false." },
+        }, ["query"]),
+        annotations: ro,
+      },
+    ];
+    if (this.commands.size > 0) {
+      defs.push({
+        name: "run_command",
+        description:
+          "Run one of the allowed workspace commands in a sandbox (no network, read-only system) and return its exit code and output. Commands:\n" +
+          [...this.commands.values()].map((c) => "- " + c.describe()).join("\n"),
+        inputSchema: obj({
+          command: { type: "string", enum: [...this.commands.keys()], description: "The command name." },
+          args: { type: "object", additionalProperties: { type: ["string", "integer"] }, description: "The command's parameters by name." },
+        }, ["command"]),
+        annotations: { openWorldHint: false },
+      });
+    }
+    if (this.cfg.git !== null) {
+      defs.push(
+        {
+          name: "git_status",
+          description: "git status (porcelain v1, with the branch) of a workspace root, run in the sandbox.",
+          inputSchema: obj({ root: { type: "string", description: "Which workspace root (default the first)." } }, []),
+          annotations: ro,
+        },
+        {
+          name: "git_diff",
+          description: "git diff of the working tree (or the index with staged: true), optionally limited to one path, run in the sandbox.",
+          inputSchema: obj({ staged: { type: "boolean" }, path: { type: "string", description: PATH_DESC } }, []),
+          annotations: ro,
+        },
+      );
+    }
+    return defs;
+  }
+
+  allowedFor(keyId: string, tool: string): boolean {
+    const a = this.cfg.toolAccess;
+    if (a === null) return true;
+    const list = a[keyId] ?? a["*"];
+    return list !== undefined && list.includes(tool);
+  }
+
+  list(keyId: string): ToolDef[] {
+    return this.defs.filter((d) => this.allowedFor(keyId, d.name));
+  }
+
+  has(name: string): boolean {
+    return this.defs.some((d) => d.name === name);
+  }
+
+  async call(name: string, args: unknown, ctx: CallCtx): Promise<CallResult> {
+    const t0 = performance.now();
+    let decision: "allow" | "deny" = "allow";
+    let reason: string | null = null;
+    let exitCode: number | null = null;
+    let result: CallResult;
+    try {
+      if (!(TOOL_NAMES as readonly string[]).includes(name) || !this.has(name)) throw new ToolError(`unknown tool ${JSON.stringify(name.slice(0, 64))}`, true);
+      if (!this.allowedFor(ctx.keyId, name)) throw new ToolError(`tool ${name} is not allowed for this key`, true);
+      const v = VALIDATORS[name as ToolName](args ?? {});
+      if (!v.success) {
+        const e = v.errors[0]!;
+        throw new ToolError(`invalid arguments: ${e.path.replace(/^\$input\.?/, "") || "(arguments)"} expected ${e.expected}`, true);
+      }
+      const r = await this.dispatch(name as ToolName, args as Record<string, unknown>, ctx);
+      if (r.exitCode !== undefined) exitCode = r.exitCode;
+      result = r.result;
+      if (result.isError === true) reason = result.content[0]?.text.split("\n")[0] ?? null;
+    } catch (e) {
+      if (e instanceof ToolError) {
+        if (e.denied) decision = "deny";
+        reason = e.message;
+        result = { content: [{ type: "text", text: (e.denied ? "Refused: " : "Failed: ") + e.message }], isError: true };
+      } else {
+        reason = "internal error";
+        this.log.error({ req_id: ctx.reqId, tool: name, err: String((e as Error)?.stack ?? e) }, "tool failed");
+        result = { content: [{ type: "text", text: "Failed: internal error in the gateway" }], isError: true };
+      }
+    }
+    const key = `${name}\u0000${decision}`;
+    toolCallCounts.set(key, (toolCallCounts.get(key) ?? 0) + 1);
+    this.log.info(
+      {
+        req_id: ctx.reqId,
+        key_id: ctx.keyId,
+        tool: name.slice(0, 64),
+        args: summarise(args),
+        decision,
+        reason: reason ?? undefined,
+        exit_code: exitCode ?? undefined,
+        duration_ms: Math.round((performance.now() - t0) * 1000) / 1000,
+      },
+      "tool_call",
+    );
+    return result;
+  }
+
+  private async dispatch(name: ToolName, a: Record<string, unknown>, ctx: CallCtx): Promise<{ result: CallResult; exitCode?: number | null }> {
+    const text = (t: string, isError = false): { result: CallResult } => ({ result: isError ? { content: [{ type: "text", text: t }], isError } : { content: [{ type: "text", text: t }] } });
+    switch (name) {
+      case "read_file": {
+        const r = await this.ws.readFile(a.path, (a.offset as number | undefined) ?? 0, (a.max_bytes as number | undefined) ?? this.cfg.maxReadBytes);
+        const more = r.to < r.size ? `\n\n[bytes ${r.from}..${r.to} of ${r.size}; call again with offset ${r.to} for more]` : "";
+        return text(r.text + more);
+      }
+      case "write_file": {
+        const r = await this.ws.writeFile(a.path, a.content as string, a.create_dirs === true);
+        return text(`${r.created ? "Created" : "Wrote"} ${r.rel} (${r.bytes} bytes)`);
+      }
+      case "edit_file": {
+        const r = await this.ws.editFile(a.path, a.old_string as string, a.new_string as string, a.replace_all === true);
+        return text(`Edited ${r.rel}: ${r.replaced} replacement${r.replaced === 1 ? "" : "s"}`);
+      }
+      case "list_dir": {
+        const r = await this.ws.listDir(a.path);
+        const tail = (r.truncated ? `\n[listing capped at ${this.cfg.listMaxEntries} entries]` : "") + (r.hidden > 0 ? `\n[${r.hidden} entries hidden by policy]` : "");
+        return text((r.lines.length === 0 ? "(empty)" : r.lines.join("\n")) + tail);
+      }
+      case "search": {
+        const r = await this.ws.search(a.query as string, a.path, (a.max_results as number | undefined) ?? this.cfg.searchMaxResults, a.case_sensitive === true);
+        const tail = r.capped ? `\n[results capped; narrow the query or the path]` : "";
+        return text((r.hits.length === 0 ? "No matches." : r.hits.join("\n")) + tail);
+      }
+      case "run_command": {
+        const t = this.commands.get(a.command as string);
+        if (t === undefined) throw new ToolError(`unknown command ${JSON.stringify(String(a.command).slice(0, 64))}; allowed: ${[...this.commands.keys()].join(", ")}`, true);
+        const b = t.bind(a.args);
+        if (!b.ok) throw new ToolError(b.reason, true);
+        const resolved = new Map<string, string>();
+        for (const [param, p] of b.paths) resolved.set(param, (await this.ws.resolveExisting(p)).real);
+        const cwd = t.spec.cwd === undefined ? this.cfg.roots[0]! : (await this.ws.resolveExisting(t.spec.cwd, true)).real;
+        return this.exec(t.assemble(b, resolved), cwd, t.spec.writes === true, t.spec.timeout_ms ?? this.cfg.sandbox.timeoutMs, ctx);
+      }
+      case "git_status": {
+        const root = a.root === undefined ? this.cfg.roots[0]! : (await this.ws.resolveExisting(a.root, true)).real;
+        if (!this.cfg.roots.includes(root)) throw new ToolError("root must be one of the workspace roots", true);
+        return this.exec([...gitBase(this.cfg.git!), "status", "--porcelain=v1", "--branch"], root, false, this.cfg.sandbox.timeoutMs, ctx);
+      }
+      case "git_diff": {
+        let cwd = this.cfg.roots[0]!;
+        const argv = [...gitBase(this.cfg.git!), "diff", "--no-ext-diff", "--no-textconv", "--no-color"];
+        if (a.staged === true) argv.push("--cached");
+        if (a.path !== undefined) {
+          const r = await this.ws.resolveExisting(a.path);
+          cwd = this.ws.policy.rootOf(r.real)!;
+          argv.push("--", r.real);
+        }
+        return this.exec(argv, cwd, false, this.cfg.sandbox.timeoutMs, ctx);
+      }
+    }
+  }
+
+  private async exec(argv: string[], cwd: string, writes: boolean, timeoutMs: number, ctx: CallCtx): Promise<{ result: CallResult; exitCode: number | null }> {
+    const running: Running = runSandboxed(this.cfg, this.plan, argv, cwd, writes, timeoutMs);
+    ctx.onCancel(running.kill);
+    let r: RunResult;
+    try {
+      r = await running.result;
+    } finally {
+      ctx.onCancel(null);
+    }
+    if (r.spawnError !== null) throw new ToolError(`the sandbox could not start: ${r.spawnError}`, false);
+    const status = r.timedOut
+      ? `killed after the ${timeoutMs} ms time limit`
+      : r.truncated
+        ? `killed: output exceeded ${this.cfg.sandbox.outputBytes} bytes`
+        : r.signal !== null
+          ? `killed by ${r.signal}`
+          : `exit code ${r.exitCode}`;
+    const parts = [status];
+    if (r.stdout !== "") parts.push("--- stdout ---\n" + r.stdout);
+    if (r.stderr !== "") parts.push("--- stderr ---\n" + r.stderr);
+    const failed = r.timedOut || r.truncated || r.exitCode !== 0;
+    return { result: failed ? { content: [{ type: "text", text: parts.join("\n") }], isError: true } : { content: [{ type: "text", text: parts.join("\n") }] }, exitCode: r.exitCode };
+  }
+}
+
+/** A short, secret-free summary of the arguments for the audit line. */
+export function summarise(args: unknown): Record<string, unknown> | undefined {
+  if (args === null || typeof args !== "object" || Array.isArray(args)) return undefined;
+  const out: Record<string, unknown> = {};
+  let n = 0;
+  for (const [k, v] of Object.entries(args as Record<string, unknown>)) {
+    if (++n > 12) break;
+    const key = k.slice(0, 32);
+    if (key === "content" || key === "old_string" || key === "new_string") out[key] = typeof v === "string" ? `<${Buffer.byteLength(v)} bytes>` : typeof v;
+    else if (typeof v === "string") out[key] = v.length > 120 ? v.slice(0, 117) + "..." : v;
+    else if (typeof v === "number" || typeof v === "boolean" || v === null) out[key] = v;
+    else if (typeof v === "object") out[key] = summarise(v) ?? "[array]";
+  }
+  return out;
+}
