@@ -24,6 +24,13 @@ interface BreakerModule {
   };
 }
 
+interface RateLimitModule {
+  RateLimiter: {
+    new (sab: SharedArrayBuffer, clock: unknown): { admit(k: number, l: { requestsPerMinute: number; tokensPerMinute: number }): { ok: boolean } };
+    bufferFor(keys: number): SharedArrayBuffer;
+  };
+}
+
 interface ClockModule {
   Clock32: new (base: number) => { now(): number };
 }
@@ -41,6 +48,8 @@ async function load<T>(name: string): Promise<T | null> {
 export interface Optional {
   /** Load-shedding check, as the hot path calls it; null when core/shedder.ts is absent. */
   shedder: Check | null;
+  /** Per-key rate limit (requests + tokens per minute, never refusing here); null when core/ratelimit.ts is absent. */
+  limiter: Check | null;
   /** Closed circuit breaker: admit + record success; null when core/breaker.ts is absent. */
   breaker: Check | null;
   missing: string[];
@@ -72,5 +81,12 @@ export async function loadOptional(metricsSab: SharedArrayBuffer): Promise<Optio
       done: () => b.recordSuccess(1, probe),
     };
   } else missing.push("core/breaker.ts");
-  return { shedder, breaker, missing };
+  let limiter: Check | null = null;
+  const rm = await load<RateLimitModule>("ratelimit");
+  if (rm !== null && cm !== null) {
+    const rl = new rm.RateLimiter(rm.RateLimiter.bufferFor(4), new cm.Clock32(Date.now()));
+    const limits = { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1_000_000_000 };
+    limiter = { name: "ratelimit", admit: () => rl.admit(0, limits).ok, done: () => {} };
+  } else missing.push("core/ratelimit.ts");
+  return { shedder, limiter, breaker, missing };
 }

@@ -33,8 +33,9 @@ export async function buildRows(): Promise<Rows> {
   const core = new Core();
   core.populate();
   const opt = await loadOptional(core.sab);
-  if (opt.shedder !== null) core.checks.push(opt.shedder);
-  if (opt.breaker !== null) core.checks.push(opt.breaker);
+  core.shedder = opt.shedder;
+  core.limiter = opt.limiter;
+  core.breaker = opt.breaker;
 
   const small = smallRequest();
   const smallText = JSON.stringify(small);
@@ -74,11 +75,12 @@ export async function buildRows(): Promise<Rows> {
     const b = opt.breaker;
     rows.push({ id: "breaker", name: "circuit breaker (closed): admit + success", report: true, fn: () => (b.admit(), b.done()) });
   } else missing.push({ id: "breaker", reason: "core/breaker.ts not present" });
+  if (opt.limiter !== null) rows.push({ id: "ratelimit", name: "extra: rate-limit check (requests + tokens)", report: false, fn: opt.limiter.admit });
   rows.push(
     { id: "validate_simple", name: "input validation, simple (1 message)", report: true, fn: () => validateMessagesRequest(small) },
     { id: "validate_complex", name: `input validation, complex (${Math.round(complexBuf.length / 1024)} KB Claude Code body)`, report: true, fn: () => validateMessagesRequest(complex) },
     { id: "request_id", name: "request-id generation", report: true, fn: () => core.ids.next() },
-    { id: "stack", name: `combined middleware stack${core.checks.length === 2 ? "" : " (without " + opt.missing.join(", ") + ")"}`, report: true, fn: () => core.stack(small, CLIENT_KEY) },
+    { id: "stack", name: `combined middleware stack${opt.missing.length === 0 ? "" : " (without " + opt.missing.join(", ") + ")"}`, report: true, fn: () => core.stack(small, CLIENT_KEY) },
     // Explanatory extras.
     { id: "stack_no_validation", name: "extra: combined stack minus validation", report: false, fn: () => core.stack(small, CLIENT_KEY, false) },
     { id: "auth", name: "extra: auth (presentedKey + KeyIndex.check)", report: false, fn: () => core.keys.check(presentedKey(CLIENT_KEY, "")) },

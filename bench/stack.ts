@@ -41,8 +41,10 @@ export class Core {
   readonly layout: MetricsLayout;
   readonly sab: SharedArrayBuffer;
   readonly metrics: Metrics;
-  /** Shedder, then breaker, when present. */
-  readonly checks: Check[] = [];
+  /** Optional checks, in the order server/app.ts runs them; null when the module is absent. */
+  shedder: Check | null = null;
+  limiter: Check | null = null;
+  breaker: Check | null = null;
 
   constructor() {
     this.cfg = loadConfig(
@@ -80,24 +82,25 @@ export class Core {
   }
 
   /**
-   * One request through core, in the order server/app.ts runs it: request id, auth,
-   * admission (shedder), validation, routing, breaker, upstream auth headers, then the
-   * active gauge and the finished-request record. Returns a status so nothing is dead code.
+   * One request through core, in the order server/app.ts runs it: request id, active
+   * gauge, load shedding, auth, rate limit, validation, routing, breaker, upstream auth
+   * headers, then the finished-request record. Returns a status so nothing is dead code.
    */
   stack(parsed: Record<string, unknown>, xApiKey: string, validate = true): number {
     const id = this.ids.fromHeader("");
     const m = this.metrics;
     m.activeInc();
+    if (this.shedder !== null && !this.shedder.admit()) return this.end(503, id);
     const key = presentedKey(xApiKey, "");
     if (key === "" || this.keys.check(key) === null) return this.end(401, id);
-    const checks = this.checks;
-    for (let i = 0; i < checks.length; i++) if (!checks[i]!.admit()) return this.end(503, id);
+    if (this.limiter !== null && !this.limiter.admit()) return this.end(429, id);
     if (validate && validateMessagesRequest(parsed) !== null) return this.end(400, id);
     const route = this.router.resolve(parsed.model as string) as RouteAnyShape | null;
     if (route === null) return this.end(404, id);
     const provider = route.targets !== undefined ? route.targets[0]!.provider : route.provider!;
+    if (this.breaker !== null && !this.breaker.admit()) return this.end(503, id);
     const headers = authHeadersFor(provider, null);
-    for (let i = 0; i < checks.length; i++) checks[i]!.done();
+    if (this.breaker !== null) this.breaker.done();
     return this.end(headers.length === 2 ? 200 : 500, id, provider.index);
   }
 
