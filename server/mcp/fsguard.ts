@@ -45,13 +45,20 @@ async function hasProcFd(): Promise<boolean> {
   return procFd;
 }
 
+export interface WorkspaceHooks {
+  /** Runs between the policy check and the open (tests swap a symlink in here). */
+  afterCheck?(real: string): Promise<void>;
+}
+
 export class Workspace {
   readonly policy: PathPolicy;
   readonly limits: WorkspaceLimits;
+  private readonly hooks: WorkspaceHooks | null;
 
-  constructor(policy: PathPolicy, limits: WorkspaceLimits) {
+  constructor(policy: PathPolicy, limits: WorkspaceLimits, hooks: WorkspaceHooks | null = null) {
     this.policy = policy;
     this.limits = limits;
+    this.hooks = hooks;
   }
 
   private located(arg: unknown): Located & { ok: true } {
@@ -114,6 +121,7 @@ export class Workspace {
 
   async readFile(arg: unknown, offset = 0, maxBytes = this.limits.maxReadBytes): Promise<{ rel: string; text: string; size: number; from: number; to: number }> {
     const r = await this.resolveExisting(arg, false);
+    if (this.hooks?.afterCheck) await this.hooks.afterCheck(r.real);
     const fh = await this.openVerified(r.real, O_RDONLY, false);
     try {
       const size = (await fh.stat()).size;
@@ -155,6 +163,7 @@ export class Workspace {
     const real = parentReal === "/" ? "/" + name : `${parentReal}/${name}`;
     const why = this.policy.refusal(real, false);
     if (why !== null) throw deny(why);
+    if (this.hooks?.afterCheck) await this.hooks.afterCheck(real);
     const dir = await this.openVerified(parentReal, O_RDONLY | O_DIRECTORY, true);
     let fh: FileHandle;
     let created = false;
@@ -260,6 +269,7 @@ export class Workspace {
 
   async listDir(arg: unknown): Promise<{ rel: string; lines: string[]; truncated: boolean; hidden: number }> {
     const r = await this.resolveExisting(arg ?? ".", true);
+    if (this.hooks?.afterCheck) await this.hooks.afterCheck(r.real);
     const all = await this.entries(r.real);
     all.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const lines: string[] = [];
