@@ -118,6 +118,8 @@ export function bwrapArgs(p: SandboxPlan, run: SandboxRun): string[] {
   for (const b of p.roBinds) a.push("--ro-bind", b, b);
   a.push("--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp");
   for (const r of p.roots) a.push(run.writes ? "--bind" : "--ro-bind", r, r);
+  // The sandbox's own root (where /etc and the mount points live) is read-only too.
+  a.push("--remount-ro", "/");
   a.push("--chdir", run.cwd);
   a.push(...prlimitArgs(p), ...run.argv);
   return a;

@@ -112,7 +112,9 @@ export class Workspace {
       fh = await open(real, flags | O_NOFOLLOW | O_NONBLOCK);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === "ELOOP") throw deny("the path changed to a symlink between the check and the open; refused");
+      // O_NOFOLLOW gives ELOOP on a symlink, and ENOTDIR with O_DIRECTORY: the path was a
+      // checked regular file or directory a moment ago, so it was swapped.
+      if (code === "ELOOP" || (wantDir && code === "ENOTDIR")) throw deny("the path changed between the check and the open (symlink race); refused");
       throw fail(errnoMessage(e, real));
     }
     await this.verify(fh, real, wantDir);

@@ -32,6 +32,7 @@ test("bwrap: all namespaces, no network, read-only system and workspace, tmpfs /
   assert.equal(a.includes("--bind"), false, "no writable bind");
   assert.deepEqual(pairs(a, "--symlink"), [["usr/bin", "/bin"]]);
   assert.equal(a[a.indexOf("--tmpfs") + 1], "/tmp");
+  assert.equal(a[a.indexOf("--remount-ro") + 1], "/");
   assert.deepEqual(a.slice(a.indexOf("--proc"), a.indexOf("--proc") + 4), ["--proc", "/proc", "--dev", "/dev"]);
   assert.ok(!pairs(a, "--ro-bind-try").some((p) => p[0] === "/etc/shadow" || p[0] === "/etc"), "no /etc/shadow, no whole /etc");
   assert.deepEqual(a.slice(a.indexOf("--chdir"), a.indexOf("--chdir") + 2), ["--chdir", "/ws/a"]);
