@@ -26,7 +26,10 @@ export interface McpConfig {
   readonly searchMaxResults: number;
   readonly listMaxEntries: number;
   readonly commands: readonly CommandSpec[];
-  /** Key id or "*" -> allowed tool names; null = every key may call every tool. */
+  /**
+   * Key id or "*" (every other key) -> allowed tool names ("*" = all tools); null = every
+   * key may call every tool. A key matching no entry gets no tools.
+   */
   readonly toolAccess: Readonly<Record<string, readonly string[]>> | null;
   readonly allowAnonymous: boolean;
   readonly allowedOrigins: readonly string[];
@@ -195,7 +198,7 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
           throw new ConfigError(`POLICY_COMMANDS_FILE tool_access.${k}`, `unknown key id; ids are static-0 to static-${Math.max(0, keyCount - 1)} in key order, or "*"`);
         }
         for (const t of tools) {
-          if (!(TOOL_NAMES as readonly string[]).includes(t)) {
+          if (t !== "*" && !(TOOL_NAMES as readonly string[]).includes(t)) {
             throw new ConfigError(`POLICY_COMMANDS_FILE tool_access.${k}`, `unknown tool ${JSON.stringify(t)}; tools: ${TOOL_NAMES.join(", ")}`);
           }
         }

@@ -174,7 +174,7 @@ export class Tools {
     const a = this.cfg.toolAccess;
     if (a === null) return true;
     const list = a[keyId] ?? a["*"];
-    return list !== undefined && list.includes(tool);
+    return list !== undefined && (list.includes(tool) || list.includes("*"));
   }
 
   list(keyId: string): ToolDef[] {
