@@ -45,6 +45,10 @@ export interface SandboxRun {
   writes: boolean;
   /** Container name, so a wall-clock kill can stop it (docker/podman only). */
   name: string;
+  /** Workspace paths blocked by policy, hidden inside the sandbox (empty file / empty dir). */
+  masks?: readonly { path: string; dir: boolean }[];
+  /** An empty, world-readable regular file bound over masked files (default /dev/null). */
+  emptyFile?: string;
 }
 
 /** The environment every command sees: nothing from the gateway's own. */
@@ -118,6 +122,10 @@ export function bwrapArgs(p: SandboxPlan, run: SandboxRun): string[] {
   for (const b of p.roBinds) a.push("--ro-bind", b, b);
   a.push("--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp");
   for (const r of p.roots) a.push(run.writes ? "--bind" : "--ro-bind", r, r);
+  for (const m of run.masks ?? []) {
+    if (m.dir) a.push("--tmpfs", m.path, "--remount-ro", m.path);
+    else a.push("--ro-bind", run.emptyFile ?? "/dev/null", m.path);
+  }
   // The sandbox's own root (where /etc and the mount points live) is read-only too.
   a.push("--remount-ro", "/");
   a.push("--chdir", run.cwd);
@@ -148,6 +156,10 @@ export function containerArgs(p: SandboxPlan, run: SandboxRun): string[] {
   for (const [k, v] of Object.entries(SANDBOX_ENV)) a.push("--env", `${k}=${v}`);
   for (const r of p.roots) a.push("--mount", `type=bind,source=${r},target=${r}${run.writes ? "" : ",readonly"}`);
   for (const b of p.roBinds) a.push("--mount", `type=bind,source=${b},target=${b},readonly`);
+  for (const m of run.masks ?? []) {
+    if (m.dir) a.push("--tmpfs", `${m.path}:ro`);
+    else a.push("--mount", `type=bind,source=${run.emptyFile ?? "/dev/null"},target=${m.path},readonly`);
+  }
   a.push(p.image, ...run.argv);
   return a;
 }

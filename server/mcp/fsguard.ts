@@ -356,6 +356,43 @@ export class Workspace {
   }
 }
 
+/** Directories a mask walk does not enter (git needs .git; node_modules is large). */
+const MASK_SKIP = new Set([".git", "node_modules"]);
+
+/**
+ * Files and directories under the roots that the deny globs block, for the sandbox to hide
+ * (a command like `npm test` could otherwise print a .env). Bounded: at most `maxEntries`
+ * entries are visited; symlinks are not followed (they resolve inside the sandbox, where
+ * the target is masked too or absent).
+ */
+export async function deniedPaths(policy: PathPolicy, maxEntries = 50_000): Promise<{ masks: { path: string; dir: boolean }[]; complete: boolean }> {
+  const masks: { path: string; dir: boolean }[] = [];
+  let seen = 0;
+  const queue = [...policy.roots];
+  while (queue.length > 0) {
+    const d = queue.shift()!;
+    let ents: Dirent[];
+    try {
+      ents = await readdir(d, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const e of ents) {
+      if (++seen > maxEntries) return { masks, complete: false };
+      const abs = `${d}/${e.name}`;
+      const isDir = e.isDirectory();
+      if (isDir && MASK_SKIP.has(e.name)) continue;
+      const why = policy.refusal(abs, isDir);
+      if (why !== null && why.includes("blocked by policy")) {
+        masks.push({ path: abs, dir: isDir });
+        continue;
+      }
+      if (isDir) queue.push(abs);
+    }
+  }
+  return { masks, complete: true };
+}
+
 function relOf(root: string, abs: string): string {
   return abs === root ? "." : abs.slice(root.length + 1);
 }

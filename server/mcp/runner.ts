@@ -44,10 +44,19 @@ export function planFor(cfg: McpConfig): SandboxPlan {
   };
 }
 
-export function runSandboxed(cfg: McpConfig, plan: SandboxPlan, argv: readonly string[], cwd: string, writes: boolean, timeoutMs: number): Running {
+export function runSandboxed(
+  cfg: McpConfig,
+  plan: SandboxPlan,
+  argv: readonly string[],
+  cwd: string,
+  writes: boolean,
+  timeoutMs: number,
+  masks: readonly { path: string; dir: boolean }[] = [],
+  emptyFile?: string,
+): Running {
   const s = cfg.sandbox;
   const name = `portcullis-${randomBytes(6).toString("hex")}`;
-  const { file, args } = sandboxArgv(plan, { argv, cwd, writes, name });
+  const { file, args } = sandboxArgv(plan, { argv, cwd, writes, name, masks, ...(emptyFile === undefined ? {} : { emptyFile }) });
   const t0 = performance.now();
   const direct = s.backend === "none";
   const child = spawn(file, args, {

@@ -5,12 +5,15 @@
  * (`isError: true`) with a clear reason.
  */
 import typia, { tags } from "typia";
+import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Logger } from "pino";
 import { TOOL_NAMES, type McpConfig, type ToolName } from "../../core/policy/config.js";
 import { CommandTemplate } from "../../core/policy/commands.js";
 import { PathPolicy } from "../../core/policy/paths.js";
 import type { SandboxPlan } from "../../core/policy/sandbox-argv.js";
-import { ToolError, Workspace } from "./fsguard.js";
+import { ToolError, Workspace, deniedPaths } from "./fsguard.js";
 import { planFor, runSandboxed, type RunResult, type Running } from "./runner.js";
 
 interface ReadFileArgs { path: string; offset?: number & tags.Type<"uint32">; max_bytes?: number & tags.Type<"uint32"> & tags.Minimum<1> }
@@ -70,6 +73,8 @@ export class Tools {
   private readonly commands = new Map<string, CommandTemplate>();
   private readonly plan: SandboxPlan;
   private readonly defs: ToolDef[];
+  /** Bound over blocked files inside the sandbox: reads see an empty file. */
+  private readonly emptyFile: string;
 
   constructor(cfg: McpConfig, log: Logger) {
     this.cfg = cfg;
@@ -84,6 +89,10 @@ export class Tools {
     for (const c of cfg.commands) this.commands.set(c.name, new CommandTemplate(c));
     this.plan = planFor(cfg);
     this.defs = this.buildDefs();
+    const dir = mkdtempSync(join(tmpdir(), "portcullis-mask-"));
+    chmodSync(dir, 0o755);
+    this.emptyFile = join(dir, "empty");
+    writeFileSync(this.emptyFile, "", { mode: 0o444 });
   }
 
   private buildDefs(): ToolDef[] {
@@ -288,7 +297,10 @@ export class Tools {
   }
 
   private async exec(argv: string[], cwd: string, writes: boolean, timeoutMs: number, ctx: CallCtx): Promise<{ result: CallResult; exitCode: number | null }> {
-    const running: Running = runSandboxed(this.cfg, this.plan, argv, cwd, writes, timeoutMs);
+    // Hide the files the deny globs block (a .env, a key) from the command as well.
+    const { masks, complete } = await deniedPaths(this.ws.policy);
+    if (!complete) this.log.warn({ req_id: ctx.reqId }, "workspace too large to list every blocked path for the sandbox; some may be visible to commands");
+    const running: Running = runSandboxed(this.cfg, this.plan, argv, cwd, writes, timeoutMs, this.cfg.sandbox.backend === "none" ? [] : masks, this.emptyFile);
     ctx.onCancel(running.kill);
     let r: RunResult;
     try {

@@ -50,6 +50,19 @@ test("bwrap: a template that writes binds the workspace read-write", () => {
   assert.ok(!pairs(a, "--ro-bind").some((p) => p[0]!.startsWith("/ws")));
 });
 
+test("blocked workspace paths are masked: files by /dev/null, directories by an empty read-only tmpfs", () => {
+  const masks = [{ path: "/ws/a/.env", dir: false }, { path: "/ws/a/.ssh", dir: true }];
+  const a = bwrapArgs(plan, { ...run, masks });
+  const i = a.indexOf("/ws/a/.env");
+  assert.deepEqual(a.slice(i - 2, i + 1), ["--ro-bind", "/dev/null", "/ws/a/.env"]);
+  assert.ok(i > a.lastIndexOf("/ws/b"), "masks come after the workspace binds");
+  const j = a.indexOf("/ws/a/.ssh");
+  assert.deepEqual(a.slice(j - 1, j + 3), ["--tmpfs", "/ws/a/.ssh", "--remount-ro", "/ws/a/.ssh"]);
+  const d = containerArgs({ ...plan, backend: "docker" }, { ...run, masks });
+  assert.ok(d.includes("type=bind,source=/dev/null,target=/ws/a/.env,readonly"));
+  assert.ok(d.includes("/ws/a/.ssh:ro"));
+});
+
 test("docker/podman: the equivalent run flags", () => {
   for (const backend of ["docker", "podman"] as const) {
     const { file, args } = sandboxArgv({ ...plan, backend, engine: `/usr/bin/${backend}` }, run);

@@ -146,8 +146,14 @@ test("run_command: typed arguments, sandboxed, exit code and output; injection r
     assert.equal(x.isError, true, bad);
     assert.match(text(x), /^Refused: argument pattern:/, bad);
   }
+  const cat = await call(c, "run_command", { command: "count-lines", args: { file: "src/../README.md" } });
+  assert.match(text(cat), /^exit code 0\n--- stdout ---\n1 /);
   const p = await call(c, "run_command", { command: "count-lines", args: { file: ".env" } });
   assert.match(text(p), /Refused: path ".env" is blocked/);
+  // Blocked files are hidden inside the sandbox too: grep cannot read the .env.
+  const hidden = await call(c, "run_command", { command: "grep", args: { pattern: "API_TOKEN" } });
+  assert.match(text(hidden), /^exit code 1$/, text(hidden));
+  assert.ok(!text(hidden).includes("never-shown"));
   const off = await call(c, "run_command", { command: "curl-home" });
   assert.match(text(off), /^exit code 7\n--- stdout ---\nOFFLINE/, "no network in the sandbox");
   const unknown = await call(c, "run_command", { command: "bash" });
