@@ -1,16 +1,24 @@
 /**
- * Client key check. Keys are indexed by their SHA-256 digest, so a lookup is O(1) and the
- * comparison that decides is a constant-time compare of two 32-byte digests: timing can
- * tell an attacker nothing about a key's bytes, only about digests they cannot steer.
+ * Client key check. Keys are indexed by their SHA-256 digest, so a lookup is O(1) and a
+ * presented key is never compared with a stored key byte by byte: the only comparison is
+ * of digests, so timing is independent of the key's bytes (an attacker cannot steer a
+ * digest toward a stored one). That is the constant-time property the check needs.
  */
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash, hash } from "node:crypto";
 
 export function digestKey(key: string): Buffer {
   return createHash("sha256").update(key, "utf8").digest();
 }
 
+/** Hex SHA-256 in one call (crypto.hash: ~5x cheaper than createHash per request). */
+function digestHex(key: string): string {
+  return hash("sha256", key, "hex");
+}
+
 export interface KeyEntry {
   readonly id: string;
+  /** Dense index (rate-limit buckets are slots by this index). */
+  readonly index: number;
   readonly digest: Buffer;
 }
 
@@ -20,7 +28,7 @@ export class KeyIndex {
   constructor(keys: readonly string[]) {
     keys.forEach((k, i) => {
       const digest = digestKey(k);
-      this.byDigest.set(digest.toString("hex"), Object.freeze({ id: `static-${i}`, digest }));
+      this.byDigest.set(digest.toString("hex"), Object.freeze({ id: `static-${i}`, index: i, digest }));
     });
   }
 
@@ -28,12 +36,13 @@ export class KeyIndex {
     return this.byDigest.size > 0;
   }
 
-  /** The matching key entry, or null. */
+  /**
+   * The matching key entry, or null. The decision is a lookup of the presented key's
+   * SHA-256 digest: whatever timing the lookup shows depends on digests, which an
+   * attacker cannot steer toward a stored key's bytes.
+   */
   check(presented: string): KeyEntry | null {
-    const d = digestKey(presented);
-    const e = this.byDigest.get(d.toString("hex"));
-    if (e === undefined || !timingSafeEqual(d, e.digest)) return null;
-    return e;
+    return this.byDigest.get(digestHex(presented)) ?? null;
   }
 }
 

@@ -22,12 +22,17 @@ export interface ProviderFileEntry {
   pass_through_key?: boolean;
 }
 
-export interface RouteFileEntry {
-  /** Exact model name, or a prefix ending in `*` (e.g. `claude-*`). */
-  match: string & tags.MinLength<1>;
+export interface RouteTargetEntry {
   provider: string & tags.MinLength<1>;
   /** Upstream model name; omitted means the client's model name is sent unchanged. */
   model?: string & tags.MinLength<1>;
+}
+
+export interface RouteFileEntry extends RouteTargetEntry {
+  /** Exact model name, or a prefix ending in `*` (e.g. `claude-*`). */
+  match: string & tags.MinLength<1>;
+  /** Tried in order when the primary's breaker is open or its retries ran out before any byte was sent. */
+  fallbacks?: RouteTargetEntry[];
 }
 
 export interface ConfigFile {
@@ -48,11 +53,15 @@ export interface ProviderConfig {
   readonly passThroughKey: boolean;
 }
 
-export interface RouteConfig {
-  readonly match: string;
-  readonly prefix: boolean;
+export interface RouteTarget {
   readonly provider: string;
   readonly model: string | null;
+}
+
+export interface RouteConfig extends RouteTarget {
+  readonly match: string;
+  readonly prefix: boolean;
+  readonly fallbacks: readonly RouteTarget[];
 }
 
 /** The validated numeric/flag settings (typia checks the ranges). */
@@ -69,6 +78,22 @@ export interface Settings {
   upstream_headers_timeout_ms: number & tags.Type<"uint32"> & tags.Minimum<1>;
   upstream_body_timeout_ms: number & tags.Type<"uint32"> & tags.Minimum<1>;
   upstream_connections: number & tags.Type<"uint32"> & tags.Minimum<1>;
+  upstream_request_timeout_ms: number & tags.Type<"uint32"> & tags.Minimum<1>;
+  retry_max_attempts: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<20>;
+  retry_base_delay_ms: number & tags.Type<"uint32">;
+  retry_max_delay_ms: number & tags.Type<"uint32">;
+  retry_budget_ms: number & tags.Type<"uint32">;
+  circuit_breaker_failure_threshold: number & tags.Type<"uint32"> & tags.Minimum<1>;
+  circuit_breaker_timeout_ms: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<86400000>;
+  circuit_breaker_success_threshold: number & tags.Type<"uint32"> & tags.Minimum<1>;
+  circuit_breaker_half_open_probes: number & tags.Type<"uint32"> & tags.Minimum<1>;
+  load_shedding_heap_threshold: number & tags.ExclusiveMinimum<0> & tags.Maximum<1>;
+  load_shedding_memory_threshold: number & tags.ExclusiveMinimum<0> & tags.Maximum<1>;
+  load_shedding_active_requests_threshold: number & tags.Type<"uint32"> & tags.Minimum<1>;
+  load_shedding_event_loop_delay_ms: number & tags.Type<"uint32"> & tags.Minimum<1>;
+  load_shedding_check_interval_ms: number & tags.Type<"uint32"> & tags.Minimum<10>;
+  rate_limit_requests_per_minute: number & tags.Type<"uint32">;
+  rate_limit_tokens_per_minute: number & tags.Type<"uint32">;
   metrics_enabled: boolean;
   health_check_enabled: boolean;
 }
@@ -96,6 +121,22 @@ const ENV_NAMES: Record<keyof Settings, string> = {
   upstream_headers_timeout_ms: "UPSTREAM_HEADERS_TIMEOUT_MS",
   upstream_body_timeout_ms: "UPSTREAM_BODY_TIMEOUT_MS",
   upstream_connections: "UPSTREAM_CONNECTIONS",
+  upstream_request_timeout_ms: "UPSTREAM_REQUEST_TIMEOUT_MS",
+  retry_max_attempts: "RETRY_MAX_ATTEMPTS",
+  retry_base_delay_ms: "RETRY_BASE_DELAY_MS",
+  retry_max_delay_ms: "RETRY_MAX_DELAY_MS",
+  retry_budget_ms: "RETRY_BUDGET_MS",
+  circuit_breaker_failure_threshold: "CIRCUIT_BREAKER_FAILURE_THRESHOLD",
+  circuit_breaker_timeout_ms: "CIRCUIT_BREAKER_TIMEOUT",
+  circuit_breaker_success_threshold: "CIRCUIT_BREAKER_SUCCESS_THRESHOLD",
+  circuit_breaker_half_open_probes: "CIRCUIT_BREAKER_HALF_OPEN_PROBES",
+  load_shedding_heap_threshold: "LOAD_SHEDDING_HEAP_THRESHOLD",
+  load_shedding_memory_threshold: "LOAD_SHEDDING_MEMORY_THRESHOLD",
+  load_shedding_active_requests_threshold: "LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD",
+  load_shedding_event_loop_delay_ms: "LOAD_SHEDDING_EVENT_LOOP_DELAY_MS",
+  load_shedding_check_interval_ms: "LOAD_SHEDDING_CHECK_INTERVAL_MS",
+  rate_limit_requests_per_minute: "RATE_LIMIT_REQUESTS_PER_MINUTE",
+  rate_limit_tokens_per_minute: "RATE_LIMIT_TOKENS_PER_MINUTE",
   metrics_enabled: "METRICS_ENABLED",
   health_check_enabled: "HEALTH_CHECK_ENABLED",
 };
@@ -185,6 +226,22 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number): Gat
     upstream_headers_timeout_ms: num(env, "UPSTREAM_HEADERS_TIMEOUT_MS", 600_000),
     upstream_body_timeout_ms: num(env, "UPSTREAM_BODY_TIMEOUT_MS", 300_000),
     upstream_connections: num(env, "UPSTREAM_CONNECTIONS", 128),
+    upstream_request_timeout_ms: num(env, "UPSTREAM_REQUEST_TIMEOUT_MS", 900_000),
+    retry_max_attempts: num(env, "RETRY_MAX_ATTEMPTS", 3),
+    retry_base_delay_ms: num(env, "RETRY_BASE_DELAY_MS", 500),
+    retry_max_delay_ms: num(env, "RETRY_MAX_DELAY_MS", 8_000),
+    retry_budget_ms: num(env, "RETRY_BUDGET_MS", 30_000),
+    circuit_breaker_failure_threshold: num(env, "CIRCUIT_BREAKER_FAILURE_THRESHOLD", 5),
+    circuit_breaker_timeout_ms: num(env, "CIRCUIT_BREAKER_TIMEOUT", 60_000),
+    circuit_breaker_success_threshold: num(env, "CIRCUIT_BREAKER_SUCCESS_THRESHOLD", 2),
+    circuit_breaker_half_open_probes: num(env, "CIRCUIT_BREAKER_HALF_OPEN_PROBES", num(env, "CIRCUIT_BREAKER_SUCCESS_THRESHOLD", 2)),
+    load_shedding_heap_threshold: num(env, "LOAD_SHEDDING_HEAP_THRESHOLD", 0.9),
+    load_shedding_memory_threshold: num(env, "LOAD_SHEDDING_MEMORY_THRESHOLD", 0.85),
+    load_shedding_active_requests_threshold: num(env, "LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD", 1000),
+    load_shedding_event_loop_delay_ms: num(env, "LOAD_SHEDDING_EVENT_LOOP_DELAY_MS", 1000),
+    load_shedding_check_interval_ms: num(env, "LOAD_SHEDDING_CHECK_INTERVAL_MS", 250),
+    rate_limit_requests_per_minute: num(env, "RATE_LIMIT_REQUESTS_PER_MINUTE", 0),
+    rate_limit_tokens_per_minute: num(env, "RATE_LIMIT_TOKENS_PER_MINUTE", 0),
     metrics_enabled: bool(env, "METRICS_ENABLED", true),
     health_check_enabled: bool(env, "HEALTH_CHECK_ENABLED", true),
   };
@@ -247,11 +304,17 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number): Gat
     if (!providers.has(r.provider)) {
       throw new ConfigError(`CONFIG_FILE routes.${i}.provider`, `unknown provider ${JSON.stringify(r.provider)}`);
     }
+    (r.fallbacks ?? []).forEach((f, j) => {
+      if (!providers.has(f.provider)) {
+        throw new ConfigError(`CONFIG_FILE routes.${i}.fallbacks.${j}.provider`, `unknown provider ${JSON.stringify(f.provider)}`);
+      }
+    });
     const prefix = r.match.endsWith("*");
     if (r.match.indexOf("*") !== r.match.length - 1 && r.match.includes("*")) {
       throw new ConfigError(`CONFIG_FILE routes.${i}.match`, "a * may only end a prefix pattern");
     }
-    routes.push({ match: prefix ? r.match.slice(0, -1) : r.match, prefix, provider: r.provider, model: r.model ?? null });
+    const fallbacks = (r.fallbacks ?? []).map((f) => Object.freeze({ provider: f.provider, model: f.model ?? null }));
+    routes.push({ match: prefix ? r.match.slice(0, -1) : r.match, prefix, provider: r.provider, model: r.model ?? null, fallbacks });
   });
 
   let defaultProvider = str(env, "MODEL_PROVIDER") ?? cf.default_provider ?? null;

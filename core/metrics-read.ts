@@ -3,7 +3,7 @@
  * worker (and in the benchmarks, through the same functions).
  */
 import { ERROR_TYPES } from "./errors.js";
-import { BUCKETS_US, G_ACTIVE, MetricsLayout, ROUTES, STATUS_CLASSES, read64 } from "./metrics.js";
+import { BUCKETS_US, G_ACTIVE, MetricsLayout, REJECT_REASONS, ROUTES, STATUS_CLASSES, read64 } from "./metrics.js";
 
 export interface HistogramSnapshot {
   route: string;
@@ -18,13 +18,16 @@ export interface Snapshot {
   requests: { route: string; provider: string; status_class: string; value: number }[];
   errors: { route: string; provider: string; type: string; value: number }[];
   histograms: HistogramSnapshot[];
+  /** Every reason, zeros included (alerts want the series to exist). */
+  rejected: { reason: string; value: number }[];
   active: number;
 }
 
 export function snapshot(layout: MetricsLayout, sab: SharedArrayBuffer): Snapshot {
   const u32 = new Uint32Array(sab);
   const i32 = new Int32Array(sab);
-  const out: Snapshot = { requests: [], errors: [], histograms: [], active: Atomics.load(i32, G_ACTIVE) };
+  const out: Snapshot = { requests: [], errors: [], histograms: [], rejected: [], active: Atomics.load(i32, G_ACTIVE) };
+  for (let k = 0; k < REJECT_REASONS.length; k++) out.rejected.push({ reason: REJECT_REASONS[k]!, value: read64(u32, layout.rejectedOff + k * 2) });
   for (let r = 0; r < layout.nR; r++) {
     for (let p = 0; p < layout.nP; p++) {
       for (let s = 0; s < layout.nS; s++) {

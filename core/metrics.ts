@@ -12,6 +12,11 @@ export const R_MESSAGES = 0, R_COUNT_TOKENS = 1, R_MODELS = 2, R_HEALTH = 3, R_M
 
 export const STATUS_CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"] as const;
 
+/** Why a request was refused before reaching a provider (http_requests_rejected_total{reason}). */
+export const REJECT_REASONS = ["heap", "memory", "active_requests", "event_loop_delay", "circuit_open", "rate_limit_requests", "rate_limit_tokens"] as const;
+export const RJ_CIRCUIT_OPEN = 4, RJ_RATE_REQUESTS = 5, RJ_RATE_TOKENS = 6;
+/** Shedder verdict v (1..4) maps to reason index v - 1. */
+
 /** Histogram bucket upper bounds in microseconds (the exposition shows seconds). */
 export const BUCKETS_US = [
   1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
@@ -36,6 +41,7 @@ export class MetricsLayout {
   readonly requestsOff: number;
   readonly errorsOff: number;
   readonly histOff: number;
+  readonly rejectedOff: number;
   /** Per (route, provider): nB bucket counters + the sum in microseconds, all 64-bit. */
   readonly histStride: number;
   readonly totalU32: number;
@@ -48,7 +54,8 @@ export class MetricsLayout {
     this.errorsOff = this.requestsOff + this.nR * this.nP * this.nS * 2;
     this.histOff = this.errorsOff + this.nR * this.nP * this.nE * 2;
     this.histStride = (this.nB + 1) * 2;
-    this.totalU32 = this.histOff + this.nR * this.nP * this.histStride;
+    this.rejectedOff = this.histOff + this.nR * this.nP * this.histStride;
+    this.totalU32 = this.rejectedOff + REJECT_REASONS.length * 2;
   }
 
   requestSlot(r: number, p: number, s: number): number {
@@ -118,6 +125,11 @@ export class Metrics {
   /** One error answered to a client, by Anthropic error type index. */
   error(route: number, provider: number, typeIndex: number): void {
     add64(this.u32, this.layout.errorSlot(route, provider, typeIndex), 1);
+  }
+
+  /** A request refused before reaching a provider, by REJECT_REASONS index. */
+  rejected(reason: number): void {
+    add64(this.u32, this.layout.rejectedOff + reason * 2, 1);
   }
 
   activeInc(): number {

@@ -18,7 +18,12 @@ export interface GaugeLine {
   value: number;
 }
 
-export function renderPrometheus(s: Snapshot, gauges: readonly GaugeLine[] = []): string {
+export interface BreakerLine {
+  provider: string;
+  state: string;
+}
+
+export function renderPrometheus(s: Snapshot, gauges: readonly GaugeLine[] = [], breakers: readonly BreakerLine[] = []): string {
   const out: string[] = [];
   out.push("# HELP http_requests_total Requests answered, by route, provider and status class.");
   out.push("# TYPE http_requests_total counter");
@@ -42,9 +47,21 @@ export function renderPrometheus(s: Snapshot, gauges: readonly GaugeLine[] = [])
     out.push(`http_request_duration_seconds_sum{${labels}} ${h.sumSeconds}`);
     out.push(`http_request_duration_seconds_count{${labels}} ${h.count}`);
   }
+  out.push("# HELP http_requests_rejected_total Requests refused before reaching a provider (load shedding, open breaker, rate limit).");
+  out.push("# TYPE http_requests_rejected_total counter");
+  for (const r of s.rejected) out.push(`http_requests_rejected_total{reason="${r.reason}"} ${r.value}`);
   out.push("# HELP http_requests_active Requests in flight.");
   out.push("# TYPE http_requests_active gauge");
   out.push(`http_requests_active ${s.active}`);
+  if (breakers.length > 0) {
+    out.push("# HELP circuit_breaker_state 1 for the breaker's current state, 0 for the others.");
+    out.push("# TYPE circuit_breaker_state gauge");
+    for (const b of breakers) {
+      for (const st of ["closed", "open", "half_open"]) {
+        out.push(`circuit_breaker_state{provider="${esc(b.provider)}",state="${st}"} ${b.state === st ? 1 : 0}`);
+      }
+    }
+  }
   for (const g of gauges) {
     out.push(`# HELP ${g.name} ${g.help}`);
     out.push(`# TYPE ${g.name} gauge`);

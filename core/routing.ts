@@ -5,10 +5,15 @@
 import type { RouteConfig } from "./config.js";
 import type { ProviderRuntime } from "./providers.js";
 
-export interface Route {
+export interface Target {
   readonly provider: ProviderRuntime;
   /** Model name to send upstream, or null to send the client's unchanged. */
   readonly upstreamModel: string | null;
+}
+
+/** The primary target first, then the fallbacks in order. */
+export interface Route {
+  readonly targets: readonly Target[];
 }
 
 export class Router {
@@ -21,12 +26,14 @@ export class Router {
   constructor(routes: readonly RouteConfig[], providers: readonly ProviderRuntime[], defaultProvider: string | null) {
     const byName = new Map(providers.map((p) => [p.name, p]));
     for (const r of routes) {
-      const route: Route = Object.freeze({ provider: byName.get(r.provider)!, upstreamModel: r.model });
+      const targets = [r, ...r.fallbacks].map((t) => Object.freeze({ provider: byName.get(t.provider)!, upstreamModel: t.model }));
+      const route: Route = Object.freeze({ targets: Object.freeze(targets) });
       if (r.prefix) this.prefixes.push({ prefix: r.match, route });
       else if (!this.exact.has(r.match)) this.exact.set(r.match, route);
     }
     this.prefixes.sort((a, b) => b.prefix.length - a.prefix.length);
-    this.fallback = defaultProvider === null ? null : Object.freeze({ provider: byName.get(defaultProvider)!, upstreamModel: null });
+    this.fallback =
+      defaultProvider === null ? null : Object.freeze({ targets: Object.freeze([Object.freeze({ provider: byName.get(defaultProvider)!, upstreamModel: null })]) });
     this.listed = Object.freeze([...this.exact.keys()]);
   }
 

@@ -7,7 +7,13 @@
 import uWS, { type us_listen_socket } from "uWebSockets.js";
 import { parentPort, workerData } from "node:worker_threads";
 import type { GatewayConfig } from "../core/config.js";
-import { Metrics, MetricsLayout } from "../core/metrics.js";
+import { G_ACTIVE, Metrics, MetricsLayout } from "../core/metrics.js";
+import { Breakers, STATE_NAMES } from "../core/breaker.js";
+import { Clock32, MicroClock32 } from "../core/clock.js";
+import { RateLimiter } from "../core/ratelimit.js";
+import { Shedder, verdictOf } from "../core/shedder.js";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { getHeapStatistics } from "node:v8";
 import { buildApp } from "./app.js";
 import type { RequestCtx, Shared } from "./context.js";
 import { createLogger } from "./log.js";
@@ -16,6 +22,12 @@ import { Pools } from "./upstream.js";
 export interface AcceptorData {
   cfg: GatewayConfig;
   sab: SharedArrayBuffer;
+  breakerSab: SharedArrayBuffer;
+  shedSab: SharedArrayBuffer;
+  rateSab: SharedArrayBuffer;
+  clockBase: number;
+  /** cgroup memory limit, else total memory (bytes). */
+  memoryLimit: number;
   idPrefix: string;
   port: number;
   index: number;
@@ -38,7 +50,56 @@ const cfg = data.cfg;
 const { log, flush } = createLogger({ level: cfg.log_level, file: cfg.log_file });
 const metrics = new Metrics(new MetricsLayout(cfg.providers.map((p) => p.name)), data.sab);
 const pools = new Pools(cfg);
-const shared: Shared = { metrics, log, inflight: new Set<RequestCtx>(), draining: false, onIdle: null };
+const clock = new Clock32(data.clockBase);
+const breakers = new Breakers(
+  data.breakerSab,
+  {
+    failureThreshold: cfg.circuit_breaker_failure_threshold,
+    timeoutMs: cfg.circuit_breaker_timeout_ms,
+    successThreshold: cfg.circuit_breaker_success_threshold,
+    halfOpenProbes: cfg.circuit_breaker_half_open_probes,
+  },
+  clock,
+);
+breakers.onTransition = (b, from, to) => {
+  log.warn({ provider: cfg.providers[b]?.name, from: STATE_NAMES[from], to: STATE_NAMES[to] }, "circuit breaker transition");
+};
+const shedSettings = {
+  heapThreshold: cfg.load_shedding_heap_threshold,
+  memoryThreshold: cfg.load_shedding_memory_threshold,
+  activeThreshold: cfg.load_shedding_active_requests_threshold,
+  eventLoopDelayMs: cfg.load_shedding_event_loop_delay_ms,
+};
+const shedder = new Shedder(data.shedSab, data.index, shedSettings, metrics.i32, G_ACTIVE);
+const limiter = new RateLimiter(data.rateSab, new MicroClock32(data.clockBase));
+const shared: Shared = {
+  metrics,
+  log,
+  inflight: new Set<RequestCtx>(),
+  draining: false,
+  onIdle: null,
+  tokenLimiter: cfg.rate_limit_tokens_per_minute > 0 ? { limiter, limits: { requestsPerMinute: cfg.rate_limit_requests_per_minute, tokensPerMinute: cfg.rate_limit_tokens_per_minute } } : null,
+};
+
+// The shedder's sampler: one cached verdict per thread, refreshed on a timer.
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
+let lastVerdict = 0;
+const sampler = setInterval(() => {
+  const h = getHeapStatistics();
+  const v = verdictOf(shedSettings, {
+    heapUsed: h.used_heap_size,
+    heapLimit: h.heap_size_limit,
+    rss: process.memoryUsage.rss(),
+    memoryLimit: data.memoryLimit,
+    eventLoopDelayMs: loopDelay.percentile(99) / 1e6,
+  });
+  loopDelay.reset();
+  shedder.publish(v);
+  if (v !== lastVerdict) log.warn({ verdict: v, previous: lastVerdict }, v === 0 ? "load shedding stopped" : "load shedding started");
+  lastVerdict = v;
+}, cfg.load_shedding_check_interval_ms);
+sampler.unref();
 
 let renderSeq = 0;
 const renders = new Map<number, { resolve(s: string): void; reject(e: Error): void }>();
@@ -50,7 +111,7 @@ function render(kind: "prometheus" | "observability"): Promise<string> {
   });
 }
 
-const app = buildApp({ cfg, shared, pools, idPrefix: data.idPrefix + data.index.toString(36), render });
+const app = buildApp({ cfg, shared, pools, idPrefix: data.idPrefix + data.index.toString(36), breakers, shedder, limiter, render });
 let listenSocket: us_listen_socket | null = null;
 
 app.listen(cfg.host, data.port, (ls) => {
@@ -65,6 +126,8 @@ app.listen(cfg.host, data.port, (ls) => {
 function drain(): void {
   if (shared.draining) return;
   shared.draining = true;
+  clearInterval(sampler);
+  loopDelay.disable();
   if (listenSocket !== null) {
     uWS.us_listen_socket_close(listenSocket);
     listenSocket = null;

@@ -7,23 +7,29 @@ import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp } from "uWe
 import { getHeapStatistics } from "node:v8";
 import type { GatewayConfig } from "../core/config.js";
 import { KeyIndex, presentedKey } from "../core/auth.js";
-import { G_DRAINING, G_WORKERS_OK, R_COUNT_TOKENS, R_HEALTH, R_MESSAGES, R_METRICS, R_MODELS, R_OTHER } from "../core/metrics.js";
+import { G_DRAINING, G_WORKERS_OK, R_COUNT_TOKENS, R_HEALTH, R_MESSAGES, R_METRICS, R_MODELS, R_OTHER, RJ_RATE_REQUESTS, RJ_RATE_TOKENS } from "../core/metrics.js";
+import { SHED_NONE, type Shedder } from "../core/shedder.js";
+import type { Breakers } from "../core/breaker.js";
+import type { Limits, RateLimiter } from "../core/ratelimit.js";
 import { RequestIds } from "../core/request-id.js";
 import { Router } from "../core/routing.js";
-import { authHeadersFor, buildProviders, type ProviderRuntime } from "../core/providers.js";
-import { spliceModel } from "../core/json-splice.js";
+import { buildProviders } from "../core/providers.js";
 import { validateCountTokensRequest, validateMessagesRequest } from "../core/validate.js";
 import { mockCountTokens, mockMessageJson, mockStreamFrames, type MockRequest } from "../core/mock-reply.js";
 import { RequestCtx, type Shared } from "./context.js";
 import { readBody } from "./body.js";
 import { registerMcp } from "./mcp/transport.js";
-import { forward, type Pools } from "./upstream.js";
+import type { Pools } from "./upstream.js";
+import { UpstreamCall } from "./call.js";
 
 export interface AppDeps {
   cfg: GatewayConfig;
   shared: Shared;
   pools: Pools;
   idPrefix: string;
+  breakers: Breakers;
+  shedder: Shedder;
+  limiter: RateLimiter;
   /** Renders a metrics page in the worker pool (via the main thread). */
   render(kind: "prometheus" | "observability"): Promise<string>;
 }
@@ -36,7 +42,7 @@ interface Incoming {
   clientKey: string;
   contentLength: number;
   fwd: string[];
-  stream: boolean;
+  keyIndex: number;
 }
 
 export function buildApp(deps: AppDeps): TemplatedApp {
@@ -46,6 +52,10 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   const router = new Router(cfg.routes, providers, cfg.defaultProvider);
   const keys = new KeyIndex(cfg.apiKeys);
   const ids = new RequestIds(deps.idPrefix);
+  const limits: Limits = { requestsPerMinute: cfg.rate_limit_requests_per_minute, tokensPerMinute: cfg.rate_limit_tokens_per_minute };
+  const rateLimited = limits.requestsPerMinute > 0 || limits.tokensPerMinute > 0;
+  const callDeps = { cfg, pools: deps.pools, breakers: deps.breakers, answerMock: (c: RequestCtx, p: Record<string, unknown>, n: boolean) => answerMock(c, p, n) };
+  const SHED_RETRY_AFTER = ["retry-after", "1"];
   const app = uWS.App();
 
   const modelsBody = JSON.stringify({
@@ -68,7 +78,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       clientKey: presentedKey(req.getHeader("x-api-key"), req.getHeader("authorization")),
       contentLength: cl === "" ? -1 : Number(cl),
       fwd,
-      stream: false,
+      keyIndex: -1,
     };
   }
 
@@ -90,9 +100,27 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   /** Auth, length check and body read shared by the two POST routes. */
   function admitPost(ctx: RequestCtx, req: HttpRequest, then: (body: Buffer, inc: Incoming) => void): void {
     const inc = incoming(req);
+    const pending = inc.contentLength !== 0; // an unread body: close after answering
+    // Load shedding first: the cheapest refusal, before any other work.
+    const shed = deps.shedder.check();
+    if (shed !== SHED_NONE) {
+      metrics.rejected(shed - 1);
+      ctx.errorCode = "GW_ERR_SHED_OVERLOADED";
+      return ctx.fail("GW_ERR_SHED_OVERLOADED", undefined, pending, SHED_RETRY_AFTER);
+    }
     if (keys.enabled) {
-      if (inc.clientKey === "") return ctx.fail("GW_ERR_AUTH_MISSING_KEY", undefined, inc.contentLength !== 0);
-      if (keys.check(inc.clientKey) === null) return ctx.fail("GW_ERR_AUTH_INVALID_KEY", undefined, inc.contentLength !== 0);
+      if (inc.clientKey === "") return ctx.fail("GW_ERR_AUTH_MISSING_KEY", undefined, pending);
+      const k = keys.check(inc.clientKey);
+      if (k === null) return ctx.fail("GW_ERR_AUTH_INVALID_KEY", undefined, pending);
+      inc.keyIndex = k.index;
+      if (rateLimited) {
+        const v = deps.limiter.admit(k.index, limits);
+        if (!v.ok) {
+          metrics.rejected(v.limit === "tokens" ? RJ_RATE_TOKENS : RJ_RATE_REQUESTS);
+          return ctx.fail("GW_ERR_RATE_LIMITED", `${v.limit} per minute limit exceeded for this key`, pending, rateHeaders(v.limit!, v.retryAfterMs, v.resetMs));
+        }
+        ctx.keyIndex = k.index;
+      }
     }
     if (inc.contentLength > cfg.max_body_bytes) {
       return ctx.fail("GW_ERR_REQ_BODY_TOO_LARGE", `request body of ${inc.contentLength} bytes exceeds the limit of ${cfg.max_body_bytes}`, true);
@@ -118,26 +146,31 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     ctx.model = model;
     const route = router.resolve(model);
     if (route === null) return ctx.fail("GW_ERR_MODEL_NOT_FOUND", `model ${JSON.stringify(model).slice(0, 200)} has no route and no default provider is set`);
-    const p: ProviderRuntime = route.provider;
-    ctx.provider = p.index;
-    ctx.providerName = p.name;
-    let out = body;
-    if (route.upstreamModel !== null && route.upstreamModel !== model) out = spliceModel(body, parsed, route.upstreamModel);
-    if (p.type === "mock") return answerMock(ctx, parsed, count, inc);
-    const headers = ["content-type", "application/json", "x-request-id", ctx.id];
-    for (let i = 0; i < inc.fwd.length; i++) headers.push(inc.fwd[i]!);
-    const auth = authHeadersFor(p, inc.clientKey === "" ? null : inc.clientKey);
-    for (let i = 0; i < auth.length; i++) headers.push(auth[i]!);
-    const path = (count ? p.countTokensPath : p.messagesPath) + (inc.query === "" ? "" : "?" + inc.query);
-    forward(deps.pools.get(p.origin), path, headers, out, ctx);
+    const primary = route.targets[0]!;
+    if (primary.provider.type === "mock") {
+      ctx.provider = primary.provider.index;
+      ctx.providerName = primary.provider.name;
+      return answerMock(ctx, parsed, count);
+    }
+    new UpstreamCall(ctx, callDeps, route.targets, { body, parsed, model, fwd: inc.fwd, query: inc.query, clientKey: inc.clientKey, count }).start();
   }
 
-  function answerMock(ctx: RequestCtx, parsed: Record<string, unknown>, count: boolean, inc: Incoming): void {
+  /** 429 headers the SDKs understand: retry-after plus anthropic-ratelimit-*. */
+  function rateHeaders(limit: "requests" | "tokens", retryAfterMs: number, resetMs: number): string[] {
+    const perMinute = limit === "requests" ? limits.requestsPerMinute : limits.tokensPerMinute;
+    return [
+      "retry-after", String(Math.max(1, Math.ceil(retryAfterMs / 1000))),
+      `anthropic-ratelimit-${limit}-limit`, String(perMinute),
+      `anthropic-ratelimit-${limit}-remaining`, "0",
+      `anthropic-ratelimit-${limit}-reset`, new Date(Date.now() + Math.max(0, resetMs)).toISOString().replace(/\.\d{3}Z$/, "Z"),
+    ];
+  }
+
+  function answerMock(ctx: RequestCtx, parsed: Record<string, unknown>, count: boolean): void {
     const mreq = parsed as unknown as MockRequest;
     if (count) return ctx.send(200, "application/json", `{"input_tokens":${mockCountTokens(mreq)}}`);
     const msgId = "msg_mock_" + ctx.id;
     if (parsed.stream !== true) return ctx.send(200, "application/json", mockMessageJson(mreq, msgId));
-    void inc;
     const frames = mockStreamFrames(mreq, msgId);
     const res = ctx.res;
     ctx.started = true;
@@ -213,6 +246,19 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       });
     app.get("/metrics/prometheus", page("prometheus", "text/plain; version=0.0.4; charset=utf-8"));
     app.get("/metrics/observability", page("observability", "application/json"));
+    app.get("/metrics/circuit-breakers", guard(R_METRICS, (ctx) => {
+      const out: Record<string, unknown> = {};
+      for (const p of providers) out[p.name] = deps.breakers.view(p.index - 1);
+      ctx.send(200, "application/json", JSON.stringify({
+        policy: {
+          failure_threshold: cfg.circuit_breaker_failure_threshold,
+          timeout_ms: cfg.circuit_breaker_timeout_ms,
+          success_threshold: cfg.circuit_breaker_success_threshold,
+          half_open_probes: cfg.circuit_breaker_half_open_probes,
+        },
+        breakers: out,
+      }));
+    }));
   }
 
   registerMcp(app, { cfg, shared, keys, ids });

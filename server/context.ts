@@ -7,6 +7,7 @@ import type { HttpResponse } from "uWebSockets.js";
 import type { Logger } from "pino";
 import { CATALOGUE, errorBody, errorTypeIndex, statusLine, type ErrorCode } from "../core/errors.js";
 import { ROUTES, type Metrics } from "../core/metrics.js";
+import type { Limits, RateLimiter } from "../core/ratelimit.js";
 
 export interface Shared {
   metrics: Metrics;
@@ -15,6 +16,8 @@ export interface Shared {
   inflight: Set<RequestCtx>;
   draining: boolean;
   onIdle: (() => void) | null;
+  /** Token-per-minute charging after a response (null when no TPM limit is set). */
+  tokenLimiter: { limiter: RateLimiter; limits: Limits } | null;
 }
 
 export class RequestCtx {
@@ -34,6 +37,8 @@ export class RequestCtx {
   inputTokens = -1;
   outputTokens = -1;
   errorCode: string | null = null;
+  /** Client key's index when rate limits apply, else -1. */
+  keyIndex = -1;
   /** Called on client abort (cancels the upstream request, clears timers). */
   onAbort: (() => void) | null = null;
 
@@ -72,6 +77,9 @@ export class RequestCtx {
     sh.metrics.record(this.route, this.provider, status, durationUs);
     sh.metrics.activeDec();
     sh.inflight.delete(this);
+    if (this.keyIndex >= 0 && sh.tokenLimiter !== null && (this.inputTokens > 0 || this.outputTokens > 0)) {
+      sh.tokenLimiter.limiter.chargeTokens(this.keyIndex, sh.tokenLimiter.limits, Math.max(0, this.inputTokens) + Math.max(0, this.outputTokens));
+    }
     if (sh.log.isLevelEnabled("info")) {
       sh.log.info(
         {
@@ -94,6 +102,7 @@ export class RequestCtx {
 
   /** Write a complete response (status, headers, body) in one corked write. */
   send(status: number, contentType: string, body: string | Uint8Array, extra: readonly string[] | null = null, close = false): void {
+    // Note: never used after chunked writes (a stream ends in Relay), so closing is safe here.
     if (this.aborted || this.done) return;
     const res = this.res;
     const closeConn = close || this.shared.draining;
@@ -108,10 +117,10 @@ export class RequestCtx {
   }
 
   /** Answer with a catalogue error in Anthropic's shape. */
-  fail(code: ErrorCode, message?: string, close = false): void {
+  fail(code: ErrorCode, message?: string, close = false, extra: readonly string[] | null = null): void {
     const e = CATALOGUE[code];
     this.errorCode = code;
     this.shared.metrics.error(this.route, this.provider, errorTypeIndex(e.type));
-    this.send(e.status, "application/json", errorBody(code, this.id, message), null, close);
+    this.send(e.status, "application/json", errorBody(code, this.id, message), extra, close);
   }
 }

@@ -10,6 +10,10 @@ import { fileURLToPath } from "node:url";
 import { Piscina } from "piscina";
 import { ConfigError, type GatewayConfig } from "../core/config.js";
 import { createMetricsBuffer, G_DRAINING, G_WORKERS_OK, Metrics, MetricsLayout } from "../core/metrics.js";
+import { Breakers } from "../core/breaker.js";
+import { RateLimiter } from "../core/ratelimit.js";
+import { readFileSync } from "node:fs";
+import { totalmem } from "node:os";
 import type { AcceptorData, ToAcceptor, ToMain } from "./acceptor.js";
 import { loadConfigFromProcess } from "./config-load.js";
 import { createLogger } from "./log.js";
@@ -27,6 +31,10 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
   const metrics = new Metrics(layout, sab);
   const startedAt = Date.now();
   const idPrefix = randomBytes(6).toString("base64url").replace(/[-_]/g, "x");
+  const breakerSab = Breakers.bufferFor(cfg.providers.length);
+  const shedSab = new SharedArrayBuffer(Math.max(1, cfg.http_threads) * 4);
+  const rateSab = RateLimiter.bufferFor(cfg.apiKeys.length);
+  const memoryLimit = memoryLimitBytes();
 
   const pool = new Piscina({
     filename: fileURLToPath(new URL("../workers/metrics-task.js", import.meta.url)),
@@ -45,7 +53,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
   const acceptorUrl = new URL("./acceptor.js", import.meta.url);
 
   function spawn(index: number, port: number): Promise<number> {
-    const w = new Worker(acceptorUrl, { workerData: { cfg, sab, idPrefix, port, index } satisfies AcceptorData });
+    const w = new Worker(acceptorUrl, { workerData: { cfg, sab, breakerSab, shedSab, rateSab, clockBase: startedAt, memoryLimit, idPrefix, port, index } satisfies AcceptorData });
     acceptors.push(w);
     exited.push(new Promise((r) => w.once("exit", r)));
     return new Promise((resolve, reject) => {
@@ -57,7 +65,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
         if (m.t === "listening") resolve(m.port);
         else if (m.t === "listen-failed") reject(new Error(`cannot listen on ${cfg.host}:${m.port}`));
         else if (m.t === "render") {
-          pool.run({ kind: m.kind, sab, providers: providerNames, startedAt }).then(
+          pool.run({ kind: m.kind, sab, breakerSab, providers: providerNames, startedAt }).then(
             (body: string) => w.postMessage({ t: "rendered", id: m.id, ok: true, body } satisfies ToAcceptor),
             (e: unknown) => w.postMessage({ t: "rendered", id: m.id, ok: false, error: String(e) } satisfies ToAcceptor),
           );
@@ -102,6 +110,21 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     return stopping;
   }
   return { port, shutdown };
+}
+
+/** The cgroup (v2, then v1) memory limit when there is one, else the machine's memory. */
+function memoryLimitBytes(): number {
+  for (const f of ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]) {
+    try {
+      const v = readFileSync(f, "utf8").trim();
+      const n = Number(v);
+      // "max", or v1's "no limit" (a huge number), mean unlimited.
+      if (v !== "max" && Number.isFinite(n) && n > 0 && n < totalmem()) return n;
+    } catch {
+      // not this cgroup version
+    }
+  }
+  return totalmem();
 }
 
 function freePort(host: string): Promise<number> {

@@ -1,14 +1,33 @@
 /**
  * Forwarding to an upstream provider over undici: one keep-alive Pool per origin, and a
- * dispatch handler that relays the response. SSE is relayed chunk by chunk as it arrives
- * (no buffering), with backpressure both ways: when uWS reports backpressure we pause
- * the upstream body and resume on `onWritable`. A client abort aborts the upstream call.
+ * dispatch handler (Relay) per attempt that relays the response. SSE is relayed whole
+ * event by whole event as it arrives, with backpressure both ways: when uWS reports
+ * backpressure we pause the upstream body and resume on `onWritable`. A client abort
+ * aborts the upstream call. An attempt that fails before any byte reached the client is
+ * handed back to its UpstreamCall (server/call.ts), which retries or falls back.
  */
 import { Pool, type Dispatcher } from "undici";
 import type { IncomingHttpHeaders } from "node:http";
-import { errorTypeForStatus, errorTypeIndex, sseErrorFrame, statusLine, type ErrorCode } from "../core/errors.js";
+import { errorTypeIndex, sseErrorFrame, type ErrorCode } from "../core/errors.js";
 import type { GatewayConfig } from "../core/config.js";
 import type { RequestCtx } from "./context.js";
+import { lastNumberField } from "../core/usage.js";
+
+/** What a Relay reports back to the call that owns it. */
+export interface AttemptOwner {
+  /** The upstream answered an error status before anything was sent to the client. */
+  upstreamError(status: number, headers: IncomingHttpHeaders, body: Buffer, extra: string[] | null): void;
+  /** No response at all (connect failure, reset, timeout before headers). */
+  connectionError(code: ErrorCode, err: Error): void;
+  /** Success (2xx JSON finished, or an SSE stream started): the breaker may count it. */
+  succeeded(): void;
+  /** A stream failed after it started (counts against the provider; never retried). */
+  streamFailed(): void;
+  /** The response is complete (after success or a stream error): release timers. */
+  ended(): void;
+  /** Extra response headers every answer carries (e.g. which provider served). */
+  readonly responseHeaders: readonly string[];
+}
 
 export class Pools {
   private readonly pools = new Map<string, Pool>();
@@ -94,11 +113,18 @@ export class Relay implements Dispatcher.DispatchHandler {
   private pending: Buffer | null = null;
   private paused = false;
   private readonly providerIndex: number;
+  private readonly owner: AttemptOwner;
+  private headers: IncomingHttpHeaders | null = null;
 
-  constructor(ctx: RequestCtx) {
+  constructor(ctx: RequestCtx, owner: AttemptOwner) {
     this.ctx = ctx;
+    this.owner = owner;
     this.providerIndex = ctx.provider;
-    ctx.onAbort = () => this.controller?.abort(new Error("client aborted"));
+  }
+
+  /** Abort this attempt (client gone, or the whole-request deadline passed). */
+  abort(err: Error): void {
+    this.controller?.abort(err);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -110,6 +136,7 @@ export class Relay implements Dispatcher.DispatchHandler {
     const ctx = this.ctx;
     if (ctx.aborted) return;
     this.status = statusCode;
+    this.headers = headers;
     const ct = headers["content-type"];
     if (typeof ct === "string") this.contentType = ct;
     let extra: string[] | null = null;
@@ -121,12 +148,15 @@ export class Relay implements Dispatcher.DispatchHandler {
     }
     const upstreamId = headers["request-id"];
     if (typeof upstreamId === "string") (extra ??= []).push("upstream-request-id", upstreamId);
+    const rh = this.owner.responseHeaders;
+    for (let i = 0; i < rh.length; i++) (extra ??= []).push(rh[i]!);
     this.extra = extra;
     this.sse = statusCode === 200 && this.contentType.startsWith("text/event-stream");
     if (this.sse) {
       const res = ctx.res;
       ctx.started = true;
       ctx.status = 200;
+      this.owner.succeeded();
       res.cork(() => {
         res.writeStatus("200 OK");
         res.writeHeader("content-type", "text/event-stream; charset=utf-8");
@@ -161,6 +191,10 @@ export class Relay implements Dispatcher.DispatchHandler {
     this.pending = cut < data.length ? Buffer.from(data.subarray(cut)) : null;
     const out = cut === data.length ? data : data.subarray(0, cut);
     if (!this.sawStop && hasTerminalEvent(out)) this.sawStop = true;
+    // Usage as it passes: input from message_start, the running output from message_delta.
+    if (ctx.inputTokens < 0) ctx.inputTokens = lastNumberField(out, "input_tokens");
+    const ot = lastNumberField(out, "output_tokens");
+    if (ot >= 0) ctx.outputTokens = ot;
     const res = ctx.res;
     let ok = true;
     res.cork(() => {
@@ -192,12 +226,20 @@ export class Relay implements Dispatcher.DispatchHandler {
       // Never end(…, closeConnection) after chunked writes: this uWS build then emits a
       // malformed chunked body. An idle keep-alive is closed by uWS' idle timeout.
       res.cork(() => res.end(tail ?? undefined));
+      this.owner.ended();
       ctx.finish(200);
       return;
     }
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     this.chunks = [];
-    if (this.status >= 400) ctx.shared.metrics.error(ctx.route, this.providerIndex, errorTypeIndex(errorTypeForStatus(this.status)));
+    if (this.status >= 400) {
+      // The owner retries, falls back, or passes this answer through unchanged.
+      this.owner.upstreamError(this.status, this.headers ?? {}, body, this.extra);
+      return;
+    }
+    this.owner.succeeded();
+    ctx.inputTokens = lastNumberField(body, "input_tokens");
+    ctx.outputTokens = lastNumberField(body, "output_tokens");
     ctx.send(this.status, this.contentType, body, this.extra);
   }
 
@@ -206,32 +248,33 @@ export class Relay implements Dispatcher.DispatchHandler {
     if (ctx.aborted || ctx.done) return;
     const m = mapError(err);
     if (ctx.started) {
-      this.endStreamWithError(m.type, m.code === "GW_ERR_UPSTREAM_TIMEOUT" ? "upstream stream stalled" : "upstream connection lost mid-stream", m.code);
+      this.owner.streamFailed();
+      this.endStreamWithError(m.type, m.code === "GW_ERR_UPSTREAM_TIMEOUT" ? "upstream stream timed out" : "upstream connection lost mid-stream", m.code);
       return;
     }
     // A connection-level failure before any response counts as a connect failure.
-    const code = m.code === "GW_ERR_UPSTREAM_STREAM_CUT" && this.status === 0 ? "GW_ERR_UPSTREAM_CONNECT" : m.code;
+    const code = m.code === "GW_ERR_UPSTREAM_STREAM_CUT" ? "GW_ERR_UPSTREAM_CONNECT" : m.code;
     ctx.shared.log.warn({ req_id: ctx.id, provider: ctx.providerName, err: (err as { code?: string }).code ?? err.message }, "upstream error");
-    ctx.fail(this.status === 0 ? code : "GW_ERR_UPSTREAM_PROTOCOL");
+    this.owner.connectionError(code, err);
   }
 
   /** The stream has started: tell the client in Anthropic's SSE error shape, then end. */
-  private endStreamWithError(type: string, message: string, code: ErrorCode): void {
+  endStreamWithError(type: string, message: string, code: ErrorCode): void {
     const ctx = this.ctx;
     const res = ctx.res;
     ctx.errorCode = code;
     ctx.shared.metrics.error(ctx.route, this.providerIndex, errorTypeIndex(type));
     ctx.shared.log.warn({ req_id: ctx.id, provider: ctx.providerName, code }, "stream failed after start");
     this.pending = null; // a torn partial event never reaches the client
+    this.owner.ended();
     res.cork(() => res.end(sseErrorFrame(type, message, ctx.id)));
     ctx.finish(200);
   }
 }
 
-/** Start an upstream POST; the Relay answers the client. */
-export function forward(pool: Pool, path: string, headers: string[], body: Buffer, ctx: RequestCtx): void {
-  const relay = new Relay(ctx);
-  pool.dispatch({ origin: undefined, path, method: "POST", headers, body }, relay);
+/** Start one upstream POST attempt; the Relay answers the client or reports to `owner`. */
+export function dispatchAttempt(pool: Pool, path: string, headers: string[], body: Buffer, ctx: RequestCtx, owner: AttemptOwner): Relay {
+  const relay = new Relay(ctx, owner);
+  pool.dispatch({ path, method: "POST", headers, body }, relay);
+  return relay;
 }
-
-export { statusLine };

@@ -9,10 +9,12 @@ import { freemem, loadavg, totalmem } from "node:os";
 import { G_DRAINING, MetricsLayout } from "../core/metrics.js";
 import { mergeBuckets, quantile, snapshot } from "../core/metrics-read.js";
 import { renderPrometheus } from "../core/prometheus.js";
+import { breakerStates } from "../core/breaker.js";
 
 export interface RenderTask {
   kind: "prometheus" | "observability";
   sab: SharedArrayBuffer;
+  breakerSab: SharedArrayBuffer;
   providers: string[];
   startedAt: number;
 }
@@ -40,9 +42,12 @@ export default async function render(task: RenderTask): Promise<string> {
   const snap = snapshot(layout, task.sab);
   const draining = Atomics.load(new Int32Array(task.sab), G_DRAINING);
   if (task.kind === "prometheus") {
-    const ours = renderPrometheus(snap, [
-      { name: "gateway_draining", help: "1 while the gateway is shutting down.", value: draining },
-    ]);
+    const states = breakerStates(task.breakerSab, task.providers.length);
+    const ours = renderPrometheus(
+      snap,
+      [{ name: "gateway_draining", help: "1 while the gateway is shutting down.", value: draining }],
+      task.providers.map((provider, i) => ({ provider, state: states[i]! })),
+    );
     return ours + (await registry.metrics());
   }
   const all = mergeBuckets(snap.histograms, layout.nB);
@@ -69,6 +74,8 @@ export default async function render(task: RenderTask): Promise<string> {
     draining: draining === 1,
     requests: { total, active: snap.active, by_status_class: byClass, detail: snap.requests },
     errors: { total: snap.errors.reduce((a, e) => a + e.value, 0), detail: snap.errors },
+    rejected: snap.rejected,
+    breakers: Object.fromEntries(task.providers.map((p, i) => [p, breakerStates(task.breakerSab, task.providers.length)[i]])),
     latency: { p50_ms: ms(quantile(all, 0.5)), p95_ms: ms(quantile(all, 0.95)), p99_ms: ms(quantile(all, 0.99)), by_route: byRoute },
     system: {
       rss_bytes: mem.rss,

@@ -147,9 +147,9 @@ test("config file providers and routes", () => {
   };
   const cfg = loadConfig({ GATEWAY_API_KEYS: " env-key-1234567 , ,other-key-89" }, file, 1);
   assert.deepEqual(cfg.routes, [
-    { match: "claude-", prefix: true, provider: "main", model: null },
-    { match: "claude-opus-4", prefix: false, provider: "dbx", model: "databricks-claude-opus-4" },
-    { match: "", prefix: true, provider: "fake", model: null },
+    { match: "claude-", prefix: true, provider: "main", model: null, fallbacks: [] },
+    { match: "claude-opus-4", prefix: false, provider: "dbx", model: "databricks-claude-opus-4", fallbacks: [] },
+    { match: "", prefix: true, provider: "fake", model: null, fallbacks: [] },
   ]);
   assert.equal(cfg.defaultProvider, "main");
   const main = provider(cfg, "main");

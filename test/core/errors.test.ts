@@ -135,8 +135,8 @@ test("errorTypeIndex() indexes ERROR_TYPES, unknown types count as api_error", (
 });
 
 test("GatewayError carries its code and the catalogue message by default", () => {
-  const e = new GatewayError("GW_ERR_SERVER_DRAINING");
-  assert.equal(e.code, "GW_ERR_SERVER_DRAINING");
-  assert.equal(e.message, CATALOGUE.GW_ERR_SERVER_DRAINING.message);
+  const e = new GatewayError("GW_ERR_UPSTREAM_CIRCUIT_OPEN");
+  assert.equal(e.code, "GW_ERR_UPSTREAM_CIRCUIT_OPEN");
+  assert.equal(e.message, CATALOGUE.GW_ERR_UPSTREAM_CIRCUIT_OPEN.message);
   assert.equal(new GatewayError("GW_ERR_SERVER_INTERNAL", "boom").message, "boom");
 });

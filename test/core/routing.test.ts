@@ -33,10 +33,10 @@ test("an exact route beats a prefix route, whatever the order in the file", () =
     ],
   });
   const r = router.resolve("claude-opus-4");
-  assert.equal(r?.provider.name, "b");
-  assert.equal(r?.upstreamModel, "opus-upstream");
-  assert.equal(router.resolve("claude-opus-4-1")?.provider.name, "a", "exact means exact, not prefix");
-  assert.equal(router.resolve("claude-opus-4-1")?.upstreamModel, null, "no model rewrite on that route");
+  assert.equal(r?.targets[0]!.provider.name, "b");
+  assert.equal(r?.targets[0]!.upstreamModel, "opus-upstream");
+  assert.equal(router.resolve("claude-opus-4-1")?.targets[0]!.provider.name, "a", "exact means exact, not prefix");
+  assert.equal(router.resolve("claude-opus-4-1")?.targets[0]!.upstreamModel, null, "no model rewrite on that route");
 });
 
 test("the longest matching prefix wins, whatever the order in the file", () => {
@@ -48,9 +48,9 @@ test("the longest matching prefix wins, whatever the order in the file", () => {
       { match: "claude-sonnet-*", provider: "b" },
     ],
   });
-  assert.equal(router.resolve("claude-sonnet-4-5-20250929")?.provider.name, "c");
-  assert.equal(router.resolve("claude-sonnet-4-20250514")?.provider.name, "b");
-  assert.equal(router.resolve("claude-haiku-4-5")?.provider.name, "a");
+  assert.equal(router.resolve("claude-sonnet-4-5-20250929")?.targets[0]!.provider.name, "c");
+  assert.equal(router.resolve("claude-sonnet-4-20250514")?.targets[0]!.provider.name, "b");
+  assert.equal(router.resolve("claude-haiku-4-5")?.targets[0]!.provider.name, "a");
   assert.equal(router.resolve("gpt-4o"), null, "no match and no default");
   assert.equal(router.resolve("Claude-sonnet-4"), null, "matching is case-sensitive");
 });
@@ -65,16 +65,16 @@ test("the first of two identical exact routes is kept; only exact routes are lis
       { match: "claude-*", provider: "d" },
     ],
   });
-  assert.equal(router.resolve("m1")?.provider.name, "a");
+  assert.equal(router.resolve("m1")?.targets[0]!.provider.name, "a");
   assert.deepEqual(router.listed, ["m1", "m2"]);
 });
 
 test("a model with no route goes to the default provider, unchanged", () => {
   const { router } = setup({ providers: PROVIDERS, routes: [{ match: "claude-*", provider: "a" }], default_provider: "d" });
   const r = router.resolve("some-other-model");
-  assert.equal(r?.provider.name, "d");
-  assert.equal(r?.upstreamModel, null);
-  assert.equal(router.resolve("claude-x")?.provider.name, "a", "routes still win over the default");
+  assert.equal(r?.targets[0]!.provider.name, "d");
+  assert.equal(r?.targets[0]!.upstreamModel, null);
+  assert.equal(router.resolve("claude-x")?.targets[0]!.provider.name, "a", "routes still win over the default");
 });
 
 test("null when nothing matches and there is no default", () => {
@@ -85,16 +85,16 @@ test("null when nothing matches and there is no default", () => {
 
 test("a bare `*` route catches everything, ahead of the default provider", () => {
   const { router } = setup({ providers: PROVIDERS, routes: [{ match: "*", provider: "c" }], default_provider: "d" });
-  assert.equal(router.resolve("anything")?.provider.name, "c");
+  assert.equal(router.resolve("anything")?.targets[0]!.provider.name, "c");
 });
 
 test("Router straight from RouteConfig values", () => {
   const providers = buildProviders([
     { name: "x", type: "anthropic", origin: "https://x", basePath: "", apiKey: "k", passThroughKey: false },
   ]);
-  const routes: RouteConfig[] = [{ match: "foo", prefix: true, provider: "x", model: "bar" }];
+  const routes: RouteConfig[] = [{ match: "foo", prefix: true, provider: "x", model: "bar", fallbacks: [] }];
   const router = new Router(routes, providers, null);
-  assert.equal(router.resolve("foobar")?.upstreamModel, "bar");
+  assert.equal(router.resolve("foobar")?.targets[0]!.upstreamModel, "bar");
   assert.equal(router.resolve("fo"), null);
 });
 
@@ -158,4 +158,13 @@ test("mock has no origin and sends no auth; provider indexes start at 1", () => 
   assert.equal(m.origin, "");
   assert.deepEqual(authHeadersFor(m, "client"), []);
   assert.deepEqual(providers.map((p) => p.index), providers.map((_, i) => i + 1), "0 is reserved for 'none' in metrics");
+});
+
+test("a route's fallbacks follow its primary, in order, with their own model names", () => {
+  const { router } = setup({
+    providers: PROVIDERS,
+    routes: [{ match: "claude-*", provider: "a", fallbacks: [{ provider: "b", model: "b-model" }, { provider: "c" }] }],
+  });
+  const r = router.resolve("claude-x")!;
+  assert.deepEqual(r.targets.map((t) => [t.provider.name, t.upstreamModel]), [["a", null], ["b", "b-model"], ["c", null]]);
 });

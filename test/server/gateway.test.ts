@@ -83,6 +83,8 @@ before(async () => {
     MODEL_PROVIDER: "anthropic",
     GATEWAY_API_KEYS: CLIENT_KEY,
     CONFIG_FILE: cfgPath,
+    // Pass-through semantics are tested here; retries have their own suite (resilience.test).
+    RETRY_MAX_ATTEMPTS: "1",
   });
   client = new Anthropic({
     baseURL: gw.url,
