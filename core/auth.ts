@@ -5,6 +5,8 @@
  * digest toward a stored one). That is the constant-time property the check needs.
  */
 import { createHash, hash } from "node:crypto";
+import type { BudgetLimits } from "./budget.js";
+import type { Limits } from "./ratelimit.js";
 
 export function digestKey(key: string): Buffer {
   return createHash("sha256").update(key, "utf8").digest();
@@ -17,23 +19,57 @@ function digestHex(key: string): string {
 
 export interface KeyEntry {
   readonly id: string;
-  /** Dense index (rate-limit buckets are slots by this index). */
+  /** Dense index (rate-limit buckets and budget counters are slots by this index). */
   readonly index: number;
   readonly digest: Buffer;
+  /** Virtual keys (core/keys.ts): their name, models, limits; null for static keys. */
+  readonly virtual: VirtualKeyPolicy | null;
+}
+
+/** What a virtual key may do (core/keys.ts builds it from the admin API's record). */
+export interface VirtualKeyPolicy {
+  readonly name: string;
+  /** Allowed model names (exact, or a prefix ending in `*`); null = any. */
+  readonly models: readonly string[] | null;
+  readonly budget: BudgetLimits;
+  /** true when any budget limit is set. */
+  readonly budgeted: boolean;
+  /** Per-key rate limits; null = the global RATE_LIMIT_* settings. */
+  readonly rate: Limits | null;
 }
 
 export class KeyIndex {
   private readonly byDigest = new Map<string, KeyEntry>();
+  private readonly byId = new Map<string, string>();
+  /** Require a key even with no static keys (the admin API manages keys). */
+  private readonly required: boolean;
 
-  constructor(keys: readonly string[]) {
+  constructor(keys: readonly string[], required = false) {
+    this.required = required;
     keys.forEach((k, i) => {
       const digest = digestKey(k);
-      this.byDigest.set(digest.toString("hex"), Object.freeze({ id: `static-${i}`, index: i, digest }));
+      this.byDigest.set(digest.toString("hex"), Object.freeze({ id: `static-${i}`, index: i, digest, virtual: null }));
     });
   }
 
   get enabled(): boolean {
-    return this.byDigest.size > 0;
+    return this.required || this.byDigest.size > 0;
+  }
+
+  /** Add or replace a virtual key (by its hex SHA-256 digest). */
+  put(digestHex: string, entry: KeyEntry): void {
+    const prev = this.byId.get(entry.id);
+    if (prev !== undefined && prev !== digestHex) this.byDigest.delete(prev);
+    this.byId.set(entry.id, digestHex);
+    this.byDigest.set(digestHex, entry);
+  }
+
+  /** Remove a virtual key by id: the next request with it fails. */
+  remove(id: string): void {
+    const d = this.byId.get(id);
+    if (d === undefined) return;
+    this.byId.delete(id);
+    this.byDigest.delete(d);
   }
 
   /**

@@ -5,6 +5,7 @@
  */
 import typia, { tags } from "typia";
 import { loadMcpConfig, type McpConfig } from "./policy/config.js";
+import { DEFAULT_PRICES, validatePricesFile, type PriceEntry } from "./pricing.js";
 
 export type ProviderType = "anthropic" | "azure-anthropic" | "databricks" | "mock";
 export const PROVIDER_TYPES: readonly ProviderType[] = ["anthropic", "azure-anthropic", "databricks", "mock"];
@@ -96,6 +97,13 @@ export interface Settings {
   rate_limit_tokens_per_minute: number & tags.Type<"uint32">;
   metrics_enabled: boolean;
   health_check_enabled: boolean;
+  /** Bearer token for /admin/*; null = the admin API is off (404). */
+  admin_api_key: (string & tags.MinLength<16>) | null;
+  database_path: string & tags.MinLength<1>;
+  budget_fail_mode: "open" | "closed";
+  max_keys: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<1000000>;
+  ledger_batch_ms: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<10000>;
+  ledger_batch_rows: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<100000>;
 }
 
 export interface GatewayConfig extends Settings {
@@ -105,6 +113,8 @@ export interface GatewayConfig extends Settings {
   readonly apiKeys: readonly string[];
   /** MCP workspace tools (docs/mcp.md); null when WORKSPACE_ROOT is unset. */
   readonly mcp: McpConfig | null;
+  /** Price table entries: defaults merged with PRICES_FILE (core/pricing.ts). */
+  readonly prices: Readonly<Record<string, PriceEntry>>;
 }
 
 /** Which env var names each setting, for error messages. */
@@ -139,6 +149,12 @@ const ENV_NAMES: Record<keyof Settings, string> = {
   rate_limit_tokens_per_minute: "RATE_LIMIT_TOKENS_PER_MINUTE",
   metrics_enabled: "METRICS_ENABLED",
   health_check_enabled: "HEALTH_CHECK_ENABLED",
+  admin_api_key: "ADMIN_API_KEY",
+  database_path: "DATABASE_PATH",
+  budget_fail_mode: "BUDGET_FAIL_MODE",
+  max_keys: "MAX_KEYS",
+  ledger_batch_ms: "LEDGER_BATCH_MS",
+  ledger_batch_rows: "LEDGER_BATCH_ROWS",
 };
 
 export class ConfigError extends Error {
@@ -211,7 +227,7 @@ const ENV_PROVIDERS: { name: ProviderType; base: string; key: string; dfltBase: 
  * Build the configuration. `file` is the parsed CONFIG_FILE JSON (or undefined) and
  * `defaultThreads` the CPUs this process may use.
  */
-export function loadConfig(env: Env, file: unknown, defaultThreads: number): GatewayConfig {
+export function loadConfig(env: Env, file: unknown, defaultThreads: number, pricesFile?: unknown): GatewayConfig {
   const settings = {
     port: num(env, "PORT", 8080),
     host: str(env, "HOST") ?? "0.0.0.0",
@@ -244,6 +260,12 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number): Gat
     rate_limit_tokens_per_minute: num(env, "RATE_LIMIT_TOKENS_PER_MINUTE", 0),
     metrics_enabled: bool(env, "METRICS_ENABLED", true),
     health_check_enabled: bool(env, "HEALTH_CHECK_ENABLED", true),
+    admin_api_key: str(env, "ADMIN_API_KEY"),
+    database_path: str(env, "DATABASE_PATH") ?? "./data/portcullis.db",
+    budget_fail_mode: (str(env, "BUDGET_FAIL_MODE") ?? "closed") as Settings["budget_fail_mode"],
+    max_keys: num(env, "MAX_KEYS", 10_000),
+    ledger_batch_ms: num(env, "LEDGER_BATCH_MS", 50),
+    ledger_batch_rows: num(env, "LEDGER_BATCH_ROWS", 500),
   };
   const sv = validateSettings(settings);
   if (!sv.success) {
@@ -341,5 +363,21 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number): Gat
     defaultProvider,
     apiKeys: Object.freeze(apiKeys),
     mcp: loadMcpConfig(env, apiKeys.length),
+    prices: Object.freeze(loadPrices(pricesFile)),
   });
+}
+
+/** Default prices merged with a parsed PRICES_FILE (validated; errors name the entry). */
+function loadPrices(file: unknown): Record<string, PriceEntry> {
+  if (file === undefined) return { ...DEFAULT_PRICES };
+  const v = validatePricesFile(file);
+  if (!v.success) {
+    const e = v.errors[0]!;
+    const path = e.path.replace(/^\$input\.?/, "").replace(/\["([^"]+)"\]/g, ".$1").replace(/^\./, "");
+    throw new ConfigError(`PRICES_FILE ${path || "(root)"}`, typiaMessage(e));
+  }
+  for (const name of Object.keys(v.data.models)) {
+    if (name.indexOf("*") >= 0 && name.indexOf("*") !== name.length - 1) throw new ConfigError(`PRICES_FILE models.${name}`, "a * may only end a prefix pattern");
+  }
+  return { ...DEFAULT_PRICES, ...v.data.models };
 }

@@ -31,6 +31,14 @@ export const CATALOGUE = {
   GW_ERR_UPSTREAM_CIRCUIT_OPEN: { status: 503, type: "overloaded_error", message: "every provider for this model is unavailable (circuit breaker open)" },
   GW_ERR_SHED_OVERLOADED: { status: 503, type: "overloaded_error", message: "the gateway is overloaded; retry later" },
   GW_ERR_RATE_LIMITED: { status: 429, type: "rate_limit_error", message: "rate limit exceeded for this key" },
+  GW_ERR_AUTH_MODEL_FORBIDDEN: { status: 403, type: "permission_error", message: "this key may not use this model" },
+  GW_ERR_BUDGET_EXCEEDED: { status: 429, type: "rate_limit_error", message: "the budget of this key is used up" },
+  GW_ERR_BUDGET_UNAVAILABLE: { status: 503, type: "overloaded_error", message: "budgets cannot be checked: the usage ledger is unavailable" },
+  GW_ERR_ADMIN_UNAUTHORIZED: { status: 401, type: "authentication_error", message: "missing or invalid admin key" },
+  GW_ERR_ADMIN_INVALID: { status: 400, type: "invalid_request_error", message: "invalid admin request" },
+  GW_ERR_ADMIN_KEY_NOT_FOUND: { status: 404, type: "not_found_error", message: "no such key" },
+  GW_ERR_ADMIN_KEY_TABLE_FULL: { status: 409, type: "invalid_request_error", message: "the key table is full (MAX_KEYS); restart to reclaim revoked keys' slots" },
+  GW_ERR_LEDGER_UNAVAILABLE: { status: 503, type: "api_error", message: "the usage ledger is unavailable" },
   GW_ERR_SERVER_INTERNAL: { status: 500, type: "api_error", message: "internal gateway error" },
 } as const satisfies Record<string, CatalogueEntry>;
 

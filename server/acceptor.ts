@@ -18,6 +18,14 @@ import { buildApp } from "./app.js";
 import type { RequestCtx, Shared } from "./context.js";
 import { createLogger } from "./log.js";
 import { Pools } from "./upstream.js";
+import { KeyIndex } from "../core/auth.js";
+import { Budgets } from "../core/budget.js";
+import { entryOf, type KeyRecord } from "../core/keys.js";
+import { PriceTable } from "../core/pricing.js";
+import { UsageLayout, UsageMetrics } from "../core/usage-metrics.js";
+import type { UsageRow } from "../workers/ledger-task.js";
+import type { AdminOp, AdminResult, KeyChange } from "./ledger.js";
+import { UsageSink } from "./usage-sink.js";
 
 export interface AcceptorData {
   cfg: GatewayConfig;
@@ -25,6 +33,11 @@ export interface AcceptorData {
   breakerSab: SharedArrayBuffer;
   shedSab: SharedArrayBuffer;
   rateSab: SharedArrayBuffer;
+  /** Budget counters (core/budget.ts) and token/cost counters (core/usage-metrics.ts). */
+  budgetSab: SharedArrayBuffer;
+  usageSab: SharedArrayBuffer;
+  /** Virtual keys live at start-up, with their slots. */
+  keys: { record: KeyRecord; slot: number }[];
   clockBase: number;
   /** cgroup memory limit, else total memory (bytes). */
   memoryLimit: number;
@@ -37,12 +50,17 @@ export type ToMain =
   | { t: "listening"; port: number }
   | { t: "listen-failed"; port: number }
   | { t: "render"; id: number; kind: "prometheus" | "observability" }
-  | { t: "drained"; forced: number };
+  | { t: "drained"; forced: number }
+  | { t: "rows"; rows: UsageRow[] }
+  | { t: "admin"; id: number; op: AdminOp }
+  | { t: "keys-applied"; seq: number };
 
 export type ToAcceptor =
   | { t: "rendered"; id: number; ok: true; body: string }
   | { t: "rendered"; id: number; ok: false; error: string }
-  | { t: "drain" };
+  | { t: "drain" }
+  | { t: "admin-result"; id: number; result: AdminResult }
+  | { t: "keys"; seq: number; change: KeyChange };
 
 const port = parentPort!;
 const data = workerData as AcceptorData;
@@ -78,8 +96,32 @@ const shared: Shared = {
   inflight: new Set<RequestCtx>(),
   draining: false,
   onIdle: null,
-  tokenLimiter: cfg.rate_limit_tokens_per_minute > 0 ? { limiter, limits: { requestsPerMinute: cfg.rate_limit_requests_per_minute, tokensPerMinute: cfg.rate_limit_tokens_per_minute } } : null,
+  // Always set: virtual keys may carry their own tokens-per-minute limit.
+  tokenLimiter: { limiter, limits: { requestsPerMinute: cfg.rate_limit_requests_per_minute, tokensPerMinute: cfg.rate_limit_tokens_per_minute } },
+  usage: null,
 };
+
+// Virtual keys, budgets, prices and the ledger rows (docs/budgets.md).
+const keyIndex = new KeyIndex(cfg.apiKeys, cfg.admin_api_key !== null);
+function applyKeys(c: KeyChange): void {
+  for (const id of c.remove) keyIndex.remove(id);
+  for (const p of c.put) keyIndex.put(p.record.digest, entryOf(p.record, p.slot, cfg.rate_limit_requests_per_minute, cfg.rate_limit_tokens_per_minute));
+}
+applyKeys({ put: data.keys, remove: [] });
+const prices = new PriceTable(cfg.prices);
+const budgets = new Budgets(data.budgetSab);
+const usageMetrics = new UsageMetrics(new UsageLayout(cfg.providers.map((p) => p.name), prices.labels), data.usageSab);
+const sink = new UsageSink(budgets, usageMetrics, prices, (rows) => port.postMessage({ t: "rows", rows } satisfies ToMain), cfg.ledger_batch_ms, cfg.ledger_batch_rows);
+shared.usage = sink;
+let adminSeq = 0;
+const adminCalls = new Map<number, (r: AdminResult) => void>();
+function admin(op: AdminOp): Promise<AdminResult> {
+  const id = ++adminSeq;
+  return new Promise((resolve) => {
+    adminCalls.set(id, resolve);
+    port.postMessage({ t: "admin", id, op } satisfies ToMain);
+  });
+}
 
 // The shedder's sampler: one cached verdict per thread, refreshed on a timer.
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -111,7 +153,10 @@ function render(kind: "prometheus" | "observability"): Promise<string> {
   });
 }
 
-const app = buildApp({ cfg, shared, pools, idPrefix: data.idPrefix + data.index.toString(36), breakers, shedder, limiter, render });
+const app = buildApp({
+  cfg, shared, pools, idPrefix: data.idPrefix + data.index.toString(36), breakers, shedder, limiter, render,
+  billing: { keys: keyIndex, budgets, prices, usage: usageMetrics, admin },
+});
 let listenSocket: us_listen_socket | null = null;
 
 app.listen(cfg.host, data.port, (ls) => {
@@ -141,6 +186,8 @@ function drain(): void {
     log.info({ forced }, "acceptor drained");
     pools.close().finally(() => {
       flush();
+      // Every finished request's row goes to the main thread before "drained".
+      sink.flush();
       port.postMessage({ t: "drained", forced } satisfies ToMain);
       // Let the thread end by itself once uWS closes its last (keep-alive) socket.
       port.unref();
@@ -173,6 +220,14 @@ port.on("message", (m: ToAcceptor) => {
       else r.reject(new Error(m.error));
     } else if (m.t === "drain") {
       drain();
+    } else if (m.t === "keys") {
+      applyKeys(m.change);
+      port.postMessage({ t: "keys-applied", seq: m.seq } satisfies ToMain);
+    } else if (m.t === "admin-result") {
+      const r = adminCalls.get(m.id);
+      if (r === undefined) return;
+      adminCalls.delete(m.id);
+      r(m.result);
     }
   } catch (e) {
     log.error({ err: String(e) }, "acceptor message failed");

@@ -6,7 +6,14 @@
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp } from "uWebSockets.js";
 import { getHeapStatistics } from "node:v8";
 import type { GatewayConfig } from "../core/config.js";
-import { KeyIndex, presentedKey } from "../core/auth.js";
+import { KeyIndex, presentedKey, type KeyEntry } from "../core/auth.js";
+import { estimateInputTokens, LIMIT_NAMES, OK as BUDGET_OK, type Budgets } from "../core/budget.js";
+import { modelAllowed } from "../core/keys.js";
+import { lastNumberField } from "../core/usage.js";
+import type { PriceTable } from "../core/pricing.js";
+import { BLOCK_UNAVAILABLE, type UsageMetrics } from "../core/usage-metrics.js";
+import { registerAdmin } from "./admin.js";
+import type { AdminOp, AdminResult } from "./ledger.js";
 import { G_DRAINING, G_WORKERS_OK, R_COUNT_TOKENS, R_HEALTH, R_MESSAGES, R_METRICS, R_MODELS, R_OTHER, RJ_RATE_REQUESTS, RJ_RATE_TOKENS } from "../core/metrics.js";
 import { SHED_NONE, type Shedder } from "../core/shedder.js";
 import type { Breakers } from "../core/breaker.js";
@@ -32,6 +39,17 @@ export interface AppDeps {
   limiter: RateLimiter;
   /** Renders a metrics page in the worker pool (via the main thread). */
   render(kind: "prometheus" | "observability"): Promise<string>;
+  /** Budgets, prices and virtual keys (docs/budgets.md); null = not wired (tests, bench). */
+  billing: Billing | null;
+}
+
+export interface Billing {
+  keys: KeyIndex;
+  budgets: Budgets;
+  prices: PriceTable;
+  usage: UsageMetrics;
+  /** Runs an admin operation on the main thread. */
+  admin(op: AdminOp): Promise<AdminResult>;
 }
 
 /** Client headers forwarded upstream as received. */
@@ -43,6 +61,7 @@ interface Incoming {
   contentLength: number;
   fwd: string[];
   keyIndex: number;
+  key: KeyEntry | null;
 }
 
 export function buildApp(deps: AppDeps): TemplatedApp {
@@ -50,7 +69,9 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   const metrics = shared.metrics;
   const providers = buildProviders(cfg.providers);
   const router = new Router(cfg.routes, providers, cfg.defaultProvider);
-  const keys = new KeyIndex(cfg.apiKeys);
+  const billing = deps.billing;
+  const keys = billing?.keys ?? new KeyIndex(cfg.apiKeys);
+  const failClosed = cfg.budget_fail_mode === "closed";
   const ids = new RequestIds(deps.idPrefix);
   const limits: Limits = { requestsPerMinute: cfg.rate_limit_requests_per_minute, tokensPerMinute: cfg.rate_limit_tokens_per_minute };
   const rateLimited = limits.requestsPerMinute > 0 || limits.tokensPerMinute > 0;
@@ -79,6 +100,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       contentLength: cl === "" ? -1 : Number(cl),
       fwd,
       keyIndex: -1,
+      key: null,
     };
   }
 
@@ -113,14 +135,37 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       const k = keys.check(inc.clientKey);
       if (k === null) return ctx.fail("GW_ERR_AUTH_INVALID_KEY", undefined, pending);
       inc.keyIndex = k.index;
-      if (rateLimited) {
-        const v = deps.limiter.admit(k.index, limits);
+      inc.key = k;
+      ctx.keyId = k.id;
+      const kl = k.virtual?.rate ?? limits;
+      if (kl !== limits || rateLimited) {
+        const v = deps.limiter.admit(k.index, kl);
         if (!v.ok) {
           metrics.rejected(v.limit === "tokens" ? RJ_RATE_TOKENS : RJ_RATE_REQUESTS);
-          return ctx.fail("GW_ERR_RATE_LIMITED", `${v.limit} per minute limit exceeded for this key`, pending, rateHeaders(v.limit!, v.retryAfterMs, v.resetMs));
+          return ctx.fail("GW_ERR_RATE_LIMITED", `${v.limit} per minute limit exceeded for this key`, pending, rateHeaders(v.limit!, v.retryAfterMs, v.resetMs, kl));
         }
         ctx.keyIndex = k.index;
+        if (kl !== limits) ctx.rateLimits = kl;
       }
+      const vk = k.virtual;
+      if (vk !== null && billing !== null) {
+        ctx.budgetSlot = k.index;
+        if (vk.budgeted) {
+          if (failClosed && !billing.usage.ledgerOk()) {
+            billing.usage.blocked(BLOCK_UNAVAILABLE);
+            ctx.budgetSlot = -1;
+            return ctx.fail("GW_ERR_BUDGET_UNAVAILABLE", undefined, pending, SHED_RETRY_AFTER);
+          }
+          // Already used up: refuse before reading the body.
+          const over = billing.budgets.exhausted(k.index, vk.budget);
+          if (over !== BUDGET_OK) return budgetRefusal(ctx, over, vk.budget, pending);
+        }
+      }
+    }
+    if (ctx.route === R_MESSAGES) {
+      ctx.ledger = true;
+      const sid = req.getHeader("x-claude-code-session-id");
+      if (sid !== "") ctx.sessionId = sid.length > 200 ? sid.slice(0, 200) : sid;
     }
     if (inc.contentLength > cfg.max_body_bytes) {
       return ctx.fail("GW_ERR_REQ_BODY_TOO_LARGE", `request body of ${inc.contentLength} bytes exceeds the limit of ${cfg.max_body_bytes}`, true);
@@ -147,6 +192,22 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     const route = router.resolve(model);
     if (route === null) return ctx.fail("GW_ERR_MODEL_NOT_FOUND", `model ${JSON.stringify(model).slice(0, 200)} has no route and no default provider is set`);
     const primary = route.targets[0]!;
+    const vk = inc.key?.virtual ?? null;
+    if (vk !== null && billing !== null) {
+      if (!modelAllowed(vk.models, model)) return ctx.fail("GW_ERR_AUTH_MODEL_FORBIDDEN", `this key may not use model ${JSON.stringify(model).slice(0, 200)}`);
+      if (vk.budgeted && !count) {
+        // Reserve the worst case: the body's tokens at the dearer of input and cache-write
+        // prices, plus max_tokens of output. Settled to the real usage in ctx.finish.
+        const p = billing.prices.lookup(model);
+        const inTok = estimateInputTokens(body.length);
+        const maxTok = typeof parsed.max_tokens === "number" && parsed.max_tokens > 0 ? Math.ceil(parsed.max_tokens) : 0;
+        const micros = Math.ceil(inTok * (p.input > p.cacheWrite ? p.input : p.cacheWrite) + maxTok * p.output);
+        const over = billing.budgets.reserve(inc.keyIndex, vk.budget, inTok + maxTok, micros);
+        if (over !== BUDGET_OK) return budgetRefusal(ctx, over, vk.budget, false);
+        ctx.reservedTokens = inTok + maxTok;
+        ctx.reservedMicros = micros;
+      }
+    }
     if (primary.provider.type === "mock") {
       ctx.provider = primary.provider.index;
       ctx.providerName = primary.provider.name;
@@ -156,8 +217,8 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   }
 
   /** 429 headers the SDKs understand: retry-after plus anthropic-ratelimit-*. */
-  function rateHeaders(limit: "requests" | "tokens", retryAfterMs: number, resetMs: number): string[] {
-    const perMinute = limit === "requests" ? limits.requestsPerMinute : limits.tokensPerMinute;
+  function rateHeaders(limit: "requests" | "tokens", retryAfterMs: number, resetMs: number, l: Limits): string[] {
+    const perMinute = limit === "requests" ? l.requestsPerMinute : l.tokensPerMinute;
     return [
       "retry-after", String(Math.max(1, Math.ceil(retryAfterMs / 1000))),
       `anthropic-ratelimit-${limit}-limit`, String(perMinute),
@@ -166,12 +227,38 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     ];
   }
 
+  /** The built-in mock's usage, read like a provider's (budgets work with the demo too). */
+  function mockUsage(ctx: RequestCtx, text: string): void {
+    const b = Buffer.from(text);
+    ctx.inputTokens = lastNumberField(b, "input_tokens");
+    ctx.outputTokens = lastNumberField(b, "output_tokens");
+    ctx.cacheCreationTokens = lastNumberField(b, "cache_creation_input_tokens");
+    ctx.cacheReadTokens = lastNumberField(b, "cache_read_input_tokens");
+  }
+
+  /** 429 GW_ERR_BUDGET_EXCEEDED naming the limit and when its window resets. */
+  function budgetRefusal(ctx: RequestCtx, which: number, b: import("../core/budget.js").BudgetLimits, close: boolean): void {
+    const bl = billing!;
+    bl.usage.blocked(which);
+    const resets = bl.budgets.resetsAt(which);
+    const name = LIMIT_NAMES[which]!;
+    const cap = which === 0 ? `${b.tokensPerDay} tokens` : which === 1 ? `${b.tokensPerMonth} tokens` : which === 2 ? `$${(b.microsPerDay / 1e6).toFixed(2)}` : `$${(b.microsPerMonth / 1e6).toFixed(2)}`;
+    const at = new Date(resets).toISOString().replace(/\.\d{3}Z$/, "Z");
+    const secs = Math.max(1, Math.ceil((resets - Date.now()) / 1000));
+    ctx.fail("GW_ERR_BUDGET_EXCEEDED", `budget exceeded: this key's ${name} limit (${cap}) is used up, counting requests in flight; it resets at ${at} (UTC)`, close, ["retry-after", String(secs), "x-should-retry", "false"]);
+  }
+
   function answerMock(ctx: RequestCtx, parsed: Record<string, unknown>, count: boolean): void {
     const mreq = parsed as unknown as MockRequest;
     if (count) return ctx.send(200, "application/json", `{"input_tokens":${mockCountTokens(mreq)}}`);
     const msgId = "msg_mock_" + ctx.id;
-    if (parsed.stream !== true) return ctx.send(200, "application/json", mockMessageJson(mreq, msgId));
+    if (parsed.stream !== true) {
+      const text = mockMessageJson(mreq, msgId);
+      if (billing !== null) mockUsage(ctx, text);
+      return ctx.send(200, "application/json", text);
+    }
     const frames = mockStreamFrames(mreq, msgId);
+    if (billing !== null) mockUsage(ctx, frames.join(""));
     const res = ctx.res;
     ctx.started = true;
     res.cork(() => {
@@ -228,8 +315,12 @@ export function buildApp(deps: AppDeps): TemplatedApp {
         heap: { ok: heapRatio < 0.95, used_bytes: h.used_heap_size, limit_bytes: h.heap_size_limit, ratio: Math.round(heapRatio * 1000) / 1000 },
         providers: { ok: providers.length > 0, configured: providers.map((p) => p.name) },
       };
-      const ok = components.draining.ok && components.workers.ok && components.heap.ok && components.providers.ok;
-      ctx.send(ok ? 200 : 503, "application/json", JSON.stringify({ status: ok ? "ready" : "not_ready", components }));
+      const ledgerAge = billing === null ? 0 : Math.max(0, Math.floor(Date.now() / 1000) - billing.usage.ledgerCheckedAt());
+      const database = billing === null ? { ok: true, enabled: false } : { ok: billing.usage.ledgerOk(), checked_seconds_ago: ledgerAge, fail_mode: cfg.budget_fail_mode };
+      // With BUDGET_FAIL_MODE=open a failing ledger is reported but does not stop traffic.
+      const dbBlocks = !database.ok && cfg.budget_fail_mode === "closed";
+      const ok = components.draining.ok && components.workers.ok && components.heap.ok && components.providers.ok && !dbBlocks;
+      ctx.send(ok ? 200 : 503, "application/json", JSON.stringify({ status: ok ? "ready" : "not_ready", components: { ...components, database } }));
     }));
   }
 
@@ -262,6 +353,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   }
 
   registerMcp(app, { cfg, shared, keys, ids });
+  if (billing !== null) registerAdmin(app, { cfg, guard, admin: billing.admin });
   app.any("/*", guard(R_OTHER, (ctx) => ctx.fail("GW_ERR_ROUTE_NOT_FOUND")));
   return app;
 }

@@ -19,5 +19,15 @@ export function loadConfigFromProcess(env: NodeJS.ProcessEnv = process.env): Gat
       throw new ConfigError("CONFIG_FILE", `${JSON.stringify(path)} is not valid JSON: ${(e as Error).message}`);
     }
   }
-  return loadConfig(env, file, availableParallelism());
+  let prices: unknown = undefined;
+  const pricesPath = env.PRICES_FILE?.trim();
+  if (pricesPath) {
+    try {
+      prices = JSON.parse(readFileSync(pricesPath, "utf8"));
+    } catch (e) {
+      const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      throw new ConfigError("PRICES_FILE", `cannot read ${JSON.stringify(pricesPath)} as JSON: ${why}`);
+    }
+  }
+  return loadConfig(env, file, availableParallelism(), prices);
 }

@@ -18,6 +18,8 @@ export interface Shared {
   onIdle: (() => void) | null;
   /** Token-per-minute charging after a response (null when no TPM limit is set). */
   tokenLimiter: { limiter: RateLimiter; limits: Limits } | null;
+  /** Budget settlement, token/cost metrics and the ledger row (server/usage-sink.ts); null = off. */
+  usage: { finished(ctx: RequestCtx, status: number, durationUs: number): void } | null;
 }
 
 export class RequestCtx {
@@ -39,6 +41,21 @@ export class RequestCtx {
   errorCode: string | null = null;
   /** Client key's index when rate limits apply, else -1. */
   keyIndex = -1;
+  /** Per-key rate limits when the key has its own (virtual keys), else null = global. */
+  rateLimits: Limits | null = null;
+  cacheCreationTokens = -1;
+  cacheReadTokens = -1;
+  /** The client key's id (for the ledger); null without auth. */
+  keyId: string | null = null;
+  /** x-claude-code-session-id, when sent. */
+  sessionId: string | null = null;
+  /** Budget slot of a virtual key (spend is counted there), else -1. */
+  budgetSlot = -1;
+  /** What admission reserved (given back and settled to real usage in finish). */
+  reservedTokens = 0;
+  reservedMicros = 0;
+  /** Write a ledger row for this request (a /v1/messages call past auth). */
+  ledger = false;
   /** Called on client abort (cancels the upstream request, clears timers). */
   onAbort: (() => void) | null = null;
 
@@ -78,8 +95,9 @@ export class RequestCtx {
     sh.metrics.activeDec();
     sh.inflight.delete(this);
     if (this.keyIndex >= 0 && sh.tokenLimiter !== null && (this.inputTokens > 0 || this.outputTokens > 0)) {
-      sh.tokenLimiter.limiter.chargeTokens(this.keyIndex, sh.tokenLimiter.limits, Math.max(0, this.inputTokens) + Math.max(0, this.outputTokens));
+      sh.tokenLimiter.limiter.chargeTokens(this.keyIndex, this.rateLimits ?? sh.tokenLimiter.limits, Math.max(0, this.inputTokens) + Math.max(0, this.outputTokens));
     }
+    if (sh.usage !== null) sh.usage.finished(this, status, durationUs);
     if (sh.log.isLevelEnabled("info")) {
       sh.log.info(
         {
@@ -91,6 +109,7 @@ export class RequestCtx {
           latency_ms: Math.round(durationUs) / 1000,
           input_tokens: this.inputTokens < 0 ? undefined : this.inputTokens,
           output_tokens: this.outputTokens < 0 ? undefined : this.outputTokens,
+          key_id: this.keyId ?? undefined,
           error: this.errorCode ?? undefined,
           aborted: this.aborted || undefined,
         },

@@ -17,6 +17,10 @@ import { totalmem } from "node:os";
 import type { AcceptorData, ToAcceptor, ToMain } from "./acceptor.js";
 import { loadConfigFromProcess } from "./config-load.js";
 import { createLogger } from "./log.js";
+import { Budgets } from "../core/budget.js";
+import { PriceTable } from "../core/pricing.js";
+import { createUsageBuffer, UsageLayout, UsageMetrics } from "../core/usage-metrics.js";
+import { LedgerHub, type KeyChange } from "./ledger.js";
 
 export interface Started {
   port: number;
@@ -33,7 +37,34 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
   const idPrefix = randomBytes(6).toString("base64url").replace(/[-_]/g, "x");
   const breakerSab = Breakers.bufferFor(cfg.providers.length);
   const shedSab = new SharedArrayBuffer(Math.max(1, cfg.http_threads) * 4);
-  const rateSab = RateLimiter.bufferFor(cfg.apiKeys.length);
+  // Static keys take slots 0..n-1, virtual keys the next MAX_KEYS (rate limits and budgets).
+  const rateSab = RateLimiter.bufferFor(LedgerHub.slots(cfg));
+  const budgetSab = Budgets.bufferFor(LedgerHub.slots(cfg));
+  const usageLayout = new UsageLayout(providerNames, new PriceTable(cfg.prices).labels);
+  const usageSab = createUsageBuffer(usageLayout);
+  const ledger = new LedgerHub(cfg, log, new UsageMetrics(usageLayout, usageSab), new Budgets(budgetSab));
+  let liveKeys: Awaited<ReturnType<LedgerHub["init"]>>;
+  try {
+    liveKeys = await ledger.init();
+  } catch (e) {
+    await ledger.close();
+    flush();
+    throw e;
+  }
+  let keySeq = 0;
+  const keyAcks = new Map<number, { left: number; done(): void }>();
+  ledger.broadcast = (change: KeyChange) => {
+    const seq = ++keySeq;
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        keyAcks.delete(seq);
+        log.warn({ seq }, "not every acceptor acknowledged a key change in time");
+        resolve();
+      }, 5000);
+      keyAcks.set(seq, { left: acceptors.length, done: () => (clearTimeout(t), resolve()) });
+      for (const w of acceptors) w.postMessage({ t: "keys", seq, change } satisfies ToAcceptor);
+    });
+  };
   const memoryLimit = memoryLimitBytes();
 
   const pool = new Piscina({
@@ -53,7 +84,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
   const acceptorUrl = new URL("./acceptor.js", import.meta.url);
 
   function spawn(index: number, port: number): Promise<number> {
-    const w = new Worker(acceptorUrl, { workerData: { cfg, sab, breakerSab, shedSab, rateSab, clockBase: startedAt, memoryLimit, idPrefix, port, index } satisfies AcceptorData });
+    const w = new Worker(acceptorUrl, { workerData: { cfg, sab, breakerSab, shedSab, rateSab, budgetSab, usageSab, keys: liveKeys, clockBase: startedAt, memoryLimit, idPrefix, port, index } satisfies AcceptorData });
     acceptors.push(w);
     exited.push(new Promise((r) => w.once("exit", r)));
     return new Promise((resolve, reject) => {
@@ -64,8 +95,20 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
       w.on("message", (m: ToMain) => {
         if (m.t === "listening") resolve(m.port);
         else if (m.t === "listen-failed") reject(new Error(`cannot listen on ${cfg.host}:${m.port}`));
-        else if (m.t === "render") {
-          pool.run({ kind: m.kind, sab, breakerSab, providers: providerNames, startedAt }).then(
+        else if (m.t === "rows") ledger.add(m.rows);
+        else if (m.t === "admin") {
+          ledger.admin(m.op).then(
+            (result) => w.postMessage({ t: "admin-result", id: m.id, result } satisfies ToAcceptor),
+            () => w.postMessage({ t: "admin-result", id: m.id, result: { ok: false, code: "GW_ERR_LEDGER_UNAVAILABLE" } } satisfies ToAcceptor),
+          );
+        } else if (m.t === "keys-applied") {
+          const a = keyAcks.get(m.seq);
+          if (a !== undefined && --a.left === 0) {
+            keyAcks.delete(m.seq);
+            a.done();
+          }
+        } else if (m.t === "render") {
+          pool.run({ kind: m.kind, sab, breakerSab, providers: providerNames, startedAt, usageSab, models: usageLayout.models }).then(
             (body: string) => w.postMessage({ t: "rendered", id: m.id, ok: true, body } satisfies ToAcceptor),
             (e: unknown) => w.postMessage({ t: "rendered", id: m.id, ok: false, error: String(e) } satisfies ToAcceptor),
           );
@@ -87,6 +130,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     for (const w of acceptors) w.postMessage({ t: "drain" } satisfies ToAcceptor);
     await Promise.all(exited);
     await pool.destroy();
+    await ledger.close();
     flush();
     throw e;
   }
@@ -103,6 +147,10 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
       await Promise.all(drained);
       // Threads end when uWS has closed its last socket (idle keep-alives time out in ~10 s).
       await Promise.all(exited);
+      // Every acceptor sent its last rows before "drained": write them all before exit.
+      const left = await ledger.flush(Math.max(5000, cfg.graceful_shutdown_timeout_ms));
+      if (left > 0) log.error({ rows: left }, "ledger rows not written at shutdown");
+      await ledger.close();
       await pool.destroy();
       log.info({}, "stopped");
       flush();

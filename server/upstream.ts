@@ -195,6 +195,10 @@ export class Relay implements Dispatcher.DispatchHandler {
     if (ctx.inputTokens < 0) ctx.inputTokens = lastNumberField(out, "input_tokens");
     const ot = lastNumberField(out, "output_tokens");
     if (ot >= 0) ctx.outputTokens = ot;
+    const cw = lastNumberField(out, "cache_creation_input_tokens");
+    if (cw >= 0) ctx.cacheCreationTokens = cw;
+    const cr = lastNumberField(out, "cache_read_input_tokens");
+    if (cr >= 0) ctx.cacheReadTokens = cr;
     const res = ctx.res;
     let ok = true;
     res.cork(() => {
@@ -240,6 +244,8 @@ export class Relay implements Dispatcher.DispatchHandler {
     this.owner.succeeded();
     ctx.inputTokens = lastNumberField(body, "input_tokens");
     ctx.outputTokens = lastNumberField(body, "output_tokens");
+    ctx.cacheCreationTokens = lastNumberField(body, "cache_creation_input_tokens");
+    ctx.cacheReadTokens = lastNumberField(body, "cache_read_input_tokens");
     ctx.send(this.status, this.contentType, body, this.extra);
   }
 

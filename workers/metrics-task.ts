@@ -10,6 +10,7 @@ import { G_DRAINING, MetricsLayout } from "../core/metrics.js";
 import { mergeBuckets, quantile, snapshot } from "../core/metrics-read.js";
 import { renderPrometheus } from "../core/prometheus.js";
 import { breakerStates } from "../core/breaker.js";
+import { renderUsagePrometheus, UsageLayout, usageSnapshot } from "../core/usage-metrics.js";
 
 export interface RenderTask {
   kind: "prometheus" | "observability";
@@ -17,6 +18,15 @@ export interface RenderTask {
   breakerSab: SharedArrayBuffer;
   providers: string[];
   startedAt: number;
+  /** Token, cost and budget counters (core/usage-metrics.ts), when wired. */
+  usageSab?: SharedArrayBuffer;
+  models?: readonly string[];
+}
+
+let cachedUsage: UsageLayout | null = null;
+function usageLayoutFor(providers: string[], models: readonly string[]): UsageLayout {
+  if (cachedUsage === null || cachedUsage.models.length !== models.length || cachedUsage.providers.length !== providers.length + 1) cachedUsage = new UsageLayout(providers, models);
+  return cachedUsage;
 }
 
 const registry = new Registry();
@@ -48,7 +58,8 @@ export default async function render(task: RenderTask): Promise<string> {
       [{ name: "gateway_draining", help: "1 while the gateway is shutting down.", value: draining }],
       task.providers.map((provider, i) => ({ provider, state: states[i]! })),
     );
-    return ours + (await registry.metrics());
+    const usage = task.usageSab !== undefined && task.models !== undefined ? renderUsagePrometheus(usageLayoutFor(task.providers, task.models), task.usageSab) : "";
+    return ours + usage + (await registry.metrics());
   }
   const all = mergeBuckets(snap.histograms, layout.nB);
   const byRoute: Record<string, unknown> = {};
@@ -75,6 +86,7 @@ export default async function render(task: RenderTask): Promise<string> {
     requests: { total, active: snap.active, by_status_class: byClass, detail: snap.requests },
     errors: { total: snap.errors.reduce((a, e) => a + e.value, 0), detail: snap.errors },
     rejected: snap.rejected,
+    usage: task.usageSab !== undefined && task.models !== undefined ? usageSnapshot(usageLayoutFor(task.providers, task.models), task.usageSab) : null,
     breakers: Object.fromEntries(task.providers.map((p, i) => [p, breakerStates(task.breakerSab, task.providers.length)[i]])),
     latency: { p50_ms: ms(quantile(all, 0.5)), p95_ms: ms(quantile(all, 0.95)), p99_ms: ms(quantile(all, 0.99)), by_route: byRoute },
     system: {

@@ -1,0 +1,153 @@
+/**
+ * Token, cost and budget counters in their own SharedArrayBuffer (beside core/metrics.ts),
+ * written by every acceptor thread with Atomics and rendered by the metrics worker.
+ *
+ * Labels are bounded by configuration: `provider` is a configured provider name (or
+ * "none"), `model` is a price-table entry's name (core/pricing.ts) or "other", and
+ * `limit` is one of the four budget limits. A client's model string never becomes a label.
+ */
+import { LIMIT_NAMES } from "./budget.js";
+
+/** Per (provider, model): input, output, cache write, cache read tokens, cost (µ$). */
+const K_IN = 0, K_OUT = 1, K_CW = 2, K_CR = 3, K_COST = 4, N_K = 5;
+
+/** Header Int32 slots. */
+export const H_LEDGER_OK = 0; // 1 while the ledger answered its last write / ping
+export const H_LEDGER_CHECKED = 1; // Clock seconds of the last check (0 = never)
+const N_HEADER = 4;
+
+export class UsageLayout {
+  readonly providers: readonly string[];
+  readonly models: readonly string[];
+  readonly blocksOff = N_HEADER;
+  readonly unknownOff: number;
+  readonly cellsOff: number;
+  readonly totalU32: number;
+
+  /** `providers` as in MetricsLayout (index 0 = "none"); `models` = PriceTable.labels. */
+  constructor(providers: readonly string[], models: readonly string[]) {
+    this.providers = Object.freeze(["none", ...providers]);
+    this.models = models;
+    this.unknownOff = this.blocksOff + (LIMIT_NAMES.length + 1) * 2;
+    this.cellsOff = this.unknownOff + this.providers.length * 2;
+    this.totalU32 = this.cellsOff + this.providers.length * models.length * N_K * 2;
+  }
+  cell(p: number, m: number): number {
+    return this.cellsOff + (p * this.models.length + m) * N_K * 2;
+  }
+}
+
+export function createUsageBuffer(l: UsageLayout): SharedArrayBuffer {
+  return new SharedArrayBuffer(l.totalU32 * 4);
+}
+
+function add64(u: Uint32Array, i: number, v: number): void {
+  if (v <= 0) return;
+  while (v > 0xffffffff) {
+    add64(u, i, 0xffffffff);
+    v -= 0xffffffff;
+  }
+  const old = Atomics.add(u, i, v);
+  if (old + v > 0xffffffff) Atomics.add(u, i + 1, 1);
+}
+
+function read64(u: Uint32Array, i: number): number {
+  for (;;) {
+    const hi = Atomics.load(u, i + 1);
+    const lo = Atomics.load(u, i);
+    if (Atomics.load(u, i + 1) === hi) return hi * 4294967296 + lo;
+  }
+}
+
+/** Budget refusals are counted by limit index; this extra index is "ledger unavailable". */
+export const BLOCK_UNAVAILABLE = LIMIT_NAMES.length;
+export const BLOCK_NAMES = [...LIMIT_NAMES, "ledger_unavailable"] as const;
+
+export class UsageMetrics {
+  readonly layout: UsageLayout;
+  readonly u32: Uint32Array;
+  readonly i32: Int32Array;
+  constructor(layout: UsageLayout, sab: SharedArrayBuffer) {
+    this.layout = layout;
+    this.u32 = new Uint32Array(sab);
+    this.i32 = new Int32Array(sab);
+  }
+  record(provider: number, model: number, input: number, output: number, cacheWrite: number, cacheRead: number, micros: number): void {
+    const c = this.layout.cell(provider, model), u = this.u32;
+    add64(u, c + K_IN * 2, input);
+    add64(u, c + K_OUT * 2, output);
+    add64(u, c + K_CW * 2, cacheWrite);
+    add64(u, c + K_CR * 2, cacheRead);
+    add64(u, c + K_COST * 2, micros);
+  }
+  unknownModel(provider: number): void {
+    add64(this.u32, this.layout.unknownOff + provider * 2, 1);
+  }
+  blocked(which: number): void {
+    add64(this.u32, this.layout.blocksOff + which * 2, 1);
+  }
+  ledgerOk(): boolean {
+    return Atomics.load(this.i32, H_LEDGER_OK) === 1;
+  }
+  setLedger(ok: boolean, atSeconds: number): void {
+    Atomics.store(this.i32, H_LEDGER_OK, ok ? 1 : 0);
+    Atomics.store(this.i32, H_LEDGER_CHECKED, atSeconds);
+  }
+  ledgerCheckedAt(): number {
+    return Atomics.load(this.i32, H_LEDGER_CHECKED);
+  }
+}
+
+function esc(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
+}
+
+/** Prometheus text for the usage counters (only series that moved, plus every block reason). */
+export function renderUsagePrometheus(l: UsageLayout, sab: SharedArrayBuffer): string {
+  const u = new Uint32Array(sab);
+  const out: string[] = [];
+  const series: [string, string, number, number][] = [
+    ["tokens_input_total", "Input tokens (not cached) reported by providers.", K_IN, 1],
+    ["tokens_output_total", "Output tokens reported by providers.", K_OUT, 1],
+    ["tokens_cache_creation_total", "Prompt-cache write tokens reported by providers.", K_CW, 1],
+    ["tokens_cache_read_total", "Prompt-cache read tokens reported by providers.", K_CR, 1],
+    ["cost_total", "Cost in USD from the price table.", K_COST, 1e-6],
+  ];
+  for (const [name, help, k, scale] of series) {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
+    for (let p = 0; p < l.providers.length; p++) {
+      for (let m = 0; m < l.models.length; m++) {
+        const v = read64(u, l.cell(p, m) + k * 2);
+        if (v > 0) out.push(`${name}{provider="${esc(l.providers[p]!)}",model="${esc(l.models[m]!)}"} ${scale === 1 ? v : v * scale}`);
+      }
+    }
+  }
+  out.push("# HELP budget_blocks_total Requests refused by a key's budget, by limit.", "# TYPE budget_blocks_total counter");
+  for (let b = 0; b < BLOCK_NAMES.length; b++) out.push(`budget_blocks_total{limit="${BLOCK_NAMES[b]}"} ${read64(u, l.blocksOff + b * 2)}`);
+  out.push("# HELP pricing_unknown_model_total Responses for models the price table does not know (cost 0).", "# TYPE pricing_unknown_model_total counter");
+  for (let p = 0; p < l.providers.length; p++) {
+    const v = read64(u, l.unknownOff + p * 2);
+    if (v > 0) out.push(`pricing_unknown_model_total{provider="${esc(l.providers[p]!)}"} ${v}`);
+  }
+  out.push("# HELP ledger_up 1 while the SQLite ledger accepts writes.", "# TYPE ledger_up gauge", `ledger_up ${Atomics.load(new Int32Array(sab), H_LEDGER_OK)}`);
+  return out.join("\n") + "\n";
+}
+
+/** JSON totals for /metrics/observability. */
+export function usageSnapshot(l: UsageLayout, sab: SharedArrayBuffer): Record<string, unknown> {
+  const u = new Uint32Array(sab);
+  const t = { input_tokens: 0, output_tokens: 0, cache_creation_tokens: 0, cache_read_tokens: 0, cost_usd: 0 };
+  for (let p = 0; p < l.providers.length; p++) {
+    for (let m = 0; m < l.models.length; m++) {
+      const c = l.cell(p, m);
+      t.input_tokens += read64(u, c);
+      t.output_tokens += read64(u, c + 2);
+      t.cache_creation_tokens += read64(u, c + 4);
+      t.cache_read_tokens += read64(u, c + 6);
+      t.cost_usd += read64(u, c + 8) / 1e6;
+    }
+  }
+  const blocks: Record<string, number> = {};
+  for (let b = 0; b < BLOCK_NAMES.length; b++) blocks[BLOCK_NAMES[b]!] = read64(u, l.blocksOff + b * 2);
+  return { ...t, budget_blocks: blocks };
+}

@@ -1,0 +1,273 @@
+/**
+ * The main thread's side of the ledger: owns the single-thread piscina pool that runs
+ * workers/ledger-task.ts, groups the usage rows that acceptor threads send into batches
+ * (one write in flight; rows arriving meanwhile form the next batch), runs the admin
+ * API's key operations (persist, then broadcast to every acceptor and wait for their
+ * acknowledgement, so a change is in force on every thread before the admin gets an
+ * answer), and keeps a cached database check for /health/ready.
+ */
+import { fileURLToPath } from "node:url";
+import { Piscina } from "piscina";
+import type { Logger } from "pino";
+import type { GatewayConfig } from "../core/config.js";
+import type { ErrorCode } from "../core/errors.js";
+import type { Budgets } from "../core/budget.js";
+import { newKey, publicKey, type CreateKeyInput, type KeyRecord, type PatchKeyInput } from "../core/keys.js";
+import type { UsageMetrics } from "../core/usage-metrics.js";
+import type { GroupBy, LedgerTask, SpendRow, UsageRow } from "../workers/ledger-task.js";
+
+export type AdminOp =
+  | { op: "create"; input: CreateKeyInput }
+  | { op: "list" }
+  | { op: "patch"; id: string; input: PatchKeyInput }
+  | { op: "revoke"; id: string }
+  | { op: "usage"; from: number; to: number; groupBy: GroupBy; format: "json" | "csv" };
+
+export type AdminResult =
+  | { ok: true; status: number; contentType: string; body: string }
+  | { ok: false; code: ErrorCode; message?: string };
+
+/** A key change sent to every acceptor thread. */
+export interface KeyChange {
+  put: { record: KeyRecord; slot: number }[];
+  remove: string[];
+}
+
+/** Rows kept in memory at most while the ledger fails (the oldest are dropped beyond). */
+const MAX_PENDING = 200_000;
+const HEALTH_EVERY_MS = 5_000;
+
+export class LedgerHub {
+  private readonly pool: Piscina;
+  private readonly cfg: GatewayConfig;
+  private readonly log: Logger;
+  private readonly usage: UsageMetrics;
+  private readonly budgets: Budgets;
+  private readonly keys = new Map<string, { record: KeyRecord; slot: number }>();
+  private nextSlot: number;
+  private readonly lastSlot: number;
+  private pending: UsageRow[] = [];
+  private writing: Promise<void> | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private healthTimer: NodeJS.Timeout | null = null;
+  private lastOkAt = 0;
+  dropped = 0;
+  /** Sends a key change to every acceptor; resolves once all applied it. */
+  broadcast: (c: KeyChange) => Promise<void> = async () => {};
+
+  constructor(cfg: GatewayConfig, log: Logger, usage: UsageMetrics, budgets: Budgets) {
+    this.cfg = cfg;
+    this.log = log;
+    this.usage = usage;
+    this.budgets = budgets;
+    this.nextSlot = cfg.apiKeys.length;
+    this.lastSlot = cfg.apiKeys.length + cfg.max_keys;
+    this.pool = new Piscina({
+      filename: fileURLToPath(new URL("../workers/ledger-task.js", import.meta.url)),
+      workerData: { path: cfg.database_path },
+      minThreads: 1,
+      maxThreads: 1,
+      idleTimeout: 2 ** 31 - 1,
+    });
+    this.pool.on("error", (e: unknown) => {
+      this.setOk(false);
+      log.error({ err: String(e) }, "ledger worker error");
+    });
+  }
+
+  /** Slots for budgets and rate limits: static keys first, then MAX_KEYS virtual keys. */
+  static slots(cfg: GatewayConfig): number {
+    return cfg.apiKeys.length + cfg.max_keys;
+  }
+
+  private run<T>(task: LedgerTask): Promise<T> {
+    return this.pool.run(task) as Promise<T>;
+  }
+
+  private setOk(ok: boolean): void {
+    if (ok) this.lastOkAt = Date.now();
+    this.usage.setLedger(ok, Math.floor(Date.now() / 1000));
+  }
+
+  /**
+   * Open the database, load the live keys and rebuild this day's and month's spend.
+   * Throws when the database cannot be opened and BUDGET_FAIL_MODE is closed.
+   */
+  async init(): Promise<{ record: KeyRecord; slot: number }[]> {
+    const now = Date.now();
+    const dayStart = now - (now % 86_400_000);
+    const d = new Date(now);
+    const monthStart = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+    try {
+      const r = await this.run<{ keys: KeyRecord[]; spend: SpendRow[] }>({ op: "init", dayStart, monthStart });
+      for (const k of r.keys) {
+        if (k.revoked_at !== null) continue;
+        if (this.nextSlot >= this.lastSlot) {
+          this.log.error({ max_keys: this.cfg.max_keys }, "more live keys in the ledger than MAX_KEYS; the rest are not loaded");
+          break;
+        }
+        this.keys.set(k.id, { record: k, slot: this.nextSlot++ });
+      }
+      for (const s of r.spend) {
+        const k = this.keys.get(s.key_id);
+        if (k !== undefined) this.budgets.seed(k.slot, s.day_tokens, s.day_micros, s.month_tokens, s.month_micros);
+      }
+      this.setOk(true);
+      this.log.info({ database: this.cfg.database_path, keys: this.keys.size, spend_rows: r.spend.length }, "ledger opened");
+    } catch (e) {
+      this.setOk(false);
+      if (this.cfg.budget_fail_mode === "closed") throw new Error(`DATABASE_PATH: cannot open the ledger at ${JSON.stringify(this.cfg.database_path)}: ${(e as Error).message}`);
+      this.log.error({ err: String(e), database: this.cfg.database_path }, "ledger unavailable; BUDGET_FAIL_MODE=open, serving without it");
+    }
+    this.healthTimer = setInterval(() => this.check(), HEALTH_EVERY_MS);
+    this.healthTimer.unref();
+    return [...this.keys.values()];
+  }
+
+  /** Cheap periodic check: a ping only when no write succeeded recently. */
+  private check(): void {
+    if (Date.now() - this.lastOkAt < HEALTH_EVERY_MS) {
+      this.usage.setLedger(true, Math.floor(Date.now() / 1000));
+      return;
+    }
+    this.run<boolean>({ op: "ping" }).then(
+      (ok) => this.setOk(ok === true),
+      () => this.setOk(false),
+    );
+  }
+
+  /** Rows from an acceptor thread (already a batch). */
+  add(rows: UsageRow[]): void {
+    for (let i = 0; i < rows.length; i++) this.pending.push(rows[i]!);
+    if (this.pending.length > MAX_PENDING) {
+      const n = this.pending.length - MAX_PENDING;
+      this.pending.splice(0, n);
+      this.dropped += n;
+      this.log.error({ dropped: n }, "ledger backlog full; oldest usage rows dropped");
+    }
+    if (this.writing === null && this.retryTimer === null) this.writing = this.write();
+  }
+
+  private async write(): Promise<void> {
+    while (this.pending.length > 0) {
+      const batch = this.pending;
+      this.pending = [];
+      try {
+        await this.run<number>({ op: "insert", rows: batch });
+        this.setOk(true);
+      } catch (e) {
+        this.pending = batch.concat(this.pending);
+        this.setOk(false);
+        this.log.error({ err: String(e), rows: batch.length }, "ledger write failed; retrying");
+        this.writing = null;
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = null;
+          if (this.writing === null) this.writing = this.write();
+        }, 1000);
+        return;
+      }
+    }
+    this.writing = null;
+  }
+
+  /** Wait until every row received so far is in SQLite (shutdown). Gives up after `ms`. */
+  async flush(ms: number): Promise<number> {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      if (this.writing !== null) await this.writing;
+      else if (this.pending.length > 0) {
+        if (this.retryTimer !== null) {
+          clearTimeout(this.retryTimer);
+          this.retryTimer = null;
+        }
+        this.writing = this.write();
+        await this.writing;
+        if (this.pending.length > 0) await new Promise((r) => setTimeout(r, 200));
+      } else return 0;
+    }
+    return this.pending.length;
+  }
+
+  async close(): Promise<void> {
+    if (this.healthTimer !== null) clearInterval(this.healthTimer);
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    await this.pool.destroy();
+  }
+
+  // ------------------------------------------------------------------ admin operations
+
+  async admin(op: AdminOp): Promise<AdminResult> {
+    try {
+      switch (op.op) {
+        case "create": {
+          if (this.nextSlot >= this.lastSlot) return { ok: false, code: "GW_ERR_ADMIN_KEY_TABLE_FULL" };
+          const { record, secret } = newKey(op.input, new Date());
+          await this.run({ op: "key-create", record });
+          const entry = { record, slot: this.nextSlot++ };
+          this.budgets.clear(entry.slot);
+          this.keys.set(record.id, entry);
+          await this.broadcast({ put: [entry], remove: [] });
+          this.log.info({ key_id: record.id }, "key created");
+          return json(201, { id: record.id, name: record.name, key: secret, models: record.models, limits: record.limits, created_at: record.created_at });
+        }
+        case "list": {
+          const all = await this.run<KeyRecord[]>({ op: "keys" });
+          const data = all.map((r) => {
+            const live = this.keys.get(r.id);
+            return { ...publicKey(r), spend: live === undefined ? null : this.spendOf(live.slot) };
+          });
+          return json(200, { data });
+        }
+        case "patch": {
+          const live = this.keys.get(op.id);
+          if (live === undefined) return { ok: false, code: "GW_ERR_ADMIN_KEY_NOT_FOUND" };
+          const record: KeyRecord = {
+            ...live.record,
+            name: op.input.name ?? live.record.name,
+            models: op.input.models === undefined ? live.record.models : op.input.models,
+            limits: op.input.limits ?? live.record.limits,
+          };
+          if (!(await this.run<boolean>({ op: "key-update", record }))) return { ok: false, code: "GW_ERR_ADMIN_KEY_NOT_FOUND" };
+          live.record = record;
+          await this.broadcast({ put: [live], remove: [] });
+          this.log.info({ key_id: record.id }, "key updated");
+          return json(200, { ...publicKey(record), spend: this.spendOf(live.slot) });
+        }
+        case "revoke": {
+          const live = this.keys.get(op.id);
+          if (live === undefined) return { ok: false, code: "GW_ERR_ADMIN_KEY_NOT_FOUND" };
+          const at = new Date().toISOString();
+          await this.run({ op: "key-revoke", id: op.id, at });
+          // The slot is not reused before a restart: requests of this key still in flight settle into it.
+          this.keys.delete(op.id);
+          await this.broadcast({ put: [], remove: [op.id] });
+          this.log.info({ key_id: op.id }, "key revoked");
+          return json(200, { ...publicKey({ ...live.record, revoked_at: at }) });
+        }
+        case "usage": {
+          const body = await this.run<string>({ op: "usage", from: op.from, to: op.to, groupBy: op.groupBy, format: op.format });
+          return { ok: true, status: 200, contentType: op.format === "csv" ? "text/csv; charset=utf-8" : "application/json", body };
+        }
+      }
+    } catch (e) {
+      this.log.error({ err: String(e), op: op.op }, "admin operation failed");
+      return { ok: false, code: "GW_ERR_LEDGER_UNAVAILABLE" };
+    }
+  }
+
+  private spendOf(slot: number) {
+    const s = this.budgets.spend(slot);
+    return {
+      day_tokens: s.dayTokens,
+      day_usd: s.dayMicros / 1e6,
+      month_tokens: s.monthTokens,
+      month_usd: s.monthMicros / 1e6,
+      reserved_tokens: s.reservedTokens,
+      reserved_usd: s.reservedMicros / 1e6,
+    };
+  }
+}
+
+function json(status: number, v: unknown): AdminResult {
+  return { ok: true, status, contentType: "application/json", body: JSON.stringify(v) };
+}

@@ -1,0 +1,215 @@
+/**
+ * piscina task module: the usage ledger in SQLite (better-sqlite3). The pool runs exactly
+ * one thread, so this is the only writer; the serving threads never touch SQLite. The
+ * module exports a Promise of the handler, so the database opens once per worker.
+ *
+ * Every statement is prepared with bound parameters: key names, models and session ids
+ * are data, never SQL.
+ */
+import Database from "better-sqlite3";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { workerData } from "piscina";
+import type { KeyRecord } from "../core/keys.js";
+
+/** One finished request, as a tuple (cheap to clone between threads). */
+export type UsageRow = [
+  requestId: string,
+  ts: number,
+  keyId: string | null,
+  model: string | null,
+  provider: string,
+  status: number,
+  latencyMs: number,
+  inputTokens: number,
+  outputTokens: number,
+  cacheCreationTokens: number,
+  cacheReadTokens: number,
+  costMicros: number,
+  sessionId: string | null,
+];
+
+export type GroupBy = "key" | "model" | "day";
+
+export type LedgerTask =
+  | { op: "init"; dayStart: number; monthStart: number }
+  | { op: "insert"; rows: UsageRow[] }
+  | { op: "key-create"; record: KeyRecord }
+  | { op: "key-update"; record: KeyRecord }
+  | { op: "key-revoke"; id: string; at: string }
+  | { op: "keys" }
+  | { op: "usage"; from: number; to: number; groupBy: GroupBy; format: "json" | "csv" }
+  | { op: "ping" };
+
+export interface SpendRow {
+  key_id: string;
+  day_tokens: number;
+  day_micros: number;
+  month_tokens: number;
+  month_micros: number;
+}
+
+export interface LedgerData {
+  path: string;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS usage (
+  seq INTEGER PRIMARY KEY,
+  request_id TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  key_id TEXT,
+  model TEXT,
+  provider TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  latency_ms REAL NOT NULL,
+  input_tokens INTEGER NOT NULL,
+  output_tokens INTEGER NOT NULL,
+  cache_creation_tokens INTEGER NOT NULL,
+  cache_read_tokens INTEGER NOT NULL,
+  cost_micros INTEGER NOT NULL,
+  session_id TEXT
+);
+CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts);
+CREATE INDEX IF NOT EXISTS usage_key_ts ON usage (key_id, ts);
+CREATE TABLE IF NOT EXISTS keys (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  digest TEXT NOT NULL UNIQUE,
+  models TEXT,
+  limits TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  revoked_at TEXT
+);
+`;
+
+const GROUP_EXPR: Record<GroupBy, string> = {
+  key: "u.key_id",
+  model: "u.model",
+  day: "strftime('%Y-%m-%d', u.ts / 1000, 'unixepoch')",
+};
+
+/** A CSV cell: quoted when needed; a leading = + - @ is defused for spreadsheets. */
+function csvCell(v: unknown): string {
+  if (v === null || v === undefined) return "";
+  if (typeof v === "number") return String(v);
+  let s = String(v);
+  if (/^[=+\-@\t\r]/.test(s)) s = "'" + s;
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+function open(path: string) {
+  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = NORMAL");
+  db.pragma("cache_size = -64000");
+  db.pragma("temp_store = MEMORY");
+  db.pragma("busy_timeout = 5000");
+  db.exec(SCHEMA);
+
+  const insertRow = db.prepare(
+    `INSERT INTO usage (request_id, ts, key_id, model, provider, status, latency_ms, input_tokens, output_tokens,
+       cache_creation_tokens, cache_read_tokens, cost_micros, session_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+  );
+  const insertMany = db.transaction((rows: UsageRow[]) => {
+    for (const r of rows) insertRow.run(r);
+  });
+  const keyInsert = db.prepare(
+    "INSERT INTO keys (id, name, digest, models, limits, created_at, revoked_at) VALUES (@id, @name, @digest, @models, @limits, @created_at, @revoked_at)",
+  );
+  const keyUpdate = db.prepare("UPDATE keys SET name = @name, models = @models, limits = @limits WHERE id = @id AND revoked_at IS NULL");
+  const keyRevoke = db.prepare("UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL");
+  const keyAll = db.prepare("SELECT id, name, digest, models, limits, created_at, revoked_at FROM keys ORDER BY created_at, id");
+  const spendSince = db.prepare(
+    `SELECT key_id, SUM(input_tokens + output_tokens + cache_creation_tokens + cache_read_tokens) AS tokens,
+       SUM(cost_micros) AS micros FROM usage WHERE ts >= ? AND key_id IS NOT NULL GROUP BY key_id`,
+  );
+  const ping = db.prepare("SELECT 1 AS ok");
+  const usageStmts = new Map<GroupBy, Database.Statement>();
+  for (const g of ["key", "model", "day"] as const) {
+    const extra = g === "key" ? ", k.name AS key_name" : "";
+    usageStmts.set(
+      g,
+      db.prepare(
+        `SELECT ${GROUP_EXPR[g]} AS ${g}${extra}, COUNT(*) AS requests, SUM(u.input_tokens) AS input_tokens,
+           SUM(u.output_tokens) AS output_tokens, SUM(u.cache_creation_tokens) AS cache_creation_tokens,
+           SUM(u.cache_read_tokens) AS cache_read_tokens, SUM(u.cost_micros) AS cost_micros
+         FROM usage u ${g === "key" ? "LEFT JOIN keys k ON k.id = u.key_id" : ""}
+         WHERE u.ts >= ? AND u.ts < ? GROUP BY 1 ORDER BY 1`,
+      ),
+    );
+  }
+
+  function toRecord(r: Record<string, unknown>): KeyRecord {
+    return {
+      id: r.id as string,
+      name: r.name as string,
+      digest: r.digest as string,
+      models: r.models === null ? null : (JSON.parse(r.models as string) as string[]),
+      limits: JSON.parse(r.limits as string) as KeyRecord["limits"],
+      created_at: r.created_at as string,
+      revoked_at: (r.revoked_at as string | null) ?? null,
+    };
+  }
+  const params = (k: KeyRecord) => ({
+    id: k.id,
+    name: k.name,
+    digest: k.digest,
+    models: k.models === null ? null : JSON.stringify(k.models),
+    limits: JSON.stringify(k.limits),
+    created_at: k.created_at,
+    revoked_at: k.revoked_at,
+  });
+
+  return function handle(task: LedgerTask): unknown {
+    switch (task.op) {
+      case "insert":
+        insertMany(task.rows);
+        return task.rows.length;
+      case "init": {
+        const spend = new Map<string, SpendRow>();
+        const get = (id: string) => {
+          let s = spend.get(id);
+          if (s === undefined) spend.set(id, (s = { key_id: id, day_tokens: 0, day_micros: 0, month_tokens: 0, month_micros: 0 }));
+          return s;
+        };
+        for (const r of spendSince.all(task.dayStart) as { key_id: string; tokens: number; micros: number }[]) {
+          const s = get(r.key_id);
+          s.day_tokens = r.tokens;
+          s.day_micros = r.micros;
+        }
+        for (const r of spendSince.all(task.monthStart) as { key_id: string; tokens: number; micros: number }[]) {
+          const s = get(r.key_id);
+          s.month_tokens = r.tokens;
+          s.month_micros = r.micros;
+        }
+        return { keys: (keyAll.all() as Record<string, unknown>[]).map(toRecord), spend: [...spend.values()] };
+      }
+      case "key-create":
+        keyInsert.run(params(task.record));
+        return true;
+      case "key-update":
+        return keyUpdate.run(params(task.record)).changes === 1;
+      case "key-revoke":
+        return keyRevoke.run(task.at, task.id).changes === 1;
+      case "keys":
+        return (keyAll.all() as Record<string, unknown>[]).map(toRecord);
+      case "usage": {
+        const rows = usageStmts.get(task.groupBy)!.all(task.from, task.to) as Record<string, unknown>[];
+        const out = rows.map((r) => {
+          const o: Record<string, unknown> = { ...r, cost_usd: Number(r.cost_micros) / 1e6 };
+          delete o.cost_micros;
+          return o;
+        });
+        if (task.format === "json") return JSON.stringify({ group_by: task.groupBy, from: new Date(task.from).toISOString(), to: new Date(task.to).toISOString(), data: out });
+        const cols = [task.groupBy, ...(task.groupBy === "key" ? ["key_name"] : []), "requests", "input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens", "cost_usd"];
+        return [cols.join(","), ...out.map((o) => cols.map((c) => csvCell(o[c])).join(","))].join("\r\n") + "\r\n";
+      }
+      case "ping":
+        return (ping.get() as { ok: number }).ok === 1;
+    }
+  };
+}
+
+export default (async () => open((workerData as LedgerData).path))();
