@@ -1,0 +1,101 @@
+/** The ledger task module through a real piscina pool and a real SQLite file. */
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Piscina } from "piscina";
+import Database from "better-sqlite3";
+import { newKey } from "../../core/keys.js";
+import type { LedgerTask, UsageRow } from "../../workers/ledger-task.js";
+
+const dir = mkdtempSync(join(tmpdir(), "portcullis-ledger-"));
+const path = join(dir, "nested", "dir", "ledger.db");
+let pool: Piscina;
+const run = <T>(t: LedgerTask) => pool.run(t) as Promise<T>;
+
+before(() => {
+  pool = new Piscina({ filename: fileURLToPath(new URL("../../workers/ledger-task.js", import.meta.url)), workerData: { path }, minThreads: 1, maxThreads: 1 });
+});
+after(async () => {
+  await pool.destroy();
+});
+
+const DAY = Date.UTC(2026, 4, 10);
+function row(i: number, key: string | null, model: string, ts: number, micros = 100): UsageRow {
+  return [`req_${i}`, ts, key, model, "anthropic", 200, 12.5, 10, 20, 3, 4, micros, "sess-" + (i % 2)];
+}
+
+test("creates its directory, sets the pragmas, inserts batches and rebuilds spend", async () => {
+  const hostile = newKey({ name: `team "a", =cmd|' /C calc'!A0\n'); DROP TABLE usage;--` }, new Date(DAY));
+  await run({ op: "key-create", record: hostile.record });
+  const rows: UsageRow[] = [];
+  for (let i = 0; i < 1000; i++) rows.push(row(i, i % 2 === 0 ? hostile.record.id : "static-0", i % 3 === 0 ? "claude-opus-4-1" : "claude-sonnet-4-5", DAY + i * 1000));
+  rows.push(row(5000, hostile.record.id, "claude-sonnet-4-5", DAY - 86_400_000, 7)); // yesterday
+  assert.equal(await run({ op: "insert", rows }), rows.length);
+  const init = await run<{ keys: { id: string; digest: string }[]; spend: { key_id: string; day_tokens: number; day_micros: number; month_micros: number }[] }>({ op: "init", dayStart: DAY, monthStart: Date.UTC(2026, 4, 1) });
+  assert.equal(init.keys.length, 1);
+  assert.equal(init.keys[0]!.digest, hostile.record.digest);
+  const s = init.spend.find((x) => x.key_id === hostile.record.id)!;
+  assert.equal(s.day_tokens, 500 * 37);
+  assert.equal(s.day_micros, 500 * 100);
+  assert.equal(s.month_micros, 500 * 100 + 7);
+
+  const db = new Database(path, { readonly: true });
+  assert.equal(db.pragma("journal_mode", { simple: true }), "wal");
+  assert.equal((db.prepare("SELECT COUNT(*) AS n FROM usage").get() as { n: number }).n, 1001, "the hostile name dropped nothing");
+  db.close();
+
+  const json = JSON.parse(await run<string>({ op: "usage", from: DAY, to: DAY + 86_400_000, groupBy: "key", format: "json" })) as { data: { key: string; key_name: string | null; requests: number; cost_usd: number }[] };
+  const k = json.data.find((d) => d.key === hostile.record.id)!;
+  assert.equal(k.key_name, hostile.record.name, "names come back as data, byte for byte");
+  assert.equal(k.requests, 500);
+  assert.equal(k.cost_usd, 0.05);
+
+  const csv = await run<string>({ op: "usage", from: DAY, to: DAY + 86_400_000, groupBy: "key", format: "csv" });
+  const lines = csv.split("\r\n");
+  assert.equal(lines[0], "key,key_name,requests,input_tokens,output_tokens,cache_creation_tokens,cache_read_tokens,cost_usd");
+  assert.ok(csv.includes(`"team ""a"", =cmd|' /C calc'!A0\n'); DROP TABLE usage;--"`), "quoted, quotes doubled");
+
+  const byModel = JSON.parse(await run<string>({ op: "usage", from: DAY, to: DAY + 86_400_000, groupBy: "model", format: "json" })) as { data: { model: string; requests: number }[] };
+  assert.deepEqual(byModel.data.map((d) => [d.model, d.requests]), [["claude-opus-4-1", 334], ["claude-sonnet-4-5", 666]]);
+  const byDay = JSON.parse(await run<string>({ op: "usage", from: DAY - 86_400_000, to: DAY + 86_400_000, groupBy: "day", format: "json" })) as { data: { day: string; requests: number }[] };
+  assert.deepEqual(byDay.data.map((d) => [d.day, d.requests]), [["2026-05-09", 1], ["2026-05-10", 1000]]);
+});
+
+test("a spreadsheet formula in a name is defused in CSV", async () => {
+  const k = newKey({ name: "=1+1" }, new Date(DAY));
+  await run({ op: "key-create", record: k.record });
+  await run({ op: "insert", rows: [row(9001, k.record.id, "m", DAY + 5)] });
+  const csv = await run<string>({ op: "usage", from: DAY, to: DAY + 86_400_000, groupBy: "key", format: "csv" });
+  assert.ok(csv.includes(`${k.record.id},'=1+1,1,`));
+});
+
+test("keys: update and revoke persist; a revoked key cannot be updated", async () => {
+  const k = newKey({ name: "x", limits: { tokens_per_day: 5 } }, new Date());
+  await run({ op: "key-create", record: k.record });
+  assert.equal(await run({ op: "key-update", record: { ...k.record, limits: { usd_per_day: 2 } } }), true);
+  assert.equal(await run({ op: "key-revoke", id: k.record.id, at: new Date().toISOString() }), true);
+  assert.equal(await run({ op: "key-revoke", id: k.record.id, at: new Date().toISOString() }), false);
+  assert.equal(await run({ op: "key-update", record: k.record }), false);
+  const all = await run<{ id: string; limits: unknown; revoked_at: string | null }[]>({ op: "keys" });
+  const got = all.find((r) => r.id === k.record.id)!;
+  assert.deepEqual(got.limits, { usd_per_day: 2 });
+  assert.ok(got.revoked_at !== null);
+  assert.equal(await run({ op: "ping" }), true);
+});
+
+test("rows per second through the worker (printed, not asserted)", async () => {
+  const N = 50_000, B = 500;
+  const t0 = performance.now();
+  const jobs: Promise<unknown>[] = [];
+  for (let i = 0; i < N; i += B) {
+    const rows: UsageRow[] = [];
+    for (let j = 0; j < B; j++) rows.push(row(100_000 + i + j, "static-0", "claude-sonnet-4-5", DAY + j));
+    jobs.push(run({ op: "insert", rows }));
+  }
+  await Promise.all(jobs);
+  const s = (performance.now() - t0) / 1000;
+  console.log(`# ledger: ${N} rows in batches of ${B}: ${Math.round(N / s)} rows/s`);
+});
