@@ -130,6 +130,10 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       ctx.errorCode = "GW_ERR_SHED_OVERLOADED";
       return ctx.fail("GW_ERR_SHED_OVERLOADED", undefined, pending, SHED_RETRY_AFTER);
     }
+    if (billing !== null) {
+      const sid = req.getHeader("x-claude-code-session-id");
+      if (sid !== "") ctx.sessionId = sid.length > 200 ? sid.slice(0, 200) : sid;
+    }
     if (keys.enabled) {
       if (inc.clientKey === "") return ctx.fail("GW_ERR_AUTH_MISSING_KEY", undefined, pending);
       const k = keys.check(inc.clientKey);
@@ -137,6 +141,8 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       inc.keyIndex = k.index;
       inc.key = k;
       ctx.keyId = k.id;
+      // Every /v1/messages call past auth gets a ledger row, refusals included.
+      if (ctx.route === R_MESSAGES) ctx.ledger = true;
       const kl = k.virtual?.rate ?? limits;
       if (kl !== limits || rateLimited) {
         const v = deps.limiter.admit(k.index, kl);
@@ -162,11 +168,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
         }
       }
     }
-    if (ctx.route === R_MESSAGES) {
-      ctx.ledger = true;
-      const sid = req.getHeader("x-claude-code-session-id");
-      if (sid !== "") ctx.sessionId = sid.length > 200 ? sid.slice(0, 200) : sid;
-    }
+    if (ctx.route === R_MESSAGES) ctx.ledger = true;
     if (inc.contentLength > cfg.max_body_bytes) {
       return ctx.fail("GW_ERR_REQ_BODY_TOO_LARGE", `request body of ${inc.contentLength} bytes exceeds the limit of ${cfg.max_body_bytes}`, true);
     }
