@@ -128,15 +128,23 @@ export class Budgets {
     return b;
   }
 
-  /** Which limit is over once `tok`/`mic` more are counted (OK if none). */
-  private over(b: number, l: BudgetLimits, tok: number, mic: number): number {
+  /**
+   * Which limit is over (OK if none): spend + what is in flight, plus `strict` = 1 for
+   * "already used up" (>=) or 0 for "would pass it" (>). Reads only the counters that a
+   * set limit needs.
+   */
+  private over(b: number, l: BudgetLimits, strict: number): number {
     const u = this.u32;
-    const rt = read64(u, b + C_RES_TOK) - read64(u, b + C_REL_TOK) + tok;
-    const rm = read64(u, b + C_RES_USD) - read64(u, b + C_REL_USD) + mic;
-    if (l.tokensPerDay > 0 && read64(u, b + C_DAY_TOK) + rt > l.tokensPerDay) return L_TOKENS_DAY;
-    if (l.tokensPerMonth > 0 && read64(u, b + C_MON_TOK) + rt > l.tokensPerMonth) return L_TOKENS_MONTH;
-    if (l.microsPerDay > 0 && read64(u, b + C_DAY_USD) + rm > l.microsPerDay) return L_USD_DAY;
-    if (l.microsPerMonth > 0 && read64(u, b + C_MON_USD) + rm > l.microsPerMonth) return L_USD_MONTH;
+    if (l.tokensPerDay > 0 || l.tokensPerMonth > 0) {
+      const rt = read64(u, b + C_RES_TOK) - read64(u, b + C_REL_TOK) + strict;
+      if (l.tokensPerDay > 0 && read64(u, b + C_DAY_TOK) + rt > l.tokensPerDay) return L_TOKENS_DAY;
+      if (l.tokensPerMonth > 0 && read64(u, b + C_MON_TOK) + rt > l.tokensPerMonth) return L_TOKENS_MONTH;
+    }
+    if (l.microsPerDay > 0 || l.microsPerMonth > 0) {
+      const rm = read64(u, b + C_RES_USD) - read64(u, b + C_REL_USD) + strict;
+      if (l.microsPerDay > 0 && read64(u, b + C_DAY_USD) + rm > l.microsPerDay) return L_USD_DAY;
+      if (l.microsPerMonth > 0 && read64(u, b + C_MON_USD) + rm > l.microsPerMonth) return L_USD_MONTH;
+    }
     return OK;
   }
 
@@ -145,15 +153,7 @@ export class Budgets {
    * reservations? (A request that gets past it still reserves after validation.)
    */
   exhausted(slot: number, l: BudgetLimits): number {
-    const b = this.roll(slot);
-    const u = this.u32;
-    const rt = read64(u, b + C_RES_TOK) - read64(u, b + C_REL_TOK);
-    const rm = read64(u, b + C_RES_USD) - read64(u, b + C_REL_USD);
-    if (l.tokensPerDay > 0 && read64(u, b + C_DAY_TOK) + rt >= l.tokensPerDay) return L_TOKENS_DAY;
-    if (l.tokensPerMonth > 0 && read64(u, b + C_MON_TOK) + rt >= l.tokensPerMonth) return L_TOKENS_MONTH;
-    if (l.microsPerDay > 0 && read64(u, b + C_DAY_USD) + rm >= l.microsPerDay) return L_USD_DAY;
-    if (l.microsPerMonth > 0 && read64(u, b + C_MON_USD) + rm >= l.microsPerMonth) return L_USD_MONTH;
-    return OK;
+    return this.over(this.roll(slot), l, 1);
   }
 
   /**
@@ -165,7 +165,7 @@ export class Budgets {
     const u = this.u32;
     add64(u, b + C_RES_TOK, tok);
     add64(u, b + C_RES_USD, mic);
-    const v = this.over(b, l, 0, 0);
+    const v = this.over(b, l, 0);
     if (v !== OK) {
       add64(u, b + C_REL_TOK, tok);
       add64(u, b + C_REL_USD, mic);

@@ -48,6 +48,8 @@ export interface Price {
   readonly cacheRead: number;
 }
 
+const CACHE_MAX = 1024;
+
 /** The label of models no entry matches. */
 export const OTHER_MODEL = "other";
 
@@ -81,13 +83,24 @@ export class PriceTable {
     return new PriceTable({ ...DEFAULT_PRICES, ...(file?.models ?? {}) });
   }
 
-  /** Exact name, else the longest matching prefix, else `other` (cost 0). */
+  /**
+   * Exact name, else the longest matching prefix, else `other` (cost 0). Prefix results
+   * are remembered for the first CACHE_MAX distinct names (client model strings are not
+   * trusted to be few), so the usual lookup is one Map hit.
+   */
   lookup(model: string): Price {
     const e = this.exact.get(model);
     if (e !== undefined) return e;
     const ps = this.prefixes;
-    for (let i = 0; i < ps.length; i++) if (model.startsWith(ps[i]!.prefix)) return ps[i]!.price;
-    return this.other;
+    let p = this.other;
+    for (let i = 0; i < ps.length; i++) {
+      if (model.startsWith(ps[i]!.prefix)) {
+        p = ps[i]!.price;
+        break;
+      }
+    }
+    if (this.exact.size < CACHE_MAX) this.exact.set(model, p);
+    return p;
   }
 }
 
