@@ -1,0 +1,232 @@
+/**
+ * The deployment artifacts against a live gateway started with the ConfigMap's settings:
+ * every metric (and label) that the alert rules, the dashboard and the prometheus-adapter
+ * rule name is in the real /metrics/prometheus output, and the probe paths, the ports, the
+ * ServiceMonitor path and the Dockerfile's HEALTHCHECK all work against the server.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { startMock, type MockHandle } from "../support/spawn-mock.js";
+import { startGateway, type Gateway } from "../support/gateway.js";
+import { loadConfig } from "../../core/config.js";
+import { ERROR_TYPES } from "../../core/errors.js";
+import { ROUTES } from "../../core/metrics.js";
+import {
+  ROOT,
+  SYNTHETIC,
+  TARGET_LABELS,
+  TOKEN_METRICS,
+  alertRules,
+  adapterRules,
+  alternation,
+  container,
+  dashboardExprs,
+  deployment,
+  metricNames,
+  one,
+  parseExposition,
+  selectors,
+  settingsConfigMap,
+  type Exposition,
+} from "./support.js";
+
+/**
+ * Metrics that another issue is adding while this was written. A name here that the gateway
+ * does not export yet is reported as a todo instead of failing; once exported it is checked
+ * like every other name.
+ */
+const PENDING = new Set<string>(TOKEN_METRICS);
+
+const KEY = "sk-k8s-live-client-1234";
+let mock: MockHandle;
+let gw: Gateway;
+let expo: Exposition;
+let text: string;
+
+const post = (path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> =>
+  fetch(`${gw.url}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-api-key": KEY, ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+const msg = (model = "claude-live", extra: Record<string, unknown> = {}) => ({ model, max_tokens: 8, messages: [{ role: "user", content: "hi" }], ...extra });
+
+before(async () => {
+  mock = await startMock();
+  gw = await startGateway({
+    ...settingsConfigMap(),
+    HOST: "127.0.0.1",
+    PORT: "0",
+    // What the Secret provides in the cluster.
+    GATEWAY_API_KEYS: KEY,
+    ANTHROPIC_API_KEY: "sk-upstream-live-abcdefgh",
+    ANTHROPIC_API_BASE: mock.url,
+  });
+  // Traffic that makes every label set the rules and panels read exist: success, stream,
+  // count_tokens, models, a client error, an upstream error.
+  const drain = async (r: Promise<Response>): Promise<number> => {
+    const x = await r;
+    await x.arrayBuffer();
+    return x.status;
+  };
+  assert.equal(await drain(post("/v1/messages", msg())), 200);
+  assert.equal(await drain(post("/v1/messages", msg("claude-live", { stream: true }))), 200);
+  assert.equal(await drain(post("/v1/messages/count_tokens", { model: "claude-live", messages: [{ role: "user", content: "hi" }] })), 200);
+  assert.equal(await drain(fetch(`${gw.url}/v1/models`, { headers: { "x-api-key": KEY } })), 200);
+  assert.equal(await drain(post("/v1/messages", "{not json")), 400);
+  await fetch(`${mock.url}/__mock/faults`, { method: "POST", body: JSON.stringify({ faults: ["status:500", "status:500", "status:500"] }) });
+  assert.equal(await drain(post("/v1/messages", msg())), 500);
+  await fetch(`${mock.url}/__mock/faults`, { method: "DELETE" });
+  text = await (await fetch(`${gw.url}/metrics/prometheus`)).text();
+  expo = parseExposition(text);
+});
+
+after(async () => {
+  await gw?.stop();
+  await mock?.stop();
+});
+
+/** Every expression of the rules, the dashboard and the adapter rule. */
+function allExprs(): { where: string; expr: string }[] {
+  return [
+    ...alertRules().map((r) => ({ where: `alert ${r.alert}`, expr: r.expr })),
+    ...dashboardExprs(),
+    ...adapterRules().flatMap((r) => [
+      { where: "adapter seriesQuery", expr: r.seriesQuery },
+      { where: "adapter metricsQuery", expr: r.metricsQuery.replace(/<<\.Series>>/g, "http_requests_total").replace(/<<\.LabelMatchers>>,?/g, "").replace(/<<\.GroupBy>>/g, "pod") },
+    ]),
+  ];
+}
+
+describe("the rules and the dashboard read what a live gateway exports", () => {
+  test("every metric they name is in /metrics/prometheus", (t) => {
+    const missing: string[] = [];
+    const pending: string[] = [];
+    let checked = 0;
+    for (const { where, expr } of allExprs()) {
+      for (const name of metricNames(expr)) {
+        if (SYNTHETIC.has(name)) continue;
+        checked++;
+        if (expo.samples.has(name)) continue;
+        if (PENDING.has(name)) pending.push(`${name} (${where})`);
+        else missing.push(`${name} (${where})`);
+      }
+    }
+    assert.ok(checked > 20, "the expressions were parsed");
+    assert.deepEqual(missing, [], `named but not exported:\n${missing.join("\n")}`);
+    if (pending.length > 0) t.todo(`not exported yet (issue 4): ${[...new Set(pending)].join(", ")}`);
+  });
+
+  test("every label they match or group by is on that metric, with values the gateway produces", (t) => {
+    const vocab = (metric: string, label: string): Set<string> => {
+      const seen = new Set((expo.samples.get(metric) ?? []).map((l) => l[label]).filter((v): v is string => v !== undefined));
+      if (label === "route") for (const r of ROUTES) seen.add(r);
+      if (label === "type") for (const r of ERROR_TYPES) seen.add(r);
+      if (label === "status_class") for (const c of ["1xx", "2xx", "3xx", "4xx", "5xx"]) seen.add(c);
+      return seen;
+    };
+    const problems: string[] = [];
+    const skipped = new Set<string>();
+    for (const { where, expr } of allExprs()) {
+      const sels = selectors(expr);
+      for (const { metric, matchers } of sels) {
+        if (SYNTHETIC.has(metric)) continue;
+        const samples = expo.samples.get(metric);
+        if (!samples || samples.length === 0) {
+          if (PENDING.has(metric)) skipped.add(metric);
+          else problems.push(`${where}: ${metric} has no samples`);
+          continue;
+        }
+        const labels = new Set(samples.flatMap((l) => Object.keys(l)));
+        for (const m of matchers) {
+          if (TARGET_LABELS.has(m.label)) continue;
+          if (!labels.has(m.label)) {
+            problems.push(`${where}: ${metric} has no label ${m.label}`);
+            continue;
+          }
+          const values = m.op === "=" || m.op === "!=" ? [m.value] : alternation(m.value);
+          if (values === null) continue;
+          const known = vocab(metric, m.label);
+          for (const v of values) if (!known.has(v)) problems.push(`${where}: ${metric}{${m.label}} never takes the value ${v}`);
+        }
+        // by (...) labels of the aggregation around this selector: they must exist on the metric.
+        for (const by of expr.matchAll(/\bby\s*\(([^)]*)\)/g)) {
+          for (const l of by[1]!.split(",").map((s) => s.trim()).filter(Boolean)) {
+            if (TARGET_LABELS.has(l)) continue;
+            if (sels.length === 1 && !labels.has(l)) problems.push(`${where}: grouped by ${l}, which ${metric} does not have`);
+          }
+        }
+      }
+    }
+    assert.deepEqual(problems, []);
+    if (skipped.size > 0) t.todo(`labels not checked, metric not exported yet (issue 4): ${[...skipped].join(", ")}`);
+  });
+
+  test("the rejection reasons and breaker states the rules select are all exported from start-up", () => {
+    const reasons = new Set(expo.samples.get("http_requests_rejected_total")!.map((l) => l.reason));
+    for (const r of alternation(/reason=~"([^"]+)"/.exec(alertRules().find((a) => a.alert === "PortcullisLoadShedding")!.expr)![1]!)!) {
+      assert.ok(reasons.has(r), `reason ${r}`);
+    }
+    const states = new Set(expo.samples.get("circuit_breaker_state")!.map((l) => l.state));
+    assert.deepEqual([...states].sort(), ["closed", "half_open", "open"]);
+    assert.match(text, /^http_request_errors_total\{route="messages",provider="anthropic",type="api_error"\} 1$/m, "the upstream 500");
+  });
+});
+
+describe("probes, ports and paths match the server", () => {
+  test("each probe path of the Deployment answers 200 on a ready gateway", async () => {
+    const c = container();
+    for (const probe of ["startupProbe", "livenessProbe", "readinessProbe"]) {
+      const r = await fetch(`${gw.url}${c[probe].httpGet.path}`);
+      assert.equal(r.status, 200, probe);
+      await r.arrayBuffer();
+    }
+  });
+
+  test("readiness fails while the gateway drains, liveness is not what drains it", async () => {
+    // The paths are the ones the server uses for those meanings (README "Endpoints").
+    const c = container();
+    assert.equal(c.readinessProbe.httpGet.path, "/health/ready");
+    const ready = (await (await fetch(`${gw.url}/health/ready`)).json()) as { status: string; components: Record<string, unknown> };
+    assert.equal(ready.status, "ready");
+    assert.ok("draining" in ready.components);
+  });
+
+  test("the ServiceMonitor's path serves the Prometheus text format", async () => {
+    const path = one("ServiceMonitor").spec.endpoints[0].path;
+    const r = await fetch(`${gw.url}${path}`);
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get("content-type") ?? "", /^text\/plain/);
+    assert.ok(parseExposition(await r.text()).samples.has("http_requests_total"));
+  });
+
+  test("the server's default port, the ConfigMap, the containerPort, the Service and the image agree on 8080", () => {
+    const cm = settingsConfigMap();
+    const defaults = loadConfig({}, undefined, 1);
+    assert.equal(defaults.port, 8080);
+    const effective = loadConfig({ ...cm, ANTHROPIC_API_KEY: "sk-upstream-live-abcdefgh" }, undefined, 1); // + what the Secret adds
+    assert.equal(effective.port, Number(cm.PORT));
+    assert.equal(effective.port, container().ports[0].containerPort);
+    const docker = readFileSync(join(ROOT, "Dockerfile"), "utf8");
+    assert.match(docker, new RegExp(`^EXPOSE ${effective.port}$`, "m"));
+    assert.match(docker, new RegExp(`PORT=${effective.port}\\b`));
+    // The drain the kubelet waits for is the one the gateway really applies.
+    const pod = deployment().spec.template.spec;
+    const preStop = Number(container().lifecycle.preStop.exec.command[1]);
+    assert.ok(pod.terminationGracePeriodSeconds > preStop + effective.graceful_shutdown_timeout_ms / 1000);
+  });
+
+  test("the Dockerfile's HEALTHCHECK command passes against the gateway, and fails when nothing listens", () => {
+    const docker = readFileSync(join(ROOT, "Dockerfile"), "utf8").replace(/\\\n/g, " ");
+    const m = /^HEALTHCHECK .*?CMD (\[.*\])\s*$/m.exec(docker);
+    assert.ok(m, "HEALTHCHECK CMD in exec form");
+    const argv = JSON.parse(m[1]!) as string[];
+    assert.equal(argv[0], "node");
+    const run = (port: number) => spawnSync(process.execPath, argv.slice(1), { env: { PORT: String(port) }, timeout: 10_000 });
+    assert.equal(run(gw.port).status, 0);
+    assert.notEqual(run(1).status, 0);
+  });
+});
