@@ -23,8 +23,29 @@ export interface LogOptions {
   file: string | null;
 }
 
+let dropping = false;
+
 export function createLogger(opts: LogOptions): { log: Logger; flush(): void } {
   const dest = pino.destination({ dest: opts.file ?? 1, sync: false, mkdir: opts.file !== null });
+  // A closed stdout (EPIPE) or a full disk must not crash the gateway or stall its
+  // shutdown: log lines are lost, requests are not.
+  dest.on("error", (e: NodeJS.ErrnoException) => {
+    if (!dropping) process.stderr.write(`portcullis: log destination failed (${e.code ?? e.message}); dropping log lines\n`);
+    dropping = true;
+  });
+  // pino writes through this guard: once the destination failed (SonicBoom then throws on
+  // every write), lines are dropped instead of throwing into request handling or shutdown.
+  const guarded = {
+    write(line: string): void {
+      if (dropping) return;
+      try {
+        dest.write(line);
+      } catch (e) {
+        dropping = true;
+        process.stderr.write(`portcullis: log destination failed (${(e as Error).message}); dropping log lines\n`);
+      }
+    },
+  };
   const log = pino(
     {
       level: opts.level,
@@ -33,13 +54,13 @@ export function createLogger(opts: LogOptions): { log: Logger; flush(): void } {
       redact: { paths: REDACT_PATHS, censor: "[redacted]" },
       formatters: { level: (label) => ({ level: label }) },
     },
-    dest,
+    guarded,
   );
   return {
     log,
     flush() {
       try {
-        dest.flushSync();
+        if (!dropping) dest.flushSync();
       } catch {
         // flushSync throws while the destination is still opening; nothing was buffered then.
       }

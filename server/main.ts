@@ -142,7 +142,8 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     stopping = (async () => {
       log.info({ signal, timeout_ms: cfg.graceful_shutdown_timeout_ms }, "shutting down");
       metrics.setFlag(G_DRAINING, 1);
-      const drained = acceptors.map((w) => new Promise<void>((r) => w.on("message", (m: ToMain) => m.t === "drained" && r())));
+      // A thread that dies instead of reporting counts as drained: shutdown must not hang on it.
+      const drained = acceptors.map((w, i) => Promise.race([new Promise<void>((r) => w.on("message", (m: ToMain) => m.t === "drained" && r())), exited[i]!.then(() => undefined)]));
       for (const w of acceptors) w.postMessage({ t: "drain" } satisfies ToAcceptor);
       await Promise.all(drained);
       // Threads end when uWS has closed its last socket (idle keep-alives time out in ~10 s).
