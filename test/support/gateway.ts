@@ -4,6 +4,9 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 export const MAIN = fileURLToPath(new URL("../../server/main.js", import.meta.url));
 
@@ -19,9 +22,14 @@ export interface Gateway {
   exited: Promise<number | null>;
 }
 
+function tempDb(): string {
+  return join(mkdtempSync(join(tmpdir(), "portcullis-gw-")), "ledger.db");
+}
+
 export async function startGateway(env: Record<string, string>, script = MAIN): Promise<Gateway> {
   const proc = spawn(process.execPath, [script], {
-    env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: "0", HTTP_THREADS: "1", LOG_LEVEL: "info", ...env },
+    // Each gateway gets its own ledger file unless the test names one.
+    env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: "0", HTTP_THREADS: "1", LOG_LEVEL: "info", DATABASE_PATH: tempDb(), ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: string[] = [];
@@ -62,7 +70,7 @@ export async function startGateway(env: Record<string, string>, script = MAIN): 
 export function runExpectingFailure(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
     const proc = spawn(process.execPath, [MAIN], {
-      env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: "0", HTTP_THREADS: "1", ...env },
+      env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: "0", HTTP_THREADS: "1", DATABASE_PATH: tempDb(), ...env },
       stdio: ["ignore", "ignore", "pipe"],
     });
     let stderr = "";
