@@ -163,7 +163,8 @@ describe("Deployment", () => {
       assert.ok(name, `${path} is mounted`);
       assert.ok(vols.get(name)?.emptyDir, `${path} is an emptyDir`);
     }
-    // DATABASE_PATH (issue 4) defaults to ./data/portcullis.db from WORKDIR /app.
+    // The SQLite ledger is on the data emptyDir; without DATABASE_PATH it would be ./data from WORKDIR /app.
+    assert.equal(dirname(settingsConfigMap().DATABASE_PATH ?? "/app/data/x"), "/app/data");
     assert.match(readFileSync(join(ROOT, "Dockerfile"), "utf8"), /^WORKDIR \/app$/m);
   });
 
