@@ -80,6 +80,11 @@ export class UpstreamCall implements AttemptOwner {
       const v = b.admit(t.provider.index - 1);
       if (v === REJECT) {
         this.ctx.shared.metrics.rejected(RJ_CIRCUIT_OPEN);
+        if (this.ctx.provider === 0) {
+          // Label a fail-fast answer with the provider whose breaker refused, not "none".
+          this.ctx.provider = t.provider.index;
+          this.ctx.providerName = t.provider.name;
+        }
         const ra = b.retryAfterMs(t.provider.index - 1);
         if (this.openRetryAfterMs === 0 || ra < this.openRetryAfterMs) this.openRetryAfterMs = ra;
         continue;

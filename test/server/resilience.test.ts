@@ -141,6 +141,7 @@ describe("retries, breakers and fallbacks", () => {
     assert.match(prom, /circuit_breaker_state\{provider="fragile",state="open"\} 1/);
     assert.match(prom, /circuit_breaker_state\{provider="flaky",state="closed"\} 1/);
     assert.match(prom, /http_requests_rejected_total\{reason="circuit_open"\} [1-9]/);
+    assert.match(prom, /http_request_errors_total\{route="messages",provider="fragile",type="overloaded_error"\} [1-9]/, "a fail-fast 503 names the provider");
     await new Promise((r) => setTimeout(r, 800)); // past CIRCUIT_BREAKER_TIMEOUT
     const r3 = await call(gw, "fragile-model");
     assert.equal(r3.status, 200, "a probe is admitted once the timeout passed");
