@@ -3,7 +3,7 @@
  * worker (and in the benchmarks, through the same functions).
  */
 import { ERROR_TYPES } from "./errors.js";
-import { BUCKETS_US, G_ACTIVE, MetricsLayout, REJECT_REASONS, ROUTES, STATUS_CLASSES, read64 } from "./metrics.js";
+import { BUCKETS_US, G_ACTIVE, MetricsLayout, REJECT_REASONS, ROUTES, STATUS_CLASSES, TOOL_DECISIONS, TOOL_LABELS, TOOL_OTHER, read64 } from "./metrics.js";
 
 export interface HistogramSnapshot {
   route: string;
@@ -20,13 +20,21 @@ export interface Snapshot {
   histograms: HistogramSnapshot[];
   /** Every reason, zeros included (alerts want the series to exist). */
   rejected: { reason: string; value: number }[];
+  /** MCP tool calls by tool and decision: those counted, or with `toolZeros` every known tool x decision (tool "other" only once counted). */
+  toolCalls: { tool: string; decision: string; value: number }[];
   active: number;
 }
 
-export function snapshot(layout: MetricsLayout, sab: SharedArrayBuffer): Snapshot {
+export function snapshot(layout: MetricsLayout, sab: SharedArrayBuffer, toolZeros = false): Snapshot {
   const u32 = new Uint32Array(sab);
   const i32 = new Int32Array(sab);
-  const out: Snapshot = { requests: [], errors: [], histograms: [], rejected: [], active: Atomics.load(i32, G_ACTIVE) };
+  const out: Snapshot = { requests: [], errors: [], histograms: [], rejected: [], toolCalls: [], active: Atomics.load(i32, G_ACTIVE) };
+  for (let t = 0; t < TOOL_LABELS.length; t++) {
+    for (let d = 0; d < TOOL_DECISIONS.length; d++) {
+      const v = read64(u32, layout.toolSlot(t, d));
+      if (v > 0 || (toolZeros && t !== TOOL_OTHER)) out.toolCalls.push({ tool: TOOL_LABELS[t]!, decision: TOOL_DECISIONS[d]!, value: v });
+    }
+  }
   for (let k = 0; k < REJECT_REASONS.length; k++) out.rejected.push({ reason: REJECT_REASONS[k]!, value: read64(u32, layout.rejectedOff + k * 2) });
   for (let r = 0; r < layout.nR; r++) {
     for (let p = 0; p < layout.nP; p++) {

@@ -5,6 +5,7 @@
  * carry, so it neither wraps at 2^32 nor needs BigInt.
  */
 import { ERROR_TYPES } from "./errors.js";
+import { TOOL_NAMES } from "./policy/tool-names.js";
 
 /** Route label values, bounded; a raw path never becomes a label. */
 export const ROUTES = ["messages", "count_tokens", "models", "health", "metrics", "other"] as const;
@@ -16,6 +17,16 @@ export const STATUS_CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"] as const;
 export const REJECT_REASONS = ["heap", "memory", "active_requests", "event_loop_delay", "circuit_open", "rate_limit_requests", "rate_limit_tokens"] as const;
 export const RJ_CIRCUIT_OPEN = 4, RJ_RATE_REQUESTS = 5, RJ_RATE_TOKENS = 6;
 /** Shedder verdict v (1..4) maps to reason index v - 1. */
+
+/**
+ * MCP tool calls (tool_calls_total{tool,decision}): the tool names, then "other" for a
+ * name outside the table (never a raw client string as a label), by decision.
+ */
+export const TOOL_LABELS = [...TOOL_NAMES, "other"] as const;
+export const TOOL_OTHER = TOOL_NAMES.length;
+/** allow: the policy let the call run; deny: policy refusal or invalid arguments; error: it failed (missing file, sandbox did not start, internal). */
+export const TOOL_DECISIONS = ["allow", "deny", "error"] as const;
+export type ToolDecision = (typeof TOOL_DECISIONS)[number];
 
 /** Histogram bucket upper bounds in microseconds (the exposition shows seconds). */
 export const BUCKETS_US = [
@@ -42,6 +53,8 @@ export class MetricsLayout {
   readonly errorsOff: number;
   readonly histOff: number;
   readonly rejectedOff: number;
+  /** tool_calls_total: TOOL_LABELS x TOOL_DECISIONS 64-bit counters. */
+  readonly toolsOff: number;
   /** Per (route, provider): nB bucket counters + the sum in microseconds, all 64-bit. */
   readonly histStride: number;
   readonly totalU32: number;
@@ -55,7 +68,8 @@ export class MetricsLayout {
     this.histOff = this.errorsOff + this.nR * this.nP * this.nE * 2;
     this.histStride = (this.nB + 1) * 2;
     this.rejectedOff = this.histOff + this.nR * this.nP * this.histStride;
-    this.totalU32 = this.rejectedOff + REJECT_REASONS.length * 2;
+    this.toolsOff = this.rejectedOff + REJECT_REASONS.length * 2;
+    this.totalU32 = this.toolsOff + TOOL_LABELS.length * TOOL_DECISIONS.length * 2;
   }
 
   requestSlot(r: number, p: number, s: number): number {
@@ -66,6 +80,9 @@ export class MetricsLayout {
   }
   histSlot(r: number, p: number): number {
     return this.histOff + (r * this.nP + p) * this.histStride;
+  }
+  toolSlot(t: number, d: number): number {
+    return this.toolsOff + (t * TOOL_DECISIONS.length + d) * 2;
   }
 }
 
@@ -130,6 +147,11 @@ export class Metrics {
   /** A request refused before reaching a provider, by REJECT_REASONS index. */
   rejected(reason: number): void {
     add64(this.u32, this.layout.rejectedOff + reason * 2, 1);
+  }
+
+  /** One MCP tool call, by TOOL_LABELS and TOOL_DECISIONS index. */
+  toolCall(tool: number, decision: number): void {
+    add64(this.u32, this.layout.toolSlot(tool, decision), 1);
   }
 
   activeInc(): number {

@@ -50,6 +50,11 @@ export function renderPrometheus(s: Snapshot, gauges: readonly GaugeLine[] = [],
   out.push("# HELP http_requests_rejected_total Requests refused before reaching a provider (load shedding, open breaker, rate limit).");
   out.push("# TYPE http_requests_rejected_total counter");
   for (const r of s.rejected) out.push(`http_requests_rejected_total{reason="${r.reason}"} ${r.value}`);
+  if (s.toolCalls.length > 0) {
+    out.push("# HELP tool_calls_total MCP tool calls, by tool and decision (allow, deny by policy, error).");
+    out.push("# TYPE tool_calls_total counter");
+    for (const t of s.toolCalls) out.push(`tool_calls_total{tool="${t.tool}",decision="${t.decision}"} ${t.value}`);
+  }
   out.push("# HELP http_requests_active Requests in flight.");
   out.push("# TYPE http_requests_active gauge");
   out.push(`http_requests_active ${s.active}`);

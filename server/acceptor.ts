@@ -23,7 +23,7 @@ import { Budgets } from "../core/budget.js";
 import { entryOf, type KeyRecord } from "../core/keys.js";
 import { PriceTable } from "../core/pricing.js";
 import { UsageLayout, UsageMetrics } from "../core/usage-metrics.js";
-import type { UsageRow } from "../workers/ledger-task.js";
+import type { AuditRow, UsageRow } from "../workers/ledger-task.js";
 import type { AdminOp, AdminResult, KeyChange } from "./ledger.js";
 import { UsageSink } from "./usage-sink.js";
 
@@ -51,7 +51,7 @@ export type ToMain =
   | { t: "listen-failed"; port: number }
   | { t: "render"; id: number; kind: "prometheus" | "observability" }
   | { t: "drained"; forced: number }
-  | { t: "rows"; rows: UsageRow[] }
+  | { t: "rows"; rows: UsageRow[]; audit: AuditRow[] }
   | { t: "admin"; id: number; op: AdminOp }
   | { t: "keys-applied"; seq: number };
 
@@ -111,7 +111,7 @@ applyKeys({ put: data.keys, remove: [] });
 const prices = new PriceTable(cfg.prices);
 const budgets = new Budgets(data.budgetSab);
 const usageMetrics = new UsageMetrics(new UsageLayout(cfg.providers.map((p) => p.name), prices.labels), data.usageSab);
-const sink = new UsageSink(budgets, usageMetrics, prices, (rows) => port.postMessage({ t: "rows", rows } satisfies ToMain), cfg.ledger_batch_ms, cfg.ledger_batch_rows);
+const sink = new UsageSink(budgets, usageMetrics, prices, (rows, audit) => port.postMessage({ t: "rows", rows, audit } satisfies ToMain), cfg.ledger_batch_ms, cfg.ledger_batch_rows);
 shared.usage = sink;
 let adminSeq = 0;
 const adminCalls = new Map<number, (r: AdminResult) => void>();

@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import { CATALOGUE, errorBody, errorTypeIndex, statusLine, type ErrorCode } from "../core/errors.js";
 import { ROUTES, type Metrics } from "../core/metrics.js";
 import type { Limits, RateLimiter } from "../core/ratelimit.js";
+import type { AuditRow } from "../workers/ledger-task.js";
 
 export interface Shared {
   metrics: Metrics;
@@ -18,8 +19,8 @@ export interface Shared {
   onIdle: (() => void) | null;
   /** Token-per-minute charging after a response (null when no TPM limit is set). */
   tokenLimiter: { limiter: RateLimiter; limits: Limits } | null;
-  /** Budget settlement, token/cost metrics and the ledger row (server/usage-sink.ts); null = off. */
-  usage: { finished(ctx: RequestCtx, status: number, durationUs: number): void } | null;
+  /** Budget settlement, token/cost metrics and the ledger row, plus MCP audit rows (server/usage-sink.ts); null = off. */
+  usage: { finished(ctx: RequestCtx, status: number, durationUs: number): void; audit?(row: AuditRow): void } | null;
 }
 
 export class RequestCtx {

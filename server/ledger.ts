@@ -1,7 +1,7 @@
 /**
  * The main thread's side of the ledger: owns the single-thread piscina pool that runs
- * workers/ledger-task.ts, groups the usage rows that acceptor threads send into batches
- * (one write in flight; rows arriving meanwhile form the next batch), runs the admin
+ * workers/ledger-task.ts, groups the usage rows and MCP audit records that acceptor threads
+ * send into batches (one write in flight; rows arriving meanwhile form the next batch), runs the admin
  * API's key operations (persist, then broadcast to every acceptor and wait for their
  * acknowledgement, so a change is in force on every thread before the admin gets an
  * answer), and keeps a cached database check for /health/ready.
@@ -14,7 +14,7 @@ import type { ErrorCode } from "../core/errors.js";
 import type { Budgets } from "../core/budget.js";
 import { newKey, publicKey, type CreateKeyInput, type KeyRecord, type PatchKeyInput } from "../core/keys.js";
 import type { UsageMetrics } from "../core/usage-metrics.js";
-import type { GroupBy, LedgerTask, SpendRow, UsageRow } from "../workers/ledger-task.js";
+import type { AuditRow, GroupBy, LedgerTask, SpendRow, UsageRow } from "../workers/ledger-task.js";
 
 export type AdminOp =
   | { op: "create"; input: CreateKeyInput }
@@ -47,6 +47,7 @@ export class LedgerHub {
   private nextSlot: number;
   private readonly lastSlot: number;
   private pending: UsageRow[] = [];
+  private pendingAudit: AuditRow[] = [];
   private writing: Promise<void> | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private healthTimer: NodeJS.Timeout | null = null;
@@ -136,29 +137,39 @@ export class LedgerHub {
     );
   }
 
-  /** Rows from an acceptor thread (already a batch). */
-  add(rows: UsageRow[]): void {
+  /** Rows and audit records from an acceptor thread (already a batch). */
+  add(rows: UsageRow[], audit: AuditRow[] = []): void {
     for (let i = 0; i < rows.length; i++) this.pending.push(rows[i]!);
+    for (let i = 0; i < audit.length; i++) this.pendingAudit.push(audit[i]!);
     if (this.pending.length > MAX_PENDING) {
       const n = this.pending.length - MAX_PENDING;
       this.pending.splice(0, n);
       this.dropped += n;
       this.log.error({ dropped: n }, "ledger backlog full; oldest usage rows dropped");
     }
+    if (this.pendingAudit.length > MAX_PENDING) {
+      const n = this.pendingAudit.length - MAX_PENDING;
+      this.pendingAudit.splice(0, n);
+      this.dropped += n;
+      this.log.error({ dropped: n }, "ledger backlog full; oldest audit records dropped");
+    }
     if (this.writing === null && this.retryTimer === null) this.writing = this.write();
   }
 
   private async write(): Promise<void> {
-    while (this.pending.length > 0) {
+    while (this.pending.length > 0 || this.pendingAudit.length > 0) {
       const batch = this.pending;
+      const audit = this.pendingAudit;
       this.pending = [];
+      this.pendingAudit = [];
       try {
-        await this.run<number>({ op: "insert", rows: batch });
+        await this.run<number>({ op: "insert", rows: batch, audit });
         this.setOk(true);
       } catch (e) {
         this.pending = batch.concat(this.pending);
+        this.pendingAudit = audit.concat(this.pendingAudit);
         this.setOk(false);
-        this.log.error({ err: String(e), rows: batch.length }, "ledger write failed; retrying");
+        this.log.error({ err: String(e), rows: batch.length, audit: audit.length }, "ledger write failed; retrying");
         this.writing = null;
         this.retryTimer = setTimeout(() => {
           this.retryTimer = null;
@@ -175,17 +186,17 @@ export class LedgerHub {
     const until = Date.now() + ms;
     while (Date.now() < until) {
       if (this.writing !== null) await this.writing;
-      else if (this.pending.length > 0) {
+      else if (this.pending.length > 0 || this.pendingAudit.length > 0) {
         if (this.retryTimer !== null) {
           clearTimeout(this.retryTimer);
           this.retryTimer = null;
         }
         this.writing = this.write();
         await this.writing;
-        if (this.pending.length > 0) await new Promise((r) => setTimeout(r, 200));
+        if (this.pending.length > 0 || this.pendingAudit.length > 0) await new Promise((r) => setTimeout(r, 200));
       } else return 0;
     }
-    return this.pending.length;
+    return this.pending.length + this.pendingAudit.length;
   }
 
   async close(): Promise<void> {

@@ -95,7 +95,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
       w.on("message", (m: ToMain) => {
         if (m.t === "listening") resolve(m.port);
         else if (m.t === "listen-failed") reject(new Error(`cannot listen on ${cfg.host}:${m.port}`));
-        else if (m.t === "rows") ledger.add(m.rows);
+        else if (m.t === "rows") ledger.add(m.rows, m.audit);
         else if (m.t === "admin") {
           ledger.admin(m.op).then(
             (result) => w.postMessage({ t: "admin-result", id: m.id, result } satisfies ToAcceptor),
@@ -108,7 +108,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
             a.done();
           }
         } else if (m.t === "render") {
-          pool.run({ kind: m.kind, sab, breakerSab, providers: providerNames, startedAt, usageSab, models: usageLayout.models }).then(
+          pool.run({ kind: m.kind, sab, breakerSab, providers: providerNames, startedAt, usageSab, models: usageLayout.models, mcp: cfg.mcp !== null }).then(
             (body: string) => w.postMessage({ t: "rendered", id: m.id, ok: true, body } satisfies ToAcceptor),
             (e: unknown) => w.postMessage({ t: "rendered", id: m.id, ok: false, error: String(e) } satisfies ToAcceptor),
           );

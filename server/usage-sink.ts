@@ -3,25 +3,27 @@
  * given back and its real usage charged to the key's budget (shared memory), the token and
  * cost counters move, and a ledger row joins this thread's batch. The batch goes to the
  * main thread every LEDGER_BATCH_MS or LEDGER_BATCH_ROWS rows, whichever comes first; the
- * main thread writes it to SQLite through the ledger worker.
+ * main thread writes it to SQLite through the ledger worker. MCP tool calls' audit records
+ * (`audit`) ride in the same batches.
  */
 import { costMicros, type PriceTable } from "../core/pricing.js";
 import type { Budgets } from "../core/budget.js";
 import type { UsageMetrics } from "../core/usage-metrics.js";
-import type { UsageRow } from "../workers/ledger-task.js";
+import type { AuditRow, UsageRow } from "../workers/ledger-task.js";
 import type { RequestCtx } from "./context.js";
 
 export class UsageSink {
   private readonly budgets: Budgets;
   private readonly metrics: UsageMetrics;
   private readonly prices: PriceTable;
-  private readonly post: (rows: UsageRow[]) => void;
+  private readonly post: (rows: UsageRow[], audit: AuditRow[]) => void;
   private readonly batchMs: number;
   private readonly batchRows: number;
   private rows: UsageRow[] = [];
+  private audits: AuditRow[] = [];
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(budgets: Budgets, metrics: UsageMetrics, prices: PriceTable, post: (rows: UsageRow[]) => void, batchMs: number, batchRows: number) {
+  constructor(budgets: Budgets, metrics: UsageMetrics, prices: PriceTable, post: (rows: UsageRow[], audit: AuditRow[]) => void, batchMs: number, batchRows: number) {
     this.budgets = budgets;
     this.metrics = metrics;
     this.prices = prices;
@@ -59,15 +61,27 @@ export class UsageSink {
     }
   }
 
+  /** One MCP tool call's audit record, into the same batch as the usage rows. */
+  audit(row: AuditRow): void {
+    this.audits.push(row);
+    if (this.rows.length + this.audits.length >= this.batchRows) this.flush();
+    else if (this.timer === null) {
+      this.timer = setTimeout(() => this.flush(), this.batchMs);
+      this.timer.unref();
+    }
+  }
+
   /** Hand the batch to the main thread now (on a timer, when full, and before exit). */
   flush(): void {
     if (this.timer !== null) {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    if (this.rows.length === 0) return;
+    if (this.rows.length === 0 && this.audits.length === 0) return;
     const rows = this.rows;
+    const audits = this.audits;
     this.rows = [];
-    this.post(rows);
+    this.audits = [];
+    this.post(rows, audits);
   }
 }

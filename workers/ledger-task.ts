@@ -29,11 +29,27 @@ export type UsageRow = [
   sessionId: string | null,
 ];
 
+/**
+ * One MCP tool call's audit record (the `tool_call` log line), as a tuple. `args` is the
+ * secret-free summary as JSON (server/mcp/tools.ts `summarise`), never the raw arguments.
+ */
+export type AuditRow = [
+  requestId: string,
+  ts: number,
+  keyId: string | null,
+  tool: string,
+  args: string | null,
+  decision: string,
+  reason: string | null,
+  exitCode: number | null,
+  durationMs: number,
+];
+
 export type GroupBy = "key" | "model" | "day";
 
 export type LedgerTask =
   | { op: "init"; dayStart: number; monthStart: number }
-  | { op: "insert"; rows: UsageRow[] }
+  | { op: "insert"; rows: UsageRow[]; audit?: AuditRow[] }
   | { op: "key-create"; record: KeyRecord }
   | { op: "key-update"; record: KeyRecord }
   | { op: "key-revoke"; id: string; at: string }
@@ -81,6 +97,20 @@ CREATE TABLE IF NOT EXISTS keys (
   created_at TEXT NOT NULL,
   revoked_at TEXT
 );
+CREATE TABLE IF NOT EXISTS audit (
+  seq INTEGER PRIMARY KEY,
+  request_id TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  key_id TEXT,
+  tool TEXT NOT NULL,
+  args TEXT,
+  decision TEXT NOT NULL,
+  reason TEXT,
+  exit_code INTEGER,
+  duration_ms REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts);
+CREATE INDEX IF NOT EXISTS audit_key_ts ON audit (key_id, ts);
 `;
 
 const GROUP_EXPR: Record<GroupBy, string> = {
@@ -112,8 +142,12 @@ function open(path: string) {
     `INSERT INTO usage (request_id, ts, key_id, model, provider, status, latency_ms, input_tokens, output_tokens,
        cache_creation_tokens, cache_read_tokens, cost_micros, session_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
   );
-  const insertMany = db.transaction((rows: UsageRow[]) => {
+  const insertAudit = db.prepare(
+    "INSERT INTO audit (request_id, ts, key_id, tool, args, decision, reason, exit_code, duration_ms) VALUES (?,?,?,?,?,?,?,?,?)",
+  );
+  const insertMany = db.transaction((rows: UsageRow[], audit: AuditRow[]) => {
     for (const r of rows) insertRow.run(r);
+    for (const a of audit) insertAudit.run(a);
   });
   const keyInsert = db.prepare(
     "INSERT INTO keys (id, name, digest, models, limits, created_at, revoked_at) VALUES (@id, @name, @digest, @models, @limits, @created_at, @revoked_at)",
@@ -165,8 +199,8 @@ function open(path: string) {
   return function handle(task: LedgerTask): unknown {
     switch (task.op) {
       case "insert":
-        insertMany(task.rows);
-        return task.rows.length;
+        insertMany(task.rows, task.audit ?? []);
+        return task.rows.length + (task.audit?.length ?? 0);
       case "init": {
         const spend = new Map<string, SpendRow>();
         const get = (id: string) => {

@@ -21,6 +21,8 @@ export interface RenderTask {
   /** Token, cost and budget counters (core/usage-metrics.ts), when wired. */
   usageSab?: SharedArrayBuffer;
   models?: readonly string[];
+  /** MCP is on: every tool_calls_total series is shown, zeros included (else only counted ones). */
+  mcp?: boolean;
 }
 
 let cachedUsage: UsageLayout | null = null;
@@ -49,7 +51,7 @@ function ms(seconds: number): number | null {
 
 export default async function render(task: RenderTask): Promise<string> {
   const layout = layoutFor(task.providers);
-  const snap = snapshot(layout, task.sab);
+  const snap = snapshot(layout, task.sab, task.mcp === true);
   const draining = Atomics.load(new Int32Array(task.sab), G_DRAINING);
   if (task.kind === "prometheus") {
     const states = breakerStates(task.breakerSab, task.providers.length);

@@ -14,8 +14,8 @@ import { globSource } from "./glob.js";
 import { DEFAULT_ALLOWED_PATHS, lexicalRefusal } from "./paths.js";
 import { SYSTEM_DIRS, type LayoutEntry, type SandboxBackend, type SandboxLimits } from "./sandbox-argv.js";
 
-export const TOOL_NAMES = ["read_file", "write_file", "edit_file", "list_dir", "search", "run_command", "git_status", "git_diff"] as const;
-export type ToolName = (typeof TOOL_NAMES)[number];
+import { TOOL_NAMES } from "./tool-names.js";
+export { TOOL_NAMES, type ToolName } from "./tool-names.js";
 
 export interface McpConfig {
   readonly roots: readonly string[];

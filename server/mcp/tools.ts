@@ -1,14 +1,17 @@
 /**
  * The workspace tools: their JSON Schemas for tools/list, argument validation (typia),
  * per-key access, dispatch to the guarded file system and the sandbox, and one audit
- * record per call. `call` never throws: a refusal or failure is an MCP tool error
- * (`isError: true`) with a clear reason.
+ * record per call: a `tool_call` log line, the shared `tool_calls_total{tool,decision}`
+ * counter and a row for the SQLite ledger. `call` never throws: a refusal or failure is an
+ * MCP tool error (`isError: true`) with a clear reason.
  */
 import typia, { tags } from "typia";
 import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "pino";
+import { TOOL_DECISIONS, TOOL_OTHER, type Metrics, type ToolDecision } from "../../core/metrics.js";
+import type { AuditRow } from "../../workers/ledger-task.js";
 import { TOOL_NAMES, type McpConfig, type ToolName } from "../../core/policy/config.js";
 import { CommandTemplate } from "../../core/policy/commands.js";
 import { PathPolicy } from "../../core/policy/paths.js";
@@ -55,8 +58,16 @@ export interface CallCtx {
   onCancel(f: (() => void) | null): void;
 }
 
-/** `tool_calls_total{tool,decision}` for this thread (exported for the metrics wiring). */
-export const toolCallCounts = new Map<string, number>();
+/** Where each call's audit record goes besides the log line (both optional, for tests). */
+export interface AuditSinks {
+  /** The shared metrics buffer: `tool_calls_total{tool,decision}` across every acceptor thread. */
+  metrics?: Metrics;
+  /** The SQLite ledger (server/usage-sink.ts batches it to the ledger worker). */
+  audit?: (row: AuditRow) => void;
+}
+
+/** Longest reason kept in the ledger row. */
+const MAX_REASON = 1000;
 
 const PATH_DESC = "Path relative to the workspace root (or absolute inside it). / separators only.";
 const obj = (properties: Record<string, unknown>, required: string[]) => ({ type: "object", properties, required, additionalProperties: false });
@@ -73,12 +84,14 @@ export class Tools {
   private readonly commands = new Map<string, CommandTemplate>();
   private readonly plan: SandboxPlan;
   private readonly defs: ToolDef[];
+  private readonly sinks: AuditSinks;
   /** Bound over blocked files inside the sandbox: reads see an empty file. */
   private readonly emptyFile: string;
 
-  constructor(cfg: McpConfig, log: Logger) {
+  constructor(cfg: McpConfig, log: Logger, sinks: AuditSinks = {}) {
     this.cfg = cfg;
     this.log = log;
+    this.sinks = sinks;
     const policy = new PathPolicy({ roots: cfg.roots, allowed: cfg.allowedPaths, blocked: cfg.blockedPaths });
     this.ws = new Workspace(policy, {
       maxReadBytes: cfg.maxReadBytes,
@@ -196,7 +209,7 @@ export class Tools {
 
   async call(name: string, args: unknown, ctx: CallCtx): Promise<CallResult> {
     const t0 = performance.now();
-    let decision: "allow" | "deny" = "allow";
+    let decision: ToolDecision = "allow";
     let reason: string | null = null;
     let exitCode: number | null = null;
     let result: CallResult;
@@ -214,30 +227,38 @@ export class Tools {
       if (result.isError === true) reason = result.content[0]?.text.split("\n")[0] ?? null;
     } catch (e) {
       if (e instanceof ToolError) {
-        if (e.denied) decision = "deny";
+        decision = e.denied ? "deny" : "error";
         reason = e.message;
         result = { content: [{ type: "text", text: (e.denied ? "Refused: " : "Failed: ") + e.message }], isError: true };
       } else {
+        decision = "error";
         reason = "internal error";
         this.log.error({ req_id: ctx.reqId, tool: name, err: String((e as Error)?.stack ?? e) }, "tool failed");
         result = { content: [{ type: "text", text: "Failed: internal error in the gateway" }], isError: true };
       }
     }
-    const key = `${name}\u0000${decision}`;
-    toolCallCounts.set(key, (toolCallCounts.get(key) ?? 0) + 1);
+    const tool = name.slice(0, 64);
+    const argSummary = summarise(args);
+    const durationMs = Math.round((performance.now() - t0) * 1000) / 1000;
+    const ti = (TOOL_NAMES as readonly string[]).indexOf(name);
+    this.sinks.metrics?.toolCall(ti < 0 ? TOOL_OTHER : ti, TOOL_DECISIONS.indexOf(decision));
     this.log.info(
       {
         req_id: ctx.reqId,
         key_id: ctx.keyId,
-        tool: name.slice(0, 64),
-        args: summarise(args),
+        tool,
+        args: argSummary,
         decision,
         reason: reason ?? undefined,
         exit_code: exitCode ?? undefined,
-        duration_ms: Math.round((performance.now() - t0) * 1000) / 1000,
+        duration_ms: durationMs,
       },
       "tool_call",
     );
+    this.sinks.audit?.([
+      ctx.reqId, Date.now(), ctx.keyId, tool, argSummary === undefined ? null : JSON.stringify(argSummary), decision,
+      reason === null ? null : reason.slice(0, MAX_REASON), exitCode, durationMs,
+    ]);
     return result;
   }
 

@@ -50,7 +50,7 @@ export function registerMcp(app: TemplatedApp, deps: McpDeps): void {
       "SANDBOX_BACKEND=none: MCP run_command, git_status and git_diff run directly on the host with no namespace isolation, only a scrubbed environment and rlimits",
     );
   }
-  const tools = new Tools(mcp, shared.log);
+  const tools = new Tools(mcp, shared.log, { metrics: shared.metrics, audit: (row) => shared.usage?.audit?.(row) });
   const origins = new Set(mcp.allowedOrigins);
   const bodyCap = Math.min(deps.cfg.max_body_bytes, mcp.maxWriteBytes * 6 + 65_536);
 

@@ -2,7 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { ERROR_TYPES } from "../../core/errors.js";
-import { BUCKETS_US, Metrics, MetricsLayout, R_COUNT_TOKENS, R_MESSAGES, R_OTHER, createMetricsBuffer } from "../../core/metrics.js";
+import { BUCKETS_US, Metrics, MetricsLayout, R_COUNT_TOKENS, R_MESSAGES, R_OTHER, TOOL_DECISIONS, TOOL_LABELS, TOOL_OTHER, createMetricsBuffer } from "../../core/metrics.js";
+import { TOOL_NAMES } from "../../core/policy/tool-names.js";
 import { snapshot } from "../../core/metrics-read.js";
 import { renderPrometheus } from "../../core/prometheus.js";
 
@@ -130,6 +131,32 @@ test("an empty snapshot still renders valid families", () => {
   // Rejection reasons are always present (alerts want the series), at zero.
   assert.deepEqual(samples(text).filter((x) => x.name !== "http_requests_rejected_total"), [{ name: "http_requests_active", labels: {}, value: 0 }]);
   assert.ok(samples(text).filter((x) => x.name === "http_requests_rejected_total").every((x) => x.value === 0));
+  promtoolCheck(text);
+});
+
+test("tool_calls_total{tool,decision}: counted series, or every tool x decision with zeros; bounded labels", () => {
+  const layout = new MetricsLayout(["mock"]);
+  const sab = createMetricsBuffer(layout);
+  const m = new Metrics(layout, sab);
+  const t = (name: string) => TOOL_LABELS.indexOf(name as (typeof TOOL_LABELS)[number]);
+  const d = (name: string) => TOOL_DECISIONS.indexOf(name as (typeof TOOL_DECISIONS)[number]);
+  for (let i = 0; i < 3; i++) m.toolCall(t("read_file"), d("allow"));
+  m.toolCall(t("read_file"), d("deny"));
+  m.toolCall(t("run_command"), d("error"));
+  m.toolCall(TOOL_OTHER, d("deny"));
+  const seen = samples(renderPrometheus(snapshot(layout, sab))).filter((x) => x.name === "tool_calls_total");
+  assert.deepEqual(seen.map((x) => [x.labels.tool, x.labels.decision, x.value]), [
+    ["read_file", "allow", 3],
+    ["read_file", "deny", 1],
+    ["run_command", "error", 1],
+    ["other", "deny", 1],
+  ]);
+  const text = renderPrometheus(snapshot(layout, sab, true));
+  assert.match(text, /# TYPE tool_calls_total counter\n/);
+  const all = samples(text).filter((x) => x.name === "tool_calls_total");
+  assert.equal(all.length, TOOL_NAMES.length * TOOL_DECISIONS.length + 1, "every known tool x decision, plus the counted other");
+  assert.equal(all.find((x) => x.labels.tool === "git_diff" && x.labels.decision === "allow")?.value, 0);
+  assert.equal(all.find((x) => x.labels.tool === "read_file" && x.labels.decision === "allow")?.value, 3);
   promtoolCheck(text);
 });
 

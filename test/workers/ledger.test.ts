@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { Piscina } from "piscina";
 import Database from "better-sqlite3";
 import { newKey } from "../../core/keys.js";
-import type { LedgerTask, UsageRow } from "../../workers/ledger-task.js";
+import type { AuditRow, LedgerTask, UsageRow } from "../../workers/ledger-task.js";
 
 const dir = mkdtempSync(join(tmpdir(), "portcullis-ledger-"));
 const path = join(dir, "nested", "dir", "ledger.db");
@@ -98,4 +98,20 @@ test("rows per second through the worker (printed, not asserted)", async () => {
   await Promise.all(jobs);
   const s = (performance.now() - t0) / 1000;
   console.log(`# ledger: ${N} rows in batches of ${B}: ${Math.round(N / s)} rows/s`);
+});
+
+test("MCP audit records go into the audit table in the same transaction as usage rows", async () => {
+  const audit: AuditRow[] = [
+    ["req_a1", DAY, "static-0", "read_file", JSON.stringify({ path: ".env" }), "deny", 'path ".env" is blocked by policy', null, 0.4],
+    ["req_a2", DAY + 1, "static-0", "run_command", JSON.stringify({ command: "test", args: { pattern: "x'); DROP TABLE audit;--" } }), "allow", "exit code 1", 1, 250.5],
+  ];
+  assert.equal(await run({ op: "insert", rows: [row(9001, "static-0", "claude-sonnet-4-5", DAY)], audit }), 3);
+  assert.equal(await run({ op: "insert", rows: [] }), 0, "audit stays optional");
+  const db = new Database(path, { readonly: true });
+  const got = db.prepare("SELECT request_id, key_id, tool, args, decision, reason, exit_code, duration_ms FROM audit WHERE request_id LIKE 'req_a%' ORDER BY seq").all();
+  db.close();
+  assert.deepEqual(got, [
+    { request_id: "req_a1", key_id: "static-0", tool: "read_file", args: '{"path":".env"}', decision: "deny", reason: 'path ".env" is blocked by policy', exit_code: null, duration_ms: 0.4 },
+    { request_id: "req_a2", key_id: "static-0", tool: "run_command", args: audit[1]![4], decision: "allow", reason: "exit code 1", exit_code: 1, duration_ms: 250.5 },
+  ]);
 });
