@@ -285,8 +285,9 @@ describe("a real Prometheus evaluates the rules against a live gateway", () => {
     assert.equal(await one1('http_request_errors_total{job="portcullis",route="messages",provider="broken",type="api_error"}'), 3);
     assert.equal(await one1('http_requests_rejected_total{job="portcullis",reason="circuit_open"}'), 1);
     assert.equal(await one1('http_requests_rejected_total{job="portcullis",reason="active_requests"}'), shedCount);
-    // Refusals before a provider call (shed, and the open breaker's fail-fast) carry provider="none".
-    assert.equal(await one1('http_request_errors_total{job="portcullis",route="messages",provider="none",type="overloaded_error"}'), shedCount + 1);
+    // Shed requests carry provider="none"; the open breaker's fail-fast names the provider that refused.
+    assert.equal(await one1('http_request_errors_total{job="portcullis",route="messages",provider="none",type="overloaded_error"}'), shedCount);
+    assert.equal(await one1('http_request_errors_total{job="portcullis",route="messages",provider="broken",type="overloaded_error"}'), 1);
     assert.equal(await one1('circuit_breaker_state{job="portcullis",provider="broken",state="open"}'), 1);
     assert.equal(await one1('circuit_breaker_state{job="portcullis",provider="main",state="closed"}'), 1);
     assert.ok((await one1('process_resident_memory_bytes{job="portcullis"}')) > 0);
