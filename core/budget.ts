@@ -18,6 +18,7 @@
  * thread to see a new window swaps the epoch (compare-and-swap) and zeroes that window's
  * counters. A settlement racing that reset may land in either window.
  */
+import { add64, read64 } from "./atomic64.js";
 
 const W_DAY = 0, W_MONTH = 1;
 const C_DAY_TOK = 2, C_DAY_USD = 4, C_MON_TOK = 6, C_MON_USD = 8;
@@ -40,24 +41,6 @@ export const LIMIT_NAMES = ["tokens_per_day", "tokens_per_month", "usd_per_day",
 
 export function hasBudget(l: BudgetLimits): boolean {
   return l.tokensPerDay > 0 || l.tokensPerMonth > 0 || l.microsPerDay > 0 || l.microsPerMonth > 0;
-}
-
-function add64(u: Uint32Array, i: number, v: number): void {
-  // v < 2^32 (callers clamp); split larger values.
-  while (v > 0xffffffff) {
-    add64(u, i, 0xffffffff);
-    v -= 0xffffffff;
-  }
-  const old = Atomics.add(u, i, v);
-  if (old + v > 0xffffffff) Atomics.add(u, i + 1, 1);
-}
-
-function read64(u: Uint32Array, i: number): number {
-  for (;;) {
-    const hi = Atomics.load(u, i + 1);
-    const lo = Atomics.load(u, i);
-    if (Atomics.load(u, i + 1) === hi) return hi * 4294967296 + lo;
-  }
 }
 
 /** Start of the UTC month after the one containing `ms`. */

@@ -6,6 +6,8 @@
  */
 import { ERROR_TYPES } from "./errors.js";
 import { TOOL_NAMES } from "./policy/tool-names.js";
+import { add64, read64 } from "./atomic64.js";
+export { read64 };
 
 /** Route label values, bounded; a raw path never becomes a label. */
 export const ROUTES = ["messages", "count_tokens", "models", "health", "metrics", "other"] as const;
@@ -90,24 +92,7 @@ export function createMetricsBuffer(layout: MetricsLayout): SharedArrayBuffer {
   return new SharedArrayBuffer(layout.totalU32 * 4);
 }
 
-/** Add v (0 <= v < 2^32) to the 64-bit counter at slot i. */
-function add64(u32: Uint32Array, i: number, v: number): void {
-  const old = Atomics.add(u32, i, v);
-  if (old + v > 0xffffffff) Atomics.add(u32, i + 1, 1);
-}
 
-/**
- * Read a 64-bit counter (exact up to 2^53). A read racing a carry (hi changes between
- * the loads) is retried. Known limit: in the few nanoseconds between a writer's wrap of
- * lo and its carry into hi, a reader can see the value 2^32 low, once per 2^32 events.
- */
-export function read64(u32: Uint32Array, i: number): number {
-  for (;;) {
-    const hi = Atomics.load(u32, i + 1);
-    const lo = Atomics.load(u32, i);
-    if (Atomics.load(u32, i + 1) === hi) return hi * 4294967296 + lo;
-  }
-}
 
 /** Bucket index for a duration: a short linear scan over 17 integers. */
 export function bucketOf(us: number): number {

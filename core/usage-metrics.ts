@@ -7,6 +7,7 @@
  * `limit` is one of the four budget limits. A client's model string never becomes a label.
  */
 import { LIMIT_NAMES } from "./budget.js";
+import { add64, read64 } from "./atomic64.js";
 
 /** Per (provider, model): input, output, cache write, cache read tokens, cost (µ$). */
 const K_IN = 0, K_OUT = 1, K_CW = 2, K_CR = 3, K_COST = 4, N_K = 5;
@@ -39,24 +40,6 @@ export class UsageLayout {
 
 export function createUsageBuffer(l: UsageLayout): SharedArrayBuffer {
   return new SharedArrayBuffer(l.totalU32 * 4);
-}
-
-function add64(u: Uint32Array, i: number, v: number): void {
-  if (v <= 0) return;
-  while (v > 0xffffffff) {
-    add64(u, i, 0xffffffff);
-    v -= 0xffffffff;
-  }
-  const old = Atomics.add(u, i, v);
-  if (old + v > 0xffffffff) Atomics.add(u, i + 1, 1);
-}
-
-function read64(u: Uint32Array, i: number): number {
-  for (;;) {
-    const hi = Atomics.load(u, i + 1);
-    const lo = Atomics.load(u, i);
-    if (Atomics.load(u, i + 1) === hi) return hi * 4294967296 + lo;
-  }
 }
 
 /** Budget refusals are counted by limit index; this extra index is "ledger unavailable". */
