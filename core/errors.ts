@@ -112,12 +112,3 @@ export function errorBody(code: ErrorCode, requestId: string, message?: string):
 export function sseErrorFrame(type: string, message: string, requestId: string): string {
   return `event: error\ndata: {"type":"error","error":{"type":${JSON.stringify(type)},"message":${JSON.stringify(message)}},"request_id":${JSON.stringify(requestId)}}\n\n`;
 }
-
-/** An error carrying a catalogue code, for the few places that throw (config, start-up). */
-export class GatewayError extends Error {
-  readonly code: ErrorCode;
-  constructor(code: ErrorCode, message?: string) {
-    super(message ?? CATALOGUE[code].message);
-    this.code = code;
-  }
-}

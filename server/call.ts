@@ -7,7 +7,7 @@
  */
 import type { IncomingHttpHeaders } from "node:http";
 import { ADMIT_PROBE, REJECT, type Breakers } from "../core/breaker.js";
-import { errorTypeForStatus, errorTypeIndex, sseErrorFrame, type ErrorCode } from "../core/errors.js";
+import { errorTypeForStatus, errorTypeIndex, type ErrorCode } from "../core/errors.js";
 import { RJ_CIRCUIT_OPEN } from "../core/metrics.js";
 import { authHeadersFor } from "../core/providers.js";
 import type { Target } from "../core/routing.js";
@@ -257,4 +257,3 @@ function circuitOpenBody(id: string): string {
   return `{"type":"error","error":{"type":"overloaded_error","message":"every provider for this model is unavailable (circuit breaker open)"},"request_id":${JSON.stringify(id)}}`;
 }
 
-export { sseErrorFrame };
