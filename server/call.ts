@@ -125,7 +125,7 @@ export class UpstreamCall implements AttemptOwner {
     this.deps.breakers.recordSuccess(this.breakerIndex(), this.probe);
     this.probe = false;
     clearTimeout(this.deadline);
-    this.ctx.onAbort = () => this.relay?.abort(CLIENT_GONE);
+    this.ctx.onAbort = () => this.cleanup(CLIENT_GONE);
     // For SSE the stream continues; the deadline is re-armed for it.
     if (this.ctx.started) {
       this.streamDeadline = setTimeout(() => this.onDeadline(), this.deps.cfg.upstream_request_timeout_ms);
