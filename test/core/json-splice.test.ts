@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { findModelRange, spliceModel, spliceModelSlow } from "../../core/json-splice.js";
+import { prng } from "../../core/prng.js";
 
 const NEW_MODEL = 'upstream-"model"\\\n-é-🦀';
 
@@ -101,17 +102,6 @@ test("findModelRange returns null for non-objects", () => {
 
 // ---- deterministic fuzz ----------------------------------------------------------------
 
-/** mulberry32: a small seeded PRNG so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Gen {
   constructor(readonly rnd: () => number) {}
