@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The system programs `npm test` needs beside Node (run as `pretest`, and by .ci/run through
+# `npm test`): the one place that knows them. When one is missing it installs the Debian
+# packages with apt-get if it runs as root; otherwise it stops at once with one line saying
+# what to install, instead of letting twenty tests fail one by one.
+#
+#   bwrap         bubblewrap    the MCP workspace sandbox (test/server/mcp/)
+#   promtool      prometheus    metrics and alert-rule checks (test/k8s/, test/server/)
+#   git           git           the MCP git tools
+#   redis-server  redis-server  shared state across replicas
+#   prlimit       util-linux    the sandbox's process, memory and CPU limits
+set -euo pipefail
+
+cmds=(bwrap promtool git redis-server prlimit)
+pkgs=(bubblewrap prometheus git redis-server util-linux)
+
+missing_pkgs() {
+  local i out=()
+  for i in "${!cmds[@]}"; do
+    command -v "${cmds[$i]}" >/dev/null 2>&1 || out+=("${pkgs[$i]}")
+  done
+  echo "${out[*]}"
+}
+
+missing=$(missing_pkgs)
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "npm test needs system packages that are missing: ${missing} (install them, e.g. sudo apt-get install -y ${missing})" >&2
+  exit 1
+fi
+
+echo "== apt-get install ${missing}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086 # a list of package names
+apt-get install -y -qq --no-install-recommends ${missing} >/dev/null
+
+# The prometheus and redis-server packages may start their services (:9090, :6379); the
+# tests start their own on loopback ports, so stop whatever the install started.
+for svc in prometheus redis-server; do
+  case " ${missing} " in *" ${svc} "*) ;; *) continue ;; esac
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    systemctl stop "$svc" >/dev/null 2>&1 || true
+  elif [ -x "/etc/init.d/${svc}" ]; then
+    "/etc/init.d/${svc}" stop >/dev/null 2>&1 || true
+  fi
+done
+
+still=$(missing_pkgs)
+if [ -n "$still" ]; then
+  echo "npm test needs system packages that apt-get did not provide: ${still}" >&2
+  exit 1
+fi
