@@ -7,9 +7,18 @@
  * Everything here is a function of the request (plus the caller-supplied id),
  * so the same request always yields byte-identical output.
  *
+ * As the demo's partner for Claude Code it behaves like a terse assistant: it answers the
+ * user's latest prompt (injected `<system-reminder>` blocks skipped, see core/mock-intent.ts),
+ * calls a tool only when the prompt asks for one in the documented way (with arguments that
+ * satisfy that tool's input_schema), answers a tool_result turn by quoting the result, and
+ * streams the way the API does (message_start, content blocks with their indexes, a ping,
+ * message_delta with usage, message_stop).
+ *
  * Hot path note: strings are assembled with template literals; only
  * user-derived strings go through JSON.stringify.
  */
+import { promptText, toolAsk } from "./mock-intent.js";
+
 
 export interface MockRequest {
   model: string;
@@ -37,8 +46,11 @@ export const MOCK_SIGNATURE: string = JSON.parse(`"${MOCK_SIGNATURE_RAW}"`) as s
 export const MOCK_REPLY_PREFIX = "Mock reply to: ";
 /** Prefix of the mock text reply to a tool_result turn. */
 export const MOCK_TOOL_RESULT_PREFIX = "Mock reply to tool result: ";
-/** Input of the mock tool_use block (as raw JSON text). */
-export const MOCK_TOOL_INPUT_JSON = '{"query":"mock"}';
+/** Prefix of the mock text reply to a tool_result turn marked is_error. */
+export const MOCK_TOOL_ERROR_PREFIX = "Mock reply to tool error: ";
+/** Added to a reply when tools are offered but none was asked for: how to get a tool call. */
+export const MOCK_TOOL_HINT =
+  ' (This is the Portcullis mock. To see a tool call, ask e.g. "use the Read tool on README.md" or "use the Bash tool to run ls".)';
 
 /** Default number of text_delta events per streamed text block. */
 export const DEFAULT_TEXT_EVENTS = 5;
@@ -112,37 +124,56 @@ export function mockCountTokens(req: Pick<MockRequest, "messages" | "system" | "
   return estimateTokens(chars);
 }
 
+/** The tool_use block (in the assistant turn before `at`) that a tool_result answers. */
+function toolUseName(messages: MockRequest["messages"], at: number, id: unknown): string | undefined {
+  const prev = messages[at - 1];
+  if (prev === undefined || prev.role !== "assistant" || !Array.isArray(prev.content)) return undefined;
+  for (const b of prev.content) {
+    if (isObj(b) && b.type === "tool_use" && b.id === id && typeof b.name === "string") return b.name;
+  }
+  return undefined;
+}
+
 function plan(req: MockRequest): Plan {
   const messages = Array.isArray(req.messages) ? req.messages : [];
-  const last = messages.length > 0 ? messages[messages.length - 1] : undefined;
+  const lastIndex = messages.length - 1;
+  const last = messages[lastIndex];
   const blocks: Block[] = [];
 
-  let lastUserText = "";
-  for (let i = messages.length - 1; i >= 0; i--) {
+  // The user's latest own words: injected blocks never count as the prompt.
+  let prompt = "";
+  for (let i = lastIndex; i >= 0; i--) {
     const m = messages[i];
     if (m && m.role === "user") {
-      lastUserText = contentText(m.content);
-      if (lastUserText !== "") break;
+      prompt = promptText(m.content);
+      if (prompt !== "") break;
     }
   }
 
   if (req.thinking && req.thinking.type === "enabled") {
-    blocks.push({ kind: "thinking", thinking: `Mock thinking about: ${clip(lastUserText, QUOTE_LIMIT)}` });
+    blocks.push({ kind: "thinking", thinking: `Mock thinking about: ${clip(prompt, QUOTE_LIMIT)}` });
   }
 
   const toolResult = last && last.role === "user" ? findToolResult(last.content) : undefined;
   let stopReason: Plan["stopReason"] = "end_turn";
+  const offered = Array.isArray(req.tools) && req.tools.length > 0;
   if (toolResult !== undefined) {
     const quoted = clip(contentText(toolResult.content), QUOTE_LIMIT);
-    blocks.push({ kind: "text", text: `${MOCK_TOOL_RESULT_PREFIX}${quoted}` });
-  } else if (Array.isArray(req.tools) && req.tools.length > 0) {
-    const tool = req.tools[0];
-    const name = tool && typeof tool.name === "string" ? tool.name : "tool";
-    blocks.push({ kind: "text", text: `${MOCK_REPLY_PREFIX}${clip(lastUserText, QUOTE_LIMIT)}` });
-    blocks.push({ kind: "tool_use", id: `toolu_mock_${messages.length}`, name, inputJson: MOCK_TOOL_INPUT_JSON });
-    stopReason = "tool_use";
+    const name = toolUseName(messages, lastIndex, toolResult.tool_use_id);
+    const prefix = toolResult.is_error === true ? MOCK_TOOL_ERROR_PREFIX : MOCK_TOOL_RESULT_PREFIX;
+    blocks.push({ kind: "text", text: `${prefix}${name === undefined ? "" : `(${name}) `}${quoted}` });
   } else {
-    blocks.push({ kind: "text", text: `${MOCK_REPLY_PREFIX}${clip(lastUserText, QUOTE_LIMIT)}` });
+    const ask = toolAsk(prompt, req.tools);
+    const reply = `${MOCK_REPLY_PREFIX}${clip(prompt, QUOTE_LIMIT)}`;
+    if (ask === null) {
+      blocks.push({ kind: "text", text: offered ? reply + MOCK_TOOL_HINT : reply });
+    } else if (!ask.ok) {
+      blocks.push({ kind: "text", text: `${reply} (No tool call: ${ask.reason}.)` });
+    } else {
+      blocks.push({ kind: "text", text: `Calling the ${ask.call.name} tool.` });
+      blocks.push({ kind: "tool_use", id: `toolu_mock_${messages.length}`, name: ask.call.name, inputJson: JSON.stringify(ask.call.input) });
+      stopReason = "tool_use";
+    }
   }
 
   return { blocks, stopReason, inputTokens: mockCountTokens(req) };
@@ -231,10 +262,13 @@ function frame(type: string, data: string): string {
   return `event: ${type}\ndata: ${data}\n\n`;
 }
 
+/** The API sends a ping after the first content_block_start; clients must accept it. */
+const PING = frame("ping", `{"type":"ping"}`);
+
 /**
  * SSE frames (each `event: <type>\ndata: <json>\n\n`) of a streamed reply, in
  * Anthropic's order: message_start, per block content_block_start / deltas /
- * content_block_stop, message_delta, message_stop.
+ * content_block_stop (a ping after the first block's start), message_delta, message_stop.
  *
  * Each text block is streamed as exactly `textEvents` text_delta events (the
  * text is padded with " mock" words if it is shorter than that).
@@ -266,6 +300,7 @@ export function mockStreamFrames(req: MockRequest, id: string, textEvents: numbe
             `{"type":"content_block_start","index":${index},"content_block":{"type":"thinking","thinking":"","signature":""}}`,
           ),
         );
+        if (index === 0) frames.push(PING);
         for (const piece of split(b.thinking, 3)) {
           frames.push(
             frame(
@@ -289,6 +324,7 @@ export function mockStreamFrames(req: MockRequest, id: string, textEvents: numbe
             `{"type":"content_block_start","index":${index},"content_block":{"type":"text","text":""}}`,
           ),
         );
+        if (index === 0) frames.push(PING);
         for (const piece of split(b.text, events)) {
           frames.push(
             frame(
@@ -306,6 +342,7 @@ export function mockStreamFrames(req: MockRequest, id: string, textEvents: numbe
             `{"type":"content_block_start","index":${index},"content_block":{"type":"tool_use","id":${JSON.stringify(b.id)},"name":${JSON.stringify(b.name)},"input":{}}}`,
           ),
         );
+        if (index === 0) frames.push(PING);
         for (const piece of ["", ...split(b.inputJson, 2)]) {
           frames.push(
             frame(

@@ -1,73 +1,37 @@
+/**
+ * The built-in mock's replies: pure functions of the request. Besides the reply grammar, this
+ * pins the mock as a demo partner for Claude Code, with request bodies shaped like the ones
+ * Claude Code sends (test/core/fixtures/claude-code/): it answers the prompt, not the injected
+ * reminders, and calls a tool only when asked, with arguments that satisfy the tool's schema.
+ */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import {
+  MOCK_REPLY_PREFIX,
   MOCK_SIGNATURE,
   MOCK_SIGNATURE_RAW,
+  MOCK_TOOL_HINT,
   mockCountTokens,
   mockMessageJson,
   mockStreamFrames,
   type MockRequest,
 } from "../../core/mock-reply.js";
+import { assemble, parseFrames, shape } from "../support/sse.js";
+import { violations } from "../support/json-schema.js";
 
-interface Sse {
-  event: string;
-  data: any;
-  raw: string;
+/** A request body from test/core/fixtures/claude-code/ (read from the source tree). */
+function fixture(name: string): MockRequest {
+  return JSON.parse(readFileSync(new URL(`../../../test/core/fixtures/claude-code/${name}.json`, import.meta.url), "utf8")) as MockRequest;
 }
 
-/** Parses frames strictly: each must be exactly `event: X\ndata: JSON\n\n`. */
-function parseFrames(frames: string[]): Sse[] {
-  return frames.map((f) => {
-    const m = /^event: ([a-z_]+)\ndata: (.*)\n\n$/s.exec(f);
-    assert.ok(m, `malformed frame: ${JSON.stringify(f)}`);
-    assert.ok(!m[2]!.includes("\n"), "data must be a single line");
-    const data = JSON.parse(m[2]!);
-    assert.equal(data.type, m[1], "event name matches data.type");
-    return { event: m[1]!, data, raw: m[2]! };
-  });
-}
-
-/** Rebuilds a message from stream events, checking the event grammar along the way. */
-function assemble(events: Sse[]): any {
-  assert.equal(events[0]!.event, "message_start");
-  assert.equal(events.at(-1)!.event, "message_stop");
-  assert.equal(events.at(-2)!.event, "message_delta");
-  const msg = structuredClone(events[0]!.data.message);
-  let open: number | undefined;
-  const partial: Record<number, string> = {};
-  for (const e of events.slice(1, -2)) {
-    switch (e.event) {
-      case "content_block_start":
-        assert.equal(open, undefined, "previous block must be stopped first");
-        assert.equal(e.data.index, msg.content.length);
-        open = e.data.index;
-        msg.content.push(structuredClone(e.data.content_block));
-        break;
-      case "content_block_delta": {
-        assert.equal(e.data.index, open);
-        const b = msg.content[open!];
-        const d = e.data.delta;
-        if (d.type === "text_delta") b.text += d.text;
-        else if (d.type === "thinking_delta") b.thinking += d.thinking;
-        else if (d.type === "signature_delta") b.signature = d.signature;
-        else if (d.type === "input_json_delta") partial[open!] = (partial[open!] ?? "") + d.partial_json;
-        else assert.fail(`unexpected delta ${d.type}`);
-        break;
-      }
-      case "content_block_stop":
-        assert.equal(e.data.index, open);
-        if (partial[open!] !== undefined) msg.content[open!].input = JSON.parse(partial[open!]!);
-        open = undefined;
-        break;
-      default:
-        assert.fail(`unexpected event ${e.event}`);
-    }
-  }
-  assert.equal(open, undefined);
-  const md = events.at(-2)!.data;
-  msg.stop_reason = md.delta.stop_reason;
-  msg.usage.output_tokens = md.usage.output_tokens;
-  return msg;
+/** The same request with the last user turn's own prompt replaced (its reminders kept). */
+function asking(base: MockRequest, prompt: string): MockRequest {
+  const req = structuredClone(base);
+  const last = req.messages.at(-1)!;
+  const blocks = last.content as { type: string; text: string }[];
+  blocks[blocks.length - 1]!.text = prompt;
+  return req;
 }
 
 const plain: MockRequest = {
@@ -106,7 +70,7 @@ test("last user text from block content, quoted up to 200 chars", () => {
   assert.equal(m.content[0].text, `Mock reply to: ${"x".repeat(200)}`);
 });
 
-test("stream frames follow Anthropic event order and rebuild the JSON reply", () => {
+test("stream frames follow the API's event order (ping after the first block start) and rebuild the JSON reply", () => {
   const frames = mockStreamFrames(plain, "msg_s");
   const events = parseFrames(frames);
   assert.deepEqual(
@@ -114,6 +78,7 @@ test("stream frames follow Anthropic event order and rebuild the JSON reply", ()
     [
       "message_start",
       "content_block_start",
+      "ping",
       ...Array(5).fill("content_block_delta"),
       "content_block_stop",
       "message_delta",
@@ -121,6 +86,7 @@ test("stream frames follow Anthropic event order and rebuild the JSON reply", ()
     ],
   );
   assert.equal(events[0]!.data.message.usage.input_tokens, mockCountTokens(plain));
+  assert.ok(events.at(-2)!.data.usage.output_tokens >= 1, "message_delta carries the output usage");
   const rebuilt = assemble(events);
   assert.deepEqual(rebuilt, JSON.parse(mockMessageJson(plain, "msg_s")));
 });
@@ -135,50 +101,151 @@ test("textEvents controls the number of text_delta events (padding short text)",
   }
 });
 
-test("tools → text + tool_use with stop_reason tool_use (JSON and stream)", () => {
-  const req: MockRequest = {
-    model: "m",
-    messages: [{ role: "user", content: "weather in Paris?" }],
-    tools: [{ name: "get_weather", input_schema: { type: "object" } }, { name: "other" }],
-  };
-  const m = JSON.parse(mockMessageJson(req, "msg_t"));
-  assert.equal(m.stop_reason, "tool_use");
-  assert.equal(m.content.length, 2);
-  assert.equal(m.content[0].type, "text");
-  assert.equal(m.content[1].type, "tool_use");
-  assert.equal(m.content[1].name, "get_weather");
-  assert.match(m.content[1].id, /^toolu_mock_\d+$/);
-  assert.deepEqual(m.content[1].input, { query: "mock" });
+test("Claude Code's first turn: the reply answers the prompt, not its <system-reminder> blocks, and calls no tool", () => {
+  const req = fixture("first-turn");
+  const m = JSON.parse(mockMessageJson(req, "msg_cc1"));
+  assert.equal(m.stop_reason, "end_turn");
+  assert.deepEqual(m.content.map((b: { type: string }) => b.type), ["text"]);
+  assert.equal(m.content[0].text, `${MOCK_REPLY_PREFIX}hello, what can you do?${MOCK_TOOL_HINT}`);
+  assert.doesNotMatch(m.content[0].text, /system-reminder|claudeMd|todo list/);
+  assert.deepEqual(assemble(parseFrames(mockStreamFrames(req, "msg_cc1"))), m);
+});
 
-  const events = parseFrames(mockStreamFrames(req, "msg_t"));
-  const jsonDeltas = events.filter((e) => e.data.delta?.type === "input_json_delta");
-  assert.ok(jsonDeltas.length >= 2, "input streamed in pieces");
-  assert.equal(events.find((e) => e.event === "content_block_start" && e.data.index === 1)!.data.content_block.type, "tool_use");
+test("injected blocks inside one text block, or a turn made only of them, never become the prompt", () => {
+  const inline: MockRequest = {
+    model: "m",
+    messages: [{ role: "user", content: "<system-reminder>\nignore me\n</system-reminder>\nsummarise the diff<command-name>/x</command-name>" }],
+  };
+  assert.equal(JSON.parse(mockMessageJson(inline, "a")).content[0].text, `${MOCK_REPLY_PREFIX}summarise the diff`);
+  // A later user turn holding only a reminder: the reply is to the last real prompt.
+  const onlyReminder: MockRequest = {
+    model: "m",
+    messages: [
+      { role: "user", content: "first question" },
+      { role: "assistant", content: "an answer" },
+      { role: "user", content: [{ type: "text", text: "<system-reminder>\nthe date changed\n</system-reminder>" }] },
+    ],
+  };
+  assert.equal(JSON.parse(mockMessageJson(onlyReminder, "b")).content[0].text, `${MOCK_REPLY_PREFIX}first question`);
+});
+
+test('"use the Read tool on FILE" → one Read call whose input satisfies Read\'s input_schema (JSON and stream)', () => {
+  const req = fixture("read-tool-turn");
+  const m = JSON.parse(mockMessageJson(req, "msg_cc2"));
+  assert.equal(m.stop_reason, "tool_use");
+  assert.deepEqual(m.content.map((b: { type: string }) => b.type), ["text", "tool_use"]);
+  const use = m.content[1];
+  assert.equal(use.name, "Read");
+  assert.match(use.id, /^toolu_mock_\d+$/);
+  assert.deepEqual(use.input, { file_path: "README.md" });
+  const schema = req.tools!.find((t) => t.name === "Read")!.input_schema;
+  assert.deepEqual(violations(use.input, schema), []);
+
+  const events = parseFrames(mockStreamFrames(req, "msg_cc2"));
+  assert.deepEqual(shape(events), [
+    "message_start",
+    "content_block_start",
+    "ping",
+    "delta*",
+    "content_block_stop",
+    "content_block_start",
+    "delta*",
+    "content_block_stop",
+    "message_delta",
+    "message_stop",
+  ]);
+  assert.deepEqual(
+    events.filter((e) => e.event === "content_block_start").map((e) => [e.data.index, e.data.content_block.type]),
+    [
+      [0, "text"],
+      [1, "tool_use"],
+    ],
+  );
+  assert.ok(events.filter((e) => e.data.delta?.type === "input_json_delta").length >= 2, "input streamed in pieces");
   assert.deepEqual(assemble(events), m);
 });
 
-test("tool_result turn → text quoting the result, end_turn", () => {
+test('"use the Bash tool to run CMD" → a Bash call with that command and nothing the schema lacks', () => {
+  const req = asking(fixture("read-tool-turn"), "please use the Bash tool to run `ls -la src`");
+  const use = JSON.parse(mockMessageJson(req, "x")).content[1];
+  assert.equal(use.name, "Bash");
+  assert.deepEqual(use.input, { command: "ls -la src" });
+});
+
+test("every Claude Code tool can be asked for, and each call's arguments satisfy that tool's schema", () => {
+  const base = fixture("read-tool-turn");
+  for (const tool of base.tools!) {
+    const m = JSON.parse(mockMessageJson(asking(base, `use the ${tool.name} tool on src/app.ts`), "x"));
+    assert.equal(m.stop_reason, "tool_use", tool.name);
+    const use = m.content.at(-1);
+    assert.equal(use.name, tool.name);
+    assert.deepEqual(violations(use.input, tool.input_schema), [], `${tool.name}: ${JSON.stringify(use.input)}`);
+    assert.ok(Object.values(use.input).includes("src/app.ts") || tool.name === "TodoWrite", `${tool.name} got the prompt's value`);
+  }
+  // The Agent tool's required description, prompt and subagent_type are all there.
+  const agent = JSON.parse(mockMessageJson(asking(base, "use the Agent tool to find the flaky test"), "x")).content[1];
+  assert.deepEqual(agent.input, { prompt: "find the flaky test", description: "find the flaky test", subagent_type: "general-purpose" });
+});
+
+test("explicit JSON arguments are used as given, and arguments that break the schema are refused in words", () => {
+  const base = fixture("read-tool-turn");
+  const ok = JSON.parse(mockMessageJson(asking(base, 'use the Edit tool with {"file_path":"a.ts","old_string":"x","new_string":"y"}'), "x"));
+  assert.deepEqual(ok.content[1].input, { file_path: "a.ts", old_string: "x", new_string: "y" });
+  for (const [args, why] of [
+    ['{"file_path":"a.ts"}', /required parameter `old_string` is missing/],
+    ['{"file_path":"a.ts","old_string":"x","new_string":"y","replace_all":"yes"}', /`replace_all` must be of type boolean/],
+    ['{"file_path":"a.ts","old_string":"x","new_string":"y","colour":1}', /`colour` is not a parameter/],
+    ["{not json}", /not valid JSON/],
+  ] as const) {
+    const m = JSON.parse(mockMessageJson(asking(base, `use the Edit tool with ${args}`), "x"));
+    assert.equal(m.stop_reason, "end_turn", args);
+    assert.deepEqual(m.content.map((b: { type: string }) => b.type), ["text"]);
+    assert.match(m.content[0].text, why);
+  }
+});
+
+test("a tool the request does not offer is not called; the reply says which tools it offers", () => {
+  const m = JSON.parse(mockMessageJson(asking(fixture("read-tool-turn"), "use the Deploy tool on prod"), "x"));
+  assert.equal(m.stop_reason, "end_turn");
+  assert.equal(m.content.length, 1);
+  assert.match(m.content[0].text, /no tool named Deploy \(it offers: Agent, Bash, Glob, Grep, Read, Edit, Write, WebFetch, TodoWrite\)/);
+  const noTools: MockRequest = { model: "m", messages: [{ role: "user", content: "use the Read tool on a.txt" }] };
+  assert.equal(JSON.parse(mockMessageJson(noTools, "y")).stop_reason, "end_turn");
+});
+
+test("tools offered but none asked for: text only, with the hint on how to get a tool call", () => {
   const req: MockRequest = {
     model: "m",
-    tools: [{ name: "get_weather" }],
-    messages: [
-      { role: "user", content: "weather?" },
-      { role: "assistant", content: [{ type: "tool_use", id: "toolu_mock_1", name: "get_weather", input: { query: "mock" } }] },
-      { role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_mock_1", content: [{ type: "text", text: "Sunny, 21C" }] }] },
-    ],
+    messages: [{ role: "user", content: "weather in Paris?" }],
+    tools: [{ name: "get_weather", input_schema: { type: "object" } }],
   };
+  const m = JSON.parse(mockMessageJson(req, "msg_t"));
+  assert.equal(m.stop_reason, "end_turn");
+  assert.deepEqual(m.content, [{ type: "text", text: `${MOCK_REPLY_PREFIX}weather in Paris?${MOCK_TOOL_HINT}` }]);
+});
+
+test("tool_result turn (Claude Code's, with a trailing reminder) → text naming the tool and quoting the result, end_turn", () => {
+  const req = fixture("tool-result-turn");
   const m = JSON.parse(mockMessageJson(req, "msg_r"));
   assert.equal(m.stop_reason, "end_turn");
   assert.equal(m.content.length, 1);
   assert.equal(m.content[0].type, "text");
-  assert.ok(m.content[0].text.includes("Sunny, 21C"));
-
-  const strReq: MockRequest = {
-    ...req,
-    messages: [...req.messages.slice(0, 2), { role: "user", content: [{ type: "tool_result", tool_use_id: "t", content: "42 apples" }] }],
-  };
-  assert.ok(JSON.parse(mockMessageJson(strReq, "x")).content[0].text.includes("42 apples"));
+  assert.match(m.content[0].text, /^Mock reply to tool result: \(Read\) +1\t# Portcullis/);
+  assert.doesNotMatch(m.content[0].text, /malicious/);
   assert.deepEqual(assemble(parseFrames(mockStreamFrames(req, "msg_r"))), m);
+
+  const blocks: MockRequest = {
+    model: "m",
+    messages: [
+      { role: "user", content: "weather?" },
+      { role: "assistant", content: [{ type: "tool_use", id: "toolu_1", name: "get_weather", input: {} }] },
+      { role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_1", content: [{ type: "text", text: "Sunny, 21C" }] }] },
+    ],
+  };
+  assert.equal(JSON.parse(mockMessageJson(blocks, "x")).content[0].text, "Mock reply to tool result: (get_weather) Sunny, 21C");
+  const failed = structuredClone(blocks);
+  (failed.messages[2]!.content as Record<string, unknown>[])[0]!.is_error = true;
+  assert.equal(JSON.parse(mockMessageJson(failed, "x")).content[0].text, "Mock reply to tool error: (get_weather) Sunny, 21C");
 });
 
 test("thinking block comes first; signature raw text survives only without re-serialisation", () => {

@@ -1,6 +1,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { startMock } from "../support/spawn-mock.js";
+import { until } from "../support/wait.js";
 import { MOCK_SIGNATURE_RAW } from "../../core/mock-reply.js";
 
 let mock: Awaited<ReturnType<typeof startMock>>;
@@ -132,7 +133,7 @@ test("cut-stream:3 delivers 3 frames then drops the connection", async () => {
     failed = true;
   }
   assert.ok(failed, "body must end with an error, not a clean EOF");
-  assert.deepEqual(sseEvents(text), ["message_start", "content_block_start", "content_block_delta"]);
+  assert.deepEqual(sseEvents(text), ["message_start", "content_block_start", "ping"]);
 });
 
 test("reset fault closes without a response", async () => {
@@ -149,18 +150,16 @@ test("stats: a hung request stays active until the client aborts", async () => {
     body: body(),
     signal: ac.signal,
   }).catch((err: unknown) => err);
-  // Poll until the mock sees the request (no timing assertions).
-  let s = await stats();
-  while (s.active < 1) {
-    await new Promise((r) => setTimeout(r, 10));
-    s = await stats();
-  }
+  // The mock's counters live in its process: poll them, with a bound.
+  const s = await until("the mock to see the hung request", async () => {
+    const v = await stats();
+    return v.active >= 1 ? v : undefined;
+  });
   assert.equal(s.active, 1);
   assert.equal(s.requests, s0.requests + 1);
   ac.abort();
   assert.ok((await pending) instanceof Error);
-  while ((s = await stats()).active > 0) await new Promise((r) => setTimeout(r, 10));
-  assert.equal(s.active, 0);
+  await until("the aborted request to leave the mock's active count", async () => ((await stats()).active === 0 ? true : undefined));
 });
 
 test("delay and slow-stream still produce complete replies", async () => {

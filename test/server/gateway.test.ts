@@ -163,17 +163,18 @@ describe("pass-through with the official SDK", () => {
 
   test("tool_use -> tool_result round trip", async () => {
     const tools = [{ name: "lookup", description: "look something up", input_schema: { type: "object" as const, properties: { query: { type: "string" } } } }];
-    const first = await client.messages.create({ model: "claude-gateway-test", max_tokens: 64, tools, messages: [{ role: "user", content: "use the tool" }] });
+    const first = await client.messages.create({ model: "claude-gateway-test", max_tokens: 64, tools, messages: [{ role: "user", content: "use the lookup tool for the answer" }] });
     assert.equal(first.stop_reason, "tool_use");
     const use = first.content.find((b) => b.type === "tool_use");
     assert.ok(use && use.type === "tool_use");
     assert.equal(use.name, "lookup");
+    assert.deepEqual(use.input, { query: "the answer" });
     const second = await client.messages.create({
       model: "claude-gateway-test",
       max_tokens: 64,
       tools,
       messages: [
-        { role: "user", content: "use the tool" },
+        { role: "user", content: "use the lookup tool for the answer" },
         { role: "assistant", content: first.content },
         { role: "user", content: [{ type: "tool_result", tool_use_id: use.id, content: "forty-two" }] },
       ],
