@@ -6,21 +6,22 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, connect, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadMcpConfig, type McpConfig } from "../../../core/policy/config.js";
 import { planFor, runSandboxed, type RunResult } from "../../../server/mcp/runner.js";
+import { until } from "../../support/wait.js";
 
-const hasBwrap = (() => {
+/** bwrap's path, or a failure that says what to install (the tests never skip the sandbox). */
+function requireBwrap(): void {
   try {
     execFileSync("bwrap", ["--version"], { stdio: "ignore" });
-    return true;
   } catch {
-    return false;
+    assert.fail("bwrap is not installed: install bubblewrap (npm test's pretest step, scripts/system-deps.sh, does it as root)");
   }
-})();
+}
 
 const base = realpathSync(mkdtempSync(join(tmpdir(), "portcullis-sbx-")));
 const ws = join(base, "ws");
@@ -30,6 +31,7 @@ let server: Server;
 let port = 0;
 
 before(async () => {
+  requireBwrap();
   mkdirSync(ws);
   writeFileSync(join(ws, "hello.txt"), "hi\n");
   writeFileSync(hostSecret, "host only\n");
@@ -48,13 +50,29 @@ after(() => {
   rmSync(base, { recursive: true, force: true });
 });
 
+/** Command lines of live processes that are part of the fork bomb (read from /proc, no ps needed). */
+function bombProcesses(): string[] {
+  const out: string[] = [];
+  for (const pid of readdirSync("/proc")) {
+    if (!/^\d+$/.test(pid)) continue;
+    let cmd: string;
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
+    } catch {
+      continue; // exited while listing
+    }
+    if (cmd.includes("f() { f | f & }")) out.push(`${pid}: ${cmd}`);
+  }
+  return out;
+}
+
 function run(argv: string[], writes = false, timeoutMs = cfg.sandbox.timeoutMs): Promise<RunResult> {
   return runSandboxed(cfg, planFor(cfg), argv, ws, writes, timeoutMs).result;
 }
 
 const NODE_CONNECT = `require("net").connect(${"PORT"}, "127.0.0.1").on("connect", () => { console.log("CONNECTED"); process.exit(0); }).on("error", (e) => { console.log("ERR " + e.code); process.exit(3); })`;
 
-describe("bubblewrap sandbox", { skip: hasBwrap ? false : "bwrap is not installed (CI installs bubblewrap)" }, () => {
+describe("bubblewrap sandbox", () => {
   test("a command runs with its argv, in the workspace, with a scrubbed environment", async () => {
     process.env.PORTCULLIS_TEST_SECRET = "should-not-leak";
     const r = await run(["sh", "-c", 'pwd; cat hello.txt; env | sort; echo "$1"', "sh", "$(id) `id`; rm -rf ~"]);
@@ -109,13 +127,26 @@ describe("bubblewrap sandbox", { skip: hasBwrap ? false : "bwrap is not installe
     }
   });
 
-  test("a fork bomb is contained by the process limit and killed at the deadline", async () => {
+  test("the process limit (SANDBOX_PIDS=32) stops a command from starting more processes", async () => {
+    // Start up to 100 background sleeps, printing the count after each; the shell dies at
+    // the first fork the limit refuses. The same loop without the limit starts all 100.
+    const loop = 'n=0; while [ $n -lt 100 ]; do sleep 30 </dev/null >/dev/null 2>&1 & n=$((n+1)); echo $n; done';
+    const r = await run(["sh", "-c", loop]);
+    assert.equal(r.timedOut, false);
+    assert.notEqual(r.exitCode, 0, r.stdout);
+    assert.match(r.stderr, /fork/i, "the shell reports the refused fork");
+    const started = Number(r.stdout.trim().split("\n").at(-1));
+    assert.ok(started >= 1 && started < 32, `started ${started} processes under a limit of 32`);
+    const unlimited = await runSandboxed(cfg, { ...planFor(cfg), limits: { ...cfg.sandbox.limits, pids: 1000 } }, ["sh", "-c", loop], ws, false, 10_000).result;
+    assert.equal(unlimited.exitCode, 0, unlimited.stderr);
+    assert.equal(unlimited.stdout.trim().split("\n").at(-1), "100", "the control run is not limited");
+  });
+
+  test("a fork bomb ends (refused forks or the deadline) and nothing of it survives", async () => {
     const r = await run(["sh", "-c", "f() { f | f & }; f; sleep 60"], false, 2000);
     assert.ok(r.timedOut || r.exitCode !== 0, JSON.stringify(r).slice(0, 300));
-    // Nothing of it survives: the pid namespace died with bwrap.
-    await new Promise((res) => setTimeout(res, 200));
-    const left = execFileSync("ps", ["-eo", "args"], { encoding: "utf8" }).split("\n").filter((l) => l.includes("f() { f | f & }"));
-    assert.deepEqual(left, []);
+    // The pid namespace dies with bwrap: wait (bounded) until the kernel has reaped it.
+    await until("the fork bomb's processes to be gone", () => (bombProcesses().length === 0 ? true : undefined), 10_000);
   });
 
   test("runaway output is cut at SANDBOX_OUTPUT_BYTES and the command killed", async () => {
