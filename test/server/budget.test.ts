@@ -69,12 +69,12 @@ function msg(key: string, opts: { stream?: boolean; model?: string; maxTokens?: 
 }
 
 /** POST /v1/messages on a new connection (agent: false), so both threads get some. */
-function freshConnectionStatus(key: string): Promise<number> {
+function freshConnectionStatus(key: string): Promise<{ status: number; requestId: string }> {
   const body = JSON.stringify({ model: "claude-sonnet-4-5", max_tokens: 8, messages: [{ role: "user", content: "hi" }] });
   return new Promise((resolve, reject) => {
     const req = request(`${gw.url}/v1/messages`, { method: "POST", agent: false, headers: { "content-type": "application/json", "x-api-key": key, "content-length": Buffer.byteLength(body) } }, (res) => {
       res.resume();
-      res.on("end", () => resolve(res.statusCode ?? 0));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, requestId: String(res.headers["request-id"] ?? "") }));
     });
     req.on("error", reject);
     req.end(body);
@@ -216,9 +216,23 @@ describe("budgets on the hot path", () => {
     assert.equal(r.status, 200);
     await r.arrayBuffer();
     assert.equal((await admin("DELETE", `/admin/keys/${k.id}`)).status, 200);
-    // New connections spread over both acceptor threads (SO_REUSEPORT).
-    const statuses = await Promise.all(Array.from({ length: 20 }, () => freshConnectionStatus(k.key)));
-    assert.deepEqual(statuses, Array(20).fill(401));
+    // New connections spread over both acceptor threads (SO_REUSEPORT, by a hash of the
+    // client port): keep opening them until each thread has answered some, or 200 were tried.
+    const threads = new Set<unknown>();
+    let sent = 0;
+    while (threads.size < 2) {
+      assert.ok(sent < 200, `200 new connections all reached one acceptor thread (${[...threads].join(", ")})`);
+      const batch = await Promise.all(Array.from({ length: 10 }, () => freshConnectionStatus(k.key)));
+      sent += batch.length;
+      for (const { status, requestId } of batch) {
+        assert.equal(status, 401, requestId);
+        assert.notEqual(requestId, "");
+        // Each request's log line names the thread that served it.
+        const line = await gw.waitForLine(`the log line of ${requestId}`, (l) => l.msg === "request" && l.req_id === requestId);
+        assert.equal(line.status, 401);
+        threads.add(line.thread);
+      }
+    }
     assert.equal((await admin("DELETE", `/admin/keys/${k.id}`)).status, 404, "already revoked");
   });
 });
