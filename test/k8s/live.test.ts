@@ -12,6 +12,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startMock, type MockHandle } from "../support/spawn-mock.js";
 import { startGateway, type Gateway } from "../support/gateway.js";
+import { until } from "../support/wait.js";
+import { Client } from "undici";
 import { loadConfig } from "../../core/config.js";
 import { ERROR_TYPES } from "../../core/errors.js";
 import { ROUTES } from "../../core/metrics.js";
@@ -182,13 +184,67 @@ describe("probes, ports and paths match the server", () => {
     }
   });
 
-  test("readiness fails while the gateway drains, liveness is not what drains it", async () => {
+  test("readiness fails while the gateway drains a request in flight; liveness is a different probe", async () => {
     // The paths are the ones the server uses for those meanings (README "Endpoints").
     const c = container();
-    assert.equal(c.readinessProbe.httpGet.path, "/health/ready");
-    const ready = (await (await fetch(`${gw.url}/health/ready`)).json()) as { status: string; components: Record<string, unknown> };
-    assert.equal(ready.status, "ready");
-    assert.ok("draining" in ready.components);
+    const readyPath = c.readinessProbe.httpGet.path;
+    assert.equal(readyPath, "/health/ready");
+    assert.notEqual(c.livenessProbe.httpGet.path, readyPath, "a draining pod must not look dead to the kubelet");
+    // A gateway of its own (the shared one serves the other tests), with a request that hangs
+    // upstream so the drain stays open until this test ends it.
+    const upstream = await startMock();
+    const g = await startGateway({
+      ...settingsConfigMap(),
+      HOST: "127.0.0.1",
+      PORT: "0",
+      DATABASE_PATH: join(mkdtempSync(join(tmpdir(), "portcullis-k8s-drain-")), "portcullis.db"),
+      GATEWAY_API_KEYS: KEY,
+      ANTHROPIC_API_KEY: "sk-upstream-live-abcdefgh",
+      ANTHROPIC_API_BASE: upstream.url,
+    });
+    const kept = new Client(g.url, { keepAliveTimeout: 60_000 });
+    /** A readiness probe: its status and body, or "no connection" when none was accepted. */
+    const probe = async (viaKept: boolean): Promise<{ status: number; body: any } | "no connection"> => {
+      try {
+        if (viaKept) {
+          const r = await kept.request({ path: readyPath, method: "GET" });
+          return { status: r.statusCode, body: await r.body.json() };
+        }
+        const r = await fetch(`${g.url}${readyPath}`);
+        return { status: r.status, body: await r.json() };
+      } catch {
+        return "no connection";
+      }
+    };
+    try {
+      const before = await probe(true);
+      assert.ok(before !== "no connection" && before.status === 200 && before.body.status === "ready", JSON.stringify(before));
+      await fetch(`${upstream.url}/__mock/faults`, { method: "POST", body: JSON.stringify({ faults: ["hang"] }) });
+      // Settles (with the upstream's reset) when the finally block stops the upstream.
+      void fetch(`${g.url}/v1/messages`, { method: "POST", headers: { "content-type": "application/json", "x-api-key": KEY }, body: JSON.stringify(msg()) })
+        .then((r) => r.arrayBuffer())
+        .catch(() => undefined);
+      await until("the upstream to hold the request", async () => (((await (await fetch(`${upstream.url}/__mock/stats`)).json()) as { active: number }).active === 1 ? true : undefined));
+
+      g.proc.kill("SIGTERM");
+      const drainLine = await g.waitForLine("the acceptor to start draining", (l) => l.msg === "draining");
+      assert.equal(drainLine.inflight, 1);
+      // Both ways a kubelet can probe: on a connection opened before the drain, and on a new one.
+      // Either is answered 503 with the draining component failed, or no connection is accepted;
+      // never 200 "ready".
+      for (const viaKept of [true, false]) {
+        const p = await probe(viaKept);
+        if (p !== "no connection") {
+          assert.equal(p.status, 503, JSON.stringify(p.body));
+          assert.equal(p.body.components.draining.ok, false);
+        }
+      }
+      assert.equal(g.proc.exitCode, null, "the gateway is still draining its request, not gone");
+    } finally {
+      await kept.destroy();
+      await upstream.stop(); // ends the hung request, so the drain completes
+      await g.stop();
+    }
   });
 
   test("the ServiceMonitor's path serves the Prometheus text format", async () => {
