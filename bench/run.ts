@@ -14,6 +14,7 @@ import { getHeapStatistics } from "node:v8";
 import { measure } from "mitata";
 import { buildRows, type Row } from "./rows.js";
 import { bytes, fmt, markdownTable, median, ns, parseFlags } from "./format.js";
+import { ledgerInsertRow } from "./ledger.js";
 
 export const RESULTS_PATH = fileURLToPath(new URL("../../bench/results.json", import.meta.url));
 
@@ -80,7 +81,7 @@ export function table(results: readonly RowResult[]): string {
       ns(r.avg_ns),
       ns(r.p99_ns),
       bytes(r.bytes_per_op),
-      r.id === "baseline" ? "—" : `+${ns(r.overhead_ns)}`,
+      r.id === "baseline" || !Number.isFinite(r.overhead_ns) ? "—" : `+${ns(r.overhead_ns)}`,
     ]),
   );
 }
@@ -111,6 +112,7 @@ async function main(): Promise<void> {
   const noise = raw.get("baseline") ?? 0;
   const alloc = new Map([...raw].map(([k, v]) => [k, Math.max(0, v - noise)]));
   const results = summarise(rows, samples, alloc);
+  if (filter.test("ledger_insert")) results.push(await ledgerInsertRow(rounds));
 
   const machine = {
     cpu: cpus()[0]?.model ?? "unknown",

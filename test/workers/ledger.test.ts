@@ -86,20 +86,6 @@ test("keys: update and revoke persist; a revoked key cannot be updated", async (
   assert.equal(await run({ op: "ping" }), true);
 });
 
-test("rows per second through the worker (printed, not asserted)", async () => {
-  const N = 50_000, B = 500;
-  const t0 = performance.now();
-  const jobs: Promise<unknown>[] = [];
-  for (let i = 0; i < N; i += B) {
-    const rows: UsageRow[] = [];
-    for (let j = 0; j < B; j++) rows.push(row(100_000 + i + j, "static-0", "claude-sonnet-4-5", DAY + j));
-    jobs.push(run({ op: "insert", rows }));
-  }
-  await Promise.all(jobs);
-  const s = (performance.now() - t0) / 1000;
-  console.log(`# ledger: ${N} rows in batches of ${B}: ${Math.round(N / s)} rows/s`);
-});
-
 test("MCP audit records go into the audit table in the same transaction as usage rows", async () => {
   const audit: AuditRow[] = [
     ["req_a1", DAY, "static-0", "read_file", JSON.stringify({ path: ".env" }), "deny", 'path ".env" is blocked by policy', null, 0.4],
