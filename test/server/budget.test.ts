@@ -12,6 +12,7 @@ import Database from "better-sqlite3";
 import { request } from "node:http";
 import { startMock, type MockHandle } from "../support/spawn-mock.js";
 import { startGateway, type Gateway } from "../support/gateway.js";
+import { until } from "../support/wait.js";
 
 const ADMIN = "adm-" + "0123456789abcdef0123";
 const dir = mkdtempSync(join(tmpdir(), "portcullis-budget-"));
@@ -102,13 +103,11 @@ function rows(where = "1=1", ...params: unknown[]): any[] {
 
 /** Wait until the ledger has `n` rows for a key (rows are batched every LEDGER_BATCH_MS). */
 async function rowsFor(id: string, n: number): Promise<any[]> {
-  for (let i = 0; i < 200; i++) {
+  return until(`${n} ledger rows for ${id}`, async () => {
     const r = await admin("GET", `/admin/usage?group_by=key&from=2000-01-01`);
     const k = r.json.data.find((d: { key: string }) => d.key === id);
-    if (k !== undefined && k.requests >= n) return rows("key_id = ?", id);
-    await new Promise((res) => setTimeout(res, 25));
-  }
-  assert.fail(`fewer than ${n} rows for ${id}`);
+    return k !== undefined && k.requests >= n ? rows("key_id = ?", id) : undefined;
+  });
 }
 
 before(async () => {

@@ -362,8 +362,12 @@ describe("errors in Anthropic's shape", () => {
   });
 
   test("keys never reach the log", async () => {
-    // Give the async log destination a moment to write what the tests above produced.
-    await new Promise((r) => setTimeout(r, 300));
+    // The log is written asynchronously, in order: once this request's line is out, so are
+    // the lines of every request the tests above made.
+    const last = await post("/v1/messages", JSON.stringify({ model: "claude-gateway-test", max_tokens: 5, messages: [{ role: "user", content: "last" }] }));
+    await last.arrayBuffer();
+    const id = last.headers.get("request-id");
+    await gw.waitForLine("the last request's log line", (l) => l.msg === "request" && l.req_id === id);
     const all = gw.lines.join("\n");
     assert.ok(gw.lines.some((l) => l.includes('"msg":"request"')), "expected request log lines");
     assert.ok(!all.includes(CLIENT_KEY), "client key in the log");

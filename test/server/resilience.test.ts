@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startMock, type MockHandle } from "../support/spawn-mock.js";
 import { startGateway, type Gateway } from "../support/gateway.js";
+import { until } from "../support/wait.js";
 
 const KEY = "sk-resilience-key-1234";
 let mock: MockHandle;
@@ -142,16 +143,23 @@ describe("retries, breakers and fallbacks", () => {
     assert.match(prom, /circuit_breaker_state\{provider="flaky",state="closed"\} 1/);
     assert.match(prom, /http_requests_rejected_total\{reason="circuit_open"\} [1-9]/);
     assert.match(prom, /http_request_errors_total\{route="messages",provider="fragile",type="overloaded_error"\} [1-9]/, "a fail-fast 503 names the provider");
-    await new Promise((r) => setTimeout(r, 800)); // past CIRCUIT_BREAKER_TIMEOUT
-    const r3 = await call(gw, "fragile-model");
+    // Until CIRCUIT_BREAKER_TIMEOUT has passed every call fails fast (503, nothing sent);
+    // the first call after it is admitted as a probe.
+    const r3 = await until("the breaker to admit a probe after its timeout", async () => {
+      const r = await call(gw, "fragile-model");
+      if (r.status !== 503) return r;
+      await r.arrayBuffer();
+      return undefined;
+    });
     assert.equal(r3.status, 200, "a probe is admitted once the timeout passed");
     await r3.arrayBuffer();
+    assert.equal((await stats()).requests, before + 1, "only the probe reached the upstream");
     assert.equal((await breakers(gw)).fragile!.state, "half_open", "one success of the two needed");
     const r4 = await call(gw, "fragile-model");
     assert.equal(r4.status, 200);
     await r4.arrayBuffer();
     assert.equal((await breakers(gw)).fragile!.state, "closed");
-    await new Promise((r) => setTimeout(r, 300));
+    await gw.waitForLine("the fragile breaker's transition to closed", (l) => l.msg === "circuit breaker transition" && l.provider === "fragile" && l.to === "closed");
     const transitions = gw.lines.filter((l) => l.includes("circuit breaker transition") && l.includes('"provider":"fragile"')).map((l) => JSON.parse(l).to);
     assert.deepEqual(transitions, ["open", "half_open", "closed"]);
   });
@@ -187,7 +195,8 @@ describe("load shedding and rate limits", () => {
       const pending = Array.from({ length: 8 }, () =>
         fetch(`${gw.url}/v1/messages`, { method: "POST", headers: { "content-type": "application/json" }, body: body("claude-x") }),
       );
-      await new Promise((r) => setTimeout(r, 150));
+      // The two admitted requests are held upstream (delay:600): probe health meanwhile.
+      await until("two requests to be held upstream", async () => ((await stats()).active >= 2 ? true : undefined));
       const live = await fetch(`${gw.url}/health/live`);
       assert.equal(live.status, 200, "health is never shed");
       await live.arrayBuffer();

@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { startGateway, type Gateway } from "../../support/gateway.js";
+import { until } from "../../support/wait.js";
 
 const KEY = "sk-mcp-audit-key-0123456789";
 const base = realpathSync(mkdtempSync(join(tmpdir(), "portcullis-mcp-audit-")));
@@ -108,7 +109,7 @@ test("allowed, denied and failed tool calls on two threads add up in tool_calls_
 
   // Log lines arrive asynchronously on the gateway's stdout.
   const auditLines = () => gw.lines.filter((l) => l.includes('"msg":"tool_call"'));
-  for (let i = 0; i < 50 && auditLines().length < TOTAL; i++) await new Promise((r) => setTimeout(r, 100));
+  await until(`${TOTAL} audit lines`, () => (auditLines().length >= TOTAL ? true : undefined));
   const lines = auditLines().map((l) => JSON.parse(l) as { thread: number });
   assert.equal(lines.length, TOTAL);
   assert.equal(new Set(lines.map((l) => l.thread)).size, 2, "separate connections reach both acceptor threads");

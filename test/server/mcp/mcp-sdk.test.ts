@@ -12,6 +12,8 @@ import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { startGateway, type Gateway } from "../../support/gateway.js";
+import { until } from "../../support/wait.js";
+import { processesMatching } from "../../support/procs.js";
 
 const KEY0 = "sk-mcp-key-zero-0123456789";
 const KEY1 = "sk-mcp-key-one-0123456789";
@@ -224,7 +226,7 @@ test("a long command does not hold up /v1/messages or health checks", async () =
     order.push("sleep");
     return r;
   });
-  await new Promise((r) => setTimeout(r, 200));
+  await until("the sandboxed sleep to be running", () => (processesMatching("sleep 2").length > 0 ? true : undefined));
   const msg = await fetch(`${gw.url}/v1/messages`, {
     method: "POST",
     headers: { "content-type": "application/json", "x-api-key": KEY0, "anthropic-version": "2023-06-01" },
@@ -239,8 +241,12 @@ test("a long command does not hold up /v1/messages or health checks", async () =
 });
 
 test("every tool call leaves one audit line: key id, tool, argument summary, decision, reason, exit code, duration", async () => {
-  await new Promise((r) => setTimeout(r, 300));
-  const audit = gw.lines.filter((l) => l.includes('"msg":"tool_call"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  // Log lines reach the gateway's stdout asynchronously: wait for the earlier tests' calls.
+  const auditLines = () => gw.lines.filter((l) => l.includes('"msg":"tool_call"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const audit = await until("20 audit lines, the last a static-1 write_file", () => {
+    const a = auditLines();
+    return a.length >= 20 && a.some((x) => x.key_id === "static-1" && x.tool === "write_file") ? a : undefined;
+  });
   assert.ok(audit.length >= 20, `${audit.length} audit lines`);
   const denied = audit.find((a) => a.tool === "read_file" && a.decision === "deny" && String(a.reason).includes(".env"));
   assert.ok(denied, "a denied read of .env is audited");

@@ -6,13 +6,14 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, connect, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadMcpConfig, type McpConfig } from "../../../core/policy/config.js";
 import { planFor, runSandboxed, type RunResult } from "../../../server/mcp/runner.js";
 import { until } from "../../support/wait.js";
+import { processesMatching } from "../../support/procs.js";
 
 /** bwrap's path, or a failure that says what to install (the tests never skip the sandbox). */
 function requireBwrap(): void {
@@ -49,22 +50,6 @@ after(() => {
   server?.close();
   rmSync(base, { recursive: true, force: true });
 });
-
-/** Command lines of live processes that are part of the fork bomb (read from /proc, no ps needed). */
-function bombProcesses(): string[] {
-  const out: string[] = [];
-  for (const pid of readdirSync("/proc")) {
-    if (!/^\d+$/.test(pid)) continue;
-    let cmd: string;
-    try {
-      cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
-    } catch {
-      continue; // exited while listing
-    }
-    if (cmd.includes("f() { f | f & }")) out.push(`${pid}: ${cmd}`);
-  }
-  return out;
-}
 
 function run(argv: string[], writes = false, timeoutMs = cfg.sandbox.timeoutMs): Promise<RunResult> {
   return runSandboxed(cfg, planFor(cfg), argv, ws, writes, timeoutMs).result;
@@ -146,7 +131,7 @@ describe("bubblewrap sandbox", () => {
     const r = await run(["sh", "-c", "f() { f | f & }; f; sleep 60"], false, 2000);
     assert.ok(r.timedOut || r.exitCode !== 0, JSON.stringify(r).slice(0, 300));
     // The pid namespace dies with bwrap: wait (bounded) until the kernel has reaped it.
-    await until("the fork bomb's processes to be gone", () => (bombProcesses().length === 0 ? true : undefined), 10_000);
+    await until("the fork bomb's processes to be gone", () => (processesMatching("f() { f | f & }").length === 0 ? true : undefined), 10_000);
   });
 
   test("runaway output is cut at SANDBOX_OUTPUT_BYTES and the command killed", async () => {
