@@ -11,6 +11,7 @@ import { join } from "node:path";
 import Anthropic from "@anthropic-ai/sdk";
 import { startMock, type MockHandle } from "../support/spawn-mock.js";
 import { startGateway, type Gateway } from "../support/gateway.js";
+import { until } from "../support/wait.js";
 import { MOCK_SIGNATURE, MOCK_SIGNATURE_RAW } from "../../core/mock-reply.js";
 
 const CLIENT_KEY = "sk-client-key-0123456789";
@@ -49,12 +50,7 @@ async function mockStats(): Promise<{ requests: number; active: number }> {
   return (await (await fetch(`${mock.url}/__mock/stats`)).json()) as { requests: number; active: number };
 }
 async function waitFor(cond: () => Promise<boolean>, what: string, limitMs = 15_000): Promise<void> {
-  const end = Date.now() + limitMs;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  assert.fail(`timed out waiting for ${what}`);
+  await until(what, async () => ((await cond()) ? true : undefined), limitMs);
 }
 function post(path: string, body: string, headers: Record<string, string> = {}): Promise<Response> {
   return fetch(`${gw.url}${path}`, {

@@ -36,13 +36,10 @@ async function breakers(gw: Gateway): Promise<Record<string, { state: string }>>
   return ((await (await fetch(`${gw.url}/metrics/circuit-breakers`)).json()) as { breakers: Record<string, { state: string }> }).breakers;
 }
 async function settle(gw: Gateway): Promise<void> {
-  // Nothing left in flight, upstream or here.
-  for (let i = 0; i < 200; i++) {
+  await until("nothing left in flight, upstream or here", async () => {
     const o = (await (await fetch(`${gw.url}/metrics/observability`)).json()) as { requests: { active: number } };
-    if (o.requests.active === 1 && (await stats()).active === 0) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  assert.fail("requests still in flight");
+    return o.requests.active === 1 && (await stats()).active === 0 ? true : undefined;
+  });
 }
 
 before(async () => {
