@@ -8,7 +8,6 @@ import { loadMcpConfig, type McpConfig } from "./policy/config.js";
 import { DEFAULT_PRICES, validatePricesFile, type PriceEntry } from "./pricing.js";
 
 export type ProviderType = "anthropic" | "azure-anthropic" | "databricks" | "mock";
-export const PROVIDER_TYPES: readonly ProviderType[] = ["anthropic", "azure-anthropic", "databricks", "mock"];
 
 /** One provider in the config file. */
 export interface ProviderFileEntry {

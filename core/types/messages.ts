@@ -147,22 +147,8 @@ export interface RedactedThinkingBlock {
   data: string;
 }
 
-/** The `type` names of `messages[].content[]` blocks validated strictly by shape. */
-export const KNOWN_CONTENT_BLOCK_TYPES = [
-  "text",
-  "image",
-  "document",
-  "tool_use",
-  "tool_result",
-  "thinking",
-  "redacted_thinking",
-] as const;
-
-/** The `type` names of `tool_result.content[]` blocks validated strictly by shape. */
-export const KNOWN_TOOL_RESULT_CONTENT_TYPES = ["text", "image", "document"] as const;
-
 /**
- * A content block. Any block whose `type` is not in KNOWN_CONTENT_BLOCK_TYPES
+ * A content block. Any block whose `type` is not one of the block types above
  * passes as `UnknownContentBlock` (server_tool_use, web_search_tool_result,
  * search_result, container_upload, mcp_tool_use, ...).
  *
