@@ -15,7 +15,7 @@ import { planFor, runSandboxed, type RunResult } from "../../../server/mcp/runne
 import { until } from "../../support/wait.js";
 import { processesMatching } from "../../support/procs.js";
 
-/** bwrap's path, or a failure that says what to install (the tests never skip the sandbox). */
+/** Fails, saying what to install, when bwrap is missing (the tests never skip the sandbox). */
 function requireBwrap(): void {
   try {
     execFileSync("bwrap", ["--version"], { stdio: "ignore" });
