@@ -123,6 +123,13 @@ export function schemaProblems(input: Record<string, unknown>, schema: unknown):
   return out;
 }
 
+/** Whether the schema requires a string argument (one the prompt must supply). */
+function requiredStrings(schema: unknown): boolean {
+  if (!isObj(schema) || !isObj(schema.properties) || !Array.isArray(schema.required)) return false;
+  const props = schema.properties;
+  return schema.required.some((r) => typeof r === "string" && isObj(props[r]) && typeOf(props[r] as Schema) === "string");
+}
+
 /** Arguments for `schema` where the prompt's value goes to the tool's main argument. */
 function buildInput(schema: unknown, value: string): Record<string, unknown> {
   if (!isObj(schema) || !isObj(schema.properties)) return {};
@@ -167,7 +174,11 @@ export function toolAsk(prompt: string, tools: unknown): ToolAsk | null {
     if (!isObj(parsed)) return { ok: false, reason: `the arguments for ${tool.name} must be a JSON object` };
     input = parsed;
   } else {
-    input = buildInput(tool.input_schema, cleanValue(rest));
+    const value = cleanValue(rest);
+    if (value === "" && requiredStrings(tool.input_schema)) {
+      return { ok: false, reason: `say what the ${tool.name} tool should work on, e.g. "use the ${tool.name} tool on <value>"` };
+    }
+    input = buildInput(tool.input_schema, value);
   }
   const problems = schemaProblems(input, tool.input_schema);
   if (problems.length > 0) return { ok: false, reason: `cannot call ${tool.name}: ${problems.join("; ")}` };

@@ -204,6 +204,16 @@ test("explicit JSON arguments are used as given, and arguments that break the sc
   }
 });
 
+test("a tool asked for without the value its schema requires is not called; the reply says what to add", () => {
+  const base = fixture("read-tool-turn");
+  const m = JSON.parse(mockMessageJson(asking(base, "use the Bash tool."), "x"));
+  assert.equal(m.stop_reason, "end_turn");
+  assert.match(m.content[0].text, /say what the Bash tool should work on, e\.g\. "use the Bash tool on <value>"/);
+  // A tool whose required arguments are not strings can be called bare.
+  const todo = JSON.parse(mockMessageJson(asking(base, "use the TodoWrite tool"), "y"));
+  assert.deepEqual(todo.content[1].input, { todos: [] });
+});
+
 test("a tool the request does not offer is not called; the reply says which tools it offers", () => {
   const m = JSON.parse(mockMessageJson(asking(fixture("read-tool-turn"), "use the Deploy tool on prod"), "x"));
   assert.equal(m.stop_reason, "end_turn");
