@@ -19,6 +19,7 @@ import { join } from "node:path";
 import { startMock, type MockHandle } from "../support/spawn-mock.js";
 import { startGateway, type Gateway } from "../support/gateway.js";
 import { freePort } from "../support/free-port.js";
+import { until as untilShared } from "../support/wait.js";
 import {
   adapterQuery,
   adapterRules,
@@ -60,19 +61,8 @@ async function query(expr: string): Promise<Sample[]> {
 }
 
 /** Poll until `check` returns a value (not undefined); the deadline only bounds a broken run. */
-async function until<T>(what: string, check: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}\n${promLog.slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+function until<T>(what: string, check: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
+  return untilShared(what, check, ms, 200, () => promLog.slice(-2000));
 }
 
 const value = (s: Sample): number => Number(s.value[1]);
