@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, symlinkSync } from "node:fs";
+import { chmodSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,16 +13,23 @@ import { fileURLToPath } from "node:url";
 const SCRIPT = fileURLToPath(new URL("../../../scripts/system-deps.sh", import.meta.url));
 const PACKAGES = ["bubblewrap", "prometheus", "git", "redis-server", "util-linux"];
 
-/** A PATH holding only bash and id: every program the tests need is missing from it. */
-function barePath(): string {
+const PROGRAMS = ["bwrap", "promtool", "git", "redis-server", "prlimit"];
+
+/** A PATH holding only bash and id, plus stand-ins for `programs`. */
+function pathWith(programs: readonly string[]): string {
   const dir = mkdtempSync(join(tmpdir(), "portcullis-deps-"));
   chmodSync(dir, 0o755);
   for (const [name, target] of [["bash", "/bin/bash"], ["id", "/usr/bin/id"]] as const) symlinkSync(target, join(dir, name));
+  for (const p of programs) {
+    writeFileSync(join(dir, p), "#!/bin/sh\nexit 0\n");
+    chmodSync(join(dir, p), 0o755);
+  }
   return dir;
 }
 
-test("with every program present the pretest step succeeds silently", () => {
-  const r = spawnSync("bash", [SCRIPT], { encoding: "utf8", timeout: 30_000 });
+test("with every program present the pretest step succeeds silently, installing nothing", () => {
+  // Stand-ins, so the check is the same on any machine (and never runs apt-get here).
+  const r = spawnSync("/bin/bash", [SCRIPT], { encoding: "utf8", timeout: 30_000, env: { PATH: pathWith(PROGRAMS) } });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout + r.stderr, "");
 });
@@ -32,7 +39,7 @@ test("without root it installs nothing and fails at once with one line naming ev
   const r = spawnSync("/bin/bash", [SCRIPT], {
     encoding: "utf8",
     timeout: 30_000,
-    env: { PATH: barePath() },
+    env: { PATH: pathWith([]) },
     // As root, run it as nobody; otherwise the current user already is not root.
     ...(asRoot ? { uid: 65534, gid: 65534 } : {}),
   });
@@ -42,4 +49,16 @@ test("without root it installs nothing and fails at once with one line naming ev
   assert.equal(lines.length, 1, r.stderr);
   for (const p of PACKAGES) assert.match(lines[0]!, new RegExp(`\\b${p}\\b`));
   assert.match(lines[0]!, /apt-get install -y/);
+});
+
+test("only the missing packages are named", () => {
+  const r = spawnSync("/bin/bash", [SCRIPT], {
+    encoding: "utf8",
+    timeout: 30_000,
+    env: { PATH: pathWith(PROGRAMS.filter((p) => p !== "redis-server" && p !== "bwrap")) },
+    ...(process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}),
+  });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /missing: bubblewrap redis-server \(/);
+  assert.doesNotMatch(r.stderr, /prometheus|util-linux|\bgit\b/);
 });
