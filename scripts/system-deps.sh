@@ -6,20 +6,24 @@
 #
 #   bwrap         bubblewrap    the MCP workspace sandbox (test/server/mcp/)
 #   promtool      prometheus    metrics and alert-rule checks (test/k8s/, test/server/)
+#   prometheus    prometheus    the live alert-rule test runs a real Prometheus (test/k8s/)
 #   git           git           the MCP git tools
 #   redis-server  redis-server  shared state across replicas
 #   prlimit       util-linux    the sandbox's process, memory and CPU limits
 set -euo pipefail
 
-cmds=(bwrap promtool git redis-server prlimit)
-pkgs=(bubblewrap prometheus git redis-server util-linux)
+cmds=(bwrap promtool prometheus git redis-server prlimit)
+pkgs=(bubblewrap prometheus prometheus git redis-server util-linux)
 
 missing_pkgs() {
-  local i out=()
+  local i out=" "
   for i in "${!cmds[@]}"; do
-    command -v "${cmds[$i]}" >/dev/null 2>&1 || out+=("${pkgs[$i]}")
+    if ! command -v "${cmds[$i]}" >/dev/null 2>&1; then
+      case "$out" in *" ${pkgs[$i]} "*) ;; *) out+="${pkgs[$i]} " ;; esac
+    fi
   done
-  echo "${out[*]}"
+  out="${out# }"
+  echo "${out% }"
 }
 
 missing=$(missing_pkgs)

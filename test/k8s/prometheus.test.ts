@@ -98,7 +98,7 @@ async function gatewayCounter(line: RegExp): Promise<number> {
 
 before(async () => {
   const bin = which("prometheus");
-  assert.ok(bin, "the prometheus server is missing: apt-get install prometheus (.ci/run does)");
+  assert.ok(bin, "the prometheus server is missing: apt-get install prometheus (npm test's pretest step does it as root)");
   dir = mkdtempSync(join(tmpdir(), "portcullis-prom-"));
   mock = await startMock();
   const cfg = join(dir, "gateway.json");

@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 const SCRIPT = fileURLToPath(new URL("../../../scripts/system-deps.sh", import.meta.url));
 const PACKAGES = ["bubblewrap", "prometheus", "git", "redis-server", "util-linux"];
 
-const PROGRAMS = ["bwrap", "promtool", "git", "redis-server", "prlimit"];
+const PROGRAMS = ["bwrap", "promtool", "prometheus", "git", "redis-server", "prlimit"];
 
 /** A PATH holding only bash and id, plus stand-ins for `programs`. */
 function pathWith(programs: readonly string[]): string {
