@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -61,4 +61,23 @@ test("only the missing packages are named", () => {
   assert.equal(r.status, 1);
   assert.match(r.stderr, /missing: bubblewrap redis-server \(/);
   assert.doesNotMatch(r.stderr, /prometheus|util-linux|\bgit\b/);
+});
+
+test("as root it runs apt-get update, then installs exactly the missing packages, then passes", () => {
+  const dir = pathWith(PROGRAMS.filter((p) => p !== "promtool" && p !== "prometheus"));
+  const log = join(dir, "apt.log");
+  // Stand-ins: `id` says root; `apt-get` records its arguments and "installs" the programs.
+  rmSync(join(dir, "id"));
+  writeFileSync(join(dir, "id"), "#!/bin/sh\necho 0\n");
+  writeFileSync(
+    join(dir, "apt-get"),
+    `#!/bin/bash\necho "$*" >> ${JSON.stringify(log)}\nif [[ " $* " == *" install "* ]]; then for p in ${PROGRAMS.join(" ")}; do printf '#!/bin/sh\\nexit 0\\n' > ${JSON.stringify(dir)}/$p; /bin/chmod 755 ${JSON.stringify(dir)}/$p; done; fi\n`,
+  );
+  for (const f of ["id", "apt-get"]) chmodSync(join(dir, f), 0o755);
+  const r = spawnSync("/bin/bash", [SCRIPT], { encoding: "utf8", timeout: 30_000, env: { PATH: dir } });
+  assert.equal(r.status, 0, r.stderr);
+  const calls = readFileSync(log, "utf8").trim().split("\n");
+  assert.equal(calls.length, 2, calls.join("\n"));
+  assert.match(calls[0]!, /^update\b/);
+  assert.match(calls[1]!, /\binstall -y .*--no-install-recommends prometheus$/);
 });
