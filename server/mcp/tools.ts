@@ -8,7 +8,7 @@
 import typia, { tags } from "typia";
 import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, posix } from "node:path";
 import type { Logger } from "pino";
 import { TOOL_DECISIONS, TOOL_OTHER, type Metrics, type ToolDecision } from "../../core/metrics.js";
 import type { AuditRow } from "../../workers/ledger-task.js";
@@ -16,8 +16,12 @@ import { TOOL_NAMES, type McpConfig, type ToolName } from "../../core/policy/con
 import { CommandTemplate } from "../../core/policy/commands.js";
 import { PathPolicy } from "../../core/policy/paths.js";
 import type { SandboxPlan } from "../../core/policy/sandbox-argv.js";
-import { ToolError, Workspace, deniedPaths } from "./fsguard.js";
+import { filterDiff, filterStatus, gitPathspecs } from "../../core/policy/git-filter.js";
+import { ToolError, Workspace } from "./fsguard.js";
+import { Cgroups } from "./cgroup.js";
 import { planFor, runSandboxed, type RunResult, type Running } from "./runner.js";
+import { sandboxView } from "./sandbox-view.js";
+import { gitTopOf, quarantineNewGit } from "./git-guard.js";
 
 interface ReadFileArgs { path: string; offset?: number & tags.Type<"uint32">; max_bytes?: number & tags.Type<"uint32"> & tags.Minimum<1> }
 interface WriteFileArgs { path: string; content: string; create_dirs?: boolean }
@@ -51,8 +55,18 @@ export interface CallResult {
   isError?: boolean;
 }
 
+/** A virtual key's tool rights (the admin API's `tools` / `commands`); static keys use tool_access. */
+export interface KeyRights {
+  /** Tool names, or "*"; empty = no tools. */
+  tools: readonly string[];
+  /** Command names run_command may run; null = every command. */
+  commands: readonly string[] | null;
+}
+
 export interface CallCtx {
   keyId: string;
+  /** Set for a virtual key; null for a static key or anonymous. */
+  rights: KeyRights | null;
   reqId: string;
   /** Set by the caller; the tool registers a cancel (the client went away). */
   onCancel(f: (() => void) | null): void;
@@ -72,9 +86,16 @@ const MAX_REASON = 1000;
 const PATH_DESC = "Path relative to the workspace root (or absolute inside it). / separators only.";
 const obj = (properties: Record<string, unknown>, required: string[]) => ({ type: "object", properties, required, additionalProperties: false });
 
-function gitBase(git: string): string[] {
-  // Inside the sandbox: no fsmonitor hook, no external diff/textconv, no pager, no lock files.
-  return [git, "-c", "safe.directory=*", "-c", "core.fsmonitor=false", "-c", "core.pager=cat", "--no-optional-locks"];
+/**
+ * git as the gateway runs it (in the sandbox, or on the host with SANDBOX_BACKEND=none): no
+ * fsmonitor command, no hooks, no transport at all, no pager, no lock files, and only this
+ * root trusted. GIT_CONFIG_NOSYSTEM and GIT_CONFIG_GLOBAL=/dev/null come with SANDBOX_ENV.
+ */
+export function gitBase(git: string, root: string): string[] {
+  return [
+    git, "-c", `safe.directory=${root}`, "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "protocol.allow=never",
+    "-c", "core.pager=cat", "-c", "diff.external=", "-c", "core.quotePath=true", "--no-optional-locks",
+  ];
 }
 
 export class Tools {
@@ -87,6 +108,8 @@ export class Tools {
   private readonly sinks: AuditSinks;
   /** Bound over blocked files inside the sandbox: reads see an empty file. */
   private readonly emptyFile: string;
+  /** One cgroup v2 per command when the host allows it, else the rlimits alone. */
+  readonly cgroups: Cgroups;
 
   constructor(cfg: McpConfig, log: Logger, sinks: AuditSinks = {}) {
     this.cfg = cfg;
@@ -94,6 +117,7 @@ export class Tools {
     this.sinks = sinks;
     const policy = new PathPolicy({ roots: cfg.roots, allowed: cfg.allowedPaths, blocked: cfg.blockedPaths });
     this.ws = new Workspace(policy, {
+      allowGitFiles: cfg.allowGitFiles,
       maxReadBytes: cfg.maxReadBytes,
       maxWriteBytes: cfg.maxWriteBytes,
       listMaxEntries: cfg.listMaxEntries,
@@ -101,6 +125,7 @@ export class Tools {
     });
     for (const c of cfg.commands) this.commands.set(c.name, new CommandTemplate(c));
     this.plan = planFor(cfg);
+    this.cgroups = cfg.sandbox.backend === "bwrap" || cfg.sandbox.backend === "none" ? Cgroups.setup(cfg.sandbox.cgroup, cfg.sandbox.limits) : Cgroups.setup("off", cfg.sandbox.limits);
     this.defs = this.buildDefs();
     const dir = mkdtempSync(join(tmpdir(), "portcullis-mask-"));
     chmodSync(dir, 0o755);
@@ -192,15 +217,17 @@ export class Tools {
     return defs;
   }
 
-  allowedFor(keyId: string, tool: string): boolean {
+  /** A virtual key: its own `tools`; a static key: `tool_access` from the command file. */
+  allowedFor(keyId: string, tool: string, rights: KeyRights | null = null): boolean {
+    if (rights !== null) return rights.tools.includes(tool) || rights.tools.includes("*");
     const a = this.cfg.toolAccess;
     if (a === null) return true;
     const list = a[keyId] ?? a["*"];
     return list !== undefined && (list.includes(tool) || list.includes("*"));
   }
 
-  list(keyId: string): ToolDef[] {
-    return this.defs.filter((d) => this.allowedFor(keyId, d.name));
+  list(keyId: string, rights: KeyRights | null = null): ToolDef[] {
+    return this.defs.filter((d) => this.allowedFor(keyId, d.name, rights));
   }
 
   has(name: string): boolean {
@@ -215,7 +242,7 @@ export class Tools {
     let result: CallResult;
     try {
       if (!(TOOL_NAMES as readonly string[]).includes(name) || !this.has(name)) throw new ToolError(`unknown tool ${JSON.stringify(name.slice(0, 64))}`, true);
-      if (!this.allowedFor(ctx.keyId, name)) throw new ToolError(`tool ${name} is not allowed for this key`, true);
+      if (!this.allowedFor(ctx.keyId, name, ctx.rights)) throw new ToolError("tool_not_allowed", true, `Refused: tool ${name} is not allowed for this key`);
       const v = VALIDATORS[name as ToolName](args ?? {});
       if (!v.success) {
         const e = v.errors[0]!;
@@ -229,7 +256,9 @@ export class Tools {
       if (e instanceof ToolError) {
         decision = e.denied ? "deny" : "error";
         reason = e.message;
-        result = { content: [{ type: "text", text: (e.denied ? "Refused: " : "Failed: ") + e.message }], isError: true };
+        // e.shown: what the client reads when it differs from the audited reason.
+        const text = e.shown ?? (e.denied ? "Refused: " : "Failed: ") + e.message;
+        result = { content: [{ type: "text", text }], isError: true };
       } else {
         decision = "error";
         reason = "internal error";
@@ -291,6 +320,9 @@ export class Tools {
       case "run_command": {
         const t = this.commands.get(a.command as string);
         if (t === undefined) throw new ToolError(`unknown command ${JSON.stringify(String(a.command).slice(0, 64))}; allowed: ${[...this.commands.keys()].join(", ")}`, true);
+        if (ctx.rights !== null && ctx.rights.commands !== null && !ctx.rights.commands.includes(t.name)) {
+          throw new ToolError("tool_not_allowed", true, `Refused: command ${t.name} is not allowed for this key`);
+        }
         const b = t.bind(a.args);
         if (!b.ok) throw new ToolError(b.reason, true);
         const resolved = new Map<string, string>();
@@ -301,27 +333,51 @@ export class Tools {
       case "git_status": {
         const root = a.root === undefined ? this.cfg.roots[0]! : (await this.ws.resolveExisting(a.root, true)).real;
         if (!this.cfg.roots.includes(root)) throw new ToolError("root must be one of the workspace roots", true);
-        return this.exec([...gitBase(this.cfg.git!), "status", "--porcelain=v1", "--branch"], root, false, this.cfg.sandbox.timeoutMs, ctx);
+        const spec = gitPathspecs(this.ws.policy.allowGlobs, this.ws.policy.denyGlobs);
+        const r = await this.exec([...gitBase(this.cfg.git!, root), "status", "--porcelain=v1", "-z", "--branch", "--", ...spec], root, false, this.cfg.sandbox.timeoutMs, ctx, "raw");
+        return this.gitOutput(r, root, (out, hidden) => filterStatus(out, hidden));
       }
       case "git_diff": {
         let cwd = this.cfg.roots[0]!;
-        const argv = [...gitBase(this.cfg.git!), "diff", "--no-ext-diff", "--no-textconv", "--no-color"];
+        const argv = [...gitBase(this.cfg.git!, cwd), "diff", "--no-ext-diff", "--no-textconv", "--no-color", "--src-prefix=a/", "--dst-prefix=b/"];
         if (a.staged === true) argv.push("--cached");
+        const spec = gitPathspecs(this.ws.policy.allowGlobs, this.ws.policy.denyGlobs);
         if (a.path !== undefined) {
           const r = await this.ws.resolveExisting(a.path);
           cwd = this.ws.policy.rootOf(r.real)!;
-          argv.push("--", r.real);
-        }
-        return this.exec(argv, cwd, false, this.cfg.sandbox.timeoutMs, ctx);
+          argv[2] = `safe.directory=${cwd}`;
+          argv.push("--", r.real, ...spec.filter((p) => p.startsWith(":(exclude")));
+        } else argv.push("--", ...spec);
+        const r = await this.exec(argv, cwd, false, this.cfg.sandbox.timeoutMs, ctx, "raw");
+        return this.gitOutput(r, cwd, (out, hidden) => filterDiff(out, hidden));
       }
     }
   }
 
-  private async exec(argv: string[], cwd: string, writes: boolean, timeoutMs: number, ctx: CallCtx): Promise<{ result: CallResult; exitCode: number | null }> {
-    // Hide the files the deny globs block (a .env, a key) from the command as well.
-    const { masks, complete } = await deniedPaths(this.ws.policy);
-    if (!complete) this.log.warn({ req_id: ctx.reqId }, "workspace too large to list every blocked path for the sandbox; some may be visible to commands");
-    const running: Running = runSandboxed(this.cfg, this.plan, argv, cwd, writes, timeoutMs, this.cfg.sandbox.backend === "none" ? [] : masks, this.emptyFile);
+  /**
+   * Filter a git tool's stdout: `hidden` takes a repository-relative path (git prints them
+   * relative to the top of the work tree) and asks the policy.
+   */
+  private async gitOutput(raw: { run: RunResult; timeoutMs: number }, cwd: string, filter: (out: string, hidden: (p: string) => boolean) => string): Promise<{ result: CallResult; exitCode: number | null }> {
+    const top = await gitTopOf(cwd);
+    const policy = this.ws.policy;
+    const hidden = (p: string) => {
+      const dir = p.endsWith("/");
+      const abs = posix.normalize(`${top}/${dir ? p.slice(0, -1) : p}`);
+      return policy.refusal(abs, dir) !== null;
+    };
+    const r = raw.run;
+    return this.report({ ...r, stdout: r.exitCode === 0 ? filter(r.stdout, hidden) : "" }, raw.timeoutMs);
+  }
+
+  private async exec(argv: string[], cwd: string, writes: boolean, timeoutMs: number, ctx: CallCtx): Promise<{ result: CallResult; exitCode: number | null }>;
+  private async exec(argv: string[], cwd: string, writes: boolean, timeoutMs: number, ctx: CallCtx, raw: "raw"): Promise<{ run: RunResult; timeoutMs: number }>;
+  private async exec(argv: string[], cwd: string, writes: boolean, timeoutMs: number, ctx: CallCtx, raw?: "raw"): Promise<{ result: CallResult; exitCode: number | null } | { run: RunResult; timeoutMs: number }> {
+    const sandboxed = this.cfg.sandbox.backend !== "none";
+    // The command sees the tree the file tools show: every refused path hidden, .git read-only.
+    const view = sandboxed ? await sandboxView(this.ws.policy, this.cfg.sandbox.maskMaxEntries, this.cfg.sandbox.maskMaxMs) : { masks: [], readOnly: [], gitEntries: [] };
+    const cgroup = await this.cgroups.create();
+    const running: Running = runSandboxed(this.cfg, this.plan, argv, cwd, writes, timeoutMs, { masks: view.masks, readOnly: view.readOnly, emptyFile: this.emptyFile, cgroup });
     ctx.onCancel(running.kill);
     let r: RunResult;
     try {
@@ -330,6 +386,19 @@ export class Tools {
       ctx.onCancel(null);
     }
     if (r.spawnError !== null) throw new ToolError(`the sandbox could not start: ${r.spawnError}`, false);
+    if (writes) {
+      // A writing command cannot change an existing .git, but it could create a new one.
+      const moved = await quarantineNewGit(this.ws.policy, view.gitEntries, this.cfg.sandbox.maskMaxEntries);
+      if (moved.length > 0) {
+        this.log.warn({ req_id: ctx.reqId, quarantined: moved }, "a command created git control files; renamed");
+        r = { ...r, stderr: r.stderr + `\n[portcullis: the command created ${moved.join(", ")}; git runs code from such files, so they were renamed to *.portcullis-quarantine]\n` };
+      }
+    }
+    if (raw === "raw") return { run: r, timeoutMs };
+    return this.report(r, timeoutMs);
+  }
+
+  private report(r: RunResult, timeoutMs: number): { result: CallResult; exitCode: number | null } {
     const status = r.timedOut
       ? `killed after the ${timeoutMs} ms time limit`
       : r.truncated
@@ -342,6 +411,15 @@ export class Tools {
     if (r.stderr !== "") parts.push("--- stderr ---\n" + r.stderr);
     const failed = r.timedOut || r.truncated || r.exitCode !== 0;
     return { result: failed ? { content: [{ type: "text", text: parts.join("\n") }], isError: true } : { content: [{ type: "text", text: parts.join("\n") }] }, exitCode: r.exitCode };
+  }
+
+  /** Start-up self-test: can the sandbox run `true` at all? null when it can, else why not. */
+  async selfTest(): Promise<string | null> {
+    const r = await runSandboxed(this.cfg, this.plan, ["true"], this.cfg.roots[0]!, false, 15_000, { emptyFile: this.emptyFile }).result;
+    if (r.spawnError !== null) return r.spawnError;
+    if (r.exitCode === 0) return null;
+    const err = r.stderr.trim().split("\n").pop() ?? "";
+    return (r.timedOut ? "timed out" : r.signal !== null ? `killed by ${r.signal}` : `exit code ${r.exitCode}`) + (err === "" ? "" : `: ${err.slice(0, 300)}`);
   }
 }
 

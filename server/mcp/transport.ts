@@ -16,7 +16,7 @@ import type { McpConfig } from "../../core/policy/config.js";
 import { RequestCtx, type Shared } from "../context.js";
 import { readBody } from "../body.js";
 import { checkSession, issueSession } from "./session.js";
-import { Tools } from "./tools.js";
+import { Tools, type KeyRights } from "./tools.js";
 
 export const SUPPORTED_PROTOCOL_VERSIONS = ["2025-11-25", "2025-06-18", "2025-03-26"] as const;
 export const LATEST_PROTOCOL_VERSION = SUPPORTED_PROTOCOL_VERSIONS[0];
@@ -70,14 +70,14 @@ export function registerMcp(app: TemplatedApp, deps: McpDeps): void {
     };
   }
 
-  /** Key id of the caller, or null after answering 401/403. */
-  function admit(ctx: RequestCtx, req: HttpRequest, hasBody: boolean): string | null {
+  /** The caller's key id and (virtual key) tool rights, or null after answering 401/403. */
+  function admit(ctx: RequestCtx, req: HttpRequest, hasBody: boolean): { id: string; rights: KeyRights | null } | null {
     const origin = req.getHeader("origin");
     if (origin !== "" && !origins.has(origin)) {
       ctx.fail("GW_ERR_MCP_ORIGIN_FORBIDDEN", `origin ${JSON.stringify(origin.slice(0, 200))} is not allowed (MCP_ALLOWED_ORIGINS)`, hasBody);
       return null;
     }
-    if (!keys.enabled) return "anonymous";
+    if (!keys.enabled) return { id: "anonymous", rights: null };
     const k = presentedKey(req.getHeader("x-api-key"), req.getHeader("authorization"));
     if (k === "") {
       ctx.fail("GW_ERR_AUTH_MISSING_KEY", undefined, hasBody);
@@ -88,14 +88,15 @@ export function registerMcp(app: TemplatedApp, deps: McpDeps): void {
       ctx.fail("GW_ERR_AUTH_INVALID_KEY", undefined, hasBody);
       return null;
     }
-    return e.id;
+    return { id: e.id, rights: e.virtual };
   }
 
   app.post("/mcp", guard((ctx, req) => {
     const cl = req.getHeader("content-length");
     const contentLength = cl === "" ? -1 : Number(cl);
-    const keyId = admit(ctx, req, contentLength !== 0);
-    if (keyId === null) return;
+    const caller = admit(ctx, req, contentLength !== 0);
+    if (caller === null) return;
+    const keyId = caller.id;
     const sessionHeader = req.getHeader("mcp-session-id");
     const versionHeader = req.getHeader("mcp-protocol-version");
     if (contentLength > bodyCap) return ctx.fail("GW_ERR_REQ_BODY_TOO_LARGE", `request body of ${contentLength} bytes exceeds the limit of ${bodyCap}`, true);
@@ -150,7 +151,7 @@ export function registerMcp(app: TemplatedApp, deps: McpDeps): void {
         case "ping":
           return ctx.send(200, "application/json", rpcResult(id!, {}), extra);
         case "tools/list":
-          return ctx.send(200, "application/json", rpcResult(id!, { tools: tools.list(keyId) }), extra);
+          return ctx.send(200, "application/json", rpcResult(id!, { tools: tools.list(keyId, caller.rights) }), extra);
         case "tools/call": {
           const p = (m.params ?? {}) as { name?: unknown; arguments?: unknown };
           if (typeof p.name !== "string") return ctx.send(200, "application/json", rpcError(id, -32602, "tools/call needs params.name"), extra);
@@ -158,7 +159,7 @@ export function registerMcp(app: TemplatedApp, deps: McpDeps): void {
           let cancel: (() => void) | null = null;
           ctx.onAbort = () => cancel?.();
           tools
-            .call(p.name, p.arguments, { keyId, reqId: ctx.id, onCancel: (f) => (cancel = f) })
+            .call(p.name, p.arguments, { keyId, rights: caller.rights, reqId: ctx.id, onCancel: (f) => (cancel = f) })
             .then(
               (r) => {
                 ctx.onAbort = null;

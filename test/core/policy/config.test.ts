@@ -62,7 +62,13 @@ test("bad values stop the start naming the setting", () => {
   throwsSetting(() => loadMcpConfig({ ...base, POLICY_FILE_BLOCKED_PATHS: "/etc/**" }, 1), "POLICY_FILE_BLOCKED_PATHS", /relative/);
   throwsSetting(() => loadMcpConfig({ ...base, MCP_SESSION_SECRET: "short" }, 1), "MCP_SESSION_SECRET");
   throwsSetting(() => loadMcpConfig({ ...base, SANDBOX_RO_BINDS: "/nonexistent/x" }, 1), "SANDBOX_RO_BINDS");
-  const fakeIo = { ...nodeIo, which: (n: string) => (n === "docker" ? "/usr/bin/docker" : nodeIo.which(n, process.env.PATH!)) };
+  const fakeIo = { ...nodeIo, which: (n: string) => (n === "docker" ? "/usr/bin/docker" : nodeIo.which(n, process.env.PATH!)), answers: () => true };
+  throwsSetting(() => loadMcpConfig({ ...base, SANDBOX_BACKEND: "docker", SANDBOX_IMAGE: "node:20" }, 1, { ...fakeIo, answers: () => false }), "SANDBOX_BACKEND", /version failed/);
+  throwsSetting(() => loadMcpConfig({ ...base, SANDBOX_BACKEND: "none" }, 1), "SANDBOX_BACKEND", /SANDBOX_ALLOW_UNSANDBOXED=true/);
+  assert.equal(loadMcpConfig({ ...base, SANDBOX_BACKEND: "none", SANDBOX_ALLOW_UNSANDBOXED: "true" }, 1)?.sandbox.backend, "none");
+  throwsSetting(() => loadMcpConfig({ ...base, SANDBOX_CGROUP: "relative" }, 1), "SANDBOX_CGROUP");
+  throwsSetting(() => loadMcpConfig({ ...base, SANDBOX_MASK_MAX_ENTRIES: "5" }, 1), "SANDBOX_MASK_MAX_ENTRIES");
+  throwsSetting(() => loadMcpConfig({ ...base, POLICY_ALLOW_GIT_FILES: "maybe" }, 1), "POLICY_ALLOW_GIT_FILES");
   throwsSetting(() => loadMcpConfig({ ...base, SANDBOX_BACKEND: "docker" }, 1, fakeIo), "SANDBOX_IMAGE");
   assert.equal(loadMcpConfig({ ...base, SANDBOX_BACKEND: "docker", SANDBOX_IMAGE: "node:20" }, 1, fakeIo)?.sandbox.engine, "/usr/bin/docker");
 });
