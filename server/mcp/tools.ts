@@ -110,6 +110,8 @@ export class Tools {
   private readonly emptyFile: string;
   /** One cgroup v2 per command when the host allows it, else the rlimits alone. */
   readonly cgroups: Cgroups;
+  /** Why the start-up self-test failed (commands then fail at once), or null. */
+  sandboxDown: string | null = null;
 
   constructor(cfg: McpConfig, log: Logger, sinks: AuditSinks = {}) {
     this.cfg = cfg;
@@ -373,6 +375,7 @@ export class Tools {
   private async exec(argv: string[], cwd: string, writes: boolean, timeoutMs: number, ctx: CallCtx): Promise<{ result: CallResult; exitCode: number | null }>;
   private async exec(argv: string[], cwd: string, writes: boolean, timeoutMs: number, ctx: CallCtx, raw: "raw"): Promise<{ run: RunResult; timeoutMs: number }>;
   private async exec(argv: string[], cwd: string, writes: boolean, timeoutMs: number, ctx: CallCtx, raw?: "raw"): Promise<{ result: CallResult; exitCode: number | null } | { run: RunResult; timeoutMs: number }> {
+    if (this.sandboxDown !== null) throw new ToolError(`the sandbox is unavailable: ${this.sandboxDown}`, false);
     const sandboxed = this.cfg.sandbox.backend !== "none";
     // The command sees the tree the file tools show: every refused path hidden, .git read-only.
     const view = sandboxed ? await sandboxView(this.ws.policy, this.cfg.sandbox.maskMaxEntries, this.cfg.sandbox.maskMaxMs) : { masks: [], readOnly: [], gitEntries: [] };

@@ -29,6 +29,24 @@ export interface McpDeps {
   ids: RequestIds;
 }
 
+/** What /health/ready shows about the sandbox (per acceptor thread; each runs the self-test). */
+export interface SandboxReadiness {
+  /** Always true when MCP is off. */
+  ok: boolean;
+  status: "off" | "checking" | "available" | "unavailable";
+  reason?: string;
+  backend?: string;
+  /** "cgroup": per-command cgroup v2; "rlimits": per-process limits only. */
+  limits?: "cgroup" | "rlimits";
+  limits_reason?: string;
+}
+let readiness: SandboxReadiness = { ok: true, status: "off" };
+
+/** The sandbox component of /health/ready. It is reported, and does not fail readiness: /v1/messages still works. */
+export function sandboxReadiness(): SandboxReadiness {
+  return readiness;
+}
+
 type Id = string | number;
 interface Rpc {
   jsonrpc?: unknown;
@@ -51,6 +69,22 @@ export function registerMcp(app: TemplatedApp, deps: McpDeps): void {
     );
   }
   const tools = new Tools(mcp, shared.log, { metrics: shared.metrics, audit: (row) => shared.usage?.audit?.(row) });
+  const cg = tools.cgroups.status;
+  if (cg.mode === "rlimits" && mcp.sandbox.backend !== "docker" && mcp.sandbox.backend !== "podman") {
+    shared.log.warn({ sandbox_limits: "rlimits", missing: cg.reason }, "sandbox limits are per process (RLIMIT_AS, RLIMIT_NPROC), not per command: no usable cgroup v2 subtree");
+  }
+  const limits = { limits: cg.mode, ...(cg.reason === null ? {} : { limits_reason: cg.reason }) };
+  readiness = { ok: false, status: "checking", backend: mcp.sandbox.backend, ...limits };
+  tools.selfTest().then(
+    (why) => {
+      readiness = why === null
+        ? { ok: true, status: "available", backend: mcp.sandbox.backend, ...limits }
+        : { ok: false, status: "unavailable", reason: why, backend: mcp.sandbox.backend, ...limits };
+      if (why !== null) shared.log.error({ sandbox: "unavailable", reason: why }, "sandbox self-test failed: run_command, git_status and git_diff will fail until the sandbox can start");
+      tools.sandboxDown = why;
+    },
+    (e) => shared.log.error({ err: String(e) }, "sandbox self-test crashed"),
+  );
   const origins = new Set(mcp.allowedOrigins);
   const bodyCap = Math.min(deps.cfg.max_body_bytes, mcp.maxWriteBytes * 6 + 65_536);
 
