@@ -12,7 +12,8 @@
  *
  * bwrap and `none` are started through a short bash prologue (`launcherArgs`): it joins the
  * command's cgroup when there is one, closes every inherited descriptor above 2 (fd 3, the
- * seccomp program, is kept for bwrap, which closes it) and drops to SANDBOX_UID with setpriv.
+ * seccomp program, is kept for bwrap, which closes it) and, after joining a cgroup as root,
+ * drops to SANDBOX_UID with setpriv.
  */
 export type SandboxBackend = "bwrap" | "docker" | "podman" | "none";
 
@@ -126,10 +127,21 @@ function prlimitArgs(p: SandboxPlan): string[] {
   ];
 }
 
-/** bash LAUNCHER KEEP CGROUP [setpriv ...] program args... */
+/**
+ * bash LAUNCHER KEEP CGROUP [setpriv ...] program args... setpriv is needed only to join a
+ * cgroup as root and then drop; without a cgroup the launcher itself is spawned as
+ * SANDBOX_UID (`spawnAs`), which saves an exec per command.
+ */
 export function launcherArgs(p: SandboxPlan, keepFd: number, cgroup: string, file: string, args: readonly string[]): string[] {
-  const drop = p.dropPrivileges ? [p.setpriv, `--reuid=${p.uid}`, `--regid=${p.gid}`, "--clear-groups", "--"] : [];
+  const drop = p.dropPrivileges && cgroup !== "" ? [p.setpriv, `--reuid=${p.uid}`, `--regid=${p.gid}`, "--clear-groups", "--"] : [];
   return ["-c", LAUNCHER, "portcullis-launch", String(keepFd), cgroup, ...drop, file, ...args];
+}
+
+/** The uid/gid to spawn the launcher as, or null to spawn as the gateway's own user. */
+export function spawnAs(p: SandboxPlan, run: SandboxRun): { uid: number; gid: number } | null {
+  if (!p.dropPrivileges) return null;
+  if (p.backend === "docker" || p.backend === "podman") return null; // --user does it
+  return (run.cgroup ?? "") === "" ? { uid: p.uid, gid: p.gid } : null;
 }
 
 /** The program and arguments to spawn for one run. */

@@ -7,7 +7,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import type { McpConfig } from "../../core/policy/config.js";
-import { SANDBOX_ENV, sandboxArgv, type SandboxPlan } from "../../core/policy/sandbox-argv.js";
+import { SANDBOX_ENV, sandboxArgv, spawnAs, type SandboxPlan, type SandboxRun } from "../../core/policy/sandbox-argv.js";
 import { seccompProgram } from "../../core/policy/seccomp.js";
 import type { CommandCgroup } from "./cgroup.js";
 
@@ -75,22 +75,25 @@ export function runSandboxed(
   const s = cfg.sandbox;
   const name = `portcullis-${randomBytes(6).toString("hex")}`;
   const cg = opts.cgroup ?? null;
-  const { file, args } = sandboxArgv(plan, {
+  const run: SandboxRun = {
     argv, cwd, writes, name,
     masks: opts.masks ?? [],
     readOnly: opts.readOnly ?? [],
     cgroup: cg?.dir ?? "",
     ...(opts.emptyFile === undefined ? {} : { emptyFile: opts.emptyFile }),
-  });
+  };
+  const { file, args } = sandboxArgv(plan, run);
+  const as = spawnAs(plan, run);
   const t0 = performance.now();
   const direct = s.backend === "none";
   const seccomp = plan.seccomp && SECCOMP !== null;
-  // bwrap and none drop privileges in the launcher (setpriv); docker/podman use --user.
+  // As root: spawned as SANDBOX_UID, or (to join a cgroup first) dropped by setpriv in the launcher.
   const child = spawn(file, args, {
     cwd: direct ? cwd : "/",
     env: direct ? { ...SANDBOX_ENV } : { PATH: SANDBOX_ENV.PATH! },
     stdio: seccomp ? ["ignore", "pipe", "pipe", "pipe"] : ["ignore", "pipe", "pipe"],
     detached: true,
+    ...(as === null ? {} : as),
   });
   if (seccomp) {
     // bwrap reads the program from fd 3 to EOF before it starts the command.

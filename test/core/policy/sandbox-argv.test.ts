@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { LAUNCHER, bwrapArgs, containerArgs, sandboxArgv, type SandboxPlan } from "../../../core/policy/sandbox-argv.js";
+import { LAUNCHER, bwrapArgs, containerArgs, sandboxArgv, spawnAs, type SandboxPlan } from "../../../core/policy/sandbox-argv.js";
 
 const plan: SandboxPlan = {
   backend: "bwrap",
@@ -62,9 +62,14 @@ test("bwrap and none start through the launcher: fds closed above the kept one, 
   const { file, args } = sandboxArgv(plan, { ...run, cgroup: "/sys/fs/cgroup/x/cmd-1" });
   assert.equal(file, "/usr/bin/bash");
   assert.deepEqual(args.slice(0, 6), ["-c", LAUNCHER, "portcullis-launch", "3", "/sys/fs/cgroup/x/cmd-1", "/usr/bin/bwrap"]);
-  const dropped = sandboxArgv({ ...plan, dropPrivileges: true }, run).args;
-  assert.deepEqual(dropped.slice(3, 10), ["3", "", "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+  const root = { ...plan, dropPrivileges: true };
+  const inCgroup = { ...run, cgroup: "/cg/cmd-1" };
+  const dropped = sandboxArgv(root, inCgroup).args;
+  assert.deepEqual(dropped.slice(3, 10), ["3", "/cg/cmd-1", "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
   assert.equal(dropped[10], "/usr/bin/bwrap");
+  assert.equal(spawnAs(root, inCgroup), null, "root joins the cgroup, then setpriv drops");
+  assert.deepEqual(spawnAs(root, run), { uid: 65534, gid: 65534 }, "no cgroup: spawned as SANDBOX_UID directly");
+  assert.equal(sandboxArgv(root, run).args[5], "/usr/bin/bwrap", "and no setpriv");
   const none = sandboxArgv({ ...plan, backend: "none", seccomp: false }, run).args;
   assert.equal(none[3], "2", "no seccomp fd to keep");
 });
