@@ -53,13 +53,16 @@ const HARMLESS_GIT_FILES = new Set([".gitignore", ".gitkeep"]);
  * null. Git runs code from its own files: a `.git` file or directory anywhere (a `gitdir:`
  * pointer to a crafted config with core.fsmonitor makes the developer's next `git status`
  * run it), `.gitmodules` and `.gitattributes` (filters, submodule URLs) and `.git*` config.
- * Names are compared without case, for case-insensitive mounts.
+ * A `HEAD` file holding a ref or an object id is what turns a directory of files into a
+ * git repository, so it is refused too. Names are compared without case.
  */
 export function gitWriteRefusal(rel: string, content: string | null, allowGitFiles: boolean): string | null {
   const parts = rel.toLowerCase().split("/");
   if (parts.includes(".git")) return `path ${JSON.stringify(rel)} is inside or is a .git entry; git runs code from there, so the tools never write it`;
-  if (content !== null && /^\s*gitdir:/i.test(content.slice(0, 256))) return "content starting with \"gitdir:\" would point git at another repository; refused";
+  const head = content === null ? "" : content.slice(0, 256);
+  if (/^\s*gitdir:/i.test(head)) return "content starting with \"gitdir:\" would point git at another repository; refused";
   const name = parts[parts.length - 1]!;
+  if (name === "head" && /^\s*(ref:|[0-9a-f]{40})/i.test(head)) return `a HEAD file naming a ref or commit would make ${JSON.stringify(posix.dirname(rel))} a git repository; refused`;
   if (name.startsWith(".git") && !HARMLESS_GIT_FILES.has(name) && !allowGitFiles) {
     return `path ${JSON.stringify(rel)} is a git control file (filters, hooks, submodules); set POLICY_ALLOW_GIT_FILES=true to let the tools write it`;
   }

@@ -240,7 +240,7 @@ export class Workspace {
   async writeFile(arg: unknown, content: string, createDirs: boolean): Promise<{ rel: string; bytes: number; created: boolean }> {
     const data = Buffer.from(content, "utf8");
     if (data.length > this.limits.maxWriteBytes) throw deny(`content is ${data.length} bytes; the write limit is ${this.limits.maxWriteBytes}`);
-    const git = gitWriteRefusal("", content, true);
+    const git = gitWriteRefusal(this.located(arg).rel, content, this.limits.allowGitFiles === true);
     if (git !== null) throw deny(git);
     const { fh, rel, created } = await this.openForWrite(arg, true, createDirs);
     try {
@@ -270,7 +270,7 @@ export class Workspace {
       if (count === 0) throw fail(`old_string was not found in ${rel}`);
       if (count > 1 && !replaceAll) throw fail(`old_string occurs ${count} times in ${rel}; add context to make it unique, or pass replace_all: true`);
       const edited = replaceAll ? text.split(oldStr).join(newStr) : text.replace(oldStr, () => newStr);
-      const git = gitWriteRefusal("", edited, true);
+      const git = gitWriteRefusal(rel, edited, this.limits.allowGitFiles === true);
       if (git !== null) throw deny(git);
       const out = Buffer.from(edited, "utf8");
       if (out.length > this.limits.maxWriteBytes) throw deny(`the edited file would be ${out.length} bytes; the write limit is ${this.limits.maxWriteBytes}`);

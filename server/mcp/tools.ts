@@ -340,16 +340,14 @@ export class Tools {
         return this.gitOutput(r, root, (out, hidden) => filterStatus(out, hidden));
       }
       case "git_diff": {
-        let cwd = this.cfg.roots[0]!;
+        const spec = gitPathspecs(this.ws.policy.allowGlobs, this.ws.policy.denyGlobs);
+        const only = a.path === undefined ? null : await this.ws.resolveExisting(a.path);
+        const cwd = only === null ? this.cfg.roots[0]! : this.ws.policy.rootOf(only.real)!;
         const argv = [...gitBase(this.cfg.git!, cwd), "diff", "--no-ext-diff", "--no-textconv", "--no-color", "--src-prefix=a/", "--dst-prefix=b/"];
         if (a.staged === true) argv.push("--cached");
-        const spec = gitPathspecs(this.ws.policy.allowGlobs, this.ws.policy.denyGlobs);
-        if (a.path !== undefined) {
-          const r = await this.ws.resolveExisting(a.path);
-          cwd = this.ws.policy.rootOf(r.real)!;
-          argv[2] = `safe.directory=${cwd}`;
-          argv.push("--", r.real, ...spec.filter((p) => p.startsWith(":(exclude")));
-        } else argv.push("--", ...spec);
+        // One path: it is the positive pathspec; the deny globs still exclude.
+        if (only !== null) argv.push("--", only.real, ...spec.filter((p) => p.startsWith(":(exclude")));
+        else argv.push("--", ...spec);
         const r = await this.exec(argv, cwd, false, this.cfg.sandbox.timeoutMs, ctx, "raw");
         return this.gitOutput(r, cwd, (out, hidden) => filterDiff(out, hidden));
       }
@@ -379,7 +377,9 @@ export class Tools {
     const sandboxed = this.cfg.sandbox.backend !== "none";
     // The command sees the tree the file tools show: every refused path hidden, .git read-only.
     const view = sandboxed ? await sandboxView(this.ws.policy, this.cfg.sandbox.maskMaxEntries, this.cfg.sandbox.maskMaxMs) : { masks: [], readOnly: [], gitEntries: [] };
-    const cgroup = await this.cgroups.create();
+    const cgroup = await this.cgroups.create().catch((e: NodeJS.ErrnoException) => {
+      throw new ToolError(`could not create the command's cgroup under ${this.cgroups.status.base}: ${e.code ?? e.message}`, false);
+    });
     const running: Running = runSandboxed(this.cfg, this.plan, argv, cwd, writes, timeoutMs, { masks: view.masks, readOnly: view.readOnly, emptyFile: this.emptyFile, cgroup });
     ctx.onCancel(running.kill);
     let r: RunResult;

@@ -108,4 +108,7 @@ test("git control files: .git anywhere, gitdir: content and .git* files are refu
     assert.equal(gitWriteRefusal(p, null, true), null, `${p} with POLICY_ALLOW_GIT_FILES=true`);
   }
   for (const p of [".gitignore", "src/.gitkeep", "gitdir.txt", "my.git.txt"]) assert.equal(gitWriteRefusal(p, "text", false), null, p);
+  assert.match(gitWriteRefusal("evil/HEAD", "ref: refs/heads/main\n", false)!, /would make "evil" a git repository/);
+  assert.match(gitWriteRefusal("evil/head", "0123456789abcdef0123456789abcdef01234567", false)!, /git repository/);
+  assert.equal(gitWriteRefusal("docs/HEAD", "# the head of the document\n", false), null, "an ordinary file named HEAD");
 });

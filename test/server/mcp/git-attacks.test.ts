@@ -83,11 +83,14 @@ test("control: a gitdir: pointer to a crafted config makes the developer's git s
 });
 
 test("route 1: the file tools refuse .git entries, gitdir: content and git control files; the developer's git status runs nothing", async () => {
-  // The crafted git directory itself is ordinary files; the pointer to it is what is refused.
-  for (const [p, c] of [["evilgit/HEAD", "ref: refs/heads/main\n"], ["evilgit/config", EVIL_CONFIG], ["evilgit/objects/x", ""], ["evilgit/refs/x", ""]] as const) {
+  // A crafted git directory is ordinary files, except its HEAD, which is refused; plant the
+  // rest of it directly, so the pointer refusal below is tested on its own.
+  for (const [p, c] of [["evilgit/config", EVIL_CONFIG], ["evilgit/objects/x", ""], ["evilgit/refs/x", ""]] as const) {
     const r = await call("write_file", { path: p, content: c, create_dirs: true });
     assert.equal(r.isError, false, r.text);
   }
+  assert.match((await call("write_file", { path: "evilgit/HEAD", content: "ref: refs/heads/main\n" })).text, /^Refused: .*git repository/);
+  writeFileSync(join(ws, "evilgit", "HEAD"), "ref: refs/heads/main\n");
   const refusals: [string, string, RegExp][] = [
     ["sub/.git", "gitdir: ../evilgit\n", /gitdir:|\.git entry/],
     ["sub/.git", "not a pointer, still a .git\n", /\.git entry/],
