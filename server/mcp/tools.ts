@@ -6,22 +6,15 @@
  * MCP tool error (`isError: true`) with a clear reason.
  */
 import typia, { tags } from "typia";
-import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, posix } from "node:path";
 import type { Logger } from "pino";
 import { TOOL_DECISIONS, TOOL_OTHER, type Metrics, type ToolDecision } from "../../core/metrics.js";
 import type { AuditRow } from "../../workers/ledger-task.js";
 import { TOOL_NAMES, type McpConfig, type ToolName } from "../../core/policy/config.js";
 import { CommandTemplate } from "../../core/policy/commands.js";
 import { PathPolicy } from "../../core/policy/paths.js";
-import type { SandboxPlan } from "../../core/policy/sandbox-argv.js";
 import { filterDiff, filterStatus, gitPathspecs } from "../../core/policy/git-filter.js";
 import { ToolError, Workspace } from "./fsguard.js";
-import { Cgroups } from "./cgroup.js";
-import { planFor, runSandboxed, type RunResult, type Running } from "./runner.js";
-import { sandboxView } from "./sandbox-view.js";
-import { gitTopOf, quarantineNewGit } from "./git-guard.js";
+import { SandboxExec, gitBase, type CallResult } from "./exec.js";
 
 interface ReadFileArgs { path: string; offset?: number & tags.Type<"uint32">; max_bytes?: number & tags.Type<"uint32"> & tags.Minimum<1> }
 interface WriteFileArgs { path: string; content: string; create_dirs?: boolean }
@@ -50,10 +43,7 @@ export interface ToolDef {
   annotations?: Record<string, unknown>;
 }
 
-export interface CallResult {
-  content: { type: "text"; text: string }[];
-  isError?: boolean;
-}
+export type { CallResult };
 
 /** A virtual key's tool rights (the admin API's `tools` / `commands`); static keys use tool_access. */
 export interface KeyRights {
@@ -86,32 +76,15 @@ const MAX_REASON = 1000;
 const PATH_DESC = "Path relative to the workspace root (or absolute inside it). / separators only.";
 const obj = (properties: Record<string, unknown>, required: string[]) => ({ type: "object", properties, required, additionalProperties: false });
 
-/**
- * git as the gateway runs it (in the sandbox, or on the host with SANDBOX_BACKEND=none): no
- * fsmonitor command, no hooks, no transport at all, no pager, no lock files, and only this
- * root trusted. GIT_CONFIG_NOSYSTEM and GIT_CONFIG_GLOBAL=/dev/null come with SANDBOX_ENV.
- */
-export function gitBase(git: string, root: string): string[] {
-  return [
-    git, "-c", `safe.directory=${root}`, "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "protocol.allow=never",
-    "-c", "core.pager=cat", "-c", "diff.external=", "-c", "core.quotePath=true", "--no-optional-locks",
-  ];
-}
-
 export class Tools {
   private readonly cfg: McpConfig;
   private readonly log: Logger;
   private readonly ws: Workspace;
   private readonly commands = new Map<string, CommandTemplate>();
-  private readonly plan: SandboxPlan;
   private readonly defs: ToolDef[];
   private readonly sinks: AuditSinks;
-  /** Bound over blocked files inside the sandbox: reads see an empty file. */
-  private readonly emptyFile: string;
-  /** One cgroup v2 per command when the host allows it, else the rlimits alone. */
-  readonly cgroups: Cgroups;
-  /** Why the start-up self-test failed (commands then fail at once), or null. */
-  sandboxDown: string | null = null;
+  /** Runs commands (run_command, git) in the sandbox; its start-up state is the readiness. */
+  readonly sandbox: SandboxExec;
 
   constructor(cfg: McpConfig, log: Logger, sinks: AuditSinks = {}) {
     this.cfg = cfg;
@@ -126,13 +99,8 @@ export class Tools {
       searchMaxResults: cfg.searchMaxResults,
     });
     for (const c of cfg.commands) this.commands.set(c.name, new CommandTemplate(c));
-    this.plan = planFor(cfg);
-    this.cgroups = cfg.sandbox.backend === "bwrap" || cfg.sandbox.backend === "none" ? Cgroups.setup(cfg.sandbox.cgroup, cfg.sandbox.limits) : Cgroups.setup("off", cfg.sandbox.limits);
+    this.sandbox = new SandboxExec(cfg, policy, log);
     this.defs = this.buildDefs();
-    const dir = mkdtempSync(join(tmpdir(), "portcullis-mask-"));
-    chmodSync(dir, 0o755);
-    this.emptyFile = join(dir, "empty");
-    writeFileSync(this.emptyFile, "", { mode: 0o444 });
   }
 
   private buildDefs(): ToolDef[] {
@@ -330,14 +298,15 @@ export class Tools {
         const resolved = new Map<string, string>();
         for (const [param, p] of b.paths) resolved.set(param, (await this.ws.resolveExisting(p)).real);
         const cwd = t.spec.cwd === undefined ? this.cfg.roots[0]! : (await this.ws.resolveExisting(t.spec.cwd, true)).real;
-        return this.exec(t.assemble(b, resolved), cwd, t.spec.writes === true, t.spec.timeout_ms ?? this.cfg.sandbox.timeoutMs, ctx);
+        const timeoutMs = t.spec.timeout_ms ?? this.cfg.sandbox.timeoutMs;
+        return this.sandbox.report(await this.sandbox.run(t.assemble(b, resolved), cwd, t.spec.writes === true, timeoutMs, ctx), timeoutMs);
       }
       case "git_status": {
         const root = a.root === undefined ? this.cfg.roots[0]! : (await this.ws.resolveExisting(a.root, true)).real;
         if (!this.cfg.roots.includes(root)) throw new ToolError("root must be one of the workspace roots", true);
         const spec = gitPathspecs(this.ws.policy.allowGlobs, this.ws.policy.denyGlobs);
-        const r = await this.exec([...gitBase(this.cfg.git!, root), "status", "--porcelain=v1", "-z", "--branch", "--", ...spec], root, false, this.cfg.sandbox.timeoutMs, ctx, "raw");
-        return this.gitOutput(r, root, (out, hidden) => filterStatus(out, hidden));
+        const r = await this.sandbox.run([...gitBase(this.cfg.git!, root), "status", "--porcelain=v1", "-z", "--branch", "--", ...spec], root, false, this.cfg.sandbox.timeoutMs, ctx);
+        return this.sandbox.gitOutput(r, root, this.cfg.sandbox.timeoutMs, filterStatus);
       }
       case "git_diff": {
         const spec = gitPathspecs(this.ws.policy.allowGlobs, this.ws.policy.denyGlobs);
@@ -348,81 +317,10 @@ export class Tools {
         // One path: it is the positive pathspec; the deny globs still exclude.
         if (only !== null) argv.push("--", only.real, ...spec.filter((p) => p.startsWith(":(exclude")));
         else argv.push("--", ...spec);
-        const r = await this.exec(argv, cwd, false, this.cfg.sandbox.timeoutMs, ctx, "raw");
-        return this.gitOutput(r, cwd, (out, hidden) => filterDiff(out, hidden));
+        const r = await this.sandbox.run(argv, cwd, false, this.cfg.sandbox.timeoutMs, ctx);
+        return this.sandbox.gitOutput(r, cwd, this.cfg.sandbox.timeoutMs, filterDiff);
       }
     }
-  }
-
-  /**
-   * Filter a git tool's stdout: `hidden` takes a repository-relative path (git prints them
-   * relative to the top of the work tree) and asks the policy.
-   */
-  private async gitOutput(raw: { run: RunResult; timeoutMs: number }, cwd: string, filter: (out: string, hidden: (p: string) => boolean) => string): Promise<{ result: CallResult; exitCode: number | null }> {
-    const top = await gitTopOf(cwd);
-    const policy = this.ws.policy;
-    const hidden = (p: string) => {
-      const dir = p.endsWith("/");
-      const abs = posix.normalize(`${top}/${dir ? p.slice(0, -1) : p}`);
-      return policy.refusal(abs, dir) !== null;
-    };
-    const r = raw.run;
-    return this.report({ ...r, stdout: r.exitCode === 0 ? filter(r.stdout, hidden) : "" }, raw.timeoutMs);
-  }
-
-  private async exec(argv: string[], cwd: string, writes: boolean, timeoutMs: number, ctx: CallCtx): Promise<{ result: CallResult; exitCode: number | null }>;
-  private async exec(argv: string[], cwd: string, writes: boolean, timeoutMs: number, ctx: CallCtx, raw: "raw"): Promise<{ run: RunResult; timeoutMs: number }>;
-  private async exec(argv: string[], cwd: string, writes: boolean, timeoutMs: number, ctx: CallCtx, raw?: "raw"): Promise<{ result: CallResult; exitCode: number | null } | { run: RunResult; timeoutMs: number }> {
-    if (this.sandboxDown !== null) throw new ToolError(`the sandbox is unavailable: ${this.sandboxDown}`, false);
-    const sandboxed = this.cfg.sandbox.backend !== "none";
-    // The command sees the tree the file tools show: every refused path hidden, .git read-only.
-    const view = sandboxed ? await sandboxView(this.ws.policy, this.cfg.sandbox.maskMaxEntries, this.cfg.sandbox.maskMaxMs) : { masks: [], readOnly: [], gitEntries: [] };
-    const cgroup = await this.cgroups.create().catch((e: NodeJS.ErrnoException) => {
-      throw new ToolError(`could not create the command's cgroup under ${this.cgroups.status.base}: ${e.code ?? e.message}`, false);
-    });
-    const running: Running = runSandboxed(this.cfg, this.plan, argv, cwd, writes, timeoutMs, { masks: view.masks, readOnly: view.readOnly, emptyFile: this.emptyFile, cgroup });
-    ctx.onCancel(running.kill);
-    let r: RunResult;
-    try {
-      r = await running.result;
-    } finally {
-      ctx.onCancel(null);
-    }
-    if (r.spawnError !== null) throw new ToolError(`the sandbox could not start: ${r.spawnError}`, false);
-    if (writes) {
-      // A writing command cannot change an existing .git, but it could create a new one.
-      const moved = await quarantineNewGit(this.ws.policy, view.gitEntries, this.cfg.sandbox.maskMaxEntries);
-      if (moved.length > 0) {
-        this.log.warn({ req_id: ctx.reqId, quarantined: moved }, "a command created git control files; renamed");
-        r = { ...r, stderr: r.stderr + `\n[portcullis: the command created ${moved.join(", ")}; git runs code from such files, so they were renamed to *.portcullis-quarantine]\n` };
-      }
-    }
-    if (raw === "raw") return { run: r, timeoutMs };
-    return this.report(r, timeoutMs);
-  }
-
-  private report(r: RunResult, timeoutMs: number): { result: CallResult; exitCode: number | null } {
-    const status = r.timedOut
-      ? `killed after the ${timeoutMs} ms time limit`
-      : r.truncated
-        ? `killed: output exceeded ${this.cfg.sandbox.outputBytes} bytes`
-        : r.signal !== null
-          ? `killed by ${r.signal}`
-          : `exit code ${r.exitCode}`;
-    const parts = [status];
-    if (r.stdout !== "") parts.push("--- stdout ---\n" + r.stdout);
-    if (r.stderr !== "") parts.push("--- stderr ---\n" + r.stderr);
-    const failed = r.timedOut || r.truncated || r.exitCode !== 0;
-    return { result: failed ? { content: [{ type: "text", text: parts.join("\n") }], isError: true } : { content: [{ type: "text", text: parts.join("\n") }] }, exitCode: r.exitCode };
-  }
-
-  /** Start-up self-test: can the sandbox run `true` at all? null when it can, else why not. */
-  async selfTest(): Promise<string | null> {
-    const r = await runSandboxed(this.cfg, this.plan, ["true"], this.cfg.roots[0]!, false, 15_000, { emptyFile: this.emptyFile }).result;
-    if (r.spawnError !== null) return r.spawnError;
-    if (r.exitCode === 0) return null;
-    const err = r.stderr.trim().split("\n").pop() ?? "";
-    return (r.timedOut ? "timed out" : r.signal !== null ? `killed by ${r.signal}` : `exit code ${r.exitCode}`) + (err === "" ? "" : `: ${err.slice(0, 300)}`);
   }
 }
 

@@ -69,19 +69,19 @@ export function registerMcp(app: TemplatedApp, deps: McpDeps): void {
     );
   }
   const tools = new Tools(mcp, shared.log, { metrics: shared.metrics, audit: (row) => shared.usage?.audit?.(row) });
-  const cg = tools.cgroups.status;
+  const cg = tools.sandbox.cgroups.status;
   if (cg.mode === "rlimits" && mcp.sandbox.backend !== "docker" && mcp.sandbox.backend !== "podman") {
     shared.log.warn({ sandbox_limits: "rlimits", missing: cg.reason }, "sandbox limits are per process (RLIMIT_AS, RLIMIT_NPROC), not per command: no usable cgroup v2 subtree");
   }
   const limits = { limits: cg.mode, ...(cg.reason === null ? {} : { limits_reason: cg.reason }) };
   readiness = { ok: false, status: "checking", backend: mcp.sandbox.backend, ...limits };
-  tools.selfTest().then(
+  tools.sandbox.selfTest().then(
     (why) => {
       readiness = why === null
         ? { ok: true, status: "available", backend: mcp.sandbox.backend, ...limits }
         : { ok: false, status: "unavailable", reason: why, backend: mcp.sandbox.backend, ...limits };
       if (why !== null) shared.log.error({ sandbox: "unavailable", reason: why }, "sandbox self-test failed: run_command, git_status and git_diff will fail until the sandbox can start");
-      tools.sandboxDown = why;
+      tools.sandbox.down = why;
     },
     (e) => shared.log.error({ err: String(e) }, "sandbox self-test crashed"),
   );
