@@ -40,6 +40,10 @@ test("defaults: roots realpath'd, bwrap backend, caps, random session secret", (
   assert.equal(c.maxReadBytes, 1024 * 1024);
   assert.equal(c.sessionSecret.length, 64);
   assert.equal(c.toolAccess, null);
+  assert.equal(c.allowGitFiles, false);
+  assert.equal(c.sandbox.cgroup, "auto");
+  assert.equal(c.sandbox.seccomp, true);
+  assert.deepEqual([c.sandbox.maskMaxEntries, c.sandbox.maskMaxMs], [200_000, 2000]);
   assert.ok(Object.isFrozen(c));
   // Through loadConfig with GATEWAY_API_KEYS the key count is passed on.
   const g = loadConfig({ WORKSPACE_ROOT: ws, GATEWAY_API_KEYS: "k-12345678", PATH: process.env.PATH }, undefined, 1);
