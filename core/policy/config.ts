@@ -2,8 +2,9 @@
  * MCP workspace-tool settings: read once at start-up, validated (typia for the command
  * file, explicit checks for the environment), then frozen. Returns null when
  * WORKSPACE_ROOT is unset: the MCP server is off and /mcp answers 404.
- * The few file-system probes (realpath of the roots, the command file, where bwrap and
- * prlimit live) go through `io`, so tests can hand in a fake.
+ * The few file-system probes (realpath of the roots, the command file, where bwrap,
+ * prlimit, bash and setpriv live, whether docker/podman answer `version`) go through `io`,
+ * so tests can hand in a fake.
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, lstatSync, readFileSync, readlinkSync, realpathSync, statSync } from "node:fs";
@@ -58,7 +59,7 @@ export interface McpConfig {
     readonly limits: SandboxLimits;
     readonly bash: string;
     readonly setpriv: string;
-    /** Pass the seccomp filter to bwrap (false only where the architecture has no table). */
+    /** Pass the seccomp filter to bwrap (the bwrap backend; start-up refuses an architecture without a table). */
     readonly seccomp: boolean;
     /** "auto" (use a delegated cgroup v2 subtree when there is one), "off", or a cgroup directory. */
     readonly cgroup: string;

@@ -86,7 +86,7 @@ export function runSandboxed(
   const as = spawnAs(plan, run);
   const t0 = performance.now();
   const direct = s.backend === "none";
-  const seccomp = plan.seccomp && SECCOMP !== null;
+  const seccomp = plan.seccomp;
   // As root: spawned as SANDBOX_UID, or (to join a cgroup first) dropped by setpriv in the launcher.
   const child = spawn(file, args, {
     cwd: direct ? cwd : "/",
@@ -99,7 +99,7 @@ export function runSandboxed(
     // bwrap reads the program from fd 3 to EOF before it starts the command.
     const fd3 = child.stdio[3] as NodeJS.WritableStream & { on(e: "error", f: () => void): void };
     fd3.on("error", () => {});
-    fd3.end(SECCOMP);
+    fd3.end(SECCOMP!); // loadMcpConfig refuses bwrap on an architecture without a table
   }
   const out: Buffer[] = [];
   const err: Buffer[] = [];
