@@ -36,6 +36,9 @@ export interface VirtualKeyPolicy {
   readonly budgeted: boolean;
   /** Per-key rate limits; null = the global RATE_LIMIT_* settings. */
   readonly rate: Limits | null;
+  /** MCP tools it may call (names or "*"), and run_command names (null = all). */
+  readonly tools: readonly string[];
+  readonly commands: readonly string[] | null;
 }
 
 export class KeyIndex {

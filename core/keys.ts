@@ -11,6 +11,11 @@ import { randomBytes, hash } from "node:crypto";
 import typia, { tags } from "typia";
 import { hasBudget, type BudgetLimits } from "./budget.js";
 import type { KeyEntry, VirtualKeyPolicy } from "./auth.js";
+import type { ToolName } from "./policy/tool-names.js";
+
+/** An MCP tool a key may call, or "*" for all of them. */
+type ToolRight = ToolName | "*";
+type CommandName = string & tags.Pattern<"^[a-z][a-z0-9_-]{0,63}$">;
 
 type Count = number & tags.Type<"uint32">;
 type Usd = number & tags.Minimum<0> & tags.Maximum<1000000000>;
@@ -28,6 +33,10 @@ export interface CreateKeyInput {
   name: string & tags.MinLength<1> & tags.MaxLength<200>;
   models?: (string & tags.MinLength<1> & tags.MaxLength<200>)[] & tags.MaxItems<200>;
   limits?: KeyLimitsInput;
+  /** MCP tools this key may call; default none. */
+  tools?: ToolRight[] & tags.MaxItems<16>;
+  /** run_command names this key may run; default every command its tools allow. */
+  commands?: CommandName[] & tags.MaxItems<200>;
 }
 
 export interface PatchKeyInput {
@@ -35,6 +44,9 @@ export interface PatchKeyInput {
   models?: ((string & tags.MinLength<1> & tags.MaxLength<200>)[] & tags.MaxItems<200>) | null;
   /** Replaces the limits; a limit left out (or null) is removed. */
   limits?: KeyLimitsInput;
+  tools?: ToolRight[] & tags.MaxItems<16>;
+  /** null: every command again. */
+  commands?: (CommandName[] & tags.MaxItems<200>) | null;
 }
 
 export const validateCreateKey = typia.createValidateEquals<CreateKeyInput>();
@@ -48,6 +60,10 @@ export interface KeyRecord {
   digest: string;
   models: string[] | null;
   limits: KeyLimitsInput;
+  /** MCP tool names or "*"; keys from before tool rights existed were migrated to ["*"]. */
+  tools: string[];
+  /** run_command names; null = every command. */
+  commands: string[] | null;
   created_at: string;
   revoked_at: string | null;
 }
@@ -61,6 +77,8 @@ export function newKey(input: CreateKeyInput, now: Date): { record: KeyRecord; s
     digest: hash("sha256", secret, "hex"),
     models: input.models ?? null,
     limits: input.limits ?? {},
+    tools: input.tools ?? [],
+    commands: input.commands ?? null,
     created_at: now.toISOString(),
     revoked_at: null,
   };
@@ -88,6 +106,8 @@ export function policyOf(r: KeyRecord, globalRpm: number, globalTpm: number): Vi
     models: r.models === null ? null : Object.freeze([...r.models]),
     budget,
     budgeted: hasBudget(budget),
+    tools: Object.freeze([...r.tools]),
+    commands: r.commands === null ? null : Object.freeze([...r.commands]),
     rate: hasRate
       ? Object.freeze({ requestsPerMinute: r.limits.requests_per_minute ?? globalRpm, tokensPerMinute: r.limits.tokens_per_minute ?? globalTpm })
       : null,
@@ -110,5 +130,5 @@ export function modelAllowed(models: readonly string[] | null, model: string): b
 
 /** The listing shape: never the secret or its digest. */
 export function publicKey(r: KeyRecord): Omit<KeyRecord, "digest"> {
-  return { id: r.id, name: r.name, models: r.models, limits: r.limits, created_at: r.created_at, revoked_at: r.revoked_at };
+  return { id: r.id, name: r.name, models: r.models, limits: r.limits, tools: r.tools, commands: r.commands, created_at: r.created_at, revoked_at: r.revoked_at };
 }

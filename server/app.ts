@@ -25,7 +25,7 @@ import { validateCountTokensRequest, validateMessagesRequest } from "../core/val
 import { mockCountTokens, mockMessageJson, mockStreamFrames, type MockRequest } from "../core/mock-reply.js";
 import { RequestCtx, type Shared } from "./context.js";
 import { readBody } from "./body.js";
-import { registerMcp } from "./mcp/transport.js";
+import { registerMcp, sandboxReadiness } from "./mcp/transport.js";
 import type { Pools } from "./upstream.js";
 import { UpstreamCall } from "./call.js";
 
@@ -322,7 +322,8 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       // With BUDGET_FAIL_MODE=open a failing ledger is reported but does not stop traffic.
       const dbBlocks = !database.ok && cfg.budget_fail_mode === "closed";
       const ok = components.draining.ok && components.workers.ok && components.heap.ok && components.providers.ok && !dbBlocks;
-      ctx.send(ok ? 200 : 503, "application/json", JSON.stringify({ status: ok ? "ready" : "not_ready", components: { ...components, database } }));
+      // The MCP sandbox is reported (docs/mcp.md) but does not hold back /v1/messages.
+      ctx.send(ok ? 200 : 503, "application/json", JSON.stringify({ status: ok ? "ready" : "not_ready", components: { ...components, database, sandbox: sandboxReadiness() } }));
     }));
   }
 

@@ -219,7 +219,7 @@ export class LedgerHub {
           this.keys.set(record.id, entry);
           await this.broadcast({ put: [entry], remove: [] });
           this.log.info({ key_id: record.id }, "key created");
-          return json(201, { id: record.id, name: record.name, key: secret, models: record.models, limits: record.limits, created_at: record.created_at });
+          return json(201, { id: record.id, name: record.name, key: secret, models: record.models, limits: record.limits, tools: record.tools, commands: record.commands, created_at: record.created_at });
         }
         case "list": {
           const all = await this.run<KeyRecord[]>({ op: "keys" });
@@ -237,6 +237,8 @@ export class LedgerHub {
             name: op.input.name ?? live.record.name,
             models: op.input.models === undefined ? live.record.models : op.input.models,
             limits: op.input.limits ?? live.record.limits,
+            tools: op.input.tools ?? live.record.tools,
+            commands: op.input.commands === undefined ? live.record.commands : op.input.commands,
           };
           if (!(await this.run<boolean>({ op: "key-update", record }))) return { ok: false, code: "GW_ERR_ADMIN_KEY_NOT_FOUND" };
           live.record = record;

@@ -137,6 +137,10 @@ function open(path: string) {
   db.pragma("temp_store = MEMORY");
   db.pragma("busy_timeout = 5000");
   db.exec(SCHEMA);
+  // Tool rights arrived later: keys made before them keep every tool, as they had.
+  const keyCols = (db.prepare("PRAGMA table_info(keys)").all() as { name: string }[]).map((c) => c.name);
+  if (!keyCols.includes("tools")) db.exec(`ALTER TABLE keys ADD COLUMN tools TEXT NOT NULL DEFAULT '["*"]'`);
+  if (!keyCols.includes("commands")) db.exec("ALTER TABLE keys ADD COLUMN commands TEXT");
 
   const insertRow = db.prepare(
     `INSERT INTO usage (request_id, ts, key_id, model, provider, status, latency_ms, input_tokens, output_tokens,
@@ -150,11 +154,11 @@ function open(path: string) {
     for (const a of audit) insertAudit.run(a);
   });
   const keyInsert = db.prepare(
-    "INSERT INTO keys (id, name, digest, models, limits, created_at, revoked_at) VALUES (@id, @name, @digest, @models, @limits, @created_at, @revoked_at)",
+    "INSERT INTO keys (id, name, digest, models, limits, tools, commands, created_at, revoked_at) VALUES (@id, @name, @digest, @models, @limits, @tools, @commands, @created_at, @revoked_at)",
   );
-  const keyUpdate = db.prepare("UPDATE keys SET name = @name, models = @models, limits = @limits WHERE id = @id AND revoked_at IS NULL");
+  const keyUpdate = db.prepare("UPDATE keys SET name = @name, models = @models, limits = @limits, tools = @tools, commands = @commands WHERE id = @id AND revoked_at IS NULL");
   const keyRevoke = db.prepare("UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL");
-  const keyAll = db.prepare("SELECT id, name, digest, models, limits, created_at, revoked_at FROM keys ORDER BY created_at, id");
+  const keyAll = db.prepare("SELECT id, name, digest, models, limits, tools, commands, created_at, revoked_at FROM keys ORDER BY created_at, id");
   const spendSince = db.prepare(
     `SELECT key_id, SUM(input_tokens + output_tokens + cache_creation_tokens + cache_read_tokens) AS tokens,
        SUM(cost_micros) AS micros FROM usage WHERE ts >= ? AND key_id IS NOT NULL GROUP BY key_id`,
@@ -182,6 +186,8 @@ function open(path: string) {
       digest: r.digest as string,
       models: r.models === null ? null : (JSON.parse(r.models as string) as string[]),
       limits: JSON.parse(r.limits as string) as KeyRecord["limits"],
+      tools: JSON.parse(r.tools as string) as string[],
+      commands: r.commands === null ? null : (JSON.parse(r.commands as string) as string[]),
       created_at: r.created_at as string,
       revoked_at: (r.revoked_at as string | null) ?? null,
     };
@@ -192,6 +198,8 @@ function open(path: string) {
     digest: k.digest,
     models: k.models === null ? null : JSON.stringify(k.models),
     limits: JSON.stringify(k.limits),
+    tools: JSON.stringify(k.tools),
+    commands: k.commands === null ? null : JSON.stringify(k.commands),
     created_at: k.created_at,
     revoked_at: k.revoked_at,
   });

@@ -2,9 +2,11 @@
  * MCP workspace-tool settings: read once at start-up, validated (typia for the command
  * file, explicit checks for the environment), then frozen. Returns null when
  * WORKSPACE_ROOT is unset: the MCP server is off and /mcp answers 404.
- * The few file-system probes (realpath of the roots, the command file, where bwrap and
- * prlimit live) go through `io`, so tests can hand in a fake.
+ * The few file-system probes (realpath of the roots, the command file, where bwrap,
+ * prlimit, bash and setpriv live, whether docker/podman answer `version`) go through `io`,
+ * so tests can hand in a fake.
  */
+import { execFileSync } from "node:child_process";
 import { existsSync, lstatSync, readFileSync, readlinkSync, realpathSync, statSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { delimiter, join } from "node:path";
@@ -12,6 +14,7 @@ import { ConfigError } from "../config.js";
 import { CommandTemplate, commandProblem, validateCommandsFile, type CommandSpec } from "./commands.js";
 import { globSource } from "./glob.js";
 import { DEFAULT_ALLOWED_PATHS, lexicalRefusal } from "./paths.js";
+import { seccompProgram } from "./seccomp.js";
 import { SYSTEM_DIRS, type LayoutEntry, type SandboxBackend, type SandboxLimits } from "./sandbox-argv.js";
 
 import { TOOL_NAMES } from "./tool-names.js";
@@ -31,7 +34,10 @@ export interface McpConfig {
    * key may call every tool. A key matching no entry gets no tools.
    */
   readonly toolAccess: Readonly<Record<string, readonly string[]>> | null;
+  /** Start-up only: whether MCP may be served with no client keys configured. */
   readonly allowAnonymous: boolean;
+  /** write_file/edit_file may create `.gitmodules`, `.gitattributes` and other `.git*` files. */
+  readonly allowGitFiles: boolean;
   readonly allowedOrigins: readonly string[];
   readonly sessionSecret: string;
   readonly sessionTtlSeconds: number;
@@ -51,6 +57,15 @@ export interface McpConfig {
     readonly timeoutMs: number;
     readonly outputBytes: number;
     readonly limits: SandboxLimits;
+    readonly bash: string;
+    readonly setpriv: string;
+    /** Pass the seccomp filter to bwrap (the bwrap backend; start-up refuses an architecture without a table). */
+    readonly seccomp: boolean;
+    /** "auto" (use a delegated cgroup v2 subtree when there is one), "off", or a cgroup directory. */
+    readonly cgroup: string;
+    /** Bounds of the walk that finds the paths to mask inside the sandbox. */
+    readonly maskMaxEntries: number;
+    readonly maskMaxMs: number;
   };
 }
 
@@ -64,6 +79,8 @@ export interface McpIo {
   which(name: string, path: string): string | null;
   uid(): number;
   gid(): number;
+  /** Does `file args...` exit 0 within a few seconds? */
+  answers(file: string, args: readonly string[]): boolean;
 }
 
 export const nodeIo: McpIo = {
@@ -95,6 +112,14 @@ export const nodeIo: McpIo = {
   },
   uid: () => process.getuid?.() ?? 0,
   gid: () => process.getgid?.() ?? 0,
+  answers: (file, args) => {
+    try {
+      execFileSync(file, args, { stdio: "ignore", timeout: 10_000 });
+      return true;
+    } catch {
+      return false;
+    }
+  },
 };
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -212,6 +237,9 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
     throw new ConfigError("SANDBOX_BACKEND", `expected bwrap, docker, podman or none, got ${JSON.stringify(backendRaw)}`);
   }
   const backend = backendRaw as SandboxBackend;
+  if (backend === "none" && !bool(env, "SANDBOX_ALLOW_UNSANDBOXED", false)) {
+    throw new ConfigError("SANDBOX_BACKEND", "none runs commands on the host as the gateway's user, where /proc/1/environ holds every provider key; set SANDBOX_ALLOW_UNSANDBOXED=true to accept that");
+  }
   const PATH = env.PATH ?? "/usr/local/bin:/usr/bin:/bin";
   let bwrap = "";
   let engine = "";
@@ -220,6 +248,7 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
   if (backend === "bwrap") {
     bwrap = io.which("bwrap", PATH) ?? "";
     if (bwrap === "") throw new ConfigError("SANDBOX_BACKEND", "bwrap (Debian package bubblewrap) is not installed; install it, or set SANDBOX_BACKEND to docker, podman or none");
+    if (seccompProgram(process.arch) === null) throw new ConfigError("SANDBOX_BACKEND", `no seccomp syscall table for the ${process.arch} architecture (x64 and arm64 have one)`);
   }
   if (backend === "bwrap" || backend === "none") {
     if (prlimit === "") throw new ConfigError("SANDBOX_BACKEND", "prlimit (util-linux) is needed for the sandbox limits and was not found in PATH");
@@ -227,8 +256,17 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
   if (backend === "docker" || backend === "podman") {
     engine = io.which(backend, PATH) ?? "";
     if (engine === "") throw new ConfigError("SANDBOX_BACKEND", `${backend} is not installed`);
+    // Never exercised on the project's own machines: refuse an engine that does not even answer.
+    if (!io.answers(engine, ["version"])) throw new ConfigError("SANDBOX_BACKEND", `${engine} version failed: the ${backend} engine is not usable by this user`);
     image = str(env, "SANDBOX_IMAGE") ?? "";
     if (image === "") throw new ConfigError("SANDBOX_IMAGE", `is required when SANDBOX_BACKEND=${backend}`);
+  }
+
+  let bash = "";
+  let setpriv = "";
+  if (backend === "bwrap" || backend === "none") {
+    bash = io.which("bash", PATH) ?? "";
+    if (bash === "") throw new ConfigError("SANDBOX_BACKEND", "bash is needed to start the sandbox (it closes inherited descriptors) and was not found in PATH");
   }
 
   const layout: LayoutEntry[] = [];
@@ -248,6 +286,15 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
   const isRoot = myUid === 0;
   const uid = int(env, "SANDBOX_UID", isRoot ? 65534 : myUid, 0, 4294967294);
   const gid = int(env, "SANDBOX_GID", isRoot ? 65534 : io.gid(), 0, 4294967294);
+  const dropPrivileges = isRoot && uid !== 0;
+  if (dropPrivileges && bash !== "") {
+    setpriv = io.which("setpriv", PATH) ?? "";
+    if (setpriv === "") throw new ConfigError("SANDBOX_UID", "setpriv (util-linux) is needed to drop from root to SANDBOX_UID and was not found in PATH");
+  }
+  const cgroup = str(env, "SANDBOX_CGROUP") ?? "auto";
+  if (cgroup !== "auto" && cgroup !== "off" && (!cgroup.startsWith("/") || lexicalRefusal(cgroup) !== null || !io.isDir(cgroup))) {
+    throw new ConfigError("SANDBOX_CGROUP", `expected auto, off or an existing cgroup v2 directory, got ${JSON.stringify(cgroup)}`);
+  }
 
   const secret = str(env, "MCP_SESSION_SECRET");
   if (secret !== null && secret.length < 32) throw new ConfigError("MCP_SESSION_SECRET", "must be at least 32 characters");
@@ -264,6 +311,7 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
     commands: Object.freeze(commands),
     toolAccess,
     allowAnonymous,
+    allowGitFiles: bool(env, "POLICY_ALLOW_GIT_FILES", false),
     allowedOrigins: Object.freeze(list(env, "MCP_ALLOWED_ORIGINS")),
     sessionSecret: secret ?? randomBytes(32).toString("hex"),
     sessionTtlSeconds: int(env, "MCP_SESSION_TTL_SECONDS", 86_400, 60, 30 * 86_400),
@@ -278,7 +326,13 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
       roBinds: Object.freeze(roBinds),
       uid,
       gid,
-      dropPrivileges: isRoot && uid !== 0,
+      dropPrivileges,
+      bash,
+      setpriv,
+      seccomp: backend === "bwrap",
+      cgroup,
+      maskMaxEntries: int(env, "SANDBOX_MASK_MAX_ENTRIES", 200_000, 100, 10_000_000),
+      maskMaxMs: int(env, "SANDBOX_MASK_MAX_MS", 2000, 10, 60_000),
       timeoutMs: int(env, "SANDBOX_TIMEOUT_MS", 30_000, 100, 3_600_000),
       outputBytes: int(env, "SANDBOX_OUTPUT_BYTES", 256 * 1024, 1024, 16 * 1024 * 1024),
       limits: Object.freeze({

@@ -47,6 +47,19 @@ export function globSource(glob: string): string {
   return `^${re}$`;
 }
 
+/** `a/{b,c}/*.{x,y}` as the plain globs it stands for (git pathspecs have no braces). */
+export function expandBraces(glob: string): string[] {
+  const open = glob.indexOf("{");
+  if (open < 0) return [glob];
+  const close = glob.indexOf("}", open);
+  if (close < 0) return [glob];
+  const head = glob.slice(0, open);
+  const tails = expandBraces(glob.slice(close + 1));
+  const out: string[] = [];
+  for (const alt of glob.slice(open + 1, close).split(",")) for (const t of tails) out.push(head + alt + t);
+  return out;
+}
+
 export class GlobSet {
   private readonly res: RegExp[];
   readonly patterns: readonly string[];

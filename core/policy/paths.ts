@@ -42,6 +42,33 @@ export const DEFAULT_BLOCKED_PATHS: readonly string[] = [
 
 export const DEFAULT_ALLOWED_PATHS: readonly string[] = ["**"];
 
+/** The refusal for a real path outside every root (audited; the client is told "no such file"). */
+export const OUTSIDE = "path resolves outside the workspace (a symlink points out)";
+
+/** `.git*` files a write may still create without POLICY_ALLOW_GIT_FILES: they run nothing. */
+const HARMLESS_GIT_FILES = new Set([".gitignore", ".gitkeep"]);
+
+/**
+ * Why write_file/edit_file may not write `rel` (relative to its root) with `content`, or
+ * null. Git runs code from its own files: a `.git` file or directory anywhere (a `gitdir:`
+ * pointer to a crafted config with core.fsmonitor makes the developer's next `git status`
+ * run it), `.gitmodules` and `.gitattributes` (filters, submodule URLs) and `.git*` config.
+ * A `HEAD` file holding a ref or an object id is what turns a directory of files into a
+ * git repository, so it is refused too. Names are compared without case.
+ */
+export function gitWriteRefusal(rel: string, content: string | null, allowGitFiles: boolean): string | null {
+  const parts = rel.toLowerCase().split("/");
+  if (parts.includes(".git")) return `path ${JSON.stringify(rel)} is inside or is a .git entry; git runs code from there, so the tools never write it`;
+  const head = content === null ? "" : content.slice(0, 256);
+  if (/^\s*gitdir:/i.test(head)) return "content starting with \"gitdir:\" would point git at another repository; refused";
+  const name = parts[parts.length - 1]!;
+  if (name === "head" && /^\s*(ref:|[0-9a-f]{40})/i.test(head)) return `a HEAD file naming a ref or commit would make ${JSON.stringify(posix.dirname(rel))} a git repository; refused`;
+  if (name.startsWith(".git") && !HARMLESS_GIT_FILES.has(name) && !allowGitFiles) {
+    return `path ${JSON.stringify(rel)} is a git control file (filters, hooks, submodules); set POLICY_ALLOW_GIT_FILES=true to let the tools write it`;
+  }
+  return null;
+}
+
 /** Linux limits: PATH_MAX 4096 bytes, NAME_MAX 255 bytes. */
 export const MAX_PATH_BYTES = 4096;
 export const MAX_NAME_BYTES = 255;
@@ -99,6 +126,9 @@ export class PathPolicy {
   readonly roots: readonly string[];
   private readonly allow: GlobSet;
   private readonly deny: GlobSet;
+  /** The globs as configured (deny: the built-in list, then POLICY_FILE_BLOCKED_PATHS). */
+  readonly allowGlobs: readonly string[];
+  readonly denyGlobs: readonly string[];
 
   constructor(o: PathPolicyOptions) {
     if (o.roots.length === 0) throw new Error("at least one workspace root");
@@ -106,6 +136,8 @@ export class PathPolicy {
     this.allow = new GlobSet(o.allowed, false);
     // Deny globs ignore case: `.ENV` must not slip through on a case-insensitive mount.
     this.deny = new GlobSet([...DEFAULT_BLOCKED_PATHS, ...o.blocked], true);
+    this.allowGlobs = this.allow.patterns;
+    this.denyGlobs = this.deny.patterns;
   }
 
   /**
@@ -138,7 +170,7 @@ export class PathPolicy {
    */
   refusal(realAbs: string, isDir = false): string | null {
     const root = this.rootOf(realAbs);
-    if (root === null) return "path resolves outside the workspace (a symlink points out)";
+    if (root === null) return OUTSIDE;
     const rel = relTo(root, realAbs);
     // A directory whose every entry would be denied (`.git` under `**/.git/**`) is denied too.
     const d = this.deny.match(rel) ?? (isDir ? this.deny.match(rel + "/\u0001") : null);

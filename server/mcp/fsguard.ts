@@ -10,22 +10,35 @@
 import { constants, type Dirent } from "node:fs";
 import { lstat, mkdir, open, readdir, readlink, realpath, type FileHandle } from "node:fs/promises";
 import { posix } from "node:path";
-import { PathPolicy, type Located } from "../../core/policy/paths.js";
+import { OUTSIDE, PathPolicy, gitWriteRefusal, relTo, type Located } from "../../core/policy/paths.js";
 
 const { O_RDONLY, O_RDWR, O_CREAT, O_NOFOLLOW, O_NONBLOCK, O_DIRECTORY } = constants;
 
-/** A refusal (policy said no) or a failure (the file is missing, the edit did not apply). */
+/**
+ * A refusal (policy said no) or a failure (the file is missing, the edit did not apply).
+ * `shown`, when set, is the whole text the client reads instead of "Refused: "/"Failed: "
+ * and the message (which the audit keeps): a path that resolves
+ * outside the workspace is audited as a refusal but answered like a missing file, so the
+ * tools are no oracle for which host paths exist.
+ */
 export class ToolError extends Error {
   readonly denied: boolean;
-  constructor(message: string, denied: boolean) {
+  readonly shown: string | null;
+  constructor(message: string, denied: boolean, shown: string | null = null) {
     super(message);
     this.denied = denied;
+    this.shown = shown;
   }
 }
 const deny = (m: string) => new ToolError(m, true);
 const fail = (m: string) => new ToolError(m, false);
+const notFound = (what: string) => `${what}: no such file or directory`;
+/** A policy refusal, or for OUTSIDE the same words as a missing file. */
+const refuse = (why: string, rel: string) => (why === OUTSIDE ? new ToolError(why, true, "Failed: " + notFound(rel)) : deny(why));
 
 export interface WorkspaceLimits {
+  /** write_file/edit_file may create `.gitmodules`, `.gitattributes`... (POLICY_ALLOW_GIT_FILES). */
+  allowGitFiles?: boolean;
   maxReadBytes: number;
   maxWriteBytes: number;
   listMaxEntries: number;
@@ -79,7 +92,7 @@ export class Workspace {
     const st = await lstat(real);
     const isDir = st.isDirectory();
     const why = this.policy.refusal(real, isDir);
-    if (why !== null) throw deny(why);
+    if (why !== null) throw refuse(why, l.rel);
     if (wantDir === true && !isDir) throw fail(`${l.rel} is not a directory`);
     if (wantDir === false && isDir) throw fail(`${l.rel} is a directory`);
     const root = this.policy.rootOf(real)!;
@@ -147,6 +160,8 @@ export class Workspace {
   private async openForWrite(arg: unknown, create: boolean, createDirs: boolean): Promise<{ fh: FileHandle; rel: string; created: boolean }> {
     const l = this.located(arg);
     if (l.rel === ".") throw deny("cannot write a workspace root");
+    const git = gitWriteRefusal(l.rel, null, this.limits.allowGitFiles === true);
+    if (git !== null) throw deny(git);
     // An existing symlink inside the workspace is followed to its (checked) target.
     let target = l.abs;
     try {
@@ -164,7 +179,10 @@ export class Workspace {
     }
     const real = parentReal === "/" ? "/" + name : `${parentReal}/${name}`;
     const why = this.policy.refusal(real, false);
-    if (why !== null) throw deny(why);
+    if (why !== null) throw refuse(why, l.rel);
+    // The name the write really lands on (through a symlink) is checked as well.
+    const realGit = gitWriteRefusal(relTo(this.policy.rootOf(real)!, real), null, this.limits.allowGitFiles === true);
+    if (realGit !== null) throw deny(realGit);
     if (this.hooks?.afterCheck) await this.hooks.afterCheck(real);
     const dir = await this.openVerified(parentReal, O_RDONLY | O_DIRECTORY, true);
     let fh: FileHandle;
@@ -198,7 +216,7 @@ export class Workspace {
       const next = `${cur}/${part}`;
       try {
         cur = await realpath(next);
-        if (this.policy.rootOf(cur) === null) throw deny("path resolves outside the workspace (a symlink points out)");
+        if (this.policy.rootOf(cur) === null) throw refuse(OUTSIDE, relTo(root, next));
         continue;
       } catch (e) {
         if (e instanceof ToolError) throw e;
@@ -214,7 +232,7 @@ export class Workspace {
         await dir.close();
       }
       cur = await realpath(next);
-      if (this.policy.rootOf(cur) === null) throw deny("path resolves outside the workspace (a symlink points out)");
+      if (this.policy.rootOf(cur) === null) throw refuse(OUTSIDE, relTo(root, next));
     }
     return cur;
   }
@@ -222,6 +240,8 @@ export class Workspace {
   async writeFile(arg: unknown, content: string, createDirs: boolean): Promise<{ rel: string; bytes: number; created: boolean }> {
     const data = Buffer.from(content, "utf8");
     if (data.length > this.limits.maxWriteBytes) throw deny(`content is ${data.length} bytes; the write limit is ${this.limits.maxWriteBytes}`);
+    const git = gitWriteRefusal(this.located(arg).rel, content, this.limits.allowGitFiles === true);
+    if (git !== null) throw deny(git);
     const { fh, rel, created } = await this.openForWrite(arg, true, createDirs);
     try {
       await fh.truncate(0);
@@ -249,7 +269,10 @@ export class Workspace {
       const count = text.split(oldStr).length - 1;
       if (count === 0) throw fail(`old_string was not found in ${rel}`);
       if (count > 1 && !replaceAll) throw fail(`old_string occurs ${count} times in ${rel}; add context to make it unique, or pass replace_all: true`);
-      const out = Buffer.from(replaceAll ? text.split(oldStr).join(newStr) : text.replace(oldStr, () => newStr), "utf8");
+      const edited = replaceAll ? text.split(oldStr).join(newStr) : text.replace(oldStr, () => newStr);
+      const git = gitWriteRefusal(rel, edited, this.limits.allowGitFiles === true);
+      if (git !== null) throw deny(git);
+      const out = Buffer.from(edited, "utf8");
       if (out.length > this.limits.maxWriteBytes) throw deny(`the edited file would be ${out.length} bytes; the write limit is ${this.limits.maxWriteBytes}`);
       await fh.truncate(0);
       await fh.write(out, 0, out.length, 0);
@@ -354,43 +377,6 @@ export class Workspace {
     }
     return { hits, capped: scanned >= MAX_FILES, files: scanned };
   }
-}
-
-/** Directories a mask walk does not enter (git needs .git; node_modules is large). */
-const MASK_SKIP = new Set([".git", "node_modules"]);
-
-/**
- * Files and directories under the roots that the deny globs block, for the sandbox to hide
- * (a command like `npm test` could otherwise print a .env). Bounded: at most `maxEntries`
- * entries are visited; symlinks are not followed (they resolve inside the sandbox, where
- * the target is masked too or absent).
- */
-export async function deniedPaths(policy: PathPolicy, maxEntries = 50_000): Promise<{ masks: { path: string; dir: boolean }[]; complete: boolean }> {
-  const masks: { path: string; dir: boolean }[] = [];
-  let seen = 0;
-  const queue = [...policy.roots];
-  while (queue.length > 0) {
-    const d = queue.shift()!;
-    let ents: Dirent[];
-    try {
-      ents = await readdir(d, { withFileTypes: true });
-    } catch {
-      continue;
-    }
-    for (const e of ents) {
-      if (++seen > maxEntries) return { masks, complete: false };
-      const abs = `${d}/${e.name}`;
-      const isDir = e.isDirectory();
-      if (isDir && MASK_SKIP.has(e.name)) continue;
-      const why = policy.refusal(abs, isDir);
-      if (why !== null && why.includes("blocked by policy")) {
-        masks.push({ path: abs, dir: isDir });
-        continue;
-      }
-      if (isDir) queue.push(abs);
-    }
-  }
-  return { masks, complete: true };
 }
 
 function relOf(root: string, abs: string): string {

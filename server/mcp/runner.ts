@@ -7,7 +7,22 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import type { McpConfig } from "../../core/policy/config.js";
-import { SANDBOX_ENV, sandboxArgv, type SandboxPlan } from "../../core/policy/sandbox-argv.js";
+import { SANDBOX_ENV, sandboxArgv, spawnAs, type SandboxPlan, type SandboxRun } from "../../core/policy/sandbox-argv.js";
+import { seccompProgram } from "../../core/policy/seccomp.js";
+import type { CommandCgroup } from "./cgroup.js";
+
+/** Built once per process: the same filter for every command. */
+const SECCOMP = seccompProgram(process.arch);
+
+export interface RunOptions {
+  /** Workspace paths blocked by policy, hidden inside the sandbox. */
+  masks?: readonly { path: string; dir: boolean }[];
+  emptyFile?: string;
+  /** Bound read-only even for a template that writes (`.git`, hooks directories). */
+  readOnly?: readonly string[];
+  /** The command's own cgroup (created by the caller, removed when the run ends). */
+  cgroup?: CommandCgroup | null;
+}
 
 export interface RunResult {
   exitCode: number | null;
@@ -41,6 +56,10 @@ export function planFor(cfg: McpConfig): SandboxPlan {
     uid: s.uid,
     gid: s.gid,
     limits: s.limits,
+    bash: s.bash,
+    setpriv: s.setpriv,
+    dropPrivileges: s.dropPrivileges,
+    seccomp: s.seccomp,
   };
 }
 
@@ -51,21 +70,37 @@ export function runSandboxed(
   cwd: string,
   writes: boolean,
   timeoutMs: number,
-  masks: readonly { path: string; dir: boolean }[] = [],
-  emptyFile?: string,
+  opts: RunOptions = {},
 ): Running {
   const s = cfg.sandbox;
   const name = `portcullis-${randomBytes(6).toString("hex")}`;
-  const { file, args } = sandboxArgv(plan, { argv, cwd, writes, name, masks, ...(emptyFile === undefined ? {} : { emptyFile }) });
+  const cg = opts.cgroup ?? null;
+  const run: SandboxRun = {
+    argv, cwd, writes, name,
+    masks: opts.masks ?? [],
+    readOnly: opts.readOnly ?? [],
+    cgroup: cg?.dir ?? "",
+    ...(opts.emptyFile === undefined ? {} : { emptyFile: opts.emptyFile }),
+  };
+  const { file, args } = sandboxArgv(plan, run);
+  const as = spawnAs(plan, run);
   const t0 = performance.now();
   const direct = s.backend === "none";
+  const seccomp = plan.seccomp;
+  // As root: spawned as SANDBOX_UID, or (to join a cgroup first) dropped by setpriv in the launcher.
   const child = spawn(file, args, {
     cwd: direct ? cwd : "/",
     env: direct ? { ...SANDBOX_ENV } : { PATH: SANDBOX_ENV.PATH! },
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: seccomp ? ["ignore", "pipe", "pipe", "pipe"] : ["ignore", "pipe", "pipe"],
     detached: true,
-    ...(s.dropPrivileges ? { uid: s.uid, gid: s.gid } : {}),
+    ...(as === null ? {} : as),
   });
+  if (seccomp) {
+    // bwrap reads the program from fd 3 to EOF before it starts the command.
+    const fd3 = child.stdio[3] as NodeJS.WritableStream & { on(e: "error", f: () => void): void };
+    fd3.on("error", () => {});
+    fd3.end(SECCOMP!); // loadMcpConfig refuses bwrap on an architecture without a table
+  }
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   let bytes = 0;
@@ -77,6 +112,7 @@ export function runSandboxed(
   const kill = () => {
     if (killed) return;
     killed = true;
+    cg?.kill();
     try {
       if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
     } catch {
@@ -118,6 +154,7 @@ export function runSandboxed(
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      cg?.remove();
       resolve({
         exitCode: code,
         signal: signal ?? null,

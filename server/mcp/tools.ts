@@ -6,18 +6,15 @@
  * MCP tool error (`isError: true`) with a clear reason.
  */
 import typia, { tags } from "typia";
-import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Logger } from "pino";
 import { TOOL_DECISIONS, TOOL_OTHER, type Metrics, type ToolDecision } from "../../core/metrics.js";
 import type { AuditRow } from "../../workers/ledger-task.js";
 import { TOOL_NAMES, type McpConfig, type ToolName } from "../../core/policy/config.js";
 import { CommandTemplate } from "../../core/policy/commands.js";
 import { PathPolicy } from "../../core/policy/paths.js";
-import type { SandboxPlan } from "../../core/policy/sandbox-argv.js";
-import { ToolError, Workspace, deniedPaths } from "./fsguard.js";
-import { planFor, runSandboxed, type RunResult, type Running } from "./runner.js";
+import { filterDiff, filterStatus, gitPathspecs } from "../../core/policy/git-filter.js";
+import { ToolError, Workspace } from "./fsguard.js";
+import { SandboxExec, gitBase, type CallResult } from "./exec.js";
 
 interface ReadFileArgs { path: string; offset?: number & tags.Type<"uint32">; max_bytes?: number & tags.Type<"uint32"> & tags.Minimum<1> }
 interface WriteFileArgs { path: string; content: string; create_dirs?: boolean }
@@ -46,13 +43,20 @@ export interface ToolDef {
   annotations?: Record<string, unknown>;
 }
 
-export interface CallResult {
-  content: { type: "text"; text: string }[];
-  isError?: boolean;
+export type { CallResult };
+
+/** A virtual key's tool rights (the admin API's `tools` / `commands`); static keys use tool_access. */
+export interface KeyRights {
+  /** Tool names, or "*"; empty = no tools. */
+  tools: readonly string[];
+  /** Command names run_command may run; null = every command. */
+  commands: readonly string[] | null;
 }
 
 export interface CallCtx {
   keyId: string;
+  /** Set for a virtual key; null for a static key or anonymous. */
+  rights: KeyRights | null;
   reqId: string;
   /** Set by the caller; the tool registers a cancel (the client went away). */
   onCancel(f: (() => void) | null): void;
@@ -72,21 +76,15 @@ const MAX_REASON = 1000;
 const PATH_DESC = "Path relative to the workspace root (or absolute inside it). / separators only.";
 const obj = (properties: Record<string, unknown>, required: string[]) => ({ type: "object", properties, required, additionalProperties: false });
 
-function gitBase(git: string): string[] {
-  // Inside the sandbox: no fsmonitor hook, no external diff/textconv, no pager, no lock files.
-  return [git, "-c", "safe.directory=*", "-c", "core.fsmonitor=false", "-c", "core.pager=cat", "--no-optional-locks"];
-}
-
 export class Tools {
   private readonly cfg: McpConfig;
   private readonly log: Logger;
   private readonly ws: Workspace;
   private readonly commands = new Map<string, CommandTemplate>();
-  private readonly plan: SandboxPlan;
   private readonly defs: ToolDef[];
   private readonly sinks: AuditSinks;
-  /** Bound over blocked files inside the sandbox: reads see an empty file. */
-  private readonly emptyFile: string;
+  /** Runs commands (run_command, git) in the sandbox; its start-up state is the readiness. */
+  readonly sandbox: SandboxExec;
 
   constructor(cfg: McpConfig, log: Logger, sinks: AuditSinks = {}) {
     this.cfg = cfg;
@@ -94,18 +92,15 @@ export class Tools {
     this.sinks = sinks;
     const policy = new PathPolicy({ roots: cfg.roots, allowed: cfg.allowedPaths, blocked: cfg.blockedPaths });
     this.ws = new Workspace(policy, {
+      allowGitFiles: cfg.allowGitFiles,
       maxReadBytes: cfg.maxReadBytes,
       maxWriteBytes: cfg.maxWriteBytes,
       listMaxEntries: cfg.listMaxEntries,
       searchMaxResults: cfg.searchMaxResults,
     });
     for (const c of cfg.commands) this.commands.set(c.name, new CommandTemplate(c));
-    this.plan = planFor(cfg);
+    this.sandbox = new SandboxExec(cfg, policy, log);
     this.defs = this.buildDefs();
-    const dir = mkdtempSync(join(tmpdir(), "portcullis-mask-"));
-    chmodSync(dir, 0o755);
-    this.emptyFile = join(dir, "empty");
-    writeFileSync(this.emptyFile, "", { mode: 0o444 });
   }
 
   private buildDefs(): ToolDef[] {
@@ -192,15 +187,17 @@ export class Tools {
     return defs;
   }
 
-  allowedFor(keyId: string, tool: string): boolean {
+  /** A virtual key: its own `tools`; a static key: `tool_access` from the command file. */
+  allowedFor(keyId: string, tool: string, rights: KeyRights | null = null): boolean {
+    if (rights !== null) return rights.tools.includes(tool) || rights.tools.includes("*");
     const a = this.cfg.toolAccess;
     if (a === null) return true;
     const list = a[keyId] ?? a["*"];
     return list !== undefined && (list.includes(tool) || list.includes("*"));
   }
 
-  list(keyId: string): ToolDef[] {
-    return this.defs.filter((d) => this.allowedFor(keyId, d.name));
+  list(keyId: string, rights: KeyRights | null = null): ToolDef[] {
+    return this.defs.filter((d) => this.allowedFor(keyId, d.name, rights));
   }
 
   has(name: string): boolean {
@@ -215,7 +212,7 @@ export class Tools {
     let result: CallResult;
     try {
       if (!(TOOL_NAMES as readonly string[]).includes(name) || !this.has(name)) throw new ToolError(`unknown tool ${JSON.stringify(name.slice(0, 64))}`, true);
-      if (!this.allowedFor(ctx.keyId, name)) throw new ToolError(`tool ${name} is not allowed for this key`, true);
+      if (!this.allowedFor(ctx.keyId, name, ctx.rights)) throw new ToolError("tool_not_allowed", true, `Refused: tool ${name} is not allowed for this key`);
       const v = VALIDATORS[name as ToolName](args ?? {});
       if (!v.success) {
         const e = v.errors[0]!;
@@ -229,7 +226,9 @@ export class Tools {
       if (e instanceof ToolError) {
         decision = e.denied ? "deny" : "error";
         reason = e.message;
-        result = { content: [{ type: "text", text: (e.denied ? "Refused: " : "Failed: ") + e.message }], isError: true };
+        // e.shown: what the client reads when it differs from the audited reason.
+        const text = e.shown ?? (e.denied ? "Refused: " : "Failed: ") + e.message;
+        result = { content: [{ type: "text", text }], isError: true };
       } else {
         decision = "error";
         reason = "internal error";
@@ -291,57 +290,37 @@ export class Tools {
       case "run_command": {
         const t = this.commands.get(a.command as string);
         if (t === undefined) throw new ToolError(`unknown command ${JSON.stringify(String(a.command).slice(0, 64))}; allowed: ${[...this.commands.keys()].join(", ")}`, true);
+        if (ctx.rights !== null && ctx.rights.commands !== null && !ctx.rights.commands.includes(t.name)) {
+          throw new ToolError("tool_not_allowed", true, `Refused: command ${t.name} is not allowed for this key`);
+        }
         const b = t.bind(a.args);
         if (!b.ok) throw new ToolError(b.reason, true);
         const resolved = new Map<string, string>();
         for (const [param, p] of b.paths) resolved.set(param, (await this.ws.resolveExisting(p)).real);
         const cwd = t.spec.cwd === undefined ? this.cfg.roots[0]! : (await this.ws.resolveExisting(t.spec.cwd, true)).real;
-        return this.exec(t.assemble(b, resolved), cwd, t.spec.writes === true, t.spec.timeout_ms ?? this.cfg.sandbox.timeoutMs, ctx);
+        const timeoutMs = t.spec.timeout_ms ?? this.cfg.sandbox.timeoutMs;
+        return this.sandbox.report(await this.sandbox.run(t.assemble(b, resolved), cwd, t.spec.writes === true, timeoutMs, ctx), timeoutMs);
       }
       case "git_status": {
         const root = a.root === undefined ? this.cfg.roots[0]! : (await this.ws.resolveExisting(a.root, true)).real;
         if (!this.cfg.roots.includes(root)) throw new ToolError("root must be one of the workspace roots", true);
-        return this.exec([...gitBase(this.cfg.git!), "status", "--porcelain=v1", "--branch"], root, false, this.cfg.sandbox.timeoutMs, ctx);
+        const spec = gitPathspecs(this.ws.policy.allowGlobs, this.ws.policy.denyGlobs);
+        const r = await this.sandbox.run([...gitBase(this.cfg.git!, root), "status", "--porcelain=v1", "-z", "--branch", "--", ...spec], root, false, this.cfg.sandbox.timeoutMs, ctx);
+        return this.sandbox.gitOutput(r, root, this.cfg.sandbox.timeoutMs, filterStatus);
       }
       case "git_diff": {
-        let cwd = this.cfg.roots[0]!;
-        const argv = [...gitBase(this.cfg.git!), "diff", "--no-ext-diff", "--no-textconv", "--no-color"];
+        const spec = gitPathspecs(this.ws.policy.allowGlobs, this.ws.policy.denyGlobs);
+        const only = a.path === undefined ? null : await this.ws.resolveExisting(a.path);
+        const cwd = only === null ? this.cfg.roots[0]! : this.ws.policy.rootOf(only.real)!;
+        const argv = [...gitBase(this.cfg.git!, cwd), "diff", "--no-ext-diff", "--no-textconv", "--no-color", "--src-prefix=a/", "--dst-prefix=b/"];
         if (a.staged === true) argv.push("--cached");
-        if (a.path !== undefined) {
-          const r = await this.ws.resolveExisting(a.path);
-          cwd = this.ws.policy.rootOf(r.real)!;
-          argv.push("--", r.real);
-        }
-        return this.exec(argv, cwd, false, this.cfg.sandbox.timeoutMs, ctx);
+        // One path: it is the positive pathspec; the deny globs still exclude.
+        if (only !== null) argv.push("--", only.real, ...spec.filter((p) => p.startsWith(":(exclude")));
+        else argv.push("--", ...spec);
+        const r = await this.sandbox.run(argv, cwd, false, this.cfg.sandbox.timeoutMs, ctx);
+        return this.sandbox.gitOutput(r, cwd, this.cfg.sandbox.timeoutMs, filterDiff);
       }
     }
-  }
-
-  private async exec(argv: string[], cwd: string, writes: boolean, timeoutMs: number, ctx: CallCtx): Promise<{ result: CallResult; exitCode: number | null }> {
-    // Hide the files the deny globs block (a .env, a key) from the command as well.
-    const { masks, complete } = await deniedPaths(this.ws.policy);
-    if (!complete) this.log.warn({ req_id: ctx.reqId }, "workspace too large to list every blocked path for the sandbox; some may be visible to commands");
-    const running: Running = runSandboxed(this.cfg, this.plan, argv, cwd, writes, timeoutMs, this.cfg.sandbox.backend === "none" ? [] : masks, this.emptyFile);
-    ctx.onCancel(running.kill);
-    let r: RunResult;
-    try {
-      r = await running.result;
-    } finally {
-      ctx.onCancel(null);
-    }
-    if (r.spawnError !== null) throw new ToolError(`the sandbox could not start: ${r.spawnError}`, false);
-    const status = r.timedOut
-      ? `killed after the ${timeoutMs} ms time limit`
-      : r.truncated
-        ? `killed: output exceeded ${this.cfg.sandbox.outputBytes} bytes`
-        : r.signal !== null
-          ? `killed by ${r.signal}`
-          : `exit code ${r.exitCode}`;
-    const parts = [status];
-    if (r.stdout !== "") parts.push("--- stdout ---\n" + r.stdout);
-    if (r.stderr !== "") parts.push("--- stderr ---\n" + r.stderr);
-    const failed = r.timedOut || r.truncated || r.exitCode !== 0;
-    return { result: failed ? { content: [{ type: "text", text: parts.join("\n") }], isError: true } : { content: [{ type: "text", text: parts.join("\n") }] }, exitCode: r.exitCode };
   }
 }
 

@@ -16,7 +16,7 @@ import type { McpConfig } from "../../core/policy/config.js";
 import { RequestCtx, type Shared } from "../context.js";
 import { readBody } from "../body.js";
 import { checkSession, issueSession } from "./session.js";
-import { Tools } from "./tools.js";
+import { Tools, type KeyRights } from "./tools.js";
 
 export const SUPPORTED_PROTOCOL_VERSIONS = ["2025-11-25", "2025-06-18", "2025-03-26"] as const;
 export const LATEST_PROTOCOL_VERSION = SUPPORTED_PROTOCOL_VERSIONS[0];
@@ -27,6 +27,24 @@ export interface McpDeps {
   shared: Shared;
   keys: KeyIndex;
   ids: RequestIds;
+}
+
+/** What /health/ready shows about the sandbox (per acceptor thread; each runs the self-test). */
+export interface SandboxReadiness {
+  /** Always true when MCP is off. */
+  ok: boolean;
+  status: "off" | "checking" | "available" | "unavailable";
+  reason?: string;
+  backend?: string;
+  /** "cgroup": per-command cgroup v2; "rlimits": per-process limits only. */
+  limits?: "cgroup" | "rlimits";
+  limits_reason?: string;
+}
+let readiness: SandboxReadiness = { ok: true, status: "off" };
+
+/** The sandbox component of /health/ready. It is reported, and does not fail readiness: /v1/messages still works. */
+export function sandboxReadiness(): SandboxReadiness {
+  return readiness;
 }
 
 type Id = string | number;
@@ -51,6 +69,22 @@ export function registerMcp(app: TemplatedApp, deps: McpDeps): void {
     );
   }
   const tools = new Tools(mcp, shared.log, { metrics: shared.metrics, audit: (row) => shared.usage?.audit?.(row) });
+  const cg = tools.sandbox.cgroups.status;
+  if (cg.mode === "rlimits" && mcp.sandbox.backend !== "docker" && mcp.sandbox.backend !== "podman") {
+    shared.log.warn({ sandbox_limits: "rlimits", missing: cg.reason }, "sandbox limits are per process (RLIMIT_AS, RLIMIT_NPROC), not per command: no usable cgroup v2 subtree");
+  }
+  const limits = { limits: cg.mode, ...(cg.reason === null ? {} : { limits_reason: cg.reason }) };
+  readiness = { ok: false, status: "checking", backend: mcp.sandbox.backend, ...limits };
+  tools.sandbox.selfTest().then(
+    (why) => {
+      readiness = why === null
+        ? { ok: true, status: "available", backend: mcp.sandbox.backend, ...limits }
+        : { ok: false, status: "unavailable", reason: why, backend: mcp.sandbox.backend, ...limits };
+      if (why !== null) shared.log.error({ sandbox: "unavailable", reason: why }, "sandbox self-test failed: run_command, git_status and git_diff will fail until the sandbox can start");
+      tools.sandbox.down = why;
+    },
+    (e) => shared.log.error({ err: String(e) }, "sandbox self-test crashed"),
+  );
   const origins = new Set(mcp.allowedOrigins);
   const bodyCap = Math.min(deps.cfg.max_body_bytes, mcp.maxWriteBytes * 6 + 65_536);
 
@@ -70,14 +104,14 @@ export function registerMcp(app: TemplatedApp, deps: McpDeps): void {
     };
   }
 
-  /** Key id of the caller, or null after answering 401/403. */
-  function admit(ctx: RequestCtx, req: HttpRequest, hasBody: boolean): string | null {
+  /** The caller's key id and (virtual key) tool rights, or null after answering 401/403. */
+  function admit(ctx: RequestCtx, req: HttpRequest, hasBody: boolean): { id: string; rights: KeyRights | null } | null {
     const origin = req.getHeader("origin");
     if (origin !== "" && !origins.has(origin)) {
       ctx.fail("GW_ERR_MCP_ORIGIN_FORBIDDEN", `origin ${JSON.stringify(origin.slice(0, 200))} is not allowed (MCP_ALLOWED_ORIGINS)`, hasBody);
       return null;
     }
-    if (!keys.enabled) return "anonymous";
+    if (!keys.enabled) return { id: "anonymous", rights: null };
     const k = presentedKey(req.getHeader("x-api-key"), req.getHeader("authorization"));
     if (k === "") {
       ctx.fail("GW_ERR_AUTH_MISSING_KEY", undefined, hasBody);
@@ -88,14 +122,15 @@ export function registerMcp(app: TemplatedApp, deps: McpDeps): void {
       ctx.fail("GW_ERR_AUTH_INVALID_KEY", undefined, hasBody);
       return null;
     }
-    return e.id;
+    return { id: e.id, rights: e.virtual };
   }
 
   app.post("/mcp", guard((ctx, req) => {
     const cl = req.getHeader("content-length");
     const contentLength = cl === "" ? -1 : Number(cl);
-    const keyId = admit(ctx, req, contentLength !== 0);
-    if (keyId === null) return;
+    const caller = admit(ctx, req, contentLength !== 0);
+    if (caller === null) return;
+    const keyId = caller.id;
     const sessionHeader = req.getHeader("mcp-session-id");
     const versionHeader = req.getHeader("mcp-protocol-version");
     if (contentLength > bodyCap) return ctx.fail("GW_ERR_REQ_BODY_TOO_LARGE", `request body of ${contentLength} bytes exceeds the limit of ${bodyCap}`, true);
@@ -150,7 +185,7 @@ export function registerMcp(app: TemplatedApp, deps: McpDeps): void {
         case "ping":
           return ctx.send(200, "application/json", rpcResult(id!, {}), extra);
         case "tools/list":
-          return ctx.send(200, "application/json", rpcResult(id!, { tools: tools.list(keyId) }), extra);
+          return ctx.send(200, "application/json", rpcResult(id!, { tools: tools.list(keyId, caller.rights) }), extra);
         case "tools/call": {
           const p = (m.params ?? {}) as { name?: unknown; arguments?: unknown };
           if (typeof p.name !== "string") return ctx.send(200, "application/json", rpcError(id, -32602, "tools/call needs params.name"), extra);
@@ -158,7 +193,7 @@ export function registerMcp(app: TemplatedApp, deps: McpDeps): void {
           let cancel: (() => void) | null = null;
           ctx.onAbort = () => cancel?.();
           tools
-            .call(p.name, p.arguments, { keyId, reqId: ctx.id, onCancel: (f) => (cancel = f) })
+            .call(p.name, p.arguments, { keyId, rights: caller.rights, reqId: ctx.id, onCancel: (f) => (cancel = f) })
             .then(
               (r) => {
                 ctx.onAbort = null;

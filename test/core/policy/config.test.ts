@@ -40,6 +40,10 @@ test("defaults: roots realpath'd, bwrap backend, caps, random session secret", (
   assert.equal(c.maxReadBytes, 1024 * 1024);
   assert.equal(c.sessionSecret.length, 64);
   assert.equal(c.toolAccess, null);
+  assert.equal(c.allowGitFiles, false);
+  assert.equal(c.sandbox.cgroup, "auto");
+  assert.equal(c.sandbox.seccomp, true);
+  assert.deepEqual([c.sandbox.maskMaxEntries, c.sandbox.maskMaxMs], [200_000, 2000]);
   assert.ok(Object.isFrozen(c));
   // Through loadConfig with GATEWAY_API_KEYS the key count is passed on.
   const g = loadConfig({ WORKSPACE_ROOT: ws, GATEWAY_API_KEYS: "k-12345678", PATH: process.env.PATH }, undefined, 1);
@@ -62,7 +66,13 @@ test("bad values stop the start naming the setting", () => {
   throwsSetting(() => loadMcpConfig({ ...base, POLICY_FILE_BLOCKED_PATHS: "/etc/**" }, 1), "POLICY_FILE_BLOCKED_PATHS", /relative/);
   throwsSetting(() => loadMcpConfig({ ...base, MCP_SESSION_SECRET: "short" }, 1), "MCP_SESSION_SECRET");
   throwsSetting(() => loadMcpConfig({ ...base, SANDBOX_RO_BINDS: "/nonexistent/x" }, 1), "SANDBOX_RO_BINDS");
-  const fakeIo = { ...nodeIo, which: (n: string) => (n === "docker" ? "/usr/bin/docker" : nodeIo.which(n, process.env.PATH!)) };
+  const fakeIo = { ...nodeIo, which: (n: string) => (n === "docker" ? "/usr/bin/docker" : nodeIo.which(n, process.env.PATH!)), answers: () => true };
+  throwsSetting(() => loadMcpConfig({ ...base, SANDBOX_BACKEND: "docker", SANDBOX_IMAGE: "node:20" }, 1, { ...fakeIo, answers: () => false }), "SANDBOX_BACKEND", /version failed/);
+  throwsSetting(() => loadMcpConfig({ ...base, SANDBOX_BACKEND: "none" }, 1), "SANDBOX_BACKEND", /SANDBOX_ALLOW_UNSANDBOXED=true/);
+  assert.equal(loadMcpConfig({ ...base, SANDBOX_BACKEND: "none", SANDBOX_ALLOW_UNSANDBOXED: "true" }, 1)?.sandbox.backend, "none");
+  throwsSetting(() => loadMcpConfig({ ...base, SANDBOX_CGROUP: "relative" }, 1), "SANDBOX_CGROUP");
+  throwsSetting(() => loadMcpConfig({ ...base, SANDBOX_MASK_MAX_ENTRIES: "5" }, 1), "SANDBOX_MASK_MAX_ENTRIES");
+  throwsSetting(() => loadMcpConfig({ ...base, POLICY_ALLOW_GIT_FILES: "maybe" }, 1), "POLICY_ALLOW_GIT_FILES");
   throwsSetting(() => loadMcpConfig({ ...base, SANDBOX_BACKEND: "docker" }, 1, fakeIo), "SANDBOX_IMAGE");
   assert.equal(loadMcpConfig({ ...base, SANDBOX_BACKEND: "docker", SANDBOX_IMAGE: "node:20" }, 1, fakeIo)?.sandbox.engine, "/usr/bin/docker");
 });

@@ -98,3 +98,17 @@ test("lexicalRefusal accepts ordinary names, unicode included", () => {
     assert.equal(lexicalRefusal(p), null, p);
   }
 });
+
+test("git control files: .git anywhere, gitdir: content and .git* files are refused for writes", async () => {
+  const { gitWriteRefusal } = await import("../../../core/policy/paths.js");
+  for (const p of [".git", "sub/.git", "a/.GIT/config", ".git/hooks/pre-commit"]) assert.match(gitWriteRefusal(p, null, true)!, /\.git entry/, p);
+  assert.match(gitWriteRefusal("x", "  gitdir: ../evil", true)!, /gitdir:/);
+  for (const p of [".gitmodules", "sub/.gitattributes", ".gitconfig"]) {
+    assert.match(gitWriteRefusal(p, null, false)!, /POLICY_ALLOW_GIT_FILES/, p);
+    assert.equal(gitWriteRefusal(p, null, true), null, `${p} with POLICY_ALLOW_GIT_FILES=true`);
+  }
+  for (const p of [".gitignore", "src/.gitkeep", "gitdir.txt", "my.git.txt"]) assert.equal(gitWriteRefusal(p, "text", false), null, p);
+  assert.match(gitWriteRefusal("evil/HEAD", "ref: refs/heads/main\n", false)!, /would make "evil" a git repository/);
+  assert.match(gitWriteRefusal("evil/head", "0123456789abcdef0123456789abcdef01234567", false)!, /git repository/);
+  assert.equal(gitWriteRefusal("docs/HEAD", "# the head of the document\n", false), null, "an ordinary file named HEAD");
+});

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { bwrapArgs, containerArgs, sandboxArgv, type SandboxPlan } from "../../../core/policy/sandbox-argv.js";
+import { LAUNCHER, bwrapArgs, containerArgs, sandboxArgv, spawnAs, type SandboxPlan } from "../../../core/policy/sandbox-argv.js";
 
 const plan: SandboxPlan = {
   backend: "bwrap",
@@ -14,6 +14,10 @@ const plan: SandboxPlan = {
   uid: 65534,
   gid: 65534,
   limits: { cpuSeconds: 10, memoryMb: 512, pids: 64, fileBytes: 1048576, cpus: 2 },
+  bash: "/usr/bin/bash",
+  setpriv: "/usr/bin/setpriv",
+  dropPrivileges: false,
+  seccomp: true,
 };
 const run = { argv: ["npm", "test", "--", "$(x)"], cwd: "/ws/a", writes: false, name: "portcullis-abc" };
 
@@ -27,7 +31,8 @@ function pairs(a: string[], flag: string): string[][] {
 
 test("bwrap: all namespaces, no network, read-only system and workspace, tmpfs /tmp, die-with-parent, new session, clean env, limits", () => {
   const a = bwrapArgs(plan, run);
-  for (const f of ["--unshare-all", "--unshare-net", "--die-with-parent", "--new-session", "--clearenv"]) assert.ok(a.includes(f), f);
+  for (const f of ["--unshare-all", "--unshare-user", "--unshare-net", "--disable-userns", "--die-with-parent", "--new-session", "--clearenv"]) assert.ok(a.includes(f), f);
+  assert.equal(a[a.indexOf("--seccomp") + 1], "3", "the filter is read from fd 3");
   assert.deepEqual(pairs(a, "--ro-bind").filter((p) => p[0] === "/usr" || p[0]!.startsWith("/ws") || p[0] === "/opt/tool"), [["/usr", "/usr"], ["/opt/tool", "/opt/tool"], ["/ws/a", "/ws/a"], ["/ws/b", "/ws/b"]]);
   assert.equal(a.includes("--bind"), false, "no writable bind");
   assert.deepEqual(pairs(a, "--symlink"), [["usr/bin", "/bin"]]);
@@ -44,10 +49,29 @@ test("bwrap: all namespaces, no network, read-only system and workspace, tmpfs /
   assert.ok(!env.some((k) => /KEY|TOKEN|SECRET/.test(k!)), "no secrets in the sandbox environment");
 });
 
-test("bwrap: a template that writes binds the workspace read-write", () => {
-  const a = bwrapArgs(plan, { ...run, writes: true });
+test("bwrap: a template that writes binds the workspace read-write, but every .git read-only after it", () => {
+  const a = bwrapArgs(plan, { ...run, writes: true, readOnly: ["/ws/a/.git", "/ws/a/.githooks"] });
   assert.deepEqual(pairs(a, "--bind"), [["/ws/a", "/ws/a"], ["/ws/b", "/ws/b"]]);
-  assert.ok(!pairs(a, "--ro-bind").some((p) => p[0]!.startsWith("/ws")));
+  assert.deepEqual(pairs(a, "--ro-bind").filter((p) => p[0]!.startsWith("/ws")), [["/ws/a/.git", "/ws/a/.git"], ["/ws/a/.githooks", "/ws/a/.githooks"]]);
+  assert.ok(a.indexOf("/ws/a/.git") > a.lastIndexOf("/ws/b"), "the read-only binds come after the writable root");
+  const ro = bwrapArgs(plan, { ...run, readOnly: ["/ws/a/.git"] });
+  assert.ok(!ro.includes("/ws/a/.git"), "a read-only workspace needs no extra bind");
+});
+
+test("bwrap and none start through the launcher: fds closed above the kept one, cgroup joined, privileges dropped by setpriv", () => {
+  const { file, args } = sandboxArgv(plan, { ...run, cgroup: "/sys/fs/cgroup/x/cmd-1" });
+  assert.equal(file, "/usr/bin/bash");
+  assert.deepEqual(args.slice(0, 6), ["-c", LAUNCHER, "portcullis-launch", "3", "/sys/fs/cgroup/x/cmd-1", "/usr/bin/bwrap"]);
+  const root = { ...plan, dropPrivileges: true };
+  const inCgroup = { ...run, cgroup: "/cg/cmd-1" };
+  const dropped = sandboxArgv(root, inCgroup).args;
+  assert.deepEqual(dropped.slice(3, 10), ["3", "/cg/cmd-1", "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+  assert.equal(dropped[10], "/usr/bin/bwrap");
+  assert.equal(spawnAs(root, inCgroup), null, "root joins the cgroup, then setpriv drops");
+  assert.deepEqual(spawnAs(root, run), { uid: 65534, gid: 65534 }, "no cgroup: spawned as SANDBOX_UID directly");
+  assert.equal(sandboxArgv(root, run).args[5], "/usr/bin/bwrap", "and no setpriv");
+  const none = sandboxArgv({ ...plan, backend: "none", seccomp: false }, run).args;
+  assert.equal(none[3], "2", "no seccomp fd to keep");
 });
 
 test("blocked workspace paths are masked: files by /dev/null, directories by an empty read-only tmpfs", () => {
@@ -87,8 +111,9 @@ test("docker/podman: the equivalent run flags", () => {
   assert.ok(w.includes("type=bind,source=/ws/a,target=/ws/a"));
 });
 
-test("none: prlimit only, argv unchanged", () => {
+test("none: the launcher and prlimit only, argv unchanged", () => {
   const { file, args } = sandboxArgv({ ...plan, backend: "none" }, run);
-  assert.equal(file, "/usr/bin/prlimit");
+  assert.equal(file, "/usr/bin/bash");
+  assert.equal(args[5], "/usr/bin/prlimit");
   assert.deepEqual(args.slice(args.indexOf("--")), ["--", "npm", "test", "--", "$(x)"]);
 });

@@ -97,7 +97,7 @@ const CORPUS: [string, string, RegExp][] = [
   ["over-long", "a/".repeat(2100), /longer than 4096/],
   ["backslashes", "..\\outside\\secret.txt", /backslash/],
   ["blocked .env", ".env", /blocked by policy/],
-  ["blocked .git/config", ".git/config", /blocked by policy/],
+  ["blocked .git/config", ".git/config", /blocked by policy|is inside or is a \.git entry/],
   ["blocked via case", ".ENV", /no such file|blocked/],
 ];
 
@@ -114,6 +114,20 @@ test("attack corpus on real files: read, write and list are all refused", async 
   await refused(w.writeFile("rel-link-out/deep/new.txt", "pwned", true), /resolves outside/);
   assert.equal(readFileSync(join(outside, "secret.txt"), "utf8"), "outside secret\n", "nothing outside changed");
   assert.equal(existsSync(join(outside, "new.txt")) || existsSync(join(outside, "deep")), false);
+});
+
+test("a symlink that resolves outside gets the same answer as a missing file (no existence oracle); the audit keeps the real reason", async () => {
+  const answers: string[] = [];
+  for (const p of ["file-link-out", "missing-file"]) {
+    await assert.rejects(w.readFile(p), (e: unknown) => {
+      assert.ok(e instanceof ToolError);
+      answers.push((e.shown ?? "Failed: " + e.message).replace(p, "P"));
+      if (p === "file-link-out") assert.equal(e.denied, true, "audited as a refusal");
+      return true;
+    });
+  }
+  assert.equal(answers[0], answers[1]);
+  assert.equal(answers[0], "Failed: P: no such file or directory");
 });
 
 test("a symlink swapped in after the check is caught by verifying the opened file", async () => {
