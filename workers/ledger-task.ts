@@ -5,9 +5,14 @@
  *
  * Every statement is prepared with bound parameters: key names, models and session ids
  * are data, never SQL.
+ *
+ * Retention (LEDGER_RETENTION_DAYS): after an insert, at most once a minute while there is
+ * nothing old left, the writer deletes up to PRUNE_BATCH of the oldest rows past the
+ * retention window, so no single write holds the database for long. Rows of the current
+ * UTC month are never pruned: the monthly budgets are rebuilt from them at start-up.
  */
 import Database from "better-sqlite3";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { workerData } from "piscina";
 import type { KeyRecord } from "../core/keys.js";
@@ -55,7 +60,9 @@ export type LedgerTask =
   | { op: "key-revoke"; id: string; at: string }
   | { op: "keys" }
   | { op: "usage"; from: number; to: number; groupBy: GroupBy; format: "json" | "csv" }
-  | { op: "ping" };
+  | { op: "ping" }
+  | { op: "prune"; now: number }
+  | { op: "size" };
 
 export interface SpendRow {
   key_id: string;
@@ -67,6 +74,18 @@ export interface SpendRow {
 
 export interface LedgerData {
   path: string;
+  /** Days of usage and audit rows to keep; 0 = keep everything. */
+  retentionDays: number;
+}
+
+/** Rows deleted per table in one prune step, and the pause between steps once caught up. */
+export const PRUNE_BATCH = 2000;
+const PRUNE_EVERY_MS = 60_000;
+
+/** Rows older than this may go: the retention window, but never the current UTC month. */
+export function pruneCutoff(now: number, retentionDays: number): number {
+  const d = new Date(now);
+  return Math.min(now - retentionDays * 86_400_000, Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1));
 }
 
 const SCHEMA = `
@@ -128,7 +147,7 @@ function csvCell(v: unknown): string {
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-function open(path: string) {
+function open(path: string, retentionDays: number) {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
   db.pragma("journal_mode = WAL");
@@ -160,6 +179,30 @@ function open(path: string) {
        SUM(cost_micros) AS micros FROM usage WHERE ts >= ? AND key_id IS NOT NULL GROUP BY key_id`,
   );
   const ping = db.prepare("SELECT 1 AS ok");
+  const pruneUsage = db.prepare(`DELETE FROM usage WHERE seq IN (SELECT seq FROM usage WHERE ts < ? ORDER BY ts LIMIT ${PRUNE_BATCH})`);
+  const pruneAudit = db.prepare(`DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE ts < ? ORDER BY ts LIMIT ${PRUNE_BATCH})`);
+  let pruneDue = 0;
+  /** One prune step; returns the rows deleted. Due again at once while a step was full. */
+  function prune(now: number): number {
+    if (retentionDays === 0) return 0;
+    const cutoff = pruneCutoff(now, retentionDays);
+    const n = pruneUsage.run(cutoff).changes + pruneAudit.run(cutoff).changes;
+    pruneDue = n > 0 ? now : now + PRUNE_EVERY_MS;
+    return n;
+  }
+  /** Bytes on disk: the database and its WAL (what fills the pod's volume). */
+  function size(): number {
+    if (path === ":memory:") return 0;
+    let n = 0;
+    for (const f of [path, `${path}-wal`]) {
+      try {
+        n += statSync(f).size;
+      } catch {
+        // no WAL right after a checkpoint
+      }
+    }
+    return n;
+  }
   const usageStmts = new Map<GroupBy, Database.Statement>();
   for (const g of ["key", "model", "day"] as const) {
     const extra = g === "key" ? ", k.name AS key_name" : "";
@@ -198,9 +241,16 @@ function open(path: string) {
 
   return function handle(task: LedgerTask): unknown {
     switch (task.op) {
-      case "insert":
+      case "insert": {
         insertMany(task.rows, task.audit ?? []);
+        const now = Date.now();
+        if (now >= pruneDue) prune(now);
         return task.rows.length + (task.audit?.length ?? 0);
+      }
+      case "prune":
+        return prune(task.now);
+      case "size":
+        return size();
       case "init": {
         const spend = new Map<string, SpendRow>();
         const get = (id: string) => {
@@ -246,4 +296,7 @@ function open(path: string) {
   };
 }
 
-export default (async () => open((workerData as LedgerData).path))();
+export default (async () => {
+  const d = workerData as LedgerData;
+  return open(d.path, d.retentionDays ?? 0);
+})();
