@@ -108,6 +108,8 @@ export interface Settings {
   metrics_port: (number & tags.Type<"uint32"> & tags.Maximum<65535>) | null;
   /** Usage and audit rows older than this many days are pruned by the ledger writer; 0 = keep all. */
   ledger_retention_days: number & tags.Type<"uint32"> & tags.Maximum<36500>;
+  /** Cap on the ledger's used pages in MiB: past it the oldest rows are pruned first; 0 = no cap. */
+  ledger_max_mb: number & tags.Type<"uint32"> & tags.Maximum<1048576>;
 }
 
 export interface GatewayConfig extends Settings {
@@ -161,6 +163,7 @@ export const ENV_NAMES: Record<keyof Settings, string> = {
   ledger_batch_rows: "LEDGER_BATCH_ROWS",
   metrics_port: "METRICS_PORT",
   ledger_retention_days: "LEDGER_RETENTION_DAYS",
+  ledger_max_mb: "LEDGER_MAX_MB",
 };
 
 export class ConfigError extends Error {
@@ -274,6 +277,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     ledger_batch_rows: num(env, "LEDGER_BATCH_ROWS", 500),
     metrics_port: str(env, "METRICS_PORT") === null ? null : num(env, "METRICS_PORT", 0),
     ledger_retention_days: num(env, "LEDGER_RETENTION_DAYS", 30),
+    ledger_max_mb: num(env, "LEDGER_MAX_MB", 0),
   };
   const sv = validateSettings(settings);
   if (!sv.success) {

@@ -65,7 +65,7 @@ export class LedgerHub {
     this.lastSlot = cfg.apiKeys.length + cfg.max_keys;
     this.pool = new Piscina({
       filename: fileURLToPath(new URL("../workers/ledger-task.js", import.meta.url)),
-      workerData: { path: cfg.database_path, retentionDays: cfg.ledger_retention_days } satisfies LedgerData,
+      workerData: { path: cfg.database_path, retentionDays: cfg.ledger_retention_days, maxBytes: cfg.ledger_max_mb * 1024 * 1024 } satisfies LedgerData,
       minThreads: 1,
       maxThreads: 1,
       idleTimeout: 2 ** 31 - 1,

@@ -9,7 +9,11 @@
  * Retention (LEDGER_RETENTION_DAYS): after an insert, at most once a minute while there is
  * nothing old left, the writer deletes up to PRUNE_BATCH of the oldest rows past the
  * retention window, so no single write holds the database for long. Rows of the current
- * UTC month are never pruned: the monthly budgets are rebuilt from them at start-up.
+ * UTC month are not pruned by age: the monthly budgets are rebuilt from them at start-up.
+ * LEDGER_MAX_MB caps the pages in use: past it the oldest rows go first whatever their age
+ * (budgets in force are kept in memory; only a restart would recount less), because a
+ * volume that fills up gets the pod evicted with no grace period. Freed pages are reused,
+ * so the file stops growing at about the cap.
  */
 import Database from "better-sqlite3";
 import { mkdirSync, statSync } from "node:fs";
@@ -76,6 +80,8 @@ export interface LedgerData {
   path: string;
   /** Days of usage and audit rows to keep; 0 = keep everything. */
   retentionDays: number;
+  /** Cap on the pages in use, in bytes; 0 = no cap. */
+  maxBytes: number;
 }
 
 /** Rows deleted per table in one prune step, and the pause between steps once caught up. */
@@ -147,7 +153,7 @@ function csvCell(v: unknown): string {
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-function open(path: string, retentionDays: number) {
+function open(path: string, retentionDays: number, maxBytes: number) {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
   db.pragma("journal_mode = WAL");
@@ -181,11 +187,15 @@ function open(path: string, retentionDays: number) {
   const ping = db.prepare("SELECT 1 AS ok");
   const pruneUsage = db.prepare(`DELETE FROM usage WHERE seq IN (SELECT seq FROM usage WHERE ts < ? ORDER BY ts LIMIT ${PRUNE_BATCH})`);
   const pruneAudit = db.prepare(`DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE ts < ? ORDER BY ts LIMIT ${PRUNE_BATCH})`);
+  const pageSize = db.pragma("page_size", { simple: true }) as number;
+  const pagesInUse = (): number => (db.pragma("page_count", { simple: true }) as number) - (db.pragma("freelist_count", { simple: true }) as number);
   let pruneDue = 0;
-  /** One prune step; returns the rows deleted. Due again at once while a step was full. */
+  /** One prune step; returns the rows deleted. Due again at once while a step deleted rows. */
+  const overCap = (): boolean => maxBytes > 0 && pagesInUse() * pageSize > maxBytes;
   function prune(now: number): number {
-    if (retentionDays === 0) return 0;
-    const cutoff = pruneCutoff(now, retentionDays);
+    const full = overCap();
+    if (retentionDays === 0 && !full) return 0;
+    const cutoff = full ? Number.MAX_SAFE_INTEGER : pruneCutoff(now, retentionDays);
     const n = pruneUsage.run(cutoff).changes + pruneAudit.run(cutoff).changes;
     pruneDue = n > 0 ? now : now + PRUNE_EVERY_MS;
     return n;
@@ -244,7 +254,7 @@ function open(path: string, retentionDays: number) {
       case "insert": {
         insertMany(task.rows, task.audit ?? []);
         const now = Date.now();
-        if (now >= pruneDue) prune(now);
+        if (now >= pruneDue || overCap()) prune(now);
         return task.rows.length + (task.audit?.length ?? 0);
       }
       case "prune":
@@ -298,5 +308,5 @@ function open(path: string, retentionDays: number) {
 
 export default (async () => {
   const d = workerData as LedgerData;
-  return open(d.path, d.retentionDays ?? 0);
+  return open(d.path, d.retentionDays ?? 0, d.maxBytes ?? 0);
 })();
