@@ -25,6 +25,7 @@ import {
   alertRules,
   dashboardExprs,
   grafanaToPromQL,
+  MONITORING,
   one,
   ruleFileText,
   splitComparison,
@@ -142,7 +143,7 @@ before(async () => {
     LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD: String(SHED_THRESHOLD),
   });
 
-  const endpoint = one("ServiceMonitor").spec.endpoints[0];
+  const endpoint = one("ServiceMonitor", undefined, MONITORING).spec.endpoints[0];
   writeFileSync(join(dir, "rules.yml"), ruleFileText());
   writeFileSync(
     join(dir, "prometheus.yml"),
