@@ -20,6 +20,7 @@ import { mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { workerData } from "piscina";
 import type { KeyRecord } from "../core/keys.js";
+import { PRUNE_BATCH, pruneCutoff } from "../core/retention.js";
 
 /** One finished request, as a tuple (cheap to clone between threads). */
 export type UsageRow = [
@@ -84,15 +85,8 @@ export interface LedgerData {
   maxBytes: number;
 }
 
-/** Rows deleted per table in one prune step, and the pause between steps once caught up. */
-export const PRUNE_BATCH = 2000;
+/** The pause between prune steps once nothing old is left. */
 const PRUNE_EVERY_MS = 60_000;
-
-/** Rows older than this may go: the retention window, but never the current UTC month. */
-export function pruneCutoff(now: number, retentionDays: number): number {
-  const d = new Date(now);
-  return Math.min(now - retentionDays * 86_400_000, Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1));
-}
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS usage (
@@ -161,6 +155,8 @@ function open(path: string, retentionDays: number, maxBytes: number) {
   db.pragma("cache_size = -64000");
   db.pragma("temp_store = MEMORY");
   db.pragma("busy_timeout = 5000");
+  // After a checkpoint the WAL is cut back to 64 MiB, so it cannot keep what a long read let it grow to.
+  db.pragma("journal_size_limit = 67108864");
   db.exec(SCHEMA);
 
   const insertRow = db.prepare(
