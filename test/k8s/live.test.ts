@@ -8,7 +8,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startMock, type MockHandle } from "../support/spawn-mock.js";
@@ -179,6 +179,16 @@ describe("the rules and the dashboard read what a live gateway exports", () => {
         `${m}{provider,model} for the calls made (model label = the price-table entry)`,
       );
     }
+  });
+});
+
+describe("the ledger's size, which PortcullisLedgerNearFull reads", () => {
+  test("ledger_size_bytes is the SQLite file's size on disk (database and WAL)", () => {
+    const m = /^ledger_size_bytes ([0-9]+)$/m.exec(text);
+    assert.ok(m, "exported");
+    const db = gw.lines.map((l) => JSON.parse(l) as { msg: string; database?: string }).find((l) => l.msg === "ledger opened")!.database!;
+    const onDisk = statSync(db).size;
+    assert.ok(Number(m[1]) >= onDisk - 1024 && Number(m[1]) > 0, `ledger_size_bytes ${m[1]} vs the file's ${onDisk} bytes`);
   });
 });
 
