@@ -59,7 +59,7 @@ const DEFAULT_WORDS: Partial<Record<keyof Settings, string>> = {
 /** Settings read outside the Settings schema: [name, default, meaning]. */
 export const OTHER: readonly (readonly [string, string, string])[] = [
   ["CONFIG_FILE", "none", "JSON file with providers, routes, default_provider and api_keys (portcullis check-config FILE)"],
-  ["MODEL_PROVIDER", "the only provider, if one", "default provider for models no route matches"],
+  ["MODEL_PROVIDER", "none", "default provider for models no route matches; auto = the one configured provider"],
   ["GATEWAY_API_KEYS", "none", "comma-separated client keys (8+ characters)"],
   ["ANTHROPIC_API_KEY", "none", "provider anthropic"],
   ["ANTHROPIC_API_BASE", "https://api.anthropic.com", "provider anthropic's base URL"],

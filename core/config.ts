@@ -355,9 +355,8 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
   });
 
   let defaultProvider = str(env, "MODEL_PROVIDER") ?? cf.default_provider ?? null;
-  // One provider and no routes: it is the default, so a deployment needs only that provider's settings.
-  const real = [...providers.values()].filter((p) => p.type !== "mock");
-  if (defaultProvider === null && routes.length === 0 && real.length === 1) defaultProvider = real[0]!.name;
+  // "auto": the one provider configured, so a deployment's ConfigMap fits whichever provider its Secret holds.
+  if (defaultProvider === "auto" && !providers.has("auto")) defaultProvider = autoProvider([...providers.values()]);
   if (defaultProvider !== null && !providers.has(defaultProvider)) {
     const setting = str(env, "MODEL_PROVIDER") !== null ? "MODEL_PROVIDER" : "CONFIG_FILE default_provider";
     throw new ConfigError(setting, `unknown provider ${JSON.stringify(defaultProvider)}; configured: ${[...providers.keys()].join(", ")}`);
@@ -385,20 +384,25 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
   });
 }
 
+const NO_PROVIDER =
+  "no provider is configured: set ANTHROPIC_API_KEY, or AZURE_ANTHROPIC_API_KEY with AZURE_ANTHROPIC_API_BASE, or DATABRICKS_API_KEY with DATABRICKS_API_BASE, or providers in CONFIG_FILE (MODEL_PROVIDER=mock serves canned replies)";
+
+/** MODEL_PROVIDER=auto: the only configured provider, or an error naming what to set. */
+function autoProvider(all: ProviderConfig[]): string {
+  const real = all.filter((p) => p.type !== "mock").map((p) => p.name);
+  if (real.length === 1) return real[0]!;
+  if (real.length === 0) throw new ConfigError("ANTHROPIC_API_KEY", `MODEL_PROVIDER=auto: ${NO_PROVIDER}`);
+  throw new ConfigError("MODEL_PROVIDER", `auto needs exactly one provider, and several providers are configured (${real.join(", ")}): name the default one`);
+}
+
 /**
- * Start-up check: a gateway that can route no model is a misconfiguration, unless it only
- * serves the MCP tools. Throws a ConfigError naming what to set.
+ * Start-up check: a gateway with no provider at all, no route and no MCP tools can serve
+ * nothing, which is a misconfiguration. Throws a ConfigError naming what to set.
  */
 export function checkServable(cfg: GatewayConfig): void {
   if (cfg.defaultProvider !== null || cfg.routes.length > 0 || cfg.mcp !== null) return;
-  const real = cfg.providers.filter((p) => p.type !== "mock").map((p) => p.name);
-  if (real.length === 0) {
-    throw new ConfigError(
-      "ANTHROPIC_API_KEY",
-      "no provider is configured: set ANTHROPIC_API_KEY, or AZURE_ANTHROPIC_API_KEY with AZURE_ANTHROPIC_API_BASE, or DATABRICKS_API_KEY with DATABRICKS_API_BASE, or providers in CONFIG_FILE (MODEL_PROVIDER=mock serves canned replies)",
-    );
-  }
-  throw new ConfigError("MODEL_PROVIDER", `several providers are configured (${real.join(", ")}) and no routes: set MODEL_PROVIDER to the default one`);
+  if (cfg.providers.some((p) => p.type !== "mock")) return; // models without a route get 404, as documented
+  throw new ConfigError("ANTHROPIC_API_KEY", NO_PROVIDER);
 }
 
 /**

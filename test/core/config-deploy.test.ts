@@ -1,8 +1,8 @@
 /**
  * The settings a container deployment leans on: HTTP_THREADS follows the cgroup v2 CPU
  * quota, METRICS_PORT, LEDGER_RETENTION_DAYS and LEDGER_MAX_MB are validated and name
- * themselves when bad, one configured provider is the default, and a gateway that can
- * route nothing refuses to start naming the setting to add.
+ * themselves when bad, MODEL_PROVIDER=auto takes the one configured provider, and a gateway
+ * with no provider refuses to start naming the setting to add.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -10,7 +10,7 @@ import { checkServable, ConfigError, cpuThreads, loadConfig } from "../../core/c
 
 function failsOn(env: Record<string, string>, setting: string, message?: RegExp): void {
   assert.throws(
-    () => checkServable(loadConfig(env, undefined, 4)),
+    () => checkServable(loadConfig(env, undefined, 4)), // either step: what the start-up runs
     (e: unknown) => e instanceof ConfigError && e.setting === setting && (message === undefined || message.test(e.message)),
     setting,
   );
@@ -47,19 +47,21 @@ test("LEDGER_RETENTION_DAYS (default 30) and LEDGER_MAX_MB (default 0, no cap) a
   }
 });
 
-test("one configured provider is the default; several need MODEL_PROVIDER or routes", () => {
-  assert.equal(loadConfig({ ANTHROPIC_API_KEY: "sk-ant-12345678" }, undefined, 1).defaultProvider, "anthropic");
-  assert.equal(loadConfig({ DATABRICKS_API_KEY: "dapi-12345678", DATABRICKS_API_BASE: "https://x.cloud.databricks.com" }, undefined, 1).defaultProvider, "databricks");
-  const file = { providers: { a: { type: "anthropic", api_key: "sk-a-12345678" } }, routes: [{ match: "claude-*", provider: "a" }] };
-  assert.equal(loadConfig({ ANTHROPIC_API_KEY: "sk-ant-12345678" }, file, 1).defaultProvider, null, "with routes, nothing is guessed");
-  failsOn({ ANTHROPIC_API_KEY: "sk-ant-12345678", DATABRICKS_API_KEY: "dapi-12345678", DATABRICKS_API_BASE: "https://x.cloud.databricks.com" }, "MODEL_PROVIDER", /several providers are configured \(anthropic, databricks\)/);
-  assert.doesNotThrow(() => checkServable(loadConfig({ ANTHROPIC_API_KEY: "sk-ant-12345678" }, file, 1)), "routes are enough");
+test("MODEL_PROVIDER=auto: the one configured provider; none or several stop the start naming the setting", () => {
+  assert.equal(loadConfig({ MODEL_PROVIDER: "auto", ANTHROPIC_API_KEY: "sk-ant-12345678" }, undefined, 1).defaultProvider, "anthropic");
+  assert.equal(loadConfig({ MODEL_PROVIDER: "auto", DATABRICKS_API_KEY: "dapi-12345678", DATABRICKS_API_BASE: "https://x.cloud.databricks.com" }, undefined, 1).defaultProvider, "databricks");
+  const file = { providers: { a: { type: "anthropic", api_key: "sk-a-12345678" } } };
+  assert.equal(loadConfig({ MODEL_PROVIDER: "auto" }, file, 1).defaultProvider, "a", "a provider of the config file counts too");
+  failsOn({ MODEL_PROVIDER: "auto", ANTHROPIC_API_KEY: "sk-ant-12345678", DATABRICKS_API_KEY: "dapi-12345678", DATABRICKS_API_BASE: "https://x.cloud.databricks.com" }, "MODEL_PROVIDER", /several providers are configured \(anthropic, databricks\)/);
+  failsOn({ MODEL_PROVIDER: "auto" }, "ANTHROPIC_API_KEY", /MODEL_PROVIDER=auto: no provider is configured/);
+  assert.equal(loadConfig({ ANTHROPIC_API_KEY: "sk-ant-12345678" }, undefined, 1).defaultProvider, null, "unset stays unset: unrouted models get 404");
 });
 
-test("no provider at all: the start-up error names the setting to add", () => {
+test("no provider at all and no MCP tools: the start-up error names the setting to add", () => {
   failsOn({}, "ANTHROPIC_API_KEY", /no provider is configured: set ANTHROPIC_API_KEY, or AZURE_ANTHROPIC_API_KEY with AZURE_ANTHROPIC_API_BASE, or DATABRICKS_API_KEY with DATABRICKS_API_BASE/);
   failsOn({ GATEWAY_API_KEYS: "client-key-12345678" }, "ANTHROPIC_API_KEY");
   assert.doesNotThrow(() => checkServable(loadConfig({ MODEL_PROVIDER: "mock" }, undefined, 1)), "the built-in mock, named");
+  assert.doesNotThrow(() => checkServable(loadConfig({ ANTHROPIC_API_KEY: "sk-ant-12345678" }, undefined, 1)), "a provider without a default: unrouted models get 404, as documented");
   // A provider's base without its key names the key (the existing rule, unchanged).
   assert.throws(() => loadConfig({ DATABRICKS_API_BASE: "https://x.cloud.databricks.com" }, undefined, 1), (e: unknown) => e instanceof ConfigError && e.setting === "DATABRICKS_API_KEY");
 });

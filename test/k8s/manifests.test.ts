@@ -202,7 +202,7 @@ describe("Deployment", () => {
       const data = envConfigMap(components, name).data as Record<string, string>;
       const preStop = preStopSeconds(con);
       assert.ok(preStop >= 10 && preStop <= 15, `${name}: preStop ${preStop} s, long enough for load balancers to deregister`);
-      const drainMs = loadConfig({ ...data, WORKSPACE_ROOT: undefined }, undefined, 1).graceful_shutdown_timeout_ms; // what the gateway applies
+      const drainMs = loadConfig({ ...data, ...PROVIDER_ENVS.anthropic, WORKSPACE_ROOT: undefined }, undefined, 1).graceful_shutdown_timeout_ms; // what the gateway applies
       assert.equal(dep.spec.template.spec.terminationGracePeriodSeconds, requiredGraceSeconds(preStop, drainMs), `${name}: terminationGracePeriodSeconds`);
     }
     assert.equal(Number(cm.GRACEFUL_SHUTDOWN_TIMEOUT), 300_000, "streams get 5 minutes to finish");
@@ -292,7 +292,7 @@ describe("Deployment", () => {
   });
 
   test("the ConfigMap starts with any one provider from the Secret, and without one the start-up names the setting", () => {
-    assert.equal(cm.MODEL_PROVIDER, undefined, "a fixed provider would crash-loop a deployment that uses another");
+    assert.equal(cm.MODEL_PROVIDER, "auto", "a fixed provider would crash-loop a deployment that uses another");
     const refs = new Set((c.env as Obj[]).map((e) => e.name));
     for (const [provider, secretEnv] of Object.entries(PROVIDER_ENVS)) {
       for (const k of Object.keys(secretEnv)) assert.ok(refs.has(k), `${k} comes from the Secret`);
@@ -300,10 +300,14 @@ describe("Deployment", () => {
       assert.doesNotThrow(() => checkServable(cfg), provider);
       assert.equal(cfg.defaultProvider, provider, `${provider} alone is the default`);
     }
-    const none = loadConfig({ ...cm, GATEWAY_API_KEYS: "client-key-12345678" }, undefined, 1);
-    assert.throws(() => checkServable(none), (e: unknown) => e instanceof ConfigError && e.setting === "ANTHROPIC_API_KEY" && /no provider is configured/.test(e.message));
-    const two = loadConfig({ ...cm, ...PROVIDER_ENVS.anthropic, ...PROVIDER_ENVS.databricks }, undefined, 1);
-    assert.throws(() => checkServable(two), (e: unknown) => e instanceof ConfigError && e.setting === "MODEL_PROVIDER");
+    assert.throws(
+      () => loadConfig({ ...cm, GATEWAY_API_KEYS: "client-key-12345678" }, undefined, 1),
+      (e: unknown) => e instanceof ConfigError && e.setting === "ANTHROPIC_API_KEY" && /no provider is configured/.test(e.message),
+    );
+    assert.throws(
+      () => loadConfig({ ...cm, ...PROVIDER_ENVS.anthropic, ...PROVIDER_ENVS.databricks }, undefined, 1),
+      (e: unknown) => e instanceof ConfigError && e.setting === "MODEL_PROVIDER" && /several providers are configured \(anthropic, databricks\)/.test(e.message),
+    );
     assert.equal(loadConfig({ ...cm, ...PROVIDER_ENVS.anthropic, ...PROVIDER_ENVS.databricks, MODEL_PROVIDER: "databricks" }, undefined, 1).defaultProvider, "databricks");
   });
 });
