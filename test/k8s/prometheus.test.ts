@@ -349,6 +349,16 @@ describe("a real Prometheus evaluates the rules against a live gateway", () => {
     assert.equal((await alertStates()).get(a.alert)?.length, 0);
   });
 
+  test("PortcullisLedgerNearFull: the ledger's share of its volume is small and positive, not firing", async () => {
+    const a = alert("PortcullisLedgerNearFull");
+    const { value: v, threshold } = splitComparison(a.expr);
+    const r = await query(v);
+    assert.equal(r.length, 1);
+    assert.ok(value(r[0]!) > 0 && value(r[0]!) < threshold, `ratio ${value(r[0]!)}`);
+    assert.deepEqual(await query(a.expr), []);
+    assert.equal((await alertStates()).get(a.alert)?.length, 0);
+  });
+
   test("the prometheus-adapter query for http_requests_per_second gives a per-target rate", async () => {
     const [rule] = adapterRules();
     const r = await query(adapterQuery(rule!, "http_requests_total", 'job="portcullis"', "instance"));
