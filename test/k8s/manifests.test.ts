@@ -4,12 +4,12 @@
  * schemas (kubernetes-models); the base needs no CRD; the shutdown arithmetic, the HPA
  * without spec.replicas, the disruption budget, the spread, the second port, the
  * ServiceAccount, the hash-suffixed ConfigMap and the ledger's volume budget hold. The
- * monitoring Component is in monitoring.test.ts, the Dockerfile in dockerfile.test.ts, the
- * live checks in live.test.ts.
+ * monitoring Component is in monitoring.test.ts, the mcp-sandbox Component in
+ * mcp-sandbox.test.ts, the Dockerfile in dockerfile.test.ts, the live checks in live.test.ts.
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { ConfigMap, Namespace, PersistentVolumeClaim, Service, ServiceAccount } from "kubernetes-models/v1";
@@ -39,6 +39,7 @@ import {
   preStopSeconds,
   requiredGraceSeconds,
   SHUTDOWN_MARGIN_MS,
+  PROVIDER_ENVS,
   type Obj,
 } from "./support.js";
 
@@ -66,12 +67,6 @@ const bytes = (q: string): number => {
   assert.ok(m, `quantity ${q}`);
   const mult: Record<string, number> = { "": 1, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4, k: 1e3, M: 1e6, G: 1e9, T: 1e12 };
   return Number(m[1]) * mult[m[2] ?? ""]!;
-};
-/** The provider settings of the deployment's Secret refs, as loadConfig wants them. */
-const PROVIDER_ENVS: Record<string, Record<string, string>> = {
-  anthropic: { ANTHROPIC_API_KEY: "sk-ant-test-12345678" },
-  "azure-anthropic": { AZURE_ANTHROPIC_API_KEY: "az-test-12345678", AZURE_ANTHROPIC_API_BASE: "https://example.azure.com/anthropic" },
-  databricks: { DATABRICKS_API_KEY: "dapi-test-12345678", DATABRICKS_API_BASE: "https://example.cloud.databricks.com/serving-endpoints" },
 };
 
 describe("kustomize: the base, each Component and the example overlay render", () => {
@@ -358,51 +353,5 @@ describe("Services, HPA, PDB", () => {
     assert.equal(p.spec.maxUnavailable, 1);
     assert.equal(p.spec.minAvailable, undefined);
     assert.equal(p.spec.unhealthyPodEvictionPolicy, "AlwaysAllow");
-  });
-});
-
-describe("the mcp-sandbox Component", () => {
-  const C = ["mcp-sandbox"];
-  const d = deployment(C, "portcullis-mcp");
-  const c = container(C, "portcullis-mcp");
-  const data = envConfigMap(C, "portcullis-mcp").data as Record<string, string>;
-
-  test("a separate Deployment with only /mcp configured and no provider key anywhere in its environment", () => {
-    assert.ok(data.WORKSPACE_ROOT, "the MCP tools are on");
-    for (const k of Object.keys(PROVIDER_ENVS).flatMap((p) => Object.keys(PROVIDER_ENVS[p]!))) {
-      assert.equal(data[k], undefined, k);
-      assert.ok(!(c.env as Obj[]).some((e) => e.name === k), `${k} not in the MCP pod`);
-    }
-    assert.deepEqual((c.env as Obj[]).map((e) => e.name).sort(), ["GATEWAY_API_KEYS", "MCP_SESSION_SECRET"]);
-    assert.notEqual((c.env as Obj[]).find((e) => e.name === "MCP_SESSION_SECRET")!.valueFrom.secretKeyRef.optional, true, "sessions must survive restarts");
-    const ws = mkdtempSync(join(tmpdir(), "portcullis-ws-"));
-    try {
-      const cfg = loadConfig({ ...data, WORKSPACE_ROOT: ws, GATEWAY_API_KEYS: "client-key-12345678", MCP_SESSION_SECRET: "s".repeat(32), PATH: process.env.PATH }, undefined, 1);
-      assert.ok(cfg.mcp !== null);
-      assert.doesNotThrow(() => checkServable(cfg), "an MCP-only gateway starts without a provider");
-    } finally {
-      rmSync(ws, { recursive: true, force: true });
-    }
-  });
-
-  test("its own runtime class, the restricted securityContext, a workspace volume, and no network for its commands", () => {
-    const pod = d.spec.template.spec;
-    assert.equal(pod.runtimeClassName, "gvisor");
-    assert.equal(pod.automountServiceAccountToken, false);
-    assert.equal(pod.securityContext.seccompProfile.type, "RuntimeDefault");
-    assert.deepEqual(c.securityContext.capabilities.drop, ["ALL"]);
-    assert.equal(c.securityContext.allowPrivilegeEscalation, false);
-    assert.equal(d.spec.replicas, 1);
-    assert.equal(d.spec.strategy.type, "Recreate", "one writer on the ReadWriteOnce workspace");
-    const wsMount = (c.volumeMounts as Obj[]).find((m) => m.mountPath === data.WORKSPACE_ROOT)!;
-    const vol = (pod.volumes as Obj[]).find((v) => v.name === wsMount.name)!;
-    assert.equal(one("PersistentVolumeClaim", vol.persistentVolumeClaim.claimName, C).spec.accessModes[0], "ReadWriteOnce");
-    const np = one("NetworkPolicy", undefined, C);
-    assert.ok(matches(np.spec.podSelector.matchLabels, d.spec.template.metadata.labels));
-    assert.ok(!matches(np.spec.podSelector.matchLabels, deployment().spec.template.metadata.labels), "not the gateway pods");
-    assert.deepEqual(np.spec.policyTypes, ["Ingress", "Egress"]);
-    assert.deepEqual(np.spec.egress, []);
-    assert.equal(one("Service", "portcullis-mcp", C).spec.ports.length, 1);
-    assert.ok(existsSync(join(COMPONENTS, "mcp-sandbox", "mcp.env")));
   });
 });

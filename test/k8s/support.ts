@@ -122,6 +122,13 @@ export function settingsConfigMap(): Record<string, string> {
   return envConfigMap([], "portcullis").data as Record<string, string>;
 }
 export const MONITORING = ["monitoring"] as const;
+/** The provider settings of the deployment's Secret refs, as loadConfig wants them. */
+export const PROVIDER_ENVS: Record<string, Record<string, string>> = {
+  anthropic: { ANTHROPIC_API_KEY: "sk-ant-test-12345678" },
+  "azure-anthropic": { AZURE_ANTHROPIC_API_KEY: "az-test-12345678", AZURE_ANTHROPIC_API_BASE: "https://example.azure.com/anthropic" },
+  databricks: { DATABRICKS_API_KEY: "dapi-test-12345678", DATABRICKS_API_BASE: "https://example.cloud.databricks.com/serving-endpoints" },
+};
+
 
 // ------------------------------------------------------------------ shutdown arithmetic
 
