@@ -103,6 +103,12 @@ export interface Settings {
   max_keys: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<1000000>;
   ledger_batch_ms: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<10000>;
   ledger_batch_rows: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<100000>;
+  /** Second port for /health/* and /metrics/* (then not served on PORT); null = both on PORT. */
+  metrics_port: (number & tags.Type<"uint32"> & tags.Maximum<65535>) | null;
+  /** Usage and audit rows older than this many days are pruned by the ledger writer; 0 = keep all. */
+  ledger_retention_days: number & tags.Type<"uint32"> & tags.Maximum<36500>;
+  /** Cap on the ledger's used pages in MiB: past it the oldest rows are pruned first; 0 = no cap. */
+  ledger_max_mb: number & tags.Type<"uint32"> & tags.Maximum<1048576>;
 }
 
 export interface GatewayConfig extends Settings {
@@ -116,8 +122,8 @@ export interface GatewayConfig extends Settings {
   readonly prices: Readonly<Record<string, PriceEntry>>;
 }
 
-/** Which env var names each setting, for error messages. */
-const ENV_NAMES: Record<keyof Settings, string> = {
+/** Which env var names each setting, for error messages and `portcullis --help`. */
+export const ENV_NAMES: Record<keyof Settings, string> = {
   port: "PORT",
   host: "HOST",
   http_threads: "HTTP_THREADS",
@@ -154,6 +160,9 @@ const ENV_NAMES: Record<keyof Settings, string> = {
   max_keys: "MAX_KEYS",
   ledger_batch_ms: "LEDGER_BATCH_MS",
   ledger_batch_rows: "LEDGER_BATCH_ROWS",
+  metrics_port: "METRICS_PORT",
+  ledger_retention_days: "LEDGER_RETENTION_DAYS",
+  ledger_max_mb: "LEDGER_MAX_MB",
 };
 
 export class ConfigError extends Error {
@@ -265,12 +274,18 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     max_keys: num(env, "MAX_KEYS", 10_000),
     ledger_batch_ms: num(env, "LEDGER_BATCH_MS", 50),
     ledger_batch_rows: num(env, "LEDGER_BATCH_ROWS", 500),
+    metrics_port: str(env, "METRICS_PORT") === null ? null : num(env, "METRICS_PORT", 0),
+    ledger_retention_days: num(env, "LEDGER_RETENTION_DAYS", 30),
+    ledger_max_mb: num(env, "LEDGER_MAX_MB", 0),
   };
   const sv = validateSettings(settings);
   if (!sv.success) {
     const e = sv.errors[0]!;
     const key = e.path.replace(/^\$input\./, "") as keyof Settings;
     throw new ConfigError(ENV_NAMES[key] ?? key, typiaMessage(e));
+  }
+  if (settings.metrics_port !== null && settings.metrics_port !== 0 && settings.metrics_port === settings.port) {
+    throw new ConfigError("METRICS_PORT", `must differ from PORT (${settings.port}); leave it unset to serve health and metrics on PORT`);
   }
 
   let cf: ConfigFile = {};
@@ -339,6 +354,8 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
   });
 
   let defaultProvider = str(env, "MODEL_PROVIDER") ?? cf.default_provider ?? null;
+  // "auto": the one provider configured, so a deployment's ConfigMap fits whichever provider its Secret holds.
+  if (defaultProvider === "auto" && !providers.has("auto")) defaultProvider = autoProvider([...providers.values()]);
   if (defaultProvider !== null && !providers.has(defaultProvider)) {
     const setting = str(env, "MODEL_PROVIDER") !== null ? "MODEL_PROVIDER" : "CONFIG_FILE default_provider";
     throw new ConfigError(setting, `unknown provider ${JSON.stringify(defaultProvider)}; configured: ${[...providers.keys()].join(", ")}`);
@@ -364,6 +381,40 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     mcp: loadMcpConfig(env, apiKeys.length),
     prices: Object.freeze(loadPrices(pricesFile)),
   });
+}
+
+const NO_PROVIDER =
+  "no provider is configured: set ANTHROPIC_API_KEY, or AZURE_ANTHROPIC_API_KEY with AZURE_ANTHROPIC_API_BASE, or DATABRICKS_API_KEY with DATABRICKS_API_BASE, or providers in CONFIG_FILE (MODEL_PROVIDER=mock serves canned replies)";
+
+/** MODEL_PROVIDER=auto: the only configured provider, or an error naming what to set. */
+function autoProvider(all: ProviderConfig[]): string {
+  const real = all.filter((p) => p.type !== "mock").map((p) => p.name);
+  if (real.length === 1) return real[0]!;
+  if (real.length === 0) throw new ConfigError("ANTHROPIC_API_KEY", `MODEL_PROVIDER=auto: ${NO_PROVIDER}`);
+  throw new ConfigError("MODEL_PROVIDER", `auto needs exactly one provider, and several providers are configured (${real.join(", ")}): name the default one`);
+}
+
+/**
+ * Start-up check: a gateway with no provider at all, no route and no MCP tools can serve
+ * nothing, which is a misconfiguration. Throws a ConfigError naming what to set.
+ */
+export function checkServable(cfg: GatewayConfig): void {
+  if (cfg.defaultProvider !== null || cfg.routes.length > 0 || cfg.mcp !== null) return;
+  if (cfg.providers.some((p) => p.type !== "mock")) return; // models without a route get 404, as documented
+  throw new ConfigError("ANTHROPIC_API_KEY", NO_PROVIDER);
+}
+
+/**
+ * HTTP_THREADS default: the CPUs this process may use, capped by a cgroup v2 `cpu.max`
+ * quota ("<quota> <period>" or "max <period>"), rounded down, at least 1. A pod with a
+ * 1000m limit gets 1 thread, 2500m gets 2.
+ */
+export function cpuThreads(available: number, cpuMax: string | null): number {
+  const n = Math.max(1, Math.floor(available));
+  const m = cpuMax === null ? null : /^(\d+)\s+(\d+)\s*$/.exec(cpuMax.trim());
+  if (m === null) return n;
+  const quota = Number(m[1]) / Number(m[2]);
+  return Number.isFinite(quota) && quota > 0 ? Math.max(1, Math.min(n, Math.floor(quota))) : n;
 }
 
 /** Default prices merged with a parsed PRICES_FILE (validated; errors name the entry). */

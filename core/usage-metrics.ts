@@ -15,6 +15,7 @@ const K_IN = 0, K_OUT = 1, K_CW = 2, K_CR = 3, K_COST = 4, N_K = 5;
 /** Header Int32 slots. */
 export const H_LEDGER_OK = 0; // 1 while the ledger answered its last write / ping
 export const H_LEDGER_CHECKED = 1; // Clock seconds of the last check (0 = never)
+export const H_LEDGER_KIB = 2; // the ledger's size on disk in KiB (database + WAL)
 const N_HEADER = 4;
 
 export class UsageLayout {
@@ -76,6 +77,9 @@ export class UsageMetrics {
     Atomics.store(this.i32, H_LEDGER_OK, ok ? 1 : 0);
     Atomics.store(this.i32, H_LEDGER_CHECKED, atSeconds);
   }
+  setLedgerBytes(bytes: number): void {
+    Atomics.store(this.i32, H_LEDGER_KIB, Math.min(0x7fffffff, Math.ceil(bytes / 1024)));
+  }
   ledgerCheckedAt(): number {
     return Atomics.load(this.i32, H_LEDGER_CHECKED);
   }
@@ -112,7 +116,9 @@ export function renderUsagePrometheus(l: UsageLayout, sab: SharedArrayBuffer): s
     const v = read64(u, l.unknownOff + p * 2);
     if (v > 0) out.push(`pricing_unknown_model_total{provider="${esc(l.providers[p]!)}"} ${v}`);
   }
-  out.push("# HELP ledger_up 1 while the SQLite ledger accepts writes.", "# TYPE ledger_up gauge", `ledger_up ${Atomics.load(new Int32Array(sab), H_LEDGER_OK)}`);
+  const h = new Int32Array(sab);
+  out.push("# HELP ledger_up 1 while the SQLite ledger accepts writes.", "# TYPE ledger_up gauge", `ledger_up ${Atomics.load(h, H_LEDGER_OK)}`);
+  out.push("# HELP ledger_size_bytes The SQLite ledger's size on disk (database and WAL, KiB resolution).", "# TYPE ledger_size_bytes gauge", `ledger_size_bytes ${Atomics.load(h, H_LEDGER_KIB) * 1024}`);
   return out.join("\n") + "\n";
 }
 

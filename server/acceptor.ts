@@ -43,11 +43,13 @@ export interface AcceptorData {
   memoryLimit: number;
   idPrefix: string;
   port: number;
+  /** METRICS_PORT as bound (a free port already picked for 0); null = health and metrics on `port`. */
+  metricsPort: number | null;
   index: number;
 }
 
 export type ToMain =
-  | { t: "listening"; port: number }
+  | { t: "listening"; port: number; metricsPort: number | null }
   | { t: "listen-failed"; port: number }
   | { t: "render"; id: number; kind: "prometheus" | "observability" }
   | { t: "drained"; forced: number }
@@ -153,11 +155,30 @@ function render(kind: "prometheus" | "observability"): Promise<string> {
   });
 }
 
+const opsApp = data.metricsPort === null ? undefined : uWS.App();
 const app = buildApp({
   cfg, shared, pools, idPrefix: data.idPrefix + data.index.toString(36), breakers, shedder, limiter, render,
-  billing: { keys: keyIndex, budgets, prices, usage: usageMetrics, admin },
+  billing: { keys: keyIndex, budgets, prices, usage: usageMetrics, admin }, ops: opsApp,
 });
 let listenSocket: us_listen_socket | null = null;
+// Open until the drain is over, so the kubelet still reads readiness 503 and liveness while streams finish.
+let opsSocket: us_listen_socket | null = null;
+const localPort = (ls: us_listen_socket): number => uWS.us_socket_local_port(ls as unknown as uWS.us_socket);
+
+function listenOps(clientPort: number): void {
+  if (opsApp === undefined) {
+    port.postMessage({ t: "listening", port: clientPort, metricsPort: null } satisfies ToMain);
+    return;
+  }
+  opsApp.listen(cfg.host, data.metricsPort!, (ls) => {
+    if (ls === false) {
+      port.postMessage({ t: "listen-failed", port: data.metricsPort! } satisfies ToMain);
+      return;
+    }
+    opsSocket = ls;
+    port.postMessage({ t: "listening", port: clientPort, metricsPort: localPort(ls) } satisfies ToMain);
+  });
+}
 
 app.listen(cfg.host, data.port, (ls) => {
   if (ls === false) {
@@ -165,7 +186,7 @@ app.listen(cfg.host, data.port, (ls) => {
     return;
   }
   listenSocket = ls;
-  port.postMessage({ t: "listening", port: uWS.us_socket_local_port(ls as unknown as uWS.us_socket) } satisfies ToMain);
+  listenOps(localPort(ls));
 });
 
 function drain(): void {
@@ -183,6 +204,10 @@ function drain(): void {
     if (finished) return;
     finished = true;
     clearTimeout(deadline);
+    if (opsSocket !== null) {
+      uWS.us_listen_socket_close(opsSocket);
+      opsSocket = null;
+    }
     log.info({ forced }, "acceptor drained");
     pools.close().finally(() => {
       flush();

@@ -41,6 +41,8 @@ export interface AppDeps {
   render(kind: "prometheus" | "observability"): Promise<string>;
   /** Budgets, prices and virtual keys (docs/budgets.md); null = not wired (tests, bench). */
   billing: Billing | null;
+  /** The METRICS_PORT app: /health/* and /metrics/* go there instead of the client app. */
+  ops?: TemplatedApp;
 }
 
 export interface Billing {
@@ -303,9 +305,10 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     ctx.send(200, "application/json", modelsBody);
   }));
 
+  const ops = deps.ops ?? app;
   if (cfg.health_check_enabled) {
-    app.get("/health/live", guard(R_HEALTH, (ctx) => ctx.send(200, "application/json", '{"status":"ok"}')));
-    app.get("/health/ready", guard(R_HEALTH, (ctx) => {
+    ops.get("/health/live", guard(R_HEALTH, (ctx) => ctx.send(200, "application/json", '{"status":"ok"}')));
+    ops.get("/health/ready", guard(R_HEALTH, (ctx) => {
       const h = getHeapStatistics();
       const draining = shared.draining || metrics.flag(G_DRAINING) === 1;
       const workers = metrics.flag(G_WORKERS_OK) === 1;
@@ -338,9 +341,9 @@ export function buildApp(deps: AppDeps): TemplatedApp {
           },
         );
       });
-    app.get("/metrics/prometheus", page("prometheus", "text/plain; version=0.0.4; charset=utf-8"));
-    app.get("/metrics/observability", page("observability", "application/json"));
-    app.get("/metrics/circuit-breakers", guard(R_METRICS, (ctx) => {
+    ops.get("/metrics/prometheus", page("prometheus", "text/plain; version=0.0.4; charset=utf-8"));
+    ops.get("/metrics/observability", page("observability", "application/json"));
+    ops.get("/metrics/circuit-breakers", guard(R_METRICS, (ctx) => {
       const out: Record<string, unknown> = {};
       for (const p of providers) out[p.name] = deps.breakers.view(p.index - 1);
       ctx.send(200, "application/json", JSON.stringify({
@@ -358,5 +361,6 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   registerMcp(app, { cfg, shared, keys, ids });
   if (billing !== null) registerAdmin(app, { cfg, guard, admin: billing.admin });
   app.any("/*", guard(R_OTHER, (ctx) => ctx.fail("GW_ERR_ROUTE_NOT_FOUND")));
+  if (ops !== app) ops.any("/*", guard(R_OTHER, (ctx) => ctx.fail("GW_ERR_ROUTE_NOT_FOUND")));
   return app;
 }

@@ -1,7 +1,22 @@
-/** Reads CONFIG_FILE (if set) and the environment into a validated GatewayConfig. */
+/**
+ * Reads CONFIG_FILE (if set) and the environment into a validated GatewayConfig, with the
+ * HTTP_THREADS default taken from the CPUs the process may use (cgroup v2 quota included),
+ * and refuses a configuration that can serve no model.
+ */
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import { ConfigError, loadConfig, type GatewayConfig } from "../core/config.js";
+import { checkServable, ConfigError, cpuThreads, loadConfig, type GatewayConfig } from "../core/config.js";
+
+/** The cgroup v2 CPU quota file of this process ("max 100000" when unlimited). */
+export const CPU_MAX_FILE = "/sys/fs/cgroup/cpu.max";
+
+function readCpuMax(): string | null {
+  try {
+    return readFileSync(CPU_MAX_FILE, "utf8");
+  } catch {
+    return null; // cgroup v1 or not Linux: no quota to honour
+  }
+}
 
 export function loadConfigFromProcess(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
   let file: unknown = undefined;
@@ -29,5 +44,7 @@ export function loadConfigFromProcess(env: NodeJS.ProcessEnv = process.env): Gat
       throw new ConfigError("PRICES_FILE", `cannot read ${JSON.stringify(pricesPath)} as JSON: ${why}`);
     }
   }
-  return loadConfig(env, file, availableParallelism(), prices);
+  const cfg = loadConfig(env, file, cpuThreads(availableParallelism(), readCpuMax()), prices);
+  checkServable(cfg);
+  return cfg;
 }

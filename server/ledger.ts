@@ -14,7 +14,7 @@ import type { ErrorCode } from "../core/errors.js";
 import type { Budgets } from "../core/budget.js";
 import { newKey, publicKey, type CreateKeyInput, type KeyRecord, type PatchKeyInput } from "../core/keys.js";
 import type { UsageMetrics } from "../core/usage-metrics.js";
-import type { AuditRow, GroupBy, LedgerTask, SpendRow, UsageRow } from "../workers/ledger-task.js";
+import type { AuditRow, GroupBy, LedgerData, LedgerTask, SpendRow, UsageRow } from "../workers/ledger-task.js";
 
 export type AdminOp =
   | { op: "create"; input: CreateKeyInput }
@@ -65,7 +65,7 @@ export class LedgerHub {
     this.lastSlot = cfg.apiKeys.length + cfg.max_keys;
     this.pool = new Piscina({
       filename: fileURLToPath(new URL("../workers/ledger-task.js", import.meta.url)),
-      workerData: { path: cfg.database_path },
+      workerData: { path: cfg.database_path, retentionDays: cfg.ledger_retention_days, maxBytes: cfg.ledger_max_mb * 1024 * 1024 } satisfies LedgerData,
       minThreads: 1,
       maxThreads: 1,
       idleTimeout: 2 ** 31 - 1,
@@ -114,6 +114,7 @@ export class LedgerHub {
         if (k !== undefined) this.budgets.seed(k.slot, s.day_tokens, s.day_micros, s.month_tokens, s.month_micros);
       }
       this.setOk(true);
+      this.measure();
       this.log.info({ database: this.cfg.database_path, keys: this.keys.size, spend_rows: r.spend.length }, "ledger opened");
     } catch (e) {
       this.setOk(false);
@@ -125,14 +126,23 @@ export class LedgerHub {
     return [...this.keys.values()];
   }
 
-  /** Cheap periodic check: a ping only when no write succeeded recently. */
+  /** Cheap periodic check: the ledger's size on disk, and a ping only when no write succeeded recently. */
   private check(): void {
+    this.measure();
     if (Date.now() - this.lastOkAt < HEALTH_EVERY_MS) {
       this.usage.setLedger(true, Math.floor(Date.now() / 1000));
       return;
     }
     this.run<boolean>({ op: "ping" }).then(
       (ok) => this.setOk(ok === true),
+      () => this.setOk(false),
+    );
+  }
+
+  /** ledger_size_bytes: what the ledger takes of the pod's volume (alerted on before the limit). */
+  private measure(): void {
+    this.run<number>({ op: "size" }).then(
+      (bytes) => this.usage.setLedgerBytes(bytes),
       () => this.setOk(false),
     );
   }

@@ -25,6 +25,8 @@ import { LedgerHub, type KeyChange } from "./ledger.js";
 export interface Started {
   port: number;
   shutdown(signal: string): Promise<void>;
+  /** preStop (SIGUSR2): readiness turns 503 while the listen sockets keep accepting. */
+  unready(): void;
 }
 
 export async function start(cfg: GatewayConfig): Promise<Started> {
@@ -83,8 +85,9 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
   const exited: Promise<number>[] = [];
   const acceptorUrl = new URL("./acceptor.js", import.meta.url);
 
+  let metricsPort: number | null = null;
   function spawn(index: number, port: number): Promise<number> {
-    const w = new Worker(acceptorUrl, { workerData: { cfg, sab, breakerSab, shedSab, rateSab, budgetSab, usageSab, keys: liveKeys, clockBase: startedAt, memoryLimit, idPrefix, port, index } satisfies AcceptorData });
+    const w = new Worker(acceptorUrl, { workerData: { cfg, sab, breakerSab, shedSab, rateSab, budgetSab, usageSab, keys: liveKeys, clockBase: startedAt, memoryLimit, idPrefix, port, metricsPort, index } satisfies AcceptorData });
     acceptors.push(w);
     exited.push(new Promise((r) => w.once("exit", r)));
     return new Promise((resolve, reject) => {
@@ -93,7 +96,10 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
         reject(e);
       });
       w.on("message", (m: ToMain) => {
-        if (m.t === "listening") resolve(m.port);
+        if (m.t === "listening") {
+          metricsPort = m.metricsPort;
+          resolve(m.port);
+        }
         else if (m.t === "listen-failed") reject(new Error(`cannot listen on ${cfg.host}:${m.port}`));
         else if (m.t === "rows") ledger.add(m.rows, m.audit);
         else if (m.t === "admin") {
@@ -120,6 +126,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
   // PORT=0 means any free port: pick one first, so that every thread binds the same one
   // (uSockets cannot share an ephemeral bind between SO_REUSEPORT listeners).
   const wanted = cfg.port === 0 ? await freePort(cfg.host) : cfg.port;
+  metricsPort = cfg.metrics_port === 0 ? await freePort(cfg.host) : cfg.metrics_port;
   let port: number;
   try {
     port = await spawn(0, wanted);
@@ -134,7 +141,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     flush();
     throw e;
   }
-  log.info({ host: cfg.host, port, threads: cfg.http_threads, providers: providerNames, default_provider: cfg.defaultProvider }, "listening");
+  log.info({ host: cfg.host, port, metrics_port: metricsPort, threads: cfg.http_threads, providers: providerNames, default_provider: cfg.defaultProvider }, "listening");
 
   let stopping: Promise<void> | null = null;
   function shutdown(signal: string): Promise<void> {
@@ -158,7 +165,12 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     })();
     return stopping;
   }
-  return { port, shutdown };
+  function unready(): void {
+    if (metrics.flag(G_DRAINING) === 1) return;
+    metrics.setFlag(G_DRAINING, 1);
+    log.info({}, "not ready: stop requested, still accepting until SIGTERM");
+  }
+  return { port, shutdown, unready };
 }
 
 /** The cgroup (v2, then v1) memory limit when there is one, else the machine's memory. */
@@ -219,6 +231,8 @@ export async function main(): Promise<void> {
   // drain: shutdown is idempotent, and the deadline bounds it.
   process.on("SIGTERM", () => onSignal("SIGTERM"));
   process.on("SIGINT", () => onSignal("SIGINT"));
+  // Kubernetes preStop sends this first (k8s/deployment.yaml), so load balancers deregister the pod before SIGTERM.
+  process.on("SIGUSR2", () => s.unready());
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) void main();

@@ -5,12 +5,22 @@
  *
  * Every statement is prepared with bound parameters: key names, models and session ids
  * are data, never SQL.
+ *
+ * Retention (LEDGER_RETENTION_DAYS): after an insert, at most once a minute while there is
+ * nothing old left, the writer deletes up to PRUNE_BATCH of the oldest rows past the
+ * retention window, so no single write holds the database for long. Rows of the current
+ * UTC month are not pruned by age: the monthly budgets are rebuilt from them at start-up.
+ * LEDGER_MAX_MB caps the pages in use: past it the oldest rows go first whatever their age
+ * (budgets in force are kept in memory; only a restart would recount less), because a
+ * volume that fills up gets the pod evicted with no grace period. Freed pages are reused,
+ * so the file stops growing at about the cap.
  */
 import Database from "better-sqlite3";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { workerData } from "piscina";
 import type { KeyRecord } from "../core/keys.js";
+import { PRUNE_BATCH, pruneCutoff } from "../core/retention.js";
 
 /** One finished request, as a tuple (cheap to clone between threads). */
 export type UsageRow = [
@@ -55,7 +65,9 @@ export type LedgerTask =
   | { op: "key-revoke"; id: string; at: string }
   | { op: "keys" }
   | { op: "usage"; from: number; to: number; groupBy: GroupBy; format: "json" | "csv" }
-  | { op: "ping" };
+  | { op: "ping" }
+  | { op: "prune"; now: number }
+  | { op: "size" };
 
 export interface SpendRow {
   key_id: string;
@@ -67,7 +79,14 @@ export interface SpendRow {
 
 export interface LedgerData {
   path: string;
+  /** Days of usage and audit rows to keep; 0 = keep everything. */
+  retentionDays: number;
+  /** Cap on the pages in use, in bytes; 0 = no cap. */
+  maxBytes: number;
 }
+
+/** The pause between prune steps once nothing old is left. */
+const PRUNE_EVERY_MS = 60_000;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS usage (
@@ -128,7 +147,7 @@ function csvCell(v: unknown): string {
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-function open(path: string) {
+function open(path: string, retentionDays: number, maxBytes: number) {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
   db.pragma("journal_mode = WAL");
@@ -136,6 +155,8 @@ function open(path: string) {
   db.pragma("cache_size = -64000");
   db.pragma("temp_store = MEMORY");
   db.pragma("busy_timeout = 5000");
+  // After a checkpoint the WAL is cut back to 64 MiB, so it cannot keep what a long read let it grow to.
+  db.pragma("journal_size_limit = 67108864");
   db.exec(SCHEMA);
   // Tool rights arrived later: keys made before them keep every tool, as they had.
   const keyCols = (db.prepare("PRAGMA table_info(keys)").all() as { name: string }[]).map((c) => c.name);
@@ -164,6 +185,34 @@ function open(path: string) {
        SUM(cost_micros) AS micros FROM usage WHERE ts >= ? AND key_id IS NOT NULL GROUP BY key_id`,
   );
   const ping = db.prepare("SELECT 1 AS ok");
+  const pruneUsage = db.prepare(`DELETE FROM usage WHERE seq IN (SELECT seq FROM usage WHERE ts < ? ORDER BY ts LIMIT ${PRUNE_BATCH})`);
+  const pruneAudit = db.prepare(`DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE ts < ? ORDER BY ts LIMIT ${PRUNE_BATCH})`);
+  const pageSize = db.pragma("page_size", { simple: true }) as number;
+  const pagesInUse = (): number => (db.pragma("page_count", { simple: true }) as number) - (db.pragma("freelist_count", { simple: true }) as number);
+  let pruneDue = 0;
+  /** One prune step; returns the rows deleted. Due again at once while a step deleted rows. */
+  const overCap = (): boolean => maxBytes > 0 && pagesInUse() * pageSize > maxBytes;
+  function prune(now: number): number {
+    const full = overCap();
+    if (retentionDays === 0 && !full) return 0;
+    const cutoff = full ? Number.MAX_SAFE_INTEGER : pruneCutoff(now, retentionDays);
+    const n = pruneUsage.run(cutoff).changes + pruneAudit.run(cutoff).changes;
+    pruneDue = n > 0 ? now : now + PRUNE_EVERY_MS;
+    return n;
+  }
+  /** Bytes on disk: the database and its WAL (what fills the pod's volume). */
+  function size(): number {
+    if (path === ":memory:") return 0;
+    let n = 0;
+    for (const f of [path, `${path}-wal`]) {
+      try {
+        n += statSync(f).size;
+      } catch {
+        // no WAL right after a checkpoint
+      }
+    }
+    return n;
+  }
   const usageStmts = new Map<GroupBy, Database.Statement>();
   for (const g of ["key", "model", "day"] as const) {
     const extra = g === "key" ? ", k.name AS key_name" : "";
@@ -206,9 +255,16 @@ function open(path: string) {
 
   return function handle(task: LedgerTask): unknown {
     switch (task.op) {
-      case "insert":
+      case "insert": {
         insertMany(task.rows, task.audit ?? []);
+        const now = Date.now();
+        if (now >= pruneDue || overCap()) prune(now);
         return task.rows.length + (task.audit?.length ?? 0);
+      }
+      case "prune":
+        return prune(task.now);
+      case "size":
+        return size();
       case "init": {
         const spend = new Map<string, SpendRow>();
         const get = (id: string) => {
@@ -254,4 +310,7 @@ function open(path: string) {
   };
 }
 
-export default (async () => open((workerData as LedgerData).path))();
+export default (async () => {
+  const d = workerData as LedgerData;
+  return open(d.path, d.retentionDays ?? 0, d.maxBytes ?? 0);
+})();

@@ -254,11 +254,11 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
     if (prlimit === "") throw new ConfigError("SANDBOX_BACKEND", "prlimit (util-linux) is needed for the sandbox limits and was not found in PATH");
   }
   if (backend === "docker" || backend === "podman") {
+    image = str(env, "SANDBOX_IMAGE") ?? ""; // read before the engine checks, so every setting is read on any machine
     engine = io.which(backend, PATH) ?? "";
     if (engine === "") throw new ConfigError("SANDBOX_BACKEND", `${backend} is not installed`);
     // Never exercised on the project's own machines: refuse an engine that does not even answer.
     if (!io.answers(engine, ["version"])) throw new ConfigError("SANDBOX_BACKEND", `${engine} version failed: the ${backend} engine is not usable by this user`);
-    image = str(env, "SANDBOX_IMAGE") ?? "";
     if (image === "") throw new ConfigError("SANDBOX_IMAGE", `is required when SANDBOX_BACKEND=${backend}`);
   }
 

@@ -1,13 +1,14 @@
 /**
  * The deployment artifacts against a live gateway started with the ConfigMap's settings:
  * every metric (and label) that the alert rules, the dashboard and the prometheus-adapter
- * rule name is in the real /metrics/prometheus output, and the probe paths, the ports, the
- * ServiceMonitor path and the Dockerfile's HEALTHCHECK all work against the server.
+ * rule name is in the real /metrics/prometheus output, and the probe paths, the ports (the
+ * client port and METRICS_PORT), the ServiceMonitor path and the Dockerfile's HEALTHCHECK
+ * all work against the server.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startMock, type MockHandle } from "../support/spawn-mock.js";
@@ -29,8 +30,11 @@ import {
   dashboardExprs,
   deployment,
   metricNames,
+  MONITORING,
   one,
   parseExposition,
+  preStopSeconds,
+  requiredGraceSeconds,
   selectors,
   settingsConfigMap,
   type Exposition,
@@ -41,6 +45,8 @@ let mock: MockHandle;
 let gw: Gateway;
 let expo: Exposition;
 let text: string;
+/** The METRICS_PORT listener (health and metrics), as the pod's probes and Prometheus reach it. */
+let opsUrl: string;
 
 const post = (path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> =>
   fetch(`${gw.url}${path}`, {
@@ -57,12 +63,16 @@ before(async () => {
     ...settingsConfigMap(),
     HOST: "127.0.0.1",
     PORT: "0",
+    METRICS_PORT: "0", // 9090 in the pod; any free port here
     DATABASE_PATH: join(mkdtempSync(join(tmpdir(), "portcullis-k8s-")), "portcullis.db"), // /app/data in the pod
     // What the Secret provides in the cluster.
     GATEWAY_API_KEYS: KEY,
     ANTHROPIC_API_KEY: "sk-upstream-live-abcdefgh",
     ANTHROPIC_API_BASE: mock.url,
   });
+  const listening = JSON.parse(gw.lines.find((l) => l.includes('"msg":"listening"'))!) as { metrics_port: number };
+  assert.ok(listening.metrics_port > 0 && listening.metrics_port !== gw.port, "a second port for health and metrics");
+  opsUrl = `http://127.0.0.1:${listening.metrics_port}`;
   // Traffic that makes every label set the rules and panels read exist: success, stream,
   // count_tokens, models, a client error, an upstream error.
   const drain = async (r: Promise<Response>): Promise<number> => {
@@ -78,7 +88,7 @@ before(async () => {
   await fetch(`${mock.url}/__mock/faults`, { method: "POST", body: JSON.stringify({ faults: ["status:500", "status:500", "status:500"] }) });
   assert.equal(await drain(post("/v1/messages", msg())), 500);
   await fetch(`${mock.url}/__mock/faults`, { method: "DELETE" });
-  text = await (await fetch(`${gw.url}/metrics/prometheus`)).text();
+  text = await (await fetch(`${opsUrl}/metrics/prometheus`)).text();
   expo = parseExposition(text);
 });
 
@@ -174,14 +184,34 @@ describe("the rules and the dashboard read what a live gateway exports", () => {
   });
 });
 
+describe("the ledger's size, which PortcullisLedgerNearFull reads", () => {
+  test("ledger_size_bytes is the SQLite file's size on disk (database and WAL)", () => {
+    const m = /^ledger_size_bytes ([0-9]+)$/m.exec(text);
+    assert.ok(m, "exported");
+    const db = gw.lines.map((l) => JSON.parse(l) as { msg: string; database?: string }).find((l) => l.msg === "ledger opened")!.database!;
+    const onDisk = statSync(db).size;
+    assert.ok(Number(m[1]) >= onDisk - 1024 && Number(m[1]) > 0, `ledger_size_bytes ${m[1]} vs the file's ${onDisk} bytes`);
+  });
+});
+
 describe("probes, ports and paths match the server", () => {
-  test("each probe path of the Deployment answers 200 on a ready gateway", async () => {
+  test("each probe path of the Deployment answers 200 on the metrics port, and 404 on the client port", async () => {
     const c = container();
     for (const probe of ["startupProbe", "livenessProbe", "readinessProbe"]) {
-      const r = await fetch(`${gw.url}${c[probe].httpGet.path}`);
+      assert.equal(c[probe].httpGet.port, "metrics");
+      const r = await fetch(`${opsUrl}${c[probe].httpGet.path}`);
       assert.equal(r.status, 200, probe);
       await r.arrayBuffer();
+      const client = await fetch(`${gw.url}${c[probe].httpGet.path}`);
+      assert.equal(client.status, 404, `${probe} path is not on the client port`);
+      assert.equal(((await client.json()) as { type: string }).type, "error");
     }
+    const m = await fetch(`${gw.url}/metrics/prometheus`);
+    assert.equal(m.status, 404, "metrics are not on the client port");
+    await m.arrayBuffer();
+    const v = await fetch(`${opsUrl}/v1/models`, { headers: { "x-api-key": KEY } });
+    assert.equal(v.status, 404, "the API is not on the metrics port");
+    await v.arrayBuffer();
   });
 
   test("readiness fails while the gateway drains a request in flight; liveness is a different probe", async () => {
@@ -201,8 +231,10 @@ describe("probes, ports and paths match the server", () => {
       GATEWAY_API_KEYS: KEY,
       ANTHROPIC_API_KEY: "sk-upstream-live-abcdefgh",
       ANTHROPIC_API_BASE: upstream.url,
+      METRICS_PORT: "0",
     });
-    const kept = new Client(g.url, { keepAliveTimeout: 60_000 });
+    const gOps = `http://127.0.0.1:${(JSON.parse(g.lines.find((l) => l.includes('"msg":"listening"'))!) as { metrics_port: number }).metrics_port}`;
+    const kept = new Client(gOps, { keepAliveTimeout: 60_000 });
     /** A readiness probe: its status and body, or "no connection" when none was accepted. */
     const probe = async (viaKept: boolean): Promise<{ status: number; body: any } | "no connection"> => {
       try {
@@ -210,7 +242,7 @@ describe("probes, ports and paths match the server", () => {
           const r = await kept.request({ path: readyPath, method: "GET" });
           return { status: r.statusCode, body: await r.body.json() };
         }
-        const r = await fetch(`${g.url}${readyPath}`);
+        const r = await fetch(`${gOps}${readyPath}`);
         return { status: r.status, body: await r.json() };
       } catch {
         return "no connection";
@@ -248,8 +280,8 @@ describe("probes, ports and paths match the server", () => {
   });
 
   test("the ServiceMonitor's path serves the Prometheus text format", async () => {
-    const path = one("ServiceMonitor").spec.endpoints[0].path;
-    const r = await fetch(`${gw.url}${path}`);
+    const path = one("ServiceMonitor", undefined, MONITORING).spec.endpoints[0].path;
+    const r = await fetch(`${opsUrl}${path}`);
     assert.equal(r.status, 200);
     assert.match(r.headers.get("content-type") ?? "", /^text\/plain/);
     assert.ok(parseExposition(await r.text()).samples.has("http_requests_total"));
@@ -261,14 +293,14 @@ describe("probes, ports and paths match the server", () => {
     assert.equal(defaults.port, 8080);
     const effective = loadConfig({ ...cm, ANTHROPIC_API_KEY: "sk-upstream-live-abcdefgh" }, undefined, 1); // + what the Secret adds
     assert.equal(effective.port, Number(cm.PORT));
-    assert.equal(effective.port, container().ports[0].containerPort);
+    assert.equal(effective.port, container().ports.find((p: { name: string }) => p.name === "http").containerPort);
+    assert.equal(effective.metrics_port, container().ports.find((p: { name: string }) => p.name === "metrics").containerPort);
     const docker = readFileSync(join(ROOT, "Dockerfile"), "utf8");
     assert.match(docker, new RegExp(`^EXPOSE ${effective.port}$`, "m"));
     assert.match(docker, new RegExp(`PORT=${effective.port}\\b`));
     // The drain the kubelet waits for is the one the gateway really applies.
     const pod = deployment().spec.template.spec;
-    const preStop = Number(container().lifecycle.preStop.exec.command[1]);
-    assert.ok(pod.terminationGracePeriodSeconds > preStop + effective.graceful_shutdown_timeout_ms / 1000);
+    assert.equal(pod.terminationGracePeriodSeconds, requiredGraceSeconds(preStopSeconds(container()), effective.graceful_shutdown_timeout_ms));
   });
 
   test("the Dockerfile's HEALTHCHECK command passes against the gateway, and fails when nothing listens", () => {
@@ -277,8 +309,10 @@ describe("probes, ports and paths match the server", () => {
     assert.ok(m, "HEALTHCHECK CMD in exec form");
     const argv = JSON.parse(m[1]!) as string[];
     assert.equal(argv[0], "node");
-    const run = (port: number) => spawnSync(process.execPath, argv.slice(1), { env: { PORT: String(port) }, timeout: 10_000 });
-    assert.equal(run(gw.port).status, 0);
-    assert.notEqual(run(1).status, 0);
+    const opsPort = Number(new URL(opsUrl).port);
+    const run = (env: Record<string, string>) => spawnSync(process.execPath, argv.slice(1), { env, timeout: 10_000 });
+    assert.equal(run({ PORT: String(gw.port), METRICS_PORT: String(opsPort) }).status, 0, "health on METRICS_PORT when set");
+    assert.notEqual(run({ PORT: String(gw.port) }).status, 0, "not on the client port then");
+    assert.notEqual(run({ PORT: "1" }).status, 0);
   });
 });

@@ -26,6 +26,7 @@ import {
   alertRules,
   dashboardExprs,
   grafanaToPromQL,
+  MONITORING,
   one,
   ruleFileText,
   splitComparison,
@@ -121,7 +122,7 @@ before(async () => {
     LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD: String(SHED_THRESHOLD),
   });
 
-  const endpoint = one("ServiceMonitor").spec.endpoints[0];
+  const endpoint = one("ServiceMonitor", undefined, MONITORING).spec.endpoints[0];
   writeFileSync(join(dir, "rules.yml"), ruleFileText());
   writeFileSync(
     join(dir, "prometheus.yml"),
@@ -319,6 +320,16 @@ describe("a real Prometheus evaluates the rules against a live gateway", () => {
 
   test("PortcullisHighMemory: a small fraction of the limit, not firing", async () => {
     const a = alert("PortcullisHighMemory");
+    const { value: v, threshold } = splitComparison(a.expr);
+    const r = await query(v);
+    assert.equal(r.length, 1);
+    assert.ok(value(r[0]!) > 0 && value(r[0]!) < threshold, `ratio ${value(r[0]!)}`);
+    assert.deepEqual(await query(a.expr), []);
+    assert.equal((await alertStates()).get(a.alert)?.length, 0);
+  });
+
+  test("PortcullisLedgerNearFull: the ledger's share of its volume is small and positive, not firing", async () => {
+    const a = alert("PortcullisLedgerNearFull");
     const { value: v, threshold } = splitComparison(a.expr);
     const r = await query(v);
     assert.equal(r.length, 1);

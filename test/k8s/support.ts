@@ -1,10 +1,12 @@
 /**
- * Helpers for the deployment tests: load the kustomize base, the rules, the dashboard and
- * the prometheus-adapter rule; pull metric names and label matchers out of PromQL; parse the
- * Prometheus text format. No test lives here.
+ * Helpers for the deployment tests: render the kustomize base and its Components with the
+ * real `kubectl kustomize`, load the rules, the dashboard and the prometheus-adapter rule;
+ * the shutdown arithmetic behind terminationGracePeriodSeconds; pull metric names and label
+ * matchers out of PromQL; parse the Prometheus text format. No test lives here.
  */
-import { readFileSync, existsSync } from "node:fs";
-import { join } from "node:path";
+import { readFileSync, existsSync, mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { join, relative } from "node:path";
+import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
 import { parseAllDocuments, stringify } from "yaml";
@@ -12,6 +14,9 @@ import { parseAllDocuments, stringify } from "yaml";
 /** Repository root (this file runs from dist/test/k8s/). */
 export const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 export const K8S = join(ROOT, "k8s");
+export const COMPONENTS = join(K8S, "components");
+/** The example overlay (outside k8s/: kustomize refuses an overlay inside its base). */
+export const OVERLAY = join(ROOT, "k8s-overlay-example");
 
 /** The usage metrics (issue 4) that the dashboard's tokens and cost panels read. */
 export const TOKEN_METRICS = ["tokens_input_total", "tokens_output_total", "cost_total"] as const;
@@ -23,10 +28,13 @@ export const SYNTHETIC = new Set(["up"]);
 export type Obj = Record<string, any>;
 
 export function readYamlDocs(path: string): Obj[] {
-  const docs = parseAllDocuments(readFileSync(path, "utf8"));
+  return parseYamlDocs(readFileSync(path, "utf8"), path);
+}
+function parseYamlDocs(text: string, where: string): Obj[] {
+  const docs = parseAllDocuments(text);
   const out: Obj[] = [];
   for (const d of docs) {
-    if (d.errors.length > 0) throw new Error(`${path}: ${d.errors.map((e) => e.message).join("; ")}`);
+    if (d.errors.length > 0) throw new Error(`${where}: ${d.errors.map((e) => e.message).join("; ")}`);
     const v = d.toJSON() as Obj | null;
     if (v !== null && v !== undefined) out.push(v);
   }
@@ -34,50 +42,123 @@ export function readYamlDocs(path: string): Obj[] {
 }
 
 export interface Resource {
+  /** kind/name, for messages. */
   file: string;
   obj: Obj;
 }
 
-export function kustomization(): Obj {
-  return readYamlDocs(join(K8S, "kustomization.yaml"))[0]!;
+export function kustomization(dir = K8S): Obj {
+  return readYamlDocs(join(dir, "kustomization.yaml"))[0]!;
 }
 
-/** Every object of the base: the listed resources plus what configMapGenerator makes. */
-export function baseResources(): Resource[] {
-  const k = kustomization();
-  const out: Resource[] = [];
-  for (const f of k.resources as string[]) for (const obj of readYamlDocs(join(K8S, f))) out.push({ file: f, obj });
-  for (const g of (k.configMapGenerator ?? []) as Obj[]) {
-    const data: Record<string, string> = {};
-    for (const f of g.files as string[]) data[f.split("/").pop()!] = readFileSync(join(K8S, f), "utf8");
-    out.push({
-      file: "kustomization.yaml#configMapGenerator",
-      obj: { apiVersion: "v1", kind: "ConfigMap", metadata: { name: g.name, labels: g.options?.labels ?? {} }, data },
-    });
+/** `kubectl kustomize DIR`: the objects, or throws with kubectl's message. */
+export function kustomize(dir: string): Obj[] {
+  const kubectl = which("kubectl");
+  if (kubectl === null) throw new Error("kubectl is missing: it renders the kustomize base (kustomize is built in)");
+  const r = spawnSync(kubectl, ["kustomize", dir], { encoding: "utf8", timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`kubectl kustomize ${dir} failed: ${r.stderr}`);
+  return parseYamlDocs(r.stdout, `kubectl kustomize ${dir}`);
+}
+
+const rendered = new Map<string, Obj[]>();
+/**
+ * The base with the named Components (directories under k8s/components/), rendered
+ * through a throw-away overlay the way an operator's overlay would include them.
+ */
+export function render(components: readonly string[] = []): Obj[] {
+  const key = components.join(",");
+  const hit = rendered.get(key);
+  if (hit !== undefined) return hit;
+  let objs: Obj[];
+  if (components.length === 0) objs = kustomize(K8S);
+  else {
+    const dir = mkdtempSync(join(tmpdir(), "portcullis-kustomize-"));
+    try {
+      writeFileSync(
+        join(dir, "kustomization.yaml"),
+        stringify({
+          apiVersion: "kustomize.config.k8s.io/v1beta1",
+          kind: "Kustomization",
+          resources: [relative(dir, K8S)],
+          components: components.map((c) => relative(dir, join(COMPONENTS, c))),
+        }),
+      );
+      objs = kustomize(dir);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
-  return out;
+  rendered.set(key, objs);
+  return objs;
 }
 
-export function one(kind: string, name?: string): Obj {
-  const all = baseResources().filter((r) => r.obj.kind === kind && (name === undefined || r.obj.metadata?.name === name));
+/** Every object of the rendered base (with `components`). */
+export function baseResources(components: readonly string[] = []): Resource[] {
+  return render(components).map((obj) => ({ file: `${obj.kind}/${obj.metadata?.name}`, obj }));
+}
+
+export function one(kind: string, name?: string, components: readonly string[] = []): Obj {
+  const all = render(components).filter((o) => o.kind === kind && (name === undefined || o.metadata?.name === name));
   if (all.length !== 1) throw new Error(`expected one ${kind}${name ? ` ${name}` : ""}, found ${all.length}`);
-  return all[0]!.obj;
+  return all[0]!;
 }
 
-export function all(kind: string): Obj[] {
-  return baseResources()
-    .filter((r) => r.obj.kind === kind)
-    .map((r) => r.obj);
+export function all(kind: string, components: readonly string[] = []): Obj[] {
+  return render(components).filter((o) => o.kind === kind);
 }
 
-export function deployment(): Obj {
-  return one("Deployment", "portcullis");
+export function deployment(components: readonly string[] = [], name = "portcullis"): Obj {
+  return one("Deployment", name, components);
 }
-export function container(): Obj {
-  return deployment().spec.template.spec.containers[0];
+export function container(components: readonly string[] = [], name = "portcullis"): Obj {
+  return deployment(components, name).spec.template.spec.containers[0];
+}
+/** The ConfigMap an envFrom of `deploymentName` loads (its generated, hash-suffixed name). */
+export function envConfigMap(components: readonly string[], deploymentName: string): Obj {
+  const ref = container(components, deploymentName).envFrom[0].configMapRef.name as string;
+  return one("ConfigMap", ref, components);
 }
 export function settingsConfigMap(): Record<string, string> {
-  return one("ConfigMap", "portcullis-config").data as Record<string, string>;
+  return envConfigMap([], "portcullis").data as Record<string, string>;
+}
+export const MONITORING = ["monitoring"] as const;
+/** The provider settings of the deployment's Secret refs, as loadConfig wants them. */
+export const PROVIDER_ENVS: Record<string, Record<string, string>> = {
+  anthropic: { ANTHROPIC_API_KEY: "sk-ant-test-12345678" },
+  "azure-anthropic": { AZURE_ANTHROPIC_API_KEY: "az-test-12345678", AZURE_ANTHROPIC_API_BASE: "https://example.azure.com/anthropic" },
+  databricks: { DATABRICKS_API_KEY: "dapi-test-12345678", DATABRICKS_API_BASE: "https://example.cloud.databricks.com/serving-endpoints" },
+};
+
+
+// ------------------------------------------------------------------ shutdown arithmetic
+
+/**
+ * The gateway's fixed shutdown margin beyond GRACEFUL_SHUTDOWN_TIMEOUT: closing idle
+ * keep-alives and the bounded ledger flush (the shutdown contract: the whole shutdown ends
+ * within GRACEFUL_SHUTDOWN_TIMEOUT + this). Mirrors SHUTDOWN_MARGIN_MS of core/config.ts
+ * once that lands; docs/operations.md states the same 5 s.
+ */
+export const SHUTDOWN_MARGIN_MS = 5000;
+/** Seconds between the gateway's own bound and the kubelet's SIGKILL, for scheduling noise. */
+export const GRACE_SLACK_S = 5;
+
+/** The preStop pause in seconds (`sleep N` in the exec hook, or the sleep action). */
+export function preStopSeconds(c: Obj): number {
+  const pre = c.lifecycle?.preStop;
+  if (pre?.sleep?.seconds !== undefined) return Number(pre.sleep.seconds);
+  const cmd = (pre?.exec?.command ?? []) as string[];
+  const m = /\bsleep\s+([0-9]+)\b/.exec(cmd.join(" "));
+  if (m === null) throw new Error(`no preStop sleep in ${JSON.stringify(pre)}`);
+  return Number(m[1]);
+}
+
+/**
+ * terminationGracePeriodSeconds a pod needs: the preStop pause, then the drain
+ * (GRACEFUL_SHUTDOWN_TIMEOUT, the value the gateway really applies), then the keep-alive
+ * close and ledger flush margin, then slack. The one place this sum is made.
+ */
+export function requiredGraceSeconds(preStopS: number, gracefulShutdownMs: number): number {
+  return preStopS + Math.ceil((gracefulShutdownMs + SHUTDOWN_MARGIN_MS) / 1000) + GRACE_SLACK_S;
 }
 
 export interface AlertRule {
@@ -89,7 +170,7 @@ export interface AlertRule {
 }
 
 export function ruleGroups(): Obj[] {
-  return one("PrometheusRule").spec.groups as Obj[];
+  return one("PrometheusRule", undefined, MONITORING).spec.groups as Obj[];
 }
 export function alertRules(): AlertRule[] {
   return ruleGroups().flatMap((g) => (g.rules as Obj[]).filter((r) => r.alert !== undefined)) as AlertRule[];
@@ -112,7 +193,7 @@ export interface Dashboard {
   templating: { list: Obj[] };
 }
 export function dashboard(): Dashboard {
-  return JSON.parse(readFileSync(join(K8S, "grafana", "dashboard.json"), "utf8")) as Dashboard;
+  return JSON.parse(readFileSync(join(COMPONENTS, "monitoring", "dashboard.json"), "utf8")) as Dashboard;
 }
 /** Every PromQL expression of the dashboard: panel targets and template variable queries. */
 export function dashboardExprs(): { where: string; expr: string }[] {
@@ -137,8 +218,9 @@ export interface AdapterRule {
   name: { matches: string; as: string };
   metricsQuery: string;
 }
+export const ADAPTER_RULES = join(COMPONENTS, "prometheus-adapter", "adapter-rules.yaml");
 export function adapterRules(): AdapterRule[] {
-  const cm = readYamlDocs(join(K8S, "prometheus-adapter", "rules.yaml"))[0]!;
+  const cm = readYamlDocs(ADAPTER_RULES)[0]!;
   const cfg = parseAllDocuments(cm.data["config.yaml"] as string)[0]!.toJSON() as { rules: AdapterRule[] };
   return cfg.rules;
 }
