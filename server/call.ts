@@ -65,6 +65,8 @@ export class UpstreamCall implements AttemptOwner {
   private relay: Relay | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly deadline: NodeJS.Timeout;
+  /** performance.now() at which the request's deadline passes. */
+  private readonly deadlineAt: number;
   private readonly retryUntil: number;
   /** The last upstream error answer, passed through if nothing better comes. */
   private last: { status: number; body: Buffer | string; extra: string[] | null; contentType: string } | null = null;
@@ -79,7 +81,8 @@ export class UpstreamCall implements AttemptOwner {
     this.input = input;
     // Both measured from the request's arrival, not from here.
     this.retryUntil = ctx.t0 + deps.cfg.retry_budget_ms;
-    const left = ctx.t0 + deps.cfg.upstream_request_timeout_ms - performance.now();
+    this.deadlineAt = ctx.t0 + deps.cfg.upstream_request_timeout_ms;
+    const left = this.deadlineAt - performance.now();
     this.deadline = setTimeout(() => this.onDeadline(), left > 0 ? left : 0);
     this.deadline.unref(); // the client's socket keeps the thread alive, not this timer
     ctx.onAbort = () => this.cleanup();
@@ -147,6 +150,7 @@ export class UpstreamCall implements AttemptOwner {
     ctx.provider = p.index;
     ctx.providerName = p.name;
     this.responseHeaders = this.targets.length > 1 ? ["x-portcullis-provider", p.name] : [];
+    if (performance.now() >= this.deadlineAt) return this.onDeadline(); // (a slow body upload) never send it late
     if (p.type === "mock") {
       this.done();
       this.verdict(true);
@@ -299,7 +303,7 @@ export class UpstreamCall implements AttemptOwner {
       else this.release();
       r.abort(DEADLINE);
       if (ctx.started) return r.endStreamWithError("timeout_error", message, "GW_ERR_UPSTREAM_TIMEOUT");
-    }
+    } else this.release(); // admitted, not sent
     ctx.fail("GW_ERR_UPSTREAM_TIMEOUT", message);
   }
 

@@ -70,7 +70,7 @@ async function logFor(gw: Gateway, id: string): Promise<Record<string, any>[]> {
 }
 
 /** One raw HTTP/1.1 exchange, so bytes fetch would refuse to send reach the gateway. */
-function raw(port: number, head: Buffer, payload: string): Promise<{ status: number; body: string }> {
+function raw(port: number, head: Buffer, payload: string, bodyAfterMs = 0): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const s = connect(port, "127.0.0.1");
     const chunks: Buffer[] = [];
@@ -90,7 +90,10 @@ function raw(port: number, head: Buffer, payload: string): Promise<{ status: num
       if (m === null) return reject(new Error(`not an HTTP answer: ${JSON.stringify(text.slice(0, 200))}`));
       resolve({ status: Number(m[1]), body: text.slice(text.indexOf("\r\n\r\n") + 4) });
     });
-    s.write(Buffer.concat([head, Buffer.from(`content-length: ${Buffer.byteLength(payload)}\r\nconnection: close\r\n\r\n${payload}`)]));
+    // A slow client: the headers now (the request has arrived), the body later.
+    s.write(Buffer.concat([head, Buffer.from(`content-length: ${Buffer.byteLength(payload)}\r\nconnection: close\r\n\r\n`)]));
+    if (bodyAfterMs === 0) s.write(payload);
+    else setTimeout(() => s.write(payload), bodyAfterMs);
   });
 }
 function rawHead(target: string, headers: string): Buffer {
@@ -137,6 +140,7 @@ describe("client bytes, keys and upstream replies", () => {
       RETRY_BASE_DELAY_MS: "10",
       RETRY_MAX_DELAY_MS: "20",
       CIRCUIT_BREAKER_FAILURE_THRESHOLD: "2",
+      RETRY_BUDGET_MS: "1000",
       SSE_MAX_EVENT_BYTES: "65536",
     });
   });
@@ -232,6 +236,16 @@ describe("client bytes, keys and upstream replies", () => {
     assert.ok(logged !== undefined, "the original body is logged");
     assert.match(logged.body, /<html>/);
     assert.ok(!JSON.stringify(lines).includes(HTML_SECRET), "the log masks the key");
+  });
+
+  test("RETRY_BUDGET_MS counts from the request's arrival, not from the upstream call", async () => {
+    await faults("status:529", "status:529");
+    const id = newId("budget");
+    // The body arrives 1.2 s after the headers: the 1 s retry budget is spent before the first attempt.
+    const r = await raw(gw.port, rawHead("/v1/messages", `x-request-id: ${id}\r\n`), body("up-model"), 1200);
+    assert.equal(r.status, 529, r.body);
+    assert.equal((await recorded(id)).length, 1, "no retry once the budget from arrival is spent");
+    await faults();
   });
 
   test("a JSON upstream error still passes through byte for byte", async () => {
@@ -369,6 +383,14 @@ describe("one deadline per request", () => {
     assert.equal(j.error.type, "timeout_error");
     assert.match(j.error.message, /UPSTREAM_REQUEST_TIMEOUT_MS/);
     assert.doesNotMatch(text, /message_stop/);
+  });
+
+  test("the deadline counts from arrival: a request whose body took longer is answered 504 and never sent", async () => {
+    const id = newId("late");
+    const r = await raw(gw.port, Buffer.from(`POST /v1/messages HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\nx-request-id: ${id}\r\n`), body("stream-model"), 1000);
+    assert.equal(r.status, 504, r.body);
+    assert.equal(JSON.parse(r.body).error.type, "timeout_error");
+    assert.deepEqual(await recorded(id), [], "past its deadline, nothing is sent upstream");
   });
 
   test("a half-open probe that hits the deadline is settled: the breaker recovers", async () => {
