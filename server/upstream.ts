@@ -102,8 +102,11 @@ export class Relay implements Dispatcher.DispatchHandler {
   private readonly providerIndex: number;
   private readonly owner: AttemptOwner;
   private headers: IncomingHttpHeaders | null = null;
+  /** When the attempt was handed to the pool (for the connection-wait metric). */
+  private readonly dispatchedAt: number;
 
   constructor(ctx: RequestCtx, owner: AttemptOwner, maxEventBytes: number) {
+    this.dispatchedAt = performance.now();
     this.ctx = ctx;
     this.owner = owner;
     this.providerIndex = ctx.provider;
@@ -132,6 +135,7 @@ export class Relay implements Dispatcher.DispatchHandler {
     if (this.cancelled !== null) return controller.abort(this.cancelled);
     if (this.ctx.aborted) return controller.abort(new Error("client aborted"));
     this.sent = true;
+    this.ctx.shared.metrics.poolWait(this.providerIndex, (performance.now() - this.dispatchedAt) * 1000);
   }
 
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {

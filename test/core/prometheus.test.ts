@@ -190,3 +190,16 @@ test("usage_unreadable_total{provider} counts replies with unreadable usage, and
   assert.match(text, /^usage_unreadable_total\{provider="none"\} 0$/m);
   promtoolCheck(text);
 });
+
+test("upstream connection waits: a count and a sum in seconds per provider, accepted by promtool", () => {
+  const layout = new MetricsLayout(["anthropic", "backup"]);
+  const sab = createMetricsBuffer(layout);
+  const m = new Metrics(layout, sab);
+  m.poolWait(1, 1500);
+  m.poolWait(1, 500);
+  const text = renderPrometheus(snapshot(layout, sab));
+  assert.match(text, /^upstream_connection_waits_total\{provider="anthropic"\} 2$/m);
+  assert.match(text, /^upstream_connection_wait_seconds_total\{provider="anthropic"\} 0\.002$/m);
+  assert.doesNotMatch(text, /provider="backup"/, "a provider that never waited has no series");
+  promtoolCheck(text);
+});

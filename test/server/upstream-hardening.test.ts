@@ -164,6 +164,8 @@ describe("client bytes, keys and upstream replies", () => {
     const ok = await call(gw, "up-model");
     assert.equal(ok.status, 200, "other clients are served");
     await ok.arrayBuffer();
+    const prom = await (await fetch(`${gw.url}/metrics/prometheus`)).text();
+    assert.match(prom, /^upstream_connection_waits_total\{provider="up"\} 1$/m, "only the request that was sent took a connection");
   });
 
   test("a raw non-ASCII query gets 400 naming the query, is never sent, and leaves the breaker closed", async () => {

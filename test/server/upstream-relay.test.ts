@@ -25,7 +25,7 @@ const BODY = Buffer.from(JSON.stringify({ model: "m", max_tokens: 8, messages: [
 
 /** The fields a Relay reads before any response reaches the client. */
 function fakeCtx(id: string): RequestCtx {
-  return { id, aborted: false, done: false, started: false, provider: 1, providerName: "p", route: 0, shared: { log: { warn() {} } } } as unknown as RequestCtx;
+  return { id, aborted: false, done: false, started: false, provider: 1, providerName: "p", route: 0, shared: { log: { warn() {} }, metrics: { poolWait() {} } } } as unknown as RequestCtx;
 }
 
 class Owner implements AttemptOwner {
