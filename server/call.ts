@@ -187,6 +187,7 @@ export class UpstreamCall implements AttemptOwner {
 
   succeeded(): void {
     this.verdict(true);
+    this.ctx.errorCode = null; // an earlier attempt's error is not this answer's
     // A stream goes on under the same deadline; a JSON answer is sent right after this.
   }
 
