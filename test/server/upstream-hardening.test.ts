@@ -395,6 +395,34 @@ describe("one deadline per request", () => {
     assert.deepEqual(await recorded(id), [], "past its deadline, nothing is sent upstream");
   });
 
+  test("a half-open probe whose client goes away gives its slot back", async () => {
+    await faults("status:500");
+    const first = await call(gw, "probe-model");
+    assert.equal(first.status, 500);
+    await first.arrayBuffer();
+    await untilHalfOpenable(gw, "probe");
+    await faults("hang");
+    const ac = new AbortController();
+    const id = newId("abort");
+    const pending = fetch(`${gw.url}/v1/messages`, { method: "POST", headers: { "content-type": "application/json", "x-request-id": id }, body: body("probe-model"), signal: ac.signal });
+    for (let i = 0; (await recorded(id)).length === 0; i++) {
+      assert.ok(i < 400, "the probe never reached the mock");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal((await breaker(gw, "probe")).probes_in_flight, 1);
+    ac.abort();
+    await assert.rejects(pending);
+    for (let i = 0; (await breaker(gw, "probe")).probes_in_flight !== 0; i++) {
+      assert.ok(i < 400, "the probe slot was never given back");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await faults();
+    const ok = await call(gw, "probe-model");
+    assert.equal(ok.status, 200, "the next probe is admitted");
+    await ok.arrayBuffer();
+    assert.equal((await breaker(gw, "probe")).state, "closed");
+  });
+
   test("a half-open probe that hits the deadline is settled: the breaker recovers", async () => {
     await faults("status:500");
     const first = await call(gw, "probe-model");
