@@ -22,10 +22,11 @@ import { authHeadersFor } from "../core/providers.js";
 import type { Target } from "../core/routing.js";
 import { spliceModel } from "../core/json-splice.js";
 import { retryDelayMs, shouldRetryStatus } from "../core/retry.js";
-import { badHeader, badHeaderValue, badQuery, isJsonBody, redactSnippet } from "../core/upstream-guard.js";
+import { badHeader, badHeaderValue, badQuery, isJsonBody } from "../core/upstream-guard.js";
 import type { GatewayConfig } from "../core/config.js";
 import type { RequestCtx } from "./context.js";
 import { dispatchAttempt, type AttemptOwner, type Pools, type Relay } from "./upstream.js";
+import { replacedErrorBody } from "./upstream-reply.js";
 
 export interface CallDeps {
   cfg: GatewayConfig;
@@ -51,8 +52,6 @@ export interface CallInput {
 
 const DEADLINE = Object.assign(new Error("request deadline exceeded"), { code: "GW_DEADLINE" });
 const CLIENT_GONE = new Error("client aborted");
-/** Characters of a non-JSON upstream error body kept in the log. */
-const LOGGED_BODY_CHARS = 512;
 
 export class UpstreamCall implements AttemptOwner {
   private readonly ctx: RequestCtx;
@@ -206,29 +205,15 @@ export class UpstreamCall implements AttemptOwner {
     const ct = headers["content-type"];
     const contentType = typeof ct === "string" ? ct : "";
     if (isJsonBody(contentType, body)) this.last = { status, body, extra, contentType };
-    else this.last = { status, body: this.replaceBody(status, contentType, body), extra, contentType: "application/json" };
+    else {
+      const auth = this.targets[this.ti]!.provider.authHeaders ?? [];
+      const secrets = [this.input.clientKey, this.input.upstreamKey, ...auth.filter((_, i) => i % 2 === 1)];
+      this.last = { status, body: replacedErrorBody(this.ctx, status, contentType, body, secrets), extra, contentType: "application/json" };
+    }
     this.lastCode = null;
     const retry = shouldRetryStatus(status, headerOf(headers, "x-should-retry"));
     if (!retry) return this.finishWith();
     this.retryOrMove(retryDelayMs(this.deps.cfg, this.attempt, headerOf(headers, "retry-after"), headerOf(headers, "retry-after-ms"), Math.random()));
-  }
-
-  /** A non-JSON error body (an HTML page that may echo a secret) is logged redacted and replaced. */
-  private replaceBody(status: number, contentType: string, body: Buffer): string {
-    const ctx = this.ctx, t = this.targets[this.ti]!.provider;
-    const secrets = [this.input.clientKey, this.input.upstreamKey];
-    if (t.authHeaders !== null) for (let i = 1; i < t.authHeaders.length; i += 2) secrets.push(t.authHeaders[i]!.replace(/^Bearer /, ""));
-    ctx.shared.log.warn(
-      { req_id: ctx.id, provider: ctx.providerName, status, content_type: contentType, body: redactSnippet(body.toString("utf8"), secrets, LOGGED_BODY_CHARS) },
-      "upstream error body is not JSON; replaced",
-    );
-    ctx.errorCode = "GW_ERR_UPSTREAM_ERROR_NOT_JSON";
-    const type = errorTypeForStatus(status);
-    return JSON.stringify({
-      type: "error",
-      error: { type, message: `the upstream provider answered HTTP ${status} with a body that is not JSON (${contentType === "" ? "no content type" : contentType.split(";", 1)[0]}); it is in the gateway log under this request_id` },
-      request_id: ctx.id,
-    });
   }
 
   connectionError(code: ErrorCode, _err: Error): void {
