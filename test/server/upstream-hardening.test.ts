@@ -71,7 +71,16 @@ async function logFor(gw: Gateway, id: string): Promise<Record<string, any>[]> {
 
 /** One raw HTTP/1.1 exchange, so bytes fetch would refuse to send reach the gateway. */
 function raw(port: number, head: Buffer, payload: string, bodyAfterMs = 0): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
+  const r = rawOpen(port, head, payload);
+  // A slow client: the headers now (the request has arrived), the body later.
+  if (bodyAfterMs === 0) r.sendBody();
+  else setTimeout(r.sendBody, bodyAfterMs);
+  return r.answer;
+}
+/** Headers sent now; the body when the caller says. */
+function rawOpen(port: number, head: Buffer, payload: string): { sendBody: () => void; answer: Promise<{ status: number; body: string }> } {
+  let sendBody = (): void => {};
+  const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
     const s = connect(port, "127.0.0.1");
     const chunks: Buffer[] = [];
     const timer = setTimeout(() => {
@@ -90,11 +99,10 @@ function raw(port: number, head: Buffer, payload: string, bodyAfterMs = 0): Prom
       if (m === null) return reject(new Error(`not an HTTP answer: ${JSON.stringify(text.slice(0, 200))}`));
       resolve({ status: Number(m[1]), body: text.slice(text.indexOf("\r\n\r\n") + 4) });
     });
-    // A slow client: the headers now (the request has arrived), the body later.
     s.write(Buffer.concat([head, Buffer.from(`content-length: ${Buffer.byteLength(payload)}\r\nconnection: close\r\n\r\n`)]));
-    if (bodyAfterMs === 0) s.write(payload);
-    else setTimeout(() => s.write(payload), bodyAfterMs);
+    sendBody = () => s.write(payload);
   });
+  return { sendBody, answer };
 }
 function rawHead(target: string, headers: string): Buffer {
   // latin1: each char below 256 becomes exactly that byte (0x7f, 0xff stay raw).
@@ -353,16 +361,21 @@ describe("one deadline per request", () => {
         providers: {
           stream: { type: "anthropic", base_url: mock.url, api_key: "sk-up-stream-1234" },
           probe: { type: "anthropic", base_url: mock.url, api_key: "sk-up-probe-1234" },
+          holder: { type: "anthropic", base_url: mock.url, api_key: "sk-up-holder-1234" },
+          late: { type: "anthropic", base_url: mock.url, api_key: "sk-up-late-1234" },
         },
         routes: [
           { match: "stream-*", provider: "stream" },
           { match: "probe-*", provider: "probe" },
+          { match: "holder-*", provider: "holder" },
+          { match: "late-*", provider: "late" },
         ],
       }),
     );
     gw = await startGateway({
       CONFIG_FILE: cfg,
       UPSTREAM_REQUEST_TIMEOUT_MS: "800",
+      UPSTREAM_CONNECTIONS: "1",
       RETRY_MAX_ATTEMPTS: "1",
       CIRCUIT_BREAKER_FAILURE_THRESHOLD: "1",
       CIRCUIT_BREAKER_TIMEOUT: "300",
@@ -393,6 +406,39 @@ describe("one deadline per request", () => {
     assert.equal(r.status, 504, r.body);
     assert.equal(JSON.parse(r.body).error.type, "timeout_error");
     assert.deepEqual(await recorded(id), [], "past its deadline, nothing is sent upstream");
+  });
+
+  test("with UPSTREAM_CONNECTIONS=1, a request whose deadline passes while it waits for the connection gets 504 and is never sent", async () => {
+    await faults("hang");
+    // The waiter arrives first (its deadline is the earlier one) but its body comes later.
+    const waiterId = newId("waiter");
+    const waiter = rawOpen(gw.port, Buffer.from(`POST /v1/messages HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\nx-request-id: ${waiterId}\r\n`), body("late-model"));
+    for (let i = 0; ; i++) {
+      const o = (await (await fetch(`${gw.url}/metrics/observability`)).json()) as { requests: { active: number } };
+      if (o.requests.active >= 2) break; // the waiter's request is in (this one counts itself)
+      assert.ok(i < 400, "the waiter's request never arrived");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // The holder takes the only connection; the mock never answers it.
+    const holderId = newId("holder");
+    const holder = call(gw, "holder-model", { id: holderId });
+    for (let i = 0; (await recorded(holderId)).length === 0; i++) {
+      assert.ok(i < 400, "the holder never reached the mock");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    waiter.sendBody();
+    const w = await waiter.answer;
+    assert.equal(w.status, 504, w.body);
+    assert.equal(JSON.parse(w.body).error.type, "timeout_error");
+    const h = await holder;
+    assert.equal(h.status, 504);
+    await h.arrayBuffer();
+    // One connection, first come first served: once this is answered, the waiter's fate is settled.
+    const next = await call(gw, "late-model");
+    assert.equal(next.status, 200, "the waiter's provider is not blamed for it");
+    await next.arrayBuffer();
+    assert.deepEqual(await recorded(waiterId), [], "the waiter was never sent");
+    assert.equal((await breaker(gw, "late")).consecutive_failures, 0);
   });
 
   test("a half-open probe whose client goes away gives its slot back", async () => {
