@@ -79,6 +79,8 @@ export interface Settings {
   upstream_body_timeout_ms: number & tags.Type<"uint32"> & tags.Minimum<1>;
   upstream_connections: number & tags.Type<"uint32"> & tags.Minimum<1>;
   upstream_request_timeout_ms: number & tags.Type<"uint32"> & tags.Minimum<1>;
+  /** An upstream SSE event still incomplete past this many bytes ends the stream (event: error). */
+  sse_max_event_bytes: number & tags.Type<"uint32"> & tags.Minimum<1024>;
   retry_max_attempts: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<20>;
   retry_base_delay_ms: number & tags.Type<"uint32">;
   retry_max_delay_ms: number & tags.Type<"uint32">;
@@ -137,6 +139,7 @@ export const ENV_NAMES: Record<keyof Settings, string> = {
   upstream_body_timeout_ms: "UPSTREAM_BODY_TIMEOUT_MS",
   upstream_connections: "UPSTREAM_CONNECTIONS",
   upstream_request_timeout_ms: "UPSTREAM_REQUEST_TIMEOUT_MS",
+  sse_max_event_bytes: "SSE_MAX_EVENT_BYTES",
   retry_max_attempts: "RETRY_MAX_ATTEMPTS",
   retry_base_delay_ms: "RETRY_BASE_DELAY_MS",
   retry_max_delay_ms: "RETRY_MAX_DELAY_MS",
@@ -251,6 +254,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     upstream_body_timeout_ms: num(env, "UPSTREAM_BODY_TIMEOUT_MS", 300_000),
     upstream_connections: num(env, "UPSTREAM_CONNECTIONS", 128),
     upstream_request_timeout_ms: num(env, "UPSTREAM_REQUEST_TIMEOUT_MS", 900_000),
+    sse_max_event_bytes: num(env, "SSE_MAX_EVENT_BYTES", 16 * 1024 * 1024),
     retry_max_attempts: num(env, "RETRY_MAX_ATTEMPTS", 3),
     retry_base_delay_ms: num(env, "RETRY_BASE_DELAY_MS", 500),
     retry_max_delay_ms: num(env, "RETRY_MAX_DELAY_MS", 8_000),

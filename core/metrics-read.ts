@@ -22,13 +22,19 @@ export interface Snapshot {
   rejected: { reason: string; value: number }[];
   /** MCP tool calls by tool and decision: those counted, or with `toolZeros` every known tool x decision (tool "other" only once counted). */
   toolCalls: { tool: string; decision: string; value: number }[];
+  /** Waits for an upstream pool connection, per provider that made any. */
+  poolWaits: { provider: string; count: number; sumSeconds: number }[];
   active: number;
 }
 
 export function snapshot(layout: MetricsLayout, sab: SharedArrayBuffer, toolZeros = false): Snapshot {
   const u32 = new Uint32Array(sab);
   const i32 = new Int32Array(sab);
-  const out: Snapshot = { requests: [], errors: [], histograms: [], rejected: [], toolCalls: [], active: Atomics.load(i32, G_ACTIVE) };
+  const out: Snapshot = { requests: [], errors: [], histograms: [], rejected: [], toolCalls: [], poolWaits: [], active: Atomics.load(i32, G_ACTIVE) };
+  for (let p = 0; p < layout.nP; p++) {
+    const o = layout.poolWaitOff + p * 4, count = read64(u32, o);
+    if (count > 0) out.poolWaits.push({ provider: layout.providers[p]!, count, sumSeconds: read64(u32, o + 2) / 1e6 });
+  }
   for (let t = 0; t < TOOL_LABELS.length; t++) {
     for (let d = 0; d < TOOL_DECISIONS.length; d++) {
       const v = read64(u32, layout.toolSlot(t, d));

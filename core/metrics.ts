@@ -57,6 +57,8 @@ export class MetricsLayout {
   readonly rejectedOff: number;
   /** tool_calls_total: TOOL_LABELS x TOOL_DECISIONS 64-bit counters. */
   readonly toolsOff: number;
+  /** Per provider: waits for an upstream pool connection (count, then the sum in µs), 64-bit each. */
+  readonly poolWaitOff: number;
   /** Per (route, provider): nB bucket counters + the sum in microseconds, all 64-bit. */
   readonly histStride: number;
   readonly totalU32: number;
@@ -71,7 +73,8 @@ export class MetricsLayout {
     this.histStride = (this.nB + 1) * 2;
     this.rejectedOff = this.histOff + this.nR * this.nP * this.histStride;
     this.toolsOff = this.rejectedOff + REJECT_REASONS.length * 2;
-    this.totalU32 = this.toolsOff + TOOL_LABELS.length * TOOL_DECISIONS.length * 2;
+    this.poolWaitOff = this.toolsOff + TOOL_LABELS.length * TOOL_DECISIONS.length * 2;
+    this.totalU32 = this.poolWaitOff + this.nP * 4;
   }
 
   requestSlot(r: number, p: number, s: number): number {
@@ -137,6 +140,13 @@ export class Metrics {
   /** One MCP tool call, by TOOL_LABELS and TOOL_DECISIONS index. */
   toolCall(tool: number, decision: number): void {
     add64(this.u32, this.layout.toolSlot(tool, decision), 1);
+  }
+
+  /** One upstream attempt got its pool connection after waiting `us` microseconds. */
+  poolWait(provider: number, us: number): void {
+    const o = this.layout.poolWaitOff + provider * 4;
+    add64(this.u32, o, 1);
+    add64(this.u32, o + 2, us < 0 ? 0 : us > 0xfffffffe ? 0xfffffffe : Math.round(us));
   }
 
   activeInc(): number {

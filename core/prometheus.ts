@@ -55,6 +55,12 @@ export function renderPrometheus(s: Snapshot, gauges: readonly GaugeLine[] = [],
     out.push("# TYPE tool_calls_total counter");
     for (const t of s.toolCalls) out.push(`tool_calls_total{tool="${t.tool}",decision="${t.decision}"} ${t.value}`);
   }
+  out.push("# HELP upstream_connection_waits_total Upstream attempts that got a pool connection, by provider.");
+  out.push("# TYPE upstream_connection_waits_total counter");
+  for (const w of s.poolWaits) out.push(`upstream_connection_waits_total{provider="${esc(w.provider)}"} ${w.count}`);
+  out.push("# HELP upstream_connection_wait_seconds_total Time upstream attempts spent waiting for a pool connection (UPSTREAM_CONNECTIONS), by provider.");
+  out.push("# TYPE upstream_connection_wait_seconds_total counter");
+  for (const w of s.poolWaits) out.push(`upstream_connection_wait_seconds_total{provider="${esc(w.provider)}"} ${w.sumSeconds}`);
   out.push("# HELP http_requests_active Requests in flight.");
   out.push("# TYPE http_requests_active gauge");
   out.push(`http_requests_active ${s.active}`);

@@ -23,6 +23,8 @@ export class UsageLayout {
   readonly models: readonly string[];
   readonly blocksOff = N_HEADER;
   readonly unknownOff: number;
+  /** usage_unreadable_total{provider}: replies whose usage could not be read. */
+  readonly unreadableOff: number;
   readonly cellsOff: number;
   readonly totalU32: number;
 
@@ -31,7 +33,8 @@ export class UsageLayout {
     this.providers = Object.freeze(["none", ...providers]);
     this.models = models;
     this.unknownOff = this.blocksOff + (LIMIT_NAMES.length + 1) * 2;
-    this.cellsOff = this.unknownOff + this.providers.length * 2;
+    this.unreadableOff = this.unknownOff + this.providers.length * 2;
+    this.cellsOff = this.unreadableOff + this.providers.length * 2;
     this.totalU32 = this.cellsOff + this.providers.length * models.length * N_K * 2;
   }
   cell(p: number, m: number): number {
@@ -66,6 +69,10 @@ export class UsageMetrics {
   }
   unknownModel(provider: number): void {
     add64(this.u32, this.layout.unknownOff + provider * 2, 1);
+  }
+  /** A reply whose usage could not be read (charged its reservation instead). */
+  unreadable(provider: number): void {
+    add64(this.u32, this.layout.unreadableOff + provider * 2, 1);
   }
   blocked(which: number): void {
     add64(this.u32, this.layout.blocksOff + which * 2, 1);
@@ -116,6 +123,8 @@ export function renderUsagePrometheus(l: UsageLayout, sab: SharedArrayBuffer): s
     const v = read64(u, l.unknownOff + p * 2);
     if (v > 0) out.push(`pricing_unknown_model_total{provider="${esc(l.providers[p]!)}"} ${v}`);
   }
+  out.push("# HELP usage_unreadable_total Successful replies whose token usage could not be read (the request was charged its reservation).", "# TYPE usage_unreadable_total counter");
+  for (let p = 0; p < l.providers.length; p++) out.push(`usage_unreadable_total{provider="${esc(l.providers[p]!)}"} ${read64(u, l.unreadableOff + p * 2)}`);
   const h = new Int32Array(sab);
   out.push("# HELP ledger_up 1 while the SQLite ledger accepts writes.", "# TYPE ledger_up gauge", `ledger_up ${Atomics.load(h, H_LEDGER_OK)}`);
   out.push("# HELP ledger_size_bytes The SQLite ledger's size on disk (database and WAL, KiB resolution).", "# TYPE ledger_size_bytes gauge", `ledger_size_bytes ${Atomics.load(h, H_LEDGER_KIB) * 1024}`);

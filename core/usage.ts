@@ -1,5 +1,6 @@
 /**
- * Token counts read from raw response bytes without parsing them: the last
+ * The one token-usage extractor: counts read from raw response bytes (a JSON message, or
+ * a run of SSE events) without parsing them: the last
  * `"<key>":<digits>` in the buffer. A quote inside a JSON string is always escaped, so
  * text content cannot fake a key; Anthropic writes `usage` after `content`, so the last
  * occurrence is usage's even when a tool input has a same-named field.
@@ -24,4 +25,28 @@ export function lastNumberField(buf: Uint8Array, key: string): number {
     digits++;
   }
   return digits === 0 ? -1 : n;
+}
+
+/** Where usage lands (RequestCtx has these fields; -1 = not reported). */
+export interface UsageFields {
+  inputTokens: number;
+  outputTokens: number;
+  cacheCreationTokens: number;
+  cacheReadTokens: number;
+}
+
+/**
+ * Read the usage counts in `buf` into `into`, keeping a field's earlier value when `buf`
+ * does not carry it: a JSON reply is read once; SSE runs are read as they pass
+ * (message_start carries the input, each message_delta the running output).
+ */
+export function readUsage(buf: Uint8Array, into: UsageFields): void {
+  const i = lastNumberField(buf, "input_tokens");
+  if (i >= 0) into.inputTokens = i;
+  const o = lastNumberField(buf, "output_tokens");
+  if (o >= 0) into.outputTokens = o;
+  const cw = lastNumberField(buf, "cache_creation_input_tokens");
+  if (cw >= 0) into.cacheCreationTokens = cw;
+  const cr = lastNumberField(buf, "cache_read_input_tokens");
+  if (cr >= 0) into.cacheReadTokens = cr;
 }

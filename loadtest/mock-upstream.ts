@@ -29,9 +29,14 @@
  *   slow-stream:<ms>                 wait between SSE frames
  *   cut-stream:<n>                   write n SSE frames, then close the connection
  *   stream-error:<n>                 write n SSE frames, then an `event: error` frame (overloaded_error) and end
+ *   encoding:<gzip|br|deflate>       compress the reply (JSON or SSE) and say so in content-encoding
+ *   body:html                        reply text/html (with status:<code>, an error page) echoing the request's x-api-key
+ *   body:no-usage                    a JSON reply (or SSE stream) without any usage field
+ *   huge-event:<bytes>               SSE: after message_start, one data line of that many bytes with no blank line, then end
  * Header `x-mock-events: <n>` sets the number of text_delta events per text block.
  */
 import uWS from "uWebSockets.js";
+import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
 import {
   DEFAULT_TEXT_EVENTS,
   MAX_TEXT_EVENTS,
@@ -135,6 +140,9 @@ interface Fault {
   slowStreamMs?: number;
   cutStream?: number;
   streamError?: number;
+  encoding?: "gzip" | "br" | "deflate";
+  body?: "html" | "no-usage";
+  hugeEvent?: number;
 }
 
 function nonNegInt(v: string, spec: string): number {
@@ -181,6 +189,17 @@ function parseFault(spec: string): Fault {
       case "stream-error":
         f.streamError = nonNegInt(val, spec);
         break;
+      case "encoding":
+        if (val !== "gzip" && val !== "br" && val !== "deflate") throw new Error(`bad mock fault spec: ${spec}`);
+        f.encoding = val;
+        break;
+      case "body":
+        if (val !== "html" && val !== "no-usage") throw new Error(`bad mock fault spec: ${spec}`);
+        f.body = val;
+        break;
+      case "huge-event":
+        f.hugeEvent = nonNegInt(val, spec);
+        break;
       default:
         throw new Error(`bad mock fault spec: ${spec}`);
     }
@@ -198,10 +217,12 @@ interface Ctx {
   /** status line written (a 500 can no longer be sent) */
   started: boolean;
   timer: NodeJS.Timeout | undefined;
+  /** The request's x-api-key (echoed by the `body:html` fault, as a careless proxy would). */
+  apiKey: string;
 }
 
 function newCtx(res: uWS.HttpResponse, tracked: boolean): Ctx {
-  const ctx: Ctx = { res, aborted: false, tracked, started: false, timer: undefined };
+  const ctx: Ctx = { res, aborted: false, tracked, started: false, timer: undefined, apiKey: "" };
   if (tracked) {
     totalRequests++;
     activeRequests++;
@@ -343,6 +364,10 @@ function applyFault(ctx: Ctx, req: MockRequest, stream: boolean, events: number,
     ctx.res.close(); // onAborted runs → finish()
     return;
   }
+  if (fault.body === "html") {
+    sendHtml(ctx, fault.status ?? 200);
+    return;
+  }
   if (fault.status !== undefined && fault.status !== 200) {
     const extra: Array<[string, string]> = [];
     if (fault.retryAfter !== undefined) extra.push(["retry-after", fault.retryAfter]);
@@ -357,7 +382,12 @@ function respondMessages(ctx: Ctx, req: MockRequest, stream: boolean, events: nu
   if (ctx.aborted) return;
   const id = `msg_mock_${++seq}`;
   if (!stream) {
-    const body = mockMessageJson(req, id);
+    let body = mockMessageJson(req, id);
+    if (fault?.body === "no-usage") body = withoutUsage(body);
+    if (fault?.encoding !== undefined) {
+      sendEncoded(ctx, "application/json", fault.encoding, body);
+      return;
+    }
     if (fault?.cutStream !== undefined) {
       // Non-streaming variant of cut-stream: headers + a truncated body, then close.
       const res = ctx.res;
@@ -376,7 +406,58 @@ function respondMessages(ctx: Ctx, req: MockRequest, stream: boolean, events: nu
     sendJson(ctx, 200, body);
     return;
   }
-  streamFrames(ctx, mockStreamFrames(req, id, events), fault);
+  let frames = mockStreamFrames(req, id, events);
+  if (fault?.body === "no-usage") frames = frames.map(withoutUsage);
+  if (fault?.hugeEvent !== undefined) frames = [frames[0]!, `event: content_block_delta\ndata: {"pad":"${"x".repeat(fault.hugeEvent)}"}`];
+  if (fault?.encoding !== undefined) {
+    sendEncoded(ctx, "text/event-stream; charset=utf-8", fault.encoding, frames.join(""));
+    return;
+  }
+  streamFrames(ctx, frames, fault);
+}
+
+/** Drops every `"usage":{...}` object (flat in the mock's replies). */
+function withoutUsage(s: string): string {
+  return s.replace(/,?"usage":\{[^}]*\}/g, "");
+}
+
+function encode(encoding: "gzip" | "br" | "deflate", text: string): Buffer {
+  const b = Buffer.from(text);
+  return encoding === "gzip" ? gzipSync(b) : encoding === "br" ? brotliCompressSync(b) : deflateSync(b);
+}
+
+/** A whole reply compressed, written in two chunks so a decoder sees it arrive in parts. */
+function sendEncoded(ctx: Ctx, contentType: string, encoding: "gzip" | "br" | "deflate", text: string): void {
+  if (ctx.aborted || ctx.started) return;
+  ctx.started = true;
+  const z = encode(encoding, text);
+  const half = z.length >> 1;
+  const res = ctx.res;
+  res.cork(() => {
+    res.writeStatus("200 OK");
+    res.writeHeader("content-type", contentType);
+    res.writeHeader("content-encoding", encoding);
+    res.writeHeader("request-id", `req_mock_${seq}`);
+    res.write(z.subarray(0, half));
+  });
+  setImmediate(() => {
+    if (ctx.aborted) return;
+    res.cork(() => res.end(z.subarray(half)));
+    finish(ctx);
+  });
+}
+
+/** An HTML page (a proxy's error page, say) that echoes the caller's key. */
+function sendHtml(ctx: Ctx, status: number): void {
+  if (ctx.aborted || ctx.started) return;
+  ctx.started = true;
+  const res = ctx.res;
+  res.cork(() => {
+    res.writeStatus(statusLine(status));
+    res.writeHeader("content-type", "text/html; charset=utf-8");
+    res.end(`<html><body><h1>${status}</h1><p>request with key ${ctx.apiKey} refused</p></body></html>`);
+  });
+  finish(ctx);
 }
 
 const STREAM_ERROR_FRAME = `event: error\ndata: ${mockErrorJson(529, "mock stream fault")}\n\n`;
@@ -549,6 +630,7 @@ function route(res: uWS.HttpResponse, req: uWS.HttpRequest): void {
   const eventsHeader = req.getHeader("x-mock-events");
   const entry = recording ? recordStart(req, method, path, req.getQuery() ?? "") : undefined;
   const ctx = newCtx(res, true);
+  ctx.apiKey = req.getHeader("x-api-key");
 
   if (method === "post") {
     if (endsWith(path, "/v1/messages")) {

@@ -9,7 +9,7 @@ import type { GatewayConfig } from "../core/config.js";
 import { KeyIndex, presentedKey, type KeyEntry } from "../core/auth.js";
 import { estimateInputTokens, LIMIT_NAMES, OK as BUDGET_OK, type Budgets } from "../core/budget.js";
 import { modelAllowed } from "../core/keys.js";
-import { lastNumberField } from "../core/usage.js";
+import { readUsage } from "../core/usage.js";
 import type { PriceTable } from "../core/pricing.js";
 import { BLOCK_UNAVAILABLE, type UsageMetrics } from "../core/usage-metrics.js";
 import { registerAdmin } from "./admin.js";
@@ -60,6 +60,8 @@ const FORWARD = ["anthropic-version", "anthropic-beta", "user-agent", "x-claude-
 interface Incoming {
   query: string;
   clientKey: string;
+  /** The caller's own provider key for pass_through_key providers (never the gateway key). */
+  upstreamKey: string;
   contentLength: number;
   fwd: string[];
   keyIndex: number;
@@ -99,6 +101,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     return {
       query: req.getQuery() ?? "",
       clientKey: presentedKey(req.getHeader("x-api-key"), req.getHeader("authorization")),
+      upstreamKey: req.getHeader("x-upstream-api-key"),
       contentLength: cl === "" ? -1 : Number(cl),
       fwd,
       keyIndex: -1,
@@ -217,7 +220,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       ctx.providerName = primary.provider.name;
       return answerMock(ctx, parsed, count);
     }
-    new UpstreamCall(ctx, callDeps, route.targets, { body, parsed, model, fwd: inc.fwd, query: inc.query, clientKey: inc.clientKey, count }).start();
+    new UpstreamCall(ctx, callDeps, route.targets, { body, parsed, model, fwd: inc.fwd, query: inc.query, clientKey: inc.clientKey, upstreamKey: inc.upstreamKey, gatewayAuth: keys.enabled, count }).start();
   }
 
   /** 429 headers the SDKs understand: retry-after plus anthropic-ratelimit-*. */
@@ -233,11 +236,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
 
   /** The built-in mock's usage, read like a provider's (budgets work with the demo too). */
   function mockUsage(ctx: RequestCtx, text: string): void {
-    const b = Buffer.from(text);
-    ctx.inputTokens = lastNumberField(b, "input_tokens");
-    ctx.outputTokens = lastNumberField(b, "output_tokens");
-    ctx.cacheCreationTokens = lastNumberField(b, "cache_creation_input_tokens");
-    ctx.cacheReadTokens = lastNumberField(b, "cache_read_input_tokens");
+    readUsage(Buffer.from(text), ctx);
   }
 
   /** 429 GW_ERR_BUDGET_EXCEEDED naming the limit and when its window resets. */

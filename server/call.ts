@@ -1,21 +1,32 @@
 /**
  * One client request's journey through the providers: the route's targets in order
  * (primary, then fallbacks), each guarded by its circuit breaker, each tried up to
- * RETRY_MAX_ATTEMPTS times with exponential backoff and full jitter, within
- * RETRY_BUDGET_MS, and only while nothing has reached the client. A whole-request
- * deadline (UPSTREAM_REQUEST_TIMEOUT_MS) bounds everything, streams included.
+ * RETRY_MAX_ATTEMPTS times with exponential backoff and full jitter, only while nothing
+ * has reached the client and no retry wait would end past RETRY_BUDGET_MS after the
+ * request arrived. One deadline per request, UPSTREAM_REQUEST_TIMEOUT_MS from arrival,
+ * bounds everything: waiting for a pool connection, retries and streams (mid-stream it
+ * ends the stream with `event: error` of type timeout_error).
+ *
+ * A half-open probe is settled exactly once however the attempt ends: a verdict (success,
+ * upstream status, connection error, timeout, deadline after the request was sent) or a
+ * plain release when the provider never saw it (client abort, a request refused before
+ * it was sent, a deadline that passed while it waited for a connection, shutdown).
+ * What the client sends is checked before dispatch, so its bytes never count against a
+ * provider.
  */
 import type { IncomingHttpHeaders } from "node:http";
 import { ADMIT_PROBE, REJECT, type Breakers } from "../core/breaker.js";
-import { errorTypeForStatus, errorTypeIndex, type ErrorCode } from "../core/errors.js";
+import { errorBody, errorTypeForStatus, errorTypeIndex, type ErrorCode } from "../core/errors.js";
 import { RJ_CIRCUIT_OPEN } from "../core/metrics.js";
 import { authHeadersFor } from "../core/providers.js";
 import type { Target } from "../core/routing.js";
 import { spliceModel } from "../core/json-splice.js";
 import { retryDelayMs, shouldRetryStatus } from "../core/retry.js";
+import { badHeader, badHeaderValue, badQuery, isJsonBody } from "../core/upstream-guard.js";
 import type { GatewayConfig } from "../core/config.js";
 import type { RequestCtx } from "./context.js";
 import { dispatchAttempt, type AttemptOwner, type Pools, type Relay } from "./upstream.js";
+import { replacedErrorBody } from "./upstream-reply.js";
 
 export interface CallDeps {
   cfg: GatewayConfig;
@@ -32,6 +43,10 @@ export interface CallInput {
   fwd: readonly string[];
   query: string;
   clientKey: string;
+  /** The caller's own provider key (x-upstream-api-key), for pass_through_key providers. */
+  upstreamKey: string;
+  /** The gateway authenticated the caller with `clientKey`: never send that key upstream. */
+  gatewayAuth: boolean;
   count: boolean;
 }
 
@@ -49,10 +64,11 @@ export class UpstreamCall implements AttemptOwner {
   private relay: Relay | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly deadline: NodeJS.Timeout;
+  /** performance.now() at which the request's deadline passes. */
+  private readonly deadlineAt: number;
   private readonly retryUntil: number;
-  private timedOut = false;
   /** The last upstream error answer, passed through if nothing better comes. */
-  private last: { status: number; body: Buffer; extra: string[] | null; contentType: string } | null = null;
+  private last: { status: number; body: Buffer | string; extra: string[] | null; contentType: string } | null = null;
   private lastCode: ErrorCode | null = null;
   private openRetryAfterMs = 0;
   responseHeaders: readonly string[] = [];
@@ -62,14 +78,29 @@ export class UpstreamCall implements AttemptOwner {
     this.deps = deps;
     this.targets = targets;
     this.input = input;
-    this.retryUntil = performance.now() + deps.cfg.retry_budget_ms;
-    this.deadline = setTimeout(() => this.onDeadline(), deps.cfg.upstream_request_timeout_ms);
+    // Both measured from the request's arrival, not from here.
+    this.retryUntil = ctx.t0 + deps.cfg.retry_budget_ms;
+    this.deadlineAt = ctx.t0 + deps.cfg.upstream_request_timeout_ms;
+    const left = this.deadlineAt - performance.now();
+    this.deadline = setTimeout(() => this.onDeadline(), left > 0 ? left : 0);
     this.deadline.unref(); // the client's socket keeps the thread alive, not this timer
-    ctx.onAbort = () => this.cleanup(CLIENT_GONE);
+    ctx.onAbort = () => this.cleanup();
   }
 
   start(): void {
+    const inp = this.input;
+    const h = badHeader(inp.fwd);
+    if (h !== null) return this.refuse("GW_ERR_REQ_INVALID_HEADER", `header ${h} has a character that cannot be forwarded (a control byte other than tab, or one above U+00FF)`);
+    if (badHeaderValue(this.passKey())) {
+      return this.refuse("GW_ERR_REQ_INVALID_HEADER", `header ${inp.upstreamKey !== "" ? "x-upstream-api-key" : "x-api-key (or authorization)"} has a character that cannot be forwarded`);
+    }
+    if (badQuery(inp.query)) return this.refuse("GW_ERR_REQ_INVALID_QUERY", "the query string has a byte outside printable ASCII; percent-encode it");
     this.nextTarget();
+  }
+
+  private refuse(code: ErrorCode, message: string): void {
+    this.done();
+    this.ctx.fail(code, message);
   }
 
   /** Move to the next target whose breaker admits us; answer when none is left. */
@@ -77,6 +108,10 @@ export class UpstreamCall implements AttemptOwner {
     const b = this.deps.breakers;
     while (++this.ti < this.targets.length) {
       const t = this.targets[this.ti]!;
+      if (this.upstreamKeyMissing(t)) {
+        if (this.last === null) this.lastCode = "GW_ERR_AUTH_MISSING_UPSTREAM_KEY";
+        continue;
+      }
       const v = b.admit(t.provider.index - 1);
       if (v === REJECT) {
         this.ctx.shared.metrics.rejected(RJ_CIRCUIT_OPEN);
@@ -97,61 +132,84 @@ export class UpstreamCall implements AttemptOwner {
     this.finishFailed();
   }
 
+  /** A pass-through provider behind gateway auth needs the caller's own key in x-upstream-api-key. */
+  private upstreamKeyMissing(t: Target): boolean {
+    return t.provider.authHeaders === null && t.provider.type !== "mock" && this.passKey() === "";
+  }
+
+  /** The key a pass-through provider gets: never the one that authenticated to the gateway. */
+  private passKey(): string {
+    const inp = this.input;
+    return inp.upstreamKey !== "" ? inp.upstreamKey : inp.gatewayAuth ? "" : inp.clientKey;
+  }
+
   private send(t: Target): void {
     const ctx = this.ctx, p = t.provider, inp = this.input;
     this.attempt++;
     ctx.provider = p.index;
     ctx.providerName = p.name;
     this.responseHeaders = this.targets.length > 1 ? ["x-portcullis-provider", p.name] : [];
+    if (performance.now() >= this.deadlineAt) return this.onDeadline(); // (a slow body upload) never send it late
     if (p.type === "mock") {
       this.done();
-      this.deps.breakers.recordSuccess(this.breakerIndex(), this.probe);
+      this.verdict(true);
       return this.deps.answerMock(ctx, inp.parsed, inp.count);
     }
     const body = t.upstreamModel !== null && t.upstreamModel !== inp.model ? spliceModel(inp.body, inp.parsed, t.upstreamModel) : inp.body;
-    const headers = ["content-type", "application/json", "x-request-id", ctx.id];
+    // identity: a compressed reply would have to be decoded before relaying and accounting.
+    const headers = ["content-type", "application/json", "accept-encoding", "identity", "x-request-id", ctx.id];
     for (let i = 0; i < inp.fwd.length; i++) headers.push(inp.fwd[i]!);
-    const auth = authHeadersFor(p, inp.clientKey === "" ? null : inp.clientKey);
+    const key = this.passKey();
+    const auth = authHeadersFor(p, key === "" ? null : key);
     for (let i = 0; i < auth.length; i++) headers.push(auth[i]!);
     const path = (inp.count ? p.countTokensPath : p.messagesPath) + (inp.query === "" ? "" : "?" + inp.query);
-    this.relay = dispatchAttempt(this.deps.pools.get(p.origin), path, headers, body, ctx, this);
+    this.relay = dispatchAttempt(this.deps.pools.get(p.origin), path, headers, body, ctx, this, this.deps.cfg.sse_max_event_bytes);
   }
 
   private breakerIndex(): number {
     return this.targets[this.ti]!.provider.index - 1;
   }
 
-  succeeded(): void {
-    this.deps.breakers.recordSuccess(this.breakerIndex(), this.probe);
+  /** The provider's verdict on this attempt (settles a half-open probe). */
+  private verdict(ok: boolean): void {
+    if (ok) this.deps.breakers.recordSuccess(this.breakerIndex(), this.probe);
+    else this.deps.breakers.recordFailure(this.breakerIndex(), this.probe);
     this.probe = false;
-    clearTimeout(this.deadline);
-    this.ctx.onAbort = () => this.cleanup(CLIENT_GONE);
-    // For SSE the stream continues; the deadline is re-armed for it.
-    if (this.ctx.started) {
-      this.streamDeadline = setTimeout(() => this.onDeadline(), this.deps.cfg.upstream_request_timeout_ms);
-      this.streamDeadline.unref();
-    }
+  }
+
+  /** No verdict: the provider never saw this attempt; give a probe slot back. */
+  private release(): void {
+    if (!this.probe) return;
+    this.deps.breakers.releaseProbe(this.breakerIndex());
+    this.probe = false;
+  }
+
+  succeeded(): void {
+    this.verdict(true);
+    this.ctx.errorCode = null; // an earlier attempt's error is not this answer's
+    // A stream goes on under the same deadline; a JSON answer is sent right after this.
   }
 
   ended(): void {
     this.done();
   }
-  private streamDeadline: NodeJS.Timeout | null = null;
 
   streamFailed(): void {
-    if (this.streamDeadline !== null) clearTimeout(this.streamDeadline);
     // The breaker was credited when the stream started; a cut stream is the provider's fault.
-    this.deps.breakers.recordFailure(this.breakerIndex(), false);
+    this.verdict(false);
   }
 
   upstreamError(status: number, headers: IncomingHttpHeaders, body: Buffer, extra: string[] | null): void {
-    const b = this.deps.breakers, bi = this.breakerIndex();
-    const providerFault = status >= 500;
-    if (providerFault) b.recordFailure(bi, this.probe);
-    else b.recordSuccess(bi, this.probe); // a 4xx proves the provider is up
-    this.probe = false;
+    this.relay = null;
+    this.verdict(status < 500); // a 4xx proves the provider is up
     const ct = headers["content-type"];
-    this.last = { status, body, extra, contentType: typeof ct === "string" ? ct : "application/json" };
+    const contentType = typeof ct === "string" ? ct : "";
+    if (isJsonBody(contentType, body)) this.last = { status, body, extra, contentType };
+    else {
+      const auth = this.targets[this.ti]!.provider.authHeaders ?? [];
+      const secrets = [this.input.clientKey, this.input.upstreamKey, ...auth.filter((_, i) => i % 2 === 1)];
+      this.last = { status, body: replacedErrorBody(this.ctx, status, contentType, body, secrets), extra, contentType: "application/json" };
+    }
     this.lastCode = null;
     const retry = shouldRetryStatus(status, headerOf(headers, "x-should-retry"));
     if (!retry) return this.finishWith();
@@ -159,12 +217,19 @@ export class UpstreamCall implements AttemptOwner {
   }
 
   connectionError(code: ErrorCode, _err: Error): void {
-    if (this.timedOut) return this.finishTimeout();
-    this.deps.breakers.recordFailure(this.breakerIndex(), this.probe);
-    this.probe = false;
+    this.relay = null;
+    this.verdict(false);
     this.last = null;
     this.lastCode = code;
     this.retryOrMove(retryDelayMs(this.deps.cfg, this.attempt, "", "", Math.random()));
+  }
+
+  localError(err: Error): void {
+    this.relay = null;
+    this.release();
+    const c = (err as { code?: string }).code;
+    if (c === "UND_ERR_DESTROYED" || c === "UND_ERR_CLOSED") return this.refuse("GW_ERR_SHED_OVERLOADED", "the gateway is shutting down; retry");
+    this.refuse("GW_ERR_REQ_INVALID_HEADER", `the request could not be forwarded: ${err.message}`);
   }
 
   /** Retry the same target after `delay`, or move to the next target when out of attempts or budget. */
@@ -174,9 +239,8 @@ export class UpstreamCall implements AttemptOwner {
     if (this.attempt < cfg.retry_max_attempts && delay >= 0 && fits) {
       this.retryTimer = setTimeout(() => {
         this.retryTimer = null;
-        if (this.ctx.aborted) return;
-        const bi = this.breakerIndex();
-        const v = this.deps.breakers.admit(bi);
+        if (this.ctx.aborted || this.ctx.done) return;
+        const v = this.deps.breakers.admit(this.breakerIndex());
         if (v === REJECT) {
           this.ctx.shared.metrics.rejected(RJ_CIRCUIT_OPEN);
           return this.nextTarget();
@@ -197,7 +261,7 @@ export class UpstreamCall implements AttemptOwner {
     const ra = Math.max(1, Math.ceil(this.openRetryAfterMs / 1000));
     this.ctx.errorCode = "GW_ERR_UPSTREAM_CIRCUIT_OPEN";
     this.ctx.shared.metrics.error(this.ctx.route, this.ctx.provider, errorTypeIndex("overloaded_error"));
-    this.ctx.send(503, "application/json", circuitOpenBody(this.ctx.id), ["retry-after", String(ra)]);
+    this.ctx.send(503, "application/json", errorBody("GW_ERR_UPSTREAM_CIRCUIT_OPEN", this.ctx.id), ["retry-after", String(ra)]);
   }
 
   private finishWith(): void {
@@ -208,43 +272,40 @@ export class UpstreamCall implements AttemptOwner {
     ctx.send(l.status, l.contentType, l.body, l.extra);
   }
 
-  private finishTimeout(): void {
-    this.done();
-    this.ctx.fail("GW_ERR_UPSTREAM_TIMEOUT", `no answer from the provider within UPSTREAM_REQUEST_TIMEOUT_MS (${this.deps.cfg.upstream_request_timeout_ms} ms)`);
-  }
-
+  /**
+   * The request's deadline. An attempt the provider was working on is its failure (a
+   * hanging provider must trip the breaker); one still waiting for a pool connection is
+   * cancelled unsent and its probe slot given back.
+   */
   private onDeadline(): void {
-    this.timedOut = true;
     const ctx = this.ctx;
     if (ctx.done || ctx.aborted) return;
-    if (this.retryTimer !== null) return this.finishTimeout();
-    if (ctx.started) {
-      // Mid-stream: stop the upstream and tell the client with an SSE error.
-      this.done();
-      const r = this.relay;
-      this.relay = null;
-      r?.abort(DEADLINE);
-      if (!ctx.done) r?.endStreamWithError("timeout_error", "the request exceeded UPSTREAM_REQUEST_TIMEOUT_MS", "GW_ERR_UPSTREAM_TIMEOUT");
-      return;
-    }
-    this.relay?.abort(DEADLINE);
+    const r = this.relay;
+    this.relay = null;
+    this.done();
+    const message = `the request exceeded UPSTREAM_REQUEST_TIMEOUT_MS (${this.deps.cfg.upstream_request_timeout_ms} ms)`;
+    if (r !== null) {
+      if (r.sent) this.verdict(false);
+      else this.release();
+      r.abort(DEADLINE);
+      if (ctx.started) return r.endStreamWithError("timeout_error", message, "GW_ERR_UPSTREAM_TIMEOUT");
+    } else this.release(); // admitted, not sent
+    ctx.fail("GW_ERR_UPSTREAM_TIMEOUT", message);
   }
 
   private done(): void {
     clearTimeout(this.deadline);
-    if (this.streamDeadline !== null) clearTimeout(this.streamDeadline);
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.retryTimer = null;
   }
 
   /** Client gone: stop everything and give back a half-open probe slot. */
-  private cleanup(err: Error): void {
+  private cleanup(): void {
     this.done();
-    this.relay?.abort(err);
-    if (this.probe) {
-      this.deps.breakers.releaseProbe(this.breakerIndex());
-      this.probe = false;
-    }
+    const r = this.relay;
+    this.relay = null;
+    r?.abort(CLIENT_GONE);
+    this.release();
   }
 }
 
@@ -252,8 +313,3 @@ function headerOf(h: IncomingHttpHeaders, name: string): string {
   const v = h[name];
   return typeof v === "string" ? v : Array.isArray(v) ? (v[0] ?? "") : "";
 }
-
-function circuitOpenBody(id: string): string {
-  return `{"type":"error","error":{"type":"overloaded_error","message":"every provider for this model is unavailable (circuit breaker open)"},"request_id":${JSON.stringify(id)}}`;
-}
-

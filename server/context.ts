@@ -55,6 +55,8 @@ export class RequestCtx {
   /** What admission reserved (given back and settled to real usage in finish). */
   reservedTokens = 0;
   reservedMicros = 0;
+  /** A provider's success whose usage could not be read: settled at the reservation, not 0. */
+  usageUnreadable = false;
   /** Write a ledger row for this request (a /v1/messages call past auth). */
   ledger = false;
   /** Called on client abort (cancels the upstream request, clears timers). */

@@ -1,24 +1,35 @@
 /**
  * Forwarding to an upstream provider over undici: one keep-alive Pool per origin, and a
  * dispatch handler (Relay) per attempt that relays the response. SSE is relayed whole
- * event by whole event as it arrives, with backpressure both ways: when uWS reports
- * backpressure we pause the upstream body and resume on `onWritable`. A client abort
- * aborts the upstream call. An attempt that fails before any byte reached the client is
- * handed back to its UpstreamCall (server/call.ts), which retries or falls back.
+ * event by whole event as it arrives (core/sse-frames.ts), with backpressure both ways:
+ * when uWS reports backpressure we pause the upstream body and resume on `onWritable`.
+ * A compressed reply is decoded first (server/upstream-decode.ts). An attempt that fails
+ * before any byte reached the client is handed back to its UpstreamCall (server/call.ts),
+ * which retries or falls back; the Relay says whose fault it was: the provider's
+ * (`connectionError`, `upstreamError`) or not (`localError`: undici refused the request
+ * before sending it, or the pool is closed because the gateway is shutting down).
  */
 import { Pool, type Dispatcher } from "undici";
 import type { IncomingHttpHeaders } from "node:http";
+import type { Transform } from "node:stream";
 import { errorTypeIndex, sseErrorFrame, type ErrorCode } from "../core/errors.js";
 import type { GatewayConfig } from "../core/config.js";
+import { R_MESSAGES } from "../core/metrics.js";
+import { SseFramer } from "../core/sse-frames.js";
+import { jsonish } from "../core/upstream-guard.js";
+import { readUsage } from "../core/usage.js";
 import type { RequestCtx } from "./context.js";
-import { lastNumberField } from "../core/usage.js";
+import { decoderFor } from "./upstream-decode.js";
+import { hasTerminalEvent, isLocalError, mapError } from "./upstream-errors.js";
 
 /** What a Relay reports back to the call that owns it. */
 export interface AttemptOwner {
   /** The upstream answered an error status before anything was sent to the client. */
   upstreamError(status: number, headers: IncomingHttpHeaders, body: Buffer, extra: string[] | null): void;
-  /** No response at all (connect failure, reset, timeout before headers). */
+  /** No usable response (connect failure, reset, timeout before headers, a reply that is not JSON or SSE): the provider's fault. */
   connectionError(code: ErrorCode, err: Error): void;
+  /** The request never became the provider's business (refused by undici before sending, pool closed): not its fault. */
+  localError(err: Error): void;
   /** Success (2xx JSON finished, or an SSE stream started): the breaker may count it. */
   succeeded(): void;
   /** A stream failed after it started (counts against the provider; never retried). */
@@ -66,36 +77,6 @@ function passHeader(name: string): boolean {
   );
 }
 
-const MESSAGE_STOP = Buffer.from("event: message_stop");
-const EVENT_ERROR = Buffer.from("event: error");
-const NL_MESSAGE_STOP = Buffer.from("\nevent: message_stop");
-const NL_EVENT_ERROR = Buffer.from("\nevent: error");
-
-/**
- * Does this run of whole events contain a terminal event (message_stop or error)? Only an
- * `event:` at a line start counts: raw newlines cannot occur inside a JSON data line, so
- * the same words inside model text never match.
- */
-function hasTerminalEvent(b: Buffer): boolean {
-  return (
-    b.includes(NL_MESSAGE_STOP) || b.includes(NL_EVENT_ERROR) ||
-    b.subarray(0, MESSAGE_STOP.length).equals(MESSAGE_STOP) || b.subarray(0, EVENT_ERROR.length).equals(EVENT_ERROR)
-  );
-}
-const LFLF = Buffer.from("\n\n");
-const CRLFCRLF = Buffer.from("\r\n\r\n");
-
-function mapError(err: Error): { code: ErrorCode; type: string } {
-  const c = (err as { code?: string }).code ?? "";
-  if (c === "UND_ERR_CONNECT_TIMEOUT" || c === "UND_ERR_HEADERS_TIMEOUT" || c === "UND_ERR_BODY_TIMEOUT") {
-    return { code: "GW_ERR_UPSTREAM_TIMEOUT", type: "timeout_error" };
-  }
-  if (c === "UND_ERR_SOCKET" || c === "ECONNRESET" || c === "UND_ERR_CLOSED") {
-    return { code: "GW_ERR_UPSTREAM_STREAM_CUT", type: "api_error" };
-  }
-  return { code: "GW_ERR_UPSTREAM_CONNECT", type: "api_error" };
-}
-
 /**
  * Relays one upstream call to the client. Implements undici's DispatchHandler
  * (controller API), so there is no intermediate stream object.
@@ -103,42 +84,77 @@ function mapError(err: Error): { code: ErrorCode; type: string } {
 export class Relay implements Dispatcher.DispatchHandler {
   private readonly ctx: RequestCtx;
   private controller: Dispatcher.DispatchController | null = null;
+  /** Set by abort(): every later callback is ignored (the owner has moved on). */
+  private detached = false;
+  /** abort() before undici handed us a controller: applied when it does, so nothing is sent. */
+  private cancelled: Error | null = null;
+  /** The request got a connection and is being written (undici calls onRequestStart then). */
+  sent = false;
   private status = 0;
   private sse = false;
   private contentType = "application/json";
   private extra: string[] | null = null;
   private chunks: Buffer[] = [];
   private sawStop = false;
-  /** A trailing partial SSE event, held until its end arrives (copied). */
-  private pending: Buffer | null = null;
+  private readonly framer: SseFramer;
+  private decoder: Transform | null = null;
   private paused = false;
   private readonly providerIndex: number;
   private readonly owner: AttemptOwner;
   private headers: IncomingHttpHeaders | null = null;
+  /** When the attempt was handed to the pool (for the connection-wait metric). */
+  private readonly dispatchedAt: number;
 
-  constructor(ctx: RequestCtx, owner: AttemptOwner) {
+  constructor(ctx: RequestCtx, owner: AttemptOwner, maxEventBytes: number) {
+    this.dispatchedAt = performance.now();
     this.ctx = ctx;
     this.owner = owner;
     this.providerIndex = ctx.provider;
+    this.framer = new SseFramer(maxEventBytes);
   }
 
-  /** Abort this attempt (client gone, or the whole-request deadline passed). */
+  private gone(): boolean {
+    return this.detached || this.ctx.aborted;
+  }
+
+  /**
+   * Stop this attempt (client gone, deadline, unusable reply). Nothing it does afterwards
+   * reaches the owner. A request still waiting for a pool connection is never sent.
+   */
   abort(err: Error): void {
-    this.controller?.abort(err);
+    if (this.detached) return;
+    this.detached = true;
+    this.decoder?.destroy();
+    this.decoder = null;
+    if (this.controller !== null) this.controller.abort(err);
+    else this.cancelled = err;
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
-    if (this.ctx.aborted) controller.abort(new Error("client aborted"));
+    if (this.cancelled !== null) return controller.abort(this.cancelled);
+    if (this.ctx.aborted) return controller.abort(new Error("client aborted"));
+    this.sent = true;
+    this.ctx.shared.metrics.poolWait(this.providerIndex, (performance.now() - this.dispatchedAt) * 1000);
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     const ctx = this.ctx;
-    if (ctx.aborted) return;
+    if (this.gone()) return;
     this.status = statusCode;
     this.headers = headers;
     const ct = headers["content-type"];
     if (typeof ct === "string") this.contentType = ct;
+    const dec = decoderFor(headers["content-encoding"]);
+    if (dec === "unsupported") {
+      return this.unusable(new Error(`upstream content-encoding ${JSON.stringify(headers["content-encoding"])} is not supported`));
+    }
+    if (dec !== null) {
+      this.decoder = dec;
+      dec.on("data", (d: Buffer) => this.take(d));
+      dec.on("end", () => this.complete());
+      dec.on("error", (e: Error) => this.unusable(e));
+    }
     let extra: string[] | null = null;
     for (const name in headers) {
       if (!passHeader(name)) continue;
@@ -165,68 +181,65 @@ export class Relay implements Dispatcher.DispatchHandler {
         if (extra !== null) for (let i = 0; i < extra.length; i += 2) res.writeHeader(extra[i]!, extra[i + 1]!);
       });
     }
-    void controller;
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    const ctx = this.ctx;
-    if (ctx.aborted) return;
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.gone()) return;
+    if (this.decoder !== null) this.decoder.write(chunk);
+    else this.take(chunk);
+  }
+
+  /** Decoded body bytes: kept whole (JSON), or relayed event by event (SSE). */
+  private take(chunk: Buffer): void {
+    if (this.gone()) return;
     if (!this.sse) {
       this.chunks.push(chunk);
       return;
     }
-    // Relay whole events only: hold back a trailing partial event, so a failure later
-    // can be reported with a clean `event: error` instead of a torn frame.
-    const data = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
-    let cut = data.lastIndexOf(LFLF);
-    if (cut >= 0) cut += 2;
-    else {
-      cut = data.lastIndexOf(CRLFCRLF);
-      if (cut >= 0) cut += 4;
-    }
-    if (cut < 0) {
-      this.pending = Buffer.from(data);
-      return;
-    }
-    this.pending = cut < data.length ? Buffer.from(data.subarray(cut)) : null;
-    const out = cut === data.length ? data : data.subarray(0, cut);
+    const out = this.framer.push(chunk);
+    if (this.framer.overflow) return this.overflowed();
+    if (out === null) return;
     if (!this.sawStop && hasTerminalEvent(out)) this.sawStop = true;
     // Usage as it passes: input from message_start, the running output from message_delta.
-    if (ctx.inputTokens < 0) ctx.inputTokens = lastNumberField(out, "input_tokens");
-    const ot = lastNumberField(out, "output_tokens");
-    if (ot >= 0) ctx.outputTokens = ot;
-    const cw = lastNumberField(out, "cache_creation_input_tokens");
-    if (cw >= 0) ctx.cacheCreationTokens = cw;
-    const cr = lastNumberField(out, "cache_read_input_tokens");
-    if (cr >= 0) ctx.cacheReadTokens = cr;
-    const res = ctx.res;
+    readUsage(out, this.ctx);
+    const ctx = this.ctx, res = ctx.res, controller = this.controller;
     let ok = true;
     res.cork(() => {
       ok = res.write(out);
     });
-    if (!ok && !this.paused) {
+    if (!ok && !this.paused && controller !== null) {
       // Backpressure toward the client: stop reading the upstream until uWS drains.
       this.paused = true;
       controller.pause();
       res.onWritable(() => {
         this.paused = false;
-        if (!ctx.aborted) controller.resume();
+        if (!ctx.aborted && !this.detached) controller.resume();
         return true;
       });
     }
   }
 
   onResponseEnd(): void {
+    if (this.gone()) return;
+    if (this.decoder !== null) this.decoder.end(); // complete() runs on the decoder's "end"
+    else this.complete();
+  }
+
+  /** The whole (decoded) body is in. */
+  private complete(): void {
     const ctx = this.ctx;
-    if (ctx.aborted) return;
+    if (this.gone() || ctx.done) return;
+    const usageRead = ctx.route === R_MESSAGES;
     if (this.sse) {
-      if (!this.sawStop && !(this.pending !== null && hasTerminalEvent(this.pending))) {
+      const tail = this.framer.rest();
+      if (!this.sawStop && !(tail !== null && hasTerminalEvent(tail))) {
+        this.owner.streamFailed();
         this.endStreamWithError("api_error", "upstream stream ended before message_stop", "GW_ERR_UPSTREAM_STREAM_CUT");
         return;
       }
+      if (tail !== null) readUsage(tail, ctx);
+      if (usageRead && (ctx.inputTokens < 0 || ctx.outputTokens < 0)) ctx.usageUnreadable = true;
       const res = ctx.res;
-      const tail = this.pending;
-      this.pending = null;
       // Never end(…, closeConnection) after chunked writes: this uWS build then emits a
       // malformed chunked body. An idle keep-alive is closed by uWS' idle timeout.
       res.cork(() => res.end(tail ?? undefined));
@@ -237,21 +250,52 @@ export class Relay implements Dispatcher.DispatchHandler {
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     this.chunks = [];
     if (this.status >= 400) {
-      // The owner retries, falls back, or passes this answer through unchanged.
+      // The owner retries, falls back, or passes this answer through.
       this.owner.upstreamError(this.status, this.headers ?? {}, body, this.extra);
       return;
     }
+    if (!jsonish(this.contentType, body)) {
+      return this.unusable(new Error(`upstream answered ${this.status} with ${JSON.stringify(this.contentType)}, not JSON or SSE`));
+    }
     this.owner.succeeded();
-    ctx.inputTokens = lastNumberField(body, "input_tokens");
-    ctx.outputTokens = lastNumberField(body, "output_tokens");
-    ctx.cacheCreationTokens = lastNumberField(body, "cache_creation_input_tokens");
-    ctx.cacheReadTokens = lastNumberField(body, "cache_read_input_tokens");
-    ctx.send(this.status, this.contentType, body, this.extra);
+    if (usageRead) {
+      readUsage(body, ctx);
+      if (ctx.inputTokens < 0 || ctx.outputTokens < 0) ctx.usageUnreadable = true;
+    }
+    ctx.send(this.status, "application/json", body, this.extra);
+    this.owner.ended();
+  }
+
+  /** A reply the gateway cannot use (undecodable, unsupported encoding, not JSON): the provider's fault. */
+  private unusable(err: Error): void {
+    const ctx = this.ctx;
+    if (this.gone() || ctx.done) return;
+    this.abort(err);
+    ctx.shared.log.warn({ req_id: ctx.id, provider: ctx.providerName, err: err.message }, "unusable upstream reply");
+    if (ctx.started) {
+      this.owner.streamFailed();
+      return this.endStreamWithError("api_error", "the upstream stream could not be read", "GW_ERR_UPSTREAM_PROTOCOL");
+    }
+    this.owner.connectionError("GW_ERR_UPSTREAM_PROTOCOL", err);
+  }
+
+  /** An SSE event grew past SSE_MAX_EVENT_BYTES without ending. */
+  private overflowed(): void {
+    this.abort(new Error("upstream SSE event too large"));
+    this.owner.streamFailed();
+    this.endStreamWithError("api_error", "an upstream SSE event exceeded SSE_MAX_EVENT_BYTES", "GW_ERR_UPSTREAM_PROTOCOL");
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     const ctx = this.ctx;
-    if (ctx.aborted || ctx.done) return;
+    if (this.gone() || ctx.done) return;
+    this.detached = true;
+    const errCode = (err as { code?: string }).code ?? err.message;
+    if (isLocalError(err)) {
+      ctx.shared.log.warn({ req_id: ctx.id, provider: ctx.providerName, err: errCode }, "upstream request not sent");
+      if (ctx.started) return this.endStreamWithError("api_error", "the gateway stopped this stream", "GW_ERR_SERVER_INTERNAL");
+      return this.owner.localError(err);
+    }
     const m = mapError(err);
     if (ctx.started) {
       this.owner.streamFailed();
@@ -260,18 +304,19 @@ export class Relay implements Dispatcher.DispatchHandler {
     }
     // A connection-level failure before any response counts as a connect failure.
     const code = m.code === "GW_ERR_UPSTREAM_STREAM_CUT" ? "GW_ERR_UPSTREAM_CONNECT" : m.code;
-    ctx.shared.log.warn({ req_id: ctx.id, provider: ctx.providerName, err: (err as { code?: string }).code ?? err.message }, "upstream error");
+    ctx.shared.log.warn({ req_id: ctx.id, provider: ctx.providerName, err: errCode }, "upstream error");
     this.owner.connectionError(code, err);
   }
 
   /** The stream has started: tell the client in Anthropic's SSE error shape, then end. */
   endStreamWithError(type: string, message: string, code: ErrorCode): void {
     const ctx = this.ctx;
+    if (ctx.done || ctx.aborted) return;
     const res = ctx.res;
     ctx.errorCode = code;
     ctx.shared.metrics.error(ctx.route, this.providerIndex, errorTypeIndex(type));
     ctx.shared.log.warn({ req_id: ctx.id, provider: ctx.providerName, code }, "stream failed after start");
-    this.pending = null; // a torn partial event never reaches the client
+    this.framer.rest(); // a torn partial event never reaches the client
     this.owner.ended();
     res.cork(() => res.end(sseErrorFrame(type, message, ctx.id)));
     ctx.finish(200);
@@ -279,8 +324,8 @@ export class Relay implements Dispatcher.DispatchHandler {
 }
 
 /** Start one upstream POST attempt; the Relay answers the client or reports to `owner`. */
-export function dispatchAttempt(pool: Pool, path: string, headers: string[], body: Buffer, ctx: RequestCtx, owner: AttemptOwner): Relay {
-  const relay = new Relay(ctx, owner);
+export function dispatchAttempt(pool: Pool, path: string, headers: string[], body: Buffer, ctx: RequestCtx, owner: AttemptOwner, maxEventBytes: number): Relay {
+  const relay = new Relay(ctx, owner, maxEventBytes);
   pool.dispatch({ path, method: "POST", headers, body }, relay);
   return relay;
 }

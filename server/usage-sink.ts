@@ -37,9 +37,15 @@ export class UsageSink {
     const output = ctx.outputTokens > 0 ? ctx.outputTokens : 0;
     const cw = ctx.cacheCreationTokens > 0 ? ctx.cacheCreationTokens : 0;
     const cr = ctx.cacheReadTokens > 0 ? ctx.cacheReadTokens : 0;
-    const tokens = input + output + cw + cr;
+    let tokens = input + output + cw + cr;
     let micros = 0;
-    if (tokens > 0 && ctx.model !== null) {
+    if (ctx.usageUnreadable) {
+      // Served, but no usage to read: never 0. The reservation (the worst case) stands.
+      this.metrics.unreadable(ctx.provider);
+      ctx.shared.log.warn({ req_id: ctx.id, provider: ctx.providerName, charged_tokens: ctx.reservedTokens, charged_micros: ctx.reservedMicros }, "upstream usage unreadable; charged the reservation");
+      tokens = ctx.reservedTokens;
+      micros = ctx.reservedMicros;
+    } else if (tokens > 0 && ctx.model !== null) {
       const price = this.prices.lookup(ctx.model);
       micros = costMicros(price, input, output, cw, cr);
       this.metrics.record(ctx.provider, price.index, input, output, cw, cr, micros);

@@ -235,3 +235,10 @@ test("a too-short key in the file's api_keys is not echoed in the error", () => 
   const e = failsOn({}, { api_keys: ["good-key-123456", "sk-9f8e"] }, "CONFIG_FILE api_keys.1");
   assert.ok(!e.message.includes("sk-9f8e"), `the key leaks: ${e.message}`);
 });
+
+test("SSE_MAX_EVENT_BYTES defaults to 16 MiB, takes a value, and refuses one below 1024 naming itself", () => {
+  assert.equal(loadConfig({}, undefined, 1).sse_max_event_bytes, 16 * 1024 * 1024);
+  assert.equal(loadConfig({ SSE_MAX_EVENT_BYTES: "65536" }, undefined, 1).sse_max_event_bytes, 65536);
+  failsOn({ SSE_MAX_EVENT_BYTES: "100" }, undefined, "SSE_MAX_EVENT_BYTES");
+  failsOn({ SSE_MAX_EVENT_BYTES: "lots" }, undefined, "SSE_MAX_EVENT_BYTES");
+});

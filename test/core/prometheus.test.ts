@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { createUsageBuffer, renderUsagePrometheus, UsageLayout, UsageMetrics } from "../../core/usage-metrics.js";
 import { spawnSync } from "node:child_process";
 import { ERROR_TYPES } from "../../core/errors.js";
 import { BUCKETS_US, Metrics, MetricsLayout, R_COUNT_TOKENS, R_MESSAGES, R_OTHER, TOOL_DECISIONS, TOOL_LABELS, TOOL_OTHER, createMetricsBuffer } from "../../core/metrics.js";
@@ -176,4 +177,29 @@ function promtoolCheck(text: string): void {
 
 test("promtool check metrics accepts the populated exposition", () => {
   promtoolCheck(populated());
+});
+
+test("usage_unreadable_total{provider} counts replies with unreadable usage, and promtool accepts the usage families", () => {
+  const l = new UsageLayout(["anthropic"], ["claude-sonnet-4-5", "other"]);
+  const sab = createUsageBuffer(l);
+  const u = new UsageMetrics(l, sab);
+  u.unreadable(1);
+  u.unreadable(1);
+  const text = renderUsagePrometheus(l, sab);
+  assert.match(text, /^usage_unreadable_total\{provider="anthropic"\} 2$/m);
+  assert.match(text, /^usage_unreadable_total\{provider="none"\} 0$/m);
+  promtoolCheck(text);
+});
+
+test("upstream connection waits: a count and a sum in seconds per provider, accepted by promtool", () => {
+  const layout = new MetricsLayout(["anthropic", "backup"]);
+  const sab = createMetricsBuffer(layout);
+  const m = new Metrics(layout, sab);
+  m.poolWait(1, 1500);
+  m.poolWait(1, 500);
+  const text = renderPrometheus(snapshot(layout, sab));
+  assert.match(text, /^upstream_connection_waits_total\{provider="anthropic"\} 2$/m);
+  assert.match(text, /^upstream_connection_wait_seconds_total\{provider="anthropic"\} 0\.002$/m);
+  assert.doesNotMatch(text, /provider="backup"/, "a provider that never waited has no series");
+  promtoolCheck(text);
 });
