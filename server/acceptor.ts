@@ -154,7 +154,7 @@ function render(kind: "prometheus" | "observability"): Promise<string> {
 }
 
 const app = buildApp({
-  cfg, shared, pools, idPrefix: data.idPrefix + data.index.toString(36), breakers, shedder, limiter, render,
+  cfg, shared, pools, idPrefix: data.idPrefix, threadIndex: data.index, breakers, shedder, limiter, render,
   billing: { keys: keyIndex, budgets, prices, usage: usageMetrics, admin },
 });
 let listenSocket: us_listen_socket | null = null;

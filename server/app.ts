@@ -18,7 +18,7 @@ import { G_DRAINING, G_WORKERS_OK, R_COUNT_TOKENS, R_HEALTH, R_MESSAGES, R_METRI
 import { SHED_NONE, type Shedder } from "../core/shedder.js";
 import type { Breakers } from "../core/breaker.js";
 import type { Limits, RateLimiter } from "../core/ratelimit.js";
-import { RequestIds } from "../core/request-id.js";
+import { clientRequestId, RequestIds } from "../core/request-id.js";
 import { Router } from "../core/routing.js";
 import { buildProviders } from "../core/providers.js";
 import { validateCountTokensRequest, validateMessagesRequest } from "../core/validate.js";
@@ -33,7 +33,9 @@ export interface AppDeps {
   cfg: GatewayConfig;
   shared: Shared;
   pools: Pools;
+  /** Process part of request ids (letters and digits) and this acceptor thread's index. */
   idPrefix: string;
+  threadIndex: number;
   breakers: Breakers;
   shedder: Shedder;
   limiter: RateLimiter;
@@ -72,7 +74,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   const billing = deps.billing;
   const keys = billing?.keys ?? new KeyIndex(cfg.apiKeys);
   const failClosed = cfg.budget_fail_mode === "closed";
-  const ids = new RequestIds(deps.idPrefix);
+  const ids = new RequestIds(deps.idPrefix, deps.threadIndex);
   const limits: Limits = { requestsPerMinute: cfg.rate_limit_requests_per_minute, tokensPerMinute: cfg.rate_limit_tokens_per_minute };
   const rateLimited = limits.requestsPerMinute > 0 || limits.tokensPerMinute > 0;
   const callDeps = { cfg, pools: deps.pools, breakers: deps.breakers, answerMock: (c: RequestCtx, p: Record<string, unknown>, n: boolean) => answerMock(c, p, n) };
@@ -109,7 +111,8 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       let ctx: RequestCtx | null = null;
       try {
         ctx = new RequestCtx(res, shared, route);
-        ctx.id = ids.fromHeader(req.getHeader("x-request-id"));
+        ctx.id = ids.next();
+        ctx.clientRequestId = clientRequestId(req.getHeader("x-request-id"));
         handler(ctx, req);
       } catch (e) {
         shared.log.error({ req_id: ctx?.id, err: String((e as Error)?.stack ?? e) }, "handler failed");

@@ -109,7 +109,7 @@ export class UpstreamCall implements AttemptOwner {
       return this.deps.answerMock(ctx, inp.parsed, inp.count);
     }
     const body = t.upstreamModel !== null && t.upstreamModel !== inp.model ? spliceModel(inp.body, inp.parsed, t.upstreamModel) : inp.body;
-    const headers = ["content-type", "application/json", "x-request-id", ctx.id];
+    const headers = ["content-type", "application/json", "x-request-id", ctx.clientRequestId ?? ctx.id];
     for (let i = 0; i < inp.fwd.length; i++) headers.push(inp.fwd[i]!);
     const auth = authHeadersFor(p, inp.clientKey === "" ? null : inp.clientKey);
     for (let i = 0; i < auth.length; i++) headers.push(auth[i]!);

@@ -28,7 +28,10 @@ export class RequestCtx {
   readonly shared: Shared;
   readonly route: number;
   readonly t0: number;
+  /** The gateway's own id (unique by construction: core/request-id.ts). */
   id = "";
+  /** The client's well-formed x-request-id, kept beside the id; never trusted to be unique. */
+  clientRequestId: string | null = null;
   aborted = false;
   done = false;
   /** Status line + headers are on the wire (a stream has started). */
@@ -103,6 +106,7 @@ export class RequestCtx {
       sh.log.info(
         {
           req_id: this.id,
+          client_req_id: this.clientRequestId ?? undefined,
           route: ROUTES[this.route],
           provider: this.providerName,
           model: this.model,

@@ -24,7 +24,7 @@ after(async () => {
 
 const DAY = Date.UTC(2026, 4, 10);
 function row(i: number, key: string | null, model: string, ts: number, micros = 100): UsageRow {
-  return [`req_${i}`, ts, key, model, "anthropic", 200, 12.5, 10, 20, 3, 4, micros, "sess-" + (i % 2)];
+  return [`req_${i}`, ts, key, model, "anthropic", 200, 12.5, 10, 20, 3, 4, micros, "sess-" + (i % 2), null];
 }
 
 test("creates its directory, sets the pragmas, inserts batches and rebuilds spend", async () => {
