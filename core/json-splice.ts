@@ -101,6 +101,36 @@ export function findModelRange(b: Uint8Array): [number, number] | null {
   return b[i] === RBRACE ? found : null;
 }
 
+/**
+ * How many top-level keys of a JSON object body decode to "model". JSON.parse keeps the
+ * last; an upstream may keep the first, so more than one is refused (core/validate.ts'
+ * callers). Cheap when there is at most one literal `"model"` and no escape that could
+ * spell another; otherwise the top level is scanned and escaped keys decoded. Call it on
+ * a body JSON.parse accepted.
+ */
+export function topLevelModelKeys(b: Buffer): number {
+  const first = b.indexOf('"model"');
+  if (first < 0 && b.indexOf("\\u") < 0) return 0;
+  if (b.indexOf('"model"', first + 1) < 0 && b.indexOf("\\u") < 0) return 1;
+  let i = skipWs(b, 0);
+  if (b[i] !== LBRACE) return 0;
+  i = skipWs(b, i + 1);
+  let n = 0;
+  while (i < b.length && b[i] !== RBRACE) {
+    const ks = i;
+    i = skipString(b, i);
+    if (i < 0) return n;
+    if (isModelKey(b, ks, i)) n++;
+    else if (b.indexOf(BACKSLASH, ks) < i && JSON.parse(b.toString("utf8", ks, i)) === "model") n++;
+    i = skipWs(b, i);
+    i = skipValue(b, skipWs(b, i + 1));
+    if (i < 0) return n;
+    i = skipWs(b, i);
+    if (b[i] === COMMA) i = skipWs(b, i + 1);
+  }
+  return n;
+}
+
 /** The body with its model replaced: spliced when possible, re-serialised otherwise. */
 export function spliceModel(raw: Buffer, parsed: Record<string, unknown>, model: string): Buffer {
   const r = findModelRange(raw);

@@ -176,12 +176,25 @@ export function validateCountTokensRequest(input: unknown): string | null {
   return run(countTokensEnvelope, input);
 }
 
+/** Longest model name accepted, in UTF-8 bytes (it is logged and stored per request). */
+export const MAX_MODEL_BYTES = 256;
+
+/** `application/json`, any case, parameters allowed (`; charset=utf-8`); what the API accepts. */
+export function isJsonContentType(value: string): boolean {
+  return /^[ \t]*application\/json[ \t]*(;|$)/i.test(value);
+}
+
 function run(envelope: Checker, input: unknown): string | null {
   if (typeof input !== "object" || input === null || Array.isArray(input)) {
     return "body: expected a JSON object";
   }
   try {
     if (!envelope.is(input)) return explain(envelope, input, "");
+    const model = (input as { model: string }).model;
+    // A UTF-16 length over the cap is over it in bytes too; count bytes only when it may matter.
+    if (model.length > MAX_MODEL_BYTES / 3 && Buffer.byteLength(model) > MAX_MODEL_BYTES) {
+      return `model: expected at most ${MAX_MODEL_BYTES} bytes, got ${Buffer.byteLength(model)} bytes`;
+    }
     return checkParts(input as MessagesRequestBase<EnvelopeParts>);
   } catch {
     // Only reachable with exotic inputs (getters that throw, proxies); JSON

@@ -21,7 +21,8 @@ import type { Limits, RateLimiter } from "../core/ratelimit.js";
 import { clientRequestId, RequestIds } from "../core/request-id.js";
 import { Router } from "../core/routing.js";
 import { buildProviders } from "../core/providers.js";
-import { validateCountTokensRequest, validateMessagesRequest } from "../core/validate.js";
+import { isJsonContentType, validateCountTokensRequest, validateMessagesRequest } from "../core/validate.js";
+import { topLevelModelKeys } from "../core/json-splice.js";
 import { mockCountTokens, mockMessageJson, mockStreamFrames, type MockRequest } from "../core/mock-reply.js";
 import { RequestCtx, type Shared } from "./context.js";
 import { readBody } from "./body.js";
@@ -61,6 +62,7 @@ interface Incoming {
   query: string;
   clientKey: string;
   contentLength: number;
+  contentType: string;
   fwd: string[];
   keyIndex: number;
   key: KeyEntry | null;
@@ -100,6 +102,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       query: req.getQuery() ?? "",
       clientKey: presentedKey(req.getHeader("x-api-key"), req.getHeader("authorization")),
       contentLength: cl === "" ? -1 : Number(cl),
+      contentType: req.getHeader("content-type"),
       fwd,
       keyIndex: -1,
       key: null,
@@ -126,6 +129,12 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   function admitPost(ctx: RequestCtx, req: HttpRequest, then: (body: Buffer, inc: Incoming) => void): void {
     const inc = incoming(req);
     const pending = inc.contentLength !== 0; // an unread body: close after answering
+    // Framing first: with two different lengths, a proxy in front may have framed the body
+    // by the other one (request smuggling). Refuse and close.
+    if (inc.contentLength >= 0 && conflictingLengths(req)) return ctx.fail("GW_ERR_REQ_CONTENT_LENGTH", undefined, true);
+    // Draining: a request on a connection opened before the signal. The upstream pools
+    // are closing, so it must not go out (nor touch a breaker); the client retries elsewhere.
+    if (shared.draining) return ctx.fail("GW_ERR_SERVER_DRAINING", undefined, true, SHED_RETRY_AFTER);
     // Load shedding first: the cheapest refusal, before any other work.
     const shed = deps.shedder.check();
     if (shed !== SHED_NONE) {
@@ -172,10 +181,26 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       }
     }
     if (ctx.route === R_MESSAGES) ctx.ledger = true;
+    if (!isJsonContentType(inc.contentType)) {
+      const got = inc.contentType === "" ? "none" : JSON.stringify(inc.contentType.slice(0, 100));
+      return ctx.fail("GW_ERR_REQ_CONTENT_TYPE", `content-type must be application/json, got ${got}`, pending);
+    }
     if (inc.contentLength > cfg.max_body_bytes) {
       return ctx.fail("GW_ERR_REQ_BODY_TOO_LARGE", `request body of ${inc.contentLength} bytes exceeds the limit of ${cfg.max_body_bytes}`, true);
     }
     readBody(ctx, inc.contentLength, cfg.max_body_bytes, cfg.body_timeout_ms, (body) => then(body, inc));
+  }
+
+  /** More than one Content-Length header, with different values (uWS keeps the first). */
+  function conflictingLengths(req: HttpRequest): boolean {
+    let first: string | null = null;
+    let conflict = false;
+    req.forEach((k, v) => {
+      if (k !== "content-length") return;
+      if (first === null) first = v.trim();
+      else if (v.trim() !== first) conflict = true;
+    });
+    return conflict;
   }
 
   function parse(ctx: RequestCtx, body: Buffer): Record<string, unknown> | null {
@@ -183,12 +208,20 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       ctx.fail("GW_ERR_REQ_INVALID_JSON", "request body is empty; expected a JSON object");
       return null;
     }
+    let parsed: Record<string, unknown>;
     try {
-      return JSON.parse(body.toString("utf8")) as Record<string, unknown>;
+      parsed = JSON.parse(body.toString("utf8")) as Record<string, unknown>;
     } catch (e) {
       ctx.fail("GW_ERR_REQ_INVALID_JSON", `request body is not valid JSON: ${(e as Error).message}`);
       return null;
     }
+    // JSON.parse keeps the last "model", an upstream may keep the first: the key allowlist,
+    // pricing and routing must see the model the upstream serves, so refuse the ambiguity.
+    if (topLevelModelKeys(body) > 1) {
+      ctx.fail("GW_ERR_REQ_VALIDATION", "model: appears more than once in the request body");
+      return null;
+    }
+    return parsed;
   }
 
   function dispatch(ctx: RequestCtx, body: Buffer, parsed: Record<string, unknown>, inc: Incoming, count: boolean): void {
