@@ -7,6 +7,12 @@ import typia, { tags } from "typia";
 import { loadMcpConfig, type McpConfig } from "./policy/config.js";
 import { DEFAULT_PRICES, validatePricesFile, type PriceEntry } from "./pricing.js";
 
+/**
+ * Shutdown finishes within GRACEFUL_SHUTDOWN_TIMEOUT plus this margin, ledger flush
+ * included (server/main.ts enforces it; docs/operations.md and the k8s grace period rely on it).
+ */
+export const SHUTDOWN_MARGIN_MS = 5000;
+
 export type ProviderType = "anthropic" | "azure-anthropic" | "databricks" | "mock";
 export const PROVIDER_TYPES: readonly ProviderType[] = ["anthropic", "azure-anthropic", "databricks", "mock"];
 

@@ -1,8 +1,9 @@
 /**
  * One acceptor thread: a uWS app on the shared port. Talks to the main thread for
- * metrics rendering and shutdown. On drain it closes its own listen socket, lets the
- * in-flight requests finish (bounded by GRACEFUL_SHUTDOWN_TIMEOUT), closes its upstream
- * pools, flushes its log and reports; the thread then ends once uWS has no sockets left.
+ * metrics rendering and shutdown. On drain it closes its own listen socket, refuses new
+ * requests on open connections, lets the in-flight requests finish (bounded by
+ * GRACEFUL_SHUTDOWN_TIMEOUT), closes every remaining socket and its upstream pools (bounded),
+ * hands over its last ledger rows, flushes its log and reports; the thread then ends.
  */
 import uWS, { type us_listen_socket } from "uWebSockets.js";
 import { parentPort, workerData } from "node:worker_threads";
@@ -168,8 +169,12 @@ app.listen(cfg.host, data.port, (ls) => {
   port.postMessage({ t: "listening", port: uWS.us_socket_local_port(ls as unknown as uWS.us_socket) } satisfies ToMain);
 });
 
+/** How long closing the upstream pools may take once no request is in flight. */
+const POOL_CLOSE_MS = 1000;
+
 function drain(): void {
   if (shared.draining) return;
+  // From here admitPost answers 503 + connection: close (server/app.ts).
   shared.draining = true;
   clearInterval(sampler);
   loopDelay.disable();
@@ -183,13 +188,20 @@ function drain(): void {
     if (finished) return;
     finished = true;
     clearTimeout(deadline);
+    shared.onIdle = null;
     log.info({ forced }, "acceptor drained");
-    pools.close().finally(() => {
-      flush();
+    // Nothing is in flight: close every socket left, idle keep-alives included (they
+    // would hold the thread for uWS's idle timeout), then the pools, bounded.
+    // uWS 20.30 has App.close() (all sockets, listen sockets included); its typings lag.
+    (app as typeof app & { close(): void }).close();
+    let poolTimer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((r) => (poolTimer = setTimeout(r, POOL_CLOSE_MS)));
+    Promise.race([pools.close().catch(() => undefined), bound]).finally(() => {
+      clearTimeout(poolTimer);
       // Every finished request's row goes to the main thread before "drained".
       sink.flush();
+      flush();
       port.postMessage({ t: "drained", forced } satisfies ToMain);
-      // Let the thread end by itself once uWS closes its last (keep-alive) socket.
       port.unref();
     });
   };
@@ -205,9 +217,10 @@ function drain(): void {
     }
     done();
   }, cfg.graceful_shutdown_timeout_ms);
-  shared.onIdle = done;
+  // The last request may finish inside a uWS callback: close the sockets after it returns.
+  shared.onIdle = () => setImmediate(done);
   log.info({ inflight: shared.inflight.size }, "draining");
-  if (shared.inflight.size === 0) done();
+  if (shared.inflight.size === 0) setImmediate(done);
 }
 
 port.on("message", (m: ToAcceptor) => {

@@ -8,7 +8,7 @@ import { createServer } from "node:net";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { Piscina } from "piscina";
-import { ConfigError, type GatewayConfig } from "../core/config.js";
+import { ConfigError, SHUTDOWN_MARGIN_MS, type GatewayConfig } from "../core/config.js";
 import { createMetricsBuffer, G_DRAINING, G_WORKERS_OK, Metrics, MetricsLayout } from "../core/metrics.js";
 import { Breakers } from "../core/breaker.js";
 import { RateLimiter } from "../core/ratelimit.js";
@@ -137,28 +137,51 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
   log.info({ host: cfg.host, port, threads: cfg.http_threads, providers: providerNames, default_provider: cfg.defaultProvider }, "listening");
 
   let stopping: Promise<void> | null = null;
+  /**
+   * Bounded end to end: threads drain for up to GRACEFUL_SHUTDOWN_TIMEOUT (then their
+   * requests are cut), and everything after that (pool close, thread exit, ledger flush,
+   * closes) shares SHUTDOWN_MARGIN_MS. A thread that will not exit is terminated; rows
+   * still unwritten at the end are logged, not waited for.
+   */
   function shutdown(signal: string): Promise<void> {
     if (stopping !== null) return stopping;
     stopping = (async () => {
-      log.info({ signal, timeout_ms: cfg.graceful_shutdown_timeout_ms }, "shutting down");
+      const end = Date.now() + cfg.graceful_shutdown_timeout_ms + SHUTDOWN_MARGIN_MS;
+      const left = (reserve: number) => Math.max(0, end - reserve - Date.now());
+      log.info({ signal, timeout_ms: cfg.graceful_shutdown_timeout_ms, margin_ms: SHUTDOWN_MARGIN_MS }, "shutting down");
       metrics.setFlag(G_DRAINING, 1);
       // A thread that dies instead of reporting counts as drained: shutdown must not hang on it.
       const drained = acceptors.map((w, i) => Promise.race([new Promise<void>((r) => w.on("message", (m: ToMain) => m.t === "drained" && r())), exited[i]!.then(() => undefined)]));
       for (const w of acceptors) w.postMessage({ t: "drain" } satisfies ToAcceptor);
-      await Promise.all(drained);
-      // Threads end when uWS has closed its last socket (idle keep-alives time out in ~10 s).
-      await Promise.all(exited);
-      // Every acceptor sent its last rows before "drained": write them all before exit.
-      const left = await ledger.flush(Math.max(5000, cfg.graceful_shutdown_timeout_ms));
-      if (left > 0) log.error({ rows: left }, "ledger rows not written at shutdown");
-      await ledger.close();
-      await pool.destroy();
+      if ((await within(Promise.all(drained), left(3500))) === TIMED_OUT) log.error({}, "an acceptor thread did not drain in time");
+      // A drained thread has closed its sockets and ends by itself; one that does not is stopped.
+      if ((await within(Promise.all(exited), left(3000))) === TIMED_OUT) {
+        log.error({}, "an acceptor thread did not exit in time; terminating it");
+        await within(Promise.all(acceptors.map((w) => w.terminate())), left(2500));
+      }
+      // Every acceptor sent its last rows before "drained": write them, bounded.
+      const rows = await within(ledger.flush(left(1000)), left(900));
+      if (rows === TIMED_OUT || rows > 0) log.error({ rows: rows === TIMED_OUT ? "write in progress" : rows }, "ledger rows not written at shutdown");
+      await within(ledger.close(), left(400));
+      await within(pool.destroy(), left(100));
       log.info({}, "stopped");
       flush();
     })();
     return stopping;
   }
   return { port, shutdown };
+}
+
+const TIMED_OUT = Symbol("timed out");
+
+/** `p`, or TIMED_OUT after `ms` (the timer never outlives the race). */
+async function within<T>(p: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+  let t: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<typeof TIMED_OUT>((r) => (t = setTimeout(r, ms, TIMED_OUT)))]);
+  } finally {
+    clearTimeout(t);
+  }
 }
 
 /** The cgroup (v2, then v1) memory limit when there is one, else the machine's memory. */
@@ -206,7 +229,13 @@ export async function main(): Promise<void> {
     process.stderr.write(`portcullis: failed to start: ${(e as Error).message}\n`);
     process.exit(1);
   }
+  let backstop: NodeJS.Timeout | null = null;
   const onSignal = (sig: string) => {
+    // The backstop of the shutdown contract: whatever hangs, the process is gone in time.
+    backstop ??= setTimeout(() => {
+      process.stderr.write(`portcullis: shutdown exceeded ${cfg.graceful_shutdown_timeout_ms + SHUTDOWN_MARGIN_MS} ms; exiting\n`);
+      process.exit(1);
+    }, cfg.graceful_shutdown_timeout_ms + SHUTDOWN_MARGIN_MS).unref();
     s.shutdown(sig).then(
       () => process.exit(0),
       (e) => {
