@@ -25,7 +25,7 @@ import { isJsonContentType, validateCountTokensRequest, validateMessagesRequest 
 import { topLevelModelKeys } from "../core/json-splice.js";
 import { mockCountTokens, mockMessageJson, mockStreamFrames, type MockRequest } from "../core/mock-reply.js";
 import { RequestCtx, type Shared } from "./context.js";
-import { readBody } from "./body.js";
+import { readBody, refuseBody } from "./body.js";
 import { registerMcp } from "./mcp/transport.js";
 import type { Pools } from "./upstream.js";
 import { UpstreamCall } from "./call.js";
@@ -186,7 +186,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       return ctx.fail("GW_ERR_REQ_CONTENT_TYPE", `content-type must be application/json, got ${got}`, pending);
     }
     if (inc.contentLength > cfg.max_body_bytes) {
-      return ctx.fail("GW_ERR_REQ_BODY_TOO_LARGE", `request body of ${inc.contentLength} bytes exceeds the limit of ${cfg.max_body_bytes}`, true);
+      return refuseBody(ctx, `request body of ${inc.contentLength} bytes exceeds the limit of ${cfg.max_body_bytes}`);
     }
     readBody(ctx, inc.contentLength, cfg.max_body_bytes, cfg.body_timeout_ms, (body) => then(body, inc));
   }

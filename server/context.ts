@@ -140,6 +140,27 @@ export class RequestCtx {
     this.finish(status);
   }
 
+  /**
+   * Answer with a catalogue error but leave the response open (a chunked body), so the
+   * caller can keep reading what the client is still sending and end or close it later
+   * (server/body.ts, lingering close). The request counts as finished now.
+   */
+  failOpen(code: ErrorCode, message?: string): void {
+    if (this.aborted || this.done) return;
+    const e = CATALOGUE[code];
+    this.errorCode = code;
+    this.shared.metrics.error(this.route, this.provider, errorTypeIndex(e.type));
+    const res = this.res;
+    this.started = true;
+    res.cork(() => {
+      res.writeStatus(statusLine(e.status));
+      res.writeHeader("content-type", "application/json");
+      res.writeHeader("request-id", this.id);
+      res.write(errorBody(code, this.id, message));
+    });
+    this.finish(e.status);
+  }
+
   /** Answer with a catalogue error in Anthropic's shape. */
   fail(code: ErrorCode, message?: string, close = false, extra: readonly string[] | null = null): void {
     const e = CATALOGUE[code];

@@ -119,3 +119,54 @@ describe("ambiguous requests", () => {
     assert.equal(edge.status, 200);
   });
 });
+
+describe("oversized bodies still being sent", () => {
+  /** Send a 40 MB body over a raw socket, honouring backpressure; then collect the answer. */
+  function upload(head: string, total: number, chunked: boolean): Promise<{ out: string; writeError: string | null; sent: number }> {
+    return new Promise((resolve) => {
+      const s = connect(gw.port, "127.0.0.1");
+      let out = "";
+      let writeError: string | null = null;
+      let sent = 0;
+      s.setEncoding("latin1");
+      s.on("data", (d: string) => (out += d));
+      s.on("error", (e: NodeJS.ErrnoException) => (writeError ??= e.code ?? e.message));
+      const guard = setTimeout(() => s.destroy(), 30_000);
+      s.on("close", () => {
+        clearTimeout(guard);
+        resolve({ out, writeError, sent });
+      });
+      const piece = Buffer.alloc(256 * 1024, 0x78);
+      const framed = chunked ? Buffer.concat([Buffer.from(piece.length.toString(16) + "\r\n"), piece, Buffer.from("\r\n")]) : piece;
+      s.write(head);
+      const pump = (): void => {
+        while (sent < total && !s.destroyed) {
+          sent += piece.length;
+          if (!s.write(framed)) return void s.once("drain", pump);
+        }
+        if (s.destroyed) return;
+        // Everything sent: end the chunked body, then wait for the server to answer in full.
+        if (chunked) s.write("0\r\n\r\n");
+        const done = () => (/\r\n0\r\n\r\n$/.test(out) ? s.end() : setTimeout(done, 20));
+        done();
+      };
+      pump();
+    });
+  }
+
+  test("a 40 MB body over MAX_BODY_BYTES with a known length: the client sends it all and reads the whole 413", async () => {
+    const total = 40 * 1024 * 1024;
+    const r = await upload(`POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${total}\r\n\r\n`, total, false);
+    assert.equal(r.writeError, null, "the client's writes must not fail (EPIPE / ECONNRESET) before it read the answer");
+    assert.equal(r.sent, total);
+    assert.match(r.out, /^HTTP\/1\.1 413 /);
+    assert.match(r.out, /"type":"request_too_large","message":"request body of 41943040 bytes exceeds the limit of 65536"/);
+  });
+
+  test("a chunked body growing past MAX_BODY_BYTES: the client sends it all and reads the whole 413", async () => {
+    const r = await upload(`POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n`, 8 * 1024 * 1024, true);
+    assert.equal(r.writeError, null);
+    assert.match(r.out, /^HTTP\/1\.1 413 /);
+    assert.match(r.out, /"type":"request_too_large","message":"request body exceeds 65536 bytes"/);
+  });
+});
