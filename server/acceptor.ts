@@ -27,6 +27,7 @@ import { UsageLayout, UsageMetrics } from "../core/usage-metrics.js";
 import type { AuditRow, UsageRow } from "../workers/ledger-task.js";
 import type { AdminOp, AdminResult, KeyChange } from "./ledger.js";
 import { UsageSink } from "./usage-sink.js";
+import type { ProviderModels } from "../core/models.js";
 
 export interface AcceptorData {
   cfg: GatewayConfig;
@@ -43,6 +44,8 @@ export interface AcceptorData {
   /** cgroup memory limit, else total memory (bytes). */
   memoryLimit: number;
   idPrefix: string;
+  /** The providers' model lists known at spawn (refreshed by "models" messages). */
+  models: ProviderModels[];
   port: number;
   index: number;
 }
@@ -61,7 +64,8 @@ export type ToAcceptor =
   | { t: "rendered"; id: number; ok: false; error: string }
   | { t: "drain" }
   | { t: "admin-result"; id: number; result: AdminResult }
-  | { t: "keys"; seq: number; change: KeyChange };
+  | { t: "keys"; seq: number; change: KeyChange }
+  | { t: "models"; lists: ProviderModels[] };
 
 const port = parentPort!;
 const data = workerData as AcceptorData;
@@ -154,9 +158,10 @@ function render(kind: "prometheus" | "observability"): Promise<string> {
   });
 }
 
+const modelLists = { lists: data.models as readonly ProviderModels[] };
 const app = buildApp({
   cfg, shared, pools, idPrefix: data.idPrefix, threadIndex: data.index, breakers, shedder, limiter, render,
-  billing: { keys: keyIndex, budgets, prices, usage: usageMetrics, admin },
+  billing: { keys: keyIndex, budgets, prices, usage: usageMetrics, admin }, models: modelLists,
 });
 let listenSocket: us_listen_socket | null = null;
 
@@ -236,6 +241,8 @@ port.on("message", (m: ToAcceptor) => {
     } else if (m.t === "keys") {
       applyKeys(m.change);
       port.postMessage({ t: "keys-applied", seq: m.seq } satisfies ToMain);
+    } else if (m.t === "models") {
+      modelLists.lists = m.lists;
     } else if (m.t === "admin-result") {
       const r = adminCalls.get(m.id);
       if (r === undefined) return;

@@ -21,6 +21,8 @@ import type { Limits, RateLimiter } from "../core/ratelimit.js";
 import { clientRequestId, RequestIds } from "../core/request-id.js";
 import { Router } from "../core/routing.js";
 import { buildProviders } from "../core/providers.js";
+import { ModelCatalog, parseModelsQuery, type ProviderModels } from "../core/models.js";
+import { MOCK_MODELS } from "../core/mock-reply.js";
 import { isJsonContentType, validateCountTokensRequest, validateMessagesRequest } from "../core/validate.js";
 import { topLevelModelKeys } from "../core/json-splice.js";
 import { mockCountTokens, mockMessageJson, mockStreamFrames, type MockRequest } from "../core/mock-reply.js";
@@ -44,6 +46,8 @@ export interface AppDeps {
   render(kind: "prometheus" | "observability"): Promise<string>;
   /** Budgets, prices and virtual keys (docs/budgets.md); null = not wired (tests, bench). */
   billing: Billing | null;
+  /** The providers' model lists; the acceptor replaces `lists` when the main thread refreshes them. */
+  models: { lists: readonly ProviderModels[] };
 }
 
 export interface Billing {
@@ -83,12 +87,17 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   const SHED_RETRY_AFTER = ["retry-after", "1"];
   const app = uWS.App();
 
-  const modelsBody = JSON.stringify({
-    data: router.listed.map((id) => ({ type: "model", id, display_name: id, created_at: "2025-01-01T00:00:00Z" })),
-    has_more: false,
-    first_id: router.listed[0] ?? null,
-    last_id: router.listed[router.listed.length - 1] ?? null,
-  });
+  // The built-in mock serves its fixed list; the upstreams' lists come from the main thread.
+  const mockLists: ProviderModels[] = providers.filter((p) => p.type === "mock").map((p) => ({ provider: p.name, models: MOCK_MODELS }));
+  const catalog = new ModelCatalog(router, router.listed, [...mockLists, ...deps.models.lists]);
+  let catalogFrom = deps.models.lists;
+  function models(): ModelCatalog {
+    if (deps.models.lists !== catalogFrom) {
+      catalogFrom = deps.models.lists;
+      catalog.update([...mockLists, ...catalogFrom]);
+    }
+    return catalog;
+  }
 
   /** Read what we need from the stack-allocated request, synchronously. */
   function incoming(req: HttpRequest): Incoming {
@@ -330,13 +339,34 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     });
   }));
 
+  /** GET /v1/models auth: the same keys as the Messages API. */
+  function modelsAuth(ctx: RequestCtx, req: HttpRequest): boolean {
+    if (!keys.enabled) return true;
+    const k = presentedKey(req.getHeader("x-api-key"), req.getHeader("authorization"));
+    if (k === "") ctx.fail("GW_ERR_AUTH_MISSING_KEY");
+    else if (keys.check(k) === null) ctx.fail("GW_ERR_AUTH_INVALID_KEY");
+    else return true;
+    return false;
+  }
+
   app.get("/v1/models", guard(R_MODELS, (ctx, req) => {
-    if (keys.enabled) {
-      const k = presentedKey(req.getHeader("x-api-key"), req.getHeader("authorization"));
-      if (k === "") return ctx.fail("GW_ERR_AUTH_MISSING_KEY");
-      if (keys.check(k) === null) return ctx.fail("GW_ERR_AUTH_INVALID_KEY");
+    if (!modelsAuth(ctx, req)) return;
+    const q = parseModelsQuery(req.getQuery() ?? "");
+    if (typeof q === "string") return ctx.fail("GW_ERR_REQ_VALIDATION", q);
+    ctx.send(200, "application/json", models().page(q));
+  }));
+
+  app.get("/v1/models/:id", guard(R_MODELS, (ctx, req) => {
+    if (!modelsAuth(ctx, req)) return;
+    let id: string;
+    try {
+      id = decodeURIComponent(req.getParameter(0) ?? "");
+    } catch {
+      id = req.getParameter(0) ?? "";
     }
-    ctx.send(200, "application/json", modelsBody);
+    const m = models().get(id);
+    if (m === null) return ctx.fail("GW_ERR_MODEL_NOT_FOUND", `model ${JSON.stringify(id.slice(0, 256))} is not served by this gateway`);
+    ctx.send(200, "application/json", m);
   }));
 
   if (cfg.health_check_enabled) {

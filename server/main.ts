@@ -21,6 +21,7 @@ import { Budgets } from "../core/budget.js";
 import { PriceTable } from "../core/pricing.js";
 import { createUsageBuffer, UsageLayout, UsageMetrics } from "../core/usage-metrics.js";
 import { LedgerHub, type KeyChange } from "./ledger.js";
+import { ModelLists } from "./models-fetch.js";
 
 export interface Started {
   port: number;
@@ -66,6 +67,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     });
   };
   const memoryLimit = memoryLimitBytes();
+  const modelLists = new ModelLists(cfg, log);
 
   const pool = new Piscina({
     filename: fileURLToPath(new URL("../workers/metrics-task.js", import.meta.url)),
@@ -84,7 +86,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
   const acceptorUrl = new URL("./acceptor.js", import.meta.url);
 
   function spawn(index: number, port: number): Promise<number> {
-    const w = new Worker(acceptorUrl, { workerData: { cfg, sab, breakerSab, shedSab, rateSab, budgetSab, usageSab, keys: liveKeys, clockBase: startedAt, memoryLimit, idPrefix, port, index } satisfies AcceptorData });
+    const w = new Worker(acceptorUrl, { workerData: { cfg, sab, breakerSab, shedSab, rateSab, budgetSab, usageSab, keys: liveKeys, clockBase: startedAt, memoryLimit, idPrefix, models: modelLists.current(), port, index } satisfies AcceptorData });
     acceptors.push(w);
     exited.push(new Promise((r) => w.once("exit", r)));
     return new Promise((resolve, reject) => {
@@ -135,6 +137,10 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     throw e;
   }
   log.info({ host: cfg.host, port, threads: cfg.http_threads, providers: providerNames, default_provider: cfg.defaultProvider }, "listening");
+  // Upstream model lists for GET /v1/models: fetched in the background, then refreshed.
+  modelLists.start((lists) => {
+    for (const w of acceptors) w.postMessage({ t: "models", lists } satisfies ToAcceptor);
+  });
 
   let stopping: Promise<void> | null = null;
   /**
@@ -150,6 +156,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
       const left = (reserve: number) => Math.max(0, end - reserve - Date.now());
       log.info({ signal, timeout_ms: cfg.graceful_shutdown_timeout_ms, margin_ms: SHUTDOWN_MARGIN_MS }, "shutting down");
       metrics.setFlag(G_DRAINING, 1);
+      modelLists.stop();
       // A thread that dies instead of reporting counts as drained: shutdown must not hang on it.
       const drained = acceptors.map((w, i) => Promise.race([new Promise<void>((r) => w.on("message", (m: ToMain) => m.t === "drained" && r())), exited[i]!.then(() => undefined)]));
       for (const w of acceptors) w.postMessage({ t: "drain" } satisfies ToAcceptor);

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import Anthropic from "@anthropic-ai/sdk";
 import { startMock, type MockHandle } from "../support/spawn-mock.js";
 import { startGateway, type Gateway } from "../support/gateway.js";
-import { MOCK_SIGNATURE, MOCK_SIGNATURE_RAW } from "../../core/mock-reply.js";
+import { MOCK_MODELS, MOCK_SIGNATURE, MOCK_SIGNATURE_RAW } from "../../core/mock-reply.js";
 
 const CLIENT_KEY = "sk-client-key-0123456789";
 const UPSTREAM_KEY = "sk-upstream-secret-abcdefghij";
@@ -269,8 +269,10 @@ describe("pass-through with the official SDK", () => {
     const u = await client.messages.countTokens({ model: "claude-gateway-test", messages: [{ role: "user", content: "upstream count" }] });
     assert.ok(u.input_tokens > 0);
     assert.equal((await lastRecorded()).url, "/v1/messages/count_tokens");
+    // The routed name, then the upstream's own list (fetched by the gateway in the background).
+    await waitFor(async () => gw.lines.some((l) => l.includes('"msg":"provider model list loaded"')), "the upstream model list");
     const models = await client.models.list();
-    assert.deepEqual(models.data.map((m) => m.id), ["alias-model"]);
+    assert.deepEqual(models.data.map((m) => m.id), ["alias-model", ...MOCK_MODELS.map((m) => m.id)]);
   });
 });
 
