@@ -362,6 +362,16 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     }
   }
 
+  // Rate limits are counted per client key: without keys (static, or virtual ones through
+  // the admin API) there is nothing to count against, and the limit would silently do nothing.
+  if (apiKeys.length === 0 && settings.admin_api_key === null) {
+    for (const name of ["rate_limit_requests_per_minute", "rate_limit_tokens_per_minute"] as const) {
+      if (settings[name] > 0) {
+        throw new ConfigError(ENV_NAMES[name], "rate limits apply per client key, and no client keys are configured: set GATEWAY_API_KEYS (or api_keys in CONFIG_FILE, or ADMIN_API_KEY for virtual keys), or leave this unset");
+      }
+    }
+  }
+
   return Object.freeze({
     ...settings,
     providers: Object.freeze([...providers.values()].map((p) => Object.freeze(p))),

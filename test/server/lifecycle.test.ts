@@ -57,6 +57,9 @@ describe("start-up validation", () => {
       [{ GRACEFUL_SHUTDOWN_TIMEOUT: "soon" }, /GRACEFUL_SHUTDOWN_TIMEOUT/],
       [{ CONFIG_FILE: "/nonexistent/portcullis.json" }, /CONFIG_FILE/],
       [{ DATABRICKS_API_KEY: "dapi-secret-value-1" }, /DATABRICKS_API_BASE/],
+      // Rate limits count per client key: without any key they would silently do nothing.
+      [{ RATE_LIMIT_REQUESTS_PER_MINUTE: "60" }, /RATE_LIMIT_REQUESTS_PER_MINUTE: rate limits apply per client key/],
+      [{ RATE_LIMIT_TOKENS_PER_MINUTE: "1000" }, /RATE_LIMIT_TOKENS_PER_MINUTE/],
     ];
     for (const [env, re] of cases) {
       const r = await runExpectingFailure(env);
