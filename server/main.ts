@@ -137,10 +137,13 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     throw e;
   }
   log.info({ host: cfg.host, port, threads: cfg.http_threads, providers: providerNames, default_provider: cfg.defaultProvider }, "listening");
-  // Upstream model lists for GET /v1/models: fetched in the background, then refreshed.
-  modelLists.start((lists) => {
-    for (const w of acceptors) w.postMessage({ t: "models", lists } satisfies ToAcceptor);
-  });
+  // Upstream model lists for GET /v1/models: fetched in the background, then refreshed
+  // (after this returns: the first fetch() loads undici, which takes a moment).
+  setImmediate(() =>
+    modelLists.start((lists) => {
+      for (const w of acceptors) w.postMessage({ t: "models", lists } satisfies ToAcceptor);
+    }),
+  );
 
   let stopping: Promise<void> | null = null;
   /**
@@ -229,13 +232,8 @@ export async function main(): Promise<void> {
     }
     throw e;
   }
-  let s: Started;
-  try {
-    s = await start(cfg);
-  } catch (e) {
-    process.stderr.write(`portcullis: failed to start: ${(e as Error).message}\n`);
-    process.exit(1);
-  }
+  let s: Started | null = null;
+  let early: string | null = null;
   let backstop: NodeJS.Timeout | null = null;
   const onSignal = (sig: string) => {
     // The backstop of the shutdown contract: whatever hangs, the process is gone in time.
@@ -243,6 +241,10 @@ export async function main(): Promise<void> {
       process.stderr.write(`portcullis: shutdown exceeded ${cfg.graceful_shutdown_timeout_ms + SHUTDOWN_MARGIN_MS} ms; exiting\n`);
       process.exit(1);
     }, cfg.graceful_shutdown_timeout_ms + SHUTDOWN_MARGIN_MS).unref();
+    if (s === null) {
+      early ??= sig; // still starting: shut down once started
+      return;
+    }
     s.shutdown(sig).then(
       () => process.exit(0),
       (e) => {
@@ -251,10 +253,19 @@ export async function main(): Promise<void> {
       },
     );
   };
+  // Installed before start-up: the acceptor threads serve as soon as they listen, and a
+  // signal before the handler exists would kill the process with its streams and rows.
   // Repeated signals (a supervisor and a terminal both sending one) must not kill the
   // drain: shutdown is idempotent, and the deadline bounds it.
   process.on("SIGTERM", () => onSignal("SIGTERM"));
   process.on("SIGINT", () => onSignal("SIGINT"));
+  try {
+    s = await start(cfg);
+  } catch (e) {
+    process.stderr.write(`portcullis: failed to start: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+  if (early !== null) onSignal(early);
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) void main();

@@ -48,6 +48,15 @@ function raw(port: number, data: string, ms: number): Promise<string> {
   });
 }
 
+/** Resolves once `n` log lines match; fails after `ms` (a hang guard). */
+async function logLines(gw: Gateway, match: (line: string) => boolean, n: number, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (gw.lines.filter(match).length < n) {
+    if (Date.now() > end) assert.fail(`fewer than ${n} matching log lines within ${ms} ms: ${gw.lines.slice(-8).join("\n")}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 describe("start-up validation", () => {
   test("a bad setting stops the start with a message naming it", async () => {
     const cases: [Record<string, string>, RegExp][] = [
@@ -182,7 +191,8 @@ describe("health, metrics and threads", () => {
     const o = (await (await fetch(`${gw.url}/metrics/observability`)).json()) as { requests: { detail: { route: string; provider: string; status_class: string; value: number }[] } };
     const served = o.requests.detail.find((d) => d.route === "messages" && d.provider === "anthropic" && d.status_class === "2xx");
     assert.equal(served?.value, 100, "both threads count into the one shared buffer");
-    await new Promise((r) => setTimeout(r, 300));
+    // Each thread logs its requests asynchronously: wait for all 100 lines (bounded).
+    await logLines(gw, (l) => l.includes('"msg":"request"') && l.includes('"route":"messages"'), 100);
     const threads = new Set(gw.lines.filter((l) => l.includes('"msg":"request"')).map((l) => JSON.parse(l).thread));
     assert.equal(threads.size, 2, "100 separate connections should reach both threads");
   });
@@ -213,7 +223,7 @@ describe("graceful shutdown", () => {
     const dec = new TextDecoder();
     let text = dec.decode((await reader.read()).value);
     gw.proc.kill("SIGTERM");
-    await new Promise((r) => setTimeout(r, 200));
+    await logLines(gw, (l) => l.includes('"msg":"draining"'), 1);
     const readiness = await new Promise<string>((resolve) => {
       let out = "";
       probe.setEncoding("utf8");

@@ -14,7 +14,8 @@ import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import Database from "better-sqlite3";
 import { startMock, type MockHandle } from "../support/spawn-mock.js";
-import { startGateway, type Gateway } from "../support/gateway.js";
+import { MAIN, startGateway, type Gateway } from "../support/gateway.js";
+import { spawn } from "node:child_process";
 import { SHUTDOWN_MARGIN_MS } from "../../core/config.js";
 
 const BODY = JSON.stringify({ model: "claude-shutdown", max_tokens: 8, messages: [{ role: "user", content: "hi" }] });
@@ -169,6 +170,41 @@ describe("bounded shutdown", () => {
     assert.equal(await exitWithin(gw, t0, timeout + SHUTDOWN_MARGIN_MS), 0);
     assert.equal(await hung, "cut", "the hung request's connection is closed");
     assert.ok(gw.lines.some((l) => l.includes('"msg":"acceptor drained"') && l.includes('"forced":1')), "the hung request was cut by the drain deadline");
+  });
+});
+
+describe("a signal during start-up", () => {
+  test("SIGTERM after the ledger opened but before listening is a graceful shutdown, not a kill", async () => {
+    const proc = spawn(process.execPath, [MAIN], {
+      env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: "0", HTTP_THREADS: "2", MODEL_PROVIDER: "mock", DATABASE_PATH: join(mkdtempSync(join(tmpdir(), "portcullis-early-")), "l.db") },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const lines: string[] = [];
+    let buf = "";
+    proc.stdout.setEncoding("utf8");
+    proc.stdout.on("data", (d: string) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        lines.push(line);
+        // The acceptor threads are being started now; the old code had no handler yet.
+        if (line.includes('"msg":"ledger opened"')) proc.kill("SIGTERM");
+      }
+    });
+    const exit = await new Promise<{ code: number | null; signal: string | null }>((resolve, reject) => {
+      const t = setTimeout(() => {
+        proc.kill("SIGKILL");
+        reject(new Error("no exit within 20 s"));
+      }, 20_000);
+      proc.once("exit", (code, signal) => {
+        clearTimeout(t);
+        resolve({ code, signal });
+      });
+    });
+    assert.deepEqual(exit, { code: 0, signal: null }, "killed by the signal instead of shutting down");
+    assert.ok(lines.some((l) => l.includes('"msg":"stopped"')));
   });
 });
 
