@@ -14,21 +14,21 @@ import type { PriceTable } from "../core/pricing.js";
 import { BLOCK_UNAVAILABLE, type UsageMetrics } from "../core/usage-metrics.js";
 import { registerAdmin } from "./admin.js";
 import type { AdminOp, AdminResult } from "./ledger.js";
-import { G_DRAINING, G_WORKERS_OK, R_COUNT_TOKENS, R_HEALTH, R_MESSAGES, R_METRICS, R_MODELS, R_OTHER, RJ_RATE_REQUESTS, RJ_RATE_TOKENS } from "../core/metrics.js";
+import { G_DRAINING, G_WORKERS_OK, R_COUNT_TOKENS, R_HEALTH, R_MESSAGES, R_METRICS, R_OTHER, RJ_RATE_REQUESTS, RJ_RATE_TOKENS } from "../core/metrics.js";
 import { SHED_NONE, type Shedder } from "../core/shedder.js";
 import type { Breakers } from "../core/breaker.js";
 import type { Limits, RateLimiter } from "../core/ratelimit.js";
 import { clientRequestId, RequestIds } from "../core/request-id.js";
 import { Router } from "../core/routing.js";
 import { buildProviders } from "../core/providers.js";
-import { ModelCatalog, parseModelsQuery, type ProviderModels } from "../core/models.js";
-import { MOCK_MODELS } from "../core/mock-reply.js";
+import type { ProviderModels } from "../core/models.js";
 import { isJsonContentType, validateCountTokensRequest, validateMessagesRequest } from "../core/validate.js";
 import { topLevelModelKeys } from "../core/json-splice.js";
 import { mockCountTokens, mockMessageJson, mockStreamFrames, type MockRequest } from "../core/mock-reply.js";
 import { RequestCtx, type Shared } from "./context.js";
 import { readBody, refuseBody } from "./body.js";
 import { registerMcp } from "./mcp/transport.js";
+import { registerModels } from "./models-routes.js";
 import type { Pools } from "./upstream.js";
 import { UpstreamCall } from "./call.js";
 
@@ -86,18 +86,6 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   const callDeps = { cfg, pools: deps.pools, breakers: deps.breakers, answerMock: (c: RequestCtx, p: Record<string, unknown>, n: boolean) => answerMock(c, p, n) };
   const SHED_RETRY_AFTER = ["retry-after", "1"];
   const app = uWS.App();
-
-  // The built-in mock serves its fixed list; the upstreams' lists come from the main thread.
-  const mockLists: ProviderModels[] = providers.filter((p) => p.type === "mock").map((p) => ({ provider: p.name, models: MOCK_MODELS }));
-  const catalog = new ModelCatalog(router, router.listed, [...mockLists, ...deps.models.lists]);
-  let catalogFrom = deps.models.lists;
-  function models(): ModelCatalog {
-    if (deps.models.lists !== catalogFrom) {
-      catalogFrom = deps.models.lists;
-      catalog.update([...mockLists, ...catalogFrom]);
-    }
-    return catalog;
-  }
 
   /** Read what we need from the stack-allocated request, synchronously. */
   function incoming(req: HttpRequest): Incoming {
@@ -339,35 +327,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     });
   }));
 
-  /** GET /v1/models auth: the same keys as the Messages API. */
-  function modelsAuth(ctx: RequestCtx, req: HttpRequest): boolean {
-    if (!keys.enabled) return true;
-    const k = presentedKey(req.getHeader("x-api-key"), req.getHeader("authorization"));
-    if (k === "") ctx.fail("GW_ERR_AUTH_MISSING_KEY");
-    else if (keys.check(k) === null) ctx.fail("GW_ERR_AUTH_INVALID_KEY");
-    else return true;
-    return false;
-  }
-
-  app.get("/v1/models", guard(R_MODELS, (ctx, req) => {
-    if (!modelsAuth(ctx, req)) return;
-    const q = parseModelsQuery(req.getQuery() ?? "");
-    if (typeof q === "string") return ctx.fail("GW_ERR_REQ_VALIDATION", q);
-    ctx.send(200, "application/json", models().page(q));
-  }));
-
-  app.get("/v1/models/:id", guard(R_MODELS, (ctx, req) => {
-    if (!modelsAuth(ctx, req)) return;
-    let id: string;
-    try {
-      id = decodeURIComponent(req.getParameter(0) ?? "");
-    } catch {
-      id = req.getParameter(0) ?? "";
-    }
-    const m = models().get(id);
-    if (m === null) return ctx.fail("GW_ERR_MODEL_NOT_FOUND", `model ${JSON.stringify(id.slice(0, 256))} is not served by this gateway`);
-    ctx.send(200, "application/json", m);
-  }));
+  registerModels(app, { router, providers, keys, models: deps.models, guard });
 
   if (cfg.health_check_enabled) {
     app.get("/health/live", guard(R_HEALTH, (ctx) => ctx.send(200, "application/json", '{"status":"ok"}')));
