@@ -61,7 +61,7 @@ export class Core {
     this.providers = buildProviders(this.cfg.providers);
     this.router = new Router(this.cfg.routes, this.providers, this.cfg.defaultProvider);
     this.keys = new KeyIndex(this.cfg.apiKeys);
-    this.ids = new RequestIds("bench0");
+    this.ids = new RequestIds("bench", 0);
     this.layout = new MetricsLayout(this.providers.map((p) => p.name));
     this.sab = createMetricsBuffer(this.layout);
     this.metrics = new Metrics(this.layout, this.sab);
@@ -87,7 +87,7 @@ export class Core {
    * headers, then the finished-request record. Returns a status so nothing is dead code.
    */
   stack(parsed: Record<string, unknown>, xApiKey: string, validate = true): number {
-    const id = this.ids.fromHeader("");
+    const id = this.ids.next();
     const m = this.metrics;
     m.activeInc();
     if (this.shedder !== null && !this.shedder.admit()) return this.end(503, id);

@@ -6,6 +6,16 @@
 import typia, { tags } from "typia";
 import { loadMcpConfig, type McpConfig } from "./policy/config.js";
 import { DEFAULT_PRICES, validatePricesFile, type PriceEntry } from "./pricing.js";
+import { ConfigError, envBool, envNum, envStr, type Env } from "./env.js";
+import { typiaPath } from "./typia-path.js";
+
+export { ConfigError };
+
+/**
+ * Shutdown finishes within GRACEFUL_SHUTDOWN_TIMEOUT plus this margin, ledger flush
+ * included (server/main.ts enforces it; docs/operations.md and the k8s grace period rely on it).
+ */
+export const SHUTDOWN_MARGIN_MS = 5000;
 
 export type ProviderType = "anthropic" | "azure-anthropic" | "databricks" | "mock";
 
@@ -168,42 +178,8 @@ export const ENV_NAMES: Record<keyof Settings, string> = {
   ledger_max_mb: "LEDGER_MAX_MB",
 };
 
-export class ConfigError extends Error {
-  /** The setting at fault: an env var name or `CONFIG_FILE <path>`. */
-  readonly setting: string;
-  constructor(setting: string, message: string) {
-    super(`${setting}: ${message}`);
-    this.setting = setting;
-  }
-}
-
 const validateSettings = typia.createValidate<Settings>();
 const validateFile = typia.createValidate<ConfigFile>();
-
-type Env = Readonly<Record<string, string | undefined>>;
-
-function num(env: Env, name: string, dflt: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw.trim() === "") return dflt;
-  const s = raw.trim();
-  // Number("") is 0 and Number("1e3") is 1000: accept plain decimal integers only.
-  if (!/^-?\d+(\.\d+)?$/.test(s)) throw new ConfigError(name, `expected a number, got ${JSON.stringify(raw)}`);
-  return Number(s);
-}
-
-function bool(env: Env, name: string, dflt: boolean): boolean {
-  const raw = env[name];
-  if (raw === undefined || raw.trim() === "") return dflt;
-  const s = raw.trim().toLowerCase();
-  if (s === "true" || s === "1" || s === "yes" || s === "on") return true;
-  if (s === "false" || s === "0" || s === "no" || s === "off") return false;
-  throw new ConfigError(name, `expected true or false, got ${JSON.stringify(raw)}`);
-}
-
-function str(env: Env, name: string): string | null {
-  const raw = env[name];
-  return raw === undefined || raw.trim() === "" ? null : raw.trim();
-}
 
 function typiaMessage(err: { path: string; expected: string; value: unknown }): string {
   // Never echo a value that may be a secret.
@@ -240,52 +216,52 @@ const ENV_PROVIDERS: { name: ProviderType; base: string; key: string; dfltBase: 
  */
 export function loadConfig(env: Env, file: unknown, defaultThreads: number, pricesFile?: unknown): GatewayConfig {
   const settings = {
-    port: num(env, "PORT", 8080),
-    host: str(env, "HOST") ?? "0.0.0.0",
-    http_threads: num(env, "HTTP_THREADS", defaultThreads),
-    log_level: (str(env, "LOG_LEVEL") ?? "info") as Settings["log_level"],
-    log_file: str(env, "LOG_FILE"),
-    max_body_bytes: num(env, "MAX_BODY_BYTES", 32 * 1024 * 1024),
-    body_timeout_ms: num(env, "BODY_TIMEOUT_MS", 30_000),
-    graceful_shutdown_timeout_ms: num(env, "GRACEFUL_SHUTDOWN_TIMEOUT", 30_000),
-    upstream_connect_timeout_ms: num(env, "UPSTREAM_CONNECT_TIMEOUT_MS", 10_000),
+    port: envNum(env, "PORT", 8080),
+    host: envStr(env, "HOST") ?? "0.0.0.0",
+    http_threads: envNum(env, "HTTP_THREADS", defaultThreads),
+    log_level: (envStr(env, "LOG_LEVEL") ?? "info") as Settings["log_level"],
+    log_file: envStr(env, "LOG_FILE"),
+    max_body_bytes: envNum(env, "MAX_BODY_BYTES", 32 * 1024 * 1024),
+    body_timeout_ms: envNum(env, "BODY_TIMEOUT_MS", 30_000),
+    graceful_shutdown_timeout_ms: envNum(env, "GRACEFUL_SHUTDOWN_TIMEOUT", 30_000),
+    upstream_connect_timeout_ms: envNum(env, "UPSTREAM_CONNECT_TIMEOUT_MS", 10_000),
     // LLM calls can take minutes before the first byte on a large prompt.
-    upstream_headers_timeout_ms: num(env, "UPSTREAM_HEADERS_TIMEOUT_MS", 600_000),
-    upstream_body_timeout_ms: num(env, "UPSTREAM_BODY_TIMEOUT_MS", 300_000),
-    upstream_connections: num(env, "UPSTREAM_CONNECTIONS", 128),
-    upstream_request_timeout_ms: num(env, "UPSTREAM_REQUEST_TIMEOUT_MS", 900_000),
-    sse_max_event_bytes: num(env, "SSE_MAX_EVENT_BYTES", 16 * 1024 * 1024),
-    retry_max_attempts: num(env, "RETRY_MAX_ATTEMPTS", 3),
-    retry_base_delay_ms: num(env, "RETRY_BASE_DELAY_MS", 500),
-    retry_max_delay_ms: num(env, "RETRY_MAX_DELAY_MS", 8_000),
-    retry_budget_ms: num(env, "RETRY_BUDGET_MS", 30_000),
-    circuit_breaker_failure_threshold: num(env, "CIRCUIT_BREAKER_FAILURE_THRESHOLD", 5),
-    circuit_breaker_timeout_ms: num(env, "CIRCUIT_BREAKER_TIMEOUT", 60_000),
-    circuit_breaker_success_threshold: num(env, "CIRCUIT_BREAKER_SUCCESS_THRESHOLD", 2),
-    circuit_breaker_half_open_probes: num(env, "CIRCUIT_BREAKER_HALF_OPEN_PROBES", num(env, "CIRCUIT_BREAKER_SUCCESS_THRESHOLD", 2)),
-    load_shedding_heap_threshold: num(env, "LOAD_SHEDDING_HEAP_THRESHOLD", 0.9),
-    load_shedding_memory_threshold: num(env, "LOAD_SHEDDING_MEMORY_THRESHOLD", 0.85),
-    load_shedding_active_requests_threshold: num(env, "LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD", 1000),
-    load_shedding_event_loop_delay_ms: num(env, "LOAD_SHEDDING_EVENT_LOOP_DELAY_MS", 1000),
-    load_shedding_check_interval_ms: num(env, "LOAD_SHEDDING_CHECK_INTERVAL_MS", 250),
-    rate_limit_requests_per_minute: num(env, "RATE_LIMIT_REQUESTS_PER_MINUTE", 0),
-    rate_limit_tokens_per_minute: num(env, "RATE_LIMIT_TOKENS_PER_MINUTE", 0),
-    metrics_enabled: bool(env, "METRICS_ENABLED", true),
-    health_check_enabled: bool(env, "HEALTH_CHECK_ENABLED", true),
-    admin_api_key: str(env, "ADMIN_API_KEY"),
-    database_path: str(env, "DATABASE_PATH") ?? "./data/portcullis.db",
-    budget_fail_mode: (str(env, "BUDGET_FAIL_MODE") ?? "closed") as Settings["budget_fail_mode"],
-    max_keys: num(env, "MAX_KEYS", 10_000),
-    ledger_batch_ms: num(env, "LEDGER_BATCH_MS", 50),
-    ledger_batch_rows: num(env, "LEDGER_BATCH_ROWS", 500),
-    metrics_port: str(env, "METRICS_PORT") === null ? null : num(env, "METRICS_PORT", 0),
-    ledger_retention_days: num(env, "LEDGER_RETENTION_DAYS", 30),
-    ledger_max_mb: num(env, "LEDGER_MAX_MB", 0),
+    upstream_headers_timeout_ms: envNum(env, "UPSTREAM_HEADERS_TIMEOUT_MS", 600_000),
+    upstream_body_timeout_ms: envNum(env, "UPSTREAM_BODY_TIMEOUT_MS", 300_000),
+    upstream_connections: envNum(env, "UPSTREAM_CONNECTIONS", 128),
+    upstream_request_timeout_ms: envNum(env, "UPSTREAM_REQUEST_TIMEOUT_MS", 900_000),
+    sse_max_event_bytes: envNum(env, "SSE_MAX_EVENT_BYTES", 16 * 1024 * 1024),
+    retry_max_attempts: envNum(env, "RETRY_MAX_ATTEMPTS", 3),
+    retry_base_delay_ms: envNum(env, "RETRY_BASE_DELAY_MS", 500),
+    retry_max_delay_ms: envNum(env, "RETRY_MAX_DELAY_MS", 8_000),
+    retry_budget_ms: envNum(env, "RETRY_BUDGET_MS", 30_000),
+    circuit_breaker_failure_threshold: envNum(env, "CIRCUIT_BREAKER_FAILURE_THRESHOLD", 5),
+    circuit_breaker_timeout_ms: envNum(env, "CIRCUIT_BREAKER_TIMEOUT", 60_000),
+    circuit_breaker_success_threshold: envNum(env, "CIRCUIT_BREAKER_SUCCESS_THRESHOLD", 2),
+    circuit_breaker_half_open_probes: envNum(env, "CIRCUIT_BREAKER_HALF_OPEN_PROBES", envNum(env, "CIRCUIT_BREAKER_SUCCESS_THRESHOLD", 2)),
+    load_shedding_heap_threshold: envNum(env, "LOAD_SHEDDING_HEAP_THRESHOLD", 0.9),
+    load_shedding_memory_threshold: envNum(env, "LOAD_SHEDDING_MEMORY_THRESHOLD", 0.85),
+    load_shedding_active_requests_threshold: envNum(env, "LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD", 1000),
+    load_shedding_event_loop_delay_ms: envNum(env, "LOAD_SHEDDING_EVENT_LOOP_DELAY_MS", 1000),
+    load_shedding_check_interval_ms: envNum(env, "LOAD_SHEDDING_CHECK_INTERVAL_MS", 250),
+    rate_limit_requests_per_minute: envNum(env, "RATE_LIMIT_REQUESTS_PER_MINUTE", 0),
+    rate_limit_tokens_per_minute: envNum(env, "RATE_LIMIT_TOKENS_PER_MINUTE", 0),
+    metrics_enabled: envBool(env, "METRICS_ENABLED", true),
+    health_check_enabled: envBool(env, "HEALTH_CHECK_ENABLED", true),
+    admin_api_key: envStr(env, "ADMIN_API_KEY"),
+    database_path: envStr(env, "DATABASE_PATH") ?? "./data/portcullis.db",
+    budget_fail_mode: (envStr(env, "BUDGET_FAIL_MODE") ?? "closed") as Settings["budget_fail_mode"],
+    max_keys: envNum(env, "MAX_KEYS", 10_000),
+    ledger_batch_ms: envNum(env, "LEDGER_BATCH_MS", 50),
+    ledger_batch_rows: envNum(env, "LEDGER_BATCH_ROWS", 500),
+    metrics_port: envStr(env, "METRICS_PORT") === null ? null : envNum(env, "METRICS_PORT", 0),
+    ledger_retention_days: envNum(env, "LEDGER_RETENTION_DAYS", 30),
+    ledger_max_mb: envNum(env, "LEDGER_MAX_MB", 0),
   };
   const sv = validateSettings(settings);
   if (!sv.success) {
     const e = sv.errors[0]!;
-    const key = e.path.replace(/^\$input\./, "") as keyof Settings;
+    const key = typiaPath(e.path) as keyof Settings;
     throw new ConfigError(ENV_NAMES[key] ?? key, typiaMessage(e));
   }
   if (settings.metrics_port !== null && settings.metrics_port !== 0 && settings.metrics_port === settings.port) {
@@ -297,7 +273,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     const fv = validateFile(file);
     if (!fv.success) {
       const e = fv.errors[0]!;
-      const path = e.path.replace(/^\$input\.?/, "").replace(/\[(\d+)\]/g, ".$1").replace(/\["([^"]+)"\]/g, ".$1").replace(/^\./, "");
+      const path = typiaPath(e.path);
       throw new ConfigError(`CONFIG_FILE ${path || "(root)"}`, typiaMessage(e));
     }
     cf = fv.data;
@@ -312,7 +288,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     }
     let apiKey = p.api_key ?? null;
     if (p.api_key_env !== undefined) {
-      apiKey = str(env, p.api_key_env);
+      apiKey = envStr(env, p.api_key_env);
       if (apiKey === null) throw new ConfigError(`${setting}.api_key_env`, `environment variable ${p.api_key_env} is not set`);
     }
     if (p.type === "mock") {
@@ -329,8 +305,8 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
   }
   // Environment providers (they override a file entry of the same name).
   for (const ep of ENV_PROVIDERS) {
-    const base = str(env, ep.base);
-    const key = str(env, ep.key);
+    const base = envStr(env, ep.base);
+    const key = envStr(env, ep.key);
     if (base === null && key === null) continue;
     if (key === null) throw new ConfigError(ep.key, `is required when ${ep.base} is set`);
     const b = base ?? ep.dfltBase;
@@ -357,22 +333,32 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     routes.push({ match: prefix ? r.match.slice(0, -1) : r.match, prefix, provider: r.provider, model: r.model ?? null, fallbacks });
   });
 
-  let defaultProvider = str(env, "MODEL_PROVIDER") ?? cf.default_provider ?? null;
+  let defaultProvider = envStr(env, "MODEL_PROVIDER") ?? cf.default_provider ?? null;
   // "auto": the one provider configured, so a deployment's ConfigMap fits whichever provider its Secret holds.
   if (defaultProvider === "auto" && !providers.has("auto")) defaultProvider = autoProvider([...providers.values()]);
   if (defaultProvider !== null && !providers.has(defaultProvider)) {
-    const setting = str(env, "MODEL_PROVIDER") !== null ? "MODEL_PROVIDER" : "CONFIG_FILE default_provider";
+    const setting = envStr(env, "MODEL_PROVIDER") !== null ? "MODEL_PROVIDER" : "CONFIG_FILE default_provider";
     throw new ConfigError(setting, `unknown provider ${JSON.stringify(defaultProvider)}; configured: ${[...providers.keys()].join(", ")}`);
   }
 
   const apiKeys = [...(cf.api_keys ?? [])];
-  const envKeys = str(env, "GATEWAY_API_KEYS");
+  const envKeys = envStr(env, "GATEWAY_API_KEYS");
   if (envKeys !== null) {
     for (const k of envKeys.split(",")) {
       const t = k.trim();
       if (t === "") continue;
       if (t.length < 8) throw new ConfigError("GATEWAY_API_KEYS", "each key must be at least 8 characters");
       apiKeys.push(t);
+    }
+  }
+
+  // Rate limits are counted per client key: without keys (static, or virtual ones through
+  // the admin API) there is nothing to count against, and the limit would silently do nothing.
+  if (apiKeys.length === 0 && settings.admin_api_key === null) {
+    for (const name of ["rate_limit_requests_per_minute", "rate_limit_tokens_per_minute"] as const) {
+      if (settings[name] > 0) {
+        throw new ConfigError(ENV_NAMES[name], "rate limits apply per client key, and no client keys are configured: set GATEWAY_API_KEYS (or api_keys in CONFIG_FILE, or ADMIN_API_KEY for virtual keys), or leave this unset");
+      }
     }
   }
 
@@ -427,7 +413,7 @@ function loadPrices(file: unknown): Record<string, PriceEntry> {
   const v = validatePricesFile(file);
   if (!v.success) {
     const e = v.errors[0]!;
-    const path = e.path.replace(/^\$input\.?/, "").replace(/\["([^"]+)"\]/g, ".$1").replace(/^\./, "");
+    const path = typiaPath(e.path);
     throw new ConfigError(`PRICES_FILE ${path || "(root)"}`, typiaMessage(e));
   }
   for (const name of Object.keys(v.data.models)) {

@@ -12,25 +12,30 @@ function isWs(c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 }
 
-function skipWs(b: Uint8Array, i: number): number {
+function skipWs(b: Buffer, i: number): number {
   while (i < b.length && isWs(b[i]!)) i++;
   return i;
 }
 
-/** i at an opening quote; returns the index after the closing quote, or -1. */
-function skipString(b: Uint8Array, i: number): number {
-  i++;
-  while (i < b.length) {
-    const c = b[i]!;
-    if (c === BACKSLASH) i += 2;
-    else if (c === QUOTE) return i + 1;
-    else i++;
+/**
+ * i at an opening quote; returns the index after the closing quote, or -1. Jumps from
+ * quote to quote natively (message text is most of a body); a quote preceded by an odd
+ * run of backslashes is escaped.
+ */
+function skipString(b: Buffer, i: number): number {
+  let from = i + 1;
+  for (;;) {
+    const q = b.indexOf(QUOTE, from);
+    if (q < 0) return -1;
+    let k = q - 1;
+    while (k >= from && b[k] === BACKSLASH) k--;
+    if (((q - 1 - k) & 1) === 0) return q + 1;
+    from = q + 1;
   }
-  return -1;
 }
 
 /** Skip any JSON value starting at i; returns the index after it, or -1. */
-function skipValue(b: Uint8Array, i: number): number {
+function skipValue(b: Buffer, i: number): number {
   const c = b[i];
   if (c === QUOTE) return skipString(b, i);
   if (c === LBRACE || c === LBRACKET) {
@@ -62,7 +67,7 @@ function skipValue(b: Uint8Array, i: number): number {
 
 const MODEL = [0x22, 0x6d, 0x6f, 0x64, 0x65, 0x6c, 0x22]; // "model"
 
-function isModelKey(b: Uint8Array, start: number, end: number): boolean {
+function isModelKey(b: Buffer, start: number, end: number): boolean {
   if (end - start !== MODEL.length) return false;
   for (let k = 0; k < MODEL.length; k++) if (b[start + k] !== MODEL[k]) return false;
   return true;
@@ -72,7 +77,7 @@ function isModelKey(b: Uint8Array, start: number, end: number): boolean {
  * Byte range [start, end) of the top-level "model" string value, quotes included, or null
  * when the body is not an object with a plainly written "model" string key.
  */
-export function findModelRange(b: Uint8Array): [number, number] | null {
+export function findModelRange(b: Buffer): [number, number] | null {
   let i = skipWs(b, 0);
   if (b[i] !== LBRACE) return null;
   i = skipWs(b, i + 1);
@@ -99,6 +104,42 @@ export function findModelRange(b: Uint8Array): [number, number] | null {
     else if (b[i] !== RBRACE) return null;
   }
   return b[i] === RBRACE ? found : null;
+}
+
+/**
+ * How many top-level keys of a JSON object body decode to "model". JSON.parse keeps the
+ * last; an upstream may keep the first, so more than one is refused (server/app.ts).
+ * Two native searches when there is at most one literal `"model"` and no `\u006` escape
+ * that could spell another; otherwise the top level is scanned (strings skipped natively)
+ * and escaped keys decoded. Call it on a body JSON.parse accepted.
+ */
+const MODEL_KEY = Buffer.from('"model"');
+const ESCAPED_LETTER = Buffer.from("\\u006");
+
+export function topLevelModelKeys(b: Buffer): number {
+  // Any escaped spelling of "model" escapes one of its letters: \u006x or \u0064/5.
+  if (b.indexOf(ESCAPED_LETTER) < 0) {
+    const first = b.indexOf(MODEL_KEY);
+    if (first < 0) return 0;
+    if (b.indexOf(MODEL_KEY, first + 1) < 0) return 1;
+  }
+  let i = skipWs(b, 0);
+  if (b[i] !== LBRACE) return 0;
+  i = skipWs(b, i + 1);
+  let n = 0;
+  while (i < b.length && b[i] !== RBRACE) {
+    const ks = i;
+    i = skipString(b, i);
+    if (i < 0) return n;
+    if (isModelKey(b, ks, i)) n++;
+    else if (b.indexOf(BACKSLASH, ks) < i && JSON.parse(b.toString("utf8", ks, i)) === "model") n++;
+    i = skipWs(b, i);
+    i = skipValue(b, skipWs(b, i + 1));
+    if (i < 0) return n;
+    i = skipWs(b, i);
+    if (b[i] === COMMA) i = skipWs(b, i + 1);
+  }
+  return n;
 }
 
 /** The body with its model replaced: spliced when possible, re-serialised otherwise. */

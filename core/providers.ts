@@ -8,6 +8,8 @@ interface Adapter {
   /** Path under the provider's base URL. */
   readonly messagesPath: string;
   readonly countTokensPath: string;
+  /** Path of the provider's model list (`GET`, Anthropic's shape), or null when it has none. */
+  readonly modelsPath: string | null;
   /** Auth headers for a key, as a flat [name, value, name, value] list. */
   auth(key: string): string[];
 }
@@ -16,12 +18,14 @@ const ADAPTERS: Record<ProviderType, Adapter> = {
   anthropic: {
     messagesPath: "/v1/messages",
     countTokensPath: "/v1/messages/count_tokens",
+    modelsPath: "/v1/models",
     auth: (key) => ["x-api-key", key],
   },
   // Azure AI Foundry's Anthropic endpoint takes `api-key` or `x-api-key`; the base ends in .../anthropic.
   "azure-anthropic": {
     messagesPath: "/v1/messages",
     countTokensPath: "/v1/messages/count_tokens",
+    modelsPath: null,
     auth: (key) => ["x-api-key", key, "api-key", key],
   },
   // Databricks serves the Anthropic Messages API under /serving-endpoints/anthropic; the
@@ -29,9 +33,10 @@ const ADAPTERS: Record<ProviderType, Adapter> = {
   databricks: {
     messagesPath: "/serving-endpoints/anthropic/v1/messages",
     countTokensPath: "/serving-endpoints/anthropic/v1/messages/count_tokens",
+    modelsPath: null,
     auth: (key) => ["authorization", `Bearer ${key}`],
   },
-  mock: { messagesPath: "", countTokensPath: "", auth: () => [] },
+  mock: { messagesPath: "", countTokensPath: "", modelsPath: null, auth: () => [] },
 };
 
 /** A provider ready for the hot path: everything derived once at start-up. */
@@ -43,6 +48,7 @@ export interface ProviderRuntime {
   readonly origin: string;
   readonly messagesPath: string;
   readonly countTokensPath: string;
+  readonly modelsPath: string | null;
   /** Headers with the configured key, built once; null when the client's key is passed through. */
   readonly authHeaders: readonly string[] | null;
   readonly adapter: Adapter;
@@ -58,6 +64,7 @@ export function buildProviders(configs: readonly ProviderConfig[]): ProviderRunt
       origin: p.origin,
       messagesPath: p.basePath + a.messagesPath,
       countTokensPath: p.basePath + a.countTokensPath,
+      modelsPath: a.modelsPath === null ? null : p.basePath + a.modelsPath,
       authHeaders: p.passThroughKey || p.apiKey === null ? null : Object.freeze(a.auth(p.apiKey)),
       adapter: a,
     });

@@ -28,6 +28,7 @@
  */
 import typia from "typia";
 import type { IValidation } from "typia";
+import { typiaPath } from "./typia-path.js";
 
 import {
   TOOLSET_TYPE_RE,
@@ -176,12 +177,25 @@ export function validateCountTokensRequest(input: unknown): string | null {
   return run(countTokensEnvelope, input);
 }
 
+/** Longest model name accepted, in UTF-8 bytes (it is logged and stored per request). */
+export const MAX_MODEL_BYTES = 256;
+
+/** `application/json`, any case, parameters allowed (`; charset=utf-8`); what the API accepts. */
+export function isJsonContentType(value: string): boolean {
+  return /^[ \t]*application\/json[ \t]*(;|$)/i.test(value);
+}
+
 function run(envelope: Checker, input: unknown): string | null {
   if (typeof input !== "object" || input === null || Array.isArray(input)) {
     return "body: expected a JSON object";
   }
   try {
     if (!envelope.is(input)) return explain(envelope, input, "");
+    const model = (input as { model: string }).model;
+    // A UTF-16 length over the cap is over it in bytes too; count bytes only when it may matter.
+    if (model.length > MAX_MODEL_BYTES / 3 && Buffer.byteLength(model) > MAX_MODEL_BYTES) {
+      return `model: expected at most ${MAX_MODEL_BYTES} bytes, got ${Buffer.byteLength(model)} bytes`;
+    }
     return checkParts(input as MessagesRequestBase<EnvelopeParts>);
   } catch {
     // Only reachable with exotic inputs (getters that throw, proxies); JSON
@@ -265,7 +279,7 @@ function explain(checker: Checker, value: unknown, prefix: string): string {
   }
   const error = result.errors[0];
   if (error === undefined) return (prefix || "body") + ": invalid";
-  const r = render(joinPath(prefix, renderPath(error.path)), error.expected, error.value);
+  const r = render(joinPath(prefix, typiaPath(error.path)), error.expected, error.value);
   return (r.path || "body") + ": expected " + r.expected + ", got " + renderValue(r.value);
 }
 
@@ -273,49 +287,6 @@ function joinPath(prefix: string, rest: string): string {
   if (prefix === "") return rest;
   if (rest === "") return prefix;
   return prefix + "." + rest;
-}
-
-/**
- * typia path (`$input.messages[0].content[1]["weird key"]`) to dotted form
- * (`messages.0.content.1.weird key`).
- */
-function renderPath(path: string): string {
-  const s = path.startsWith("$input") ? path.slice(6) : path;
-  const parts: string[] = [];
-  let i = 0;
-  while (i < s.length) {
-    const c = s[i];
-    if (c === ".") {
-      let j = i + 1;
-      while (j < s.length && s[j] !== "." && s[j] !== "[") j++;
-      parts.push(s.slice(i + 1, j));
-      i = j;
-    } else if (c === "[") {
-      if (s[i + 1] === '"') {
-        // JSON-quoted key: find the closing quote not escaped.
-        let j = i + 2;
-        while (j < s.length && !(s[j] === '"' && s[j - 1] !== "\\")) j++;
-        let key: string;
-        try {
-          key = JSON.parse(s.slice(i + 1, j + 1)) as string;
-        } catch {
-          key = s.slice(i + 2, j);
-        }
-        parts.push(key);
-        i = j + 2; // skip `"]`
-      } else {
-        const j = s.indexOf("]", i);
-        const end = j === -1 ? s.length : j;
-        parts.push(s.slice(i + 1, end));
-        i = end + 1;
-      }
-    } else {
-      // Unexpected character: keep the rest verbatim.
-      parts.push(s.slice(i));
-      break;
-    }
-  }
-  return parts.join(".");
 }
 
 /**

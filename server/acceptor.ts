@@ -1,8 +1,9 @@
 /**
  * One acceptor thread: a uWS app on the shared port. Talks to the main thread for
- * metrics rendering and shutdown. On drain it closes its own listen socket, lets the
- * in-flight requests finish (bounded by GRACEFUL_SHUTDOWN_TIMEOUT), closes its upstream
- * pools, flushes its log and reports; the thread then ends once uWS has no sockets left.
+ * metrics rendering and shutdown. On drain it closes its own listen socket, refuses new
+ * requests on open connections, lets the in-flight requests finish (bounded by
+ * GRACEFUL_SHUTDOWN_TIMEOUT), closes every remaining socket and its upstream pools (bounded),
+ * hands over its last ledger rows, flushes its log and reports; the thread then ends.
  */
 import uWS, { type us_listen_socket } from "uWebSockets.js";
 import { parentPort, workerData } from "node:worker_threads";
@@ -26,6 +27,7 @@ import { UsageLayout, UsageMetrics } from "../core/usage-metrics.js";
 import type { AuditRow, UsageRow } from "../workers/ledger-task.js";
 import type { AdminOp, AdminResult, KeyChange } from "./ledger.js";
 import { UsageSink } from "./usage-sink.js";
+import type { ProviderModels } from "../core/models.js";
 
 export interface AcceptorData {
   cfg: GatewayConfig;
@@ -42,6 +44,8 @@ export interface AcceptorData {
   /** cgroup memory limit, else total memory (bytes). */
   memoryLimit: number;
   idPrefix: string;
+  /** The providers' model lists known at spawn (refreshed by "models" messages). */
+  models: ProviderModels[];
   port: number;
   /** METRICS_PORT as bound (a free port already picked for 0); null = health and metrics on `port`. */
   metricsPort: number | null;
@@ -62,7 +66,8 @@ export type ToAcceptor =
   | { t: "rendered"; id: number; ok: false; error: string }
   | { t: "drain" }
   | { t: "admin-result"; id: number; result: AdminResult }
-  | { t: "keys"; seq: number; change: KeyChange };
+  | { t: "keys"; seq: number; change: KeyChange }
+  | { t: "models"; lists: ProviderModels[] };
 
 const port = parentPort!;
 const data = workerData as AcceptorData;
@@ -155,10 +160,11 @@ function render(kind: "prometheus" | "observability"): Promise<string> {
   });
 }
 
+const modelLists = { lists: data.models as readonly ProviderModels[] };
 const opsApp = data.metricsPort === null ? undefined : uWS.App();
 const app = buildApp({
-  cfg, shared, pools, idPrefix: data.idPrefix + data.index.toString(36), breakers, shedder, limiter, render,
-  billing: { keys: keyIndex, budgets, prices, usage: usageMetrics, admin }, ops: opsApp,
+  cfg, shared, pools, idPrefix: data.idPrefix, threadIndex: data.index, breakers, shedder, limiter, render,
+  billing: { keys: keyIndex, budgets, prices, usage: usageMetrics, admin }, models: modelLists, ops: opsApp,
 });
 let listenSocket: us_listen_socket | null = null;
 // Open until the drain is over, so the kubelet still reads readiness 503 and liveness while streams finish.
@@ -189,8 +195,12 @@ app.listen(cfg.host, data.port, (ls) => {
   listenOps(localPort(ls));
 });
 
+/** How long closing the upstream pools may take once no request is in flight. */
+const POOL_CLOSE_MS = 1000;
+
 function drain(): void {
   if (shared.draining) return;
+  // From here admitPost answers 503 + connection: close (server/app.ts).
   shared.draining = true;
   clearInterval(sampler);
   loopDelay.disable();
@@ -208,13 +218,21 @@ function drain(): void {
       uWS.us_listen_socket_close(opsSocket);
       opsSocket = null;
     }
+    shared.onIdle = null;
     log.info({ forced }, "acceptor drained");
-    pools.close().finally(() => {
-      flush();
+    // Nothing is in flight: close every socket left, idle keep-alives included (they
+    // would hold the thread for uWS's idle timeout), then the pools, bounded.
+    // uWS 20.30 has App.close() (all sockets, listen sockets included); its typings lag.
+    (app as typeof app & { close(): void }).close();
+    if (opsApp !== undefined) (opsApp as typeof opsApp & { close(): void }).close();
+    let poolTimer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((r) => (poolTimer = setTimeout(r, POOL_CLOSE_MS)));
+    Promise.race([pools.close().catch(() => undefined), bound]).finally(() => {
+      clearTimeout(poolTimer);
       // Every finished request's row goes to the main thread before "drained".
       sink.flush();
+      flush();
       port.postMessage({ t: "drained", forced } satisfies ToMain);
-      // Let the thread end by itself once uWS closes its last (keep-alive) socket.
       port.unref();
     });
   };
@@ -230,9 +248,10 @@ function drain(): void {
     }
     done();
   }, cfg.graceful_shutdown_timeout_ms);
-  shared.onIdle = done;
+  // The last request may finish inside a uWS callback: close the sockets after it returns.
+  shared.onIdle = () => setImmediate(done);
   log.info({ inflight: shared.inflight.size }, "draining");
-  if (shared.inflight.size === 0) done();
+  if (shared.inflight.size === 0) setImmediate(done);
 }
 
 port.on("message", (m: ToAcceptor) => {
@@ -248,6 +267,8 @@ port.on("message", (m: ToAcceptor) => {
     } else if (m.t === "keys") {
       applyKeys(m.change);
       port.postMessage({ t: "keys-applied", seq: m.seq } satisfies ToMain);
+    } else if (m.t === "models") {
+      modelLists.lists = m.lists;
     } else if (m.t === "admin-result") {
       const r = adminCalls.get(m.id);
       if (r === undefined) return;

@@ -4,6 +4,7 @@
  * the routes answer 404 like any unknown path. Input is validated here with typia; the
  * work runs on the main thread (server/ledger.ts), which owns the ledger and the keys.
  */
+import { typiaPath } from "../core/typia-path.js";
 import type { HttpRequest, TemplatedApp } from "uWebSockets.js";
 import { hash, timingSafeEqual } from "node:crypto";
 import typia, { tags } from "typia";
@@ -34,7 +35,7 @@ const KEY_ID = /^key_[A-Za-z0-9]{1,64}$/;
 
 function firstError(errors: { path: string; expected: string }[]): string {
   const e = errors[0]!;
-  const path = e.path.replace(/^\$input\.?/, "") || "(body)";
+  const path = typiaPath(e.path) || "(body)";
   return `${path}: expected ${e.expected}`;
 }
 

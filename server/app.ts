@@ -14,18 +14,21 @@ import type { PriceTable } from "../core/pricing.js";
 import { BLOCK_UNAVAILABLE, type UsageMetrics } from "../core/usage-metrics.js";
 import { registerAdmin } from "./admin.js";
 import type { AdminOp, AdminResult } from "./ledger.js";
-import { G_DRAINING, G_WORKERS_OK, R_COUNT_TOKENS, R_HEALTH, R_MESSAGES, R_METRICS, R_MODELS, R_OTHER, RJ_RATE_REQUESTS, RJ_RATE_TOKENS } from "../core/metrics.js";
+import { G_DRAINING, G_WORKERS_OK, R_COUNT_TOKENS, R_HEALTH, R_MESSAGES, R_METRICS, R_OTHER, RJ_RATE_REQUESTS, RJ_RATE_TOKENS } from "../core/metrics.js";
 import { SHED_NONE, type Shedder } from "../core/shedder.js";
 import type { Breakers } from "../core/breaker.js";
 import type { Limits, RateLimiter } from "../core/ratelimit.js";
-import { RequestIds } from "../core/request-id.js";
+import { clientRequestId, RequestIds } from "../core/request-id.js";
 import { Router } from "../core/routing.js";
 import { buildProviders } from "../core/providers.js";
-import { validateCountTokensRequest, validateMessagesRequest } from "../core/validate.js";
+import type { ProviderModels } from "../core/models.js";
+import { isJsonContentType, validateCountTokensRequest, validateMessagesRequest } from "../core/validate.js";
+import { topLevelModelKeys } from "../core/json-splice.js";
 import { mockCountTokens, mockMessageJson, mockStreamFrames, type MockRequest } from "../core/mock-reply.js";
 import { RequestCtx, type Shared } from "./context.js";
-import { readBody } from "./body.js";
+import { readBody, refuseBody } from "./body.js";
 import { registerMcp, sandboxReadiness } from "./mcp/transport.js";
+import { registerModels } from "./models-routes.js";
 import type { Pools } from "./upstream.js";
 import { UpstreamCall } from "./call.js";
 
@@ -33,7 +36,9 @@ export interface AppDeps {
   cfg: GatewayConfig;
   shared: Shared;
   pools: Pools;
+  /** Process part of request ids (letters and digits) and this acceptor thread's index. */
   idPrefix: string;
+  threadIndex: number;
   breakers: Breakers;
   shedder: Shedder;
   limiter: RateLimiter;
@@ -43,6 +48,8 @@ export interface AppDeps {
   billing: Billing | null;
   /** The METRICS_PORT app: /health/* and /metrics/* go there instead of the client app. */
   ops?: TemplatedApp;
+  /** The providers' model lists; the acceptor replaces `lists` when the main thread refreshes them. */
+  models: { lists: readonly ProviderModels[] };
 }
 
 export interface Billing {
@@ -63,6 +70,7 @@ interface Incoming {
   /** The caller's own provider key for pass_through_key providers (never the gateway key). */
   upstreamKey: string;
   contentLength: number;
+  contentType: string;
   fwd: string[];
   keyIndex: number;
   key: KeyEntry | null;
@@ -76,19 +84,12 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   const billing = deps.billing;
   const keys = billing?.keys ?? new KeyIndex(cfg.apiKeys);
   const failClosed = cfg.budget_fail_mode === "closed";
-  const ids = new RequestIds(deps.idPrefix);
+  const ids = new RequestIds(deps.idPrefix, deps.threadIndex);
   const limits: Limits = { requestsPerMinute: cfg.rate_limit_requests_per_minute, tokensPerMinute: cfg.rate_limit_tokens_per_minute };
   const rateLimited = limits.requestsPerMinute > 0 || limits.tokensPerMinute > 0;
   const callDeps = { cfg, pools: deps.pools, breakers: deps.breakers, answerMock: (c: RequestCtx, p: Record<string, unknown>, n: boolean) => answerMock(c, p, n) };
   const SHED_RETRY_AFTER = ["retry-after", "1"];
   const app = uWS.App();
-
-  const modelsBody = JSON.stringify({
-    data: router.listed.map((id) => ({ type: "model", id, display_name: id, created_at: "2025-01-01T00:00:00Z" })),
-    has_more: false,
-    first_id: router.listed[0] ?? null,
-    last_id: router.listed[router.listed.length - 1] ?? null,
-  });
 
   /** Read what we need from the stack-allocated request, synchronously. */
   function incoming(req: HttpRequest): Incoming {
@@ -103,6 +104,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       clientKey: presentedKey(req.getHeader("x-api-key"), req.getHeader("authorization")),
       upstreamKey: req.getHeader("x-upstream-api-key"),
       contentLength: cl === "" ? -1 : Number(cl),
+      contentType: req.getHeader("content-type"),
       fwd,
       keyIndex: -1,
       key: null,
@@ -114,7 +116,8 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       let ctx: RequestCtx | null = null;
       try {
         ctx = new RequestCtx(res, shared, route);
-        ctx.id = ids.fromHeader(req.getHeader("x-request-id"));
+        ctx.id = ids.next();
+        ctx.clientRequestId = clientRequestId(req.getHeader("x-request-id"));
         handler(ctx, req);
       } catch (e) {
         shared.log.error({ req_id: ctx?.id, err: String((e as Error)?.stack ?? e) }, "handler failed");
@@ -128,6 +131,12 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   function admitPost(ctx: RequestCtx, req: HttpRequest, then: (body: Buffer, inc: Incoming) => void): void {
     const inc = incoming(req);
     const pending = inc.contentLength !== 0; // an unread body: close after answering
+    // Framing first: with two different lengths, a proxy in front may have framed the body
+    // by the other one (request smuggling). Refuse and close.
+    if (inc.contentLength >= 0 && conflictingLengths(req)) return ctx.fail("GW_ERR_REQ_CONTENT_LENGTH", undefined, true);
+    // Draining: a request on a connection opened before the signal. The upstream pools
+    // are closing, so it must not go out (nor touch a breaker); the client retries elsewhere.
+    if (shared.draining) return ctx.fail("GW_ERR_SERVER_DRAINING", undefined, true, SHED_RETRY_AFTER);
     // Load shedding first: the cheapest refusal, before any other work.
     const shed = deps.shedder.check();
     if (shed !== SHED_NONE) {
@@ -174,10 +183,26 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       }
     }
     if (ctx.route === R_MESSAGES) ctx.ledger = true;
+    if (!isJsonContentType(inc.contentType)) {
+      const got = inc.contentType === "" ? "none" : JSON.stringify(inc.contentType.slice(0, 100));
+      return ctx.fail("GW_ERR_REQ_CONTENT_TYPE", `content-type must be application/json, got ${got}`, pending);
+    }
     if (inc.contentLength > cfg.max_body_bytes) {
-      return ctx.fail("GW_ERR_REQ_BODY_TOO_LARGE", `request body of ${inc.contentLength} bytes exceeds the limit of ${cfg.max_body_bytes}`, true);
+      return refuseBody(ctx, `request body of ${inc.contentLength} bytes exceeds the limit of ${cfg.max_body_bytes}`);
     }
     readBody(ctx, inc.contentLength, cfg.max_body_bytes, cfg.body_timeout_ms, (body) => then(body, inc));
+  }
+
+  /** More than one Content-Length header, with different values (uWS keeps the first). */
+  function conflictingLengths(req: HttpRequest): boolean {
+    let first: string | null = null;
+    let conflict = false;
+    req.forEach((k, v) => {
+      if (k !== "content-length") return;
+      if (first === null) first = v.trim();
+      else if (v.trim() !== first) conflict = true;
+    });
+    return conflict;
   }
 
   function parse(ctx: RequestCtx, body: Buffer): Record<string, unknown> | null {
@@ -185,12 +210,20 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       ctx.fail("GW_ERR_REQ_INVALID_JSON", "request body is empty; expected a JSON object");
       return null;
     }
+    let parsed: Record<string, unknown>;
     try {
-      return JSON.parse(body.toString("utf8")) as Record<string, unknown>;
+      parsed = JSON.parse(body.toString("utf8")) as Record<string, unknown>;
     } catch (e) {
       ctx.fail("GW_ERR_REQ_INVALID_JSON", `request body is not valid JSON: ${(e as Error).message}`);
       return null;
     }
+    // JSON.parse keeps the last "model", an upstream may keep the first: the key allowlist,
+    // pricing and routing must see the model the upstream serves, so refuse the ambiguity.
+    if (topLevelModelKeys(body) > 1) {
+      ctx.fail("GW_ERR_REQ_VALIDATION", "model: appears more than once in the request body");
+      return null;
+    }
+    return parsed;
   }
 
   function dispatch(ctx: RequestCtx, body: Buffer, parsed: Record<string, unknown>, inc: Incoming, count: boolean): void {
@@ -295,14 +328,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     });
   }));
 
-  app.get("/v1/models", guard(R_MODELS, (ctx, req) => {
-    if (keys.enabled) {
-      const k = presentedKey(req.getHeader("x-api-key"), req.getHeader("authorization"));
-      if (k === "") return ctx.fail("GW_ERR_AUTH_MISSING_KEY");
-      if (keys.check(k) === null) return ctx.fail("GW_ERR_AUTH_INVALID_KEY");
-    }
-    ctx.send(200, "application/json", modelsBody);
-  }));
+  registerModels(app, { router, providers, keys, models: deps.models, guard });
 
   const ops = deps.ops ?? app;
   if (cfg.health_check_enabled) {

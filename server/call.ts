@@ -157,7 +157,7 @@ export class UpstreamCall implements AttemptOwner {
     }
     const body = t.upstreamModel !== null && t.upstreamModel !== inp.model ? spliceModel(inp.body, inp.parsed, t.upstreamModel) : inp.body;
     // identity: a compressed reply would have to be decoded before relaying and accounting.
-    const headers = ["content-type", "application/json", "accept-encoding", "identity", "x-request-id", ctx.id];
+    const headers = ["content-type", "application/json", "accept-encoding", "identity", "x-request-id", ctx.clientRequestId ?? ctx.id];
     for (let i = 0; i < inp.fwd.length; i++) headers.push(inp.fwd[i]!);
     const key = this.passKey();
     const auth = authHeadersFor(p, key === "" ? null : key);

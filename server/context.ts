@@ -28,7 +28,10 @@ export class RequestCtx {
   readonly shared: Shared;
   readonly route: number;
   readonly t0: number;
+  /** The gateway's own id (unique by construction: core/request-id.ts). */
   id = "";
+  /** The client's well-formed x-request-id, kept beside the id; never trusted to be unique. */
+  clientRequestId: string | null = null;
   aborted = false;
   done = false;
   /** Status line + headers are on the wire (a stream has started). */
@@ -105,6 +108,7 @@ export class RequestCtx {
       sh.log.info(
         {
           req_id: this.id,
+          client_req_id: this.clientRequestId ?? undefined,
           route: ROUTES[this.route],
           provider: this.providerName,
           model: this.model,
@@ -136,6 +140,27 @@ export class RequestCtx {
       res.end(body, closeConn);
     });
     this.finish(status);
+  }
+
+  /**
+   * Answer with a catalogue error but leave the response open (a chunked body), so the
+   * caller can keep reading what the client is still sending and end or close it later
+   * (server/body.ts, lingering close). The request counts as finished now.
+   */
+  failOpen(code: ErrorCode, message?: string): void {
+    if (this.aborted || this.done) return;
+    const e = CATALOGUE[code];
+    this.errorCode = code;
+    this.shared.metrics.error(this.route, this.provider, errorTypeIndex(e.type));
+    const res = this.res;
+    this.started = true;
+    res.cork(() => {
+      res.writeStatus(statusLine(e.status));
+      res.writeHeader("content-type", "application/json");
+      res.writeHeader("request-id", this.id);
+      res.write(errorBody(code, this.id, message));
+    });
+    this.finish(e.status);
   }
 
   /** Answer with a catalogue error in Anthropic's shape. */

@@ -8,7 +8,7 @@ import { createServer } from "node:net";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { Piscina } from "piscina";
-import { ConfigError, type GatewayConfig } from "../core/config.js";
+import { ConfigError, SHUTDOWN_MARGIN_MS, type GatewayConfig } from "../core/config.js";
 import { createMetricsBuffer, G_DRAINING, G_WORKERS_OK, Metrics, MetricsLayout } from "../core/metrics.js";
 import { Breakers } from "../core/breaker.js";
 import { RateLimiter } from "../core/ratelimit.js";
@@ -21,6 +21,7 @@ import { Budgets } from "../core/budget.js";
 import { PriceTable } from "../core/pricing.js";
 import { createUsageBuffer, UsageLayout, UsageMetrics } from "../core/usage-metrics.js";
 import { LedgerHub, type KeyChange } from "./ledger.js";
+import { ModelLists } from "./models-fetch.js";
 
 export interface Started {
   port: number;
@@ -68,6 +69,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     });
   };
   const memoryLimit = memoryLimitBytes();
+  const modelLists = new ModelLists(cfg, log);
 
   const pool = new Piscina({
     filename: fileURLToPath(new URL("../workers/metrics-task.js", import.meta.url)),
@@ -87,7 +89,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
 
   let metricsPort: number | null = null;
   function spawn(index: number, port: number): Promise<number> {
-    const w = new Worker(acceptorUrl, { workerData: { cfg, sab, breakerSab, shedSab, rateSab, budgetSab, usageSab, keys: liveKeys, clockBase: startedAt, memoryLimit, idPrefix, port, metricsPort, index } satisfies AcceptorData });
+    const w = new Worker(acceptorUrl, { workerData: { cfg, sab, breakerSab, shedSab, rateSab, budgetSab, usageSab, keys: liveKeys, clockBase: startedAt, memoryLimit, idPrefix, models: modelLists.current(), port, metricsPort, index } satisfies AcceptorData });
     acceptors.push(w);
     exited.push(new Promise((r) => w.once("exit", r)));
     return new Promise((resolve, reject) => {
@@ -142,24 +144,43 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     throw e;
   }
   log.info({ host: cfg.host, port, metrics_port: metricsPort, threads: cfg.http_threads, providers: providerNames, default_provider: cfg.defaultProvider }, "listening");
+  // Upstream model lists for GET /v1/models: fetched in the background, then refreshed
+  // (after this returns: the first fetch() loads undici, which takes a moment).
+  setImmediate(() =>
+    modelLists.start((lists) => {
+      for (const w of acceptors) w.postMessage({ t: "models", lists } satisfies ToAcceptor);
+    }),
+  );
 
   let stopping: Promise<void> | null = null;
+  /**
+   * Bounded end to end: threads drain for up to GRACEFUL_SHUTDOWN_TIMEOUT (then their
+   * requests are cut), and everything after that (pool close, thread exit, ledger flush,
+   * closes) shares SHUTDOWN_MARGIN_MS. A thread that will not exit is terminated; rows
+   * still unwritten at the end are logged, not waited for.
+   */
   function shutdown(signal: string): Promise<void> {
     if (stopping !== null) return stopping;
     stopping = (async () => {
-      log.info({ signal, timeout_ms: cfg.graceful_shutdown_timeout_ms }, "shutting down");
+      const end = Date.now() + cfg.graceful_shutdown_timeout_ms + SHUTDOWN_MARGIN_MS;
+      const left = (reserve: number) => Math.max(0, end - reserve - Date.now());
+      log.info({ signal, timeout_ms: cfg.graceful_shutdown_timeout_ms, margin_ms: SHUTDOWN_MARGIN_MS }, "shutting down");
       metrics.setFlag(G_DRAINING, 1);
+      modelLists.stop();
       // A thread that dies instead of reporting counts as drained: shutdown must not hang on it.
       const drained = acceptors.map((w, i) => Promise.race([new Promise<void>((r) => w.on("message", (m: ToMain) => m.t === "drained" && r())), exited[i]!.then(() => undefined)]));
       for (const w of acceptors) w.postMessage({ t: "drain" } satisfies ToAcceptor);
-      await Promise.all(drained);
-      // Threads end when uWS has closed its last socket (idle keep-alives time out in ~10 s).
-      await Promise.all(exited);
-      // Every acceptor sent its last rows before "drained": write them all before exit.
-      const left = await ledger.flush(Math.max(5000, cfg.graceful_shutdown_timeout_ms));
-      if (left > 0) log.error({ rows: left }, "ledger rows not written at shutdown");
-      await ledger.close();
-      await pool.destroy();
+      if ((await within(Promise.all(drained), left(3500))) === TIMED_OUT) log.error({}, "an acceptor thread did not drain in time");
+      // A drained thread has closed its sockets and ends by itself; one that does not is stopped.
+      if ((await within(Promise.all(exited), left(3000))) === TIMED_OUT) {
+        log.error({}, "an acceptor thread did not exit in time; terminating it");
+        await within(Promise.all(acceptors.map((w) => w.terminate())), left(2500));
+      }
+      // Every acceptor sent its last rows before "drained": write them, bounded.
+      const rows = await within(ledger.flush(left(1000)), left(900));
+      if (rows === TIMED_OUT || rows > 0) log.error({ rows: rows === TIMED_OUT ? "write in progress" : rows }, "ledger rows not written at shutdown");
+      await within(ledger.close(), left(400));
+      await within(pool.destroy(), left(100));
       log.info({}, "stopped");
       flush();
     })();
@@ -171,6 +192,18 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     log.info({}, "not ready: stop requested, still accepting until SIGTERM");
   }
   return { port, shutdown, unready };
+}
+
+const TIMED_OUT = Symbol("timed out");
+
+/** `p`, or TIMED_OUT after `ms` (the timer never outlives the race). */
+async function within<T>(p: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+  let t: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<typeof TIMED_OUT>((r) => (t = setTimeout(r, ms, TIMED_OUT)))]);
+  } finally {
+    clearTimeout(t);
+  }
 }
 
 /** The cgroup (v2, then v1) memory limit when there is one, else the machine's memory. */
@@ -211,14 +244,19 @@ export async function main(): Promise<void> {
     }
     throw e;
   }
-  let s: Started;
-  try {
-    s = await start(cfg);
-  } catch (e) {
-    process.stderr.write(`portcullis: failed to start: ${(e as Error).message}\n`);
-    process.exit(1);
-  }
+  let s: Started | null = null;
+  let early: string | null = null;
+  let backstop: NodeJS.Timeout | null = null;
   const onSignal = (sig: string) => {
+    // The backstop of the shutdown contract: whatever hangs, the process is gone in time.
+    backstop ??= setTimeout(() => {
+      process.stderr.write(`portcullis: shutdown exceeded ${cfg.graceful_shutdown_timeout_ms + SHUTDOWN_MARGIN_MS} ms; exiting\n`);
+      process.exit(1);
+    }, cfg.graceful_shutdown_timeout_ms + SHUTDOWN_MARGIN_MS).unref();
+    if (s === null) {
+      early ??= sig; // still starting: shut down once started
+      return;
+    }
     s.shutdown(sig).then(
       () => process.exit(0),
       (e) => {
@@ -227,12 +265,21 @@ export async function main(): Promise<void> {
       },
     );
   };
+  // Installed before start-up: the acceptor threads serve as soon as they listen, and a
+  // signal before the handler exists would kill the process with its streams and rows.
   // Repeated signals (a supervisor and a terminal both sending one) must not kill the
   // drain: shutdown is idempotent, and the deadline bounds it.
   process.on("SIGTERM", () => onSignal("SIGTERM"));
   process.on("SIGINT", () => onSignal("SIGINT"));
   // Kubernetes preStop sends this first (k8s/deployment.yaml), so load balancers deregister the pod before SIGTERM.
-  process.on("SIGUSR2", () => s.unready());
+  process.on("SIGUSR2", () => s?.unready()); // before start-up: its default action would kill the process
+  try {
+    s = await start(cfg);
+  } catch (e) {
+    process.stderr.write(`portcullis: failed to start: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+  if (early !== null) onSignal(early);
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) void main();

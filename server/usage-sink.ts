@@ -58,23 +58,25 @@ export class UsageSink {
     if (!ctx.ledger) return;
     this.rows.push([
       ctx.id, Date.now(), ctx.keyId, ctx.model, ctx.providerName, status, Math.round(durationUs) / 1000,
-      input, output, cw, cr, micros, ctx.sessionId,
+      input, output, cw, cr, micros, ctx.sessionId, ctx.clientRequestId,
     ]);
     if (this.rows.length >= this.batchRows) this.flush();
-    else if (this.timer === null) {
-      this.timer = setTimeout(() => this.flush(), this.batchMs);
-      this.timer.unref();
-    }
+    else if (this.timer === null) this.arm();
   }
 
   /** One MCP tool call's audit record, into the same batch as the usage rows. */
   audit(row: AuditRow): void {
     this.audits.push(row);
     if (this.rows.length + this.audits.length >= this.batchRows) this.flush();
-    else if (this.timer === null) {
-      this.timer = setTimeout(() => this.flush(), this.batchMs);
-      this.timer.unref();
-    }
+    else if (this.timer === null) this.arm();
+  }
+
+  /**
+   * Not unref'd: a pending batch keeps the thread alive until it is handed over (at most
+   * LEDGER_BATCH_MS), so a row finished during shutdown is never lost with the thread.
+   */
+  private arm(): void {
+    this.timer = setTimeout(() => this.flush(), this.batchMs);
   }
 
   /** Hand the batch to the main thread now (on a timer, when full, and before exit). */

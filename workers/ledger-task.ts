@@ -37,6 +37,8 @@ export type UsageRow = [
   cacheReadTokens: number,
   costMicros: number,
   sessionId: string | null,
+  /** The client's x-request-id (not unique; the gateway's requestId is the key). */
+  clientRequestId: string | null,
 ];
 
 /**
@@ -103,7 +105,8 @@ CREATE TABLE IF NOT EXISTS usage (
   cache_creation_tokens INTEGER NOT NULL,
   cache_read_tokens INTEGER NOT NULL,
   cost_micros INTEGER NOT NULL,
-  session_id TEXT
+  session_id TEXT,
+  client_request_id TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts);
 CREATE INDEX IF NOT EXISTS usage_key_ts ON usage (key_id, ts);
@@ -162,10 +165,13 @@ function open(path: string, retentionDays: number, maxBytes: number) {
   const keyCols = (db.prepare("PRAGMA table_info(keys)").all() as { name: string }[]).map((c) => c.name);
   if (!keyCols.includes("tools")) db.exec(`ALTER TABLE keys ADD COLUMN tools TEXT NOT NULL DEFAULT '["*"]'`);
   if (!keyCols.includes("commands")) db.exec("ALTER TABLE keys ADD COLUMN commands TEXT");
+  // Ledgers created before client_request_id existed get the column (additive, NULL for old rows).
+  const cols = db.prepare("SELECT name FROM pragma_table_info('usage')").all() as { name: string }[];
+  if (!cols.some((c) => c.name === "client_request_id")) db.exec("ALTER TABLE usage ADD COLUMN client_request_id TEXT");
 
   const insertRow = db.prepare(
     `INSERT INTO usage (request_id, ts, key_id, model, provider, status, latency_ms, input_tokens, output_tokens,
-       cache_creation_tokens, cache_read_tokens, cost_micros, session_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+       cache_creation_tokens, cache_read_tokens, cost_micros, session_id, client_request_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
   );
   const insertAudit = db.prepare(
     "INSERT INTO audit (request_id, ts, key_id, tool, args, decision, reason, exit_code, duration_ms) VALUES (?,?,?,?,?,?,?,?,?)",

@@ -10,7 +10,8 @@ import { execFileSync } from "node:child_process";
 import { existsSync, lstatSync, readFileSync, readlinkSync, realpathSync, statSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { delimiter, join } from "node:path";
-import { ConfigError } from "../config.js";
+import { ConfigError, envBool, envInt, envList, envStr, type Env } from "../env.js";
+import { typiaPath } from "../typia-path.js";
 import { CommandTemplate, commandProblem, validateCommandsFile, type CommandSpec } from "./commands.js";
 import { globSource } from "./glob.js";
 import { DEFAULT_ALLOWED_PATHS, lexicalRefusal } from "./paths.js";
@@ -122,37 +123,8 @@ export const nodeIo: McpIo = {
   },
 };
 
-type Env = Readonly<Record<string, string | undefined>>;
-
-function str(env: Env, name: string): string | null {
-  const raw = env[name];
-  return raw === undefined || raw.trim() === "" ? null : raw.trim();
-}
-
-function int(env: Env, name: string, dflt: number, min: number, max: number): number {
-  const s = str(env, name);
-  if (s === null) return dflt;
-  if (!/^\d+$/.test(s)) throw new ConfigError(name, `expected a whole number, got ${JSON.stringify(s)}`);
-  const n = Number(s);
-  if (n < min || n > max) throw new ConfigError(name, `expected a number from ${min} to ${max}, got ${n}`);
-  return n;
-}
-
-function bool(env: Env, name: string, dflt: boolean): boolean {
-  const s = str(env, name)?.toLowerCase() ?? null;
-  if (s === null) return dflt;
-  if (s === "true" || s === "1" || s === "yes" || s === "on") return true;
-  if (s === "false" || s === "0" || s === "no" || s === "off") return false;
-  throw new ConfigError(name, `expected true or false, got ${JSON.stringify(s)}`);
-}
-
-function list(env: Env, name: string): string[] {
-  const s = str(env, name);
-  return s === null ? [] : s.split(",").map((x) => x.trim()).filter((x) => x !== "");
-}
-
 function globs(env: Env, name: string, dflt: readonly string[]): string[] {
-  const g = list(env, name);
+  const g = envList(env, name);
   for (const p of g) {
     try {
       globSource(p);
@@ -163,16 +135,12 @@ function globs(env: Env, name: string, dflt: readonly string[]): string[] {
   return g.length === 0 ? [...dflt] : g;
 }
 
-function typiaPath(p: string): string {
-  return p.replace(/^\$input\.?/, "").replace(/\[(\d+)\]/g, ".$1").replace(/\["([^"]+)"\]/g, ".$1").replace(/^\./, "") || "(root)";
-}
-
 /**
  * `keyCount` is the number of configured client keys (their ids are static-0...); with
  * none, MCP needs MCP_ALLOW_ANONYMOUS=true, because its tools write files and run commands.
  */
 export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpConfig | null {
-  const rootList = list(env, "WORKSPACE_ROOT");
+  const rootList = envList(env, "WORKSPACE_ROOT");
   if (rootList.length === 0) return null;
 
   const roots: string[] = [];
@@ -185,14 +153,14 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
     if (!roots.includes(real)) roots.push(real);
   }
 
-  const allowAnonymous = bool(env, "MCP_ALLOW_ANONYMOUS", false);
+  const allowAnonymous = envBool(env, "MCP_ALLOW_ANONYMOUS", false);
   if (keyCount === 0 && !allowAnonymous) {
     throw new ConfigError("WORKSPACE_ROOT", "the MCP workspace tools need client keys (GATEWAY_API_KEYS or api_keys); set MCP_ALLOW_ANONYMOUS=true to serve them without keys");
   }
 
   let commands: CommandSpec[] = [];
   let toolAccess: Record<string, string[]> | null = null;
-  const cmdFile = str(env, "POLICY_COMMANDS_FILE");
+  const cmdFile = envStr(env, "POLICY_COMMANDS_FILE");
   if (cmdFile !== null) {
     let parsed: unknown;
     try {
@@ -204,7 +172,7 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
     if (!v.success) {
       const e = v.errors[0]!;
       const got = e.value === undefined ? "nothing" : JSON.stringify(e.value)?.slice(0, 80);
-      throw new ConfigError(`POLICY_COMMANDS_FILE ${typiaPath(e.path)}`, `expected ${e.expected}, got ${got}`);
+      throw new ConfigError(`POLICY_COMMANDS_FILE ${typiaPath(e.path) || "(root)"}`, `expected ${e.expected}, got ${got}`);
     }
     commands = v.data.commands ?? [];
     const names = new Set<string>();
@@ -232,12 +200,12 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
     }
   }
 
-  const backendRaw = str(env, "SANDBOX_BACKEND") ?? "bwrap";
+  const backendRaw = envStr(env, "SANDBOX_BACKEND") ?? "bwrap";
   if (!["bwrap", "docker", "podman", "none"].includes(backendRaw)) {
     throw new ConfigError("SANDBOX_BACKEND", `expected bwrap, docker, podman or none, got ${JSON.stringify(backendRaw)}`);
   }
   const backend = backendRaw as SandboxBackend;
-  if (backend === "none" && !bool(env, "SANDBOX_ALLOW_UNSANDBOXED", false)) {
+  if (backend === "none" && !envBool(env, "SANDBOX_ALLOW_UNSANDBOXED", false)) {
     throw new ConfigError("SANDBOX_BACKEND", "none runs commands on the host as the gateway's user, where /proc/1/environ holds every provider key; set SANDBOX_ALLOW_UNSANDBOXED=true to accept that");
   }
   const PATH = env.PATH ?? "/usr/local/bin:/usr/bin:/bin";
@@ -254,7 +222,7 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
     if (prlimit === "") throw new ConfigError("SANDBOX_BACKEND", "prlimit (util-linux) is needed for the sandbox limits and was not found in PATH");
   }
   if (backend === "docker" || backend === "podman") {
-    image = str(env, "SANDBOX_IMAGE") ?? ""; // read before the engine checks, so every setting is read on any machine
+    image = envStr(env, "SANDBOX_IMAGE") ?? ""; // read before the engine checks, so every setting is read on any machine
     engine = io.which(backend, PATH) ?? "";
     if (engine === "") throw new ConfigError("SANDBOX_BACKEND", `${backend} is not installed`);
     // Never exercised on the project's own machines: refuse an engine that does not even answer.
@@ -275,7 +243,7 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
     if (link !== null) layout.push({ kind: "symlink", target: link, path: d });
     else if (io.isDir(d)) layout.push({ kind: "ro-bind", path: d });
   }
-  const roBinds = list(env, "SANDBOX_RO_BINDS");
+  const roBinds = envList(env, "SANDBOX_RO_BINDS");
   for (const b of roBinds) {
     if (!b.startsWith("/") || b.includes(",") || lexicalRefusal(b) !== null || !io.exists(b)) {
       throw new ConfigError("SANDBOX_RO_BINDS", `${JSON.stringify(b)} must be an existing absolute path`);
@@ -284,37 +252,37 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
 
   const myUid = io.uid();
   const isRoot = myUid === 0;
-  const uid = int(env, "SANDBOX_UID", isRoot ? 65534 : myUid, 0, 4294967294);
-  const gid = int(env, "SANDBOX_GID", isRoot ? 65534 : io.gid(), 0, 4294967294);
+  const uid = envInt(env, "SANDBOX_UID", isRoot ? 65534 : myUid, 0, 4294967294);
+  const gid = envInt(env, "SANDBOX_GID", isRoot ? 65534 : io.gid(), 0, 4294967294);
   const dropPrivileges = isRoot && uid !== 0;
   if (dropPrivileges && bash !== "") {
     setpriv = io.which("setpriv", PATH) ?? "";
     if (setpriv === "") throw new ConfigError("SANDBOX_UID", "setpriv (util-linux) is needed to drop from root to SANDBOX_UID and was not found in PATH");
   }
-  const cgroup = str(env, "SANDBOX_CGROUP") ?? "auto";
+  const cgroup = envStr(env, "SANDBOX_CGROUP") ?? "auto";
   if (cgroup !== "auto" && cgroup !== "off" && (!cgroup.startsWith("/") || lexicalRefusal(cgroup) !== null || !io.isDir(cgroup))) {
     throw new ConfigError("SANDBOX_CGROUP", `expected auto, off or an existing cgroup v2 directory, got ${JSON.stringify(cgroup)}`);
   }
 
-  const secret = str(env, "MCP_SESSION_SECRET");
+  const secret = envStr(env, "MCP_SESSION_SECRET");
   if (secret !== null && secret.length < 32) throw new ConfigError("MCP_SESSION_SECRET", "must be at least 32 characters");
 
-  const maxWriteBytes = int(env, "POLICY_MAX_WRITE_BYTES", 1024 * 1024, 1, 64 * 1024 * 1024);
+  const maxWriteBytes = envInt(env, "POLICY_MAX_WRITE_BYTES", 1024 * 1024, 1, 64 * 1024 * 1024);
   return Object.freeze({
     roots: Object.freeze(roots),
     allowedPaths: Object.freeze(globs(env, "POLICY_FILE_ALLOWED_PATHS", DEFAULT_ALLOWED_PATHS)),
     blockedPaths: Object.freeze(globs(env, "POLICY_FILE_BLOCKED_PATHS", [])),
-    maxReadBytes: int(env, "POLICY_MAX_READ_BYTES", 1024 * 1024, 1, 64 * 1024 * 1024),
+    maxReadBytes: envInt(env, "POLICY_MAX_READ_BYTES", 1024 * 1024, 1, 64 * 1024 * 1024),
     maxWriteBytes,
-    searchMaxResults: int(env, "MCP_SEARCH_MAX_RESULTS", 100, 1, 10_000),
-    listMaxEntries: int(env, "MCP_LIST_MAX_ENTRIES", 1000, 1, 100_000),
+    searchMaxResults: envInt(env, "MCP_SEARCH_MAX_RESULTS", 100, 1, 10_000),
+    listMaxEntries: envInt(env, "MCP_LIST_MAX_ENTRIES", 1000, 1, 100_000),
     commands: Object.freeze(commands),
     toolAccess,
     allowAnonymous,
-    allowGitFiles: bool(env, "POLICY_ALLOW_GIT_FILES", false),
-    allowedOrigins: Object.freeze(list(env, "MCP_ALLOWED_ORIGINS")),
+    allowGitFiles: envBool(env, "POLICY_ALLOW_GIT_FILES", false),
+    allowedOrigins: Object.freeze(envList(env, "MCP_ALLOWED_ORIGINS")),
     sessionSecret: secret ?? randomBytes(32).toString("hex"),
-    sessionTtlSeconds: int(env, "MCP_SESSION_TTL_SECONDS", 86_400, 60, 30 * 86_400),
+    sessionTtlSeconds: envInt(env, "MCP_SESSION_TTL_SECONDS", 86_400, 60, 30 * 86_400),
     git: io.which("git", PATH),
     sandbox: Object.freeze({
       backend,
@@ -331,16 +299,16 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
       setpriv,
       seccomp: backend === "bwrap",
       cgroup,
-      maskMaxEntries: int(env, "SANDBOX_MASK_MAX_ENTRIES", 200_000, 100, 10_000_000),
-      maskMaxMs: int(env, "SANDBOX_MASK_MAX_MS", 2000, 10, 60_000),
-      timeoutMs: int(env, "SANDBOX_TIMEOUT_MS", 30_000, 100, 3_600_000),
-      outputBytes: int(env, "SANDBOX_OUTPUT_BYTES", 256 * 1024, 1024, 16 * 1024 * 1024),
+      maskMaxEntries: envInt(env, "SANDBOX_MASK_MAX_ENTRIES", 200_000, 100, 10_000_000),
+      maskMaxMs: envInt(env, "SANDBOX_MASK_MAX_MS", 2000, 10, 60_000),
+      timeoutMs: envInt(env, "SANDBOX_TIMEOUT_MS", 30_000, 100, 3_600_000),
+      outputBytes: envInt(env, "SANDBOX_OUTPUT_BYTES", 256 * 1024, 1024, 16 * 1024 * 1024),
       limits: Object.freeze({
-        cpuSeconds: int(env, "SANDBOX_CPU_SECONDS", 60, 1, 86_400),
-        memoryMb: int(env, "SANDBOX_MEMORY_MB", 2048, 64, 1_048_576),
-        pids: int(env, "SANDBOX_PIDS", 256, 8, 1_000_000),
-        fileBytes: int(env, "SANDBOX_FILE_BYTES", 256 * 1024 * 1024, 1024, 2 ** 40),
-        cpus: int(env, "SANDBOX_CPUS", 1, 1, 1024),
+        cpuSeconds: envInt(env, "SANDBOX_CPU_SECONDS", 60, 1, 86_400),
+        memoryMb: envInt(env, "SANDBOX_MEMORY_MB", 2048, 64, 1_048_576),
+        pids: envInt(env, "SANDBOX_PIDS", 256, 8, 1_000_000),
+        fileBytes: envInt(env, "SANDBOX_FILE_BYTES", 256 * 1024 * 1024, 1024, 2 ** 40),
+        cpus: envInt(env, "SANDBOX_CPUS", 1, 1, 1024),
       }),
     }),
   });

@@ -5,6 +5,7 @@
  * counter and a row for the SQLite ledger. `call` never throws: a refusal or failure is an
  * MCP tool error (`isError: true`) with a clear reason.
  */
+import { typiaPath } from "../../core/typia-path.js";
 import typia, { tags } from "typia";
 import type { Logger } from "pino";
 import { TOOL_DECISIONS, TOOL_OTHER, type Metrics, type ToolDecision } from "../../core/metrics.js";
@@ -216,7 +217,7 @@ export class Tools {
       const v = VALIDATORS[name as ToolName](args ?? {});
       if (!v.success) {
         const e = v.errors[0]!;
-        throw new ToolError(`invalid arguments: ${e.path.replace(/^\$input\.?/, "") || "(arguments)"} expected ${e.expected}`, true);
+        throw new ToolError(`invalid arguments: ${typiaPath(e.path) || "(arguments)"} expected ${e.expected}`, true);
       }
       const r = await this.dispatch(name as ToolName, args as Record<string, unknown>, ctx);
       if (r.exitCode !== undefined) exitCode = r.exitCode;

@@ -11,7 +11,7 @@ import type { KeyIndex } from "../../core/auth.js";
 import { presentedKey } from "../../core/auth.js";
 import { errorBody } from "../../core/errors.js";
 import { R_OTHER } from "../../core/metrics.js";
-import type { RequestIds } from "../../core/request-id.js";
+import { clientRequestId, type RequestIds } from "../../core/request-id.js";
 import type { McpConfig } from "../../core/policy/config.js";
 import { RequestCtx, type Shared } from "../context.js";
 import { readBody } from "../body.js";
@@ -93,7 +93,8 @@ export function registerMcp(app: TemplatedApp, deps: McpDeps): void {
       let ctx: RequestCtx | null = null;
       try {
         ctx = new RequestCtx(res, shared, R_OTHER);
-        ctx.id = ids.fromHeader(req.getHeader("x-request-id"));
+        ctx.id = ids.next();
+        ctx.clientRequestId = clientRequestId(req.getHeader("x-request-id"));
         ctx.providerName = "mcp";
         handler(ctx, req);
       } catch (e) {

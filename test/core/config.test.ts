@@ -82,6 +82,16 @@ test("each bad value stops start-up with a ConfigError naming the setting", () =
   for (const [env, setting] of cases) failsOn(env, undefined, setting);
 });
 
+test("RATE_LIMIT_* without any client key stops the start; with static keys, file keys or the admin API it is taken", () => {
+  const e = failsOn({ RATE_LIMIT_REQUESTS_PER_MINUTE: "60" }, undefined, "RATE_LIMIT_REQUESTS_PER_MINUTE");
+  assert.match(e.message, /per client key.*GATEWAY_API_KEYS/);
+  failsOn({ RATE_LIMIT_TOKENS_PER_MINUTE: "1000" }, undefined, "RATE_LIMIT_TOKENS_PER_MINUTE");
+  assert.equal(loadConfig({ RATE_LIMIT_REQUESTS_PER_MINUTE: "0" }, undefined, 1).rate_limit_requests_per_minute, 0);
+  assert.equal(loadConfig({ RATE_LIMIT_REQUESTS_PER_MINUTE: "60", GATEWAY_API_KEYS: "sk-client-key-1" }, undefined, 1).rate_limit_requests_per_minute, 60);
+  assert.equal(loadConfig({ RATE_LIMIT_REQUESTS_PER_MINUTE: "60" }, { api_keys: ["sk-client-key-1"] }, 1).rate_limit_requests_per_minute, 60);
+  assert.equal(loadConfig({ RATE_LIMIT_TOKENS_PER_MINUTE: "9", ADMIN_API_KEY: "admin-key-0123456789" }, undefined, 1).rate_limit_tokens_per_minute, 9);
+});
+
 test("MODEL_PROVIDER=nope lists the configured providers", () => {
   const e = failsOn({ MODEL_PROVIDER: "nope" }, undefined, "MODEL_PROVIDER");
   assert.match(e.message, /"nope"/);

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { findModelRange, spliceModel, spliceModelSlow } from "../../core/json-splice.js";
+import { findModelRange, spliceModel, spliceModelSlow, topLevelModelKeys } from "../../core/json-splice.js";
 import { prng } from "../../core/prng.js";
 
 const NEW_MODEL = 'upstream-"model"\\\n-é-🦀';
@@ -172,4 +172,14 @@ test("fuzz: fast and slow paths agree on 5000 random bodies (seeded)", () => {
   // The fuzz must exercise both paths a good deal, or it proves little.
   assert.ok(fastCount > 1000, `fast path taken ${fastCount} times`);
   assert.ok(fastCount < 4900, `slow path taken ${5000 - fastCount} times`);
+});
+
+test("topLevelModelKeys counts top-level model keys only, escaped spellings included", () => {
+  const n = (s: string) => topLevelModelKeys(Buffer.from(s));
+  assert.equal(n('{"max_tokens":1}'), 0);
+  assert.equal(n('{"model":"a","messages":[]}'), 1);
+  assert.equal(n('{"model":"a","model":"b"}'), 2);
+  assert.equal(n('{"model":"a", "x":{"model":"b"},"y":["model"],"z":"\\u0041"}'), 1);
+  assert.equal(n('{"m\\u006fdel":"a","model":"b"}'), 2);
+  assert.equal(n('{ "mod\\u0065l" : "a" }'), 1);
 });

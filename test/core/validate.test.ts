@@ -2,6 +2,7 @@ import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 
 import {
+  isJsonContentType,
   validateCountTokensRequest,
   validateMessagesRequest,
 } from "../../core/validate.js";
@@ -255,6 +256,14 @@ describe("validateMessagesRequest: invalid", () => {
     rejects(b, "model", /got missing$/);
     rejects({ ...minimal(), model: 42 }, "model", /expected a non-empty string, got 42$/);
     rejects({ ...minimal(), model: "" }, "model");
+    rejects({ ...minimal(), model: "m".repeat(257) }, "model", /expected at most 256 bytes, got 257 bytes$/);
+    rejects({ ...minimal(), model: "é".repeat(129) }, "model", /got 258 bytes$/);
+    assert.equal(validateMessagesRequest({ ...minimal(), model: "é".repeat(128) }), null);
+  });
+
+  test("content type", () => {
+    for (const ok of ["application/json", "Application/JSON", "application/json; charset=utf-8", " application/json ;x=y"]) assert.ok(isJsonContentType(ok), ok);
+    for (const bad of ["", "text/plain", "application/jsonx", "application/json-seq", "multipart/form-data", "application/x-www-form-urlencoded"]) assert.ok(!isJsonContentType(bad), bad);
   });
 
   test("max_tokens", () => {

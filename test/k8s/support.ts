@@ -132,13 +132,9 @@ export const PROVIDER_ENVS: Record<string, Record<string, string>> = {
 
 // ------------------------------------------------------------------ shutdown arithmetic
 
-/**
- * The gateway's fixed shutdown margin beyond GRACEFUL_SHUTDOWN_TIMEOUT: closing idle
- * keep-alives and the bounded ledger flush (the shutdown contract: the whole shutdown ends
- * within GRACEFUL_SHUTDOWN_TIMEOUT + this). Mirrors SHUTDOWN_MARGIN_MS of core/config.ts
- * once that lands; docs/operations.md states the same 5 s.
- */
-export const SHUTDOWN_MARGIN_MS = 5000;
+/** The gateway's fixed shutdown margin beyond GRACEFUL_SHUTDOWN_TIMEOUT (the shutdown contract), from the code itself. */
+export { SHUTDOWN_MARGIN_MS } from "../../core/config.js";
+import { SHUTDOWN_MARGIN_MS } from "../../core/config.js";
 /** Seconds between the gateway's own bound and the kubelet's SIGKILL, for scheduling noise. */
 export const GRACE_SLACK_S = 5;
 

@@ -12,7 +12,7 @@ import Anthropic from "@anthropic-ai/sdk";
 import { startMock, type MockHandle } from "../support/spawn-mock.js";
 import { startGateway, type Gateway } from "../support/gateway.js";
 import { until } from "../support/wait.js";
-import { MOCK_SIGNATURE, MOCK_SIGNATURE_RAW } from "../../core/mock-reply.js";
+import { MOCK_MODELS, MOCK_SIGNATURE, MOCK_SIGNATURE_RAW } from "../../core/mock-reply.js";
 
 const CLIENT_KEY = "sk-client-key-0123456789";
 const UPSTREAM_KEY = "sk-upstream-secret-abcdefghij";
@@ -118,18 +118,23 @@ describe("pass-through with the official SDK", () => {
     assert.equal(r.body, sent[sent.length - 1], "body must arrive byte-identical");
   });
 
-  test("the response carries a request-id header and honours a well-formed x-request-id", async () => {
+  test("the response carries the gateway's own request-id; a client's x-request-id goes upstream beside it", async () => {
     const a = await post("/v1/messages", JSON.stringify({ model: "claude-x", max_tokens: 5, messages: [{ role: "user", content: "hi" }] }));
     assert.equal(a.status, 200);
-    assert.match(a.headers.get("request-id") ?? "", /^req_[A-Za-z0-9]+$/);
+    assert.match(a.headers.get("request-id") ?? "", /^req_[A-Za-z0-9]+_[a-z0-9]+_[a-z0-9]+$/);
     await a.arrayBuffer();
-    const b = await post("/v1/messages", "{}", { "x-request-id": "trace-abc.123" });
-    assert.equal(b.headers.get("request-id"), "trace-abc.123");
-    const body = (await b.json()) as { request_id: string };
-    assert.equal(body.request_id, "trace-abc.123");
+    await clearRecorded();
+    const b = await post("/v1/messages", JSON.stringify({ model: "claude-x", max_tokens: 5, messages: [{ role: "user", content: "hi" }] }), { "x-request-id": "trace-abc.123" });
+    assert.equal(b.status, 200);
+    await b.arrayBuffer();
+    const id = b.headers.get("request-id") ?? "";
+    assert.match(id, /^req_/, "a client's id is never the gateway's id (it need not be unique)");
+    assert.notEqual(id, a.headers.get("request-id"));
+    assert.equal((await lastRecorded()).headers["x-request-id"], "trace-abc.123", "the client's id is propagated upstream");
     const c = await post("/v1/messages", "{}", { "x-request-id": "bad id with spaces" });
+    const body = (await c.json()) as { request_id: string };
     assert.match(c.headers.get("request-id") ?? "", /^req_/);
-    await c.arrayBuffer();
+    assert.equal(body.request_id, c.headers.get("request-id"));
   });
 
   test("streaming with finalMessage() gives the same content as the JSON reply", async () => {
@@ -261,8 +266,10 @@ describe("pass-through with the official SDK", () => {
     const u = await client.messages.countTokens({ model: "claude-gateway-test", messages: [{ role: "user", content: "upstream count" }] });
     assert.ok(u.input_tokens > 0);
     assert.equal((await lastRecorded()).url, "/v1/messages/count_tokens");
+    // The routed name, then the upstream's own list (fetched by the gateway in the background).
+    await waitFor(async () => gw.lines.some((l) => l.includes('"msg":"provider model list loaded"')), "the upstream model list");
     const models = await client.models.list();
-    assert.deepEqual(models.data.map((m) => m.id), ["alias-model"]);
+    assert.deepEqual(models.data.map((m) => m.id), ["alias-model", ...MOCK_MODELS.map((m) => m.id)]);
   });
 });
 

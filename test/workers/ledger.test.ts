@@ -24,7 +24,7 @@ after(async () => {
 
 const DAY = Date.UTC(2026, 4, 10);
 function row(i: number, key: string | null, model: string, ts: number, micros = 100): UsageRow {
-  return [`req_${i}`, ts, key, model, "anthropic", 200, 12.5, 10, 20, 3, 4, micros, "sess-" + (i % 2)];
+  return [`req_${i}`, ts, key, model, "anthropic", 200, 12.5, 10, 20, 3, 4, micros, "sess-" + (i % 2), null];
 }
 
 test("creates its directory, sets the pragmas, inserts batches and rebuilds spend", async () => {
@@ -100,4 +100,23 @@ test("MCP audit records go into the audit table in the same transaction as usage
     { request_id: "req_a1", key_id: "static-0", tool: "read_file", args: '{"path":".env"}', decision: "deny", reason: 'path ".env" is blocked by policy', exit_code: null, duration_ms: 0.4 },
     { request_id: "req_a2", key_id: "static-0", tool: "run_command", args: audit[1]![4], decision: "allow", reason: "exit code 1", exit_code: 1, duration_ms: 250.5 },
   ]);
+});
+
+test("a ledger made before client_request_id existed gets the column; old rows keep NULL, new rows store it", async () => {
+  const oldPath = join(dir, "old-schema.db");
+  const db = new Database(oldPath);
+  db.exec(`CREATE TABLE usage (seq INTEGER PRIMARY KEY, request_id TEXT NOT NULL, ts INTEGER NOT NULL, key_id TEXT, model TEXT,
+    provider TEXT NOT NULL, status INTEGER NOT NULL, latency_ms REAL NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+    cache_creation_tokens INTEGER NOT NULL, cache_read_tokens INTEGER NOT NULL, cost_micros INTEGER NOT NULL, session_id TEXT)`);
+  db.prepare("INSERT INTO usage VALUES (1, 'req_old', 1, NULL, 'm', 'anthropic', 200, 1, 1, 1, 0, 0, 1, NULL)").run();
+  db.close();
+  const p = new Piscina({ filename: fileURLToPath(new URL("../../workers/ledger-task.js", import.meta.url)), workerData: { path: oldPath }, minThreads: 1, maxThreads: 1 });
+  try {
+    const row: UsageRow = ["req_p_0_1", 2, null, "m", "anthropic", 200, 1, 1, 1, 0, 0, 1, null, "client-trace-7"];
+    assert.equal(await p.run({ op: "insert", rows: [row] } satisfies LedgerTask), 1);
+  } finally {
+    await p.destroy();
+  }
+  const rows = new Database(oldPath, { readonly: true }).prepare("SELECT request_id, client_request_id FROM usage ORDER BY seq").all();
+  assert.deepEqual(rows, [{ request_id: "req_old", client_request_id: null }, { request_id: "req_p_0_1", client_request_id: "client-trace-7" }]);
 });
