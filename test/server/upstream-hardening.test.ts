@@ -61,9 +61,12 @@ async function untilHalfOpenable(gw: Gateway, name: string): Promise<void> {
 }
 /** The gateway's log lines (pino JSON) for one request id, once its "request" line is written. */
 async function logFor(gw: Gateway, id: string): Promise<Record<string, any>[]> {
+  // `id` is the client's x-request-id: the request line carries it as client_req_id beside the
+  // gateway's own req_id, which every other line of that request carries.
   for (let i = 0; i < 200; i++) {
-    const mine = gw.lines.filter((l) => l.includes(id)).map((l) => JSON.parse(l) as Record<string, any>);
-    if (mine.some((l) => l.msg === "request")) return mine;
+    const all = gw.lines.map((l) => JSON.parse(l) as Record<string, any>);
+    const req = all.find((l) => l.msg === "request" && (l.client_req_id === id || l.req_id === id));
+    if (req !== undefined) return all.filter((l) => l.req_id === req.req_id);
     await new Promise((r) => setTimeout(r, 25));
   }
   assert.fail(`no request log line for ${id}`);
@@ -240,7 +243,7 @@ describe("client bytes, keys and upstream replies", () => {
     assert.equal(j.type, "error");
     assert.equal(j.error.type, "authentication_error");
     assert.match(j.error.message, /401/);
-    assert.equal(j.request_id, id);
+    assert.equal(j.request_id, r.headers.get("request-id"), "the gateway's own id, not the client's");
     const lines = await logFor(gw, id);
     const logged = lines.find((l) => l.msg === "upstream error body is not JSON; replaced");
     assert.ok(logged !== undefined, "the original body is logged");
