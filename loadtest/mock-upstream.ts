@@ -11,6 +11,8 @@
  *   POST  …/v1/messages                 JSON or SSE (`"stream": true`)
  *   POST  …/v1/messages/count_tokens    {"input_tokens":N}
  *   GET   …/v1/models, …/v1/models/{id}
+ *   POST  …/chat/completions               OpenAI Chat Completions, JSON or SSE (loadtest/mock-openai.ts),
+ *                                          with the same faults and recording; errors in OpenAI's shape
  *
  * Control routes:
  *   POST   /__mock/record    {"on":true|false}
@@ -43,6 +45,7 @@ import {
   mockStreamFrames,
   type MockRequest,
 } from "../core/mock-reply.js";
+import { mockChatFrames, mockChatJson, mockOpenAIErrorJson } from "./mock-openai.js";
 
 // ---------------------------------------------------------------- CLI
 
@@ -198,10 +201,12 @@ interface Ctx {
   /** status line written (a 500 can no longer be sent) */
   started: boolean;
   timer: NodeJS.Timeout | undefined;
+  /** An OpenAI Chat Completions request: replies and errors in OpenAI's shape. */
+  openai: boolean;
 }
 
 function newCtx(res: uWS.HttpResponse, tracked: boolean): Ctx {
-  const ctx: Ctx = { res, aborted: false, tracked, started: false, timer: undefined };
+  const ctx: Ctx = { res, aborted: false, tracked, started: false, timer: undefined, openai: false };
   if (tracked) {
     totalRequests++;
     activeRequests++;
@@ -237,7 +242,7 @@ function sendJson(ctx: Ctx, status: number, body: string, extra?: Array<[string,
 }
 
 function sendError(ctx: Ctx, status: number, message: string, extra?: Array<[string, string]>): void {
-  sendJson(ctx, status, mockErrorJson(status, message), extra);
+  sendJson(ctx, status, ctx.openai ? mockOpenAIErrorJson(status, message) : mockErrorJson(status, message), extra);
 }
 
 /** Reads the whole body; onAborted must already be registered (newCtx). */
@@ -355,9 +360,9 @@ function applyFault(ctx: Ctx, req: MockRequest, stream: boolean, events: number,
 
 function respondMessages(ctx: Ctx, req: MockRequest, stream: boolean, events: number, fault: Fault | undefined): void {
   if (ctx.aborted) return;
-  const id = `msg_mock_${++seq}`;
+  const id = ctx.openai ? `chatcmpl-mock_${++seq}` : `msg_mock_${++seq}`;
   if (!stream) {
-    const body = mockMessageJson(req, id);
+    const body = ctx.openai ? mockChatJson(req as unknown as Record<string, unknown>, id) : mockMessageJson(req, id);
     if (fault?.cutStream !== undefined) {
       // Non-streaming variant of cut-stream: headers + a truncated body, then close.
       const res = ctx.res;
@@ -376,10 +381,12 @@ function respondMessages(ctx: Ctx, req: MockRequest, stream: boolean, events: nu
     sendJson(ctx, 200, body);
     return;
   }
-  streamFrames(ctx, mockStreamFrames(req, id, events), fault);
+  const frames = ctx.openai ? mockChatFrames(req as unknown as Record<string, unknown>, id, events) : mockStreamFrames(req, id, events);
+  streamFrames(ctx, frames, fault);
 }
 
 const STREAM_ERROR_FRAME = `event: error\ndata: ${mockErrorJson(529, "mock stream fault")}\n\n`;
+const OPENAI_STREAM_ERROR_FRAME = `data: ${mockOpenAIErrorJson(500, "mock stream fault")}\n\n`;
 
 function streamFrames(ctx: Ctx, frames: string[], fault: Fault | undefined): void {
   const res = ctx.res;
@@ -409,7 +416,7 @@ function streamFrames(ctx: Ctx, frames: string[], fault: Fault | undefined): voi
         if (!ctx.aborted) ctx.res.close();
       });
     } else {
-      if (errorAt >= 0) res.write(STREAM_ERROR_FRAME);
+      if (errorAt >= 0) res.write(ctx.openai ? OPENAI_STREAM_ERROR_FRAME : STREAM_ERROR_FRAME);
       res.end();
       finish(ctx);
     }
@@ -551,7 +558,8 @@ function route(res: uWS.HttpResponse, req: uWS.HttpRequest): void {
   const ctx = newCtx(res, true);
 
   if (method === "post") {
-    if (endsWith(path, "/v1/messages")) {
+    if (endsWith(path, "/v1/messages") || endsWith(path, "/chat/completions")) {
+      ctx.openai = !endsWith(path, "/v1/messages");
       readBody(ctx, (body) => {
         if (entry) entry.body = body.toString("utf8");
         handleMessages(ctx, body, faultSpec, eventsHeader);
