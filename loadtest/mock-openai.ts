@@ -3,7 +3,8 @@
  * `…/chat/completions` endpoint (loadtest/mock-upstream.ts). Pure: the same request gives
  * the same bytes. The replies exercise what translators get wrong: tool-call arguments
  * split at awkward places (inside a key, inside a string, before the closing brace),
- * reasoning deltas (`reasoning_content`) when `reasoning_effort` is set, and the usage
+ * reasoning deltas (`reasoning_content`) when `reasoning_effort` is set or the model's name
+ * has "reason" in it (like deepseek-reasoner, which always reasons), and the usage
  * chunk after finish_reason when `stream_options.include_usage` is set.
  */
 import { MOCK_REPLY_PREFIX, MOCK_TOOL_RESULT_PREFIX } from "../core/mock-reply.js";
@@ -34,7 +35,8 @@ function plan(req: Obj): Plan {
   const msgs = (req.messages as Obj[]) ?? [];
   const last = msgs[msgs.length - 1] ?? {};
   const effort = req.reasoning_effort;
-  const reasoning = typeof effort === "string" && effort !== "none" ? MOCK_OPENAI_REASONING : [];
+  const reasons = (typeof effort === "string" && effort !== "none") || String(req.model).includes("reason");
+  const reasoning = reasons ? MOCK_OPENAI_REASONING : [];
   const tools = Array.isArray(req.tools) ? (req.tools as Obj[]) : [];
   let chars = 0;
   for (const m of msgs) chars += textOf(m.content).length;

@@ -15,7 +15,8 @@ import { spliceModel } from "../core/json-splice.js";
 import { retryDelayMs, shouldRetryStatus } from "../core/retry.js";
 import type { GatewayConfig } from "../core/config.js";
 import type { RequestCtx } from "./context.js";
-import { dispatchAttempt, type AttemptOwner, type Pools, type Relay } from "./upstream.js";
+import { dispatchAttempt, type AttemptOwner, type Pools } from "./upstream.js";
+import type { AttemptRelay, Translation } from "./openai/translation.js";
 
 export interface CallDeps {
   cfg: GatewayConfig;
@@ -33,6 +34,8 @@ export interface CallInput {
   query: string;
   clientKey: string;
   count: boolean;
+  /** Set when the OpenAI format is involved (server/openai/); null = the Anthropic path. */
+  tx: Translation | null;
 }
 
 const DEADLINE = Object.assign(new Error("request deadline exceeded"), { code: "GW_DEADLINE" });
@@ -46,7 +49,7 @@ export class UpstreamCall implements AttemptOwner {
   private ti = -1;
   private attempt = 0;
   private probe = false;
-  private relay: Relay | null = null;
+  private relay: AttemptRelay | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly deadline: NodeJS.Timeout;
   private readonly retryUntil: number;
@@ -103,6 +106,10 @@ export class UpstreamCall implements AttemptOwner {
     ctx.provider = p.index;
     ctx.providerName = p.name;
     this.responseHeaders = this.targets.length > 1 ? ["x-portcullis-provider", p.name] : [];
+    if (inp.tx !== null && inp.tx.handles(p)) {
+      this.relay = inp.tx.send(t, this);
+      return;
+    }
     if (p.type === "mock") {
       this.done();
       this.deps.breakers.recordSuccess(this.breakerIndex(), this.probe);

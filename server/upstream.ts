@@ -85,7 +85,7 @@ function hasTerminalEvent(b: Buffer): boolean {
 const LFLF = Buffer.from("\n\n");
 const CRLFCRLF = Buffer.from("\r\n\r\n");
 
-function mapError(err: Error): { code: ErrorCode; type: string } {
+export function mapError(err: Error): { code: ErrorCode; type: string } {
   const c = (err as { code?: string }).code ?? "";
   if (c === "UND_ERR_CONNECT_TIMEOUT" || c === "UND_ERR_HEADERS_TIMEOUT" || c === "UND_ERR_BODY_TIMEOUT") {
     return { code: "GW_ERR_UPSTREAM_TIMEOUT", type: "timeout_error" };
