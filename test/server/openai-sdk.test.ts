@@ -56,6 +56,7 @@ before(async () => {
       { match: "claude-up", provider: "anth" },
       { match: "az-model", provider: "az", model: "my-deployment" },
       { match: "local-mock", provider: "mock" },
+      { match: "gpt-fb", provider: "oa", fallbacks: [{ provider: "anth", model: "claude-fallback" }] },
     ],
   }));
   gw = await startGateway({ GATEWAY_API_KEYS: CLIENT_KEY, CONFIG_FILE: cfg, RETRY_MAX_ATTEMPTS: "1" });
@@ -258,4 +259,39 @@ test("chat completions are counted under route=\"chat_completions\" with the pro
   const text = await (await fetch(`${gw.url}/metrics/prometheus`)).text();
   assert.match(text, /route="chat_completions"[^\n]*provider="anth"/);
   assert.match(text, /route="chat_completions"[^\n]*provider="oa"/);
+});
+
+test("a failing OpenAI-format primary falls back to an Anthropic-format target, translated, for both clients", async () => {
+  await fault("status:500");
+  const res = await oa.chat.completions.create({ model: "gpt-fb", messages: [{ role: "user", content: "fb" }] }).withResponse();
+  assert.equal(res.data.choices[0]!.message.content, "Mock reply to: fb");
+  assert.equal(res.response.headers.get("x-portcullis-provider"), "anth");
+  const up = await lastRecorded();
+  assert.equal(up.url, "/v1/messages");
+  assert.equal(JSON.parse(up.body).model, "claude-fallback");
+  await fault("status:500");
+  const m = await an.messages.create({ model: "gpt-fb", max_tokens: 8, messages: [{ role: "user", content: "fb2" }] });
+  assert.deepEqual(m.content, [{ type: "text", text: "Mock reply to: fb2" }]);
+});
+
+test("usage from either side reaches the request log (ledger and budgets read the same fields); count_tokens to an OpenAI-format provider is estimated", async () => {
+  const before = gw.lines.length;
+  await oa.chat.completions.create({ model: "claude-up", stream: true, messages: [{ role: "user", content: "count me" }] }).then(async (s) => {
+    for await (const _ of s) { /* drain */ }
+  });
+  await oa.chat.completions.create({ model: "gpt-pass", stream: true, stream_options: { include_usage: true }, messages: [{ role: "user", content: "count me too" }] }).then(async (s) => {
+    for await (const _ of s) { /* drain */ }
+  });
+  await an.messages.create({ model: "gpt-pass", max_tokens: 8, messages: [{ role: "user", content: "and me" }] });
+  const deadline = Date.now() + 5000;
+  let rows: Record<string, unknown>[] = [];
+  while (rows.length < 3 && Date.now() < deadline) {
+    rows = gw.lines.slice(before).map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r.msg === "request" && (r.model === "claude-up" || r.model === "gpt-pass"));
+    if (rows.length < 3) await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.equal(rows.length, 3, "three request log lines within 5 s");
+  assert.deepEqual(rows.map((r) => [r.route, r.provider]), [["chat_completions", "anth"], ["chat_completions", "oa"], ["messages", "oa"]]);
+  for (const r of rows) assert.ok((r.input_tokens as number) > 0 && (r.output_tokens as number) > 0, JSON.stringify(r));
+  const n = await an.messages.countTokens({ model: "gpt-pass", messages: [{ role: "user", content: "how many?" }] });
+  assert.ok(n.input_tokens > 0);
 });
