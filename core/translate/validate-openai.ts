@@ -16,10 +16,28 @@ const chat: Checker = {
 export function validateChatRequest(input: unknown): string | null {
   if (typeof input !== "object" || input === null || Array.isArray(input)) return "body: expected a JSON object";
   try {
-    return chat.is(input) ? null : explain(chat, input, "");
+    if (chat.is(input)) return null;
+    return badRole(input as { messages?: unknown }) ?? explain(chat, input, "").replace(TEMPERATURE_01, TEMPERATURE_02);
   } catch {
     return "body: could not be validated";
   }
+}
+
+const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
+// The shared explainer words temperature for the Messages API (0 to 1); OpenAI allows 0 to 2.
+const TEMPERATURE_01 = "temperature: expected a number between 0 and 1";
+const TEMPERATURE_02 = "temperature: expected a number between 0 and 2";
+
+/** typia names a failed union by its member types; an unknown role is clearer said directly. */
+function badRole(req: { messages?: unknown }): string | null {
+  if (!Array.isArray(req.messages)) return null;
+  for (let i = 0; i < req.messages.length; i++) {
+    const m = req.messages[i] as { role?: unknown } | null;
+    if (typeof m === "object" && m !== null && !ROLES.has(m.role as string)) {
+      return `messages.${i}.role: expected "system" | "developer" | "user" | "assistant" | "tool", got ${JSON.stringify(m.role) ?? "missing"}`;
+    }
+  }
+  return null;
 }
 
 /** The field a validation message names (the text before the first ": "), for OpenAI's `param`. */

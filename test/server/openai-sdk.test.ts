@@ -155,8 +155,9 @@ test("malformed Chat Completions requests get 400 in OpenAI's error shape naming
   const send = (body: string) => fetch(`${gw.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${CLIENT_KEY}` }, body });
   const cases: [string, string][] = [
     ['{"model":"gpt-pass"}', "messages"],
-    ['{"model":"gpt-pass","messages":[{"role":"robot","content":"x"}]}', "messages.0"],
-    ['{"model":"gpt-pass","messages":[{"role":"user","content":"x"}],"temperature":"hot"}', "temperature"],
+    ['{"model":"gpt-pass","messages":[{"role":"robot","content":"x"}]}', "messages.0.role"],
+    ['{"model":"gpt-pass","messages":[{"role":"user","content":[{"type":"image_url","image_url":{}}]}]}', "messages.0.content.0.image_url.url"],
+    ['{"model":"gpt-pass","messages":[{"role":"user","content":"x"}],"temperature":3}', "temperature"],
     ['{"model":"claude-up","messages":[{"role":"user","content":"x"},{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{oops"}}]}]}', "messages.1.tool_calls.0.function.arguments"],
   ];
   for (const [body, param] of cases) {
@@ -165,9 +166,11 @@ test("malformed Chat Completions requests get 400 in OpenAI's error shape naming
     const e = (await r.json()) as { error: { message: string; type: string; param: string | null; code: string } };
     assert.equal(e.error.type, "invalid_request_error");
     assert.equal(e.error.code, "GW_ERR_REQ_VALIDATION");
-    assert.ok(e.error.param !== null && e.error.param.startsWith(param), `${body}: param ${e.error.param} names ${param}`);
+    assert.equal(e.error.param, param, body);
     assert.ok(e.error.message.includes(param), e.error.message);
   }
+  const t = (await (await send('{"model":"gpt-pass","messages":[{"role":"user","content":"x"}],"temperature":3}')).json()) as { error: { message: string } };
+  assert.match(t.error.message, /between 0 and 2, got 3/, "OpenAI's temperature range is named");
   const bad = await send("{not json");
   assert.equal(bad.status, 400);
   assert.equal(((await bad.json()) as { error: { code: string } }).error.code, "GW_ERR_REQ_INVALID_JSON");
