@@ -69,8 +69,9 @@ export function mockChatJson(req: Obj, id: string): string {
   return `{"id":"${id}","object":"chat.completion","created":1700000000,"model":${JSON.stringify(String(req.model))},"choices":[${JSON.stringify(choice)}],"usage":${usage(p, completionTokens(p, 1))}}`;
 }
 
-/** Split `s` into `n` non-empty pieces (fewer when s is shorter). */
+/** Split `s` into `n` non-empty pieces; a short text is padded with " mock" words first (as core/mock-reply.ts does). */
 function pieces(s: string, n: number): string[] {
+  while (s.length < n) s += " mock";
   const out: string[] = [];
   const size = Math.max(1, Math.ceil(s.length / n));
   for (let i = 0; i < s.length; i += size) out.push(s.slice(i, i + size));
