@@ -182,7 +182,8 @@ function addAssistant(out: Obj[], content: unknown): void {
     }
     // thinking / redacted_thinking: their signatures mean nothing to another provider.
   }
-  const msg: Obj = { role: "assistant", content: text };
+  // OpenAI refuses an assistant turn with neither content nor tool_calls (e.g. thinking only).
+  const msg: Obj = { role: "assistant", content: text ?? (calls === null ? "" : null) };
   if (calls !== null) msg.tool_calls = calls;
   out.push(msg);
 }

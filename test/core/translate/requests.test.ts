@@ -140,3 +140,8 @@ test("OpenAI → Anthropic request: tool call arguments that are not a JSON obje
   assert.ok(isTranslateError(s));
   assert.equal(s.param, "messages.0.content.0.type");
 });
+
+test("Anthropic → OpenAI request: an assistant turn of thinking only becomes empty content, not null", () => {
+  const out = anthropicToOpenAIRequest({ model: "m", max_tokens: 5, messages: [{ role: "user", content: "a" }, { role: "assistant", content: [{ type: "thinking", thinking: "t", signature: "s" }] }, { role: "user", content: "b" }] }, { model: "m" });
+  assert.deepEqual((out.messages as unknown[])[1], { role: "assistant", content: "" });
+});
