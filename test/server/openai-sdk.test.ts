@@ -298,3 +298,35 @@ test("usage from either side reaches the request log (ledger and budgets read th
   const n = await an.messages.countTokens({ model: "gpt-pass", messages: [{ role: "user", content: "how many?" }] });
   assert.ok(n.input_tokens > 0);
 });
+
+async function waitFor(cond: () => Promise<boolean>, what: string, limitMs = 10_000): Promise<void> {
+  const end = Date.now() + limitMs;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.fail(`timed out after ${limitMs} ms waiting for ${what}`);
+}
+
+for (const [route, model] of [["/v1/chat/completions", "claude-up"], ["/v1/messages", "gpt-pass"]] as const) {
+  test(`a client abort mid-stream on a translated call (${route} → ${model}) cancels the upstream stream`, async () => {
+    const active = async () => ((await (await fetch(`${mock.url}/__mock/stats`)).json()) as { active: number }).active;
+    const before = await active();
+    await fault("slow-stream:5000"); // ~10 frames: the stream would run ~50 s if not cancelled
+    const ac = new AbortController();
+    const res = await fetch(`${gw.url}${route}`, {
+      method: "POST",
+      signal: ac.signal,
+      headers: { "content-type": "application/json", authorization: `Bearer ${CLIENT_KEY}` },
+      body: JSON.stringify({ model, max_tokens: 10, stream: true, messages: [{ role: "user", content: "slow" }] }),
+    });
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    assert.ok(!first.done && first.value.length > 0, "the stream started");
+    assert.equal(await active(), before + 1, "the upstream stream is open");
+    ac.abort();
+    await reader.read().catch(() => undefined);
+    await waitFor(async () => (await active()) === before, "the upstream stream to be cancelled");
+  });
+}
