@@ -13,6 +13,7 @@ import OpenAI from "openai";
 import Anthropic from "@anthropic-ai/sdk";
 import { startMock, type MockHandle } from "../support/spawn-mock.js";
 import { startGateway, type Gateway } from "../support/gateway.js";
+import { claudeCodeRequest } from "../../bench/fixture.js";
 
 const CLIENT_KEY = "sk-client-openai-0001";
 const OA_KEY = "sk-upstream-openai-key";
@@ -330,3 +331,23 @@ for (const [route, model] of [["/v1/chat/completions", "claude-up"], ["/v1/messa
     await waitFor(async () => (await active()) === before, "the upstream stream to be cancelled");
   });
 }
+
+test("a real Claude Code request (the 100 KB bench fixture: thinking, cache_control, tools, tool results) streams through to an OpenAI-format upstream with nothing Anthropic-only leaked", async () => {
+  const req = { ...claudeCodeRequest(), model: "gpt-pass" } as unknown as Anthropic.MessageCreateParamsStreaming;
+  const fm = await an.messages.stream(req).finalMessage();
+  assert.equal(fm.role, "assistant");
+  assert.ok(fm.content.length > 0);
+  const up = await lastRecorded();
+  assert.equal(up.url, "/v1/chat/completions");
+  for (const key of ['"cache_control"', '"signature"', '"thinking"', '"input_schema"', '"tool_use_id"', '"context_management"']) {
+    assert.ok(!up.body.includes(key + ":"), `${key} is not sent to an OpenAI-format upstream`);
+  }
+  const body = JSON.parse(up.body) as { messages: { role: string; tool_call_id?: string; tool_calls?: { id: string }[] }[]; tools: unknown[] };
+  assert.equal(body.tools.length, (req.tools ?? []).length);
+  // Every tool message answers a tool call of the assistant turn before it, as OpenAI requires.
+  const open = new Set<string>();
+  for (const m of body.messages) {
+    if (m.role === "assistant") for (const c of m.tool_calls ?? []) open.add(c.id);
+    if (m.role === "tool") assert.ok(open.delete(m.tool_call_id!), `tool message ${m.tool_call_id} answers a call`);
+  }
+});
