@@ -11,6 +11,8 @@
  * for `stream_options.include_usage`, then `data: [DONE]`.
  */
 
+import { fastDelta, INPUT_JSON, NONE, parseFastDelta, TEXT } from "./anthropic-delta-fast.js";
+
 type Obj = Record<string, unknown>;
 
 /** Token counts in Anthropic's terms, for the gateway's ledger and budgets. -1 = unknown. */
@@ -85,17 +87,24 @@ export class AnthropicToOpenAIStream {
   private readonly fallbackId: string;
   private readonly created: number;
   private readonly includeUsage: boolean;
+  private readonly fast: boolean;
 
-  constructor(model: string, fallbackId: string, created: number, includeUsage: boolean) {
+  /** `fast` = false turns the delta fast path off (tests compare the two). */
+  constructor(model: string, fallbackId: string, created: number, includeUsage: boolean, fast = true) {
     this.model = model;
     this.fallbackId = fallbackId;
     this.created = created;
     this.includeUsage = includeUsage;
+    this.fast = fast;
   }
 
   /** One whole Anthropic event (its `data:` payload); returns the frames to send ("" for none). */
   event(data: string): string {
     if (this.done) return "";
+    if (this.fast && this.prefix !== "") {
+      const kind = parseFastDelta(data);
+      if (kind !== NONE) return this.fastChunk(kind);
+    }
     let ev: Obj;
     try {
       ev = JSON.parse(data) as Obj;
@@ -154,6 +163,16 @@ export class AnthropicToOpenAIStream {
       default:
         return ""; // ping, unknown future events
     }
+  }
+
+  /** A delta from the fast path: its raw JSON string literal spliced into the chunk. */
+  private fastChunk(kind: number): string {
+    const raw = fastDelta.raw;
+    if (kind === TEXT) return this.chunk(`{"content":${raw}}`, "null");
+    if (kind !== INPUT_JSON) return this.chunk(`{"reasoning_content":${raw}}`, "null");
+    const ti = this.toolIndex[fastDelta.index];
+    if (ti === undefined || ti < 0 || raw === '""') return "";
+    return this.chunk(`{"tool_calls":[{"index":${ti},"function":{"arguments":${raw}}}]}`, "null");
   }
 
   private chunk(delta: string, finish: string): string {
