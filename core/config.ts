@@ -25,6 +25,8 @@ export interface ProviderFileEntry {
   pass_through_key?: boolean;
   /** azure-openai only: the `api-version` query parameter. */
   api_version?: string & tags.MinLength<1>;
+  /** OpenAI-format only: the output-limit field a translated request uses (older servers know only max_tokens). */
+  max_tokens_field?: "max_completion_tokens" | "max_tokens";
 }
 
 export interface RouteTargetEntry {
@@ -58,6 +60,8 @@ export interface ProviderConfig {
   readonly passThroughKey: boolean;
   /** azure-openai's api-version (set for that type only; absent means null). */
   readonly apiVersion?: string | null;
+  /** OpenAI-format providers: the output-limit field of translated requests (absent: max_completion_tokens). */
+  readonly maxTokensField?: "max_completion_tokens" | "max_tokens";
 }
 
 export interface RouteTarget {
@@ -315,7 +319,10 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     const { origin, basePath } = parseBase(`${setting}.base_url`, base);
     if (p.api_version !== undefined && p.type !== "azure-openai") throw new ConfigError(`${setting}.api_version`, "applies to type azure-openai only");
     const apiVersion = p.type === "azure-openai" ? (p.api_version ?? AZURE_OPENAI_API_VERSION) : null;
-    providers.set(name, { name, type: p.type, origin, basePath, apiKey, passThroughKey: p.pass_through_key === true, apiVersion });
+    const openaiFormat = p.type === "openai" || p.type === "azure-openai";
+    if (p.max_tokens_field !== undefined && !openaiFormat) throw new ConfigError(`${setting}.max_tokens_field`, "applies to types openai and azure-openai only");
+    const maxTokensField = p.max_tokens_field ?? "max_completion_tokens";
+    providers.set(name, { name, type: p.type, origin, basePath, apiKey, passThroughKey: p.pass_through_key === true, apiVersion, maxTokensField });
   }
   // Environment providers (they override a file entry of the same name).
   for (const ep of ENV_PROVIDERS) {

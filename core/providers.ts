@@ -57,6 +57,8 @@ export interface ProviderRuntime {
   readonly adapter: Adapter;
   /** azure-openai's api-version, else null. */
   readonly apiVersion: string | null;
+  /** OpenAI-format providers: the output-limit field of translated requests. */
+  readonly maxTokensField: "max_completion_tokens" | "max_tokens";
 }
 
 export function buildProviders(configs: readonly ProviderConfig[]): ProviderRuntime[] {
@@ -72,6 +74,7 @@ export function buildProviders(configs: readonly ProviderConfig[]): ProviderRunt
       authHeaders: p.passThroughKey || p.apiKey === null ? null : Object.freeze(a.auth(p.apiKey)),
       adapter: a,
       apiVersion: p.apiVersion ?? null,
+      maxTokensField: p.maxTokensField ?? "max_completion_tokens",
     });
   });
 }

@@ -53,6 +53,20 @@ export function anthropicToOpenAIRequest(req: Obj, opt: OpenAIRequestOptions): O
   return out;
 }
 
+/**
+ * The translated request for one target: its model, and its output limit under the field
+ * that provider knows (`max_tokens` for older OpenAI-compatible servers). Key order kept.
+ */
+export function forTarget(req: Obj, model: string, maxTokensField: "max_completion_tokens" | "max_tokens"): Obj {
+  const out: Obj = {};
+  for (const k in req) {
+    if (k === "model") out.model = model;
+    else if (k === "max_completion_tokens") out[maxTokensField] = req[k];
+    else out[k] = req[k];
+  }
+  return out;
+}
+
 function systemText(system: unknown): string | null {
   if (typeof system === "string") return system === "" ? null : system;
   if (!Array.isArray(system)) return null;

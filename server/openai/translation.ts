@@ -14,7 +14,7 @@ import type { Route, Target } from "../../core/routing.js";
 import { spliceModel } from "../../core/json-splice.js";
 import { estimateInputTokens } from "../../core/budget.js";
 import { errorTypeForStatus } from "../../core/errors.js";
-import { anthropicToOpenAIRequest } from "../../core/translate/anthropic-to-openai-request.js";
+import { anthropicToOpenAIRequest, forTarget } from "../../core/translate/anthropic-to-openai-request.js";
 import { isTranslateError, openAIToAnthropicRequest } from "../../core/translate/openai-to-anthropic-request.js";
 import { openAIErrorJson, toOpenAIErrorBody } from "../../core/translate/openai-errors.js";
 import { paramOf } from "../../core/translate/validate-openai.js";
@@ -86,8 +86,7 @@ export class Translation {
         body = upstreamModel !== this.model ? spliceModel(this.body, this.parsed, upstreamModel) : this.body;
         codec = new PassThroughCodec();
       } else {
-        this.other!.model = upstreamModel;
-        body = Buffer.from(JSON.stringify(this.other));
+        body = Buffer.from(JSON.stringify(forTarget(this.other!, upstreamModel, p.maxTokensField)));
         codec = new ToAnthropicCodec(this.model, ctx.id);
       }
     } else {

@@ -179,6 +179,8 @@ test("bad config file shapes name the field", () => {
     [{ providers: { x: { type: "gemini", api_key: "k" } } }, "CONFIG_FILE providers.x.type"],
     [{ providers: { x: { type: "azure-openai", api_key: "k" } } }, "CONFIG_FILE providers.x.base_url"],
     [{ providers: { x: { type: "openai", api_key: "k", api_version: "2024-10-21" } } }, "CONFIG_FILE providers.x.api_version"],
+    [{ providers: { x: { type: "anthropic", api_key: "k", max_tokens_field: "max_tokens" } } }, "CONFIG_FILE providers.x.max_tokens_field"],
+    [{ providers: { x: { type: "openai", api_key: "k", max_tokens_field: "max_new_tokens" } } }, "CONFIG_FILE providers.x.max_tokens_field"],
     [{ providers: { x: { type: "databricks", api_key: "k" } } }, "CONFIG_FILE providers.x.base_url"],
     [{ providers: { x: { type: "anthropic" } } }, "CONFIG_FILE providers.x.api_key"],
     [{ providers: { x: { type: "anthropic", base_url: "ftp://h", api_key: "k" } } }, "CONFIG_FILE providers.x.base_url"],
@@ -203,6 +205,7 @@ test("OpenAI-format providers: openai defaults to api.openai.com/v1, azure-opena
   assert.deepEqual([provider(cfg, "ol").origin, provider(cfg, "ol").basePath], ["http://127.0.0.1:11434", "/v1"]);
   assert.equal(provider(cfg, "az").apiVersion, "2024-10-21");
   assert.equal(provider(cfg, "az").apiKey, "azk");
+  assert.equal(provider(cfg, "o").maxTokensField, "max_completion_tokens");
 });
 
 test("api_key_env reads the key from the named variable", () => {

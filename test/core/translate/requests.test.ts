@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { anthropicToOpenAIRequest } from "../../../core/translate/anthropic-to-openai-request.js";
+import { anthropicToOpenAIRequest, forTarget } from "../../../core/translate/anthropic-to-openai-request.js";
 import { DEFAULT_MAX_TOKENS, isTranslateError, openAIToAnthropicRequest } from "../../../core/translate/openai-to-anthropic-request.js";
 
 test("Anthropic → OpenAI request: system blocks, images, tool results (text, image, error), tools, tool_choice, stops, user", () => {
@@ -144,4 +144,13 @@ test("OpenAI → Anthropic request: tool call arguments that are not a JSON obje
 test("Anthropic → OpenAI request: an assistant turn of thinking only becomes empty content, not null", () => {
   const out = anthropicToOpenAIRequest({ model: "m", max_tokens: 5, messages: [{ role: "user", content: "a" }, { role: "assistant", content: [{ type: "thinking", thinking: "t", signature: "s" }] }, { role: "user", content: "b" }] }, { model: "m" });
   assert.deepEqual((out.messages as unknown[])[1], { role: "assistant", content: "" });
+});
+
+test("forTarget: sets the target's model and names the output limit the way that provider wants, keeping key order", () => {
+  const req = anthropicToOpenAIRequest({ model: "c", max_tokens: 7, messages: [{ role: "user", content: "x" }], temperature: 0 }, { model: "c" });
+  const older = forTarget(req, "qwen", "max_tokens");
+  assert.deepEqual(Object.keys(older), ["model", "messages", "max_tokens", "temperature"]);
+  assert.deepEqual([older.model, older.max_tokens], ["qwen", 7]);
+  assert.equal(forTarget(req, "gpt", "max_completion_tokens").max_completion_tokens, 7);
+  assert.equal(req.model, "c", "the shared translation is not changed");
 });
