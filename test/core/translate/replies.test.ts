@@ -109,3 +109,17 @@ test("gateway errors in Anthropic shape are re-shaped for OpenAI clients; other 
   const oa = '{"error":{"message":"x","type":"invalid_request_error","param":null,"code":null}}';
   assert.equal(toOpenAIErrorBody(oa, null), oa);
 });
+
+test("OpenAI stream: `reasoning` (OpenRouter, Ollama) is thinking too; a tool call without id or index still gets a block with a generated id", () => {
+  const r = runOpenAI([
+    'data: {"id":"x","choices":[{"index":0,"delta":{"reasoning":"hmm"}}]}',
+    'data: {"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{"function":{"name":"f","arguments":"{}"}}]}}]}',
+    'data: {"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}',
+    "data: [DONE]",
+    "",
+  ].join("\n\n"));
+  assert.match(r.out, /"content_block":\{"type":"thinking","thinking":"","signature":""\}[\s\S]*"thinking_delta","thinking":"hmm"/);
+  assert.match(r.out, /"index":1,"content_block":\{"type":"tool_use","id":"toolu_gw_0","name":"f","input":\{\}\}/);
+  assert.match(r.out, /"partial_json":"\{\}"/);
+  assert.match(r.out, /"stop_reason":"tool_use"[\s\S]*message_stop/);
+});
