@@ -17,7 +17,9 @@ export { ConfigError };
  */
 export const SHUTDOWN_MARGIN_MS = 5000;
 
-export type ProviderType = "anthropic" | "azure-anthropic" | "databricks" | "mock";
+export type ProviderType = "anthropic" | "azure-anthropic" | "databricks" | "mock" | "openai" | "azure-openai";
+/** Azure OpenAI's `api-version` when a provider does not name one (docs/openai.md). */
+export const AZURE_OPENAI_API_VERSION = "2024-10-21";
 
 /** One provider in the config file. */
 export interface ProviderFileEntry {
@@ -30,6 +32,10 @@ export interface ProviderFileEntry {
   api_key_env?: string & tags.MinLength<1>;
   /** Forward the client's own key instead of a configured one. */
   pass_through_key?: boolean;
+  /** azure-openai only: the `api-version` query parameter. */
+  api_version?: string & tags.MinLength<1>;
+  /** OpenAI-format only: the output-limit field a translated request uses (older servers know only max_tokens). */
+  max_tokens_field?: "max_completion_tokens" | "max_tokens";
 }
 
 export interface RouteTargetEntry {
@@ -61,6 +67,10 @@ export interface ProviderConfig {
   readonly basePath: string;
   readonly apiKey: string | null;
   readonly passThroughKey: boolean;
+  /** azure-openai's api-version (set for that type only; absent means null). */
+  readonly apiVersion?: string | null;
+  /** OpenAI-format providers: the output-limit field of translated requests (absent: max_completion_tokens). */
+  readonly maxTokensField?: "max_completion_tokens" | "max_tokens";
 }
 
 export interface RouteTarget {
@@ -295,13 +305,18 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
       providers.set(name, { name, type: "mock", origin: "", basePath: "", apiKey: null, passThroughKey: false });
       continue;
     }
-    const base = p.base_url ?? (p.type === "anthropic" ? "https://api.anthropic.com" : null);
+    const base = p.base_url ?? (p.type === "anthropic" ? "https://api.anthropic.com" : p.type === "openai" ? "https://api.openai.com/v1" : null);
     if (base === null) throw new ConfigError(`${setting}.base_url`, `is required for type ${p.type}`);
     if (apiKey === null && p.pass_through_key !== true) {
       throw new ConfigError(`${setting}.api_key`, "set api_key, api_key_env or pass_through_key");
     }
     const { origin, basePath } = parseBase(`${setting}.base_url`, base);
-    providers.set(name, { name, type: p.type, origin, basePath, apiKey, passThroughKey: p.pass_through_key === true });
+    if (p.api_version !== undefined && p.type !== "azure-openai") throw new ConfigError(`${setting}.api_version`, "applies to type azure-openai only");
+    const apiVersion = p.type === "azure-openai" ? (p.api_version ?? AZURE_OPENAI_API_VERSION) : null;
+    const openaiFormat = p.type === "openai" || p.type === "azure-openai";
+    if (p.max_tokens_field !== undefined && !openaiFormat) throw new ConfigError(`${setting}.max_tokens_field`, "applies to types openai and azure-openai only");
+    const maxTokensField = p.max_tokens_field ?? "max_completion_tokens";
+    providers.set(name, { name, type: p.type, origin, basePath, apiKey, passThroughKey: p.pass_through_key === true, apiVersion, maxTokensField });
   }
   // Environment providers (they override a file entry of the same name).
   for (const ep of ENV_PROVIDERS) {

@@ -10,8 +10,8 @@ import { add64, read64 } from "./atomic64.js";
 export { read64 };
 
 /** Route label values, bounded; a raw path never becomes a label. */
-export const ROUTES = ["messages", "count_tokens", "models", "health", "metrics", "other"] as const;
-export const R_MESSAGES = 0, R_COUNT_TOKENS = 1, R_MODELS = 2, R_HEALTH = 3, R_METRICS = 4, R_OTHER = 5;
+export const ROUTES = ["messages", "count_tokens", "models", "health", "metrics", "other", "chat_completions"] as const;
+export const R_MESSAGES = 0, R_COUNT_TOKENS = 1, R_MODELS = 2, R_HEALTH = 3, R_METRICS = 4, R_OTHER = 5, R_CHAT_COMPLETIONS = 6;
 
 export const STATUS_CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"] as const;
 

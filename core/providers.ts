@@ -37,7 +37,16 @@ const ADAPTERS: Record<ProviderType, Adapter> = {
     auth: (key) => ["authorization", `Bearer ${key}`],
   },
   mock: { messagesPath: "", countTokensPath: "", modelsPath: null, auth: () => [] },
+  // OpenAI-format providers (server/openai/): base_url ends in /v1 for OpenAI, OpenRouter,
+  // Ollama, vLLM; Azure's path names the deployment and api-version per request.
+  openai: { messagesPath: "/chat/completions", countTokensPath: "", modelsPath: null, auth: (key) => ["authorization", `Bearer ${key}`] },
+  "azure-openai": { messagesPath: "/openai/deployments/", countTokensPath: "", modelsPath: null, auth: (key) => ["api-key", key] },
 };
+
+/** Does this provider speak OpenAI's Chat Completions rather than Anthropic's Messages? */
+export function isOpenAIFormat(type: ProviderType): boolean {
+  return type === "openai" || type === "azure-openai";
+}
 
 /** A provider ready for the hot path: everything derived once at start-up. */
 export interface ProviderRuntime {
@@ -52,6 +61,10 @@ export interface ProviderRuntime {
   /** Headers with the configured key, built once; null when the client's key is passed through. */
   readonly authHeaders: readonly string[] | null;
   readonly adapter: Adapter;
+  /** azure-openai's api-version, else null. */
+  readonly apiVersion: string | null;
+  /** OpenAI-format providers: the output-limit field of translated requests. */
+  readonly maxTokensField: "max_completion_tokens" | "max_tokens";
 }
 
 export function buildProviders(configs: readonly ProviderConfig[]): ProviderRuntime[] {
@@ -67,6 +80,8 @@ export function buildProviders(configs: readonly ProviderConfig[]): ProviderRunt
       modelsPath: a.modelsPath === null ? null : p.basePath + a.modelsPath,
       authHeaders: p.passThroughKey || p.apiKey === null ? null : Object.freeze(a.auth(p.apiKey)),
       adapter: a,
+      apiVersion: p.apiVersion ?? null,
+      maxTokensField: p.maxTokensField ?? "max_completion_tokens",
     });
   });
 }

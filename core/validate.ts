@@ -57,7 +57,7 @@ import {
 type Is = (input: unknown) => boolean;
 type Validate = (input: unknown) => IValidation<unknown>;
 
-interface Checker {
+export interface Checker {
   is: Is;
   validate: Validate;
 }
@@ -271,7 +271,7 @@ function checkParts(req: MessagesRequestBase<EnvelopeParts>): string | null {
 /* Error rendering (failure path only)                                      */
 /* ------------------------------------------------------------------------ */
 
-function explain(checker: Checker, value: unknown, prefix: string): string {
+export function explain(checker: Checker, value: unknown, prefix: string): string {
   const result = checker.validate(value);
   if (result.success) {
     // `is` and `validate` disagree: cannot happen for the same compiled type.

@@ -11,6 +11,8 @@
  *   POST  …/v1/messages                 JSON or SSE (`"stream": true`)
  *   POST  …/v1/messages/count_tokens    {"input_tokens":N}
  *   GET   …/v1/models, …/v1/models/{id}
+ *   POST  …/chat/completions               OpenAI Chat Completions, JSON or SSE (loadtest/mock-openai.ts),
+ *                                          with the same faults and recording; errors in OpenAI's shape
  *
  * Control routes:
  *   POST   /__mock/record    {"on":true|false}
@@ -48,6 +50,7 @@ import {
   mockStreamFrames,
   type MockRequest,
 } from "../core/mock-reply.js";
+import { mockChatFrames, mockChatJson, mockOpenAIErrorJson } from "./mock-openai.js";
 
 // ---------------------------------------------------------------- CLI
 
@@ -219,10 +222,12 @@ interface Ctx {
   timer: NodeJS.Timeout | undefined;
   /** The request's x-api-key (echoed by the `body:html` fault, as a careless proxy would). */
   apiKey: string;
+  /** An OpenAI Chat Completions request: replies and errors in OpenAI's shape. */
+  openai: boolean;
 }
 
 function newCtx(res: uWS.HttpResponse, tracked: boolean): Ctx {
-  const ctx: Ctx = { res, aborted: false, tracked, started: false, timer: undefined, apiKey: "" };
+  const ctx: Ctx = { res, aborted: false, tracked, started: false, timer: undefined, apiKey: "", openai: false };
   if (tracked) {
     totalRequests++;
     activeRequests++;
@@ -258,7 +263,7 @@ function sendJson(ctx: Ctx, status: number, body: string, extra?: Array<[string,
 }
 
 function sendError(ctx: Ctx, status: number, message: string, extra?: Array<[string, string]>): void {
-  sendJson(ctx, status, mockErrorJson(status, message), extra);
+  sendJson(ctx, status, ctx.openai ? mockOpenAIErrorJson(status, message) : mockErrorJson(status, message), extra);
 }
 
 /** Reads the whole body; onAborted must already be registered (newCtx). */
@@ -380,9 +385,9 @@ function applyFault(ctx: Ctx, req: MockRequest, stream: boolean, events: number,
 
 function respondMessages(ctx: Ctx, req: MockRequest, stream: boolean, events: number, fault: Fault | undefined): void {
   if (ctx.aborted) return;
-  const id = `msg_mock_${++seq}`;
+  const id = ctx.openai ? `chatcmpl-mock_${++seq}` : `msg_mock_${++seq}`;
   if (!stream) {
-    let body = mockMessageJson(req, id);
+    let body = ctx.openai ? mockChatJson(req as unknown as Record<string, unknown>, id) : mockMessageJson(req, id);
     if (fault?.body === "no-usage") body = withoutUsage(body);
     if (fault?.encoding !== undefined) {
       sendEncoded(ctx, "application/json", fault.encoding, body);
@@ -406,7 +411,7 @@ function respondMessages(ctx: Ctx, req: MockRequest, stream: boolean, events: nu
     sendJson(ctx, 200, body);
     return;
   }
-  let frames = mockStreamFrames(req, id, events);
+  let frames = ctx.openai ? mockChatFrames(req as unknown as Record<string, unknown>, id, events) : mockStreamFrames(req, id, events);
   if (fault?.body === "no-usage") frames = frames.map(withoutUsage);
   if (fault?.hugeEvent !== undefined) frames = [frames[0]!, `event: content_block_delta\ndata: {"pad":"${"x".repeat(fault.hugeEvent)}"}`];
   if (fault?.encoding !== undefined) {
@@ -461,6 +466,7 @@ function sendHtml(ctx: Ctx, status: number): void {
 }
 
 const STREAM_ERROR_FRAME = `event: error\ndata: ${mockErrorJson(529, "mock stream fault")}\n\n`;
+const OPENAI_STREAM_ERROR_FRAME = `data: ${mockOpenAIErrorJson(500, "mock stream fault")}\n\n`;
 
 function streamFrames(ctx: Ctx, frames: string[], fault: Fault | undefined): void {
   const res = ctx.res;
@@ -490,7 +496,7 @@ function streamFrames(ctx: Ctx, frames: string[], fault: Fault | undefined): voi
         if (!ctx.aborted) ctx.res.close();
       });
     } else {
-      if (errorAt >= 0) res.write(STREAM_ERROR_FRAME);
+      if (errorAt >= 0) res.write(ctx.openai ? OPENAI_STREAM_ERROR_FRAME : STREAM_ERROR_FRAME);
       res.end();
       finish(ctx);
     }
@@ -633,7 +639,8 @@ function route(res: uWS.HttpResponse, req: uWS.HttpRequest): void {
   ctx.apiKey = req.getHeader("x-api-key");
 
   if (method === "post") {
-    if (endsWith(path, "/v1/messages")) {
+    if (endsWith(path, "/v1/messages") || endsWith(path, "/chat/completions")) {
+      ctx.openai = !endsWith(path, "/v1/messages");
       readBody(ctx, (body) => {
         if (entry) entry.body = body.toString("utf8");
         handleMessages(ctx, body, faultSpec, eventsHeader);

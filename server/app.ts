@@ -14,7 +14,7 @@ import type { PriceTable } from "../core/pricing.js";
 import { BLOCK_UNAVAILABLE, type UsageMetrics } from "../core/usage-metrics.js";
 import { registerAdmin } from "./admin.js";
 import type { AdminOp, AdminResult } from "./ledger.js";
-import { G_DRAINING, G_WORKERS_OK, R_COUNT_TOKENS, R_HEALTH, R_MESSAGES, R_METRICS, R_OTHER, RJ_RATE_REQUESTS, RJ_RATE_TOKENS } from "../core/metrics.js";
+import { G_DRAINING, G_WORKERS_OK, R_CHAT_COMPLETIONS, R_COUNT_TOKENS, R_HEALTH, R_MESSAGES, R_METRICS, R_MODELS, R_OTHER, RJ_RATE_REQUESTS, RJ_RATE_TOKENS } from "../core/metrics.js";
 import { SHED_NONE, type Shedder } from "../core/shedder.js";
 import type { Breakers } from "../core/breaker.js";
 import type { Limits, RateLimiter } from "../core/ratelimit.js";
@@ -31,6 +31,8 @@ import { registerMcp, sandboxReadiness } from "./mcp/transport.js";
 import { registerModels } from "./models-routes.js";
 import type { Pools } from "./upstream.js";
 import { UpstreamCall } from "./call.js";
+import { prepareTranslation, toOpenAIError } from "./openai/translation.js";
+import { validateChatRequest } from "../core/translate/validate-openai.js";
 
 export interface AppDeps {
   cfg: GatewayConfig;
@@ -156,7 +158,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       inc.key = k;
       ctx.keyId = k.id;
       // Every /v1/messages call past auth gets a ledger row, refusals included.
-      if (ctx.route === R_MESSAGES) ctx.ledger = true;
+      if (ctx.route === R_MESSAGES || ctx.route === R_CHAT_COMPLETIONS) ctx.ledger = true;
       const kl = k.virtual?.rate ?? limits;
       if (kl !== limits || rateLimited) {
         const v = deps.limiter.admit(k.index, kl);
@@ -182,7 +184,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
         }
       }
     }
-    if (ctx.route === R_MESSAGES) ctx.ledger = true;
+    if (ctx.route === R_MESSAGES || ctx.route === R_CHAT_COMPLETIONS) ctx.ledger = true;
     if (!isJsonContentType(inc.contentType)) {
       const got = inc.contentType === "" ? "none" : JSON.stringify(inc.contentType.slice(0, 100));
       return ctx.fail("GW_ERR_REQ_CONTENT_TYPE", `content-type must be application/json, got ${got}`, pending);
@@ -240,7 +242,8 @@ export function buildApp(deps: AppDeps): TemplatedApp {
         // prices, plus max_tokens of output. Settled to the real usage in ctx.finish.
         const p = billing.prices.lookup(model);
         const inTok = estimateInputTokens(body.length);
-        const maxTok = typeof parsed.max_tokens === "number" && parsed.max_tokens > 0 ? Math.ceil(parsed.max_tokens) : 0;
+        const mt = parsed.max_tokens ?? parsed.max_completion_tokens; // the latter on /v1/chat/completions
+        const maxTok = typeof mt === "number" && mt > 0 ? Math.ceil(mt) : 0;
         const micros = Math.ceil(inTok * (p.input > p.cacheWrite ? p.input : p.cacheWrite) + maxTok * p.output);
         const over = billing.budgets.reserve(inc.keyIndex, vk.budget, inTok + maxTok, micros);
         if (over !== BUDGET_OK) return budgetRefusal(ctx, over, vk.budget, false);
@@ -248,12 +251,14 @@ export function buildApp(deps: AppDeps): TemplatedApp {
         ctx.reservedMicros = micros;
       }
     }
-    if (primary.provider.type === "mock") {
+    const tx = prepareTranslation(ctx, ctx.route === R_CHAT_COMPLETIONS, route, deps.pools, { body, parsed, model, fwd: inc.fwd, count });
+    if (tx === false) return;
+    if (tx === null && primary.provider.type === "mock") {
       ctx.provider = primary.provider.index;
       ctx.providerName = primary.provider.name;
       return answerMock(ctx, parsed, count);
     }
-    new UpstreamCall(ctx, callDeps, route.targets, { body, parsed, model, fwd: inc.fwd, query: inc.query, clientKey: inc.clientKey, upstreamKey: inc.upstreamKey, gatewayAuth: keys.enabled, count }).start();
+    new UpstreamCall(ctx, callDeps, route.targets, { body, parsed, model, fwd: inc.fwd, query: inc.query, clientKey: inc.clientKey, upstreamKey: inc.upstreamKey, gatewayAuth: keys.enabled, count, tx }).start();
   }
 
   /** 429 headers the SDKs understand: retry-after plus anthropic-ratelimit-*. */
@@ -313,6 +318,18 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       const parsed = parse(ctx, body);
       if (parsed === null) return;
       const err = validateMessagesRequest(parsed);
+      if (err !== null) return ctx.fail("GW_ERR_REQ_VALIDATION", err);
+      dispatch(ctx, body, parsed, inc, false);
+    });
+  }));
+
+  // OpenAI Chat Completions (docs/openai.md): errors in OpenAI's shape on this route.
+  app.post("/v1/chat/completions", guard(R_CHAT_COMPLETIONS, (ctx, req) => {
+    ctx.reshapeError = toOpenAIError;
+    admitPost(ctx, req, (body, inc) => {
+      const parsed = parse(ctx, body);
+      if (parsed === null) return;
+      const err = validateChatRequest(parsed);
       if (err !== null) return ctx.fail("GW_ERR_REQ_VALIDATION", err);
       dispatch(ctx, body, parsed, inc, false);
     });

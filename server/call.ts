@@ -27,6 +27,7 @@ import type { GatewayConfig } from "../core/config.js";
 import type { RequestCtx } from "./context.js";
 import { dispatchAttempt, type AttemptOwner, type Pools, type Relay } from "./upstream.js";
 import { replacedErrorBody } from "./upstream-reply.js";
+import type { AttemptRelay, Translation } from "./openai/translation.js";
 
 export interface CallDeps {
   cfg: GatewayConfig;
@@ -48,6 +49,8 @@ export interface CallInput {
   /** The gateway authenticated the caller with `clientKey`: never send that key upstream. */
   gatewayAuth: boolean;
   count: boolean;
+  /** Set when the OpenAI format is involved (server/openai/); null = the Anthropic path. */
+  tx: Translation | null;
 }
 
 const DEADLINE = Object.assign(new Error("request deadline exceeded"), { code: "GW_DEADLINE" });
@@ -61,7 +64,7 @@ export class UpstreamCall implements AttemptOwner {
   private ti = -1;
   private attempt = 0;
   private probe = false;
-  private relay: Relay | null = null;
+  private relay: AttemptRelay | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly deadline: NodeJS.Timeout;
   /** performance.now() at which the request's deadline passes. */
@@ -150,6 +153,10 @@ export class UpstreamCall implements AttemptOwner {
     ctx.providerName = p.name;
     this.responseHeaders = this.targets.length > 1 ? ["x-portcullis-provider", p.name] : [];
     if (performance.now() >= this.deadlineAt) return this.onDeadline(); // (a slow body upload) never send it late
+    if (inp.tx !== null && inp.tx.handles(p)) {
+      this.relay = inp.tx.send(t, this, this.passKey());
+      return;
+    }
     if (p.type === "mock") {
       this.done();
       this.verdict(true);

@@ -64,6 +64,8 @@ export class RequestCtx {
   ledger = false;
   /** Called on client abort (cancels the upstream request, clears timers). */
   onAbort: (() => void) | null = null;
+  /** Re-shapes error bodies for a client speaking another API (server/openai/); null = as is. */
+  reshapeError: ((body: string | Uint8Array, code: string | null, status: number) => string | Uint8Array) | null = null;
 
   constructor(res: HttpResponse, shared: Shared, route: number) {
     this.res = res;
@@ -132,6 +134,7 @@ export class RequestCtx {
     if (this.aborted || this.done) return;
     const res = this.res;
     const closeConn = close || this.shared.draining;
+    if (status >= 400 && this.reshapeError !== null) body = this.reshapeError(body, this.errorCode, status);
     res.cork(() => {
       res.writeStatus(statusLine(status));
       res.writeHeader("content-type", contentType);

@@ -186,7 +186,11 @@ test("bad config file shapes name the field", () => {
     [{ routes: [{ match: "claude-*", provider: "ghost" }] }, "CONFIG_FILE routes.0.provider"],
     [{ routes: [{ match: "a*b*", provider: "mock" }] }, "CONFIG_FILE routes.0.match"],
     [{ routes: [{ match: "", provider: "mock" }] }, "CONFIG_FILE routes.0.match"],
-    [{ providers: { x: { type: "openai", api_key: "k" } } }, "CONFIG_FILE providers.x.type"],
+    [{ providers: { x: { type: "gemini", api_key: "k" } } }, "CONFIG_FILE providers.x.type"],
+    [{ providers: { x: { type: "azure-openai", api_key: "k" } } }, "CONFIG_FILE providers.x.base_url"],
+    [{ providers: { x: { type: "openai", api_key: "k", api_version: "2024-10-21" } } }, "CONFIG_FILE providers.x.api_version"],
+    [{ providers: { x: { type: "anthropic", api_key: "k", max_tokens_field: "max_tokens" } } }, "CONFIG_FILE providers.x.max_tokens_field"],
+    [{ providers: { x: { type: "openai", api_key: "k", max_tokens_field: "max_new_tokens" } } }, "CONFIG_FILE providers.x.max_tokens_field"],
     [{ providers: { x: { type: "databricks", api_key: "k" } } }, "CONFIG_FILE providers.x.base_url"],
     [{ providers: { x: { type: "anthropic" } } }, "CONFIG_FILE providers.x.api_key"],
     [{ providers: { x: { type: "anthropic", base_url: "ftp://h", api_key: "k" } } }, "CONFIG_FILE providers.x.base_url"],
@@ -199,9 +203,19 @@ test("bad config file shapes name the field", () => {
 });
 
 test("an unknown provider type names the field and the accepted types", () => {
-  const e = failsOn({}, { providers: { x: { type: "openai", api_key: "k" } } }, "CONFIG_FILE providers.x.type");
-  assert.match(e.message, /"openai"/);
+  const e = failsOn({}, { providers: { x: { type: "gemini", api_key: "k" } } }, "CONFIG_FILE providers.x.type");
+  assert.match(e.message, /"gemini"/);
   assert.match(e.message, /anthropic/);
+});
+
+test("OpenAI-format providers: openai defaults to api.openai.com/v1, azure-openai gets a default api-version", () => {
+  const file = { providers: { o: { type: "openai", api_key: "k" }, ol: { type: "openai", base_url: "http://127.0.0.1:11434/v1", pass_through_key: true }, az: { type: "azure-openai", base_url: "https://r.openai.azure.com", api_key_env: "AZ" } } };
+  const cfg = loadConfig({ AZ: "azk" }, file, 1);
+  assert.deepEqual([provider(cfg, "o").origin, provider(cfg, "o").basePath], ["https://api.openai.com", "/v1"]);
+  assert.deepEqual([provider(cfg, "ol").origin, provider(cfg, "ol").basePath], ["http://127.0.0.1:11434", "/v1"]);
+  assert.equal(provider(cfg, "az").apiVersion, "2024-10-21");
+  assert.equal(provider(cfg, "az").apiKey, "azk");
+  assert.equal(provider(cfg, "o").maxTokensField, "max_completion_tokens");
 });
 
 test("api_key_env reads the key from the named variable", () => {
