@@ -6,9 +6,10 @@
 import typia, { tags } from "typia";
 import { loadMcpConfig, type McpConfig } from "./policy/config.js";
 import { DEFAULT_PRICES, validatePricesFile, type PriceEntry } from "./pricing.js";
+import type { BetaPolicyFile } from "./beta-policy.js";
 
-export type ProviderType = "anthropic" | "azure-anthropic" | "databricks" | "mock";
-export const PROVIDER_TYPES: readonly ProviderType[] = ["anthropic", "azure-anthropic", "databricks", "mock"];
+export type ProviderType = "anthropic" | "azure-anthropic" | "databricks" | "bedrock" | "vertex" | "mock";
+export const PROVIDER_TYPES: readonly ProviderType[] = ["anthropic", "azure-anthropic", "databricks", "bedrock", "vertex", "mock"];
 
 /** One provider in the config file. */
 export interface ProviderFileEntry {
@@ -21,6 +22,14 @@ export interface ProviderFileEntry {
   api_key_env?: string & tags.MinLength<1>;
   /** Forward the client's own key instead of a configured one. */
   pass_through_key?: boolean;
+  /** bedrock: AWS region (default AWS_REGION); vertex: location, e.g. us-east5 or global. */
+  region?: string & tags.Pattern<"^[a-z0-9-]{1,40}$">;
+  /** vertex: the Google Cloud project id. */
+  project_id?: string & tags.Pattern<"^[a-z0-9][a-z0-9:.-]{0,100}$">;
+  /** vertex: service-account JSON file (default GOOGLE_APPLICATION_CREDENTIALS, then the metadata server). */
+  credentials_file?: string & tags.MinLength<1>;
+  /** Which betas pass, are renamed or dropped, and which body fields are removed (docs/providers.md). */
+  beta_policy?: BetaPolicyFile;
 }
 
 export interface RouteTargetEntry {
@@ -52,6 +61,14 @@ export interface ProviderConfig {
   readonly basePath: string;
   readonly apiKey: string | null;
   readonly passThroughKey: boolean;
+  /** bedrock/vertex region or location; null for the others. */
+  readonly region?: string | null;
+  /** vertex project id; null for the others. */
+  readonly projectId?: string | null;
+  /** vertex service-account file; null = GOOGLE_APPLICATION_CREDENTIALS or the metadata server. */
+  readonly credentialsFile?: string | null;
+  /** The config file's beta_policy override (merged onto the type's defaults in core/beta-policy.ts). */
+  readonly betaPolicy?: BetaPolicyFile | null;
 }
 
 export interface RouteTarget {
@@ -286,7 +303,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
   }
 
   const providers = new Map<string, ProviderConfig>();
-  providers.set("mock", { name: "mock", type: "mock", origin: "", basePath: "", apiKey: null, passThroughKey: false });
+  providers.set("mock", { name: "mock", type: "mock", origin: "", basePath: "", apiKey: null, passThroughKey: false, ...NO_CLOUD });
   for (const [name, p] of Object.entries(cf.providers ?? {})) {
     const setting = `CONFIG_FILE providers.${name}`;
     if (!/^[a-z0-9][a-z0-9_-]{0,62}$/.test(name)) {
@@ -298,7 +315,11 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
       if (apiKey === null) throw new ConfigError(`${setting}.api_key_env`, `environment variable ${p.api_key_env} is not set`);
     }
     if (p.type === "mock") {
-      providers.set(name, { name, type: "mock", origin: "", basePath: "", apiKey: null, passThroughKey: false });
+      providers.set(name, { name, type: "mock", origin: "", basePath: "", apiKey: null, passThroughKey: false, ...NO_CLOUD });
+      continue;
+    }
+    if (p.type === "bedrock" || p.type === "vertex") {
+      providers.set(name, cloudProvider(env, name, p, apiKey));
       continue;
     }
     const base = p.base_url ?? (p.type === "anthropic" ? "https://api.anthropic.com" : null);
@@ -307,7 +328,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
       throw new ConfigError(`${setting}.api_key`, "set api_key, api_key_env or pass_through_key");
     }
     const { origin, basePath } = parseBase(`${setting}.base_url`, base);
-    providers.set(name, { name, type: p.type, origin, basePath, apiKey, passThroughKey: p.pass_through_key === true });
+    providers.set(name, { name, type: p.type, origin, basePath, apiKey, passThroughKey: p.pass_through_key === true, ...NO_CLOUD, betaPolicy: p.beta_policy ?? null });
   }
   // Environment providers (they override a file entry of the same name).
   for (const ep of ENV_PROVIDERS) {
@@ -318,7 +339,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     const b = base ?? ep.dfltBase;
     if (b === null) throw new ConfigError(ep.base, `is required when ${ep.key} is set`);
     const { origin, basePath } = parseBase(ep.base, b);
-    providers.set(ep.name, { name: ep.name, type: ep.name, origin, basePath, apiKey: key, passThroughKey: false });
+    providers.set(ep.name, { name: ep.name, type: ep.name, origin, basePath, apiKey: key, passThroughKey: false, ...NO_CLOUD });
   }
 
   const routes: RouteConfig[] = [];
@@ -365,6 +386,34 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     mcp: loadMcpConfig(env, apiKeys.length),
     prices: Object.freeze(loadPrices(pricesFile)),
   });
+}
+
+const NO_CLOUD = { region: null, projectId: null, credentialsFile: null, betaPolicy: null } as const;
+
+/**
+ * A bedrock or vertex provider. Bedrock: endpoint from the region (or base_url for VPC
+ * endpoints and tests); a Bedrock API key (api_key, api_key_env or AWS_BEARER_TOKEN_BEDROCK)
+ * is sent as a bearer, otherwise requests are SigV4-signed with the standard AWS chain.
+ * Vertex: endpoint from the location; OAuth2 tokens from a service account or the metadata server.
+ */
+function cloudProvider(env: Env, name: string, p: ProviderFileEntry, apiKey: string | null): ProviderConfig {
+  const setting = `CONFIG_FILE providers.${name}`;
+  if (p.pass_through_key === true) throw new ConfigError(`${setting}.pass_through_key`, `is not supported for type ${p.type}`);
+  if (p.type === "bedrock") {
+    const region = p.region ?? str(env, "AWS_REGION") ?? str(env, "AWS_DEFAULT_REGION");
+    if (region === null) throw new ConfigError(`${setting}.region`, "is required for type bedrock (or set AWS_REGION)");
+    if (!/^[a-z0-9-]{1,40}$/.test(region)) throw new ConfigError("AWS_REGION", `expected an AWS region name, got ${JSON.stringify(region).slice(0, 60)}`);
+    const { origin, basePath } = parseBase(`${setting}.base_url`, p.base_url ?? `https://bedrock-runtime.${region}.amazonaws.com`);
+    const key = apiKey ?? str(env, "AWS_BEARER_TOKEN_BEDROCK");
+    return { name, type: "bedrock", origin, basePath, apiKey: key, passThroughKey: false, region, projectId: null, credentialsFile: null, betaPolicy: p.beta_policy ?? null };
+  }
+  if (p.project_id === undefined) throw new ConfigError(`${setting}.project_id`, "is required for type vertex");
+  if (p.region === undefined) throw new ConfigError(`${setting}.region`, "is required for type vertex (a location such as us-east5, or global)");
+  if (apiKey !== null) throw new ConfigError(`${setting}.api_key`, "is not used by type vertex: it authenticates with OAuth2 (credentials_file, GOOGLE_APPLICATION_CREDENTIALS or the metadata server)");
+  const host = p.region === "global" ? "https://aiplatform.googleapis.com" : `https://${p.region}-aiplatform.googleapis.com`;
+  const { origin, basePath } = parseBase(`${setting}.base_url`, p.base_url ?? host);
+  const credentialsFile = p.credentials_file ?? str(env, "GOOGLE_APPLICATION_CREDENTIALS");
+  return { name, type: "vertex", origin, basePath, apiKey: null, passThroughKey: false, region: p.region, projectId: p.project_id, credentialsFile, betaPolicy: p.beta_policy ?? null };
 }
 
 /** Default prices merged with a parsed PRICES_FILE (validated; errors name the entry). */

@@ -30,6 +30,10 @@ export const TOOL_OTHER = TOOL_NAMES.length;
 export const TOOL_DECISIONS = ["allow", "deny", "error"] as const;
 export type ToolDecision = (typeof TOOL_DECISIONS)[number];
 
+/** What a provider's beta/field policy dropped (provider_policy_dropped_total{provider,kind}). */
+export const POLICY_KINDS = ["beta", "field"] as const;
+export const PK_BETA = 0, PK_FIELD = 1;
+
 /** Histogram bucket upper bounds in microseconds (the exposition shows seconds). */
 export const BUCKETS_US = [
   1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
@@ -57,6 +61,8 @@ export class MetricsLayout {
   readonly rejectedOff: number;
   /** tool_calls_total: TOOL_LABELS x TOOL_DECISIONS 64-bit counters. */
   readonly toolsOff: number;
+  /** provider_policy_dropped_total: nP x POLICY_KINDS 64-bit counters. */
+  readonly policyOff: number;
   /** Per (route, provider): nB bucket counters + the sum in microseconds, all 64-bit. */
   readonly histStride: number;
   readonly totalU32: number;
@@ -71,7 +77,8 @@ export class MetricsLayout {
     this.histStride = (this.nB + 1) * 2;
     this.rejectedOff = this.histOff + this.nR * this.nP * this.histStride;
     this.toolsOff = this.rejectedOff + REJECT_REASONS.length * 2;
-    this.totalU32 = this.toolsOff + TOOL_LABELS.length * TOOL_DECISIONS.length * 2;
+    this.policyOff = this.toolsOff + TOOL_LABELS.length * TOOL_DECISIONS.length * 2;
+    this.totalU32 = this.policyOff + this.nP * POLICY_KINDS.length * 2;
   }
 
   requestSlot(r: number, p: number, s: number): number {
@@ -85,6 +92,9 @@ export class MetricsLayout {
   }
   toolSlot(t: number, d: number): number {
     return this.toolsOff + (t * TOOL_DECISIONS.length + d) * 2;
+  }
+  policySlot(p: number, kind: number): number {
+    return this.policyOff + (p * POLICY_KINDS.length + kind) * 2;
   }
 }
 
@@ -137,6 +147,11 @@ export class Metrics {
   /** One MCP tool call, by TOOL_LABELS and TOOL_DECISIONS index. */
   toolCall(tool: number, decision: number): void {
     add64(this.u32, this.layout.toolSlot(tool, decision), 1);
+  }
+
+  /** A beta or body field a provider's policy removed from a request, by POLICY_KINDS index. */
+  policyDropped(provider: number, kind: number): void {
+    add64(this.u32, this.layout.policySlot(provider, kind), 1);
   }
 
   activeInc(): number {

@@ -55,6 +55,11 @@ export function renderPrometheus(s: Snapshot, gauges: readonly GaugeLine[] = [],
     out.push("# TYPE tool_calls_total counter");
     for (const t of s.toolCalls) out.push(`tool_calls_total{tool="${t.tool}",decision="${t.decision}"} ${t.value}`);
   }
+  if (s.policyDrops.length > 0) {
+    out.push("# HELP provider_policy_dropped_total Betas and body fields a provider's policy removed from requests (docs/providers.md).");
+    out.push("# TYPE provider_policy_dropped_total counter");
+    for (const d of s.policyDrops) out.push(`provider_policy_dropped_total{provider="${esc(d.provider)}",kind="${d.kind}"} ${d.value}`);
+  }
   out.push("# HELP http_requests_active Requests in flight.");
   out.push("# TYPE http_requests_active gauge");
   out.push(`http_requests_active ${s.active}`);

@@ -3,6 +3,7 @@
  * wants to be authenticated. Adding a provider is adding an entry.
  */
 import type { ProviderConfig, ProviderType } from "./config.js";
+import { compilePolicy, type BetaPolicy } from "./beta-policy.js";
 
 interface Adapter {
   /** Path under the provider's base URL. */
@@ -31,6 +32,9 @@ const ADAPTERS: Record<ProviderType, Adapter> = {
     countTokensPath: "/serving-endpoints/anthropic/v1/messages/count_tokens",
     auth: (key) => ["authorization", `Bearer ${key}`],
   },
+  // The paths depend on the model; core/providers/bedrock and core/providers/vertex build them.
+  bedrock: { messagesPath: "", countTokensPath: "", auth: (key) => ["authorization", `Bearer ${key}`] },
+  vertex: { messagesPath: "", countTokensPath: "", auth: (token) => ["authorization", `Bearer ${token}`] },
   mock: { messagesPath: "", countTokensPath: "", auth: () => [] },
 };
 
@@ -46,6 +50,10 @@ export interface ProviderRuntime {
   /** Headers with the configured key, built once; null when the client's key is passed through. */
   readonly authHeaders: readonly string[] | null;
   readonly adapter: Adapter;
+  /** Which betas and body fields reach this provider (core/beta-policy.ts). */
+  readonly policy: BetaPolicy;
+  /** The validated config entry (region, project, credentials for bedrock/vertex). */
+  readonly config: ProviderConfig;
 }
 
 export function buildProviders(configs: readonly ProviderConfig[]): ProviderRuntime[] {
@@ -60,6 +68,8 @@ export function buildProviders(configs: readonly ProviderConfig[]): ProviderRunt
       countTokensPath: p.basePath + a.countTokensPath,
       authHeaders: p.passThroughKey || p.apiKey === null ? null : Object.freeze(a.auth(p.apiKey)),
       adapter: a,
+      policy: compilePolicy(p.type, p.betaPolicy ?? undefined),
+      config: p,
     });
   });
 }
