@@ -28,6 +28,7 @@ import { readBody } from "./body.js";
 import { registerMcp } from "./mcp/transport.js";
 import type { Pools } from "./upstream.js";
 import { UpstreamCall } from "./call.js";
+import { buildShapers } from "./providers/shapers.js";
 
 export interface AppDeps {
   cfg: GatewayConfig;
@@ -75,7 +76,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   const ids = new RequestIds(deps.idPrefix);
   const limits: Limits = { requestsPerMinute: cfg.rate_limit_requests_per_minute, tokensPerMinute: cfg.rate_limit_tokens_per_minute };
   const rateLimited = limits.requestsPerMinute > 0 || limits.tokensPerMinute > 0;
-  const callDeps = { cfg, pools: deps.pools, breakers: deps.breakers, answerMock: (c: RequestCtx, p: Record<string, unknown>, n: boolean) => answerMock(c, p, n) };
+  const callDeps = { cfg, pools: deps.pools, breakers: deps.breakers, answerMock: (c: RequestCtx, p: Record<string, unknown>, n: boolean) => answerMock(c, p, n), shapers: buildShapers(providers, metrics, shared.log) };
   const SHED_RETRY_AFTER = ["retry-after", "1"];
   const app = uWS.App();
 

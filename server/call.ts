@@ -16,6 +16,7 @@ import { retryDelayMs, shouldRetryStatus } from "../core/retry.js";
 import type { GatewayConfig } from "../core/config.js";
 import type { RequestCtx } from "./context.js";
 import { dispatchAttempt, type AttemptOwner, type Pools, type Relay } from "./upstream.js";
+import type { Prepared, Shaper } from "./providers/shapers.js";
 
 export interface CallDeps {
   cfg: GatewayConfig;
@@ -23,6 +24,8 @@ export interface CallDeps {
   breakers: Breakers;
   /** Answers from the built-in mock provider (it cannot fail). */
   answerMock(ctx: RequestCtx, parsed: Record<string, unknown>, count: boolean): void;
+  /** Request shapers by provider index for Bedrock and Vertex (server/providers/shapers.ts). */
+  shapers?: readonly (Shaper | null)[];
 }
 
 export interface CallInput {
@@ -108,6 +111,8 @@ export class UpstreamCall implements AttemptOwner {
       this.deps.breakers.recordSuccess(this.breakerIndex(), this.probe);
       return this.deps.answerMock(ctx, inp.parsed, inp.count);
     }
+    const shaper = this.deps.shapers?.[p.index] ?? null;
+    if (shaper !== null) return this.sendShaped(shaper, t);
     const body = t.upstreamModel !== null && t.upstreamModel !== inp.model ? spliceModel(inp.body, inp.parsed, t.upstreamModel) : inp.body;
     const headers = ["content-type", "application/json", "x-request-id", ctx.id];
     for (let i = 0; i < inp.fwd.length; i++) headers.push(inp.fwd[i]!);
@@ -116,6 +121,37 @@ export class UpstreamCall implements AttemptOwner {
     const path = (inp.count ? p.countTokensPath : p.messagesPath) + (inp.query === "" ? "" : "?" + inp.query);
     this.relay = dispatchAttempt(this.deps.pools.get(p.origin), path, headers, body, ctx, this);
   }
+
+  /** A provider whose request is rebuilt (and maybe signed, which is async) by its shaper. */
+  private sendShaped(s: Shaper, t: Target): void {
+    const inp = this.input;
+    let beta = "";
+    for (let i = 0; i < inp.fwd.length; i += 2) if (inp.fwd[i] === "anthropic-beta") beta = inp.fwd[i + 1]!;
+    let r: Prepared | Promise<Prepared>;
+    try {
+      r = s.prepare({ parsed: inp.parsed, model: t.upstreamModel ?? inp.model, betaHeader: beta, count: inp.count, requestId: this.ctx.id });
+    } catch (e) {
+      return this.prepareFailed(e);
+    }
+    if (!(r instanceof Promise)) return this.dispatchPrepared(t, r);
+    this.preparing = true;
+    r.then((x) => this.dispatchPrepared(t, x), (e: unknown) => this.prepareFailed(e));
+  }
+
+  private dispatchPrepared(t: Target, x: Prepared): void {
+    this.preparing = false;
+    if (this.ctx.aborted || this.ctx.done) return;
+    this.relay = dispatchAttempt(this.deps.pools.get(t.provider.origin), x.path, x.headers, x.body, this.ctx, this, x.wrap);
+  }
+
+  /** No credentials (or signing failed): like a connection failure, retried and then the next target. */
+  private prepareFailed(e: unknown): void {
+    this.preparing = false;
+    if (this.ctx.aborted || this.ctx.done) return;
+    this.ctx.shared.log.warn({ req_id: this.ctx.id, provider: this.ctx.providerName, err: (e as Error)?.message ?? String(e) }, "cannot authenticate to the provider");
+    this.connectionError("GW_ERR_UPSTREAM_AUTH", e as Error);
+  }
+  private preparing = false;
 
   private breakerIndex(): number {
     return this.targets[this.ti]!.provider.index - 1;
@@ -217,7 +253,7 @@ export class UpstreamCall implements AttemptOwner {
     this.timedOut = true;
     const ctx = this.ctx;
     if (ctx.done || ctx.aborted) return;
-    if (this.retryTimer !== null) return this.finishTimeout();
+    if (this.retryTimer !== null || this.preparing) return this.finishTimeout();
     if (ctx.started) {
       // Mid-stream: stop the upstream and tell the client with an SSE error.
       this.done();

@@ -1,0 +1,158 @@
+/**
+ * Request shapers for the providers that do not take Anthropic's request as is (Bedrock,
+ * Vertex): for one attempt, the path, headers and body to send, and the reply decorator
+ * (server/providers/reply.ts). Built once per acceptor thread from the provider table; the
+ * credential refreshers they own run on timers, off the request path. The beta/field policy
+ * is applied here, and what it drops is counted in provider_policy_dropped_total and logged
+ * once per value (per thread), not per request.
+ */
+import type { Dispatcher } from "undici";
+import type { IncomingHttpHeaders } from "node:http";
+import type { Logger } from "pino";
+import { applyPolicy, type PolicyResult } from "../../core/beta-policy.js";
+import { PK_BETA, PK_FIELD, type Metrics } from "../../core/metrics.js";
+import type { ProviderRuntime } from "../../core/providers.js";
+import { awsErrorMessage, bedrockBody, bedrockPath, countTokensReply, mapException } from "../../core/providers/bedrock/request.js";
+import { googleErrorMessage, vertexBody, vertexPath } from "../../core/providers/vertex/request.js";
+import { AwsCredentials, BedrockSigner } from "./aws-auth.js";
+import { GcpTokens } from "./gcp-auth.js";
+import { anthropicError, genericError, isAnthropicError, ProviderReply, type ReplyShape } from "./reply.js";
+
+export interface ShapeInput {
+  parsed: Record<string, unknown>;
+  /** The model to ask the provider for (the route's, or the client's). */
+  model: string;
+  /** The client's anthropic-beta header, as received ("" if none). */
+  betaHeader: string;
+  count: boolean;
+  requestId: string;
+}
+
+export interface Prepared {
+  path: string;
+  /** Flat [name, value, ...] list. */
+  headers: string[];
+  body: Buffer;
+  wrap: (h: Dispatcher.DispatchHandler) => Dispatcher.DispatchHandler;
+}
+
+export interface Shaper {
+  prepare(inp: ShapeInput): Prepared | Promise<Prepared>;
+  close(): void;
+}
+
+const MAX_LOGGED = 1024;
+
+/** Counts every drop, logs each (provider, kind, value) the first time this thread sees it. */
+export class PolicyReporter {
+  private readonly seen = new Set<string>();
+  constructor(private readonly metrics: Metrics, private readonly log: Logger) {}
+
+  report(p: ProviderRuntime, r: PolicyResult): void {
+    for (const b of r.droppedBetas) this.one(p, PK_BETA, "beta", b);
+    for (const f of r.droppedFields) this.one(p, PK_FIELD, "field", f);
+  }
+
+  private one(p: ProviderRuntime, kind: number, kindName: string, value: string): void {
+    this.metrics.policyDropped(p.index, kind);
+    const key = `${p.index}\0${kindName}\0${value}`;
+    if (this.seen.has(key) || this.seen.size >= MAX_LOGGED) return;
+    this.seen.add(key);
+    this.log.warn({ provider: p.name, kind: kindName, value: value.slice(0, 100) }, "dropped by the provider's beta/field policy (logged once)");
+  }
+}
+
+function headerStr(h: IncomingHttpHeaders, name: string): string {
+  const v = h[name];
+  return typeof v === "string" ? v : Array.isArray(v) ? (v[0] ?? "") : "";
+}
+
+/** AWS errors (`x-amzn-errortype` + `{"message"}`) in Anthropic's shape, with the mapped status. */
+function bedrockShape(count: boolean): ReplyShape {
+  return {
+    eventStream: !count,
+    rewriteOk: count ? countTokensReply : null,
+    errorBody(status, headers, body, requestId) {
+      if (isAnthropicError(body)) return { status, body };
+      const name = headerStr(headers, "x-amzn-errortype");
+      const m = name === "" ? null : mapException(name);
+      const msg = awsErrorMessage(body) || name.split(":")[0] || `the provider answered ${status}`;
+      if (m === null) return genericError(status, msg, requestId);
+      return { status: m.status, body: anthropicError(m.type, msg, requestId) };
+    },
+  };
+}
+const BEDROCK_STREAM = bedrockShape(false), BEDROCK_COUNT = bedrockShape(true);
+
+const VERTEX_SHAPE: ReplyShape = {
+  eventStream: false,
+  rewriteOk: null,
+  errorBody(status, _headers, body, requestId) {
+    if (isAnthropicError(body)) return { status, body };
+    return genericError(status, googleErrorMessage(body) || `the provider answered ${status}`, requestId);
+  },
+};
+
+function bedrockShaper(p: ProviderRuntime, reporter: PolicyReporter, log: Logger): Shaper {
+  const c = p.config;
+  const bearer = c.apiKey;
+  const creds = bearer === null ? new AwsCredentials(p.name, log) : null;
+  const signer = creds === null ? null : new BedrockSigner(p.origin, c.region!, creds);
+  return {
+    prepare(inp) {
+      const r = applyPolicy(p.policy, inp.betaHeader, inp.parsed);
+      reporter.report(p, r);
+      const stream = !inp.count && inp.parsed.stream === true;
+      const path = bedrockPath(c.basePath, inp.model, stream, inp.count);
+      const body = bedrockBody(inp.parsed, r.betas, r.droppedFields, inp.count);
+      const accept = stream ? "application/vnd.amazon.eventstream" : "application/json";
+      const shape = inp.count ? BEDROCK_COUNT : BEDROCK_STREAM;
+      const wrap = (h: Dispatcher.DispatchHandler): Dispatcher.DispatchHandler => new ProviderReply(h, shape, inp.requestId);
+      if (signer === null) {
+        return { path, body, wrap, headers: ["content-type", "application/json", "accept", accept, "x-request-id", inp.requestId, "authorization", `Bearer ${bearer}`] };
+      }
+      return signer.sign(path, { "content-type": "application/json", accept }, body).then((h) => {
+        const headers: string[] = ["x-request-id", inp.requestId];
+        for (const k in h) if (k !== "host") headers.push(k, h[k]!);
+        return { path, body, wrap, headers };
+      });
+    },
+    close: () => creds?.close(),
+  };
+}
+
+function vertexShaper(p: ProviderRuntime, reporter: PolicyReporter, log: Logger): Shaper {
+  const c = p.config;
+  const tokens = new GcpTokens(p.name, c.credentialsFile ?? null, log);
+  const wrap = (id: string) => (h: Dispatcher.DispatchHandler): Dispatcher.DispatchHandler => new ProviderReply(h, VERTEX_SHAPE, id);
+  const build = (inp: ShapeInput, token: string): Prepared => {
+    const r = applyPolicy(p.policy, inp.betaHeader, inp.parsed);
+    reporter.report(p, r);
+    const stream = !inp.count && inp.parsed.stream === true;
+    const headers = ["content-type", "application/json", "x-request-id", inp.requestId, "authorization", `Bearer ${token}`];
+    if (r.betas.length > 0) headers.push("anthropic-beta", r.betas.join(","));
+    return {
+      path: vertexPath(c.basePath, c.projectId!, c.region!, inp.model, stream, inp.count),
+      body: vertexBody(inp.parsed, inp.model, r.droppedFields, inp.count),
+      headers,
+      wrap: wrap(inp.requestId),
+    };
+  };
+  return {
+    prepare(inp) {
+      const t = tokens.current();
+      return t !== null ? build(inp, t) : tokens.get().then((tok) => build(inp, tok));
+    },
+    close: () => tokens.close(),
+  };
+}
+
+/** One shaper per provider index (null where the provider takes Anthropic's request as is). */
+export function buildShapers(providers: readonly ProviderRuntime[], metrics: Metrics, log: Logger): (Shaper | null)[] {
+  const reporter = new PolicyReporter(metrics, log);
+  const out: (Shaper | null)[] = [null];
+  for (const p of providers) {
+    out[p.index] = p.type === "bedrock" ? bedrockShaper(p, reporter, log) : p.type === "vertex" ? vertexShaper(p, reporter, log) : null;
+  }
+  return out;
+}
