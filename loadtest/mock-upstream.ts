@@ -29,7 +29,15 @@
  *   slow-stream:<ms>                 wait between SSE frames
  *   cut-stream:<n>                   write n SSE frames, then close the connection
  *   stream-error:<n>                 write n SSE frames, then an `event: error` frame (overloaded_error) and end
+ *   aws-exception:<name>             Bedrock mode: an event-stream exception frame first (or after stream-error:<n> events)
  * Header `x-mock-events: <n>` sets the number of text_delta events per text block.
+ *
+ * Bedrock mode (loadtest/mock-bedrock.ts): `POST /model/{id}/invoke|invoke-with-response-stream|count-tokens`,
+ * SigV4 verified on every request; `--aws-credentials AKID:SECRET[:TOKEN]`, `--bedrock-api-key KEY`,
+ * `GET /__aws/credentials` issues credentials living `--aws-credentials-ttl S` seconds.
+ * Vertex mode (loadtest/mock-vertex.ts): `POST /v1/projects/…/publishers/anthropic/models/{m}:rawPredict|:streamRawPredict`,
+ * bearer checked; `POST /token` (JWT-bearer grant, `--vertex-public-key PEM`), tokens living
+ * `--vertex-token-ttl S` seconds; the metadata server under `/computeMetadata/v1/`.
  */
 import uWS from "uWebSockets.js";
 import {
@@ -43,6 +51,8 @@ import {
   mockStreamFrames,
   type MockRequest,
 } from "../core/mock-reply.js";
+import { handleBedrock, isBedrockPath, issueCredentials, type BedrockMockOptions, type MockIO } from "./mock-bedrock.js";
+import { handleMetadata, handleToken, handleVertex, isVertexPath, loadPublicKey, vertexTokensIssued, type VertexMockOptions } from "./mock-vertex.js";
 
 // ---------------------------------------------------------------- CLI
 
@@ -50,10 +60,18 @@ interface Options {
   host: string;
   port: number;
   record: boolean;
+  bedrock: BedrockMockOptions;
+  vertex: VertexMockOptions;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { host: "127.0.0.1", port: 0, record: false };
+  const o: Options = {
+    host: "127.0.0.1",
+    port: 0,
+    record: false,
+    bedrock: { staticKey: null, apiKey: null, issuedTtlS: 3600 },
+    vertex: { publicKey: null, tokenTtlS: 3600 },
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const eq = a.indexOf("=");
@@ -78,6 +96,26 @@ function parseArgs(argv: string[]): Options {
       case "--record":
         o.record = true;
         break;
+      case "--aws-credentials": {
+        const [id, secret, token] = value().split(":");
+        if (!id || !secret) throw new Error("bad --aws-credentials (AKID:SECRET[:TOKEN])");
+        o.bedrock.staticKey = { id, secret, token };
+        break;
+      }
+      case "--bedrock-api-key":
+        o.bedrock.apiKey = value();
+        break;
+      case "--aws-credentials-ttl":
+        o.bedrock.issuedTtlS = Number(value());
+        if (!(o.bedrock.issuedTtlS >= 1)) throw new Error("bad --aws-credentials-ttl");
+        break;
+      case "--vertex-public-key":
+        o.vertex.publicKey = loadPublicKey(value());
+        break;
+      case "--vertex-token-ttl":
+        o.vertex.tokenTtlS = Number(value());
+        if (!(o.vertex.tokenTtlS >= 1)) throw new Error("bad --vertex-token-ttl");
+        break;
       default:
         throw new Error(`unknown argument: ${a}`);
     }
@@ -101,6 +139,7 @@ let faultQueue: string[] = [];
 let totalRequests = 0;
 let activeRequests = 0;
 let seq = 0;
+let opts: Options;
 
 const STATUS_TEXT: Record<number, string> = {
   200: "200 OK",
@@ -135,6 +174,7 @@ interface Fault {
   slowStreamMs?: number;
   cutStream?: number;
   streamError?: number;
+  awsException?: string;
 }
 
 function nonNegInt(v: string, spec: string): number {
@@ -180,6 +220,10 @@ function parseFault(spec: string): Fault {
         break;
       case "stream-error":
         f.streamError = nonNegInt(val, spec);
+        break;
+      case "aws-exception":
+        if (!/^[a-zA-Z]+$/.test(val)) throw new Error(`bad mock fault spec: ${spec}`);
+        f.awsException = val;
         break;
       default:
         throw new Error(`bad mock fault spec: ${spec}`);
@@ -381,7 +425,7 @@ function respondMessages(ctx: Ctx, req: MockRequest, stream: boolean, events: nu
 
 const STREAM_ERROR_FRAME = `event: error\ndata: ${mockErrorJson(529, "mock stream fault")}\n\n`;
 
-function streamFrames(ctx: Ctx, frames: string[], fault: Fault | undefined): void {
+function streamFrames(ctx: Ctx, frames: Array<string | Buffer>, fault: Fault | undefined, contentType = "text/event-stream; charset=utf-8"): void {
   const res = ctx.res;
   let limit = frames.length;
   let cut = false;
@@ -423,7 +467,7 @@ function streamFrames(ctx: Ctx, frames: string[], fault: Fault | undefined): voi
         headersSent = true;
         ctx.started = true;
         res.writeStatus("200 OK");
-        res.writeHeader("content-type", "text/event-stream; charset=utf-8");
+        res.writeHeader("content-type", contentType);
         res.writeHeader("cache-control", "no-cache");
         res.writeHeader("request-id", `req_mock_${seq}`);
       }
@@ -468,6 +512,39 @@ function streamFrames(ctx: Ctx, frames: string[], fault: Fault | undefined): voi
   pump();
 }
 
+// ---------------------------------------------------------------- Bedrock and Vertex modes
+
+function ioFor(ctx: Ctx, fault: Fault | undefined): MockIO {
+  return {
+    json: (status, body, extra) => sendJson(ctx, status, body, extra),
+    stream: (frames, contentType) => streamFrames(ctx, frames, fault, contentType),
+  };
+}
+
+function cloudRequest(ctx: Ctx, path: string, headers: Record<string, string>, body: Buffer, faultSpec: string, eventsHeader: string): void {
+  let fault: Fault | undefined;
+  if (faultSpec === "" && faultQueue.length > 0) faultSpec = faultQueue.shift()!;
+  try {
+    if (faultSpec !== "") fault = parseFault(faultSpec);
+  } catch (err) {
+    sendError(ctx, 400, (err as Error).message);
+    return;
+  }
+  const n = Number(eventsHeader);
+  const events = eventsHeader !== "" && Number.isInteger(n) && n >= 1 ? Math.min(n, MAX_TEXT_EVENTS) : DEFAULT_TEXT_EVENTS;
+  const id = `msg_mock_${++seq}`;
+  // The modes build their own error frames; only pacing and cut faults apply to the writer.
+  const io = ioFor(ctx, fault === undefined ? undefined : { slowStreamMs: fault.slowStreamMs, cutStream: fault.cutStream });
+  const run = (): void => {
+    if (ctx.aborted || fault?.hang) return;
+    if (fault?.reset) return void ctx.res.close();
+    if (isVertexPath(path)) return handleVertex(opts.vertex, io, path, headers, body, fault?.status, events, id);
+    handleBedrock(opts.bedrock, io, path, headers, body, fault, events, id).catch((err) => internalError(ctx, err));
+  };
+  if (fault?.delayMs !== undefined && fault.delayMs > 0) ctx.timer = setTimeout(run, fault.delayMs);
+  else run();
+}
+
 // ---------------------------------------------------------------- router
 
 function endsWith(path: string, suffix: string): boolean {
@@ -488,7 +565,7 @@ function recordStart(req: uWS.HttpRequest, method: string, path: string, query: 
 function handleControl(ctx: Ctx, method: string, path: string): void {
   switch (`${method} ${path}`) {
     case "get /__mock/stats":
-      sendJson(ctx, 200, `{"requests":${totalRequests},"active":${activeRequests}}`);
+      sendJson(ctx, 200, `{"requests":${totalRequests},"active":${activeRequests},"vertex_tokens_issued":${vertexTokensIssued()}}`);
       return;
     case "get /__mock/requests":
       sendJson(ctx, 200, JSON.stringify(recorded));
@@ -543,6 +620,16 @@ function route(res: uWS.HttpResponse, req: uWS.HttpRequest): void {
     handleControl(newCtx(res, false), method, path);
     return;
   }
+  if (method === "get" && path === "/__aws/credentials") {
+    sendJson(newCtx(res, false), 200, issueCredentials(opts.bedrock));
+    return;
+  }
+  if (method === "get" && handleMetadata(opts.vertex, ioFor(newCtx(res, false), undefined), path, req.getHeader("metadata-flavor"))) return;
+  if (method === "post" && path === "/token") {
+    const c = newCtx(res, false);
+    readBody(c, (body) => handleToken(opts.vertex, ioFor(c, undefined), body));
+    return;
+  }
 
   // Everything below is read from `req` before any async work (req is stack-allocated).
   const faultSpec = req.getHeader("x-mock-fault");
@@ -550,6 +637,15 @@ function route(res: uWS.HttpResponse, req: uWS.HttpRequest): void {
   const entry = recording ? recordStart(req, method, path, req.getQuery() ?? "") : undefined;
   const ctx = newCtx(res, true);
 
+  if (method === "post" && (isBedrockPath(path) || isVertexPath(path))) {
+    const headers: Record<string, string> = {};
+    req.forEach((k, v) => (headers[k] = v));
+    readBody(ctx, (body) => {
+      if (entry) entry.body = body.toString("utf8");
+      cloudRequest(ctx, path, headers, body, faultSpec, eventsHeader);
+    });
+    return;
+  }
   if (method === "post") {
     if (endsWith(path, "/v1/messages")) {
       readBody(ctx, (body) => {
@@ -615,7 +711,6 @@ function route(res: uWS.HttpResponse, req: uWS.HttpRequest): void {
 // ---------------------------------------------------------------- main
 
 function main(): void {
-  let opts: Options;
   try {
     opts = parseArgs(process.argv.slice(2));
   } catch (err) {

@@ -1,0 +1,245 @@
+/**
+ * The `bedrock` provider end to end: the built gateway, the mock upstream in Bedrock mode
+ * (SigV4 re-verified on every request, replies framed as AWS event streams with CRCs), and
+ * the official @anthropic-ai/sdk as the client, sending Claude Code's request shapes.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Anthropic from "@anthropic-ai/sdk";
+import { startMock, type MockHandle } from "../support/spawn-mock.js";
+import { startGateway, type Gateway } from "../support/gateway.js";
+
+const CLIENT_KEY = "sk-client-key-0123456789";
+const AKID = "AKIAMOCKSTATIC000001";
+const SECRET = "mock/static/secret+key0123456789abcdefgh";
+const MODEL_ID = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+/** What Claude Code sends today on `POST /v1/messages?beta=true`. */
+const CLAUDE_CODE_BETAS = "claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14,context-management-2025-06-27,advanced-tool-use-2025-11-20";
+
+interface Recorded {
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+let mock: MockHandle;
+let gw: Gateway;
+let keyGw: Gateway;
+let client: Anthropic;
+
+function configFile(provider: Record<string, unknown>): string {
+  const dir = mkdtempSync(join(tmpdir(), "portcullis-bedrock-"));
+  const path = join(dir, "config.json");
+  writeFileSync(path, JSON.stringify({ providers: { aws: provider }, routes: [{ match: "claude-*", provider: "aws", model: MODEL_ID }], api_keys: [CLIENT_KEY] }));
+  return path;
+}
+async function recorded(): Promise<Recorded[]> {
+  return (await (await fetch(`${mock.url}/__mock/requests`)).json()) as Recorded[];
+}
+async function clearRecorded(): Promise<void> {
+  await fetch(`${mock.url}/__mock/requests`, { method: "DELETE" });
+}
+async function queueFaults(...faults: string[]): Promise<void> {
+  const r = await fetch(`${mock.url}/__mock/faults`, { method: "POST", body: JSON.stringify({ faults }) });
+  assert.ok(r.status < 300);
+}
+function post(g: Gateway, body: unknown, headers: Record<string, string> = {}, path = "/v1/messages?beta=true"): Promise<Response> {
+  return fetch(`${g.url}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01", ...headers },
+    body: JSON.stringify(body),
+  });
+}
+/** SSE events of a body as [event, parsed data]. */
+function events(text: string): Array<[string, Record<string, unknown>]> {
+  return text
+    .split("\n\n")
+    .filter((b) => b.trim() !== "")
+    .map((b) => {
+      const ev = /^event: (.*)$/m.exec(b)?.[1] ?? "";
+      const data = /^data: (.*)$/m.exec(b)?.[1] ?? "{}";
+      return [ev, JSON.parse(data) as Record<string, unknown>];
+    });
+}
+
+before(async () => {
+  mock = await startMock(["--record", "--aws-credentials", `${AKID}:${SECRET}`, "--bedrock-api-key", "bedrock-api-key-xyz"]);
+  gw = await startGateway({
+    CONFIG_FILE: configFile({ type: "bedrock", region: "us-east-1", base_url: mock.url }),
+    AWS_ACCESS_KEY_ID: AKID,
+    AWS_SECRET_ACCESS_KEY: SECRET,
+    RETRY_BASE_DELAY_MS: "10",
+    RETRY_MAX_DELAY_MS: "20",
+  });
+  keyGw = await startGateway({ CONFIG_FILE: configFile({ type: "bedrock", region: "eu-west-1", base_url: mock.url }), AWS_BEARER_TOKEN_BEDROCK: "bedrock-api-key-xyz" });
+  client = new Anthropic({ apiKey: CLIENT_KEY, baseURL: gw.url, maxRetries: 0 });
+});
+
+after(async () => {
+  await Promise.all([gw?.stop(), keyGw?.stop()]);
+  await mock?.stop();
+});
+
+describe("bedrock provider", () => {
+  test("the SDK's create reaches /model/{id}/invoke, SigV4-signed, with Bedrock's body, and gets the message", async () => {
+    await clearRecorded();
+    const msg = await client.messages.create({ model: "claude-sonnet-4-5", max_tokens: 64, messages: [{ role: "user", content: "hello bedrock" }] });
+    assert.equal(msg.type, "message");
+    assert.equal(msg.role, "assistant");
+    const r = (await recorded()).at(-1)!;
+    assert.equal(r.url, `/model/${encodeURIComponent(MODEL_ID)}/invoke`);
+    assert.match(r.headers["authorization"]!, new RegExp(`^AWS4-HMAC-SHA256 Credential=${AKID}/\\d{8}/us-east-1/bedrock/aws4_request`));
+    const body = JSON.parse(r.body) as Record<string, unknown>;
+    assert.equal(body.anthropic_version, "bedrock-2023-05-31");
+    assert.equal("model" in body, false);
+    assert.equal("stream" in body, false);
+    assert.equal(r.headers["x-api-key"], undefined, "the client's gateway key never reaches AWS");
+  });
+
+  test("the SDK's stream + finalMessage decode the AWS event stream into Anthropic events in order", async () => {
+    await clearRecorded();
+    const seen: string[] = [];
+    const stream = client.messages.stream({ model: "claude-sonnet-4-5", max_tokens: 64, messages: [{ role: "user", content: "stream please" }] });
+    stream.on("streamEvent", (e) => seen.push(e.type));
+    const final = await stream.finalMessage();
+    assert.equal(final.stop_reason, "end_turn");
+    assert.ok(final.content.length > 0 && final.content[0]!.type === "text");
+    assert.equal(seen[0], "message_start");
+    assert.equal(seen.at(-1), "message_stop");
+    assert.ok(seen.includes("content_block_delta"));
+    const r = (await recorded()).at(-1)!;
+    assert.equal(r.url, `/model/${encodeURIComponent(MODEL_ID)}/invoke-with-response-stream`);
+    assert.equal(r.headers["accept"], "application/vnd.amazon.eventstream");
+  });
+
+  test("Claude Code's shape: betas filtered into anthropic_beta, unsupported fields removed, thinking/cache_control/system turns kept byte-equal", async () => {
+    await clearRecorded();
+    const signature = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds/+abc==";
+    const req = {
+      model: "claude-sonnet-4-5",
+      max_tokens: 256,
+      stream: true,
+      system: [{ type: "text", text: "You are Claude Code.", cache_control: { type: "ephemeral" } }],
+      thinking: { type: "enabled", budget_tokens: 1024 },
+      context_management: { edits: [{ type: "clear_tool_uses_20250919" }] },
+      output_config: { effort: "high" },
+      metadata: { user_id: "user_abc_account__session_1" },
+      messages: [
+        { role: "user", content: [{ type: "text", text: "fix the bug", cache_control: { type: "ephemeral" } }] },
+        { role: "assistant", content: [{ type: "thinking", thinking: "hmm", signature }, { type: "text", text: "ok" }] },
+        { role: "system", content: "a system turn allowed by a beta" },
+        { role: "user", content: "go on" },
+      ],
+    };
+    const res = await post(gw, req, { "anthropic-beta": CLAUDE_CODE_BETAS, "x-claude-code-session-id": "sess-1" });
+    assert.equal(res.status, 200, await res.clone().text());
+    const evs = events(await res.text());
+    assert.equal(evs.at(-1)![0], "message_stop");
+    const r = (await recorded()).at(-1)!;
+    const body = JSON.parse(r.body) as Record<string, unknown>;
+    // Known betas pass, the first-party-only ones are dropped, advanced-tool-use is renamed.
+    assert.deepEqual(body.anthropic_beta, ["interleaved-thinking-2025-05-14", "fine-grained-tool-streaming-2025-05-14", "context-management-2025-06-27", "tool-search-tool-2025-10-19"]);
+    assert.deepEqual(body.context_management, req.context_management, "kept: its beta passed");
+    assert.equal("output_config" in body, false, "removed: the effort beta was not sent");
+    assert.deepEqual(body.thinking, req.thinking);
+    assert.deepEqual(body.system, req.system);
+    assert.deepEqual(body.metadata, req.metadata);
+    assert.deepEqual(body.messages, req.messages);
+    assert.ok(r.body.includes(JSON.stringify(signature)), "the thinking signature reaches Bedrock unchanged");
+    assert.equal(r.url.includes("beta=true"), false, "the ?beta=true query is not sent to Bedrock");
+    assert.equal(r.headers["anthropic-beta"], undefined, "Bedrock takes betas in the body only");
+  });
+
+  test("a dropped beta is counted in provider_policy_dropped_total and logged once, not per request", async () => {
+    for (let i = 0; i < 3; i++) {
+      const res = await post(gw, { model: "claude-sonnet-4-5", max_tokens: 8, messages: [{ role: "user", content: "x" }] }, { "anthropic-beta": "brand-new-beta-2099-01-01" });
+      assert.equal(res.status, 200, await res.clone().text());
+      await res.arrayBuffer();
+    }
+    const logged = gw.lines.filter((l) => l.includes("brand-new-beta-2099-01-01"));
+    assert.equal(logged.length, 1, "logged exactly once");
+    assert.match(logged[0]!, /"provider":"aws"/);
+    const prom = await (await fetch(`${gw.url}/metrics/prometheus`)).text();
+    const m = /^provider_policy_dropped_total\{provider="aws",kind="beta"\} (\d+)$/m.exec(prom);
+    assert.ok(m !== null, "the metric exists");
+    assert.ok(Number(m[1]) >= 3, `counted per request (got ${m[1]})`);
+  });
+
+  test("a throttlingException before the first event becomes a 429 that is retried; the client sees only the successful stream", async () => {
+    await clearRecorded();
+    await queueFaults("aws-exception:throttlingException");
+    const res = await post(gw, { model: "claude-sonnet-4-5", max_tokens: 16, stream: true, messages: [{ role: "user", content: "x" }] });
+    assert.equal(res.status, 200);
+    const evs = events(await res.text());
+    assert.equal(evs[0]![0], "message_start");
+    assert.equal(evs.at(-1)![0], "message_stop");
+    assert.equal(evs.some(([e]) => e === "error"), false);
+    assert.equal((await recorded()).length, 2, "one throttled attempt, one retry");
+  });
+
+  test("throttling on every attempt ends in a 429 rate_limit_error in Anthropic's shape", async () => {
+    await queueFaults("aws-exception:throttlingException", "aws-exception:throttlingException", "aws-exception:throttlingException");
+    const res = await post(gw, { model: "claude-sonnet-4-5", max_tokens: 16, stream: true, messages: [{ role: "user", content: "x" }] });
+    assert.equal(res.status, 429);
+    const j = (await res.json()) as { type: string; error: { type: string; message: string } };
+    assert.equal(j.type, "error");
+    assert.equal(j.error.type, "rate_limit_error");
+    assert.match(j.error.message, /throttlingException/);
+  });
+
+  test("a non-streaming ThrottlingException (HTTP 429, AWS error body) is retried and answered in Anthropic's shape when it persists", async () => {
+    await queueFaults("status:429", "status:429", "status:429");
+    const res = await post(gw, { model: "claude-sonnet-4-5", max_tokens: 16, messages: [{ role: "user", content: "x" }] });
+    assert.equal(res.status, 429);
+    const j = (await res.json()) as { error: { type: string; message: string } };
+    assert.equal(j.error.type, "rate_limit_error");
+    assert.match(j.error.message, /Too many requests/);
+  });
+
+  test("an exception after the stream started becomes an Anthropic `event: error` with the matching type, then the stream ends", async () => {
+    await queueFaults("stream-error:3;aws-exception:modelStreamErrorException");
+    const res = await post(gw, { model: "claude-sonnet-4-5", max_tokens: 16, stream: true, messages: [{ role: "user", content: "x" }] });
+    assert.equal(res.status, 200);
+    const evs = events(await res.text());
+    assert.deepEqual(evs.slice(0, 3).map(([e]) => e), ["message_start", "content_block_start", "content_block_delta"]);
+    assert.equal(evs.length, 4, "three relayed events and the error");
+    const [ev, data] = evs[3]!;
+    assert.equal(ev, "error");
+    assert.equal((data.error as { type: string }).type, "api_error");
+    assert.match((data.error as { message: string }).message, /modelStreamErrorException/);
+  });
+
+  test("an in-stream throttlingException after the start maps to rate_limit_error", async () => {
+    await queueFaults("stream-error:2;aws-exception:throttlingException");
+    const res = await post(gw, { model: "claude-sonnet-4-5", max_tokens: 16, stream: true, messages: [{ role: "user", content: "x" }] });
+    const evs = events(await res.text());
+    assert.equal(evs.at(-1)![0], "error");
+    assert.equal((evs.at(-1)![1].error as { type: string }).type, "rate_limit_error");
+  });
+
+  test("count_tokens goes through Bedrock CountTokens and answers input_tokens", async () => {
+    await clearRecorded();
+    const res = await post(gw, { model: "claude-sonnet-4-5", messages: [{ role: "user", content: "count me" }] }, {}, "/v1/messages/count_tokens?beta=true");
+    assert.equal(res.status, 200);
+    const j = (await res.json()) as { input_tokens: number };
+    assert.ok(Number.isInteger(j.input_tokens) && j.input_tokens > 0);
+    const r = (await recorded()).at(-1)!;
+    assert.equal(r.url, `/model/${encodeURIComponent(MODEL_ID)}/count-tokens`);
+    const inner = JSON.parse(Buffer.from((JSON.parse(r.body) as { input: { invokeModel: { body: string } } }).input.invokeModel.body, "base64").toString()) as Record<string, unknown>;
+    assert.equal(inner.anthropic_version, "bedrock-2023-05-31");
+  });
+
+  test("with a Bedrock API key (AWS_BEARER_TOKEN_BEDROCK) requests carry it as a bearer instead of SigV4", async () => {
+    await clearRecorded();
+    const c = new Anthropic({ apiKey: CLIENT_KEY, baseURL: keyGw.url, maxRetries: 0 });
+    const final = await c.messages.stream({ model: "claude-sonnet-4-5", max_tokens: 16, messages: [{ role: "user", content: "hi" }] }).finalMessage();
+    assert.equal(final.type, "message");
+    const r = (await recorded()).at(-1)!;
+    assert.equal(r.headers["authorization"], "Bearer bedrock-api-key-xyz");
+    assert.equal(keyGw.lines.some((l) => l.includes("bedrock-api-key-xyz")), false, "the key is never logged");
+  });
+});
