@@ -242,4 +242,45 @@ describe("bedrock provider", () => {
     assert.equal(r.headers["authorization"], "Bearer bedrock-api-key-xyz");
     assert.equal(keyGw.lines.some((l) => l.includes("bedrock-api-key-xyz")), false, "the key is never logged");
   });
+
+  test("a wrong secret key fails the mock's SigV4 check: the client gets 401 authentication_error, not a success", async () => {
+    const bad = await startGateway({ CONFIG_FILE: configFile({ type: "bedrock", region: "us-east-1", base_url: mock.url }), AWS_ACCESS_KEY_ID: AKID, AWS_SECRET_ACCESS_KEY: "not-the-secret-0000000000000000000000000", RETRY_MAX_ATTEMPTS: "1" });
+    try {
+      const res = await post(bad, { model: "claude-sonnet-4-5", max_tokens: 8, messages: [{ role: "user", content: "x" }] });
+      assert.equal(res.status, 401);
+      const j = (await res.json()) as { error: { type: string; message: string } };
+      assert.equal(j.error.type, "authentication_error");
+      assert.match(j.error.message, /signature/);
+      assert.equal(bad.lines.some((l) => l.includes("not-the-secret")), false, "the secret is never logged");
+    } finally {
+      await bad.stop();
+    }
+  });
+});
+
+describe("bedrock credentials from the container endpoint (EKS Pod Identity / ECS)", () => {
+  test("short-lived credentials are refreshed before they expire: later requests sign with new keys and still pass", async () => {
+    const m2 = await startMock(["--record", "--aws-credentials-ttl", "3"]);
+    const g2 = await startGateway({ CONFIG_FILE: configFile({ type: "bedrock", region: "us-west-2", base_url: m2.url }), AWS_CONTAINER_CREDENTIALS_FULL_URI: `${m2.url}/__aws/credentials` });
+    try {
+      const keyIds = new Set<string>();
+      const deadline = Date.now() + 20_000;
+      let requests = 0;
+      while (keyIds.size < 3) {
+        assert.ok(Date.now() < deadline, `only ${keyIds.size} credential sets used in ${requests} requests within 20 s`);
+        const res = await post(g2, { model: "claude-sonnet-4-5", max_tokens: 8, messages: [{ role: "user", content: "x" }] });
+        assert.equal(res.status, 200, await res.clone().text());
+        await res.arrayBuffer();
+        requests++;
+        const rec = (await (await fetch(`${m2.url}/__mock/requests`)).json()) as Recorded[];
+        const auth = rec.at(-1)!.headers["authorization"]!;
+        keyIds.add(/Credential=([^/]+)\//.exec(auth)![1]!);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.ok([...keyIds].every((k) => k.startsWith("ASIAMOCK")), "every request used issued (temporary) credentials");
+    } finally {
+      await g2.stop();
+      await m2.stop();
+    }
+  });
 });
