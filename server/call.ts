@@ -129,7 +129,7 @@ export class UpstreamCall implements AttemptOwner {
     for (let i = 0; i < inp.fwd.length; i += 2) if (inp.fwd[i] === "anthropic-beta") beta = inp.fwd[i + 1]!;
     let r: Prepared | Promise<Prepared>;
     try {
-      r = s.prepare({ parsed: inp.parsed, model: t.upstreamModel ?? inp.model, betaHeader: beta, count: inp.count, requestId: this.ctx.id });
+      r = s.prepare({ raw: inp.body, parsed: inp.parsed, fwd: inp.fwd, query: inp.query, clientKey: inp.clientKey, model: t.upstreamModel ?? inp.model, betaHeader: beta, count: inp.count, requestId: this.ctx.id });
     } catch (e) {
       return this.prepareFailed(e);
     }

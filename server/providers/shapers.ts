@@ -9,7 +9,9 @@
 import type { Dispatcher } from "undici";
 import type { IncomingHttpHeaders } from "node:http";
 import type { Logger } from "pino";
-import { applyPolicy, type PolicyResult } from "../../core/beta-policy.js";
+import { applyPolicy, isPassThrough, type PolicyResult } from "../../core/beta-policy.js";
+import { authHeadersFor } from "../../core/providers.js";
+import { spliceModel } from "../../core/json-splice.js";
 import { PK_BETA, PK_FIELD, type Metrics } from "../../core/metrics.js";
 import type { ProviderRuntime } from "../../core/providers.js";
 import { awsErrorMessage, bedrockBody, bedrockPath, countTokensReply, mapException } from "../../core/providers/bedrock/request.js";
@@ -19,7 +21,13 @@ import { GcpTokens } from "./gcp-auth.js";
 import { anthropicError, genericError, isAnthropicError, ProviderReply, type ReplyShape } from "./reply.js";
 
 export interface ShapeInput {
+  /** The client's body as received, and parsed. */
+  raw: Buffer;
   parsed: Record<string, unknown>;
+  /** Client headers forwarded as received (flat list), the query string and the client's key. */
+  fwd: readonly string[];
+  query: string;
+  clientKey: string;
   /** The model to ask the provider for (the route's, or the client's). */
   model: string;
   /** The client's anthropic-beta header, as received ("" if none). */
@@ -147,12 +155,44 @@ function vertexShaper(p: ProviderRuntime, reporter: PolicyReporter, log: Logger)
   };
 }
 
+/**
+ * A first-wave provider (anthropic, azure-anthropic, databricks) with a beta_policy in the
+ * config: the same request as without one, but with the anthropic-beta header filtered and
+ * the policy's fields removed (only then is the body re-serialised).
+ */
+function policyShaper(p: ProviderRuntime, reporter: PolicyReporter): Shaper {
+  return {
+    prepare(inp) {
+      const r = applyPolicy(p.policy, inp.betaHeader, inp.parsed);
+      reporter.report(p, r);
+      const headers = ["content-type", "application/json", "x-request-id", inp.requestId];
+      for (let i = 0; i < inp.fwd.length; i += 2) if (inp.fwd[i] !== "anthropic-beta") headers.push(inp.fwd[i]!, inp.fwd[i + 1]!);
+      if (r.betas.length > 0) headers.push("anthropic-beta", r.betas.join(","));
+      const auth = authHeadersFor(p, inp.clientKey === "" ? null : inp.clientKey);
+      for (let i = 0; i < auth.length; i++) headers.push(auth[i]!);
+      let body: Buffer;
+      if (r.droppedFields.length > 0) {
+        const out: Record<string, unknown> = {};
+        for (const k in inp.parsed) if (!r.droppedFields.includes(k)) out[k] = inp.parsed[k];
+        out.model = inp.model;
+        body = Buffer.from(JSON.stringify(out));
+      } else body = inp.model !== inp.parsed.model ? spliceModel(inp.raw, inp.parsed, inp.model) : inp.raw;
+      const path = (inp.count ? p.countTokensPath : p.messagesPath) + (inp.query === "" ? "" : "?" + inp.query);
+      return { path, headers, body, wrap: (h) => h };
+    },
+    close: () => {},
+  };
+}
+
 /** One shaper per provider index (null where the provider takes Anthropic's request as is). */
 export function buildShapers(providers: readonly ProviderRuntime[], metrics: Metrics, log: Logger): (Shaper | null)[] {
   const reporter = new PolicyReporter(metrics, log);
   const out: (Shaper | null)[] = [null];
   for (const p of providers) {
-    out[p.index] = p.type === "bedrock" ? bedrockShaper(p, reporter, log) : p.type === "vertex" ? vertexShaper(p, reporter, log) : null;
+    if (p.type === "bedrock") out[p.index] = bedrockShaper(p, reporter, log);
+    else if (p.type === "vertex") out[p.index] = vertexShaper(p, reporter, log);
+    else if (p.type !== "mock" && !isPassThrough(p.policy)) out[p.index] = policyShaper(p, reporter);
+    else out[p.index] = null;
   }
   return out;
 }

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawnSync } from "node:child_process";
 import Anthropic from "@anthropic-ai/sdk";
 import { startMock, type MockHandle } from "../support/spawn-mock.js";
 import { startGateway, type Gateway } from "../support/gateway.js";
@@ -167,6 +168,9 @@ describe("bedrock provider", () => {
     const m = /^provider_policy_dropped_total\{provider="aws",kind="beta"\} (\d+)$/m.exec(prom);
     assert.ok(m !== null, "the metric exists");
     assert.ok(Number(m[1]) >= 3, `counted per request (got ${m[1]})`);
+    const check = spawnSync("promtool", ["check", "metrics"], { input: prom, encoding: "utf8" });
+    assert.equal(check.error, undefined, `promtool could not run: ${check.error}`);
+    assert.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
   });
 
   test("a throttlingException before the first event becomes a 429 that is retried; the client sees only the successful stream", async () => {
@@ -281,6 +285,32 @@ describe("bedrock credentials from the container endpoint (EKS Pod Identity / EC
     } finally {
       await g2.stop();
       await m2.stop();
+    }
+  });
+});
+
+describe("beta_policy on a first-wave provider (azure-anthropic)", () => {
+  test("the anthropic-beta header is filtered and a removed field is taken out of the body; the rest passes as sent", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "portcullis-policy-"));
+    const path = join(dir, "config.json");
+    const policy = { pass_betas: ["*"], drop_betas: ["oauth-2025-04-20"], drop_fields: ["output_config"] };
+    writeFileSync(path, JSON.stringify({ providers: { az: { type: "azure-anthropic", base_url: `${mock.url}/anthropic`, api_key: "az-upstream-key-123", beta_policy: policy } }, routes: [{ match: "claude-*", provider: "az" }], api_keys: [CLIENT_KEY] }));
+    const g = await startGateway({ CONFIG_FILE: path });
+    try {
+      await clearRecorded();
+      const res = await post(g, { model: "claude-sonnet-4-5", max_tokens: 8, output_config: { effort: "low" }, thinking: { type: "enabled", budget_tokens: 1024 }, messages: [{ role: "user", content: "x" }] }, { "anthropic-beta": "oauth-2025-04-20,claude-code-20250219" });
+      assert.equal(res.status, 200, await res.clone().text());
+      await res.arrayBuffer();
+      const r = (await recorded()).at(-1)!;
+      assert.equal(r.url, "/anthropic/v1/messages?beta=true", "the query string is kept for an Anthropic-shaped upstream");
+      assert.equal(r.headers["anthropic-beta"], "claude-code-20250219");
+      assert.equal(r.headers["x-api-key"], "az-upstream-key-123");
+      const body = JSON.parse(r.body) as Record<string, unknown>;
+      assert.equal("output_config" in body, false);
+      assert.equal(body.model, "claude-sonnet-4-5");
+      assert.deepEqual(body.thinking, { type: "enabled", budget_tokens: 1024 });
+    } finally {
+      await g.stop();
     }
   });
 });
