@@ -620,21 +620,25 @@ function route(res: uWS.HttpResponse, req: uWS.HttpRequest): void {
     handleControl(newCtx(res, false), method, path);
     return;
   }
-  if (method === "get" && path === "/__aws/credentials") {
-    sendJson(newCtx(res, false), 200, issueCredentials(opts.bedrock));
-    return;
-  }
-  if (method === "get" && handleMetadata(opts.vertex, ioFor(newCtx(res, false), undefined), path, req.getHeader("metadata-flavor"))) return;
-  if (method === "post" && path === "/token") {
-    const c = newCtx(res, false);
-    readBody(c, (body) => handleToken(opts.vertex, ioFor(c, undefined), body));
-    return;
-  }
 
   // Everything below is read from `req` before any async work (req is stack-allocated).
   const faultSpec = req.getHeader("x-mock-fault");
   const eventsHeader = req.getHeader("x-mock-events");
   const entry = recording ? recordStart(req, method, path, req.getQuery() ?? "") : undefined;
+  // Credential endpoints (recorded, not counted as API requests).
+  if (method === "get" && path === "/__aws/credentials") {
+    sendJson(newCtx(res, false), 200, issueCredentials(opts.bedrock));
+    return;
+  }
+  if (method === "get" && path.startsWith("/computeMetadata/")) {
+    handleMetadata(opts.vertex, ioFor(newCtx(res, false), undefined), path, req.getHeader("metadata-flavor"));
+    return;
+  }
+  if (method === "post" && path === "/token") {
+    const c = newCtx(res, false);
+    readBody(c, (body) => handleToken(opts.vertex, ioFor(c, undefined), body));
+    return;
+  }
   const ctx = newCtx(res, true);
 
   if (method === "post" && (isBedrockPath(path) || isVertexPath(path))) {

@@ -59,18 +59,13 @@ export function handleToken(o: VertexMockOptions, io: MockIO, body: Buffer): voi
   io.json(200, issue(o));
 }
 
-/** The metadata server's routes; false when the path is not one. */
-export function handleMetadata(o: VertexMockOptions, io: MockIO, path: string, flavor: string): boolean {
-  if (!path.startsWith("/computeMetadata/v1/")) return false;
-  if (flavor !== "Google") {
-    io.json(403, '{"error":"missing Metadata-Flavor: Google"}');
-    return true;
-  }
+/** The metadata server's routes (`/computeMetadata/v1/…`). */
+export function handleMetadata(o: VertexMockOptions, io: MockIO, path: string, flavor: string): void {
+  if (flavor !== "Google") return io.json(403, '{"error":"missing Metadata-Flavor: Google"}');
   const extra: Array<[string, string]> = [["metadata-flavor", "Google"]];
   if (path === "/computeMetadata/v1/instance/service-accounts/default/token") io.json(200, issue(o), extra);
   else if (path === "/computeMetadata/v1/project/project-id") io.json(200, "mock-project", extra);
   else io.json(200, "{}", extra);
-  return true;
 }
 
 const PATH_RE = /^\/v1\/projects\/([^/]+)\/locations\/([^/]+)\/publishers\/anthropic\/models\/([^/:]+):(rawPredict|streamRawPredict)$/;

@@ -156,3 +156,21 @@ describe("vertex provider", () => {
     assert.equal(j.error.type, "rate_limit_error");
   });
 });
+
+describe("vertex with workload identity (the metadata server)", () => {
+  test("without a service-account file the token comes from the metadata server and requests pass", async () => {
+    const host = new URL(mock.url).host;
+    const g = await startGateway({ CONFIG_FILE: join(dir, "config.json"), GCE_METADATA_HOST: host });
+    try {
+      const c = new Anthropic({ apiKey: CLIENT_KEY, baseURL: g.url, maxRetries: 0 });
+      const final = await c.messages.stream({ model: "claude-sonnet-4-5", max_tokens: 16, messages: [{ role: "user", content: "hi" }] }).finalMessage();
+      assert.equal(final.type, "message");
+      const rec = (await recorded()).filter((r) => r.url.startsWith("/computeMetadata/v1/instance/service-accounts/default/token"));
+      assert.ok(rec.length > 0, "the gateway asked the metadata server for a token");
+      assert.equal(rec.at(-1)!.headers["metadata-flavor"], "Google");
+      assert.match((await lastVertex()).headers["authorization"]!, /^Bearer ya29\.mock-/);
+    } finally {
+      await g.stop();
+    }
+  });
+});
