@@ -46,6 +46,21 @@ function prefixFor(type: string): Buffer | null {
   return p;
 }
 
+const H_MESSAGE_TYPE = Buffer.from(":message-type");
+const H_EVENT_TYPE = Buffer.from(":event-type");
+const H_EXCEPTION_TYPE = Buffer.from(":exception-type");
+const H_ERROR_CODE = Buffer.from(":error-code");
+const H_ERROR_MESSAGE = Buffer.from(":error-message");
+const V_EVENT = Buffer.from("event");
+const V_CHUNK = Buffer.from("chunk");
+const V_EXCEPTION = Buffer.from("exception");
+const V_ERROR = Buffer.from("error");
+
+/** b[s, e) equals `v`, compared in place. */
+function eq(b: Buffer, s: number, e: number, v: Buffer): boolean {
+  return e - s === v.length && b.compare(v, 0, v.length, s, e) === 0;
+}
+
 export class EventStreamDecoder {
   /** Bytes of an incomplete frame, held until the rest arrives (a copy). */
   private held: Buffer | null = null;
@@ -55,11 +70,13 @@ export class EventStreamDecoder {
   corrupt: string | null = null;
   /** Anthropic events emitted so far. */
   events = 0;
-  // Scratch fields for the headers of the frame being decoded (no per-frame object).
-  private messageType = "";
-  private eventType = "";
-  private exceptionType = "";
-  private errorMessage = "";
+  /** Decoded event JSON of the frame at hand (reused; grows to the largest event). */
+  private scratch = Buffer.allocUnsafe(4096);
+  // Byte ranges of the headers of the frame being decoded (no per-frame object or string).
+  private mts = 0; private mte = 0; // :message-type
+  private ets = 0; private ete = 0; // :event-type
+  private xts = 0; private xte = 0; // :exception-type or :error-code
+  private ems = 0; private eme = 0; // :error-message
 
   /** Bytes received but not yet part of a complete frame. */
   get pending(): number {
@@ -76,7 +93,8 @@ export class EventStreamDecoder {
     if (this.stopped) return EMPTY;
     const data = this.held === null ? chunk : Buffer.concat([this.held, chunk]);
     let off = 0;
-    let out: Buffer[] | null = null;
+    let first: Buffer | null = null;
+    let more: Buffer[] | null = null;
     while (data.length - off >= 12) {
       const total = data.readUInt32BE(off);
       const hlen = data.readUInt32BE(off + 4);
@@ -95,49 +113,97 @@ export class EventStreamDecoder {
       }
       const ev = this.frame(data, off + 12, off + 12 + hlen, off + total - 4);
       off += total;
-      if (ev !== null) (out ??= []).push(...ev);
+      if (ev !== null) {
+        if (first === null) first = ev;
+        else (more ??= [first]).push(ev);
+      }
       if (this.stopped) break;
     }
     this.held = this.stopped || off >= data.length ? null : Buffer.from(data.subarray(off));
-    if (out === null) return EMPTY;
-    return out.length === 1 ? out[0]! : Buffer.concat(out);
+    if (more !== null) return Buffer.concat(more);
+    return first ?? EMPTY;
   }
 
-  /** One complete frame: SSE pieces for a chunk event, null otherwise (sets fault/corrupt). */
-  private frame(b: Buffer, hs: number, he: number, pe: number): Buffer[] | null {
+  /** One complete frame: the SSE bytes of a chunk event, null otherwise (sets fault/corrupt). */
+  private frame(b: Buffer, hs: number, he: number, pe: number): Buffer | null {
     if (!this.readHeaders(b, hs, he)) {
       this.corrupt = "event-stream headers are malformed";
       return null;
     }
-    const payload = b.subarray(he, pe);
-    if (this.messageType === "exception" || this.messageType === "error") {
-      const name = this.exceptionType;
+    const isError = eq(b, this.mts, this.mte, V_ERROR);
+    if (isError || eq(b, this.mts, this.mte, V_EXCEPTION)) {
+      const name = b.toString("utf8", this.xts, this.xte);
       const m = mapException(name);
-      const msg = this.messageType === "error" ? this.errorMessage : awsErrorMessage(payload);
+      const msg = isError ? b.toString("utf8", this.ems, this.eme) : awsErrorMessage(b.subarray(he, pe));
       this.fault = { exception: name, status: m?.status ?? 502, type: m?.type ?? "api_error", message: msg !== "" ? msg : name };
       return null;
     }
-    if (this.messageType !== "event" || this.eventType !== "chunk") return null; // e.g. initial-response
-    const json = chunkEvent(payload);
-    if (json === null) {
-      this.corrupt = "event-stream chunk payload is not an Anthropic event";
-      return null;
+    if (!eq(b, this.mts, this.mte, V_EVENT) || !eq(b, this.ets, this.ete, V_CHUNK)) return null; // e.g. initial-response
+    // The event's JSON, decoded from base64 into the scratch buffer (or, on the slow path, a new one).
+    let src: Buffer = this.scratch;
+    let n = this.decodeBytes(b, he, pe);
+    if (n < 0) {
+      const slow = chunkEventSlow(b.subarray(he, pe));
+      if (slow === null) {
+        this.corrupt = "event-stream chunk payload is not an Anthropic event";
+        return null;
+      }
+      src = slow;
+      n = slow.length;
     }
-    const type = eventType(json);
+    let oneLine = true;
+    for (let i = 0; i < n; i++) {
+      const c = src[i]!;
+      if (c === LF || c === CR) {
+        oneLine = false;
+        break;
+      }
+    }
+    if (!oneLine) {
+      // A data line must not contain raw newlines: re-serialise the rare pretty-printed event.
+      try {
+        src = Buffer.from(JSON.stringify(JSON.parse(src.toString("utf8", 0, n))));
+      } catch {
+        this.corrupt = "event-stream chunk holds invalid JSON";
+        return null;
+      }
+      n = src.length;
+    }
+    const type = eventType(src, n);
     const prefix = type === null ? null : prefixFor(type);
     if (prefix === null) {
-      this.corrupt = "event-stream chunk holds an event without a type";
+      this.corrupt = "event-stream chunk holds an event without a usable type";
       return null;
     }
     this.events++;
-    // A data line must not contain raw newlines: re-serialise the rare pretty-printed event.
-    const data = json.includes(LF) || json.includes(CR) ? Buffer.from(JSON.stringify(JSON.parse(json.toString("utf8")))) : json;
-    return [prefix, data, LFLF];
+    const out = Buffer.allocUnsafe(prefix.length + n + 2);
+    prefix.copy(out, 0);
+    src.copy(out, prefix.length, 0, n);
+    out[out.length - 2] = LF;
+    out[out.length - 1] = LF;
+    return out;
   }
 
-  /** Reads the headers this decoder needs into the scratch fields; false if malformed. */
+  /**
+   * Fast path: `"bytes":"<base64>"` in b[s, e) decoded into the scratch buffer; returns the
+   * decoded length, or -1 when the payload is not in that plain form (escapes, no key).
+   */
+  private decodeBytes(b: Buffer, s: number, e: number): number {
+    const k = b.indexOf(BYTES_KEY, s);
+    if (k < 0 || k + BYTES_KEY.length > e) return -1;
+    const vs = k + BYTES_KEY.length;
+    const ve = b.indexOf(QUOTE, vs);
+    if (ve < 0 || ve >= e) return -1;
+    const bs = b.indexOf(BACKSLASH, vs);
+    if (bs >= 0 && bs < ve) return -1;
+    const need = ((ve - vs) * 3) >> 2;
+    if (need > this.scratch.length) this.scratch = Buffer.allocUnsafe(Math.max(need, this.scratch.length * 2));
+    return this.scratch.write(b.toString("latin1", vs, ve), 0, "base64");
+  }
+
+  /** Records the byte ranges of the headers this decoder needs; false if malformed. */
   private readHeaders(b: Buffer, i: number, end: number): boolean {
-    this.messageType = this.eventType = this.exceptionType = this.errorMessage = "";
+    this.mts = this.mte = this.ets = this.ete = this.xts = this.xte = this.ems = this.eme = 0;
     while (i < end) {
       const nlen = b[i]!;
       const ns = i + 1;
@@ -161,25 +227,19 @@ export class EventStreamDecoder {
       }
       if (ve > end) return false;
       i = ve;
-      if (t !== 7 || nlen < 11 || b[ns] !== 0x3a) continue; // only ':'-prefixed string headers matter
-      const name = b.toString("latin1", ns, ns + nlen);
-      if (name === ":message-type") this.messageType = b.toString("latin1", vs, ve);
-      else if (name === ":event-type") this.eventType = b.toString("latin1", vs, ve);
-      else if (name === ":exception-type" || name === ":error-code") this.exceptionType = b.toString("utf8", vs, ve);
-      else if (name === ":error-message") this.errorMessage = b.toString("utf8", vs, ve);
+      if (t !== 7 || b[ns] !== 0x3a) continue; // only ':'-prefixed string headers matter
+      const ne = ns + nlen;
+      if (eq(b, ns, ne, H_MESSAGE_TYPE)) (this.mts = vs), (this.mte = ve);
+      else if (eq(b, ns, ne, H_EVENT_TYPE)) (this.ets = vs), (this.ete = ve);
+      else if (eq(b, ns, ne, H_EXCEPTION_TYPE) || eq(b, ns, ne, H_ERROR_CODE)) (this.xts = vs), (this.xte = ve);
+      else if (eq(b, ns, ne, H_ERROR_MESSAGE)) (this.ems = vs), (this.eme = ve);
     }
     return true;
   }
 }
 
-/** The decoded `bytes` of a chunk payload `{"bytes":"<base64>",…}`, or null. */
-function chunkEvent(payload: Buffer): Buffer | null {
-  const k = payload.indexOf(BYTES_KEY);
-  if (k >= 0) {
-    const s = k + BYTES_KEY.length;
-    const e = payload.indexOf(QUOTE, s);
-    if (e > s && payload.subarray(s, e).indexOf(BACKSLASH) < 0) return Buffer.from(payload.toString("latin1", s, e), "base64");
-  }
+/** The slow path: the payload parsed as JSON, its `bytes` decoded; null if it has none. */
+function chunkEventSlow(payload: Buffer): Buffer | null {
   try {
     const v = JSON.parse(payload.toString("utf8")) as { bytes?: unknown };
     return typeof v.bytes === "string" ? Buffer.from(v.bytes, "base64") : null;
@@ -188,15 +248,18 @@ function chunkEvent(payload: Buffer): Buffer | null {
   }
 }
 
-/** The `type` of an Anthropic event: read in place when it is the first key, else parsed. */
-function eventType(json: Buffer): string | null {
-  if (json.length > TYPE_PREFIX.length && json.subarray(0, TYPE_PREFIX.length).equals(TYPE_PREFIX)) {
-    const s = TYPE_PREFIX.length;
-    const e = json.indexOf(QUOTE, s);
-    if (e > s && json.subarray(s, e).indexOf(BACKSLASH) < 0) return json.toString("latin1", s, e);
+/** The `type` of an Anthropic event in json[0, n): read in place when it is the first key, else parsed. */
+function eventType(json: Buffer, n: number): string | null {
+  const p = TYPE_PREFIX.length;
+  if (n > p && json.compare(TYPE_PREFIX, 0, p, 0, p) === 0) {
+    const e = json.indexOf(QUOTE, p);
+    if (e > p && e < n) {
+      const bs = json.indexOf(BACKSLASH, p);
+      if (bs < 0 || bs > e) return json.toString("latin1", p, e);
+    }
   }
   try {
-    const v = JSON.parse(json.toString("utf8")) as { type?: unknown };
+    const v = JSON.parse(json.toString("utf8", 0, n)) as { type?: unknown };
     return typeof v.type === "string" ? v.type : null;
   } catch {
     return null;
