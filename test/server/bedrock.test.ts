@@ -247,6 +247,37 @@ describe("bedrock provider", () => {
     assert.equal(keyGw.lines.some((l) => l.includes("bedrock-api-key-xyz")), false, "the key is never logged");
   });
 
+  test("a connection cut mid-stream ends the client's stream with an Anthropic `event: error`, never silently", async () => {
+    await queueFaults("cut-stream:3");
+    const res = await post(gw, { model: "claude-sonnet-4-5", max_tokens: 16, stream: true, messages: [{ role: "user", content: "x" }] });
+    assert.equal(res.status, 200);
+    const evs = events(await res.text());
+    assert.deepEqual(evs.slice(0, 3).map(([e]) => e), ["message_start", "content_block_start", "content_block_delta"]);
+    assert.equal(evs.at(-1)![0], "error");
+    assert.equal((evs.at(-1)![1].error as { type: string }).type, "api_error");
+  });
+
+  test("a client that goes away mid-stream releases the upstream Bedrock call", async () => {
+    const ac = new AbortController();
+    const res = await fetch(`${gw.url}/v1/messages`, {
+      method: "POST",
+      signal: ac.signal,
+      headers: { "content-type": "application/json", "x-api-key": CLIENT_KEY, "x-mock-fault": "slow-stream:200" },
+      body: JSON.stringify({ model: "claude-sonnet-4-5", max_tokens: 16, stream: true, messages: [{ role: "user", content: "x" }] }),
+    });
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    assert.match(Buffer.from(first.value!).toString(), /event: message_start/);
+    ac.abort();
+    const end = Date.now() + 10_000;
+    for (;;) {
+      const st = (await (await fetch(`${mock.url}/__mock/stats`)).json()) as { active: number };
+      if (st.active === 0) break;
+      assert.ok(Date.now() < end, "the upstream request was still open 10 s after the client left");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+
   test("a wrong secret key fails the mock's SigV4 check: the client gets 401 authentication_error, not a success", async () => {
     const bad = await startGateway({ CONFIG_FILE: configFile({ type: "bedrock", region: "us-east-1", base_url: mock.url }), AWS_ACCESS_KEY_ID: AKID, AWS_SECRET_ACCESS_KEY: "not-the-secret-0000000000000000000000000", RETRY_MAX_ATTEMPTS: "1" });
     try {
@@ -258,6 +289,22 @@ describe("bedrock provider", () => {
       assert.equal(bad.lines.some((l) => l.includes("not-the-secret")), false, "the secret is never logged");
     } finally {
       await bad.stop();
+    }
+  });
+});
+
+describe("bedrock without any AWS credentials", () => {
+  test("requests fail fast with 502 GW_ERR_UPSTREAM_AUTH in Anthropic's shape and the reason is logged", async () => {
+    const g = await startGateway({ CONFIG_FILE: configFile({ type: "bedrock", region: "us-east-1", base_url: mock.url }), AWS_EC2_METADATA_DISABLED: "true", HOME: mkdtempSync(join(tmpdir(), "no-aws-")), RETRY_MAX_ATTEMPTS: "1" });
+    try {
+      const res = await post(g, { model: "claude-sonnet-4-5", max_tokens: 8, messages: [{ role: "user", content: "x" }] });
+      assert.equal(res.status, 502);
+      const j = (await res.json()) as { type: string; error: { type: string; message: string } };
+      assert.equal(j.error.type, "api_error");
+      assert.match(j.error.message, /credentials/);
+      assert.ok(g.lines.some((l) => l.includes("cannot authenticate to the provider")), "the reason is in the log");
+    } finally {
+      await g.stop();
     }
   });
 });
