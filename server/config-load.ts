@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { ConfigError, loadConfig, type GatewayConfig } from "../core/config.js";
+import { checkVertexCredentials } from "./providers/gcp-auth.js";
 
 export function loadConfigFromProcess(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
   let file: unknown = undefined;
@@ -29,5 +30,10 @@ export function loadConfigFromProcess(env: NodeJS.ProcessEnv = process.env): Gat
       throw new ConfigError("PRICES_FILE", `cannot read ${JSON.stringify(pricesPath)} as JSON: ${why}`);
     }
   }
-  return loadConfig(env, file, availableParallelism(), prices);
+  const cfg = loadConfig(env, file, availableParallelism(), prices);
+  checkVertexCredentials(cfg, (name) => {
+    const fromFile = (file as { providers?: Record<string, { credentials_file?: unknown }> } | undefined)?.providers?.[name]?.credentials_file;
+    return fromFile !== undefined ? `CONFIG_FILE providers.${name}.credentials_file` : "GOOGLE_APPLICATION_CREDENTIALS";
+  });
+  return cfg;
 }

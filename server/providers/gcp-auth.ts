@@ -11,11 +11,32 @@
 import { readFileSync } from "node:fs";
 import { GoogleAuth, type OAuth2Client } from "google-auth-library";
 import type { Logger } from "pino";
+import { ConfigError, type GatewayConfig } from "../../core/config.js";
 
 const SCOPE = "https://www.googleapis.com/auth/cloud-platform";
 const GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token";
 const REFRESH_MARGIN_MS = 5 * 60_000;
 const RETRY_MIN_MS = 1_000, RETRY_MAX_MS = 60_000;
+
+/**
+ * Start-up check of every vertex provider's service-account file: readable JSON with
+ * `client_email` and `private_key`. A bad file stops the start naming the setting.
+ */
+export function checkVertexCredentials(cfg: GatewayConfig, fileSetting: (provider: string) => string): void {
+  for (const p of cfg.providers) {
+    if (p.type !== "vertex" || p.credentialsFile == null) continue;
+    const setting = fileSetting(p.name);
+    let v: { client_email?: unknown; private_key?: unknown; type?: unknown };
+    try {
+      v = JSON.parse(readFileSync(p.credentialsFile, "utf8")) as typeof v;
+    } catch (e) {
+      throw new ConfigError(setting, `cannot read ${JSON.stringify(p.credentialsFile)} as JSON: ${(e as NodeJS.ErrnoException).code ?? "invalid JSON"}`);
+    }
+    if (v.type === "service_account" && (typeof v.client_email !== "string" || typeof v.private_key !== "string")) {
+      throw new ConfigError(setting, `${JSON.stringify(p.credentialsFile)} is a service-account file without client_email and private_key`);
+    }
+  }
+}
 
 /** A fetch that sends Google's token URL to `tokenUri` instead. */
 function redirectingFetch(tokenUri: string): typeof fetch {

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Anthropic from "@anthropic-ai/sdk";
 import { startMock, type MockHandle } from "../support/spawn-mock.js";
-import { startGateway, type Gateway } from "../support/gateway.js";
+import { runExpectingFailure, startGateway, type Gateway } from "../support/gateway.js";
 
 const CLIENT_KEY = "sk-client-key-0123456789";
 const MODEL = "claude-sonnet-4-5@20250929";
@@ -172,5 +172,13 @@ describe("vertex with workload identity (the metadata server)", () => {
     } finally {
       await g.stop();
     }
+  });
+});
+
+describe("vertex start-up checks", () => {
+  test("an unreadable service-account file stops the start naming GOOGLE_APPLICATION_CREDENTIALS", async () => {
+    const r = await runExpectingFailure({ CONFIG_FILE: join(dir, "config.json"), GOOGLE_APPLICATION_CREDENTIALS: join(dir, "missing.json") });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /GOOGLE_APPLICATION_CREDENTIALS: cannot read .*missing\.json.*ENOENT/);
   });
 });
