@@ -54,6 +54,8 @@ export class UpstreamCall implements AttemptOwner {
   private readonly deadline: NodeJS.Timeout;
   private readonly retryUntil: number;
   private timedOut = false;
+  /** A shaper is still signing or waiting for credentials (no attempt is in flight yet). */
+  private preparing = false;
   /** The last upstream error answer, passed through if nothing better comes. */
   private last: { status: number; body: Buffer; extra: string[] | null; contentType: string } | null = null;
   private lastCode: ErrorCode | null = null;
@@ -151,7 +153,6 @@ export class UpstreamCall implements AttemptOwner {
     this.ctx.shared.log.warn({ req_id: this.ctx.id, provider: this.ctx.providerName, err: (e as Error)?.message ?? String(e) }, "cannot authenticate to the provider");
     this.connectionError("GW_ERR_UPSTREAM_AUTH", e as Error);
   }
-  private preparing = false;
 
   private breakerIndex(): number {
     return this.targets[this.ti]!.provider.index - 1;
