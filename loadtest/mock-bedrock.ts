@@ -47,8 +47,6 @@ const codec = new EventStreamCodec(toUtf8, fromUtf8);
 const KNOWN_BETAS = new Set(defaultPolicy("bedrock").pass_betas);
 const issued = new Map<string, { secret: string; token: string; expires: number }>();
 let issuedSeq = 0;
-/** Requests that passed authentication, by the access key id (or "bearer") they used. */
-export const bedrockAuthCount = new Map<string, number>();
 
 /** One Anthropic SSE frame (`event: x\ndata: {...}\n\n`) as a Bedrock `chunk` message. */
 export function chunkFrame(sse: string): Buffer {
@@ -98,7 +96,6 @@ export async function verifyAuth(o: BedrockMockOptions, path: string, headers: R
   const auth = headers["authorization"] ?? "";
   if (auth.startsWith("Bearer ")) {
     if (o.apiKey === null || auth.slice(7) !== o.apiKey) return "invalid bearer token";
-    bedrockAuthCount.set("bearer", (bedrockAuthCount.get("bearer") ?? 0) + 1);
     return null;
   }
   const m = AUTH_RE.exec(auth);
@@ -134,7 +131,6 @@ export async function verifyAuth(o: BedrockMockOptions, path: string, headers: R
     { signingDate: date },
   );
   if (expected.headers["authorization"] !== auth) return "the request signature we calculated does not match the signature you provided";
-  bedrockAuthCount.set(keyId!, (bedrockAuthCount.get(keyId!) ?? 0) + 1);
   return null;
 }
 

@@ -52,7 +52,7 @@ import {
   type MockRequest,
 } from "../core/mock-reply.js";
 import { handleBedrock, isBedrockPath, issueCredentials, type BedrockMockOptions, type MockIO } from "./mock-bedrock.js";
-import { handleMetadata, handleToken, handleVertex, isVertexPath, loadPublicKey, vertexTokensIssued, type VertexMockOptions } from "./mock-vertex.js";
+import { handleMetadata, handleToken, handleVertex, isVertexPath, loadPublicKey, type VertexMockOptions } from "./mock-vertex.js";
 
 // ---------------------------------------------------------------- CLI
 
@@ -565,7 +565,7 @@ function recordStart(req: uWS.HttpRequest, method: string, path: string, query: 
 function handleControl(ctx: Ctx, method: string, path: string): void {
   switch (`${method} ${path}`) {
     case "get /__mock/stats":
-      sendJson(ctx, 200, `{"requests":${totalRequests},"active":${activeRequests},"vertex_tokens_issued":${vertexTokensIssued()}}`);
+      sendJson(ctx, 200, `{"requests":${totalRequests},"active":${activeRequests}}`);
       return;
     case "get /__mock/requests":
       sendJson(ctx, 200, JSON.stringify(recorded));

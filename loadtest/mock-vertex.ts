@@ -25,10 +25,6 @@ export interface VertexMockOptions {
 const KNOWN_BETAS = new Set(defaultPolicy("vertex").pass_betas);
 const tokens = new Map<string, number>();
 let tokenSeq = 0;
-/** Tokens issued so far (GET /__mock/stats reports it). */
-export function vertexTokensIssued(): number {
-  return tokenSeq;
-}
 
 export function loadPublicKey(path: string): KeyObject {
   return createPublicKey(readFileSync(path, "utf8"));

@@ -15,7 +15,7 @@ import { crc32 } from "node:zlib";
 import { awsErrorMessage, mapException } from "./request.js";
 
 /** A frame larger than this is treated as corrupt (Bedrock's events are a few KB). */
-export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+const MAX_FRAME_BYTES = 16 * 1024 * 1024;
 
 export interface StreamFault {
   /** The AWS exception name (or error code). */
