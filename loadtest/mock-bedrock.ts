@@ -10,7 +10,8 @@
  *    `stream`; each `anthropic_beta` must be one Bedrock knows ("invalid beta flag");
  *  - streams are AWS event-stream frames with CRCs (@smithy/eventstream-codec), each
  *    holding one Anthropic event as base64 `bytes`; fault `aws-exception:<name>` sends that
- *    exception frame first, or after `stream-error:<n>` events.
+ *    exception frame first, or after `stream-error:<n>` events; on count-tokens,
+ *    `aws-exception:validationException` answers that the model cannot count tokens.
  * It can also act as the container credentials endpoint (`GET /__aws/credentials`), issuing
  * short-lived credentials (`--aws-credentials-ttl`) so the gateway's refresh is exercised.
  */
@@ -165,6 +166,9 @@ export async function handleBedrock(o: BedrockMockOptions, io: MockIO, path: str
   }
   const bad = checkBody(json);
   if (bad !== null) return awsError(io, 400, "ValidationException", bad);
+  if (op === "count-tokens" && fault?.awsException === "validationException") {
+    return awsError(io, 400, "ValidationException", "The provided model doesn't support counting tokens.");
+  }
   if (fault?.status !== undefined && fault.status !== 200) {
     const name = fault.status === 429 ? "ThrottlingException" : fault.status === 503 ? "ServiceUnavailableException" : "InternalServerException";
     return awsError(io, fault.status, name, fault.status === 429 ? "Too many requests, please wait before trying again." : "mock fault");

@@ -12,6 +12,7 @@ import type { Logger } from "pino";
 import { applyPolicy, isPassThrough, type PolicyResult } from "../../core/beta-policy.js";
 import { authHeadersFor } from "../../core/providers.js";
 import { spliceModel } from "../../core/json-splice.js";
+import { estimateInputTokens } from "../../core/budget.js";
 import { PK_BETA, PK_FIELD, type Metrics } from "../../core/metrics.js";
 import type { ProviderRuntime } from "../../core/providers.js";
 import { awsErrorMessage, bedrockBody, bedrockPath, countTokensReply, mapException } from "../../core/providers/bedrock/request.js";
@@ -76,21 +77,33 @@ function headerStr(h: IncomingHttpHeaders, name: string): string {
 }
 
 /** AWS errors (`x-amzn-errortype` + `{"message"}`) in Anthropic's shape, with the mapped status. */
-function bedrockShape(count: boolean): ReplyShape {
+function bedrockError(status: number, headers: IncomingHttpHeaders, body: Buffer, requestId: string): { status: number; body: Buffer } {
+  if (isAnthropicError(body)) return { status, body };
+  const name = headerStr(headers, "x-amzn-errortype");
+  const m = name === "" ? null : mapException(name);
+  const msg = awsErrorMessage(body) || name.split(":")[0] || `the provider answered ${status}`;
+  if (m === null) return genericError(status, msg, requestId);
+  return { status: m.status, body: anthropicError(m.type, msg, requestId) };
+}
+const BEDROCK_STREAM: ReplyShape = { eventStream: true, rewriteOk: null, errorBody: bedrockError };
+
+/**
+ * CountTokens: `{"inputTokens"}` becomes `{"input_tokens"}`. For a model Bedrock cannot count
+ * for ("doesn't support counting tokens"), the answer is a local estimate from the body size,
+ * marked `"estimate":"local"`, so Claude Code's context accounting keeps working.
+ */
+function bedrockCountShape(estimate: number): ReplyShape {
   return {
-    eventStream: !count,
-    rewriteOk: count ? countTokensReply : null,
+    eventStream: false,
+    rewriteOk: countTokensReply,
     errorBody(status, headers, body, requestId) {
-      if (isAnthropicError(body)) return { status, body };
-      const name = headerStr(headers, "x-amzn-errortype");
-      const m = name === "" ? null : mapException(name);
-      const msg = awsErrorMessage(body) || name.split(":")[0] || `the provider answered ${status}`;
-      if (m === null) return genericError(status, msg, requestId);
-      return { status: m.status, body: anthropicError(m.type, msg, requestId) };
+      if (status === 400 && /support/i.test(awsErrorMessage(body)) && /count/i.test(awsErrorMessage(body))) {
+        return { status: 200, body: Buffer.from(`{"input_tokens":${estimate},"estimate":"local"}`) };
+      }
+      return bedrockError(status, headers, body, requestId);
     },
   };
 }
-const BEDROCK_STREAM = bedrockShape(false), BEDROCK_COUNT = bedrockShape(true);
 
 const VERTEX_SHAPE: ReplyShape = {
   eventStream: false,
@@ -114,7 +127,7 @@ function bedrockShaper(p: ProviderRuntime, reporter: PolicyReporter, log: Logger
       const path = bedrockPath(c.basePath, inp.model, stream, inp.count);
       const body = bedrockBody(inp.parsed, r.betas, r.droppedFields, inp.count);
       const accept = stream ? "application/vnd.amazon.eventstream" : "application/json";
-      const shape = inp.count ? BEDROCK_COUNT : BEDROCK_STREAM;
+      const shape = inp.count ? bedrockCountShape(estimateInputTokens(inp.raw.length)) : BEDROCK_STREAM;
       const wrap = (h: Dispatcher.DispatchHandler): Dispatcher.DispatchHandler => new ProviderReply(h, shape, inp.requestId);
       if (signer === null) {
         return { path, body, wrap, headers: ["content-type", "application/json", "accept", accept, "x-request-id", inp.requestId, "authorization", `Bearer ${bearer}`] };

@@ -161,6 +161,11 @@ describe("bedrock provider", () => {
       assert.equal(res.status, 200, await res.clone().text());
       await res.arrayBuffer();
     }
+    const end = Date.now() + 5_000;
+    while (!gw.lines.some((l) => l.includes("brand-new-beta-2099-01-01"))) {
+      assert.ok(Date.now() < end, "the dropped beta is not in the log 5 s later");
+      await new Promise((r) => setTimeout(r, 25));
+    }
     const logged = gw.lines.filter((l) => l.includes("brand-new-beta-2099-01-01"));
     assert.equal(logged.length, 1, "logged exactly once");
     assert.match(logged[0]!, /"provider":"aws"/);
@@ -237,6 +242,16 @@ describe("bedrock provider", () => {
     assert.equal(inner.anthropic_version, "bedrock-2023-05-31");
   });
 
+  test("count_tokens for a model Bedrock cannot count answers a local estimate, marked as such", async () => {
+    await queueFaults("aws-exception:validationException");
+    const req = { model: "claude-sonnet-4-5", messages: [{ role: "user", content: "count me ".repeat(30) }] };
+    const res = await post(gw, req, {}, "/v1/messages/count_tokens");
+    assert.equal(res.status, 200);
+    const j = (await res.json()) as { input_tokens: number; estimate?: string };
+    assert.equal(j.estimate, "local");
+    assert.equal(j.input_tokens, Math.ceil(JSON.stringify(req).length / 3), "the gateway's size-based upper bound (3 bytes per token)");
+  });
+
   test("with a Bedrock API key (AWS_BEARER_TOKEN_BEDROCK) requests carry it as a bearer instead of SigV4", async () => {
     await clearRecorded();
     const c = new Anthropic({ apiKey: CLIENT_KEY, baseURL: keyGw.url, maxRetries: 0 });
@@ -304,7 +319,12 @@ describe("bedrock without any AWS credentials", () => {
       const j = (await res.json()) as { type: string; error: { type: string; message: string } };
       assert.equal(j.error.type, "api_error");
       assert.match(j.error.message, /credentials/);
-      assert.ok(g.lines.some((l) => l.includes("cannot authenticate to the provider")), "the reason is in the log");
+      // The log line is written before the answer but may reach our pipe after it.
+      const end = Date.now() + 5_000;
+      while (!g.lines.some((l) => l.includes("cannot authenticate to the provider"))) {
+        assert.ok(Date.now() < end, "the reason is not in the log 5 s after the answer");
+        await new Promise((r) => setTimeout(r, 25));
+      }
     } finally {
       await g.stop();
     }
