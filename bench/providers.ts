@@ -7,7 +7,8 @@
  *  - building Bedrock's body (beta/field policy + re-serialisation) for the same request;
  *  - decoding one AWS event-stream frame into an Anthropic SSE event, against the scan
  *    the Relay already does on every SSE chunk (a `\n\n` search), and against AWS's own
- *    codec + JSON.parse (the reference decoder in the tests).
+ *    codec + JSON.parse (the reference decoder in the tests);
+ *  - picking a deployment for a session (core/balance.ts: hash + weighted rendezvous over 3).
  */
 import { createHmac } from "node:crypto";
 import { bench, group, run } from "mitata";
@@ -20,6 +21,8 @@ import { EventStreamDecoder } from "../core/providers/bedrock/eventstream.js";
 import { mockStreamFrames } from "../core/mock-reply.js";
 import { AwsCredentials, BedrockSigner } from "../server/providers/aws-auth.js";
 import { chunkFrame } from "../loadtest/mock-bedrock.js";
+import { makePool, orderForSession, sessionHash } from "../core/balance.js";
+import type { Target } from "../core/routing.js";
 
 const log = pino({ level: "silent" });
 const creds = new AwsCredentials("bench", log, async () => ({ accessKeyId: "AKIABENCH", secretAccessKey: "secret-secret-secret-secret" }));
@@ -69,6 +72,15 @@ group("per event: event stream to SSE", () => {
     const j = Buffer.from((JSON.parse(toUtf8(m.body)) as { bytes: string }).bytes, "base64").toString();
     return (JSON.parse(j) as { type: string }).type;
   });
+});
+
+const dep = (name: string): Target => ({ provider: { name } as Target["provider"], upstreamModel: null });
+const pool = makePool([dep("east"), dep("west"), dep("eu")], [1, 1, 2], []);
+const sessionIds = Array.from({ length: 64 }, (_, i) => `4f3c2a1b-0000-4000-8000-${String(i).padStart(12, "0")}`);
+let si = 0;
+group("per request: deployment pick", () => {
+  bench("baseline: read a fixed route's targets", () => sessionIds[si++ & 63]!.length);
+  bench("session affinity: hash + rendezvous over 3 deployments", () => orderForSession(pool, sessionHash(sessionIds[si++ & 63]!)));
 });
 
 await run();

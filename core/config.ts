@@ -43,6 +43,10 @@ export interface RouteFileEntry extends RouteTargetEntry {
   match: string & tags.MinLength<1>;
   /** Tried in order when the primary's breaker is open or its retries ran out before any byte was sent. */
   fallbacks?: RouteTargetEntry[];
+  /** More deployments of equal rank to the route's own target (other regions or accounts), balanced by weight with session affinity. */
+  deployments?: (RouteTargetEntry & { weight?: number & tags.ExclusiveMinimum<0> & tags.Maximum<1000000> })[] & tags.MaxItems<5>;
+  /** Weight of the route's own target among its deployments (default 1). */
+  weight?: number & tags.ExclusiveMinimum<0> & tags.Maximum<1000000>;
 }
 
 export interface ConfigFile {
@@ -80,6 +84,10 @@ export interface RouteConfig extends RouteTarget {
   readonly match: string;
   readonly prefix: boolean;
   readonly fallbacks: readonly RouteTarget[];
+  /** Deployments of equal rank after the route's own target, with weights (core/balance.ts); absent or empty = none. */
+  readonly deployments?: readonly (RouteTarget & { readonly weight: number })[];
+  /** Weight of the route's own target (default 1). */
+  readonly weight?: number;
 }
 
 /** The validated numeric/flag settings (typia checks the ranges). */
@@ -357,7 +365,17 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
       throw new ConfigError(`CONFIG_FILE routes.${i}.match`, "a * may only end a prefix pattern");
     }
     const fallbacks = (r.fallbacks ?? []).map((f) => Object.freeze({ provider: f.provider, model: f.model ?? null }));
-    routes.push({ match: prefix ? r.match.slice(0, -1) : r.match, prefix, provider: r.provider, model: r.model ?? null, fallbacks });
+    (r.deployments ?? []).forEach((d, j) => {
+      if (!providers.has(d.provider)) {
+        throw new ConfigError(`CONFIG_FILE routes.${i}.deployments.${j}.provider`, `unknown provider ${JSON.stringify(d.provider)}`);
+      }
+    });
+    const deployments = (r.deployments ?? []).map((d) => Object.freeze({ provider: d.provider, model: d.model ?? null, weight: d.weight ?? 1 }));
+    // deployments and weight only when given, so a plain route keeps its first-wave shape.
+    routes.push({
+      match: prefix ? r.match.slice(0, -1) : r.match, prefix, provider: r.provider, model: r.model ?? null, fallbacks,
+      ...(deployments.length > 0 ? { deployments } : {}), ...(r.weight !== undefined ? { weight: r.weight } : {}),
+    });
   });
 
   let defaultProvider = str(env, "MODEL_PROVIDER") ?? cf.default_provider ?? null;
