@@ -76,11 +76,13 @@ group("per event: event stream to SSE", () => {
 
 const dep = (name: string): Target => ({ provider: { name } as Target["provider"], upstreamModel: null });
 const pool = makePool([dep("east"), dep("west"), dep("eu")], [1, 1, 2], []);
+const equalPool = makePool([dep("east"), dep("west"), dep("eu")], [1, 1, 1], []);
 const sessionIds = Array.from({ length: 64 }, (_, i) => `4f3c2a1b-0000-4000-8000-${String(i).padStart(12, "0")}`);
 let si = 0;
 group("per request: deployment pick", () => {
   bench("baseline: read a fixed route's targets", () => sessionIds[si++ & 63]!.length);
-  bench("session affinity: hash + rendezvous over 3 deployments", () => orderForSession(pool, sessionHash(sessionIds[si++ & 63]!)));
+  bench("session affinity: hash + weighted rendezvous over 3 deployments", () => orderForSession(pool, sessionHash(sessionIds[si++ & 63]!)));
+  bench("session affinity: hash + rendezvous over 3 equal deployments", () => orderForSession(equalPool, sessionHash(sessionIds[si++ & 63]!)));
 });
 
 await run();

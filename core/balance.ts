@@ -27,12 +27,14 @@ export interface BalancePool {
   /** orders starting at member i, the rest in config order (random picks). */
   readonly rotations: readonly (readonly Target[])[];
   readonly totalWeight: number;
+  /** Every weight equal: rank by the hash itself (same order, no logarithm). */
+  readonly equalWeights: boolean;
 }
 
 export function makePool(members: readonly Target[], weights: readonly number[], fallbacks: readonly Target[]): BalancePool {
   const rotations = members.map((m, i) => Object.freeze([m, ...members.filter((_, j) => j !== i), ...fallbacks]));
   const seeds = members.map((m) => sessionHash(`${m.provider.name}\0${m.upstreamModel ?? ""}`));
-  return { members, weights, seeds, fallbacks, orders: new Map(), rotations, totalWeight: weights.reduce((a, b) => a + b, 0) };
+  return { members, weights, seeds, fallbacks, orders: new Map(), rotations, totalWeight: weights.reduce((a, b) => a + b, 0), equalWeights: weights.every((w) => w === weights[0]) };
 }
 
 /** FNV-1a over the UTF-16 code units of a session id. */
@@ -60,8 +62,9 @@ const rank = new Uint8Array(MAX_DEPLOYMENTS);
 export function orderForSession(p: BalancePool, hash: number): readonly Target[] {
   const k = p.members.length;
   for (let i = 0; i < k; i++) {
-    const u = (mix(hash, p.seeds[i]!) + 0.5) / 4294967296; // (0, 1)
-    scores[i] = p.weights[i]! / -Math.log(u);
+    const x = mix(hash, p.seeds[i]!);
+    // w / -ln(u) is increasing in u, so with equal weights u alone ranks the same.
+    scores[i] = p.equalWeights ? x : p.weights[i]! / -Math.log((x + 0.5) / 4294967296);
     rank[i] = i;
   }
   // Selection sort of k <= 6 indexes by score, descending; the code is the permutation.

@@ -57,3 +57,12 @@ test("config: deployments name known providers and the route keeps its first-wav
   assert.throws(() => loadConfig({}, file([{ provider: "b", weight: 0 }]), 1), (e: unknown) => e instanceof ConfigError && e.setting === "CONFIG_FILE routes.0.deployments.0.weight");
   assert.equal("deployments" in loadConfig({}, { providers: file([]).providers, routes: [{ match: "m", provider: "a" }] }, 1).routes[0]!, false);
 });
+
+test("the equal-weights fast path ranks exactly like the weighted formula", () => {
+  const fast = makePool([A, B, C], [1, 1, 1], []);
+  const slow = { ...fast, equalWeights: false, orders: new Map() };
+  for (let s = 0; s < 500; s++) {
+    const h = sessionHash(`eq-${s}`);
+    assert.deepEqual(orderForSession(fast, h), orderForSession(slow, h));
+  }
+});
