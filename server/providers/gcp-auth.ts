@@ -50,7 +50,6 @@ export class GcpTokens {
   private token: string | null = null;
   private lastError = "";
   private failures = 0;
-  private timer: NodeJS.Timeout | null = null;
   private readonly auth: GoogleAuth;
   private readonly provider: string;
   private readonly log: Logger;
@@ -86,7 +85,6 @@ export class GcpTokens {
   }
 
   private async refresh(): Promise<void> {
-    this.timer = null;
     try {
       this.client ??= (await this.auth.getClient()) as OAuth2Client;
       const { credentials } = await this.client.refreshAccessToken();
@@ -107,12 +105,6 @@ export class GcpTokens {
   }
 
   private schedule(ms: number): void {
-    this.timer = setTimeout(() => void this.refresh(), ms);
-    this.timer.unref();
-  }
-
-  close(): void {
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
+    setTimeout(() => void this.refresh(), ms).unref();
   }
 }

@@ -1,8 +1,9 @@
 /**
  * Request shapers for the providers that do not take Anthropic's request as is (Bedrock,
- * Vertex): for one attempt, the path, headers and body to send, and the reply decorator
- * (server/providers/reply.ts). Built once per acceptor thread from the provider table; the
- * credential refreshers they own run on timers, off the request path. The beta/field policy
+ * Vertex, and first-wave providers given a beta_policy): for one attempt, the path, headers
+ * and body to send, and the reply decorator (server/providers/reply.ts). Built once per
+ * acceptor thread from the provider table; the credential refreshers they own run on
+ * unref'd timers, off the request path. The beta/field policy
  * is applied here, and what it drops is counted in provider_policy_dropped_total and logged
  * once per value (per thread), not per request.
  */
@@ -47,7 +48,6 @@ export interface Prepared {
 
 export interface Shaper {
   prepare(inp: ShapeInput): Prepared | Promise<Prepared>;
-  close(): void;
 }
 
 const MAX_LOGGED = 1024;
@@ -138,7 +138,6 @@ function bedrockShaper(p: ProviderRuntime, reporter: PolicyReporter, log: Logger
         return { path, body, wrap, headers };
       });
     },
-    close: () => creds?.close(),
   };
 }
 
@@ -164,7 +163,6 @@ function vertexShaper(p: ProviderRuntime, reporter: PolicyReporter, log: Logger)
       const t = tokens.current();
       return t !== null ? build(inp, t) : tokens.get().then((tok) => build(inp, tok));
     },
-    close: () => tokens.close(),
   };
 }
 
@@ -193,7 +191,6 @@ function policyShaper(p: ProviderRuntime, reporter: PolicyReporter): Shaper {
       const path = (inp.count ? p.countTokensPath : p.messagesPath) + (inp.query === "" ? "" : "?" + inp.query);
       return { path, headers, body, wrap: (h) => h };
     },
-    close: () => {},
   };
 }
 
