@@ -68,6 +68,8 @@ export const OTHER: readonly (readonly [string, string, string])[] = [
   ["AZURE_ANTHROPIC_API_BASE", "none", "Azure AI Foundry .../anthropic base URL"],
   ["DATABRICKS_API_KEY", "none", "provider databricks (with DATABRICKS_API_BASE)"],
   ["DATABRICKS_API_BASE", "none", "Databricks workspace base URL"],
+  ["AWS_BEARER_TOKEN_BEDROCK", "none", "provider bedrock: a Bedrock API key sent as a bearer instead of SigV4"],
+  ["GOOGLE_APPLICATION_CREDENTIALS", "none (metadata server)", "provider vertex: service-account JSON file"],
   ["PRICES_FILE", "none", "JSON price table that overrides or extends the defaults"],
   ["WORKSPACE_ROOT", "none (MCP off)", "MCP workspace roots, comma-separated absolute directories"],
   ["POLICY_FILE_ALLOWED_PATHS", "**", "MCP: allow globs relative to a root"],

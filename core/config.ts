@@ -6,6 +6,7 @@
 import typia, { tags } from "typia";
 import { loadMcpConfig, type McpConfig } from "./policy/config.js";
 import { DEFAULT_PRICES, validatePricesFile, type PriceEntry } from "./pricing.js";
+import type { BetaPolicyFile } from "./beta-policy.js";
 import { ConfigError, envBool, envNum, envStr, type Env } from "./env.js";
 import { typiaPath } from "./typia-path.js";
 
@@ -17,7 +18,7 @@ export { ConfigError };
  */
 export const SHUTDOWN_MARGIN_MS = 5000;
 
-export type ProviderType = "anthropic" | "azure-anthropic" | "databricks" | "mock" | "openai" | "azure-openai";
+export type ProviderType = "anthropic" | "azure-anthropic" | "databricks" | "bedrock" | "vertex" | "mock" | "openai" | "azure-openai";
 /** Azure OpenAI's `api-version` when a provider does not name one (docs/openai.md). */
 export const AZURE_OPENAI_API_VERSION = "2024-10-21";
 
@@ -36,6 +37,14 @@ export interface ProviderFileEntry {
   api_version?: string & tags.MinLength<1>;
   /** OpenAI-format only: the output-limit field a translated request uses (older servers know only max_tokens). */
   max_tokens_field?: "max_completion_tokens" | "max_tokens";
+  /** bedrock: AWS region (default AWS_REGION); vertex: location, e.g. us-east5 or global. */
+  region?: string & tags.Pattern<"^[a-z0-9-]{1,40}$">;
+  /** vertex: the Google Cloud project id. */
+  project_id?: string & tags.Pattern<"^[a-z0-9][a-z0-9:.-]{0,100}$">;
+  /** vertex: service-account JSON file (default GOOGLE_APPLICATION_CREDENTIALS, then the metadata server). */
+  credentials_file?: string & tags.MinLength<1>;
+  /** Which betas pass, are renamed or dropped, and which body fields are removed (docs/providers.md). */
+  beta_policy?: BetaPolicyFile;
 }
 
 export interface RouteTargetEntry {
@@ -49,6 +58,10 @@ export interface RouteFileEntry extends RouteTargetEntry {
   match: string & tags.MinLength<1>;
   /** Tried in order when the primary's breaker is open or its retries ran out before any byte was sent. */
   fallbacks?: RouteTargetEntry[];
+  /** More deployments of equal rank to the route's own target (other regions or accounts), balanced by weight with session affinity. */
+  deployments?: (RouteTargetEntry & { weight?: number & tags.ExclusiveMinimum<0> & tags.Maximum<1000000> })[] & tags.MaxItems<5>;
+  /** Weight of the route's own target among its deployments (default 1). */
+  weight?: number & tags.ExclusiveMinimum<0> & tags.Maximum<1000000>;
 }
 
 export interface ConfigFile {
@@ -71,6 +84,14 @@ export interface ProviderConfig {
   readonly apiVersion?: string | null;
   /** OpenAI-format providers: the output-limit field of translated requests (absent: max_completion_tokens). */
   readonly maxTokensField?: "max_completion_tokens" | "max_tokens";
+  /** bedrock/vertex region or location; null for the others. */
+  readonly region?: string | null;
+  /** vertex project id; null for the others. */
+  readonly projectId?: string | null;
+  /** vertex service-account file; null = GOOGLE_APPLICATION_CREDENTIALS or the metadata server. */
+  readonly credentialsFile?: string | null;
+  /** The config file's beta_policy override (merged onto the type's defaults in core/beta-policy.ts). */
+  readonly betaPolicy?: BetaPolicyFile | null;
 }
 
 export interface RouteTarget {
@@ -82,6 +103,10 @@ export interface RouteConfig extends RouteTarget {
   readonly match: string;
   readonly prefix: boolean;
   readonly fallbacks: readonly RouteTarget[];
+  /** Deployments of equal rank after the route's own target, with weights (core/balance.ts); absent or empty = none. */
+  readonly deployments?: readonly (RouteTarget & { readonly weight: number })[];
+  /** Weight of the route's own target (default 1). */
+  readonly weight?: number;
 }
 
 /** The validated numeric/flag settings (typia checks the ranges). */
@@ -290,7 +315,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
   }
 
   const providers = new Map<string, ProviderConfig>();
-  providers.set("mock", { name: "mock", type: "mock", origin: "", basePath: "", apiKey: null, passThroughKey: false });
+  providers.set("mock", { name: "mock", type: "mock", origin: "", basePath: "", apiKey: null, passThroughKey: false, ...NO_CLOUD });
   for (const [name, p] of Object.entries(cf.providers ?? {})) {
     const setting = `CONFIG_FILE providers.${name}`;
     if (!/^[a-z0-9][a-z0-9_-]{0,62}$/.test(name)) {
@@ -302,7 +327,11 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
       if (apiKey === null) throw new ConfigError(`${setting}.api_key_env`, `environment variable ${p.api_key_env} is not set`);
     }
     if (p.type === "mock") {
-      providers.set(name, { name, type: "mock", origin: "", basePath: "", apiKey: null, passThroughKey: false });
+      providers.set(name, { name, type: "mock", origin: "", basePath: "", apiKey: null, passThroughKey: false, ...NO_CLOUD });
+      continue;
+    }
+    if (p.type === "bedrock" || p.type === "vertex") {
+      providers.set(name, cloudProvider(env, name, p, apiKey));
       continue;
     }
     const base = p.base_url ?? (p.type === "anthropic" ? "https://api.anthropic.com" : p.type === "openai" ? "https://api.openai.com/v1" : null);
@@ -316,7 +345,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     const openaiFormat = p.type === "openai" || p.type === "azure-openai";
     if (p.max_tokens_field !== undefined && !openaiFormat) throw new ConfigError(`${setting}.max_tokens_field`, "applies to types openai and azure-openai only");
     const maxTokensField = p.max_tokens_field ?? "max_completion_tokens";
-    providers.set(name, { name, type: p.type, origin, basePath, apiKey, passThroughKey: p.pass_through_key === true, apiVersion, maxTokensField });
+    providers.set(name, { name, type: p.type, origin, basePath, apiKey, passThroughKey: p.pass_through_key === true, apiVersion, maxTokensField, ...NO_CLOUD, betaPolicy: p.beta_policy ?? null });
   }
   // Environment providers (they override a file entry of the same name).
   for (const ep of ENV_PROVIDERS) {
@@ -327,7 +356,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     const b = base ?? ep.dfltBase;
     if (b === null) throw new ConfigError(ep.base, `is required when ${ep.key} is set`);
     const { origin, basePath } = parseBase(ep.base, b);
-    providers.set(ep.name, { name: ep.name, type: ep.name, origin, basePath, apiKey: key, passThroughKey: false });
+    providers.set(ep.name, { name: ep.name, type: ep.name, origin, basePath, apiKey: key, passThroughKey: false, ...NO_CLOUD });
   }
 
   const routes: RouteConfig[] = [];
@@ -345,7 +374,17 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
       throw new ConfigError(`CONFIG_FILE routes.${i}.match`, "a * may only end a prefix pattern");
     }
     const fallbacks = (r.fallbacks ?? []).map((f) => Object.freeze({ provider: f.provider, model: f.model ?? null }));
-    routes.push({ match: prefix ? r.match.slice(0, -1) : r.match, prefix, provider: r.provider, model: r.model ?? null, fallbacks });
+    (r.deployments ?? []).forEach((d, j) => {
+      if (!providers.has(d.provider)) {
+        throw new ConfigError(`CONFIG_FILE routes.${i}.deployments.${j}.provider`, `unknown provider ${JSON.stringify(d.provider)}`);
+      }
+    });
+    const deployments = (r.deployments ?? []).map((d) => Object.freeze({ provider: d.provider, model: d.model ?? null, weight: d.weight ?? 1 }));
+    // deployments and weight only when given, so a plain route keeps its first-wave shape.
+    routes.push({
+      match: prefix ? r.match.slice(0, -1) : r.match, prefix, provider: r.provider, model: r.model ?? null, fallbacks,
+      ...(deployments.length > 0 ? { deployments } : {}), ...(r.weight !== undefined ? { weight: r.weight } : {}),
+    });
   });
 
   let defaultProvider = envStr(env, "MODEL_PROVIDER") ?? cf.default_provider ?? null;
@@ -420,6 +459,34 @@ export function cpuThreads(available: number, cpuMax: string | null): number {
   if (m === null) return n;
   const quota = Number(m[1]) / Number(m[2]);
   return Number.isFinite(quota) && quota > 0 ? Math.max(1, Math.min(n, Math.floor(quota))) : n;
+}
+
+const NO_CLOUD = { region: null, projectId: null, credentialsFile: null, betaPolicy: null } as const;
+
+/**
+ * A bedrock or vertex provider. Bedrock: endpoint from the region (or base_url for VPC
+ * endpoints and tests); a Bedrock API key (api_key, api_key_env or AWS_BEARER_TOKEN_BEDROCK)
+ * is sent as a bearer, otherwise requests are SigV4-signed with the standard AWS chain.
+ * Vertex: endpoint from the location; OAuth2 tokens from a service account or the metadata server.
+ */
+function cloudProvider(env: Env, name: string, p: ProviderFileEntry, apiKey: string | null): ProviderConfig {
+  const setting = `CONFIG_FILE providers.${name}`;
+  if (p.pass_through_key === true) throw new ConfigError(`${setting}.pass_through_key`, `is not supported for type ${p.type}`);
+  if (p.type === "bedrock") {
+    const region = p.region ?? envStr(env, "AWS_REGION") ?? envStr(env, "AWS_DEFAULT_REGION");
+    if (region === null) throw new ConfigError(`${setting}.region`, "is required for type bedrock (or set AWS_REGION)");
+    if (!/^[a-z0-9-]{1,40}$/.test(region)) throw new ConfigError("AWS_REGION", `expected an AWS region name, got ${JSON.stringify(region).slice(0, 60)}`);
+    const { origin, basePath } = parseBase(`${setting}.base_url`, p.base_url ?? `https://bedrock-runtime.${region}.amazonaws.com`);
+    const key = apiKey ?? envStr(env, "AWS_BEARER_TOKEN_BEDROCK");
+    return { name, type: "bedrock", origin, basePath, apiKey: key, passThroughKey: false, region, projectId: null, credentialsFile: null, betaPolicy: p.beta_policy ?? null };
+  }
+  if (p.project_id === undefined) throw new ConfigError(`${setting}.project_id`, "is required for type vertex");
+  if (p.region === undefined) throw new ConfigError(`${setting}.region`, "is required for type vertex (a location such as us-east5, or global)");
+  if (apiKey !== null) throw new ConfigError(`${setting}.api_key`, "is not used by type vertex: it authenticates with OAuth2 (credentials_file, GOOGLE_APPLICATION_CREDENTIALS or the metadata server)");
+  const host = p.region === "global" ? "https://aiplatform.googleapis.com" : `https://${p.region}-aiplatform.googleapis.com`;
+  const { origin, basePath } = parseBase(`${setting}.base_url`, p.base_url ?? host);
+  const credentialsFile = p.credentials_file ?? envStr(env, "GOOGLE_APPLICATION_CREDENTIALS");
+  return { name, type: "vertex", origin, basePath, apiKey: null, passThroughKey: false, region: p.region, projectId: p.project_id, credentialsFile, betaPolicy: p.beta_policy ?? null };
 }
 
 /** Default prices merged with a parsed PRICES_FILE (validated; errors name the entry). */

@@ -34,6 +34,7 @@ export const CATALOGUE = {
   GW_ERR_UPSTREAM_ERROR_NOT_JSON: { status: 502, type: "api_error", message: "the upstream provider answered an error whose body is not JSON" },
   GW_ERR_UPSTREAM_TIMEOUT: { status: 504, type: "timeout_error", message: "the upstream provider did not answer in time" },
   GW_ERR_UPSTREAM_STREAM_CUT: { status: 502, type: "api_error", message: "the upstream stream ended before the message was complete" },
+  GW_ERR_UPSTREAM_AUTH: { status: 502, type: "api_error", message: "the gateway could not obtain credentials for the upstream provider" },
   GW_ERR_UPSTREAM_CIRCUIT_OPEN: { status: 503, type: "overloaded_error", message: "every provider for this model is unavailable (circuit breaker open)" },
   GW_ERR_SHED_OVERLOADED: { status: 503, type: "overloaded_error", message: "the gateway is overloaded; retry later" },
   GW_ERR_SERVER_DRAINING: { status: 503, type: "overloaded_error", message: "the gateway is shutting down; retry (a new connection reaches another instance)" },

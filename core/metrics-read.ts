@@ -3,7 +3,7 @@
  * worker (and in the benchmarks, through the same functions).
  */
 import { ERROR_TYPES } from "./errors.js";
-import { BUCKETS_US, G_ACTIVE, MetricsLayout, REJECT_REASONS, ROUTES, STATUS_CLASSES, TOOL_DECISIONS, TOOL_LABELS, TOOL_OTHER, read64 } from "./metrics.js";
+import { BUCKETS_US, G_ACTIVE, MetricsLayout, POLICY_KINDS, REJECT_REASONS, ROUTES, STATUS_CLASSES, TOOL_DECISIONS, TOOL_LABELS, TOOL_OTHER, read64 } from "./metrics.js";
 
 export interface HistogramSnapshot {
   route: string;
@@ -24,16 +24,22 @@ export interface Snapshot {
   toolCalls: { tool: string; decision: string; value: number }[];
   /** Waits for an upstream pool connection, per provider that made any. */
   poolWaits: { provider: string; count: number; sumSeconds: number }[];
+  /** Betas and body fields dropped by a provider's policy (counted ones only). */
+  policyDrops: { provider: string; kind: string; value: number }[];
   active: number;
 }
 
 export function snapshot(layout: MetricsLayout, sab: SharedArrayBuffer, toolZeros = false): Snapshot {
   const u32 = new Uint32Array(sab);
   const i32 = new Int32Array(sab);
-  const out: Snapshot = { requests: [], errors: [], histograms: [], rejected: [], toolCalls: [], poolWaits: [], active: Atomics.load(i32, G_ACTIVE) };
+  const out: Snapshot = { requests: [], errors: [], histograms: [], rejected: [], toolCalls: [], poolWaits: [], policyDrops: [], active: Atomics.load(i32, G_ACTIVE) };
   for (let p = 0; p < layout.nP; p++) {
     const o = layout.poolWaitOff + p * 4, count = read64(u32, o);
     if (count > 0) out.poolWaits.push({ provider: layout.providers[p]!, count, sumSeconds: read64(u32, o + 2) / 1e6 });
+    for (let k = 0; k < POLICY_KINDS.length; k++) {
+      const v = read64(u32, layout.policySlot(p, k));
+      if (v > 0) out.policyDrops.push({ provider: layout.providers[p]!, kind: POLICY_KINDS[k]!, value: v });
+    }
   }
   for (let t = 0; t < TOOL_LABELS.length; t++) {
     for (let d = 0; d < TOOL_DECISIONS.length; d++) {

@@ -30,6 +30,10 @@ export const TOOL_OTHER = TOOL_NAMES.length;
 export const TOOL_DECISIONS = ["allow", "deny", "error"] as const;
 export type ToolDecision = (typeof TOOL_DECISIONS)[number];
 
+/** What a provider's beta/field policy dropped (provider_policy_dropped_total{provider,kind}). */
+export const POLICY_KINDS = ["beta", "field"] as const;
+export const PK_BETA = 0, PK_FIELD = 1;
+
 /** Histogram bucket upper bounds in microseconds (the exposition shows seconds). */
 export const BUCKETS_US = [
   1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
@@ -59,6 +63,8 @@ export class MetricsLayout {
   readonly toolsOff: number;
   /** Per provider: waits for an upstream pool connection (count, then the sum in µs), 64-bit each. */
   readonly poolWaitOff: number;
+  /** provider_policy_dropped_total: nP x POLICY_KINDS 64-bit counters. */
+  readonly policyOff: number;
   /** Per (route, provider): nB bucket counters + the sum in microseconds, all 64-bit. */
   readonly histStride: number;
   readonly totalU32: number;
@@ -74,7 +80,8 @@ export class MetricsLayout {
     this.rejectedOff = this.histOff + this.nR * this.nP * this.histStride;
     this.toolsOff = this.rejectedOff + REJECT_REASONS.length * 2;
     this.poolWaitOff = this.toolsOff + TOOL_LABELS.length * TOOL_DECISIONS.length * 2;
-    this.totalU32 = this.poolWaitOff + this.nP * 4;
+    this.policyOff = this.poolWaitOff + this.nP * 4;
+    this.totalU32 = this.policyOff + this.nP * POLICY_KINDS.length * 2;
   }
 
   requestSlot(r: number, p: number, s: number): number {
@@ -88,6 +95,9 @@ export class MetricsLayout {
   }
   toolSlot(t: number, d: number): number {
     return this.toolsOff + (t * TOOL_DECISIONS.length + d) * 2;
+  }
+  policySlot(p: number, kind: number): number {
+    return this.policyOff + (p * POLICY_KINDS.length + kind) * 2;
   }
 }
 
@@ -147,6 +157,11 @@ export class Metrics {
     const o = this.layout.poolWaitOff + provider * 4;
     add64(this.u32, o, 1);
     add64(this.u32, o + 2, us < 0 ? 0 : us > 0xfffffffe ? 0xfffffffe : Math.round(us));
+  }
+
+  /** A beta or body field a provider's policy removed from a request, by POLICY_KINDS index. */
+  policyDropped(provider: number, kind: number): void {
+    add64(this.u32, this.layout.policySlot(provider, kind), 1);
   }
 
   activeInc(): number {

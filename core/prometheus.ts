@@ -61,6 +61,11 @@ export function renderPrometheus(s: Snapshot, gauges: readonly GaugeLine[] = [],
   out.push("# HELP upstream_connection_wait_seconds_total Time upstream attempts spent waiting for a pool connection (UPSTREAM_CONNECTIONS), by provider.");
   out.push("# TYPE upstream_connection_wait_seconds_total counter");
   for (const w of s.poolWaits) out.push(`upstream_connection_wait_seconds_total{provider="${esc(w.provider)}"} ${w.sumSeconds}`);
+  if (s.policyDrops.length > 0) {
+    out.push("# HELP provider_policy_dropped_total Betas and body fields a provider's policy removed from requests (docs/providers.md).");
+    out.push("# TYPE provider_policy_dropped_total counter");
+    for (const d of s.policyDrops) out.push(`provider_policy_dropped_total{provider="${esc(d.provider)}",kind="${d.kind}"} ${d.value}`);
+  }
   out.push("# HELP http_requests_active Requests in flight.");
   out.push("# TYPE http_requests_active gauge");
   out.push(`http_requests_active ${s.active}`);

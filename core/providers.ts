@@ -3,6 +3,7 @@
  * wants to be authenticated. Adding a provider is adding an entry.
  */
 import type { ProviderConfig, ProviderType } from "./config.js";
+import { compilePolicy, type BetaPolicy } from "./beta-policy.js";
 
 interface Adapter {
   /** Path under the provider's base URL. */
@@ -41,6 +42,9 @@ const ADAPTERS: Record<ProviderType, Adapter> = {
   // Ollama, vLLM; Azure's path names the deployment and api-version per request.
   openai: { messagesPath: "/chat/completions", countTokensPath: "", modelsPath: null, auth: (key) => ["authorization", `Bearer ${key}`] },
   "azure-openai": { messagesPath: "/openai/deployments/", countTokensPath: "", modelsPath: null, auth: (key) => ["api-key", key] },
+  // The paths depend on the model; core/providers/bedrock and core/providers/vertex build them.
+  bedrock: { messagesPath: "", countTokensPath: "", modelsPath: null, auth: (key) => ["authorization", `Bearer ${key}`] },
+  vertex: { messagesPath: "", countTokensPath: "", modelsPath: null, auth: (token) => ["authorization", `Bearer ${token}`] },
 };
 
 /** Does this provider speak OpenAI's Chat Completions rather than Anthropic's Messages? */
@@ -65,6 +69,10 @@ export interface ProviderRuntime {
   readonly apiVersion: string | null;
   /** OpenAI-format providers: the output-limit field of translated requests. */
   readonly maxTokensField: "max_completion_tokens" | "max_tokens";
+  /** Which betas and body fields reach this provider (core/beta-policy.ts). */
+  readonly policy: BetaPolicy;
+  /** The validated config entry (region, project, credentials for bedrock/vertex). */
+  readonly config: ProviderConfig;
 }
 
 export function buildProviders(configs: readonly ProviderConfig[]): ProviderRuntime[] {
@@ -82,6 +90,8 @@ export function buildProviders(configs: readonly ProviderConfig[]): ProviderRunt
       adapter: a,
       apiVersion: p.apiVersion ?? null,
       maxTokensField: p.maxTokensField ?? "max_completion_tokens",
+      policy: compilePolicy(p.type, p.betaPolicy ?? undefined),
+      config: p,
     });
   });
 }

@@ -4,6 +4,7 @@
  */
 import type { RouteConfig } from "./config.js";
 import type { ProviderRuntime } from "./providers.js";
+import { makePool, orderForRandom, orderForSession, sessionHash, type BalancePool } from "./balance.js";
 
 export interface Target {
   readonly provider: ProviderRuntime;
@@ -14,6 +15,15 @@ export interface Target {
 /** The primary target first, then the fallbacks in order. */
 export interface Route {
   readonly targets: readonly Target[];
+  /** Several deployments of equal rank (core/balance.ts); null = the targets' order is fixed. */
+  readonly pool: BalancePool | null;
+}
+
+/** The order to try a route's targets in: per session (affinity) or by weight when it has deployments. */
+export function targetsFor(route: Route, session: string): readonly Target[] {
+  const p = route.pool;
+  if (p === null) return route.targets;
+  return session === "" ? orderForRandom(p, Math.random()) : orderForSession(p, sessionHash(session));
 }
 
 export class Router {
@@ -26,14 +36,18 @@ export class Router {
   constructor(routes: readonly RouteConfig[], providers: readonly ProviderRuntime[], defaultProvider: string | null) {
     const byName = new Map(providers.map((p) => [p.name, p]));
     for (const r of routes) {
-      const targets = [r, ...r.fallbacks].map((t) => Object.freeze({ provider: byName.get(t.provider)!, upstreamModel: t.model }));
-      const route: Route = Object.freeze({ targets: Object.freeze(targets) });
+      const mk = (t: { provider: string; model: string | null }): Target => Object.freeze({ provider: byName.get(t.provider)!, upstreamModel: t.model });
+      const deps = r.deployments ?? [];
+      const members = [mk(r), ...deps.map(mk)];
+      const fallbacks = r.fallbacks.map(mk);
+      const pool = deps.length === 0 ? null : makePool(members, [r.weight ?? 1, ...deps.map((d) => d.weight)], fallbacks);
+      const route: Route = Object.freeze({ targets: Object.freeze([...members, ...fallbacks]), pool });
       if (r.prefix) this.prefixes.push({ prefix: r.match, route });
       else if (!this.exact.has(r.match)) this.exact.set(r.match, route);
     }
     this.prefixes.sort((a, b) => b.prefix.length - a.prefix.length);
     this.fallback =
-      defaultProvider === null ? null : Object.freeze({ targets: Object.freeze([Object.freeze({ provider: byName.get(defaultProvider)!, upstreamModel: null })]) });
+      defaultProvider === null ? null : Object.freeze({ targets: Object.freeze([Object.freeze({ provider: byName.get(defaultProvider)!, upstreamModel: null })]), pool: null });
     this.listed = Object.freeze([...this.exact.keys()]);
   }
 

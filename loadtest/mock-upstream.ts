@@ -35,7 +35,15 @@
  *   body:html                        reply text/html (with status:<code>, an error page) echoing the request's x-api-key
  *   body:no-usage                    a JSON reply (or SSE stream) without any usage field
  *   huge-event:<bytes>               SSE: after message_start, one data line of that many bytes with no blank line, then end
+ *   aws-exception:<name>             Bedrock mode: an event-stream exception frame first (or after stream-error:<n> events)
  * Header `x-mock-events: <n>` sets the number of text_delta events per text block.
+ *
+ * Bedrock mode (loadtest/mock-bedrock.ts): `POST /model/{id}/invoke|invoke-with-response-stream|count-tokens`,
+ * SigV4 verified on every request; `--aws-credentials AKID:SECRET[:TOKEN]`, `--bedrock-api-key KEY`,
+ * `GET /__aws/credentials` issues credentials living `--aws-credentials-ttl S` seconds.
+ * Vertex mode (loadtest/mock-vertex.ts): `POST /v1/projects/…/publishers/anthropic/models/{m}:rawPredict|:streamRawPredict`,
+ * bearer checked; `POST /token` (JWT-bearer grant, `--vertex-public-key PEM`), tokens living
+ * `--vertex-token-ttl S` seconds; the metadata server under `/computeMetadata/v1/`.
  */
 import uWS from "uWebSockets.js";
 import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
@@ -51,6 +59,8 @@ import {
   type MockRequest,
 } from "../core/mock-reply.js";
 import { mockChatFrames, mockChatJson, mockOpenAIErrorJson } from "./mock-openai.js";
+import { handleBedrock, isBedrockPath, issueCredentials, type BedrockMockOptions, type MockIO } from "./mock-bedrock.js";
+import { handleMetadata, handleToken, handleVertex, isVertexPath, loadPublicKey, type VertexMockOptions } from "./mock-vertex.js";
 
 // ---------------------------------------------------------------- CLI
 
@@ -58,10 +68,18 @@ interface Options {
   host: string;
   port: number;
   record: boolean;
+  bedrock: BedrockMockOptions;
+  vertex: VertexMockOptions;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { host: "127.0.0.1", port: 0, record: false };
+  const o: Options = {
+    host: "127.0.0.1",
+    port: 0,
+    record: false,
+    bedrock: { staticKey: null, apiKey: null, issuedTtlS: 3600 },
+    vertex: { publicKey: null, tokenTtlS: 3600 },
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const eq = a.indexOf("=");
@@ -86,6 +104,26 @@ function parseArgs(argv: string[]): Options {
       case "--record":
         o.record = true;
         break;
+      case "--aws-credentials": {
+        const [id, secret, token] = value().split(":");
+        if (!id || !secret) throw new Error("bad --aws-credentials (AKID:SECRET[:TOKEN])");
+        o.bedrock.staticKey = { id, secret, token };
+        break;
+      }
+      case "--bedrock-api-key":
+        o.bedrock.apiKey = value();
+        break;
+      case "--aws-credentials-ttl":
+        o.bedrock.issuedTtlS = Number(value());
+        if (!(o.bedrock.issuedTtlS >= 1)) throw new Error("bad --aws-credentials-ttl");
+        break;
+      case "--vertex-public-key":
+        o.vertex.publicKey = loadPublicKey(value());
+        break;
+      case "--vertex-token-ttl":
+        o.vertex.tokenTtlS = Number(value());
+        if (!(o.vertex.tokenTtlS >= 1)) throw new Error("bad --vertex-token-ttl");
+        break;
       default:
         throw new Error(`unknown argument: ${a}`);
     }
@@ -109,6 +147,7 @@ let faultQueue: string[] = [];
 let totalRequests = 0;
 let activeRequests = 0;
 let seq = 0;
+let opts: Options;
 
 const STATUS_TEXT: Record<number, string> = {
   200: "200 OK",
@@ -146,6 +185,7 @@ interface Fault {
   encoding?: "gzip" | "br" | "deflate";
   body?: "html" | "no-usage";
   hugeEvent?: number;
+  awsException?: string;
 }
 
 function nonNegInt(v: string, spec: string): number {
@@ -202,6 +242,10 @@ function parseFault(spec: string): Fault {
         break;
       case "huge-event":
         f.hugeEvent = nonNegInt(val, spec);
+        break;
+      case "aws-exception":
+        if (!/^[a-zA-Z]+$/.test(val)) throw new Error(`bad mock fault spec: ${spec}`);
+        f.awsException = val;
         break;
       default:
         throw new Error(`bad mock fault spec: ${spec}`);
@@ -468,7 +512,7 @@ function sendHtml(ctx: Ctx, status: number): void {
 const STREAM_ERROR_FRAME = `event: error\ndata: ${mockErrorJson(529, "mock stream fault")}\n\n`;
 const OPENAI_STREAM_ERROR_FRAME = `data: ${mockOpenAIErrorJson(500, "mock stream fault")}\n\n`;
 
-function streamFrames(ctx: Ctx, frames: string[], fault: Fault | undefined): void {
+function streamFrames(ctx: Ctx, frames: Array<string | Buffer>, fault: Fault | undefined, contentType = "text/event-stream; charset=utf-8"): void {
   const res = ctx.res;
   let limit = frames.length;
   let cut = false;
@@ -510,7 +554,7 @@ function streamFrames(ctx: Ctx, frames: string[], fault: Fault | undefined): voi
         headersSent = true;
         ctx.started = true;
         res.writeStatus("200 OK");
-        res.writeHeader("content-type", "text/event-stream; charset=utf-8");
+        res.writeHeader("content-type", contentType);
         res.writeHeader("cache-control", "no-cache");
         res.writeHeader("request-id", `req_mock_${seq}`);
       }
@@ -553,6 +597,39 @@ function streamFrames(ctx: Ctx, frames: string[], fault: Fault | undefined): voi
   });
 
   pump();
+}
+
+// ---------------------------------------------------------------- Bedrock and Vertex modes
+
+function ioFor(ctx: Ctx, fault: Fault | undefined): MockIO {
+  return {
+    json: (status, body, extra) => sendJson(ctx, status, body, extra),
+    stream: (frames, contentType) => streamFrames(ctx, frames, fault, contentType),
+  };
+}
+
+function cloudRequest(ctx: Ctx, path: string, headers: Record<string, string>, body: Buffer, faultSpec: string, eventsHeader: string): void {
+  let fault: Fault | undefined;
+  if (faultSpec === "" && faultQueue.length > 0) faultSpec = faultQueue.shift()!;
+  try {
+    if (faultSpec !== "") fault = parseFault(faultSpec);
+  } catch (err) {
+    sendError(ctx, 400, (err as Error).message);
+    return;
+  }
+  const n = Number(eventsHeader);
+  const events = eventsHeader !== "" && Number.isInteger(n) && n >= 1 ? Math.min(n, MAX_TEXT_EVENTS) : DEFAULT_TEXT_EVENTS;
+  const id = `msg_mock_${++seq}`;
+  // The modes build their own error frames; only pacing and cut faults apply to the writer.
+  const io = ioFor(ctx, fault === undefined ? undefined : { slowStreamMs: fault.slowStreamMs, cutStream: fault.cutStream });
+  const run = (): void => {
+    if (ctx.aborted || fault?.hang) return;
+    if (fault?.reset) return void ctx.res.close();
+    if (isVertexPath(path)) return handleVertex(opts.vertex, io, path, headers, body, fault?.status, events, id);
+    handleBedrock(opts.bedrock, io, path, headers, body, fault, events, id).catch((err) => internalError(ctx, err));
+  };
+  if (fault?.delayMs !== undefined && fault.delayMs > 0) ctx.timer = setTimeout(run, fault.delayMs);
+  else run();
 }
 
 // ---------------------------------------------------------------- router
@@ -635,9 +712,32 @@ function route(res: uWS.HttpResponse, req: uWS.HttpRequest): void {
   const faultSpec = req.getHeader("x-mock-fault");
   const eventsHeader = req.getHeader("x-mock-events");
   const entry = recording ? recordStart(req, method, path, req.getQuery() ?? "") : undefined;
+  // Credential endpoints (recorded, not counted as API requests).
+  if (method === "get" && path === "/__aws/credentials") {
+    sendJson(newCtx(res, false), 200, issueCredentials(opts.bedrock));
+    return;
+  }
+  if (method === "get" && path.startsWith("/computeMetadata/")) {
+    handleMetadata(opts.vertex, ioFor(newCtx(res, false), undefined), path, req.getHeader("metadata-flavor"));
+    return;
+  }
+  if (method === "post" && path === "/token") {
+    const c = newCtx(res, false);
+    readBody(c, (body) => handleToken(opts.vertex, ioFor(c, undefined), body));
+    return;
+  }
   const ctx = newCtx(res, true);
   ctx.apiKey = req.getHeader("x-api-key");
 
+  if (method === "post" && (isBedrockPath(path) || isVertexPath(path))) {
+    const headers: Record<string, string> = {};
+    req.forEach((k, v) => (headers[k] = v));
+    readBody(ctx, (body) => {
+      if (entry) entry.body = body.toString("utf8");
+      cloudRequest(ctx, path, headers, body, faultSpec, eventsHeader);
+    });
+    return;
+  }
   if (method === "post") {
     if (endsWith(path, "/v1/messages") || endsWith(path, "/chat/completions")) {
       ctx.openai = !endsWith(path, "/v1/messages");
@@ -704,7 +804,6 @@ function route(res: uWS.HttpResponse, req: uWS.HttpRequest): void {
 // ---------------------------------------------------------------- main
 
 function main(): void {
-  let opts: Options;
   try {
     opts = parseArgs(process.argv.slice(2));
   } catch (err) {

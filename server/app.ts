@@ -19,7 +19,7 @@ import { SHED_NONE, type Shedder } from "../core/shedder.js";
 import type { Breakers } from "../core/breaker.js";
 import type { Limits, RateLimiter } from "../core/ratelimit.js";
 import { clientRequestId, RequestIds } from "../core/request-id.js";
-import { Router } from "../core/routing.js";
+import { Router, targetsFor } from "../core/routing.js";
 import { buildProviders } from "../core/providers.js";
 import type { ProviderModels } from "../core/models.js";
 import { isJsonContentType, validateCountTokensRequest, validateMessagesRequest } from "../core/validate.js";
@@ -33,6 +33,7 @@ import type { Pools } from "./upstream.js";
 import { UpstreamCall } from "./call.js";
 import { prepareTranslation, toOpenAIError } from "./openai/translation.js";
 import { validateChatRequest } from "../core/translate/validate-openai.js";
+import { buildShapers } from "./providers/shapers.js";
 
 export interface AppDeps {
   cfg: GatewayConfig;
@@ -89,7 +90,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   const ids = new RequestIds(deps.idPrefix, deps.threadIndex);
   const limits: Limits = { requestsPerMinute: cfg.rate_limit_requests_per_minute, tokensPerMinute: cfg.rate_limit_tokens_per_minute };
   const rateLimited = limits.requestsPerMinute > 0 || limits.tokensPerMinute > 0;
-  const callDeps = { cfg, pools: deps.pools, breakers: deps.breakers, answerMock: (c: RequestCtx, p: Record<string, unknown>, n: boolean) => answerMock(c, p, n) };
+  const callDeps = { cfg, pools: deps.pools, breakers: deps.breakers, answerMock: (c: RequestCtx, p: Record<string, unknown>, n: boolean) => answerMock(c, p, n), shapers: buildShapers(providers, metrics, shared.log) };
   const SHED_RETRY_AFTER = ["retry-after", "1"];
   const app = uWS.App();
 
@@ -233,7 +234,9 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     ctx.model = model;
     const route = router.resolve(model);
     if (route === null) return ctx.fail("GW_ERR_MODEL_NOT_FOUND", `model ${JSON.stringify(model).slice(0, 200)} has no route and no default provider is set`);
-    const primary = route.targets[0]!;
+    // Deployments of equal rank: ordered per session (affinity) or by weight (core/balance.ts).
+    const targets = route.pool === null ? route.targets : targetsFor(route, sessionOf(inc.fwd, parsed));
+    const primary = targets[0]!;
     const vk = inc.key?.virtual ?? null;
     if (vk !== null && billing !== null) {
       if (!modelAllowed(vk.models, model)) return ctx.fail("GW_ERR_AUTH_MODEL_FORBIDDEN", `this key may not use model ${JSON.stringify(model).slice(0, 200)}`);
@@ -258,7 +261,14 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       ctx.providerName = primary.provider.name;
       return answerMock(ctx, parsed, count);
     }
-    new UpstreamCall(ctx, callDeps, route.targets, { body, parsed, model, fwd: inc.fwd, query: inc.query, clientKey: inc.clientKey, upstreamKey: inc.upstreamKey, gatewayAuth: keys.enabled, count, tx }).start();
+    new UpstreamCall(ctx, callDeps, targets, { body, parsed, model, fwd: inc.fwd, query: inc.query, clientKey: inc.clientKey, upstreamKey: inc.upstreamKey, gatewayAuth: keys.enabled, count, tx }).start();
+  }
+
+  /** The session a request belongs to: x-claude-code-session-id, else metadata.user_id; "" if none. */
+  function sessionOf(fwd: readonly string[], parsed: Record<string, unknown>): string {
+    for (let i = 0; i < fwd.length; i += 2) if (fwd[i] === "x-claude-code-session-id") return fwd[i + 1]!;
+    const uid = (parsed.metadata as { user_id?: unknown } | undefined)?.user_id;
+    return typeof uid === "string" ? uid : "";
   }
 
   /** 429 headers the SDKs understand: retry-after plus anthropic-ratelimit-*. */

@@ -28,6 +28,7 @@ import type { RequestCtx } from "./context.js";
 import { dispatchAttempt, type AttemptOwner, type Pools, type Relay } from "./upstream.js";
 import { replacedErrorBody } from "./upstream-reply.js";
 import type { AttemptRelay, Translation } from "./openai/translation.js";
+import type { Prepared, Shaper } from "./providers/shapers.js";
 
 export interface CallDeps {
   cfg: GatewayConfig;
@@ -35,6 +36,8 @@ export interface CallDeps {
   breakers: Breakers;
   /** Answers from the built-in mock provider (it cannot fail). */
   answerMock(ctx: RequestCtx, parsed: Record<string, unknown>, count: boolean): void;
+  /** Request shapers by provider index for Bedrock and Vertex (server/providers/shapers.ts). */
+  shapers?: readonly (Shaper | null)[];
 }
 
 export interface CallInput {
@@ -70,6 +73,8 @@ export class UpstreamCall implements AttemptOwner {
   /** performance.now() at which the request's deadline passes. */
   private readonly deadlineAt: number;
   private readonly retryUntil: number;
+  /** A shaper is still signing or waiting for credentials (no attempt is in flight yet). */
+  private preparing = false;
   /** The last upstream error answer, passed through if nothing better comes. */
   private last: { status: number; body: Buffer | string; extra: string[] | null; contentType: string } | null = null;
   private lastCode: ErrorCode | null = null;
@@ -137,7 +142,7 @@ export class UpstreamCall implements AttemptOwner {
 
   /** A pass-through provider behind gateway auth needs the caller's own key in x-upstream-api-key. */
   private upstreamKeyMissing(t: Target): boolean {
-    return t.provider.authHeaders === null && t.provider.type !== "mock" && this.passKey() === "";
+    return t.provider.config.passThroughKey && this.passKey() === "";
   }
 
   /** The key a pass-through provider gets: never the one that authenticated to the gateway. */
@@ -162,6 +167,8 @@ export class UpstreamCall implements AttemptOwner {
       this.verdict(true);
       return this.deps.answerMock(ctx, inp.parsed, inp.count);
     }
+    const shaper = this.deps.shapers?.[p.index] ?? null;
+    if (shaper !== null) return this.sendShaped(shaper, t);
     const body = t.upstreamModel !== null && t.upstreamModel !== inp.model ? spliceModel(inp.body, inp.parsed, t.upstreamModel) : inp.body;
     // identity: a compressed reply would have to be decoded before relaying and accounting.
     const headers = ["content-type", "application/json", "accept-encoding", "identity", "x-request-id", ctx.clientRequestId ?? ctx.id];
@@ -171,6 +178,36 @@ export class UpstreamCall implements AttemptOwner {
     for (let i = 0; i < auth.length; i++) headers.push(auth[i]!);
     const path = (inp.count ? p.countTokensPath : p.messagesPath) + (inp.query === "" ? "" : "?" + inp.query);
     this.relay = dispatchAttempt(this.deps.pools.get(p.origin), path, headers, body, ctx, this, this.deps.cfg.sse_max_event_bytes);
+  }
+
+  /** A provider whose request is rebuilt (and maybe signed, which is async) by its shaper. */
+  private sendShaped(s: Shaper, t: Target): void {
+    const inp = this.input;
+    let beta = "";
+    for (let i = 0; i < inp.fwd.length; i += 2) if (inp.fwd[i] === "anthropic-beta") beta = inp.fwd[i + 1]!;
+    let r: Prepared | Promise<Prepared>;
+    try {
+      r = s.prepare({ raw: inp.body, parsed: inp.parsed, fwd: inp.fwd, query: inp.query, clientKey: inp.clientKey, model: t.upstreamModel ?? inp.model, betaHeader: beta, count: inp.count, requestId: this.ctx.id });
+    } catch (e) {
+      return this.prepareFailed(e);
+    }
+    if (!(r instanceof Promise)) return this.dispatchPrepared(t, r);
+    this.preparing = true;
+    r.then((x) => this.dispatchPrepared(t, x), (e: unknown) => this.prepareFailed(e));
+  }
+
+  private dispatchPrepared(t: Target, x: Prepared): void {
+    this.preparing = false;
+    if (this.ctx.aborted || this.ctx.done) return;
+    this.relay = dispatchAttempt(this.deps.pools.get(t.provider.origin), x.path, x.headers, x.body, this.ctx, this, this.deps.cfg.sse_max_event_bytes, x.wrap);
+  }
+
+  /** No credentials (or signing failed): like a connection failure, retried and then the next target. */
+  private prepareFailed(e: unknown): void {
+    this.preparing = false;
+    if (this.ctx.aborted || this.ctx.done) return;
+    this.ctx.shared.log.warn({ req_id: this.ctx.id, provider: this.ctx.providerName, err: (e as Error)?.message ?? String(e) }, "cannot authenticate to the provider");
+    this.connectionError("GW_ERR_UPSTREAM_AUTH", e as Error);
   }
 
   private breakerIndex(): number {

@@ -17,6 +17,7 @@ function readCpuMax(): string | null {
     return null; // cgroup v1 or not Linux: no quota to honour
   }
 }
+import { checkVertexCredentials } from "./providers/gcp-auth.js";
 
 export function loadConfigFromProcess(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
   let file: unknown = undefined;
@@ -46,5 +47,9 @@ export function loadConfigFromProcess(env: NodeJS.ProcessEnv = process.env): Gat
   }
   const cfg = loadConfig(env, file, cpuThreads(availableParallelism(), readCpuMax()), prices);
   checkServable(cfg);
+  checkVertexCredentials(cfg, (name) => {
+    const fromFile = (file as { providers?: Record<string, { credentials_file?: unknown }> } | undefined)?.providers?.[name]?.credentials_file;
+    return fromFile !== undefined ? `CONFIG_FILE providers.${name}.credentials_file` : "GOOGLE_APPLICATION_CREDENTIALS";
+  });
   return cfg;
 }

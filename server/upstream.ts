@@ -323,9 +323,12 @@ export class Relay implements Dispatcher.DispatchHandler {
   }
 }
 
-/** Start one upstream POST attempt; the Relay answers the client or reports to `owner`. */
-export function dispatchAttempt(pool: Pool, path: string, headers: string[], body: Buffer, ctx: RequestCtx, owner: AttemptOwner, maxEventBytes: number): Relay {
+/**
+ * Start one upstream POST attempt; the Relay answers the client or reports to `owner`.
+ * `wrap` decorates the Relay for a provider whose replies need translating (Bedrock, Vertex).
+ */
+export function dispatchAttempt(pool: Pool, path: string, headers: string[], body: Buffer, ctx: RequestCtx, owner: AttemptOwner, maxEventBytes: number, wrap: ((h: Dispatcher.DispatchHandler) => Dispatcher.DispatchHandler) | null = null): Relay {
   const relay = new Relay(ctx, owner, maxEventBytes);
-  pool.dispatch({ path, method: "POST", headers, body }, relay);
+  pool.dispatch({ path, method: "POST", headers, body }, wrap === null ? relay : wrap(relay));
   return relay;
 }

@@ -92,7 +92,7 @@ describe("portcullis check-config FILE", () => {
     const r = await cli(["check-config", bad]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^portcullis: invalid setting CONFIG_FILE routes\.0\.provider: unknown provider "nope"/);
-    const wrongType = await cli(["check-config", file("type.json", { providers: { main: { type: "openai" } } })]);
+    const wrongType = await cli(["check-config", file("type.json", { providers: { main: { type: "gemini" } } })]);
     assert.equal(wrongType.code, 1);
     assert.match(wrongType.stderr, /CONFIG_FILE providers\.main\.type: expected/);
     const noKey = await cli(["check-config", file("nokey.json", { providers: { main: { type: "anthropic", api_key_env: "UNSET_VAR" } } })]);

@@ -4,7 +4,7 @@
  * recorded by running it on environments that switch each optional part on. Names built at
  * run time from a config file (`api_key_env`) are not settings of their own and are not listed.
  */
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfigFromProcess } from "../../server/config-load.js";
@@ -13,7 +13,10 @@ import { loadConfigFromProcess } from "../../server/config-load.js";
 function environments(): Record<string, string>[] {
   const ws = mkdtempSync(join(tmpdir(), "portcullis-settings-"));
   const mcp = { WORKSPACE_ROOT: ws, GATEWAY_API_KEYS: "settings-probe-key-123", PATH: process.env.PATH ?? "" };
-  return [{}, mcp, { ...mcp, SANDBOX_BACKEND: "docker" }, { ...mcp, SANDBOX_BACKEND: "none" }];
+  // Bedrock and Vertex providers read their region and credentials settings.
+  const cloud = join(ws, "cloud-providers.json");
+  writeFileSync(cloud, JSON.stringify({ providers: { b: { type: "bedrock" }, v: { type: "vertex", project_id: "p", region: "us-east5" } } }));
+  return [{}, mcp, { ...mcp, SANDBOX_BACKEND: "docker" }, { ...mcp, SANDBOX_BACKEND: "none" }, { CONFIG_FILE: cloud, AWS_REGION: "us-east-1" }, { CONFIG_FILE: cloud }];
 }
 
 export function settingsRead(): Set<string> {
