@@ -39,6 +39,8 @@ export interface VirtualKeyPolicy {
   /** MCP tools it may call (names or "*"), and run_command names (null = all). */
   readonly tools: readonly string[];
   readonly commands: readonly string[] | null;
+  /** The response cache for this key; null = CACHE_ENABLED decides (docs/cache.md). */
+  readonly cache?: "on" | "off" | null;
 }
 
 export class KeyIndex {

@@ -9,6 +9,7 @@ import { DEFAULT_PRICES, validatePricesFile, type PriceEntry } from "./pricing.j
 import type { BetaPolicyFile } from "./beta-policy.js";
 import { ConfigError, envBool, envNum, envStr, type Env } from "./env.js";
 import { typiaPath } from "./typia-path.js";
+import { loadCacheConfig, type CacheConfig } from "./cache/config.js";
 
 export { ConfigError };
 
@@ -167,6 +168,8 @@ export interface GatewayConfig extends Settings {
   readonly mcp: McpConfig | null;
   /** Price table entries: defaults merged with PRICES_FILE (core/pricing.ts). */
   readonly prices: Readonly<Record<string, PriceEntry>>;
+  /** The response cache (docs/cache.md). */
+  readonly cache: CacheConfig;
 }
 
 /** Which env var names each setting, for error messages and `portcullis --help`. */
@@ -424,6 +427,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     apiKeys: Object.freeze(apiKeys),
     mcp: loadMcpConfig(env, apiKeys.length),
     prices: Object.freeze(loadPrices(pricesFile)),
+    cache: loadCacheConfig(env),
   });
 }
 

@@ -18,6 +18,7 @@ export const CATALOGUE = {
   GW_ERR_REQ_TIMEOUT: { status: 408, type: "timeout_error", message: "request body was not received in time" },
   GW_ERR_REQ_INVALID_HEADER: { status: 400, type: "invalid_request_error", message: "a request header has a value that cannot be forwarded" },
   GW_ERR_REQ_INVALID_QUERY: { status: 400, type: "invalid_request_error", message: "the query string must be ASCII (percent-encode other bytes)" },
+  GW_ERR_REQ_CACHE_HEADER: { status: 400, type: "invalid_request_error", message: "x-portcullis-cache must be use, refresh or bypass" },
   GW_ERR_REQ_CONTENT_TYPE: { status: 400, type: "invalid_request_error", message: "content-type must be application/json" },
   GW_ERR_REQ_CONTENT_LENGTH: { status: 400, type: "invalid_request_error", message: "conflicting Content-Length headers" },
   GW_ERR_AUTH_MISSING_KEY: { status: 401, type: "authentication_error", message: "missing API key: send x-api-key or Authorization: Bearer" },

@@ -37,6 +37,8 @@ export interface CreateKeyInput {
   tools?: ToolRight[] & tags.MaxItems<16>;
   /** run_command names this key may run; default every command its tools allow. */
   commands?: CommandName[] & tags.MaxItems<200>;
+  /** The response cache for this key (docs/cache.md); default: CACHE_ENABLED. */
+  cache?: "on" | "off";
 }
 
 export interface PatchKeyInput {
@@ -47,6 +49,8 @@ export interface PatchKeyInput {
   tools?: ToolRight[] & tags.MaxItems<16>;
   /** null: every command again. */
   commands?: (CommandName[] & tags.MaxItems<200>) | null;
+  /** null: follow CACHE_ENABLED again. */
+  cache?: "on" | "off" | null;
 }
 
 export const validateCreateKey = typia.createValidateEquals<CreateKeyInput>();
@@ -64,6 +68,8 @@ export interface KeyRecord {
   tools: string[];
   /** run_command names; null = every command. */
   commands: string[] | null;
+  /** The response cache for this key; null or absent = CACHE_ENABLED decides. */
+  cache?: "on" | "off" | null;
   created_at: string;
   revoked_at: string | null;
 }
@@ -79,6 +85,7 @@ export function newKey(input: CreateKeyInput, now: Date): { record: KeyRecord; s
     limits: input.limits ?? {},
     tools: input.tools ?? [],
     commands: input.commands ?? null,
+    cache: input.cache ?? null,
     created_at: now.toISOString(),
     revoked_at: null,
   };
@@ -108,6 +115,7 @@ export function policyOf(r: KeyRecord, globalRpm: number, globalTpm: number): Vi
     budgeted: hasBudget(budget),
     tools: Object.freeze([...r.tools]),
     commands: r.commands === null ? null : Object.freeze([...r.commands]),
+    cache: r.cache ?? null,
     rate: hasRate
       ? Object.freeze({ requestsPerMinute: r.limits.requests_per_minute ?? globalRpm, tokensPerMinute: r.limits.tokens_per_minute ?? globalTpm })
       : null,
@@ -130,5 +138,5 @@ export function modelAllowed(models: readonly string[] | null, model: string): b
 
 /** The listing shape: never the secret or its digest. */
 export function publicKey(r: KeyRecord): Omit<KeyRecord, "digest"> {
-  return { id: r.id, name: r.name, models: r.models, limits: r.limits, tools: r.tools, commands: r.commands, created_at: r.created_at, revoked_at: r.revoked_at };
+  return { id: r.id, name: r.name, models: r.models, limits: r.limits, tools: r.tools, commands: r.commands, cache: r.cache ?? null, created_at: r.created_at, revoked_at: r.revoked_at };
 }

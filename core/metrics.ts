@@ -7,6 +7,7 @@
 import { ERROR_TYPES } from "./errors.js";
 import { TOOL_NAMES } from "./policy/tool-names.js";
 import { add64, read64 } from "./atomic64.js";
+import { CACHE_SLOTS } from "./cache/stats.js";
 export { read64 };
 
 /** Route label values, bounded; a raw path never becomes a label. */
@@ -65,6 +66,8 @@ export class MetricsLayout {
   readonly poolWaitOff: number;
   /** provider_policy_dropped_total: nP x POLICY_KINDS 64-bit counters. */
   readonly policyOff: number;
+  /** The response cache's counters and gauges (core/cache/stats.ts). */
+  readonly cacheOff: number;
   /** Per (route, provider): nB bucket counters + the sum in microseconds, all 64-bit. */
   readonly histStride: number;
   readonly totalU32: number;
@@ -81,7 +84,8 @@ export class MetricsLayout {
     this.toolsOff = this.rejectedOff + REJECT_REASONS.length * 2;
     this.poolWaitOff = this.toolsOff + TOOL_LABELS.length * TOOL_DECISIONS.length * 2;
     this.policyOff = this.poolWaitOff + this.nP * 4;
-    this.totalU32 = this.policyOff + this.nP * POLICY_KINDS.length * 2;
+    this.cacheOff = this.policyOff + this.nP * POLICY_KINDS.length * 2;
+    this.totalU32 = this.cacheOff + CACHE_SLOTS;
   }
 
   requestSlot(r: number, p: number, s: number): number {

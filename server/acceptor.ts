@@ -28,6 +28,11 @@ import type { AuditRow, UsageRow } from "../workers/ledger-task.js";
 import type { AdminOp, AdminResult, KeyChange } from "./ledger.js";
 import { UsageSink } from "./usage-sink.js";
 import type { ProviderModels } from "../core/models.js";
+import type { MessagePort } from "node:worker_threads";
+import { CacheClient } from "./cache/client.js";
+import { ResponseCache } from "./cache/gate.js";
+import { CacheStats } from "../core/cache/stats.js";
+import { R_MESSAGES } from "../core/metrics.js";
 
 export interface AcceptorData {
   cfg: GatewayConfig;
@@ -50,6 +55,8 @@ export interface AcceptorData {
   /** METRICS_PORT as bound (a free port already picked for 0); null = health and metrics on `port`. */
   metricsPort: number | null;
   index: number;
+  /** This thread's line to the response cache's owner (server/cache/owner.ts). */
+  cachePort: MessagePort;
 }
 
 export type ToMain =
@@ -165,6 +172,7 @@ const opsApp = data.metricsPort === null ? undefined : uWS.App();
 const app = buildApp({
   cfg, shared, pools, idPrefix: data.idPrefix, threadIndex: data.index, breakers, shedder, limiter, render,
   billing: { keys: keyIndex, budgets, prices, usage: usageMetrics, admin }, models: modelLists, ops: opsApp,
+  cache: new ResponseCache(cfg.cache, new CacheClient(data.cachePort), new CacheStats(metrics.u32, metrics.layout.cacheOff), R_MESSAGES),
 });
 let listenSocket: us_listen_socket | null = null;
 // Open until the drain is over, so the kubelet still reads readiness 503 and liveness while streams finish.

@@ -34,6 +34,7 @@ import { UpstreamCall } from "./call.js";
 import { prepareTranslation, toOpenAIError } from "./openai/translation.js";
 import { validateChatRequest } from "../core/translate/validate-openai.js";
 import { buildShapers } from "./providers/shapers.js";
+import type { ResponseCache } from "./cache/gate.js";
 
 export interface AppDeps {
   cfg: GatewayConfig;
@@ -53,6 +54,8 @@ export interface AppDeps {
   ops?: TemplatedApp;
   /** The providers' model lists; the acceptor replaces `lists` when the main thread refreshes them. */
   models: { lists: readonly ProviderModels[] };
+  /** The response cache (server/cache/gate.ts); null = not wired (tests, bench). */
+  cache?: ResponseCache | null;
 }
 
 export interface Billing {
@@ -77,6 +80,9 @@ interface Incoming {
   fwd: string[];
   keyIndex: number;
   key: KeyEntry | null;
+  /** x-portcullis-cache and cache-control, for the response cache. */
+  cacheHeader: string;
+  cacheControl: string;
 }
 
 export function buildApp(deps: AppDeps): TemplatedApp {
@@ -85,6 +91,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   const providers = buildProviders(cfg.providers);
   const router = new Router(cfg.routes, providers, cfg.defaultProvider);
   const billing = deps.billing;
+  const cache = deps.cache ?? null;
   const keys = billing?.keys ?? new KeyIndex(cfg.apiKeys);
   const failClosed = cfg.budget_fail_mode === "closed";
   const ids = new RequestIds(deps.idPrefix, deps.threadIndex);
@@ -111,6 +118,8 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       fwd,
       keyIndex: -1,
       key: null,
+      cacheHeader: req.getHeader("x-portcullis-cache"),
+      cacheControl: req.getHeader("cache-control"),
     };
   }
 
@@ -261,7 +270,9 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       ctx.providerName = primary.provider.name;
       return answerMock(ctx, parsed, count);
     }
-    new UpstreamCall(ctx, callDeps, targets, { body, parsed, model, fwd: inc.fwd, query: inc.query, clientKey: inc.clientKey, upstreamKey: inc.upstreamKey, gatewayAuth: keys.enabled, count, tx }).start();
+    const call = () => new UpstreamCall(ctx, callDeps, targets, { body, parsed, model, fwd: inc.fwd, query: inc.query, clientKey: inc.clientKey, upstreamKey: inc.upstreamKey, gatewayAuth: keys.enabled, count, tx }).start();
+    // The response cache answers a hit itself, or calls `call` after a miss (server/cache/gate.ts).
+    if (cache === null || count || tx !== null || !cache.intercept(ctx, inc, primary, parsed, body, call)) call();
   }
 
   /** The session a request belongs to: x-claude-code-session-id, else metadata.user_id; "" if none. */

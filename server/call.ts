@@ -156,7 +156,7 @@ export class UpstreamCall implements AttemptOwner {
     this.attempt++;
     ctx.provider = p.index;
     ctx.providerName = p.name;
-    this.responseHeaders = this.targets.length > 1 ? ["x-portcullis-provider", p.name] : [];
+    this.responseHeaders = this.targets.length > 1 ? ["x-portcullis-provider", p.name, ...ctx.cacheHeaders] : ctx.cacheHeaders;
     if (performance.now() >= this.deadlineAt) return this.onDeadline(); // (a slow body upload) never send it late
     if (inp.tx !== null && inp.tx.handles(p)) {
       this.relay = inp.tx.send(t, this, this.passKey());

@@ -9,6 +9,9 @@ import { CATALOGUE, errorBody, errorTypeIndex, statusLine, type ErrorCode } from
 import { ROUTES, type Metrics } from "../core/metrics.js";
 import type { Limits, RateLimiter } from "../core/ratelimit.js";
 import type { AuditRow } from "../workers/ledger-task.js";
+import type { CacheTap } from "./cache/gate.js";
+
+const NO_HEADERS: readonly string[] = [];
 
 export interface Shared {
   metrics: Metrics;
@@ -64,6 +67,13 @@ export class RequestCtx {
   ledger = false;
   /** Called on client abort (cancels the upstream request, clears timers). */
   onAbort: (() => void) | null = null;
+  /** Response cache (server/cache/gate.ts): stores this answer if it completes; null = not stored. */
+  cacheTap: CacheTap | null = null;
+  /** x-portcullis-cache on an upstream answer (miss or bypass); empty when the cache is off. */
+  cacheHeaders: readonly string[] = NO_HEADERS;
+  /** Answered from the cache: 0 provider tokens; `savedTokens` is what the stored answer cost. */
+  cacheHit = false;
+  savedTokens = 0;
   /** Re-shapes error bodies for a client speaking another API (server/openai/); null = as is. */
   reshapeError: ((body: string | Uint8Array, code: string | null, status: number) => string | Uint8Array) | null = null;
 

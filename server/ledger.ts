@@ -229,7 +229,7 @@ export class LedgerHub {
           this.keys.set(record.id, entry);
           await this.broadcast({ put: [entry], remove: [] });
           this.log.info({ key_id: record.id }, "key created");
-          return json(201, { id: record.id, name: record.name, key: secret, models: record.models, limits: record.limits, tools: record.tools, commands: record.commands, created_at: record.created_at });
+          return json(201, { id: record.id, name: record.name, key: secret, models: record.models, limits: record.limits, tools: record.tools, commands: record.commands, cache: record.cache ?? null, created_at: record.created_at });
         }
         case "list": {
           const all = await this.run<KeyRecord[]>({ op: "keys" });
@@ -249,6 +249,7 @@ export class LedgerHub {
             limits: op.input.limits ?? live.record.limits,
             tools: op.input.tools ?? live.record.tools,
             commands: op.input.commands === undefined ? live.record.commands : op.input.commands,
+            cache: op.input.cache === undefined ? (live.record.cache ?? null) : op.input.cache,
           };
           if (!(await this.run<boolean>({ op: "key-update", record }))) return { ok: false, code: "GW_ERR_ADMIN_KEY_NOT_FOUND" };
           live.record = record;

@@ -3,7 +3,7 @@
  * worker pool and HTTP_THREADS acceptor threads on one port, and runs graceful shutdown
  * on SIGTERM/SIGINT.
  */
-import { Worker } from "node:worker_threads";
+import { MessageChannel, Worker } from "node:worker_threads";
 import { createServer } from "node:net";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
@@ -22,6 +22,8 @@ import { PriceTable } from "../core/pricing.js";
 import { createUsageBuffer, UsageLayout, UsageMetrics } from "../core/usage-metrics.js";
 import { LedgerHub, type KeyChange } from "./ledger.js";
 import { ModelLists } from "./models-fetch.js";
+import { CacheOwner } from "./cache/owner.js";
+import { CacheStats } from "../core/cache/stats.js";
 
 export interface Started {
   port: number;
@@ -69,6 +71,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     });
   };
   const memoryLimit = memoryLimitBytes();
+  const cache = new CacheOwner(cfg.cache, new CacheStats(metrics.u32, layout.cacheOff), log);
   const modelLists = new ModelLists(cfg, log);
 
   const pool = new Piscina({
@@ -89,7 +92,12 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
 
   let metricsPort: number | null = null;
   function spawn(index: number, port: number): Promise<number> {
-    const w = new Worker(acceptorUrl, { workerData: { cfg, sab, breakerSab, shedSab, rateSab, budgetSab, usageSab, keys: liveKeys, clockBase: startedAt, memoryLimit, idPrefix, models: modelLists.current(), port, metricsPort, index } satisfies AcceptorData });
+    const line = new MessageChannel();
+    cache.attach(line.port1);
+    const w = new Worker(acceptorUrl, {
+      workerData: { cfg, sab, breakerSab, shedSab, rateSab, budgetSab, usageSab, keys: liveKeys, clockBase: startedAt, memoryLimit, idPrefix, models: modelLists.current(), port, metricsPort, index, cachePort: line.port2 } satisfies AcceptorData,
+      transferList: [line.port2],
+    });
     acceptors.push(w);
     exited.push(new Promise((r) => w.once("exit", r)));
     return new Promise((resolve, reject) => {
@@ -116,7 +124,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
             a.done();
           }
         } else if (m.t === "render") {
-          pool.run({ kind: m.kind, sab, breakerSab, providers: providerNames, startedAt, usageSab, models: usageLayout.models, mcp: cfg.mcp !== null }).then(
+          pool.run({ kind: m.kind, sab, breakerSab, providers: providerNames, startedAt, usageSab, models: usageLayout.models, mcp: cfg.mcp !== null, redis: cfg.cache.redisUrl !== null }).then(
             (body: string) => w.postMessage({ t: "rendered", id: m.id, ok: true, body } satisfies ToAcceptor),
             (e: unknown) => w.postMessage({ t: "rendered", id: m.id, ok: false, error: String(e) } satisfies ToAcceptor),
           );
@@ -140,6 +148,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     await Promise.all(exited);
     await pool.destroy();
     await ledger.close();
+    await cache.close();
     flush();
     throw e;
   }
@@ -179,7 +188,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
       // Every acceptor sent its last rows before "drained": write them, bounded.
       const rows = await within(ledger.flush(left(1000)), left(900));
       if (rows === TIMED_OUT || rows > 0) log.error({ rows: rows === TIMED_OUT ? "write in progress" : rows }, "ledger rows not written at shutdown");
-      await within(ledger.close(), left(400));
+      await within(Promise.all([ledger.close(), cache.close()]), left(400));
       await within(pool.destroy(), left(100));
       log.info({}, "stopped");
       flush();

@@ -16,10 +16,15 @@ const NL_EVENT_ERROR = Buffer.from("\nevent: error");
  * the same words inside model text never match.
  */
 export function hasTerminalEvent(b: Buffer): boolean {
-  return (
-    b.includes(NL_MESSAGE_STOP) || b.includes(NL_EVENT_ERROR) ||
-    b.subarray(0, MESSAGE_STOP.length).equals(MESSAGE_STOP) || b.subarray(0, EVENT_ERROR.length).equals(EVENT_ERROR)
-  );
+  return hasMessageStop(b) || hasErrorEvent(b);
+}
+
+export function hasMessageStop(b: Buffer): boolean {
+  return b.includes(NL_MESSAGE_STOP) || b.subarray(0, MESSAGE_STOP.length).equals(MESSAGE_STOP);
+}
+
+export function hasErrorEvent(b: Buffer): boolean {
+  return b.includes(NL_EVENT_ERROR) || b.subarray(0, EVENT_ERROR.length).equals(EVENT_ERROR);
 }
 
 /**

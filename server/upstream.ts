@@ -203,6 +203,7 @@ export class Relay implements Dispatcher.DispatchHandler {
     // Usage as it passes: input from message_start, the running output from message_delta.
     readUsage(out, this.ctx);
     const ctx = this.ctx, res = ctx.res, controller = this.controller;
+    if (ctx.cacheTap !== null) ctx.cacheTap.chunk(out);
     let ok = true;
     res.cork(() => {
       ok = res.write(out);
@@ -239,6 +240,7 @@ export class Relay implements Dispatcher.DispatchHandler {
       }
       if (tail !== null) readUsage(tail, ctx);
       if (usageRead && (ctx.inputTokens < 0 || ctx.outputTokens < 0)) ctx.usageUnreadable = true;
+      if (ctx.cacheTap !== null) ctx.cacheTap.sseEnded(ctx, tail);
       const res = ctx.res;
       // Never end(…, closeConnection) after chunked writes: this uWS build then emits a
       // malformed chunked body. An idle keep-alive is closed by uWS' idle timeout.
@@ -262,6 +264,7 @@ export class Relay implements Dispatcher.DispatchHandler {
       readUsage(body, ctx);
       if (ctx.inputTokens < 0 || ctx.outputTokens < 0) ctx.usageUnreadable = true;
     }
+    if (ctx.cacheTap !== null) ctx.cacheTap.json(ctx, this.status, body);
     ctx.send(this.status, "application/json", body, this.extra);
     this.owner.ended();
   }

@@ -39,6 +39,10 @@ export type UsageRow = [
   sessionId: string | null,
   /** The client's x-request-id (not unique; the gateway's requestId is the key). */
   clientRequestId: string | null,
+  /** 1: answered from the response cache (0 provider tokens); absent = 0. */
+  cacheHit?: number,
+  /** On a cache hit, the tokens the stored answer had cost (what the hit saved). */
+  savedTokens?: number,
 ];
 
 /**
@@ -168,24 +172,28 @@ function open(path: string, retentionDays: number, maxBytes: number) {
   // Ledgers created before client_request_id existed get the column (additive, NULL for old rows).
   const cols = db.prepare("SELECT name FROM pragma_table_info('usage')").all() as { name: string }[];
   if (!cols.some((c) => c.name === "client_request_id")) db.exec("ALTER TABLE usage ADD COLUMN client_request_id TEXT");
+  // The response cache (docs/cache.md): additive columns, 0 for older rows.
+  if (!cols.some((c) => c.name === "cache_hit")) db.exec("ALTER TABLE usage ADD COLUMN cache_hit INTEGER NOT NULL DEFAULT 0");
+  if (!cols.some((c) => c.name === "saved_tokens")) db.exec("ALTER TABLE usage ADD COLUMN saved_tokens INTEGER NOT NULL DEFAULT 0");
+  if (!keyCols.includes("cache")) db.exec("ALTER TABLE keys ADD COLUMN cache TEXT");
 
   const insertRow = db.prepare(
     `INSERT INTO usage (request_id, ts, key_id, model, provider, status, latency_ms, input_tokens, output_tokens,
-       cache_creation_tokens, cache_read_tokens, cost_micros, session_id, client_request_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+       cache_creation_tokens, cache_read_tokens, cost_micros, session_id, client_request_id, cache_hit, saved_tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
   );
   const insertAudit = db.prepare(
     "INSERT INTO audit (request_id, ts, key_id, tool, args, decision, reason, exit_code, duration_ms) VALUES (?,?,?,?,?,?,?,?,?)",
   );
   const insertMany = db.transaction((rows: UsageRow[], audit: AuditRow[]) => {
-    for (const r of rows) insertRow.run(r);
+    for (const r of rows) insertRow.run(r.length === 16 ? r : [...r, 0, 0].slice(0, 16)); // rows without the cache fields
     for (const a of audit) insertAudit.run(a);
   });
   const keyInsert = db.prepare(
-    "INSERT INTO keys (id, name, digest, models, limits, tools, commands, created_at, revoked_at) VALUES (@id, @name, @digest, @models, @limits, @tools, @commands, @created_at, @revoked_at)",
+    "INSERT INTO keys (id, name, digest, models, limits, tools, commands, cache, created_at, revoked_at) VALUES (@id, @name, @digest, @models, @limits, @tools, @commands, @cache, @created_at, @revoked_at)",
   );
-  const keyUpdate = db.prepare("UPDATE keys SET name = @name, models = @models, limits = @limits, tools = @tools, commands = @commands WHERE id = @id AND revoked_at IS NULL");
+  const keyUpdate = db.prepare("UPDATE keys SET name = @name, models = @models, limits = @limits, tools = @tools, commands = @commands, cache = @cache WHERE id = @id AND revoked_at IS NULL");
   const keyRevoke = db.prepare("UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL");
-  const keyAll = db.prepare("SELECT id, name, digest, models, limits, tools, commands, created_at, revoked_at FROM keys ORDER BY created_at, id");
+  const keyAll = db.prepare("SELECT id, name, digest, models, limits, tools, commands, cache, created_at, revoked_at FROM keys ORDER BY created_at, id");
   const spendSince = db.prepare(
     `SELECT key_id, SUM(input_tokens + output_tokens + cache_creation_tokens + cache_read_tokens) AS tokens,
        SUM(cost_micros) AS micros FROM usage WHERE ts >= ? AND key_id IS NOT NULL GROUP BY key_id`,
@@ -243,6 +251,7 @@ function open(path: string, retentionDays: number, maxBytes: number) {
       limits: JSON.parse(r.limits as string) as KeyRecord["limits"],
       tools: JSON.parse(r.tools as string) as string[],
       commands: r.commands === null ? null : (JSON.parse(r.commands as string) as string[]),
+      cache: (r.cache as "on" | "off" | null) ?? null,
       created_at: r.created_at as string,
       revoked_at: (r.revoked_at as string | null) ?? null,
     };
@@ -255,6 +264,7 @@ function open(path: string, retentionDays: number, maxBytes: number) {
     limits: JSON.stringify(k.limits),
     tools: JSON.stringify(k.tools),
     commands: k.commands === null ? null : JSON.stringify(k.commands),
+    cache: k.cache ?? null,
     created_at: k.created_at,
     revoked_at: k.revoked_at,
   });

@@ -11,6 +11,7 @@ import { mergeBuckets, quantile, snapshot } from "../core/metrics-read.js";
 import { renderPrometheus } from "../core/prometheus.js";
 import { breakerStates } from "../core/breaker.js";
 import { renderUsagePrometheus, UsageLayout, usageSnapshot } from "../core/usage-metrics.js";
+import { cacheSnapshot, renderCachePrometheus } from "../core/cache/stats.js";
 
 export interface RenderTask {
   kind: "prometheus" | "observability";
@@ -23,6 +24,8 @@ export interface RenderTask {
   models?: readonly string[];
   /** MCP is on: every tool_calls_total series is shown, zeros included (else only counted ones). */
   mcp?: boolean;
+  /** The response cache has a Redis tier (its series are shown). */
+  redis?: boolean;
 }
 
 let cachedUsage: UsageLayout | null = null;
@@ -61,7 +64,8 @@ export default async function render(task: RenderTask): Promise<string> {
       task.providers.map((provider, i) => ({ provider, state: states[i]! })),
     );
     const usage = task.usageSab !== undefined && task.models !== undefined ? renderUsagePrometheus(usageLayoutFor(task.providers, task.models), task.usageSab) : "";
-    return ours + usage + (await registry.metrics());
+    const cache = renderCachePrometheus(cacheSnapshot(new Uint32Array(task.sab), layout.cacheOff), task.redis === true);
+    return ours + usage + cache + (await registry.metrics());
   }
   const all = mergeBuckets(snap.histograms, layout.nB);
   const byRoute: Record<string, unknown> = {};
@@ -88,6 +92,7 @@ export default async function render(task: RenderTask): Promise<string> {
     requests: { total, active: snap.active, by_status_class: byClass, detail: snap.requests },
     errors: { total: snap.errors.reduce((a, e) => a + e.value, 0), detail: snap.errors },
     rejected: snap.rejected,
+    cache: cacheSnapshot(new Uint32Array(task.sab), layout.cacheOff),
     usage: task.usageSab !== undefined && task.models !== undefined ? usageSnapshot(usageLayoutFor(task.providers, task.models), task.usageSab) : null,
     breakers: Object.fromEntries(task.providers.map((p, i) => [p, breakerStates(task.breakerSab, task.providers.length)[i]])),
     latency: { p50_ms: ms(quantile(all, 0.5)), p95_ms: ms(quantile(all, 0.95)), p99_ms: ms(quantile(all, 0.99)), by_route: byRoute },
