@@ -100,6 +100,15 @@ export const OTHER: readonly (readonly [string, string, string])[] = [
   ["SANDBOX_UID", "65534 as root, else the gateway's", "user the sandbox runs as"],
   ["SANDBOX_GID", "65534 as root, else the gateway's", "group the sandbox runs as"],
   ["SANDBOX_RO_BINDS", "none", "extra read-only paths inside the sandbox"],
+  ["CACHE_ENABLED", "false", "response cache for every key (docs/cache.md); a key's own cache setting wins"],
+  ["PROMPT_CACHE_ENABLED", "false", "the same switch under the performance report's name"],
+  ["CACHE_SCOPE", "key", "key: entries private to the client key; shared: one cache for all keys"],
+  ["CACHE_CANDIDATES", "zero", "requests cached without x-portcullis-cache: use: zero (temperature 0), zero-or-absent, any"],
+  ["CACHE_TTL_SECONDS", "3600", "lifetime of a cached answer"],
+  ["CACHE_MAX_ENTRY_BYTES", "1048576", "larger answers are not cached"],
+  ["CACHE_MAX_BYTES", "67108864", "bound of the cache's memory tier (LRU)"],
+  ["REDIS_URL", "none", "Redis for state shared by replicas: the response cache's entries"],
+  ["CACHE_REDIS_TIMEOUT_MS", "100", "longest wait for a cache read from Redis before it counts as a miss"],
 ];
 
 /** [env name, default, meaning] for every setting, the schema's first. */

@@ -34,7 +34,8 @@ function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], 
 
 export function loadCacheConfig(env: Env): CacheConfig {
   // PROMPT_CACHE_ENABLED is the name the performance report's Kubernetes example sets.
-  const enabled = envBool(env, "CACHE_ENABLED", false) || envBool(env, "PROMPT_CACHE_ENABLED", false);
+  const direct = envBool(env, "CACHE_ENABLED", false);
+  const enabled = envBool(env, "PROMPT_CACHE_ENABLED", false) || direct; // both read: a bad value in either stops the start
   const scope = oneOf(env, "CACHE_SCOPE", ["key", "shared"] as const, "key");
   const candidates = oneOf(env, "CACHE_CANDIDATES", ["zero", "zero-or-absent", "any"] as const, "zero");
   const ttl = envInt(env, "CACHE_TTL_SECONDS", 3600, 1, 30 * 86400);
