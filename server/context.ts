@@ -131,6 +131,7 @@ export class RequestCtx {
           key_id: this.keyId ?? undefined,
           error: this.errorCode ?? undefined,
           aborted: this.aborted || undefined,
+          cache_hit: this.cacheHit || undefined,
         },
         "request",
       );

@@ -55,7 +55,10 @@ export class CacheOwner {
     const now = this.now();
     let e = this.lru.get(key, now);
     if (e === null && this.redis !== null) {
-      const r = await this.redis.get(key);
+      // A copy in a buffer of its own: the reply may be a slice of a larger socket buffer, which
+      // the LRU would otherwise keep alive, and a message would clone whole.
+      const got = await this.redis.get(key);
+      const r = got === null ? null : new Uint8Array(got);
       const meta = r === null ? null : entryMeta(r);
       if (meta !== null && meta.storedAt + this.cfg.ttlMs > now && r!.byteLength - HEADER_BYTES <= this.cfg.maxEntryBytes) {
         // Into the memory tier for the rest of its lifetime.
