@@ -32,7 +32,6 @@ import type { MessagePort } from "node:worker_threads";
 import { CacheClient } from "./cache/client.js";
 import { ResponseCache } from "./cache/gate.js";
 import { CacheStats } from "../core/cache/stats.js";
-import { R_MESSAGES } from "../core/metrics.js";
 
 export interface AcceptorData {
   cfg: GatewayConfig;
@@ -172,7 +171,7 @@ const opsApp = data.metricsPort === null ? undefined : uWS.App();
 const app = buildApp({
   cfg, shared, pools, idPrefix: data.idPrefix, threadIndex: data.index, breakers, shedder, limiter, render,
   billing: { keys: keyIndex, budgets, prices, usage: usageMetrics, admin }, models: modelLists, ops: opsApp,
-  cache: new ResponseCache(cfg.cache, new CacheClient(data.cachePort), new CacheStats(metrics.u32, metrics.layout.cacheOff), R_MESSAGES),
+  cache: new ResponseCache(cfg.cache, new CacheClient(data.cachePort), new CacheStats(metrics.u32, metrics.layout.cacheOff)),
 });
 let listenSocket: us_listen_socket | null = null;
 // Open until the drain is over, so the kubelet still reads readiness 503 and liveness while streams finish.

@@ -272,7 +272,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     }
     const call = () => new UpstreamCall(ctx, callDeps, targets, { body, parsed, model, fwd: inc.fwd, query: inc.query, clientKey: inc.clientKey, upstreamKey: inc.upstreamKey, gatewayAuth: keys.enabled, count, tx }).start();
     // The response cache answers a hit itself, or calls `call` after a miss (server/cache/gate.ts).
-    if (cache === null || count || tx !== null || !cache.intercept(ctx, inc, primary, parsed, body, call)) call();
+    if (cache === null || count || !cache.intercept(ctx, inc, primary, parsed, body, call)) call();
   }
 
   /** The session a request belongs to: x-claude-code-session-id, else metadata.user_id; "" if none. */

@@ -10,6 +10,7 @@
  * provider the key names, and no larger than CACHE_MAX_ENTRY_BYTES.
  */
 import type { CacheConfig } from "../../core/cache/config.js";
+import { R_CHAT_COMPLETIONS, R_MESSAGES } from "../../core/metrics.js";
 import { encodeEntry, entryBody, entryMeta, KIND_JSON, KIND_SSE } from "../../core/cache/entry.js";
 import { cacheKey } from "../../core/cache/key.js";
 import { C_BAD_HEADER, C_BYPASS, C_OFF, C_REFRESH, cacheMode } from "../../core/cache/policy.js";
@@ -37,13 +38,11 @@ export class ResponseCache {
   readonly cfg: CacheConfig;
   readonly client: CacheClient;
   readonly stats: CacheStats;
-  private readonly route: number;
 
-  constructor(cfg: CacheConfig, client: CacheClient, stats: CacheStats, route: number) {
+  constructor(cfg: CacheConfig, client: CacheClient, stats: CacheStats) {
     this.cfg = cfg;
     this.client = client;
     this.stats = stats;
-    this.route = route;
   }
 
   /**
@@ -51,7 +50,8 @@ export class ResponseCache {
    * `go` after a miss); false: dispatch now (`ctx.cacheTap` is set when the answer is to be stored).
    */
   intercept(ctx: RequestCtx, inc: CacheIncoming, t: Target, parsed: Record<string, unknown>, body: Buffer, go: () => void): boolean {
-    if (ctx.route !== this.route) return false;
+    // The built-in mock costs nothing: never cached.
+    if ((ctx.route !== R_MESSAGES && ctx.route !== R_CHAT_COMPLETIONS) || t.provider.type === "mock") return false;
     const mode = cacheMode({
       enabled: this.cfg.enabled,
       candidates: this.cfg.candidates,
@@ -79,7 +79,7 @@ export class ResponseCache {
       scope: this.scope(inc, t),
     }, body);
     const stream = parsed.stream === true;
-    const tap = new CacheTap(this, key, t.provider.index, stream);
+    const tap = new CacheTap(this, key, t.provider.index, stream, ctx.route === R_CHAT_COMPLETIONS);
     if (mode === C_REFRESH) {
       this.stats.count(CR_MISS);
       ctx.cacheTap = tap;
@@ -136,31 +136,42 @@ function header(fwd: readonly string[], name: string): string {
   return "";
 }
 
-/** Collects one answer on its way to the client and stores it if it ends as a complete success. */
+const OPENAI_DONE = Buffer.from("data: [DONE]");
+const OPENAI_ERROR = Buffer.from('data: {"error"');
+
+/**
+ * Collects one answer on its way to the client and stores it if it ends as a complete success.
+ * The stream's format is the client's: Anthropic events on /v1/messages (complete at
+ * message_stop, spoilt by `event: error`), OpenAI chunks on /v1/chat/completions (complete at
+ * `data: [DONE]`, spoilt by an error chunk).
+ */
 export class CacheTap {
   private readonly cache: ResponseCache;
   private readonly key: string;
   private readonly provider: number;
   private readonly stream: boolean;
+  private readonly openai: boolean;
   private chunks: Buffer[] = [];
   private bytes = 0;
   /** Too large, or an error event went by: nothing will be stored. */
   private spoilt = false;
   private stopped = false;
 
-  constructor(cache: ResponseCache, key: string, provider: number, stream: boolean) {
+  constructor(cache: ResponseCache, key: string, provider: number, stream: boolean, openai: boolean) {
     this.cache = cache;
     this.key = key;
     this.provider = provider;
     this.stream = stream;
+    this.openai = openai;
   }
 
   /** Whole SSE events as relayed to the client. */
-  chunk(b: Buffer): void {
+  chunk(b: Buffer | string): void {
+    if (typeof b === "string") b = Buffer.from(b);
     if (this.spoilt) return;
     this.bytes += b.byteLength;
-    if (this.bytes > this.cache.cfg.maxEntryBytes || hasErrorEvent(b)) return this.spoil();
-    if (hasMessageStop(b)) this.stopped = true;
+    if (this.bytes > this.cache.cfg.maxEntryBytes || (this.openai ? b.includes(OPENAI_ERROR) : hasErrorEvent(b))) return this.spoil();
+    if (this.openai ? b.includes(OPENAI_DONE) : hasMessageStop(b)) this.stopped = true;
     this.chunks.push(Buffer.from(b)); // a copy: the relay's buffers are not ours to keep
   }
 
@@ -170,14 +181,14 @@ export class CacheTap {
   }
 
   /** A JSON answer sent to the client. */
-  json(ctx: RequestCtx, status: number, body: Buffer): void {
+  json(ctx: RequestCtx, status: number, body: Uint8Array): void {
     if (this.stream || status !== 200 || body.byteLength > this.cache.cfg.maxEntryBytes) return;
     this.store(ctx, KIND_JSON, [body], body.byteLength);
   }
 
   /** The stream ended normally (after its last events, `tail`, if any). */
-  sseEnded(ctx: RequestCtx, tail: Buffer | null): void {
-    if (tail !== null) this.chunk(tail);
+  sseEnded(ctx: RequestCtx, tail: Buffer | string | null): void {
+    if (tail !== null && tail.length > 0) this.chunk(tail);
     if (!this.stream || this.spoilt || !this.stopped) return;
     this.store(ctx, KIND_SSE, this.chunks, this.bytes);
     this.chunks = [];

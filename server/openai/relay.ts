@@ -155,6 +155,7 @@ export class OpenAIRelay implements Dispatcher.DispatchHandler {
       if (whole === null) return;
       out = whole;
     }
+    if (ctx.cacheTap !== null) ctx.cacheTap.chunk(out);
     const res = ctx.res;
     let ok = true;
     res.cork(() => {
@@ -207,6 +208,7 @@ export class OpenAIRelay implements Dispatcher.DispatchHandler {
     }
     this.owner.succeeded();
     this.codec.tokens(ctx);
+    if (ctx.cacheTap !== null) ctx.cacheTap.json(ctx, this.status, typeof out === "string" ? Buffer.from(out) : out);
     ctx.send(this.status, "application/json", out, this.extra);
   }
 
@@ -221,10 +223,12 @@ export class OpenAIRelay implements Dispatcher.DispatchHandler {
     } else {
       const p = this.pending;
       if (p !== null && (p.includes(DONE) || p.includes(ERROR_CHUNK))) this.terminal = true;
-      tail = this.terminal ? p : null;
+      // Terminal with nothing pending (the last event arrived whole): a clean end, not a cut.
+      tail = this.terminal ? (p ?? "") : null;
       if (p !== null) rawOpenAITokens(ctx, p);
     }
     if (tail === null) return this.endStreamWithError("api_error", "upstream stream ended before the reply was complete", "GW_ERR_UPSTREAM_STREAM_CUT");
+    if (ctx.cacheTap !== null) ctx.cacheTap.sseEnded(ctx, tail);
     const res = ctx.res;
     // Never end(…, closeConnection) after chunked writes (see server/upstream.ts).
     res.cork(() => res.end(tail === "" ? undefined : tail ?? undefined));

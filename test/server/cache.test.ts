@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { request } from "node:http";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -34,10 +34,10 @@ const prompt = (what: string) => `cache ${what} ${++n} ${process.pid}`;
 const body = (text: string, extra: Record<string, unknown> = {}) =>
   JSON.stringify({ model: "claude-sonnet-4-5", max_tokens: 64, temperature: 0, messages: [{ role: "user", content: text }], ...extra });
 
-/** How many /v1/messages calls carrying `text` the upstream has served. */
+/** How many API calls carrying `text` the upstream has served. */
 async function calls(text: string): Promise<number> {
   const all = (await (await fetch(`${mock.url}/__mock/requests`)).json()) as { url: string; body: string }[];
-  return all.filter((r) => r.url.startsWith("/v1/messages") && r.body.includes(text)).length;
+  return all.filter((r) => !r.url.startsWith("/__mock") && r.body.includes(text)).length;
 }
 
 /** The next upstream /v1/messages call gets this fault (the mock's queue). */
@@ -65,7 +65,10 @@ describe("one gateway with CACHE_ENABLED", () => {
   let dir: string;
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "portcullis-cache-"));
-    gw = await startGateway(gatewayEnv({ DATABASE_PATH: join(dir, "ledger.db"), LEDGER_BATCH_MS: "5" }));
+    // gpt-* goes to an OpenAI-format provider (the mock's /v1/chat/completions), the rest to Anthropic's format.
+    const cfg = join(dir, "gateway.json");
+    writeFileSync(cfg, JSON.stringify({ providers: { oa: { type: "openai", base_url: `${mock.url}/v1`, api_key: "sk-upstream-openai" } }, routes: [{ match: "gpt-*", provider: "oa" }] }));
+    gw = await startGateway(gatewayEnv({ DATABASE_PATH: join(dir, "ledger.db"), LEDGER_BATCH_MS: "5", CONFIG_FILE: cfg }));
   });
   after(async () => {
     await gw?.stop();
@@ -102,6 +105,38 @@ describe("one gateway with CACHE_ENABLED", () => {
     const json = await post(gw, b.replace('"stream":true', '"stream":false'));
     assert.equal(json.headers.get("x-portcullis-cache"), "miss");
     assert.ok(json.text.startsWith("{"));
+  });
+
+  test("/v1/chat/completions is cached too: JSON and SSE, translated to an Anthropic provider or passed to an OpenAI one", async () => {
+    for (const model of ["claude-sonnet-4-5", "gpt-4o-mini"]) {
+      for (const stream of [false, true]) {
+        const p = prompt(`chat ${model} ${stream}`);
+        const b = JSON.stringify({ model, max_tokens: 64, temperature: 0, stream, messages: [{ role: "user", content: p }] });
+        const ask = async () => {
+          const r = await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${KEY_A}` }, body: b });
+          return { status: r.status, cache: r.headers.get("x-portcullis-cache"), type: r.headers.get("content-type"), text: await r.text() };
+        };
+        const first = await ask();
+        assert.equal(first.status, 200, first.text);
+        assert.equal(first.cache, "miss", `${model} stream=${stream}`);
+        const second = await ask();
+        assert.equal(second.cache, "hit", `${model} stream=${stream}`);
+        assert.equal(second.text, first.text);
+        if (stream) {
+          assert.match(second.type ?? "", /^text\/event-stream/);
+          assert.ok(second.text.trimEnd().endsWith("data: [DONE]"));
+        }
+        assert.equal(await calls(p), 1, `${model} stream=${stream}: one upstream call`);
+      }
+    }
+  });
+
+  test("a passed-through OpenAI stream whose last event arrives whole ends at [DONE], with no error chunk after it", async () => {
+    const r = await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${KEY_A}`, "x-portcullis-cache": "bypass" }, body: JSON.stringify({ model: "gpt-4o-mini", stream: true, messages: [{ role: "user", content: prompt("clean end") }] }) });
+    const text = await r.text();
+    assert.equal(r.status, 200);
+    assert.ok(text.endsWith("data: [DONE]\n\n"), JSON.stringify(text.slice(-200)));
+    assert.ok(!text.includes('{"error"'), "no error chunk");
   });
 
   test("entries are private to the key that stored them", async () => {
