@@ -39,7 +39,7 @@ if (!isMainThread) {
   echo.on("message", (m: number) => echo.postMessage(m));
 } else {
   const body = readFileSync(fileURLToPath(new URL("../../bench/fixtures/claude-code-request.json", import.meta.url)));
-  const parts = { route: 0, provider: "anthropic", upstreamModel: "claude-sonnet-4-5-20250929", version: "2023-06-01", beta: "claude-code-20250219,interleaved-thinking-2025-05-14", scope: "id:key_0123456789ab" };
+  const parts = { route: 0, query: "beta=true", provider: "anthropic", upstreamModel: "claude-sonnet-4-5-20250929", version: "2023-06-01", beta: "claude-code-20250219,interleaved-thinking-2025-05-14", scope: "id:key_0123456789ab" };
   process.stdout.write(`body ${body.length} bytes; JSON entry ${json.length} bytes; SSE entry ${sseBytes} bytes in ${frames.length} events\n`);
 
   group("per request: the cache key of the 103 KB Claude Code body", () => {

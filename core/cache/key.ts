@@ -1,7 +1,8 @@
 /**
- * The cache key: SHA-256 over everything that decides the upstream's answer. The route, the
- * resolved provider and upstream model, the anthropic-version and anthropic-beta values, the
- * scope (the client key, unless CACHE_SCOPE=shared) and the client's body bytes as received.
+ * The cache key: SHA-256 over everything that decides the upstream's answer. The route and its
+ * query string (forwarded upstream: `?beta=true`), the resolved provider and upstream model, the
+ * anthropic-version and anthropic-beta values, the scope (the client key, unless
+ * CACHE_SCOPE=shared) and the client's body bytes as received.
  * What goes upstream is a pure function of those (model splice, provider shaping, beta
  * policy), so hashing the client bytes names the same thing as hashing the sent bytes, and
  * costs no re-serialisation. Every text part is length-prefixed, so no two different
@@ -12,6 +13,7 @@ import { createHash } from "node:crypto";
 
 export interface KeyParts {
   route: number;
+  query: string;
   provider: string;
   upstreamModel: string;
   version: string;
@@ -31,6 +33,7 @@ export function cacheKey(p: KeyParts, body: Uint8Array): string {
   const h = createHash("sha256");
   h.update(String(p.route));
   h.update("|");
+  part(h, p.query);
   part(h, p.provider);
   part(h, p.upstreamModel);
   part(h, p.version);

@@ -27,7 +27,8 @@ export interface CacheIncoming {
   upstreamKey: string;
   cacheHeader: string;
   cacheControl: string;
-  key: { id: string; virtual: { cache?: "on" | "off" | null } | null } | null;
+  query: string;
+  key: { digest: Buffer; virtual: { cache?: "on" | "off" | null } | null } | null;
 }
 
 const MISS = ["x-portcullis-cache", "miss"] as const;
@@ -72,6 +73,7 @@ export class ResponseCache {
     }
     const key = cacheKey({
       route: ctx.route,
+      query: inc.query,
       provider: t.provider.name,
       upstreamModel: t.upstreamModel ?? (parsed.model as string),
       version: header(inc.fwd, "anthropic-version"),
@@ -120,12 +122,14 @@ export class ResponseCache {
   }
 
   /**
-   * Whose entries these are: the client's gateway key (its id), else the key it presented.
+   * Whose entries these are: the client's gateway key (its SHA-256 digest: unlike a static key's
+   * positional id, it stays the same across restarts, reordered GATEWAY_API_KEYS and replicas
+   * sharing Redis), else the key it presented.
    * A provider that takes the caller's own key always scopes by that key, even with
    * CACHE_SCOPE=shared: a cached answer must never stand in for the provider's own auth check.
    */
   private scope(inc: CacheIncoming, t: Target): string {
-    const own = inc.key !== null ? "id:" + inc.key.id : "k:" + inc.clientKey;
+    const own = inc.key !== null ? "d:" + inc.key.digest.toString("base64") : "k:" + inc.clientKey;
     const pass = t.provider.authHeaders === null ? "|u:" + (inc.upstreamKey !== "" ? inc.upstreamKey : inc.clientKey) : "";
     return (this.cfg.scope === "shared" ? "" : own) + pass;
   }
