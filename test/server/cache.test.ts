@@ -262,6 +262,12 @@ test("with HTTP_THREADS=2 an entry stored through one thread is a hit on the oth
     const p = prompt("threads");
     const b = body(p);
     assert.equal((await postFresh(gw, b)).cache, "miss");
+    // The thread that served the miss hands the entry to the owner thread on its own port; a
+    // request on another thread's port can overtake it, so wait until the owner has it.
+    await until("the entry stored", async () => {
+      const text = await (await fetch(`${gw.url}/metrics/prometheus`)).text();
+      return /^cache_requests_total\{result="store"\} 1$/m.test(text) ? true : undefined;
+    });
     const threads = new Set<string>();
     // Request ids are req_<process>_<thread>_<counter>: collect hits until both threads served one.
     await until("hits served by both acceptor threads", async () => {
@@ -283,19 +289,50 @@ test("a key's own cache setting switches the cache on while CACHE_ENABLED is off
   try {
     const auth = { authorization: `Bearer ${admin}`, "content-type": "application/json" };
     const make = async (o: Record<string, unknown>) => (await (await fetch(`${gw.url}/admin/keys`, { method: "POST", headers: auth, body: JSON.stringify(o) })).json()) as { id: string; key: string; cache: string | null };
-    const cached = await make({ name: "cached", cache: "on" });
+    const cached = await make({ name: "cached", cache: "on", limits: { tokens_per_day: 1_000_000 } });
     assert.equal(cached.cache, "on");
     const plain = await make({ name: "plain" });
     const b = body(prompt("per-key"));
     assert.equal((await post(gw, b, {}, plain.key)).headers.get("x-portcullis-cache"), null, "off by default: no cache header");
     assert.equal((await post(gw, b, {}, cached.key)).headers.get("x-portcullis-cache"), "miss");
+    const spend = async () => {
+      const all = (await (await fetch(`${gw.url}/admin/keys`, { headers: auth })).json()) as { data: { id: string; spend: { day_tokens: number; reserved_tokens: number } }[] };
+      return all.data.find((k) => k.id === cached.id)!.spend;
+    };
+    const afterMiss = await until("the miss settled", async () => {
+      const s = await spend();
+      return s.reserved_tokens === 0 ? s : undefined;
+    });
+    assert.ok(afterMiss.day_tokens > 0, "the miss was charged");
     assert.equal((await post(gw, b, {}, cached.key)).headers.get("x-portcullis-cache"), "hit");
+    const afterHit = await until("the hit settled", async () => {
+      const s = await spend();
+      return s.reserved_tokens === 0 ? s : undefined;
+    });
+    assert.equal(afterHit.day_tokens, afterMiss.day_tokens, "a hit charges the budget nothing");
     const patched = await fetch(`${gw.url}/admin/keys/${cached.id}`, { method: "PATCH", headers: auth, body: JSON.stringify({ cache: "off" }) });
     assert.equal(patched.status, 200);
     assert.equal(((await patched.json()) as { cache: string }).cache, "off");
     assert.equal((await post(gw, b, {}, cached.key)).headers.get("x-portcullis-cache"), null, "switched off for this key");
     const bad = await fetch(`${gw.url}/admin/keys`, { method: "POST", headers: auth, body: JSON.stringify({ name: "x", cache: "sometimes" }) });
     assert.equal(bad.status, 400);
+  } finally {
+    await gw.stop();
+  }
+});
+
+test("an answer larger than CACHE_MAX_ENTRY_BYTES is served but not stored", async () => {
+  const gw = await startGateway(gatewayEnv({ CACHE_MAX_ENTRY_BYTES: "256" }));
+  try {
+    for (const stream of [false, true]) {
+      const p = prompt(`large ${stream}`);
+      const b = body(p, { stream });
+      const first = await post(gw, b);
+      assert.equal(first.status, 200);
+      assert.ok(first.text.length > 256, "the mock's answer is larger than the cap");
+      assert.equal((await post(gw, b)).headers.get("x-portcullis-cache"), "miss", `stream=${stream}: not stored`);
+      assert.equal(await calls(p), 2);
+    }
   } finally {
     await gw.stop();
   }
