@@ -7,7 +7,12 @@
  * for spans under ~24.8 days; a caller that knows an upper bound on its span (a breaker's
  * open time) also rejects remainders beyond it, so a long-idle slot is never misread.
  */
-export class Clock32 {
+/** What the breakers and rate limiters read: injectable, so tests move time by hand. */
+export interface Clock {
+  now(): number;
+}
+
+export class Clock32 implements Clock {
   private readonly base: number;
   constructor(base: number) {
     this.base = base;
@@ -22,17 +27,13 @@ export function after(a: number, b: number): boolean {
   return ((a - b) | 0) >= 0;
 }
 
-/** A source of microseconds that does not wrap (an integer below 2^53). Injectable in tests. */
-export interface Micros {
-  now(): number;
-}
 
 /**
- * Microseconds since the base, as a plain number (exact for 285 years: it does not wrap),
+ * Microseconds since the base, as a plain integer number (exact for 285 years: it does not wrap),
  * for rate limits fine enough for high per-key limits. Sub-millisecond time comes from
  * performance.timeOrigin + performance.now(), which is absolute in every thread.
  */
-export class MicroClock implements Micros {
+export class MicroClock implements Clock {
   private readonly base: number;
   constructor(baseMs: number) {
     this.base = baseMs;

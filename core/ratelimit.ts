@@ -16,7 +16,7 @@
  * Requests are charged at admission. Tokens are charged when the real usage is known
  * (after the response); admission only checks that the token bucket is not in debt.
  */
-import type { Micros } from "./clock.js";
+import type { Clock } from "./clock.js";
 
 const MINUTE = 60_000_000; // µs
 const MAX_AHEAD_MINUTES = 30;
@@ -43,11 +43,12 @@ export interface Verdict {
 
 export class RateLimiter {
   readonly i32: Int32Array;
-  private readonly clock: Micros;
+  /** Microseconds, not wrapping (MicroClock). */
+  private readonly clock: Clock;
   /** Reused result object: the hot path does not allocate. Read it before the next call. */
   readonly v: Verdict = { ok: true, limit: null, retryAfterMs: 0, remaining: 0, resetMs: 0 };
 
-  constructor(sab: SharedArrayBuffer, clock: Micros) {
+  constructor(sab: SharedArrayBuffer, clock: Clock) {
     this.i32 = new Int32Array(sab);
     this.clock = clock;
   }

@@ -6,7 +6,7 @@
  * deadline (UPSTREAM_REQUEST_TIMEOUT_MS) bounds everything, streams included.
  */
 import type { IncomingHttpHeaders } from "node:http";
-import { ADMIT_PROBE, REJECT, type Breakers } from "../core/breaker.js";
+import { NOT_PROBE, REJECT, type Breakers } from "../core/breaker.js";
 import { errorTypeForStatus, errorTypeIndex, type ErrorCode } from "../core/errors.js";
 import { RJ_CIRCUIT_OPEN } from "../core/metrics.js";
 import { authHeadersFor } from "../core/providers.js";
@@ -45,7 +45,8 @@ export class UpstreamCall implements AttemptOwner {
   private readonly targets: readonly Target[];
   private ti = -1;
   private attempt = 0;
-  private probe = false;
+  /** The breaker's probe ticket for the current attempt (NOT_PROBE unless half-open). */
+  private probe = NOT_PROBE;
   private relay: Relay | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly deadline: NodeJS.Timeout;
@@ -89,7 +90,7 @@ export class UpstreamCall implements AttemptOwner {
         if (this.openRetryAfterMs === 0 || ra < this.openRetryAfterMs) this.openRetryAfterMs = ra;
         continue;
       }
-      this.probe = v === ADMIT_PROBE;
+      this.probe = v;
       this.attempt = 0;
       this.send(t);
       return;
@@ -123,7 +124,7 @@ export class UpstreamCall implements AttemptOwner {
 
   succeeded(): void {
     this.deps.breakers.recordSuccess(this.breakerIndex(), this.probe);
-    this.probe = false;
+    this.probe = NOT_PROBE;
     clearTimeout(this.deadline);
     this.ctx.onAbort = () => this.cleanup(CLIENT_GONE);
     // For SSE the stream continues; the deadline is re-armed for it.
@@ -141,7 +142,7 @@ export class UpstreamCall implements AttemptOwner {
   streamFailed(): void {
     if (this.streamDeadline !== null) clearTimeout(this.streamDeadline);
     // The breaker was credited when the stream started; a cut stream is the provider's fault.
-    this.deps.breakers.recordFailure(this.breakerIndex(), false);
+    this.deps.breakers.recordFailure(this.breakerIndex(), NOT_PROBE);
   }
 
   upstreamError(status: number, headers: IncomingHttpHeaders, body: Buffer, extra: string[] | null): void {
@@ -149,7 +150,7 @@ export class UpstreamCall implements AttemptOwner {
     const providerFault = status >= 500;
     if (providerFault) b.recordFailure(bi, this.probe);
     else b.recordSuccess(bi, this.probe); // a 4xx proves the provider is up
-    this.probe = false;
+    this.probe = NOT_PROBE;
     const ct = headers["content-type"];
     this.last = { status, body, extra, contentType: typeof ct === "string" ? ct : "application/json" };
     this.lastCode = null;
@@ -161,7 +162,7 @@ export class UpstreamCall implements AttemptOwner {
   connectionError(code: ErrorCode, _err: Error): void {
     if (this.timedOut) return this.finishTimeout();
     this.deps.breakers.recordFailure(this.breakerIndex(), this.probe);
-    this.probe = false;
+    this.probe = NOT_PROBE;
     this.last = null;
     this.lastCode = code;
     this.retryOrMove(retryDelayMs(this.deps.cfg, this.attempt, "", "", Math.random()));
@@ -181,7 +182,7 @@ export class UpstreamCall implements AttemptOwner {
           this.ctx.shared.metrics.rejected(RJ_CIRCUIT_OPEN);
           return this.nextTarget();
         }
-        this.probe = v === ADMIT_PROBE;
+        this.probe = v;
         this.send(this.targets[this.ti]!);
       }, delay);
       return;
@@ -241,9 +242,9 @@ export class UpstreamCall implements AttemptOwner {
   private cleanup(err: Error): void {
     this.done();
     this.relay?.abort(err);
-    if (this.probe) {
-      this.deps.breakers.releaseProbe(this.breakerIndex());
-      this.probe = false;
+    if (this.probe !== NOT_PROBE) {
+      this.deps.breakers.releaseProbe(this.breakerIndex(), this.probe);
+      this.probe = NOT_PROBE;
     }
   }
 }
