@@ -55,12 +55,54 @@ test("UTC windows: a new day zeroes the day counters, a new month the month coun
   assert.equal(other.resetsAt(L_TOKENS_MONTH), Date.UTC(2026, 2, 1));
 });
 
-test("two views of one buffer (two threads) share the reservations", () => {
+test("two Budgets views of one buffer share the reservations (real threads: budget-threads.test.ts)", () => {
   const sab = Budgets.bufferFor(1);
   const a = new Budgets(sab), c = new Budgets(sab);
   const l = { ...NONE, tokensPerDay: 100 };
   assert.equal(a.reserve(0, l, 60, 0), OK);
   assert.equal(c.reserve(0, l, 60, 0), L_TOKENS_DAY);
+});
+
+test("month limits read the month's spend, not the day's: yesterday's spend still counts", () => {
+  let now = Date.UTC(2026, 2, 10, 12);
+  const b = new Budgets(Budgets.bufferFor(1), () => now);
+  b.charge(0, 800, 2_000_000);
+  now = Date.UTC(2026, 2, 11, 12);
+  assert.equal(b.spend(0).dayMicros, 0);
+  assert.equal(b.reserve(0, { ...NONE, microsPerMonth: 3_000_000 }, 0, 1_500_000), L_USD_MONTH, "$2 spent this month + $1.5 > $3");
+  assert.equal(b.reserve(0, { ...NONE, tokensPerMonth: 1000 }, 300, 0), L_TOKENS_MONTH, "800 this month + 300 > 1000");
+  assert.equal(b.reserve(0, { ...NONE, microsPerDay: 1_500_000, tokensPerDay: 300 }, 300, 1_500_000), OK, "the day's limits start from zero");
+});
+
+test("limits are inclusive: exactly the limit fits, one more does not; exhausted means used up", () => {
+  const b = new Budgets(Budgets.bufferFor(1));
+  const l = { ...NONE, tokensPerDay: 1000, microsPerDay: 5000 };
+  assert.equal(b.reserve(0, l, 1000, 0), OK, "exactly the token limit");
+  assert.equal(b.exhausted(0, l), L_TOKENS_DAY, "fully reserved is used up");
+  b.release(0, 1000, 0);
+  b.charge(0, 999, 0);
+  assert.equal(b.exhausted(0, l), OK, "one token left");
+  assert.equal(b.reserve(0, l, 2, 0), L_TOKENS_DAY, "two do not fit");
+  assert.equal(b.reserve(0, l, 1, 5000), OK, "the last token and exactly the USD limit");
+  assert.equal(b.exhausted(0, l), L_TOKENS_DAY);
+  b.release(0, 1, 0);
+  assert.equal(b.exhausted(0, l), L_USD_DAY, "with tokens left, the USD reservation still uses the day up");
+  assert.equal(b.resetsAt(L_USD_DAY), b.dayEndsAt);
+  assert.equal(b.resetsAt(L_USD_MONTH), b.monthEndsAt);
+});
+
+test("a thread whose clock is still before midnight does not roll the new day back", () => {
+  const sab = Budgets.bufferFor(1);
+  let late = Date.UTC(2026, 3, 30, 23, 59, 59, 999);
+  const ahead = new Budgets(sab, () => Date.UTC(2026, 4, 1, 0, 0, 0, 1));
+  const behind = new Budgets(sab, () => late);
+  ahead.charge(0, 50, 500);
+  behind.charge(0, 7, 70); // lands in the window the slot is in: the new day and month
+  const s = ahead.spend(0);
+  assert.equal(s.dayTokens, 57, "the new day's counters were not zeroed");
+  assert.equal(s.monthMicros, 570, "nor the new month's");
+  late += 2;
+  assert.equal(behind.spend(0).dayTokens, 57, "once its clock passes midnight, the same day");
 });
 
 test("virtual keys join the KeyIndex by digest, and leave it when removed", () => {
