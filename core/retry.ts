@@ -27,7 +27,9 @@ export function retryAfterMs(retryAfter: string, retryAfterMsHeader: string, now
   if (retryAfter !== "") {
     const s = retryAfter.trim();
     if (/^\d+(\.\d+)?$/.test(s)) return Math.ceil(Number(s) * 1000);
-    const t = Date.parse(s);
+    // An HTTP date (every RFC 9110 form starts with the day name); Date.parse alone would
+    // also take "-3" or "1 2" as dates.
+    const t = /^[A-Za-z]/.test(s) ? Date.parse(s) : NaN;
     if (!Number.isNaN(t)) return Math.max(0, t - now);
   }
   return -1;
