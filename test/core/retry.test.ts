@@ -27,12 +27,15 @@ test("retry-after-ms wins over retry-after, rounded up; nonsense falls through",
 test("retry-after: seconds (decimals allowed, whitespace trimmed) or an HTTP date", () => {
   const now = Date.UTC(2026, 0, 1, 12);
   assert.equal(retryAfterMs("3", "", now), 3000);
+  assert.equal(retryAfterMs("120", "", now), 120_000);
+  assert.equal(retryAfterMs("1.25", "", now), 1250);
   assert.equal(retryAfterMs(" 1.5 ", "", now), 1500);
   assert.equal(retryAfterMs("0", "", now), 0);
   assert.equal(retryAfterMs(new Date(now + 10_000).toUTCString(), "", now), 10_000);
   assert.equal(retryAfterMs(new Date(now - 10_000).toUTCString(), "", now), 0, "a date in the past: no wait");
   assert.equal(retryAfterMs("-3", "", now), -1, "not a delay nor a date");
   assert.equal(retryAfterMs("1 2", "", now), -1);
+  assert.equal(retryAfterMs("01 Jan 2026 12:00:05 GMT", "", now), -1, "no day name: not an HTTP date");
   assert.equal(retryAfterMs("later", "", now), -1);
   assert.equal(retryAfterMs("Sunday, 01-Jan-26 12:00:07 GMT", "", now), 7000, "the obsolete RFC 850 form");
   assert.equal(retryAfterMs("", "", now), -1, "nothing given");
