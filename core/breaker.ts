@@ -25,8 +25,8 @@ import type { Clock } from "./clock.js";
 export const CLOSED = 0, OPEN = 1, HALF_OPEN = 2;
 export const STATE_NAMES = ["closed", "open", "half_open"] as const;
 
-// Int32 slots per breaker.
-const S_WORD = 0, S_FAILURES = 1, S_OPEN_UNTIL = 2, S_OPENED_TOTAL = 3;
+// Int32 slots per breaker: the word (at the breaker's offset `o` itself), then these.
+const S_FAILURES = 1, S_OPEN_UNTIL = 2, S_OPENED_TOTAL = 3;
 const STRIDE = 8;
 // The word: state (2 bits) | probes in flight (8) | half-open successes (8) | round (14).
 const PROBE_ONE = 1 << 2, SUCC_SHIFT = 10, SUCC_ONE = 1 << SUCC_SHIFT, ROUND_SHIFT = 18, ROUND_MASK = 0x3fff;
@@ -74,7 +74,7 @@ export class Breakers {
   }
 
   state(b: number): number {
-    return stateOf(Atomics.load(this.i32, b * STRIDE + S_WORD));
+    return stateOf(Atomics.load(this.i32, b * STRIDE));
   }
 
   /**
@@ -83,7 +83,7 @@ export class Breakers {
    */
   private openLeft(o: number): number {
     const left = (Atomics.load(this.i32, o + S_OPEN_UNTIL) - this.clock.now()) | 0;
-    return left > 0 && left <= this.settings.timeoutMs ? left : 0;
+    return left <= this.settings.timeoutMs ? Math.max(left, 0) : 0;
   }
 
   /** Remaining open time in ms (0 unless open). */
@@ -95,56 +95,59 @@ export class Breakers {
   admit(b: number): number {
     const i = this.i32, o = b * STRIDE;
     for (;;) {
-      const w = Atomics.load(i, o + S_WORD);
+      const w = Atomics.load(i, o);
       const st = stateOf(w);
       if (st === CLOSED) return ADMIT;
       if (st === OPEN) {
         if (this.openLeft(o) > 0) return REJECT;
         // Open -> half-open starts a new round, and the winner holds its first probe.
         const next = word((w >>> ROUND_SHIFT) + 1, HALF_OPEN, 1);
-        if (Atomics.compareExchange(i, o + S_WORD, w, next) !== w) continue;
+        if (Atomics.compareExchange(i, o, w, next) !== w) continue;
         this.onTransition?.(b, OPEN, HALF_OPEN);
         return ticketOf(next);
       }
       if (probesOf(w) >= this.settings.halfOpenProbes) return REJECT;
-      if (Atomics.compareExchange(i, o + S_WORD, w, w + PROBE_ONE) === w) return ticketOf(w);
+      if (Atomics.compareExchange(i, o, w, w + PROBE_ONE) === w) return ticketOf(w);
     }
   }
 
-  /** Is `ticket` a probe of the current half-open round, still holding its slot in `w`? */
+  /**
+   * Is `ticket` a probe of the current half-open round, still holding its slot in `w`?
+   * (Probes are counted only while half-open: every other state has 0, and tickets are >= 1.)
+   */
   private current(w: number, ticket: number): boolean {
-    return ticket > 0 && stateOf(w) === HALF_OPEN && ticketOf(w) === ticket && probesOf(w) > 0;
+    return ticketOf(w) === ticket && probesOf(w) > 0;
   }
 
   recordSuccess(b: number, ticket: number): void {
     const i = this.i32, o = b * STRIDE;
     if (Atomics.load(i, o + S_FAILURES) !== 0) Atomics.store(i, o + S_FAILURES, 0);
     for (;;) {
-      const w = Atomics.load(i, o + S_WORD);
+      const w = Atomics.load(i, o);
       if (!this.current(w, ticket)) return;
       if (successesOf(w) + 1 >= this.settings.successThreshold) {
-        if (Atomics.compareExchange(i, o + S_WORD, w, word(w >>> ROUND_SHIFT, CLOSED, 0)) !== w) continue;
+        if (Atomics.compareExchange(i, o, w, word(w >>> ROUND_SHIFT, CLOSED, 0)) !== w) continue;
         this.onTransition?.(b, HALF_OPEN, CLOSED);
         return;
       }
-      if (Atomics.compareExchange(i, o + S_WORD, w, w - PROBE_ONE + SUCC_ONE) === w) return;
+      if (Atomics.compareExchange(i, o, w, w - PROBE_ONE + SUCC_ONE) === w) return;
     }
   }
 
   recordFailure(b: number, ticket: number): void {
     const i = this.i32, o = b * STRIDE;
     for (;;) {
-      const w = Atomics.load(i, o + S_WORD);
+      const w = Atomics.load(i, o);
       if (!this.current(w, ticket)) break; // not a probe of this round: an ordinary failure
       this.storeOpenUntil(o);
-      if (Atomics.compareExchange(i, o + S_WORD, w, word(w >>> ROUND_SHIFT, OPEN, 0)) === w) return this.opened(b, HALF_OPEN);
+      if (Atomics.compareExchange(i, o, w, word(w >>> ROUND_SHIFT, OPEN, 0)) === w) return this.opened(b, HALF_OPEN);
     }
     // Consecutive failures count only while closed.
-    const w = Atomics.load(i, o + S_WORD);
+    const w = Atomics.load(i, o);
     if (stateOf(w) !== CLOSED) return;
     if (Atomics.add(i, o + S_FAILURES, 1) + 1 < this.settings.failureThreshold) return;
     this.storeOpenUntil(o);
-    if (Atomics.compareExchange(i, o + S_WORD, w, word(w >>> ROUND_SHIFT, OPEN, 0)) === w) {
+    if (Atomics.compareExchange(i, o, w, word(w >>> ROUND_SHIFT, OPEN, 0)) === w) {
       Atomics.store(i, o + S_FAILURES, 0);
       this.opened(b, CLOSED);
     }
@@ -154,9 +157,9 @@ export class Breakers {
   releaseProbe(b: number, ticket: number): void {
     const i = this.i32, o = b * STRIDE;
     for (;;) {
-      const w = Atomics.load(i, o + S_WORD);
+      const w = Atomics.load(i, o);
       if (!this.current(w, ticket)) return;
-      if (Atomics.compareExchange(i, o + S_WORD, w, w - PROBE_ONE) === w) return;
+      if (Atomics.compareExchange(i, o, w, w - PROBE_ONE) === w) return;
     }
   }
 
@@ -172,7 +175,7 @@ export class Breakers {
   /** For /metrics/circuit-breakers and the Prometheus gauge. */
   view(b: number): { state: string; consecutive_failures: number; half_open_successes: number; probes_in_flight: number; retry_after_ms: number; opened_total: number } {
     const i = this.i32, o = b * STRIDE;
-    const w = Atomics.load(i, o + S_WORD);
+    const w = Atomics.load(i, o);
     return {
       state: STATE_NAMES[stateOf(w)]!,
       consecutive_failures: Atomics.load(i, o + S_FAILURES),
@@ -188,6 +191,6 @@ export class Breakers {
 export function breakerStates(sab: SharedArrayBuffer, count: number): string[] {
   const i32 = new Int32Array(sab);
   const out: string[] = [];
-  for (let b = 0; b < count; b++) out.push(STATE_NAMES[stateOf(Atomics.load(i32, b * STRIDE + S_WORD))] ?? "closed");
+  for (let b = 0; b < count; b++) out.push(STATE_NAMES[stateOf(Atomics.load(i32, b * STRIDE))]!);
   return out;
 }

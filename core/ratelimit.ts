@@ -60,8 +60,7 @@ export class RateLimiter {
   /** How far (µs, >= 0) the TAT `tat0` of the bucket at `slot` is ahead of now (0 = in the past). */
   private ahead(slot: number, tat0: number, now32: number, minute: number): number {
     if (minute - Atomics.load(this.i32, slot + 1) > MAX_AHEAD_MINUTES) return 0;
-    const d = (tat0 - now32) | 0;
-    return d > 0 ? d : 0;
+    return Math.max((tat0 - now32) | 0, 0);
   }
 
   /** Raise the bucket's last-write minute to `minute` (before the CAS that writes its TAT). */
@@ -72,7 +71,7 @@ export class RateLimiter {
 
   /**
    * GCRA: charge `cost` units of a bucket with `perMinute` allowance. Returns false and
-   * fills `v` when it would exceed the burst. `dryRun` only checks for debt.
+   * fills `v` when it would exceed the burst. `dryRun` (cost 0) only checks for debt.
    */
   private take(slot: number, perMinute: number, cost: number, dryRun: boolean): boolean {
     const i = this.i32;
@@ -84,21 +83,21 @@ export class RateLimiter {
       const tat0 = Atomics.load(i, slot);
       const was = this.ahead(slot, tat0, now32, minute);
       const ahead = was + Math.ceil(cost * T);
-      if (ahead > tau && (!dryRun || was > tau)) {
+      if (ahead > tau) {
         this.v.ok = false;
-        this.v.retryAfterMs = Math.ceil((dryRun ? was - tau : ahead - tau) / 1000);
+        this.v.retryAfterMs = Math.ceil((ahead - tau) / 1000);
         this.v.remaining = 0;
         this.v.resetMs = Math.ceil(was / 1000);
         return false;
       }
       if (dryRun) {
-        this.v.remaining = Math.max(0, Math.floor((tau - was) / T));
+        this.v.remaining = Math.floor((tau - was) / T);
         this.v.resetMs = Math.ceil(was / 1000);
         return true;
       }
       this.stamp(slot, minute);
       if (Atomics.compareExchange(i, slot, tat0, (now32 + ahead) | 0) === tat0) {
-        this.v.remaining = Math.max(0, Math.floor((tau - ahead) / T));
+        this.v.remaining = Math.floor((tau - ahead) / T);
         this.v.resetMs = Math.ceil(ahead / 1000);
         return true;
       }
