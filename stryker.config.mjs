@@ -9,7 +9,7 @@ const MODULES = {
   shedder: ["shedder"],
   retry: ["retry"],
   clock: ["clock", "breaker", "ratelimit"],
-  atomic64: ["budget", "metrics"],
+  atomic64: ["atomic64", "budget", "metrics"],
 };
 
 const picked = (process.env.MUTATE ?? Object.keys(MODULES).join(",")).split(",").map((m) => m.trim()).filter((m) => m !== "");
@@ -25,7 +25,7 @@ export default {
   disableTypeChecks: "core/**/*.ts",
   coverageAnalysis: "off",
   concurrency: Number(process.env.MUTATE_CONCURRENCY ?? 2),
-  timeoutMS: 20_000,
+  timeoutMS: 3000,
   ignorePatterns: ["dist", "data", "reports", "bench/results.json"],
   reporters: ["clear-text", "progress", "json"],
   jsonReporter: { fileName: "reports/mutation/mutation.json" },

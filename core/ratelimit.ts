@@ -22,8 +22,8 @@ const MINUTE = 60_000_000; // µs
 const MAX_AHEAD_MINUTES = 30;
 const MAX_AHEAD = MAX_AHEAD_MINUTES * MINUTE;
 
-// Per key: [requests TAT, requests last-write minute, tokens TAT, tokens last-write minute].
-const S_RPM = 0, S_TPM = 2, STRIDE = 4;
+// Per key (at k * STRIDE): [requests TAT, its last-write minute, tokens TAT (S_TPM), its last-write minute].
+const S_TPM = 2, STRIDE = 4;
 
 export interface Limits {
   requestsPerMinute: number; // 0 = unlimited
@@ -114,7 +114,7 @@ export class RateLimiter {
       v.limit = "tokens";
       return v;
     }
-    if (l.requestsPerMinute > 0 && !this.take(k * STRIDE + S_RPM, l.requestsPerMinute, 1, false)) {
+    if (l.requestsPerMinute > 0 && !this.take(k * STRIDE, l.requestsPerMinute, 1, false)) {
       v.limit = "requests";
       return v;
     }

@@ -123,6 +123,39 @@ test("high limits are exact: 1,000,000 rpm admits a full million in one minute",
   assert.equal(rl.admit(0, l).ok, true, "60 µs later, one more");
 });
 
+test("a debt written 30 minutes ago is still read (the staleness bound is more than 30 minutes)", () => {
+  const { rl, at } = limiter();
+  const l = tpm(1000); // 60 ms per token
+  at(10 * MIN + 59_000_000);
+  rl.chargeTokens(0, l, 1_000_000_000); // capped: paid back at 40:59
+  at(40 * MIN + 10_000_000);
+  const v = rl.admit(0, l);
+  assert.equal(v.ok, true, "49 s of debt is within the minute of burst");
+  assert.equal(v.remaining, 183, "11 s of allowance left, not a full bucket");
+  assert.equal(v.resetMs, 49_000);
+});
+
+test("an admitted request names no limit; negative or zero usage changes nothing", () => {
+  const { rl } = limiter();
+  const l: Limits = { requestsPerMinute: 10, tokensPerMinute: 1000 };
+  const v = rl.admit(0, l);
+  assert.equal(v.ok, true);
+  assert.equal(v.limit, null);
+  rl.chargeTokens(0, l, 1500);
+  assert.equal(rl.admit(0, l).limit, "tokens");
+  rl.chargeTokens(0, l, -1500);
+  rl.chargeTokens(0, l, 0);
+  assert.equal(rl.admit(0, l).retryAfterMs, 30_000, "the debt is still 30 s past the burst");
+});
+
+test("token charges land on their own key", () => {
+  const { rl } = limiter();
+  rl.chargeTokens(1, tpm(100), 100);
+  assert.equal(rl.admit(1, tpm(100)).remaining, 0);
+  assert.equal(rl.admit(0, tpm(100)).remaining, 100);
+  assert.equal(rl.admit(2, tpm(100)).remaining, 100);
+});
+
 test("two limiters on one buffer (two threads) share one bucket", () => {
   let t = 7 * MIN;
   const sab = RateLimiter.bufferFor(1);
