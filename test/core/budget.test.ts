@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Budgets, L_TOKENS_DAY, L_TOKENS_MONTH, L_USD_DAY, L_USD_MONTH, OK, type BudgetLimits } from "../../core/budget.js";
+import { Budgets, estimateInputTokens, hasBudget, L_TOKENS_DAY, L_TOKENS_MONTH, L_USD_DAY, L_USD_MONTH, monthEpoch, nextMonthStart, OK, type BudgetLimits } from "../../core/budget.js";
 import { KeyIndex } from "../../core/auth.js";
 import { entryOf, modelAllowed, newKey, validateCreateKey } from "../../core/keys.js";
 
@@ -71,6 +71,10 @@ test("month limits read the month's spend, not the day's: yesterday's spend stil
   assert.equal(b.spend(0).dayMicros, 0);
   assert.equal(b.reserve(0, { ...NONE, microsPerMonth: 3_000_000 }, 0, 1_500_000), L_USD_MONTH, "$2 spent this month + $1.5 > $3");
   assert.equal(b.reserve(0, { ...NONE, tokensPerMonth: 1000 }, 300, 0), L_TOKENS_MONTH, "800 this month + 300 > 1000");
+  assert.equal(b.reserve(0, { ...NONE, tokensPerMonth: 1000 }, 200, 0), OK, "800 + 200 is exactly the month's 1000");
+  assert.equal(b.reserve(0, { ...NONE, microsPerMonth: 3_000_000 }, 0, 1_000_000), OK, "$2 + $1 is exactly the month's $3");
+  assert.equal(b.spend(0).reservedMicros, 1_000_000);
+  b.release(0, 200, 1_000_000);
   assert.equal(b.reserve(0, { ...NONE, microsPerDay: 1_500_000, tokensPerDay: 300 }, 300, 1_500_000), OK, "the day's limits start from zero");
 });
 
@@ -103,6 +107,65 @@ test("a thread whose clock is still before midnight does not roll the new day ba
   assert.equal(s.monthMicros, 570, "nor the new month's");
   late += 2;
   assert.equal(behind.spend(0).dayTokens, 57, "once its clock passes midnight, the same day");
+});
+
+test("windows turn at exactly midnight UTC and the first of the month; each reset names its window's end", () => {
+  let now = Date.UTC(2026, 6, 14, 23, 59, 59, 999);
+  const b = new Budgets(Budgets.bufferFor(1), () => now);
+  b.charge(0, 10, 10);
+  assert.equal(b.resetsAt(L_TOKENS_DAY), Date.UTC(2026, 6, 15));
+  assert.equal(b.resetsAt(L_USD_DAY), Date.UTC(2026, 6, 15));
+  assert.equal(b.resetsAt(L_TOKENS_MONTH), Date.UTC(2026, 7, 1));
+  assert.equal(b.resetsAt(L_USD_MONTH), Date.UTC(2026, 7, 1));
+  now = Date.UTC(2026, 6, 15);
+  assert.equal(b.spend(0).dayTokens, 0, "at 00:00:00.000 it is the new day");
+  assert.equal(b.spend(0).monthTokens, 10);
+});
+
+test("a new window zeroes both words of each 64-bit counter", () => {
+  let now = Date.UTC(2026, 6, 31, 12);
+  const sab = Budgets.bufferFor(2);
+  const b = new Budgets(sab, () => now);
+  b.charge(1, 5e9, 6e9);
+  now = Date.UTC(2026, 7, 1, 12);
+  assert.deepEqual(b.spend(1), { dayTokens: 0, dayMicros: 0, monthTokens: 0, monthMicros: 0, reservedTokens: 0, reservedMicros: 0 });
+  b.charge(1, 5e9, 6e9);
+  now = Date.UTC(2026, 7, 2, 12);
+  const s = b.spend(1);
+  assert.equal(s.dayMicros, 0, "a new day zeroes the day's micro-dollars");
+  assert.equal(s.monthTokens, 5e9, "but not the month");
+  assert.equal(s.monthMicros, 6e9);
+});
+
+test("seed adds the ledger's spend to the current windows; clear zeroes one slot", () => {
+  const b = new Budgets(Budgets.bufferFor(3), () => Date.UTC(2026, 1, 3));
+  b.seed(1, 10, 20, 30, 40);
+  b.seed(1, 1, 2, 3, 4);
+  b.charge(2, 5, 5);
+  b.reserve(1, NONE, 7, 7);
+  assert.deepEqual(b.spend(1), { dayTokens: 11, dayMicros: 22, monthTokens: 33, monthMicros: 44, reservedTokens: 7, reservedMicros: 7 });
+  b.clear(1);
+  assert.deepEqual(b.spend(1), { dayTokens: 0, dayMicros: 0, monthTokens: 0, monthMicros: 0, reservedTokens: 0, reservedMicros: 0 });
+  assert.equal(b.spend(2).monthTokens, 5, "the next slot is untouched");
+  assert.equal(b.spend(0).dayTokens, 0);
+});
+
+test("micro-dollars alone are charged; zero or negative usage charges nothing", () => {
+  const b = new Budgets(Budgets.bufferFor(1), () => Date.UTC(2026, 1, 3));
+  b.charge(0, 0, 1234);
+  b.charge(0, -5, -5);
+  assert.deepEqual(b.spend(0), { dayTokens: 0, dayMicros: 1234, monthTokens: 0, monthMicros: 1234, reservedTokens: 0, reservedMicros: 0 });
+});
+
+test("helpers: which keys have a budget, UTC month numbers, input token estimate", () => {
+  assert.equal(hasBudget(NONE), false);
+  for (const k of ["tokensPerDay", "tokensPerMonth", "microsPerDay", "microsPerMonth"] as const) assert.equal(hasBudget({ ...NONE, [k]: 1 }), true, k);
+  assert.equal(monthEpoch(Date.UTC(1970, 0, 15)), 0);
+  assert.equal(monthEpoch(Date.UTC(2026, 10, 30, 23, 59)), 56 * 12 + 10);
+  assert.equal(nextMonthStart(Date.UTC(2026, 11, 31, 23)), Date.UTC(2027, 0, 1));
+  assert.equal(estimateInputTokens(0), 0);
+  assert.equal(estimateInputTokens(9), 3);
+  assert.equal(estimateInputTokens(10), 4, "rounded up");
 });
 
 test("virtual keys join the KeyIndex by digest, and leave it when removed", () => {
