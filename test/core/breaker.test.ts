@@ -181,7 +181,7 @@ test("retryAfterMs is 0 once the open time has passed, and for a closed breaker 
   b.recordSuccess(B, b.admit(B));
   b.recordSuccess(B, b.admit(B));
   assert.equal(b.state(B), CLOSED);
-  advance(2 ** 32 - 2000); // the old open_until is now 500 ms ahead in 32-bit time
+  advance(2 ** 32 - 1000); // 2^32 ms after 500 ms before the old open_until: 500 ms "ahead" in 32-bit time
   assert.equal(b.retryAfterMs(B), 0, "closed: nothing to wait for");
   assert.equal(b.view(B).retry_after_ms, 0);
 });
