@@ -122,6 +122,7 @@ export class Breakers {
   recordSuccess(b: number, ticket: number): void {
     const i = this.i32, o = b * STRIDE;
     if (Atomics.load(i, o + S_FAILURES) !== 0) Atomics.store(i, o + S_FAILURES, 0);
+    if (ticket === NOT_PROBE) return; // the closed path: no need to read the word
     for (;;) {
       const w = Atomics.load(i, o);
       if (!this.current(w, ticket)) return;
