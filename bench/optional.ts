@@ -18,7 +18,7 @@ interface BreakerModule {
   Breakers: {
     new (sab: SharedArrayBuffer, s: { failureThreshold: number; timeoutMs: number; successThreshold: number; halfOpenProbes: number }, clock: unknown): {
       admit(b: number): number;
-      recordSuccess(b: number, probe: boolean): void;
+      recordSuccess(b: number, ticket: number): void;
     };
     bufferFor(count: number): SharedArrayBuffer;
   };
@@ -33,6 +33,7 @@ interface RateLimitModule {
 
 interface ClockModule {
   Clock32: new (base: number) => { now(): number };
+  MicroClock: new (baseMs: number) => { now(): number };
 }
 
 async function load<T>(name: string): Promise<T | null> {
@@ -70,21 +71,21 @@ export async function loadOptional(metricsSab: SharedArrayBuffer): Promise<Optio
   if (bm !== null && cm !== null) {
     const b = new bm.Breakers(bm.Breakers.bufferFor(4), { failureThreshold: 5, timeoutMs: 30_000, successThreshold: 2, halfOpenProbes: 1 }, new cm.Clock32(Date.now()));
     const reject = bm.REJECT;
-    let probe = false;
+    let ticket = 0;
     breaker = {
       name: "breaker",
       admit: () => {
         const v = b.admit(1);
-        probe = v !== bm.ADMIT;
+        ticket = v > 0 ? v : 0;
         return v !== reject;
       },
-      done: () => b.recordSuccess(1, probe),
+      done: () => b.recordSuccess(1, ticket),
     };
   } else missing.push("core/breaker.ts");
   let limiter: Check | null = null;
   const rm = await load<RateLimitModule>("ratelimit");
   if (rm !== null && cm !== null) {
-    const rl = new rm.RateLimiter(rm.RateLimiter.bufferFor(4), new cm.Clock32(Date.now()));
+    const rl = new rm.RateLimiter(rm.RateLimiter.bufferFor(4), new cm.MicroClock(Date.now()));
     const limits = { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1_000_000_000 };
     limiter = { name: "ratelimit", admit: () => rl.admit(0, limits).ok, done: () => {} };
   } else missing.push("core/ratelimit.ts");

@@ -16,11 +16,13 @@
  *
  * Windows are UTC days and months. Each slot stores the day and month it counts; the first
  * thread to see a new window swaps the epoch (compare-and-swap) and zeroes that window's
- * counters. A settlement racing that reset may land in either window.
+ * counters; a window only moves forward. A settlement racing that reset may land in either
+ * window (or, in the nanoseconds between the swap and the zeroing, be zeroed with the old).
  */
 import { add64, read64 } from "./atomic64.js";
 
-const W_DAY = 0, W_MONTH = 1;
+// Per slot (at slot * STRIDE): the day it counts (offset 0), the month, then 64-bit counters.
+const W_MONTH = 1;
 const C_DAY_TOK = 2, C_DAY_USD = 4, C_MON_TOK = 6, C_MON_USD = 8;
 const C_RES_TOK = 10, C_RES_USD = 12, C_REL_TOK = 14, C_REL_USD = 16;
 const STRIDE = 18;
@@ -66,11 +68,10 @@ export interface Spend {
 export class Budgets {
   readonly u32: Uint32Array;
   readonly i32: Int32Array;
-  readonly slots: number;
   private readonly now: () => number;
   /** Cached window: valid while now < until (recomputed once a day, the only allocation). */
-  private day = -1;
-  private month = -1;
+  private day = 0;
+  private month = 0;
   private until = 0;
   /** When the current day / month end (ms since epoch), for messages and headers. */
   dayEndsAt = 0;
@@ -79,7 +80,6 @@ export class Budgets {
   constructor(sab: SharedArrayBuffer, now: () => number = Date.now) {
     this.u32 = new Uint32Array(sab);
     this.i32 = new Int32Array(sab);
-    this.slots = (this.u32.length / STRIDE) | 0;
     this.now = now;
   }
 
@@ -98,13 +98,15 @@ export class Budgets {
       this.until = this.dayEndsAt;
     }
     const b = slot * STRIDE, i = this.i32;
-    const d = Atomics.load(i, b + W_DAY);
-    if (d !== this.day && Atomics.compareExchange(i, b + W_DAY, d, this.day) === d) {
+    const d = Atomics.load(i, b);
+    // "Newer than", not "different": a thread whose clock is still before midnight must
+    // not roll the window back and zero the counters another thread just started.
+    if (this.day > d && Atomics.compareExchange(i, b, d, this.day) === d) {
       Atomics.store(i, b + C_DAY_TOK, 0); Atomics.store(i, b + C_DAY_TOK + 1, 0);
       Atomics.store(i, b + C_DAY_USD, 0); Atomics.store(i, b + C_DAY_USD + 1, 0);
     }
     const m = Atomics.load(i, b + W_MONTH);
-    if (m !== this.month && Atomics.compareExchange(i, b + W_MONTH, m, this.month) === m) {
+    if (this.month > m && Atomics.compareExchange(i, b + W_MONTH, m, this.month) === m) {
       Atomics.store(i, b + C_MON_TOK, 0); Atomics.store(i, b + C_MON_TOK + 1, 0);
       Atomics.store(i, b + C_MON_USD, 0); Atomics.store(i, b + C_MON_USD + 1, 0);
     }
@@ -113,21 +115,20 @@ export class Budgets {
 
   /**
    * Which limit is over (OK if none): spend + what is in flight, plus `strict` = 1 for
-   * "already used up" (>=) or 0 for "would pass it" (>). Reads only the counters that a
-   * set limit needs.
+   * "already used up" (>=) or 0 for "would pass it" (>). In flight = reserved - released, read released FIRST: both only grow,
+   * so a reservation and its release landing between the two reads can only make the
+   * check see more in flight (err on refusing), never less.
    */
   private over(b: number, l: BudgetLimits, strict: number): number {
     const u = this.u32;
-    if (l.tokensPerDay > 0 || l.tokensPerMonth > 0) {
-      const rt = read64(u, b + C_RES_TOK) - read64(u, b + C_REL_TOK) + strict;
-      if (l.tokensPerDay > 0 && read64(u, b + C_DAY_TOK) + rt > l.tokensPerDay) return L_TOKENS_DAY;
-      if (l.tokensPerMonth > 0 && read64(u, b + C_MON_TOK) + rt > l.tokensPerMonth) return L_TOKENS_MONTH;
-    }
-    if (l.microsPerDay > 0 || l.microsPerMonth > 0) {
-      const rm = read64(u, b + C_RES_USD) - read64(u, b + C_REL_USD) + strict;
-      if (l.microsPerDay > 0 && read64(u, b + C_DAY_USD) + rm > l.microsPerDay) return L_USD_DAY;
-      if (l.microsPerMonth > 0 && read64(u, b + C_MON_USD) + rm > l.microsPerMonth) return L_USD_MONTH;
-    }
+    const relT = read64(u, b + C_REL_TOK); // released first: a race then sees more in flight, not less
+    const rt = read64(u, b + C_RES_TOK) - relT + strict;
+    if (l.tokensPerDay > 0 && read64(u, b + C_DAY_TOK) + rt > l.tokensPerDay) return L_TOKENS_DAY;
+    if (l.tokensPerMonth > 0 && read64(u, b + C_MON_TOK) + rt > l.tokensPerMonth) return L_TOKENS_MONTH;
+    const relM = read64(u, b + C_REL_USD);
+    const rm = read64(u, b + C_RES_USD) - relM + strict;
+    if (l.microsPerDay > 0 && read64(u, b + C_DAY_USD) + rm > l.microsPerDay) return L_USD_DAY;
+    if (l.microsPerMonth > 0 && read64(u, b + C_MON_USD) + rm > l.microsPerMonth) return L_USD_MONTH;
     return OK;
   }
 
@@ -165,16 +166,11 @@ export class Budgets {
 
   /** Count real usage in the current day and month. */
   charge(slot: number, tok: number, mic: number): void {
-    if (tok <= 0 && mic <= 0) return;
-    const b = this.roll(slot), u = this.u32;
-    if (tok > 0) {
-      add64(u, b + C_DAY_TOK, tok);
-      add64(u, b + C_MON_TOK, tok);
-    }
-    if (mic > 0) {
-      add64(u, b + C_DAY_USD, mic);
-      add64(u, b + C_MON_USD, mic);
-    }
+    const b = this.roll(slot), u = this.u32; // add64 ignores 0 and negatives
+    add64(u, b + C_DAY_TOK, tok);
+    add64(u, b + C_MON_TOK, tok);
+    add64(u, b + C_DAY_USD, mic);
+    add64(u, b + C_MON_USD, mic);
   }
 
   /** Load spend rebuilt from the ledger at start-up (adds to the current windows). */
@@ -194,13 +190,14 @@ export class Budgets {
 
   spend(slot: number): Spend {
     const b = this.roll(slot), u = this.u32;
+    const relT = read64(u, b + C_REL_TOK), relM = read64(u, b + C_REL_USD);
     return {
       dayTokens: read64(u, b + C_DAY_TOK),
       dayMicros: read64(u, b + C_DAY_USD),
       monthTokens: read64(u, b + C_MON_TOK),
       monthMicros: read64(u, b + C_MON_USD),
-      reservedTokens: read64(u, b + C_RES_TOK) - read64(u, b + C_REL_TOK),
-      reservedMicros: read64(u, b + C_RES_USD) - read64(u, b + C_REL_USD),
+      reservedTokens: read64(u, b + C_RES_TOK) - relT,
+      reservedMicros: read64(u, b + C_RES_USD) - relM,
     };
   }
 

@@ -133,8 +133,8 @@ export interface Settings {
   retry_budget_ms: number & tags.Type<"uint32">;
   circuit_breaker_failure_threshold: number & tags.Type<"uint32"> & tags.Minimum<1>;
   circuit_breaker_timeout_ms: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<86400000>;
-  circuit_breaker_success_threshold: number & tags.Type<"uint32"> & tags.Minimum<1>;
-  circuit_breaker_half_open_probes: number & tags.Type<"uint32"> & tags.Minimum<1>;
+  circuit_breaker_success_threshold: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<255>;
+  circuit_breaker_half_open_probes: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<255>;
   load_shedding_heap_threshold: number & tags.ExclusiveMinimum<0> & tags.Maximum<1>;
   load_shedding_memory_threshold: number & tags.ExclusiveMinimum<0> & tags.Maximum<1>;
   load_shedding_active_requests_threshold: number & tags.Type<"uint32"> & tags.Minimum<1>;

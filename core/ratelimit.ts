@@ -1,19 +1,29 @@
 /**
  * Per-key rate limits (requests and tokens per minute) as GCRA token buckets: one
- * "theoretical arrival time" per bucket in a SharedArrayBuffer, advanced with a
+ * "theoretical arrival time" (TAT) per bucket in a SharedArrayBuffer, advanced with a
  * compare-and-swap, so all threads share one limit without locks. Burst = the whole
- * minute's allowance. Times are MicroClock32 microseconds, so even very high limits are
- * exact; a token debt is capped at 30 minutes ahead (inside the clock's wrap-safe span).
+ * minute's allowance. A token debt is capped at MAX_AHEAD (30 minutes) ahead.
+ *
+ * Time is microseconds (so even very high limits are exact) from a non-wrapping clock,
+ * but a slot is 32 bits, which wraps every ~71.6 minutes: a TAT from long ago would read
+ * as one in the future (a key idle 36-71 minutes was refused). So each bucket has two
+ * slots: the TAT's low 32 bits, advanced by CAS, and the minute of the last write, raised
+ * (never lowered) BEFORE that CAS and read AFTER the TAT. A TAT is at most MAX_AHEAD past
+ * its write, so if the last write is more than MAX_AHEAD old the TAT is in the past,
+ * whatever its bits say; otherwise it lies within ±31 minutes of now and the 32-bit
+ * difference is exact. No BigInt (it would allocate on every call).
  *
  * Requests are charged at admission. Tokens are charged when the real usage is known
  * (after the response); admission only checks that the token bucket is not in debt.
  */
-import { after, type MicroClock32 } from "./clock.js";
+import type { Clock } from "./clock.js";
 
 const MINUTE = 60_000_000; // µs
-const MAX_AHEAD = 30 * MINUTE;
+const MAX_AHEAD_MINUTES = 30;
+const MAX_AHEAD = MAX_AHEAD_MINUTES * MINUTE;
 
-const S_RPM = 0, S_TPM = 1, STRIDE = 2;
+// Per key (at k * STRIDE): [requests TAT, its last-write minute, tokens TAT (S_TPM), its last-write minute].
+const S_TPM = 2, STRIDE = 4;
 
 export interface Limits {
   requestsPerMinute: number; // 0 = unlimited
@@ -33,11 +43,12 @@ export interface Verdict {
 
 export class RateLimiter {
   readonly i32: Int32Array;
-  private readonly clock: MicroClock32;
+  /** Microseconds, not wrapping (MicroClock). */
+  private readonly clock: Clock;
   /** Reused result object: the hot path does not allocate. Read it before the next call. */
   readonly v: Verdict = { ok: true, limit: null, retryAfterMs: 0, remaining: 0, resetMs: 0 };
 
-  constructor(sab: SharedArrayBuffer, clock: MicroClock32) {
+  constructor(sab: SharedArrayBuffer, clock: Clock) {
     this.i32 = new Int32Array(sab);
     this.clock = clock;
   }
@@ -46,34 +57,47 @@ export class RateLimiter {
     return new SharedArrayBuffer(Math.max(1, keys) * STRIDE * 4);
   }
 
+  /** How far (µs, >= 0) the TAT `tat0` of the bucket at `slot` is ahead of now (0 = in the past). */
+  private ahead(slot: number, tat0: number, now32: number, minute: number): number {
+    if (minute - Atomics.load(this.i32, slot + 1) > MAX_AHEAD_MINUTES) return 0;
+    return Math.max((tat0 - now32) | 0, 0);
+  }
+
+  /** Raise the bucket's last-write minute to `minute` (before the CAS that writes its TAT). */
+  private stamp(slot: number, minute: number): void {
+    const h = Atomics.load(this.i32, slot + 1);
+    if (minute > h) Atomics.compareExchange(this.i32, slot + 1, h, minute);
+  }
+
   /**
    * GCRA: charge `cost` units of a bucket with `perMinute` allowance. Returns false and
-   * fills `v` when it would exceed the burst. `dryRun` only checks for debt.
+   * fills `v` when it would exceed the burst. `dryRun` (cost 0) only checks for debt.
    */
   private take(slot: number, perMinute: number, cost: number, dryRun: boolean): boolean {
     const i = this.i32;
     const T = MINUTE / perMinute; // µs per unit
     const tau = MINUTE; // burst tolerance: a full minute
     const now = this.clock.now();
+    const now32 = now | 0, minute = Math.floor(now / MINUTE);
     for (;;) {
       const tat0 = Atomics.load(i, slot);
-      const tat = tat0 === 0 || after(now, tat0) ? now : tat0; // 0 = never used
-      const newTat = (tat + Math.ceil(cost * T)) | 0;
-      const ahead = (newTat - now) | 0;
-      if (ahead > tau && (!dryRun || ((tat - now) | 0) > tau)) {
+      const was = this.ahead(slot, tat0, now32, minute);
+      const ahead = was + Math.ceil(cost * T);
+      if (ahead > tau) {
         this.v.ok = false;
-        this.v.retryAfterMs = Math.ceil((dryRun ? ((tat - now) | 0) - tau : ahead - tau) / 1000);
+        this.v.retryAfterMs = Math.ceil((ahead - tau) / 1000);
         this.v.remaining = 0;
-        this.v.resetMs = Math.ceil(((tat - now) | 0) / 1000);
+        this.v.resetMs = Math.ceil(was / 1000);
         return false;
       }
       if (dryRun) {
-        this.v.remaining = Math.max(0, Math.floor((tau - ((tat - now) | 0)) / T));
-        this.v.resetMs = Math.max(0, Math.ceil(((tat - now) | 0) / 1000));
+        this.v.remaining = Math.floor((tau - was) / T);
+        this.v.resetMs = Math.ceil(was / 1000);
         return true;
       }
-      if (Atomics.compareExchange(i, slot, tat0, newTat === 0 ? 1 : newTat) === tat0) {
-        this.v.remaining = Math.max(0, Math.floor((tau - ahead) / T));
+      this.stamp(slot, minute);
+      if (Atomics.compareExchange(i, slot, tat0, (now32 + ahead) | 0) === tat0) {
+        this.v.remaining = Math.floor((tau - ahead) / T);
         this.v.resetMs = Math.ceil(ahead / 1000);
         return true;
       }
@@ -90,25 +114,25 @@ export class RateLimiter {
       v.limit = "tokens";
       return v;
     }
-    if (l.requestsPerMinute > 0 && !this.take(k * STRIDE + S_RPM, l.requestsPerMinute, 1, false)) {
+    if (l.requestsPerMinute > 0 && !this.take(k * STRIDE, l.requestsPerMinute, 1, false)) {
       v.limit = "requests";
       return v;
     }
     return v;
   }
 
-  /** Charge the real token usage after a response (may put the bucket in debt). */
+  /** Charge the real token usage after a response (may put the bucket in debt, up to MAX_AHEAD). */
   chargeTokens(k: number, l: Limits, tokens: number): void {
     if (l.tokensPerMinute <= 0 || tokens <= 0) return;
     const i = this.i32, slot = k * STRIDE + S_TPM;
     const T = MINUTE / l.tokensPerMinute;
     const now = this.clock.now();
+    const now32 = now | 0, minute = Math.floor(now / MINUTE);
     for (;;) {
       const tat0 = Atomics.load(i, slot);
-      const tat = tat0 === 0 || after(now, tat0) ? now : tat0;
-      const ahead = Math.min(((tat - now) | 0) + Math.ceil(tokens * T), MAX_AHEAD);
-      const newTat = (now + ahead) | 0;
-      if (Atomics.compareExchange(i, slot, tat0, newTat === 0 ? 1 : newTat) === tat0) return;
+      const ahead = Math.min(this.ahead(slot, tat0, now32, minute) + Math.ceil(tokens * T), MAX_AHEAD);
+      this.stamp(slot, minute);
+      if (Atomics.compareExchange(i, slot, tat0, (now32 + ahead) | 0) === tat0) return;
     }
   }
 }

@@ -24,13 +24,12 @@ export function retryAfterMs(retryAfter: string, retryAfterMsHeader: string, now
     const n = Number(retryAfterMsHeader);
     if (Number.isFinite(n) && n >= 0) return Math.ceil(n);
   }
-  if (retryAfter !== "") {
-    const s = retryAfter.trim();
-    if (/^\d+(\.\d+)?$/.test(s)) return Math.ceil(Number(s) * 1000);
-    const t = Date.parse(s);
-    if (!Number.isNaN(t)) return Math.max(0, t - now);
-  }
-  return -1;
+  const s = retryAfter.trim();
+  if (/^\d+(\.\d+)?$/.test(s)) return Math.ceil(Number(s) * 1000);
+  // An HTTP date (every RFC 9110 form starts with the day name); Date.parse alone would
+  // also take "-3" or "1 2" as dates.
+  const t = /^[A-Za-z]/.test(s) ? Date.parse(s) : NaN;
+  return Number.isNaN(t) ? -1 : Math.max(0, t - now);
 }
 
 /** Delay before attempt `attempt + 1` (`attempt` counts the attempts made so far, >= 1). */
@@ -38,5 +37,5 @@ export function retryDelayMs(s: RetrySettings, attempt: number, retryAfter: stri
   const cap = Math.min(s.retry_max_delay_ms, s.retry_base_delay_ms * 2 ** (attempt - 1));
   const jitter = Math.floor(random * cap);
   const asked = retryAfterMs(retryAfter, retryAfterMsHeader);
-  return asked > jitter ? asked : jitter;
+  return Math.max(asked, jitter);
 }

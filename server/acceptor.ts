@@ -10,7 +10,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import type { GatewayConfig } from "../core/config.js";
 import { G_ACTIVE, Metrics, MetricsLayout } from "../core/metrics.js";
 import { Breakers, STATE_NAMES } from "../core/breaker.js";
-import { Clock32, MicroClock32 } from "../core/clock.js";
+import { Clock32, MicroClock } from "../core/clock.js";
 import { RateLimiter } from "../core/ratelimit.js";
 import { Shedder, verdictOf } from "../core/shedder.js";
 import { monitorEventLoopDelay } from "node:perf_hooks";
@@ -102,7 +102,7 @@ const shedSettings = {
   eventLoopDelayMs: cfg.load_shedding_event_loop_delay_ms,
 };
 const shedder = new Shedder(data.shedSab, data.index, shedSettings, metrics.i32, G_ACTIVE);
-const limiter = new RateLimiter(data.rateSab, new MicroClock32(data.clockBase));
+const limiter = new RateLimiter(data.rateSab, new MicroClock(data.clockBase));
 const shared: Shared = {
   metrics,
   log,

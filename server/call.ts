@@ -15,7 +15,7 @@
  * provider.
  */
 import type { IncomingHttpHeaders } from "node:http";
-import { ADMIT_PROBE, REJECT, type Breakers } from "../core/breaker.js";
+import { NOT_PROBE, REJECT, type Breakers } from "../core/breaker.js";
 import { errorBody, errorTypeForStatus, errorTypeIndex, type ErrorCode } from "../core/errors.js";
 import { RJ_CIRCUIT_OPEN } from "../core/metrics.js";
 import { authHeadersFor } from "../core/providers.js";
@@ -66,7 +66,8 @@ export class UpstreamCall implements AttemptOwner {
   private readonly targets: readonly Target[];
   private ti = -1;
   private attempt = 0;
-  private probe = false;
+  /** The breaker's probe ticket for the current attempt (NOT_PROBE unless half-open). */
+  private probe = NOT_PROBE;
   private relay: AttemptRelay | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly deadline: NodeJS.Timeout;
@@ -132,7 +133,7 @@ export class UpstreamCall implements AttemptOwner {
         if (this.openRetryAfterMs === 0 || ra < this.openRetryAfterMs) this.openRetryAfterMs = ra;
         continue;
       }
-      this.probe = v === ADMIT_PROBE;
+      this.probe = v;
       this.attempt = 0;
       this.send(t);
       return;
@@ -218,14 +219,14 @@ export class UpstreamCall implements AttemptOwner {
   private verdict(ok: boolean): void {
     if (ok) this.deps.breakers.recordSuccess(this.breakerIndex(), this.probe);
     else this.deps.breakers.recordFailure(this.breakerIndex(), this.probe);
-    this.probe = false;
+    this.probe = NOT_PROBE;
   }
 
   /** No verdict: the provider never saw this attempt; give a probe slot back. */
   private release(): void {
-    if (!this.probe) return;
-    this.deps.breakers.releaseProbe(this.breakerIndex());
-    this.probe = false;
+    if (this.probe === NOT_PROBE) return;
+    this.deps.breakers.releaseProbe(this.breakerIndex(), this.probe);
+    this.probe = NOT_PROBE;
   }
 
   succeeded(): void {
@@ -289,7 +290,7 @@ export class UpstreamCall implements AttemptOwner {
           this.ctx.shared.metrics.rejected(RJ_CIRCUIT_OPEN);
           return this.nextTarget();
         }
-        this.probe = v === ADMIT_PROBE;
+        this.probe = v;
         this.send(this.targets[this.ti]!);
       }, delay);
       return;
