@@ -355,3 +355,14 @@ test("a real Claude Code request (the 100 KB bench fixture: thinking, cache_cont
     if (m.role === "tool") assert.ok(open.delete(m.tool_call_id!), `tool message ${m.tool_call_id} answers a call`);
   }
 });
+
+test("openai SDK models.list() sees every routed model in OpenAI's shape (object, created, owned_by)", async () => {
+  const ids: string[] = [];
+  for await (const m of oa.models.list()) {
+    assert.equal(m.object, "model");
+    assert.equal(typeof m.created, "number");
+    assert.equal(typeof m.owned_by, "string");
+    ids.push(m.id);
+  }
+  for (const id of ["gpt-pass", "gpt-reasoner", "claude-up", "az-model", "local-mock", "gpt-fb"]) assert.ok(ids.includes(id), `${id} listed: ${ids.join(", ")}`);
+});
