@@ -5,6 +5,7 @@
  * GRACEFUL_SHUTDOWN_TIMEOUT), closes every remaining socket and its upstream pools (bounded),
  * hands over its last ledger rows, flushes its log and reports; the thread then ends.
  */
+import type { RenderKind } from "../workers/metrics-task.js";
 import uWS, { type us_listen_socket } from "uWebSockets.js";
 import { parentPort, workerData } from "node:worker_threads";
 import type { GatewayConfig } from "../core/config.js";
@@ -55,7 +56,7 @@ export interface AcceptorData {
 export type ToMain =
   | { t: "listening"; port: number; metricsPort: number | null }
   | { t: "listen-failed"; port: number }
-  | { t: "render"; id: number; kind: "prometheus" | "observability" }
+  | { t: "render"; id: number; kind: RenderKind }
   | { t: "drained"; forced: number }
   | { t: "rows"; rows: UsageRow[]; audit: AuditRow[] }
   | { t: "admin"; id: number; op: AdminOp }
@@ -152,7 +153,7 @@ sampler.unref();
 
 let renderSeq = 0;
 const renders = new Map<number, { resolve(s: string): void; reject(e: Error): void }>();
-function render(kind: "prometheus" | "observability"): Promise<string> {
+function render(kind: RenderKind): Promise<string> {
   const id = ++renderSeq;
   return new Promise((resolve, reject) => {
     renders.set(id, { resolve, reject });

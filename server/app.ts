@@ -3,6 +3,7 @@
  * routing and hand-off to a provider. No exception crosses a uWS callback: each handler
  * body runs inside try/catch and answers 500 in Anthropic's shape on a bug.
  */
+import type { RenderKind } from "../workers/metrics-task.js";
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp } from "uWebSockets.js";
 import { getHeapStatistics } from "node:v8";
 import type { GatewayConfig } from "../core/config.js";
@@ -46,7 +47,7 @@ export interface AppDeps {
   shedder: Shedder;
   limiter: RateLimiter;
   /** Renders a metrics page in the worker pool (via the main thread). */
-  render(kind: "prometheus" | "observability"): Promise<string>;
+  render(kind: RenderKind): Promise<string>;
   /** Budgets, prices and virtual keys (docs/budgets.md); null = not wired (tests, bench). */
   billing: Billing | null;
   /** The METRICS_PORT app: /health/* and /metrics/* go there instead of the client app. */
@@ -383,7 +384,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   }
 
   if (cfg.metrics_enabled) {
-    const page = (kind: "prometheus" | "observability", type: string) =>
+    const page = (kind: RenderKind, type: string) =>
       guard(R_METRICS, (ctx) => {
         deps.render(kind).then(
           (text) => ctx.send(200, type, text),

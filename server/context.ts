@@ -62,6 +62,11 @@ export class RequestCtx {
   usageUnreadable = false;
   /** Write a ledger row for this request (a /v1/messages call past auth). */
   ledger = false;
+  /** performance.now() of the first upstream dispatch and of the last attempt's end (0 = none yet): the time spent waiting on providers. */
+  upstreamStart = 0;
+  upstreamEnd = 0;
+  /** The answering attempt's wait for response headers in µs; -1 = no upstream answered. */
+  upstreamTtfbUs = -1;
   /** Called on client abort (cancels the upstream request, clears timers). */
   onAbort: (() => void) | null = null;
   /** Re-shapes error bodies for a client speaking another API (server/openai/); null = as is. */
@@ -98,8 +103,11 @@ export class RequestCtx {
     this.done = true;
     this.status = status;
     const sh = this.shared;
-    const durationUs = (performance.now() - this.t0) * 1000;
+    const now = performance.now();
+    const durationUs = (now - this.t0) * 1000;
     sh.metrics.record(this.route, this.provider, status, durationUs);
+    const upstreamUs = this.upstreamStart > 0 ? ((this.upstreamEnd > 0 ? this.upstreamEnd : now) - this.upstreamStart) * 1000 : 0;
+    sh.metrics.latency(this.route, this.provider, status, durationUs, upstreamUs, this.upstreamTtfbUs, performance.timeOrigin + now);
     sh.metrics.activeDec();
     sh.inflight.delete(this);
     if (this.keyIndex >= 0 && sh.tokenLimiter !== null && (this.inputTokens > 0 || this.outputTokens > 0)) {

@@ -107,6 +107,7 @@ export class Relay implements Dispatcher.DispatchHandler {
 
   constructor(ctx: RequestCtx, owner: AttemptOwner, maxEventBytes: number) {
     this.dispatchedAt = performance.now();
+    if (ctx.upstreamStart === 0) ctx.upstreamStart = this.dispatchedAt;
     this.ctx = ctx;
     this.owner = owner;
     this.providerIndex = ctx.provider;
@@ -124,6 +125,7 @@ export class Relay implements Dispatcher.DispatchHandler {
   abort(err: Error): void {
     if (this.detached) return;
     this.detached = true;
+    this.ctx.upstreamEnd = performance.now();
     this.decoder?.destroy();
     this.decoder = null;
     if (this.controller !== null) this.controller.abort(err);
@@ -141,6 +143,7 @@ export class Relay implements Dispatcher.DispatchHandler {
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     const ctx = this.ctx;
     if (this.gone()) return;
+    ctx.upstreamTtfbUs = (performance.now() - this.dispatchedAt) * 1000;
     this.status = statusCode;
     this.headers = headers;
     const ct = headers["content-type"];
@@ -229,6 +232,7 @@ export class Relay implements Dispatcher.DispatchHandler {
   private complete(): void {
     const ctx = this.ctx;
     if (this.gone() || ctx.done) return;
+    ctx.upstreamEnd = performance.now();
     const usageRead = ctx.route === R_MESSAGES;
     if (this.sse) {
       const tail = this.framer.rest();
@@ -290,6 +294,7 @@ export class Relay implements Dispatcher.DispatchHandler {
     const ctx = this.ctx;
     if (this.gone() || ctx.done) return;
     this.detached = true;
+    ctx.upstreamEnd = performance.now();
     const errCode = (err as { code?: string }).code ?? err.message;
     if (isLocalError(err)) {
       ctx.shared.log.warn({ req_id: ctx.id, provider: ctx.providerName, err: errCode }, "upstream request not sent");

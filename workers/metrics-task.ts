@@ -11,9 +11,13 @@ import { mergeBuckets, quantile, snapshot } from "../core/metrics-read.js";
 import { renderPrometheus } from "../core/prometheus.js";
 import { breakerStates } from "../core/breaker.js";
 import { renderUsagePrometheus, UsageLayout, usageSnapshot } from "../core/usage-metrics.js";
+import { recentLatency, secondSeries } from "./latency-report.js";
+
+/** The pages this worker renders; "dashboard" is the dashboard's live data (server/dashboard/). */
+export type RenderKind = "prometheus" | "observability" | "dashboard";
 
 export interface RenderTask {
-  kind: "prometheus" | "observability";
+  kind: RenderKind;
   sab: SharedArrayBuffer;
   breakerSab: SharedArrayBuffer;
   providers: string[];
@@ -63,6 +67,7 @@ export default async function render(task: RenderTask): Promise<string> {
     const usage = task.usageSab !== undefined && task.models !== undefined ? renderUsagePrometheus(usageLayoutFor(task.providers, task.models), task.usageSab) : "";
     return ours + usage + (await registry.metrics());
   }
+  if (task.kind === "dashboard") return renderDashboard(task, layout, snap, draining);
   const all = mergeBuckets(snap.histograms, layout.nB);
   const byRoute: Record<string, unknown> = {};
   for (const route of new Set(snap.histograms.map((h) => h.route))) {
@@ -91,11 +96,33 @@ export default async function render(task: RenderTask): Promise<string> {
     usage: task.usageSab !== undefined && task.models !== undefined ? usageSnapshot(usageLayoutFor(task.providers, task.models), task.usageSab) : null,
     breakers: Object.fromEntries(task.providers.map((p, i) => [p, breakerStates(task.breakerSab, task.providers.length)[i]])),
     latency: { p50_ms: ms(quantile(all, 0.5)), p95_ms: ms(quantile(all, 0.95)), p99_ms: ms(quantile(all, 0.99)), by_route: byRoute },
+    recent_latency: recentLatency(layout, task.sab, Date.now()),
     system: {
       rss_bytes: mem.rss,
       loadavg: loadavg(),
       total_memory_bytes: totalmem(),
       free_memory_bytes: freemem(),
     },
+  });
+}
+
+/** The dashboard's live data: the last minute second by second, plus the current counters. */
+function renderDashboard(task: RenderTask, layout: MetricsLayout, snap: ReturnType<typeof snapshot>, draining: number): string {
+  const now = Date.now();
+  const states = breakerStates(task.breakerSab, task.providers.length);
+  let requests = 0, errors = 0;
+  for (const r of snap.requests) requests += r.value;
+  for (const e of snap.errors) errors += e.value;
+  return JSON.stringify({
+    now_ms: now,
+    uptime_seconds: Math.round((now - task.startedAt) / 1000),
+    draining: draining === 1,
+    active: snap.active,
+    totals: { requests, errors },
+    rejected: Object.fromEntries(snap.rejected.map((r) => [r.reason, r.value])),
+    breakers: Object.fromEntries(task.providers.map((p, i) => [p, states[i]])),
+    usage: task.usageSab !== undefined && task.models !== undefined ? usageSnapshot(usageLayoutFor(task.providers, task.models), task.usageSab) : null,
+    seconds: secondSeries(layout, task.sab, now),
+    recent: recentLatency(layout, task.sab, now).window_1m,
   });
 }
