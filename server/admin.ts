@@ -25,7 +25,7 @@ export interface AdminDeps {
 interface UsageQuery {
   from?: string & (tags.Format<"date"> | tags.Format<"date-time">);
   to?: string & (tags.Format<"date"> | tags.Format<"date-time">);
-  group_by?: "key" | "model" | "day";
+  group_by?: "key" | "model" | "day" | "user" | "session";
   format?: "json" | "csv";
 }
 const validateUsageQuery = typia.createValidateEquals<UsageQuery>();

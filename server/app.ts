@@ -233,6 +233,8 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   function dispatch(ctx: RequestCtx, body: Buffer, parsed: Record<string, unknown>, inc: Incoming, count: boolean): void {
     const model = parsed.model as string;
     ctx.model = model;
+    const uid = (parsed.metadata as { user_id?: unknown } | undefined)?.user_id;
+    if (typeof uid === "string" && uid !== "") ctx.userId = uid.length > 200 ? uid.slice(0, 200) : uid;
     const route = router.resolve(model);
     if (route === null) return ctx.fail("GW_ERR_MODEL_NOT_FOUND", `model ${JSON.stringify(model).slice(0, 200)} has no route and no default provider is set`);
     // Deployments of equal rank: ordered per session (affinity) or by weight (core/balance.ts).

@@ -53,6 +53,8 @@ export class RequestCtx {
   keyId: string | null = null;
   /** x-claude-code-session-id, when sent. */
   sessionId: string | null = null;
+  /** metadata.user_id of the body (the developer, as Claude Code sends it), when sent; capped at 200 characters. */
+  userId: string | null = null;
   /** Budget slot of a virtual key (spend is counted there), else -1. */
   budgetSlot = -1;
   /** What admission reserved (given back and settled to real usage in finish). */

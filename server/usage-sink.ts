@@ -58,7 +58,7 @@ export class UsageSink {
     if (!ctx.ledger) return;
     this.rows.push([
       ctx.id, Date.now(), ctx.keyId, ctx.model, ctx.providerName, status, Math.round(durationUs) / 1000,
-      input, output, cw, cr, micros, ctx.sessionId, ctx.clientRequestId,
+      input, output, cw, cr, micros, ctx.sessionId, ctx.clientRequestId, ctx.userId,
     ]);
     if (this.rows.length >= this.batchRows) this.flush();
     else if (this.timer === null) this.arm();

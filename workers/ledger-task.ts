@@ -39,6 +39,8 @@ export type UsageRow = [
   sessionId: string | null,
   /** The client's x-request-id (not unique; the gateway's requestId is the key). */
   clientRequestId: string | null,
+  /** metadata.user_id of the request body (Claude Code sends one per developer), capped at 200 characters. */
+  userId: string | null,
 ];
 
 /**
@@ -57,7 +59,7 @@ export type AuditRow = [
   durationMs: number,
 ];
 
-export type GroupBy = "key" | "model" | "day";
+export type GroupBy = "key" | "model" | "day" | "user" | "session";
 
 export type LedgerTask =
   | { op: "init"; dayStart: number; monthStart: number }
@@ -139,6 +141,8 @@ const GROUP_EXPR: Record<GroupBy, string> = {
   key: "u.key_id",
   model: "u.model",
   day: "strftime('%Y-%m-%d', u.ts / 1000, 'unixepoch')",
+  user: "u.user_id",
+  session: "u.session_id",
 };
 
 /** A CSV cell: quoted when needed; a leading = + - @ is defused for spreadsheets. */
@@ -168,10 +172,12 @@ function open(path: string, retentionDays: number, maxBytes: number) {
   // Ledgers created before client_request_id existed get the column (additive, NULL for old rows).
   const cols = db.prepare("SELECT name FROM pragma_table_info('usage')").all() as { name: string }[];
   if (!cols.some((c) => c.name === "client_request_id")) db.exec("ALTER TABLE usage ADD COLUMN client_request_id TEXT");
+  // Attribution by developer (metadata.user_id) came later still: additive too.
+  if (!cols.some((c) => c.name === "user_id")) db.exec("ALTER TABLE usage ADD COLUMN user_id TEXT");
 
   const insertRow = db.prepare(
     `INSERT INTO usage (request_id, ts, key_id, model, provider, status, latency_ms, input_tokens, output_tokens,
-       cache_creation_tokens, cache_read_tokens, cost_micros, session_id, client_request_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+       cache_creation_tokens, cache_read_tokens, cost_micros, session_id, client_request_id, user_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
   );
   const insertAudit = db.prepare(
     "INSERT INTO audit (request_id, ts, key_id, tool, args, decision, reason, exit_code, duration_ms) VALUES (?,?,?,?,?,?,?,?,?)",
@@ -220,8 +226,9 @@ function open(path: string, retentionDays: number, maxBytes: number) {
     return n;
   }
   const usageStmts = new Map<GroupBy, Database.Statement>();
-  for (const g of ["key", "model", "day"] as const) {
-    const extra = g === "key" ? ", k.name AS key_name" : "";
+  for (const g of ["key", "model", "day", "user", "session"] as const) {
+    // Per key also when it was last used in the window (the dashboard's keys table).
+    const extra = g === "key" ? ", k.name AS key_name, MAX(u.ts) AS last_used_ms" : "";
     usageStmts.set(
       g,
       db.prepare(
@@ -304,6 +311,10 @@ function open(path: string, retentionDays: number, maxBytes: number) {
         const out = rows.map((r) => {
           const o: Record<string, unknown> = { ...r, cost_usd: Number(r.cost_micros) / 1e6 };
           delete o.cost_micros;
+          if (r.last_used_ms !== undefined) {
+            o.last_used = r.last_used_ms === null ? null : new Date(Number(r.last_used_ms)).toISOString();
+            delete o.last_used_ms;
+          }
           return o;
         });
         if (task.format === "json") return JSON.stringify({ group_by: task.groupBy, from: new Date(task.from).toISOString(), to: new Date(task.to).toISOString(), data: out });
