@@ -146,6 +146,20 @@ export function ringWindow(u32: Uint32Array, base: number, sec: number, seconds:
   return w;
 }
 
+/** Add one second's slot of a series into `into`, if the slot still holds that second. */
+export function ringAddSecond(u32: Uint32Array, base: number, sec: number, into: RingWindow): void {
+  const o = base + (sec % SECOND_SLOTS) * SLOT_STRIDE;
+  if (Atomics.load(u32, o) !== sec) return;
+  into.errors += u32[o + 1]!;
+  for (let b = 0; b < RING_BUCKETS; b++) {
+    const v = u32[o + HDR + b]!;
+    if (v !== 0) {
+      into.buckets[b]! += v;
+      into.count += v;
+    }
+  }
+}
+
 /** Percentiles (in ms, bucket midpoints) of merged bucket counts; null for an empty window. */
 export function ringPercentiles(buckets: Float64Array, qs: readonly number[]): (number | null)[] {
   let total = 0;

@@ -14,6 +14,7 @@ import { readUsage } from "../core/usage.js";
 import type { PriceTable } from "../core/pricing.js";
 import { BLOCK_UNAVAILABLE, type UsageMetrics } from "../core/usage-metrics.js";
 import { registerAdmin } from "./admin.js";
+import { registerDashboard } from "./dashboard/routes.js";
 import type { AdminOp, AdminResult } from "./ledger.js";
 import { G_DRAINING, G_WORKERS_OK, R_CHAT_COMPLETIONS, R_COUNT_TOKENS, R_HEALTH, R_MESSAGES, R_METRICS, R_MODELS, R_OTHER, RJ_RATE_REQUESTS, RJ_RATE_TOKENS } from "../core/metrics.js";
 import { SHED_NONE, type Shedder } from "../core/shedder.js";
@@ -415,6 +416,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
 
   registerMcp(app, { cfg, shared, keys, ids });
   if (billing !== null) registerAdmin(app, { cfg, guard, admin: billing.admin });
+  if (billing !== null) registerDashboard(app, { adminKey: cfg.admin_api_key, guard, render: deps.render, log: shared.log });
   app.any("/*", guard(R_OTHER, (ctx) => ctx.fail("GW_ERR_ROUTE_NOT_FOUND")));
   if (ops !== app) ops.any("/*", guard(R_OTHER, (ctx) => ctx.fail("GW_ERR_ROUTE_NOT_FOUND")));
   return app;

@@ -3,7 +3,7 @@
  * over the last 1 and 5 minutes for /metrics/observability, and the last minute second by
  * second for the dashboard. Runs off the serving threads; allocation here is fine.
  */
-import { EPOCH_BASE_MS, RING_BUCKETS, ringPercentiles, ringSecond, ringWindow, SERIES, S_OVERHEAD, S_TOTAL, type RingWindow } from "../core/latency-ring.js";
+import { EPOCH_BASE_MS, RING_BUCKETS, ringAddSecond, ringPercentiles, ringSecond, ringWindow, SERIES, S_OVERHEAD, S_TOTAL, type RingWindow } from "../core/latency-ring.js";
 import { ROUTES, RING_ROUTES, type MetricsLayout } from "../core/metrics.js";
 
 const QS = [0.5, 0.95, 0.99, 0.999] as const;
@@ -29,6 +29,12 @@ export interface WindowReport {
 
 function empty(): RingWindow {
   return { count: 0, errors: 0, buckets: new Float64Array(RING_BUCKETS) };
+}
+
+function reset(w: RingWindow): void {
+  w.count = 0;
+  w.errors = 0;
+  w.buckets.fill(0);
 }
 
 function add(into: RingWindow, w: RingWindow): void {
@@ -96,15 +102,16 @@ export function secondSeries(layout: MetricsLayout, sab: SharedArrayBuffer, nowM
   const perP: { p50: (number | null)[]; p95: (number | null)[]; p99: (number | null)[] }[] = [];
   const used = new Array<boolean>(layout.nP).fill(false);
   for (let p = 0; p < layout.nP; p++) perP.push({ p50: [], p95: [], p99: [] });
+  const tot = empty(), ov = empty();
   for (let sec = last - 59; sec <= last; sec++) {
     out.t.push(sec + EPOCH_BASE_MS / 1000);
     let reqs = 0, errs = 0;
-    const ov = empty();
+    reset(ov);
     for (let p = 0; p < layout.nP; p++) {
-      const tot = empty();
+      reset(tot);
       for (let rr = 0; rr < ring.nRoutes; rr++) {
-        ringWindow(u32, ring.series(rr, p, S_TOTAL), sec, 1, 0, tot);
-        ringWindow(u32, ring.series(rr, p, S_OVERHEAD), sec, 1, 0, ov);
+        ringAddSecond(u32, ring.series(rr, p, S_TOTAL), sec, tot);
+        ringAddSecond(u32, ring.series(rr, p, S_OVERHEAD), sec, ov);
       }
       reqs += tot.count;
       errs += tot.errors;

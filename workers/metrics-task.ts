@@ -11,7 +11,8 @@ import { mergeBuckets, quantile, snapshot } from "../core/metrics-read.js";
 import { renderPrometheus } from "../core/prometheus.js";
 import { breakerStates } from "../core/breaker.js";
 import { renderUsagePrometheus, UsageLayout, usageSnapshot } from "../core/usage-metrics.js";
-import { recentLatency, secondSeries } from "./latency-report.js";
+import { recentLatency, secondSeries, windowReport } from "./latency-report.js";
+import { ringSecond } from "../core/latency-ring.js";
 
 /** The pages this worker renders; "dashboard" is the dashboard's live data (server/dashboard/). */
 export type RenderKind = "prometheus" | "observability" | "dashboard";
@@ -123,6 +124,6 @@ function renderDashboard(task: RenderTask, layout: MetricsLayout, snap: ReturnTy
     breakers: Object.fromEntries(task.providers.map((p, i) => [p, states[i]])),
     usage: task.usageSab !== undefined && task.models !== undefined ? usageSnapshot(usageLayoutFor(task.providers, task.models), task.usageSab) : null,
     seconds: secondSeries(layout, task.sab, now),
-    recent: recentLatency(layout, task.sab, now).window_1m,
+    recent: windowReport(layout, new Uint32Array(task.sab), ringSecond(now), 60, 0),
   });
 }
