@@ -100,6 +100,18 @@ export const OTHER: readonly (readonly [string, string, string])[] = [
   ["SANDBOX_UID", "65534 as root, else the gateway's", "user the sandbox runs as"],
   ["SANDBOX_GID", "65534 as root, else the gateway's", "group the sandbox runs as"],
   ["SANDBOX_RO_BINDS", "none", "extra read-only paths inside the sandbox"],
+  ["OTEL_EXPORTER_OTLP_ENDPOINT", "none (tracing off)", "OpenTelemetry: OTLP/HTTP base URL; traces go to <base>/v1/traces"],
+  ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "none", "OpenTelemetry: full traces URL (overrides the base)"],
+  ["OTEL_EXPORTER_OTLP_HEADERS", "none", "OpenTelemetry: key=value,... headers sent with every export"],
+  ["OTEL_EXPORTER_OTLP_TRACES_HEADERS", "none", "OpenTelemetry: the same, for traces (wins per key)"],
+  ["OTEL_SERVICE_NAME", "portcullis", "OpenTelemetry: service.name"],
+  ["OTEL_TRACES_SAMPLER", "parentbased_always_on", "OpenTelemetry: sampler"],
+  ["OTEL_TRACES_SAMPLER_ARG", "1", "OpenTelemetry: ratio of the *traceidratio samplers"],
+  ["OTEL_BSP_SCHEDULE_DELAY", "5000", "OpenTelemetry: ms between batch exports"],
+  ["OTEL_BSP_MAX_QUEUE_SIZE", "2048", "OpenTelemetry: spans queued per thread before dropping"],
+  ["OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512", "OpenTelemetry: spans per export"],
+  ["OTEL_BSP_EXPORT_TIMEOUT", "30000", "OpenTelemetry: ms an export may take"],
+  ["OTEL_SDK_DISABLED", "false", "OpenTelemetry: true turns tracing off"],
 ];
 
 /** [env name, default, meaning] for every setting, the schema's first. */

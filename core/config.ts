@@ -8,6 +8,7 @@ import { loadMcpConfig, type McpConfig } from "./policy/config.js";
 import { DEFAULT_PRICES, validatePricesFile, type PriceEntry } from "./pricing.js";
 import type { BetaPolicyFile } from "./beta-policy.js";
 import { ConfigError, envBool, envNum, envStr, type Env } from "./env.js";
+import { loadTracingConfig, type TracingConfig } from "./tracing-config.js";
 import { typiaPath } from "./typia-path.js";
 
 export { ConfigError };
@@ -167,6 +168,8 @@ export interface GatewayConfig extends Settings {
   readonly mcp: McpConfig | null;
   /** Price table entries: defaults merged with PRICES_FILE (core/pricing.ts). */
   readonly prices: Readonly<Record<string, PriceEntry>>;
+  /** OpenTelemetry export (docs/tracing.md); null = tracing off. */
+  readonly tracing: TracingConfig | null;
 }
 
 /** Which env var names each setting, for error messages and `portcullis --help`. */
@@ -424,6 +427,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     apiKeys: Object.freeze(apiKeys),
     mcp: loadMcpConfig(env, apiKeys.length),
     prices: Object.freeze(loadPrices(pricesFile)),
+    tracing: loadTracingConfig(env),
   });
 }
 

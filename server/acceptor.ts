@@ -9,7 +9,7 @@ import type { RenderKind } from "../workers/metrics-task.js";
 import uWS, { type us_listen_socket } from "uWebSockets.js";
 import { parentPort, workerData } from "node:worker_threads";
 import type { GatewayConfig } from "../core/config.js";
-import { G_ACTIVE, Metrics, MetricsLayout } from "../core/metrics.js";
+import { G_ACTIVE, G_SPANS_DROPPED, Metrics, MetricsLayout } from "../core/metrics.js";
 import { Breakers, STATE_NAMES } from "../core/breaker.js";
 import { Clock32, MicroClock32 } from "../core/clock.js";
 import { RateLimiter } from "../core/ratelimit.js";
@@ -25,6 +25,7 @@ import { Budgets } from "../core/budget.js";
 import { entryOf, type KeyRecord } from "../core/keys.js";
 import { PriceTable } from "../core/pricing.js";
 import { UsageLayout, UsageMetrics } from "../core/usage-metrics.js";
+import { startTracing } from "./tracing/otel.js";
 import type { AuditRow, UsageRow } from "../workers/ledger-task.js";
 import type { AdminOp, AdminResult, KeyChange } from "./ledger.js";
 import { UsageSink } from "./usage-sink.js";
@@ -76,6 +77,8 @@ const cfg = data.cfg;
 const { log, flush } = createLogger({ level: cfg.log_level, file: cfg.log_file });
 const metrics = new Metrics(new MetricsLayout(cfg.providers.map((p) => p.name)), data.sab);
 const pools = new Pools(cfg);
+// OpenTelemetry (docs/tracing.md): only with an OTLP endpoint; otherwise nothing subscribes to the publish points.
+const tracing = cfg.tracing === null ? null : startTracing(cfg.tracing, data.index, (n) => void Atomics.add(metrics.i32, G_SPANS_DROPPED, n), (msg) => log.warn({ component: "otel" }, msg));
 const clock = new Clock32(data.clockBase);
 const breakers = new Breakers(
   data.breakerSab,
@@ -228,7 +231,8 @@ function drain(): void {
     if (opsApp !== undefined) (opsApp as typeof opsApp & { close(): void }).close();
     let poolTimer: NodeJS.Timeout | undefined;
     const bound = new Promise<void>((r) => (poolTimer = setTimeout(r, POOL_CLOSE_MS)));
-    Promise.race([pools.close().catch(() => undefined), bound]).finally(() => {
+    const closing = Promise.all([pools.close().catch(() => undefined), tracing?.shutdown().catch(() => undefined)]);
+    Promise.race([closing, bound]).finally(() => {
       clearTimeout(poolTimer);
       // Every finished request's row goes to the main thread before "drained".
       sink.flush();

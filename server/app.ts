@@ -15,6 +15,7 @@ import type { PriceTable } from "../core/pricing.js";
 import { BLOCK_UNAVAILABLE, type UsageMetrics } from "../core/usage-metrics.js";
 import { registerAdmin } from "./admin.js";
 import { registerDashboard } from "./dashboard/routes.js";
+import { requestStart, type RequestStartMsg } from "./tracing/channels.js";
 import type { AdminOp, AdminResult } from "./ledger.js";
 import { G_DRAINING, G_WORKERS_OK, R_CHAT_COMPLETIONS, R_COUNT_TOKENS, R_HEALTH, R_MESSAGES, R_METRICS, R_MODELS, R_OTHER, RJ_RATE_REQUESTS, RJ_RATE_TOKENS } from "../core/metrics.js";
 import { SHED_NONE, type Shedder } from "../core/shedder.js";
@@ -136,6 +137,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   function admitPost(ctx: RequestCtx, req: HttpRequest, then: (body: Buffer, inc: Incoming) => void): void {
     const inc = incoming(req);
     const pending = inc.contentLength !== 0; // an unread body: close after answering
+    if (requestStart.hasSubscribers) requestStart.publish({ ctx, traceparent: req.getHeader("traceparent"), tracestate: req.getHeader("tracestate") } satisfies RequestStartMsg);
     // Framing first: with two different lengths, a proxy in front may have framed the body
     // by the other one (request smuggling). Refuse and close.
     if (inc.contentLength >= 0 && conflictingLengths(req)) return ctx.fail("GW_ERR_REQ_CONTENT_LENGTH", undefined, true);

@@ -9,6 +9,7 @@ import { CATALOGUE, errorBody, errorTypeIndex, statusLine, type ErrorCode } from
 import { ROUTES, type Metrics } from "../core/metrics.js";
 import type { Limits, RateLimiter } from "../core/ratelimit.js";
 import type { AuditRow } from "../workers/ledger-task.js";
+import { requestEnd } from "./tracing/channels.js";
 
 export interface Shared {
   metrics: Metrics;
@@ -116,6 +117,7 @@ export class RequestCtx {
       sh.tokenLimiter.limiter.chargeTokens(this.keyIndex, this.rateLimits ?? sh.tokenLimiter.limits, Math.max(0, this.inputTokens) + Math.max(0, this.outputTokens));
     }
     if (sh.usage !== null) sh.usage.finished(this, status, durationUs);
+    if (requestEnd.hasSubscribers) requestEnd.publish(this);
     if (sh.log.isLevelEnabled("info")) {
       sh.log.info(
         {

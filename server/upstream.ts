@@ -21,6 +21,7 @@ import { readUsage } from "../core/usage.js";
 import type { RequestCtx } from "./context.js";
 import { decoderFor } from "./upstream-decode.js";
 import { hasTerminalEvent, isLocalError, mapError } from "./upstream-errors.js";
+import { firstToken } from "./tracing/channels.js";
 
 /** What a Relay reports back to the call that owns it. */
 export interface AttemptOwner {
@@ -99,6 +100,8 @@ export class Relay implements Dispatcher.DispatchHandler {
   private readonly framer: SseFramer;
   private decoder: Transform | null = null;
   private paused = false;
+  /** Some of the stream reached the client (time to first token, for tracing). */
+  private relayed = false;
   private readonly providerIndex: number;
   private readonly owner: AttemptOwner;
   private headers: IncomingHttpHeaders | null = null;
@@ -206,6 +209,10 @@ export class Relay implements Dispatcher.DispatchHandler {
     // Usage as it passes: input from message_start, the running output from message_delta.
     readUsage(out, this.ctx);
     const ctx = this.ctx, res = ctx.res, controller = this.controller;
+    if (!this.relayed) {
+      this.relayed = true;
+      if (firstToken.hasSubscribers) firstToken.publish(ctx);
+    }
     let ok = true;
     res.cork(() => {
       ok = res.write(out);
