@@ -3,13 +3,15 @@
  *
  * mitata rows for the recent-latency ring (core/latency-ring.ts): what recording costs the
  * request path (target: <= 40 ns and 0 B per observation) and what the render worker pays
- * to turn the ring into percentiles. Same measuring and bytes/op method as bench/run.ts.
+ * to turn the ring into percentiles, and what tracing costs a request while it is off (the
+ * publish points' `hasSubscribers` checks). Same measuring and bytes/op method as bench/run.ts.
  */
 import { fileURLToPath } from "node:url";
 import { measure } from "mitata";
 import { EPOCH_BASE_MS, ringRecord, S_TOTAL } from "../core/latency-ring.js";
 import { createMetricsBuffer, Metrics, MetricsLayout, R_MESSAGES } from "../core/metrics.js";
 import { recentLatency, secondSeries } from "../workers/latency-report.js";
+import { attemptEnd, attemptStart, firstToken, requestEnd, requestStart } from "../server/tracing/channels.js";
 import { bytes, markdownTable, ns, parseFlags } from "./format.js";
 import { bytesPerOp } from "./run.js";
 
@@ -28,6 +30,8 @@ export function latencyRows(): { id: string; name: string; fn: () => unknown }[]
     { id: "ring_record_one", name: "ring: record one observation (second + minute slot)", fn: () => ringRecord(u32, base, 150 + (i++ & 1023), sec, 0) },
     { id: "ring_record_request", name: "ring: record a request (total, upstream TTFB, overhead)", fn: () => m.latency(R_MESSAGES, 1, 200, 20_000 + (i++ & 1023), 19_900, 9_000, now) },
     { id: "ring_percentiles", name: "ring: p50/p95/p99/p999, 1 and 5 min, 3 providers (worker)", fn: () => recentLatency(layout, sab, now) },
+    // A streamed request with one attempt passes these points: start, attempt start, first token, (attempt end), end.
+    { id: "tracing_off", name: "tracing off: a request's publish-point checks (5 × hasSubscribers)", fn: () => (requestStart.hasSubscribers || attemptStart.hasSubscribers || firstToken.hasSubscribers || attemptEnd.hasSubscribers || requestEnd.hasSubscribers ? 1 : 0) },
     { id: "ring_seconds", name: "ring: dashboard's 60 per-second points (worker)", fn: () => secondSeries(layout, sab, now) },
   ];
 }
