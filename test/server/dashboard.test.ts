@@ -27,6 +27,8 @@ let gw: Gateway;
 let browser: BrowserContext;
 let page: Page;
 let profile: string;
+/** Errors the page logged: a CSP violation or a script error would show here. */
+const consoleErrors: string[] = [];
 
 async function call(prompt: string, key = STATIC_KEY, extra: Record<string, unknown> = {}, session = ""): Promise<Response> {
   const headers: Record<string, string> = { "content-type": "application/json", "x-api-key": key };
@@ -73,6 +75,10 @@ before(async () => {
     args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
   });
   page = browser.pages()[0] ?? (await browser.newPage());
+  page.on("console", (m) => {
+    if (m.type() === "error") consoleErrors.push(m.text());
+  });
+  page.on("pageerror", (e) => consoleErrors.push(String(e)));
   page.setDefaultTimeout(BOUND);
 });
 
@@ -185,6 +191,12 @@ describe("dashboard", () => {
     await page.keyboard.press("Enter");
     await page.getByLabel("Admin API key").waitFor();
     assert.equal(await page.evaluate("sessionStorage.getItem('portcullis.adminKey')"), null);
+  });
+
+  test("the page ran without a script error or a CSP violation", () => {
+    // The refused sign-in's 401 is logged by Chromium as a failed resource; nothing else may be.
+    const other = consoleErrors.filter((e) => !/status of 401/.test(e));
+    assert.deepEqual(other, []);
   });
 });
 
