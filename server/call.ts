@@ -300,6 +300,7 @@ export class UpstreamCall implements AttemptOwner {
         const v = this.deps.breakers.admit(this.breakerIndex());
         if (v === REJECT) {
           this.ctx.shared.metrics.rejected(RJ_CIRCUIT_OPEN);
+          if (breakerRefused.hasSubscribers) breakerRefused.publish({ ctx: this.ctx, provider: this.targets[this.ti]!.provider.name } satisfies BreakerMsg);
           return this.nextTarget();
         }
         this.probe = v === ADMIT_PROBE;

@@ -169,6 +169,39 @@ describe("tracing to a collector", () => {
   });
 });
 
+test("an open breaker that skips a provider is an event on the request span, with no attempt span for it", async () => {
+  const gw = await startGateway({
+    CONFIG_FILE: configFile(),
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiverUrl,
+    OTEL_BSP_SCHEDULE_DELAY: "50",
+    RETRY_MAX_ATTEMPTS: "1",
+    CIRCUIT_BREAKER_FAILURE_THRESHOLD: "1",
+    CIRCUIT_BREAKER_TIMEOUT: "600000",
+  });
+  try {
+    const q = await fetch(`${mock.url}/__mock/faults`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ faults: ["status:529"] }) });
+    assert.equal(q.status, 200);
+    const send = () => fetch(`${gw.url}/v1/messages`, { method: "POST", headers: { "content-type": "application/json", "x-api-key": KEY }, body: JSON.stringify({ model: "traced-model", max_tokens: 8, messages: [{ role: "user", content: "hi" }] }) });
+    const first = await send(); // 529 on primary opens its breaker; backup answers
+    assert.equal(first.headers.get("x-portcullis-provider"), "backup");
+    const second = await send();
+    assert.equal(second.status, 200);
+    const id = second.headers.get("request-id");
+    const server = await until("the second request's span", () => spans.find((x) => x.kind === 2 && attr(x, "portcullis.request_id") === id), 15_000);
+    const refused = server.events?.find((e) => e.name === "breaker_refused");
+    assert.ok(refused, "breaker_refused event");
+    assert.equal(refused.attributes?.find((a) => a.key === "portcullis.provider")?.value.stringValue, "primary");
+    const kids = await until("its attempt span", () => {
+      const c = spans.filter((x) => x.parentSpanId === server.spanId);
+      return c.length > 0 ? c : undefined;
+    }, 15_000);
+    assert.deepEqual(kids.map((k) => attr(k, "portcullis.provider")), ["backup"]);
+    assert.equal(attr(server, "portcullis.attempts"), 1);
+  } finally {
+    await gw.stop();
+  }
+});
+
 test("an unreachable collector drops spans into otel_spans_dropped_total and requests still succeed", async () => {
   const dead = await freePort("127.0.0.1"); // nothing listens there
   const gw = await startGateway({
