@@ -49,6 +49,7 @@ const MEANINGS: Record<keyof Settings, string> = {
   metrics_port: "second port for /health/* and /metrics/* (then not on PORT); unset = on PORT",
   ledger_retention_days: "usage and audit rows older than this are pruned (never the current month); 0 = keep all",
   ledger_max_mb: "cap on the ledger's pages in use: past it the oldest rows are pruned first; 0 = no cap",
+  usage_metrics_user_label_max: "distinct metadata.user_id values with their own Prometheus user label (gateway_user_*); the rest count as other; 0 = off",
 };
 
 /** Defaults that depend on the machine, shown as words. */

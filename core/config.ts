@@ -157,6 +157,8 @@ export interface Settings {
   ledger_retention_days: number & tags.Type<"uint32"> & tags.Maximum<36500>;
   /** Cap on the ledger's used pages in MiB: past it the oldest rows are pruned first; 0 = no cap. */
   ledger_max_mb: number & tags.Type<"uint32"> & tags.Maximum<1048576>;
+  /** Distinct metadata.user_id values that get their own Prometheus label (core/user-metrics.ts); 0 = off. */
+  usage_metrics_user_label_max: number & tags.Type<"uint32"> & tags.Maximum<10000>;
 }
 
 export interface GatewayConfig extends Settings {
@@ -214,6 +216,7 @@ export const ENV_NAMES: Record<keyof Settings, string> = {
   metrics_port: "METRICS_PORT",
   ledger_retention_days: "LEDGER_RETENTION_DAYS",
   ledger_max_mb: "LEDGER_MAX_MB",
+  usage_metrics_user_label_max: "USAGE_METRICS_USER_LABEL_MAX",
 };
 
 const validateSettings = typia.createValidate<Settings>();
@@ -295,6 +298,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     metrics_port: envStr(env, "METRICS_PORT") === null ? null : envNum(env, "METRICS_PORT", 0),
     ledger_retention_days: envNum(env, "LEDGER_RETENTION_DAYS", 30),
     ledger_max_mb: envNum(env, "LEDGER_MAX_MB", 0),
+    usage_metrics_user_label_max: envNum(env, "USAGE_METRICS_USER_LABEL_MAX", 0),
   };
   const sv = validateSettings(settings);
   if (!sv.success) {

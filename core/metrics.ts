@@ -8,6 +8,7 @@ import { ERROR_TYPES } from "./errors.js";
 import { TOOL_NAMES } from "./policy/tool-names.js";
 import { add64, read64 } from "./atomic64.js";
 import { RingLayout, ringRecord, ringSecond, S_OVERHEAD, S_TOTAL, S_TTFB } from "./latency-ring.js";
+import { UserLayout } from "./user-metrics.js";
 export { read64 };
 
 /** Route label values, bounded; a raw path never becomes a label. */
@@ -73,10 +74,12 @@ export class MetricsLayout {
   readonly histStride: number;
   /** Recent latency (core/latency-ring.ts) for the routes that reach providers, after every counter. */
   readonly ring: RingLayout;
+  /** Per-developer usage slots (core/user-metrics.ts); none unless USAGE_METRICS_USER_LABEL_MAX is set. */
+  readonly user: UserLayout;
   readonly totalU32: number;
 
   /** `providers` are the configured provider names; index 0 ("none") is the gateway itself. */
-  constructor(providers: readonly string[]) {
+  constructor(providers: readonly string[], userSlots = 0) {
     this.providers = Object.freeze(["none", ...providers]);
     this.nP = this.providers.length;
     this.requestsOff = N_GAUGES;
@@ -89,7 +92,8 @@ export class MetricsLayout {
     this.policyOff = this.poolWaitOff + this.nP * 4;
     const ringOff = this.policyOff + this.nP * POLICY_KINDS.length * 2;
     this.ring = new RingLayout(ringOff, RING_ROUTES, this.nR, this.nP);
-    this.totalU32 = ringOff + this.ring.totalU32;
+    this.user = new UserLayout(ringOff + this.ring.totalU32, userSlots);
+    this.totalU32 = this.user.off + this.user.totalU32;
   }
 
   requestSlot(r: number, p: number, s: number): number {

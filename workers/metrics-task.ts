@@ -13,6 +13,7 @@ import { breakerStates } from "../core/breaker.js";
 import { renderUsagePrometheus, UsageLayout, usageSnapshot } from "../core/usage-metrics.js";
 import { recentLatency, secondSeries, windowReport } from "./latency-report.js";
 import { ringSecond } from "../core/latency-ring.js";
+import { renderUserPrometheus } from "../core/user-metrics.js";
 
 /** The pages this worker renders; "dashboard" is the dashboard's live data (server/dashboard/). */
 export type RenderKind = "prometheus" | "observability" | "dashboard";
@@ -28,6 +29,8 @@ export interface RenderTask {
   models?: readonly string[];
   /** MCP is on: every tool_calls_total series is shown, zeros included (else only counted ones). */
   mcp?: boolean;
+  /** USAGE_METRICS_USER_LABEL_MAX: slots of the per-developer table in `sab` (0 = none). */
+  userSlots?: number;
 }
 
 let cachedUsage: UsageLayout | null = null;
@@ -45,8 +48,8 @@ for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total
 }
 
 let cachedLayout: MetricsLayout | null = null;
-function layoutFor(providers: string[]): MetricsLayout {
-  if (cachedLayout === null || cachedLayout.providers.length !== providers.length + 1) cachedLayout = new MetricsLayout(providers);
+function layoutFor(providers: string[], userSlots: number): MetricsLayout {
+  if (cachedLayout === null || cachedLayout.providers.length !== providers.length + 1 || cachedLayout.user.slots !== userSlots) cachedLayout = new MetricsLayout(providers, userSlots);
   return cachedLayout;
 }
 
@@ -55,7 +58,7 @@ function ms(seconds: number): number | null {
 }
 
 export default async function render(task: RenderTask): Promise<string> {
-  const layout = layoutFor(task.providers);
+  const layout = layoutFor(task.providers, task.userSlots ?? 0);
   const snap = snapshot(layout, task.sab, task.mcp === true);
   const draining = Atomics.load(new Int32Array(task.sab), G_DRAINING);
   if (task.kind === "prometheus") {
@@ -66,7 +69,7 @@ export default async function render(task: RenderTask): Promise<string> {
       task.providers.map((provider, i) => ({ provider, state: states[i]! })),
     );
     const usage = task.usageSab !== undefined && task.models !== undefined ? renderUsagePrometheus(usageLayoutFor(task.providers, task.models), task.usageSab) : "";
-    return ours + usage + (await registry.metrics());
+    return ours + usage + renderUserPrometheus(new Uint32Array(task.sab), layout.user) + (await registry.metrics());
   }
   if (task.kind === "dashboard") return renderDashboard(task, layout, snap, draining);
   const all = mergeBuckets(snap.histograms, layout.nB);
