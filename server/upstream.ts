@@ -21,7 +21,7 @@ import { readUsage } from "../core/usage.js";
 import type { RequestCtx } from "./context.js";
 import { decoderFor } from "./upstream-decode.js";
 import { hasTerminalEvent, isLocalError, mapError } from "./upstream-errors.js";
-import { firstToken } from "./tracing/channels.js";
+import { firstToken, upstreamData, type DataMsg } from "./tracing/channels.js";
 
 /** What a Relay reports back to the call that owns it. */
 export interface AttemptOwner {
@@ -213,6 +213,7 @@ export class Relay implements Dispatcher.DispatchHandler {
       this.relayed = true;
       if (firstToken.hasSubscribers) firstToken.publish(ctx);
     }
+    if (upstreamData.hasSubscribers) upstreamData.publish({ ctx, data: out } satisfies DataMsg);
     let ok = true;
     res.cork(() => {
       ok = res.write(out);
@@ -269,6 +270,7 @@ export class Relay implements Dispatcher.DispatchHandler {
       return this.unusable(new Error(`upstream answered ${this.status} with ${JSON.stringify(this.contentType)}, not JSON or SSE`));
     }
     this.owner.succeeded();
+    if (upstreamData.hasSubscribers) upstreamData.publish({ ctx, data: body } satisfies DataMsg);
     if (usageRead) {
       readUsage(body, ctx);
       if (ctx.inputTokens < 0 || ctx.outputTokens < 0) ctx.usageUnreadable = true;

@@ -20,7 +20,7 @@ import { AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampl
 import type { TracingConfig } from "../../core/tracing-config.js";
 import { R_CHAT_COMPLETIONS, R_COUNT_TOKENS } from "../../core/metrics.js";
 import type { RequestCtx } from "../context.js";
-import { attemptEnd, attemptStart, breakerRefused, firstToken, requestEnd, requestStart, type AttemptEndMsg, type AttemptStartMsg, type BreakerMsg, type RequestStartMsg } from "./channels.js";
+import { attemptEnd, attemptStart, breakerRefused, firstToken, requestEnd, requestStart, upstreamData, type AttemptEndMsg, type AttemptStartMsg, type BreakerMsg, type DataMsg, type RequestStartMsg } from "./channels.js";
 
 /** gen_ai.provider.name for each provider type (the semantic conventions' well-known values). */
 const GENAI_PROVIDER: Record<string, string> = {
@@ -42,6 +42,8 @@ interface Trace {
   responseModel: string | null;
   /** gen_ai.provider.name of the last attempt. */
   genaiProvider: string | null;
+  /** stop_reason values seen in the answer (Anthropic's, or OpenAI's finish_reason). */
+  finishReasons: string[];
   started: number;
 }
 
@@ -118,7 +120,7 @@ export function startTracing(cfg: TracingConfig, threadIndex: number, dropped: (
       kind: SpanKind.SERVER,
       attributes: { "http.request.method": "POST", "url.path": path, "gen_ai.operation.name": c.route === R_COUNT_TOKENS ? "count_tokens" : "chat", "portcullis.request_id": c.id },
     }, parent);
-    traces.set(c, { span, ctx: trace.setSpan(parent, span), attempt: null, attempts: 0, responseModel: null, genaiProvider: null, started: performance.now() });
+    traces.set(c, { span, ctx: trace.setSpan(parent, span), attempt: null, attempts: 0, responseModel: null, genaiProvider: null, finishReasons: [], started: performance.now() });
   });
 
   subscribe(attemptStart.name, (m) => {
@@ -171,6 +173,15 @@ export function startTracing(cfg: TracingConfig, threadIndex: number, dropped: (
     t.attempt?.addEvent("gen_ai.first_token");
   });
 
+  // Only the stop reason is read from the answer; no content is kept.
+  subscribe(upstreamData.name, (m) => {
+    const msg = m as DataMsg;
+    const t = traces.get(msg.ctx);
+    if (t === undefined) return;
+    const text = Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength).toString("latin1");
+    for (const r of text.matchAll(/"(?:stop_reason|finish_reason)"\s*:\s*"([A-Za-z_]{1,40})"/g)) if (!t.finishReasons.includes(r[1]!)) t.finishReasons.push(r[1]!);
+  });
+
   subscribe(requestEnd.name, (m) => {
     const c = m as RequestCtx;
     const t = traces.get(c);
@@ -194,6 +205,7 @@ export function startTracing(cfg: TracingConfig, threadIndex: number, dropped: (
     s.setAttribute("portcullis.provider", c.providerName);
     if (c.inputTokens >= 0) s.setAttribute("gen_ai.usage.input_tokens", c.inputTokens);
     if (c.outputTokens >= 0) s.setAttribute("gen_ai.usage.output_tokens", c.outputTokens);
+    if (t.finishReasons.length > 0) s.setAttribute("gen_ai.response.finish_reasons", t.finishReasons);
     if (c.cacheCreationTokens >= 0) s.setAttribute("gen_ai.usage.cache_creation.input_tokens", c.cacheCreationTokens);
     if (c.cacheReadTokens >= 0) s.setAttribute("gen_ai.usage.cache_read.input_tokens", c.cacheReadTokens);
     if (c.keyId !== null) s.setAttribute("portcullis.key_id", c.keyId);

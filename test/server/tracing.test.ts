@@ -131,6 +131,8 @@ describe("tracing to a collector", () => {
     assert.ok(Number(attr(server, "gen_ai.usage.input_tokens")) > 0);
     assert.ok(Number(attr(server, "gen_ai.usage.output_tokens")) > 0);
     assert.ok(server.events?.some((e) => e.name === "gen_ai.first_token"), "time to first token as an event");
+    const reasons = server.attributes.find((x) => x.key === "gen_ai.response.finish_reasons")?.value as { arrayValue?: { values: AnyValue[] } } | undefined;
+    assert.deepEqual(reasons?.arrayValue?.values.map((v) => v.stringValue), ["end_turn"]);
 
     const byAttempt = children.sort((a, b) => Number(attr(a, "portcullis.attempt")) - Number(attr(b, "portcullis.attempt")));
     assert.deepEqual(byAttempt.map((s) => [attr(s, "portcullis.provider"), attr(s, "http.response.status_code"), attr(s, "portcullis.retry"), s.status?.code ?? 0]), [
@@ -166,6 +168,8 @@ describe("tracing to a collector", () => {
     const id = r.headers.get("request-id");
     const s = await until("the span of the untraced request", () => spans.find((x) => x.kind === 2 && attr(x, "portcullis.request_id") === id), 15_000);
     assert.equal(s.parentSpanId ?? "", "");
+    const reasons = s.attributes.find((x) => x.key === "gen_ai.response.finish_reasons")?.value as { arrayValue?: { values: AnyValue[] } } | undefined;
+    assert.deepEqual(reasons?.arrayValue?.values.map((v) => v.stringValue), ["end_turn"], "read from a JSON answer too");
   });
 });
 
