@@ -140,8 +140,9 @@ describe("dashboard", () => {
     await page.locator("#top-users tbody tr", { hasText: "dev-alice" }).locator('[data-k="requests"]', { hasText: /^6$/ }).waitFor();
     await page.locator("#top-sessions tbody tr", { hasText: "session-42" }).locator('[data-k="requests"]', { hasText: /^6$/ }).waitFor();
     if (SHOTS !== undefined) {
-      await page.locator("#overview").scrollIntoViewIfNeeded();
-      await page.screenshot({ path: join(SHOTS, "dashboard-overview.png") });
+      // After the hour's tokens and cost have been fetched again (every 5 refreshes).
+      await page.locator("#stat-tokens-in", { hasText: /^[1-9]/ }).waitFor();
+      await page.locator("#overview").screenshot({ path: join(SHOTS, "dashboard-overview.png") });
       await page.locator("#usage").screenshot({ path: join(SHOTS, "dashboard-usage.png") });
     }
   });
