@@ -49,6 +49,7 @@ const MEANINGS: Record<keyof Settings, string> = {
   metrics_port: "second port for /health/* and /metrics/* (then not on PORT); unset = on PORT",
   ledger_retention_days: "usage and audit rows older than this are pruned (never the current month); 0 = keep all",
   ledger_max_mb: "cap on the ledger's pages in use: past it the oldest rows are pruned first; 0 = no cap",
+  usage_metrics_user_label_max: "distinct metadata.user_id values with their own Prometheus user label (gateway_user_*); the rest count as other; 0 = off",
 };
 
 /** Defaults that depend on the machine, shown as words. */
@@ -109,6 +110,18 @@ export const OTHER: readonly (readonly [string, string, string])[] = [
   ["CACHE_MAX_BYTES", "67108864", "bound of the cache's memory tier (LRU)"],
   ["REDIS_URL", "none", "Redis for state shared by replicas: the response cache's entries"],
   ["CACHE_REDIS_TIMEOUT_MS", "100", "longest wait for a cache read from Redis before it counts as a miss"],
+  ["OTEL_EXPORTER_OTLP_ENDPOINT", "none (tracing off)", "OpenTelemetry: OTLP/HTTP base URL; traces go to <base>/v1/traces"],
+  ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "none", "OpenTelemetry: full traces URL (overrides the base)"],
+  ["OTEL_EXPORTER_OTLP_HEADERS", "none", "OpenTelemetry: key=value,... headers sent with every export"],
+  ["OTEL_EXPORTER_OTLP_TRACES_HEADERS", "none", "OpenTelemetry: the same, for traces (wins per key)"],
+  ["OTEL_SERVICE_NAME", "portcullis", "OpenTelemetry: service.name"],
+  ["OTEL_TRACES_SAMPLER", "parentbased_always_on", "OpenTelemetry: sampler"],
+  ["OTEL_TRACES_SAMPLER_ARG", "1", "OpenTelemetry: ratio of the *traceidratio samplers"],
+  ["OTEL_BSP_SCHEDULE_DELAY", "5000", "OpenTelemetry: ms between batch exports"],
+  ["OTEL_BSP_MAX_QUEUE_SIZE", "2048", "OpenTelemetry: spans queued per thread before dropping"],
+  ["OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512", "OpenTelemetry: spans per export"],
+  ["OTEL_BSP_EXPORT_TIMEOUT", "30000", "OpenTelemetry: ms an export may take"],
+  ["OTEL_SDK_DISABLED", "false", "OpenTelemetry: true turns tracing off"],
 ];
 
 /** [env name, default, meaning] for every setting, the schema's first. */

@@ -8,6 +8,7 @@ import { loadMcpConfig, type McpConfig } from "./policy/config.js";
 import { DEFAULT_PRICES, validatePricesFile, type PriceEntry } from "./pricing.js";
 import type { BetaPolicyFile } from "./beta-policy.js";
 import { ConfigError, envBool, envNum, envStr, type Env } from "./env.js";
+import { loadTracingConfig, type TracingConfig } from "./tracing-config.js";
 import { typiaPath } from "./typia-path.js";
 import { loadCacheConfig, type CacheConfig } from "./cache/config.js";
 
@@ -157,6 +158,8 @@ export interface Settings {
   ledger_retention_days: number & tags.Type<"uint32"> & tags.Maximum<36500>;
   /** Cap on the ledger's used pages in MiB: past it the oldest rows are pruned first; 0 = no cap. */
   ledger_max_mb: number & tags.Type<"uint32"> & tags.Maximum<1048576>;
+  /** Distinct metadata.user_id values that get their own Prometheus label (core/user-metrics.ts); 0 = off. */
+  usage_metrics_user_label_max: number & tags.Type<"uint32"> & tags.Maximum<10000>;
 }
 
 export interface GatewayConfig extends Settings {
@@ -170,6 +173,8 @@ export interface GatewayConfig extends Settings {
   readonly prices: Readonly<Record<string, PriceEntry>>;
   /** The response cache (docs/cache.md). */
   readonly cache: CacheConfig;
+  /** OpenTelemetry export (docs/tracing.md); null = tracing off. */
+  readonly tracing: TracingConfig | null;
 }
 
 /** Which env var names each setting, for error messages and `portcullis --help`. */
@@ -214,6 +219,7 @@ export const ENV_NAMES: Record<keyof Settings, string> = {
   metrics_port: "METRICS_PORT",
   ledger_retention_days: "LEDGER_RETENTION_DAYS",
   ledger_max_mb: "LEDGER_MAX_MB",
+  usage_metrics_user_label_max: "USAGE_METRICS_USER_LABEL_MAX",
 };
 
 const validateSettings = typia.createValidate<Settings>();
@@ -295,6 +301,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     metrics_port: envStr(env, "METRICS_PORT") === null ? null : envNum(env, "METRICS_PORT", 0),
     ledger_retention_days: envNum(env, "LEDGER_RETENTION_DAYS", 30),
     ledger_max_mb: envNum(env, "LEDGER_MAX_MB", 0),
+    usage_metrics_user_label_max: envNum(env, "USAGE_METRICS_USER_LABEL_MAX", 0),
   };
   const sv = validateSettings(settings);
   if (!sv.success) {
@@ -428,6 +435,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     mcp: loadMcpConfig(env, apiKeys.length),
     prices: Object.freeze(loadPrices(pricesFile)),
     cache: loadCacheConfig(env),
+    tracing: loadTracingConfig(env),
   });
 }
 

@@ -3,7 +3,7 @@
  * worker (and in the benchmarks, through the same functions).
  */
 import { ERROR_TYPES } from "./errors.js";
-import { BUCKETS_US, G_ACTIVE, MetricsLayout, POLICY_KINDS, REJECT_REASONS, ROUTES, STATUS_CLASSES, TOOL_DECISIONS, TOOL_LABELS, TOOL_OTHER, read64 } from "./metrics.js";
+import { BUCKETS_US, G_ACTIVE, G_SPANS_DROPPED, MetricsLayout, POLICY_KINDS, REJECT_REASONS, ROUTES, STATUS_CLASSES, TOOL_DECISIONS, TOOL_LABELS, TOOL_OTHER, read64 } from "./metrics.js";
 
 export interface HistogramSnapshot {
   route: string;
@@ -27,12 +27,14 @@ export interface Snapshot {
   /** Betas and body fields dropped by a provider's policy (counted ones only). */
   policyDrops: { provider: string; kind: string; value: number }[];
   active: number;
+  /** Trace spans lost (OpenTelemetry export failed or its queue was full). */
+  spansDropped: number;
 }
 
 export function snapshot(layout: MetricsLayout, sab: SharedArrayBuffer, toolZeros = false): Snapshot {
   const u32 = new Uint32Array(sab);
   const i32 = new Int32Array(sab);
-  const out: Snapshot = { requests: [], errors: [], histograms: [], rejected: [], toolCalls: [], poolWaits: [], policyDrops: [], active: Atomics.load(i32, G_ACTIVE) };
+  const out: Snapshot = { requests: [], errors: [], histograms: [], rejected: [], toolCalls: [], poolWaits: [], policyDrops: [], active: Atomics.load(i32, G_ACTIVE), spansDropped: Atomics.load(i32, G_SPANS_DROPPED) >>> 0 };
   for (let p = 0; p < layout.nP; p++) {
     const o = layout.poolWaitOff + p * 4, count = read64(u32, o);
     if (count > 0) out.poolWaits.push({ provider: layout.providers[p]!, count, sumSeconds: read64(u32, o + 2) / 1e6 });

@@ -8,11 +8,15 @@ import { ERROR_TYPES } from "./errors.js";
 import { TOOL_NAMES } from "./policy/tool-names.js";
 import { add64, read64 } from "./atomic64.js";
 import { CACHE_SLOTS } from "./cache/stats.js";
+import { RingLayout, ringRecord, ringSecond, S_OVERHEAD, S_TOTAL, S_TTFB } from "./latency-ring.js";
+import { UserLayout } from "./user-metrics.js";
 export { read64 };
 
 /** Route label values, bounded; a raw path never becomes a label. */
 export const ROUTES = ["messages", "count_tokens", "models", "health", "metrics", "other", "chat_completions"] as const;
 export const R_MESSAGES = 0, R_COUNT_TOKENS = 1, R_MODELS = 2, R_HEALTH = 3, R_METRICS = 4, R_OTHER = 5, R_CHAT_COMPLETIONS = 6;
+/** Routes whose recent latency is kept in the ring (the ones that reach providers). */
+export const RING_ROUTES = [R_MESSAGES, R_COUNT_TOKENS, R_CHAT_COMPLETIONS] as const;
 
 export const STATUS_CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"] as const;
 
@@ -35,9 +39,9 @@ export type ToolDecision = (typeof TOOL_DECISIONS)[number];
 export const POLICY_KINDS = ["beta", "field"] as const;
 export const PK_BETA = 0, PK_FIELD = 1;
 
-/** Histogram bucket upper bounds in microseconds (the exposition shows seconds). */
+/** Histogram bucket upper bounds in microseconds (the exposition shows seconds); the sub-ms ones show the gateway's own time. */
 export const BUCKETS_US = [
-  1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+  10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
   1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000, 120_000_000, 300_000_000,
 ] as const;
 
@@ -45,6 +49,7 @@ export const BUCKETS_US = [
 export const G_ACTIVE = 0; // requests in flight, all threads
 export const G_DRAINING = 1; // 1 once shutdown started
 export const G_WORKERS_OK = 2; // 1 while the render/ledger worker pool is up
+export const G_SPANS_DROPPED = 3; // trace spans lost (export failed, queue full), all threads (server/tracing/otel.ts)
 const N_GAUGES = 8;
 
 export class MetricsLayout {
@@ -70,10 +75,14 @@ export class MetricsLayout {
   readonly cacheOff: number;
   /** Per (route, provider): nB bucket counters + the sum in microseconds, all 64-bit. */
   readonly histStride: number;
+  /** Recent latency (core/latency-ring.ts) for the routes that reach providers, after every counter. */
+  readonly ring: RingLayout;
+  /** Per-developer usage slots (core/user-metrics.ts); none unless USAGE_METRICS_USER_LABEL_MAX is set. */
+  readonly user: UserLayout;
   readonly totalU32: number;
 
   /** `providers` are the configured provider names; index 0 ("none") is the gateway itself. */
-  constructor(providers: readonly string[]) {
+  constructor(providers: readonly string[], userSlots = 0) {
     this.providers = Object.freeze(["none", ...providers]);
     this.nP = this.providers.length;
     this.requestsOff = N_GAUGES;
@@ -85,7 +94,10 @@ export class MetricsLayout {
     this.poolWaitOff = this.toolsOff + TOOL_LABELS.length * TOOL_DECISIONS.length * 2;
     this.policyOff = this.poolWaitOff + this.nP * 4;
     this.cacheOff = this.policyOff + this.nP * POLICY_KINDS.length * 2;
-    this.totalU32 = this.cacheOff + CACHE_SLOTS;
+    const ringOff = this.cacheOff + CACHE_SLOTS;
+    this.ring = new RingLayout(ringOff, RING_ROUTES, this.nR, this.nP);
+    this.user = new UserLayout(ringOff + this.ring.totalU32, userSlots);
+    this.totalU32 = this.user.off + this.user.totalU32;
   }
 
   requestSlot(r: number, p: number, s: number): number {
@@ -139,6 +151,22 @@ export class Metrics {
     const us = durationUs < 0 ? 0 : durationUs > 0xfffffffe ? 0xfffffffe : Math.round(durationUs);
     add64(this.u32, h + bucketOf(us) * 2, 1);
     add64(this.u32, h + L.nB * 2, us);
+  }
+
+  /**
+   * Recent latency of one finished request into the ring: total, and for a request that
+   * reached a provider the answering attempt's wait for response headers and the gateway's own
+   * time (total minus the time from the first dispatch to the end of the last attempt).
+   * `ttfbUs` < 0: no upstream was involved. `nowMs` is wall-clock (timeOrigin + now).
+   */
+  latency(route: number, provider: number, status: number, totalUs: number, upstreamUs: number, ttfbUs: number, nowMs: number): void {
+    const ring = this.layout.ring;
+    const rr = ring.routeMap[route]!;
+    if (rr < 0) return;
+    const sec = ringSecond(nowMs);
+    ringRecord(this.u32, ring.series(rr, provider, S_TOTAL), totalUs, sec, status >= 400 ? 1 : 0);
+    if (ttfbUs >= 0) ringRecord(this.u32, ring.series(rr, provider, S_TTFB), ttfbUs, sec, 0);
+    ringRecord(this.u32, ring.series(rr, provider, S_OVERHEAD), upstreamUs > 0 ? totalUs - upstreamUs : totalUs, sec, 0);
   }
 
   /** One error answered to a client, by Anthropic error type index. */

@@ -69,6 +69,9 @@ export function renderPrometheus(s: Snapshot, gauges: readonly GaugeLine[] = [],
   out.push("# HELP http_requests_active Requests in flight.");
   out.push("# TYPE http_requests_active gauge");
   out.push(`http_requests_active ${s.active}`);
+  out.push("# HELP otel_spans_dropped_total Trace spans lost: the OTLP export failed or the span queue was full (docs/tracing.md).");
+  out.push("# TYPE otel_spans_dropped_total counter");
+  out.push(`otel_spans_dropped_total ${s.spansDropped}`);
   if (breakers.length > 0) {
     out.push("# HELP circuit_breaker_state 1 for the breaker's current state, 0 for the others.");
     out.push("# TYPE circuit_breaker_state gauge");

@@ -10,10 +10,11 @@
 #   git           git           the MCP git tools
 #   redis-server  redis-server  shared state across replicas
 #   prlimit       util-linux    the sandbox's process, memory and CPU limits
+#   chromium      chromium      the dashboard's browser tests (test/server/dashboard.test.ts)
 set -euo pipefail
 
-cmds=(bwrap promtool prometheus git redis-server prlimit)
-pkgs=(bubblewrap prometheus prometheus git redis-server util-linux)
+cmds=(bwrap promtool prometheus git redis-server prlimit chromium)
+pkgs=(bubblewrap prometheus prometheus git redis-server util-linux chromium)
 
 missing_pkgs() {
   local i out=" "

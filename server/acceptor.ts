@@ -5,10 +5,11 @@
  * GRACEFUL_SHUTDOWN_TIMEOUT), closes every remaining socket and its upstream pools (bounded),
  * hands over its last ledger rows, flushes its log and reports; the thread then ends.
  */
+import type { RenderKind } from "../workers/metrics-task.js";
 import uWS, { type us_listen_socket } from "uWebSockets.js";
 import { parentPort, workerData } from "node:worker_threads";
 import type { GatewayConfig } from "../core/config.js";
-import { G_ACTIVE, Metrics, MetricsLayout } from "../core/metrics.js";
+import { G_ACTIVE, G_SPANS_DROPPED, Metrics, MetricsLayout } from "../core/metrics.js";
 import { Breakers, STATE_NAMES } from "../core/breaker.js";
 import { Clock32, MicroClock } from "../core/clock.js";
 import { RateLimiter } from "../core/ratelimit.js";
@@ -24,6 +25,8 @@ import { Budgets } from "../core/budget.js";
 import { entryOf, type KeyRecord } from "../core/keys.js";
 import { PriceTable } from "../core/pricing.js";
 import { UsageLayout, UsageMetrics } from "../core/usage-metrics.js";
+import { startTracing } from "./tracing/otel.js";
+import { UserMetrics } from "../core/user-metrics.js";
 import type { AuditRow, UsageRow } from "../workers/ledger-task.js";
 import type { AdminOp, AdminResult, KeyChange } from "./ledger.js";
 import { UsageSink } from "./usage-sink.js";
@@ -61,7 +64,7 @@ export interface AcceptorData {
 export type ToMain =
   | { t: "listening"; port: number; metricsPort: number | null }
   | { t: "listen-failed"; port: number }
-  | { t: "render"; id: number; kind: "prometheus" | "observability" }
+  | { t: "render"; id: number; kind: RenderKind }
   | { t: "drained"; forced: number }
   | { t: "rows"; rows: UsageRow[]; audit: AuditRow[] }
   | { t: "admin"; id: number; op: AdminOp }
@@ -79,8 +82,10 @@ const port = parentPort!;
 const data = workerData as AcceptorData;
 const cfg = data.cfg;
 const { log, flush } = createLogger({ level: cfg.log_level, file: cfg.log_file });
-const metrics = new Metrics(new MetricsLayout(cfg.providers.map((p) => p.name)), data.sab);
+const metrics = new Metrics(new MetricsLayout(cfg.providers.map((p) => p.name), cfg.usage_metrics_user_label_max), data.sab);
 const pools = new Pools(cfg);
+// OpenTelemetry (docs/tracing.md): only with an OTLP endpoint; otherwise nothing subscribes to the publish points.
+const tracing = cfg.tracing === null ? null : startTracing(cfg.tracing, data.index, (n) => void Atomics.add(metrics.i32, G_SPANS_DROPPED, n), (msg) => log.warn({ component: "otel" }, msg));
 const clock = new Clock32(data.clockBase);
 const breakers = new Breakers(
   data.breakerSab,
@@ -124,7 +129,7 @@ applyKeys({ put: data.keys, remove: [] });
 const prices = new PriceTable(cfg.prices);
 const budgets = new Budgets(data.budgetSab);
 const usageMetrics = new UsageMetrics(new UsageLayout(cfg.providers.map((p) => p.name), prices.labels), data.usageSab);
-const sink = new UsageSink(budgets, usageMetrics, prices, (rows, audit) => port.postMessage({ t: "rows", rows, audit } satisfies ToMain), cfg.ledger_batch_ms, cfg.ledger_batch_rows);
+const sink = new UsageSink(budgets, usageMetrics, prices, (rows, audit) => port.postMessage({ t: "rows", rows, audit } satisfies ToMain), cfg.ledger_batch_ms, cfg.ledger_batch_rows, cfg.usage_metrics_user_label_max > 0 ? new UserMetrics(metrics.u32, metrics.layout.user) : null);
 shared.usage = sink;
 let adminSeq = 0;
 const adminCalls = new Map<number, (r: AdminResult) => void>();
@@ -158,7 +163,7 @@ sampler.unref();
 
 let renderSeq = 0;
 const renders = new Map<number, { resolve(s: string): void; reject(e: Error): void }>();
-function render(kind: "prometheus" | "observability"): Promise<string> {
+function render(kind: RenderKind): Promise<string> {
   const id = ++renderSeq;
   return new Promise((resolve, reject) => {
     renders.set(id, { resolve, reject });
@@ -234,7 +239,8 @@ function drain(): void {
     if (opsApp !== undefined) (opsApp as typeof opsApp & { close(): void }).close();
     let poolTimer: NodeJS.Timeout | undefined;
     const bound = new Promise<void>((r) => (poolTimer = setTimeout(r, POOL_CLOSE_MS)));
-    Promise.race([pools.close().catch(() => undefined), bound]).finally(() => {
+    const closing = Promise.all([pools.close().catch(() => undefined), tracing?.shutdown().catch(() => undefined)]);
+    Promise.race([closing, bound]).finally(() => {
       clearTimeout(poolTimer);
       // Every finished request's row goes to the main thread before "drained".
       sink.flush();

@@ -25,7 +25,7 @@ export interface AdminDeps {
 interface UsageQuery {
   from?: string & (tags.Format<"date"> | tags.Format<"date-time">);
   to?: string & (tags.Format<"date"> | tags.Format<"date-time">);
-  group_by?: "key" | "model" | "day";
+  group_by?: "key" | "model" | "day" | "user" | "session";
   format?: "json" | "csv";
 }
 const validateUsageQuery = typia.createValidateEquals<UsageQuery>();
@@ -39,19 +39,23 @@ function firstError(errors: { path: string; expected: string }[]): string {
   return `${path}: expected ${e.expected}`;
 }
 
-export function registerAdmin(app: TemplatedApp, deps: AdminDeps): void {
-  const adminKey = deps.cfg.admin_api_key;
-  if (adminKey === null) return;
+/** `Authorization: Bearer <adminKey>` or a 401 answered; shared with the dashboard's data route. */
+export function adminCheck(adminKey: string): (ctx: RequestCtx, req: HttpRequest) => boolean {
   const want = hash("sha256", adminKey, "buffer") as unknown as Buffer;
-  const { guard } = deps;
-
-  function authorised(ctx: RequestCtx, req: HttpRequest): boolean {
+  return (ctx, req) => {
     const k = presentedKey("", req.getHeader("authorization"));
     // Compare digests in constant time (equal lengths by construction).
     if (k !== "" && timingSafeEqual(hash("sha256", k, "buffer") as unknown as Buffer, want)) return true;
     ctx.fail("GW_ERR_ADMIN_UNAUTHORIZED", undefined, req.getHeader("content-length") !== "" && req.getHeader("content-length") !== "0");
     return false;
-  }
+  };
+}
+
+export function registerAdmin(app: TemplatedApp, deps: AdminDeps): void {
+  const adminKey = deps.cfg.admin_api_key;
+  if (adminKey === null) return;
+  const { guard } = deps;
+  const authorised = adminCheck(adminKey);
 
   function answer(ctx: RequestCtx, op: AdminOp): void {
     deps.admin(op).then(

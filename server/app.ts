@@ -3,6 +3,7 @@
  * routing and hand-off to a provider. No exception crosses a uWS callback: each handler
  * body runs inside try/catch and answers 500 in Anthropic's shape on a bug.
  */
+import type { RenderKind } from "../workers/metrics-task.js";
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp } from "uWebSockets.js";
 import { getHeapStatistics } from "node:v8";
 import type { GatewayConfig } from "../core/config.js";
@@ -13,6 +14,8 @@ import { readUsage } from "../core/usage.js";
 import type { PriceTable } from "../core/pricing.js";
 import { BLOCK_UNAVAILABLE, type UsageMetrics } from "../core/usage-metrics.js";
 import { registerAdmin } from "./admin.js";
+import { registerDashboard } from "./dashboard/routes.js";
+import { requestStart, type RequestStartMsg } from "./tracing/channels.js";
 import type { AdminOp, AdminResult } from "./ledger.js";
 import { G_DRAINING, G_WORKERS_OK, R_CHAT_COMPLETIONS, R_COUNT_TOKENS, R_HEALTH, R_MESSAGES, R_METRICS, R_MODELS, R_OTHER, RJ_RATE_REQUESTS, RJ_RATE_TOKENS } from "../core/metrics.js";
 import { SHED_NONE, type Shedder } from "../core/shedder.js";
@@ -47,7 +50,7 @@ export interface AppDeps {
   shedder: Shedder;
   limiter: RateLimiter;
   /** Renders a metrics page in the worker pool (via the main thread). */
-  render(kind: "prometheus" | "observability"): Promise<string>;
+  render(kind: RenderKind): Promise<string>;
   /** Budgets, prices and virtual keys (docs/budgets.md); null = not wired (tests, bench). */
   billing: Billing | null;
   /** The METRICS_PORT app: /health/* and /metrics/* go there instead of the client app. */
@@ -143,6 +146,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   function admitPost(ctx: RequestCtx, req: HttpRequest, then: (body: Buffer, inc: Incoming) => void): void {
     const inc = incoming(req);
     const pending = inc.contentLength !== 0; // an unread body: close after answering
+    if (requestStart.hasSubscribers) requestStart.publish({ ctx, traceparent: req.getHeader("traceparent"), tracestate: req.getHeader("tracestate") } satisfies RequestStartMsg);
     // Framing first: with two different lengths, a proxy in front may have framed the body
     // by the other one (request smuggling). Refuse and close.
     if (inc.contentLength >= 0 && conflictingLengths(req)) return ctx.fail("GW_ERR_REQ_CONTENT_LENGTH", undefined, true);
@@ -241,6 +245,8 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   function dispatch(ctx: RequestCtx, body: Buffer, parsed: Record<string, unknown>, inc: Incoming, count: boolean): void {
     const model = parsed.model as string;
     ctx.model = model;
+    const uid = (parsed.metadata as { user_id?: unknown } | undefined)?.user_id;
+    if (typeof uid === "string" && uid !== "") ctx.userId = uid.length > 200 ? uid.slice(0, 200) : uid;
     const route = router.resolve(model);
     if (route === null) return ctx.fail("GW_ERR_MODEL_NOT_FOUND", `model ${JSON.stringify(model).slice(0, 200)} has no route and no default provider is set`);
     // Deployments of equal rank: ordered per session (affinity) or by weight (core/balance.ts).
@@ -394,7 +400,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   }
 
   if (cfg.metrics_enabled) {
-    const page = (kind: "prometheus" | "observability", type: string) =>
+    const page = (kind: RenderKind, type: string) =>
       guard(R_METRICS, (ctx) => {
         deps.render(kind).then(
           (text) => ctx.send(200, type, text),
@@ -423,6 +429,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
 
   registerMcp(app, { cfg, shared, keys, ids });
   if (billing !== null) registerAdmin(app, { cfg, guard, admin: billing.admin });
+  if (billing !== null) registerDashboard(app, { adminKey: cfg.admin_api_key, guard, render: deps.render, log: shared.log });
   app.any("/*", guard(R_OTHER, (ctx) => ctx.fail("GW_ERR_ROUTE_NOT_FOUND")));
   if (ops !== app) ops.any("/*", guard(R_OTHER, (ctx) => ctx.fail("GW_ERR_ROUTE_NOT_FOUND")));
   return app;

@@ -27,6 +27,7 @@ import type { GatewayConfig } from "../core/config.js";
 import type { RequestCtx } from "./context.js";
 import { dispatchAttempt, type AttemptOwner, type Pools, type Relay } from "./upstream.js";
 import { replacedErrorBody } from "./upstream-reply.js";
+import { attemptEnd, attemptStart, breakerRefused, type AttemptEndMsg, type AttemptStartMsg, type BreakerMsg } from "./tracing/channels.js";
 import type { AttemptRelay, Translation } from "./openai/translation.js";
 import type { Prepared, Shaper } from "./providers/shapers.js";
 
@@ -124,6 +125,7 @@ export class UpstreamCall implements AttemptOwner {
       const v = b.admit(t.provider.index - 1);
       if (v === REJECT) {
         this.ctx.shared.metrics.rejected(RJ_CIRCUIT_OPEN);
+        if (breakerRefused.hasSubscribers) breakerRefused.publish({ ctx: this.ctx, provider: t.provider.name } satisfies BreakerMsg);
         if (this.ctx.provider === 0) {
           // Label a fail-fast answer with the provider whose breaker refused, not "none".
           this.ctx.provider = t.provider.index;
@@ -160,6 +162,7 @@ export class UpstreamCall implements AttemptOwner {
     this.responseHeaders = this.targets.length > 1 ? ["x-portcullis-provider", p.name, ...ctx.cacheHeaders] : ctx.cacheHeaders;
     if (performance.now() >= this.deadlineAt) return this.onDeadline(); // (a slow body upload) never send it late
     if (inp.tx !== null && inp.tx.handles(p)) {
+      if (attemptStart.hasSubscribers) this.traceAttempt(t, null);
       this.relay = inp.tx.send(t, this, this.passKey());
       return;
     }
@@ -178,6 +181,7 @@ export class UpstreamCall implements AttemptOwner {
     const auth = authHeadersFor(p, key === "" ? null : key);
     for (let i = 0; i < auth.length; i++) headers.push(auth[i]!);
     const path = (inp.count ? p.countTokensPath : p.messagesPath) + (inp.query === "" ? "" : "?" + inp.query);
+    if (attemptStart.hasSubscribers) this.traceAttempt(t, headers);
     this.relay = dispatchAttempt(this.deps.pools.get(p.origin), path, headers, body, ctx, this, this.deps.cfg.sse_max_event_bytes);
   }
 
@@ -200,6 +204,7 @@ export class UpstreamCall implements AttemptOwner {
   private dispatchPrepared(t: Target, x: Prepared): void {
     this.preparing = false;
     if (this.ctx.aborted || this.ctx.done) return;
+    if (attemptStart.hasSubscribers) this.traceAttempt(t, x.headers);
     this.relay = dispatchAttempt(this.deps.pools.get(t.provider.origin), x.path, x.headers, x.body, this.ctx, this, this.deps.cfg.sse_max_event_bytes, x.wrap);
   }
 
@@ -244,8 +249,15 @@ export class UpstreamCall implements AttemptOwner {
     this.verdict(false);
   }
 
+  /** Tell tracing an attempt starts; it may append a traceparent to `headers`. */
+  private traceAttempt(t: Target, headers: string[] | null): void {
+    const p = t.provider;
+    attemptStart.publish({ ctx: this.ctx, provider: p.name, providerType: p.type, model: t.upstreamModel ?? this.input.model, attempt: this.attempt, probe: this.probe !== NOT_PROBE, headers } satisfies AttemptStartMsg);
+  }
+
   upstreamError(status: number, headers: IncomingHttpHeaders, body: Buffer, extra: string[] | null): void {
     this.relay = null;
+    if (attemptEnd.hasSubscribers) attemptEnd.publish({ ctx: this.ctx, status, error: `http ${status}` } satisfies AttemptEndMsg);
     this.verdict(status < 500); // a 4xx proves the provider is up
     const ct = headers["content-type"];
     const contentType = typeof ct === "string" ? ct : "";
@@ -263,6 +275,7 @@ export class UpstreamCall implements AttemptOwner {
 
   connectionError(code: ErrorCode, _err: Error): void {
     this.relay = null;
+    if (attemptEnd.hasSubscribers) attemptEnd.publish({ ctx: this.ctx, status: 0, error: code } satisfies AttemptEndMsg);
     this.verdict(false);
     this.last = null;
     this.lastCode = code;
@@ -288,6 +301,7 @@ export class UpstreamCall implements AttemptOwner {
         const v = this.deps.breakers.admit(this.breakerIndex());
         if (v === REJECT) {
           this.ctx.shared.metrics.rejected(RJ_CIRCUIT_OPEN);
+          if (breakerRefused.hasSubscribers) breakerRefused.publish({ ctx: this.ctx, provider: this.targets[this.ti]!.provider.name } satisfies BreakerMsg);
           return this.nextTarget();
         }
         this.probe = v;

@@ -12,6 +12,7 @@ import type { AuditRow } from "../workers/ledger-task.js";
 import type { CacheTap } from "./cache/gate.js";
 
 const NO_HEADERS: readonly string[] = [];
+import { requestEnd } from "./tracing/channels.js";
 
 export interface Shared {
   metrics: Metrics;
@@ -56,6 +57,8 @@ export class RequestCtx {
   keyId: string | null = null;
   /** x-claude-code-session-id, when sent. */
   sessionId: string | null = null;
+  /** metadata.user_id of the body (the developer, as Claude Code sends it), when sent; capped at 200 characters. */
+  userId: string | null = null;
   /** Budget slot of a virtual key (spend is counted there), else -1. */
   budgetSlot = -1;
   /** What admission reserved (given back and settled to real usage in finish). */
@@ -65,6 +68,11 @@ export class RequestCtx {
   usageUnreadable = false;
   /** Write a ledger row for this request (a /v1/messages call past auth). */
   ledger = false;
+  /** performance.now() of the first upstream dispatch and of the last attempt's end (0 = none yet): the time spent waiting on providers. */
+  upstreamStart = 0;
+  upstreamEnd = 0;
+  /** The answering attempt's wait for response headers in µs; -1 = no upstream answered. */
+  upstreamTtfbUs = -1;
   /** Called on client abort (cancels the upstream request, clears timers). */
   onAbort: (() => void) | null = null;
   /** Response cache (server/cache/gate.ts): stores this answer if it completes; null = not stored. */
@@ -108,14 +116,18 @@ export class RequestCtx {
     this.done = true;
     this.status = status;
     const sh = this.shared;
-    const durationUs = (performance.now() - this.t0) * 1000;
+    const now = performance.now();
+    const durationUs = (now - this.t0) * 1000;
     sh.metrics.record(this.route, this.provider, status, durationUs);
+    const upstreamUs = this.upstreamStart > 0 ? ((this.upstreamEnd > 0 ? this.upstreamEnd : now) - this.upstreamStart) * 1000 : 0;
+    sh.metrics.latency(this.route, this.provider, status, durationUs, upstreamUs, this.upstreamTtfbUs, performance.timeOrigin + now);
     sh.metrics.activeDec();
     sh.inflight.delete(this);
     if (this.keyIndex >= 0 && sh.tokenLimiter !== null && (this.inputTokens > 0 || this.outputTokens > 0)) {
       sh.tokenLimiter.limiter.chargeTokens(this.keyIndex, this.rateLimits ?? sh.tokenLimiter.limits, Math.max(0, this.inputTokens) + Math.max(0, this.outputTokens));
     }
     if (sh.usage !== null) sh.usage.finished(this, status, durationUs);
+    if (requestEnd.hasSubscribers) requestEnd.publish(this);
     if (sh.log.isLevelEnabled("info")) {
       sh.log.info(
         {

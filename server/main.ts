@@ -35,7 +35,7 @@ export interface Started {
 export async function start(cfg: GatewayConfig): Promise<Started> {
   const { log, flush } = createLogger({ level: cfg.log_level, file: cfg.log_file });
   const providerNames = cfg.providers.map((p) => p.name);
-  const layout = new MetricsLayout(providerNames);
+  const layout = new MetricsLayout(providerNames, cfg.usage_metrics_user_label_max);
   const sab = createMetricsBuffer(layout);
   const metrics = new Metrics(layout, sab);
   const startedAt = Date.now();
@@ -124,7 +124,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
             a.done();
           }
         } else if (m.t === "render") {
-          pool.run({ kind: m.kind, sab, breakerSab, providers: providerNames, startedAt, usageSab, models: usageLayout.models, mcp: cfg.mcp !== null, redis: cfg.cache.redisUrl !== null }).then(
+          pool.run({ kind: m.kind, sab, breakerSab, providers: providerNames, startedAt, usageSab, models: usageLayout.models, mcp: cfg.mcp !== null, redis: cfg.cache.redisUrl !== null, userSlots: cfg.usage_metrics_user_label_max }).then(
             (body: string) => w.postMessage({ t: "rendered", id: m.id, ok: true, body } satisfies ToAcceptor),
             (e: unknown) => w.postMessage({ t: "rendered", id: m.id, ok: false, error: String(e) } satisfies ToAcceptor),
           );

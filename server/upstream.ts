@@ -21,6 +21,7 @@ import { readUsage } from "../core/usage.js";
 import type { RequestCtx } from "./context.js";
 import { decoderFor } from "./upstream-decode.js";
 import { hasTerminalEvent, isLocalError, mapError } from "./upstream-errors.js";
+import { firstToken, upstreamData, type DataMsg } from "./tracing/channels.js";
 
 /** What a Relay reports back to the call that owns it. */
 export interface AttemptOwner {
@@ -99,6 +100,8 @@ export class Relay implements Dispatcher.DispatchHandler {
   private readonly framer: SseFramer;
   private decoder: Transform | null = null;
   private paused = false;
+  /** Some of the stream reached the client (time to first token, for tracing). */
+  private relayed = false;
   private readonly providerIndex: number;
   private readonly owner: AttemptOwner;
   private headers: IncomingHttpHeaders | null = null;
@@ -107,6 +110,7 @@ export class Relay implements Dispatcher.DispatchHandler {
 
   constructor(ctx: RequestCtx, owner: AttemptOwner, maxEventBytes: number) {
     this.dispatchedAt = performance.now();
+    if (ctx.upstreamStart === 0) ctx.upstreamStart = this.dispatchedAt;
     this.ctx = ctx;
     this.owner = owner;
     this.providerIndex = ctx.provider;
@@ -124,6 +128,7 @@ export class Relay implements Dispatcher.DispatchHandler {
   abort(err: Error): void {
     if (this.detached) return;
     this.detached = true;
+    this.ctx.upstreamEnd = performance.now();
     this.decoder?.destroy();
     this.decoder = null;
     if (this.controller !== null) this.controller.abort(err);
@@ -141,6 +146,7 @@ export class Relay implements Dispatcher.DispatchHandler {
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     const ctx = this.ctx;
     if (this.gone()) return;
+    ctx.upstreamTtfbUs = (performance.now() - this.dispatchedAt) * 1000;
     this.status = statusCode;
     this.headers = headers;
     const ct = headers["content-type"];
@@ -204,6 +210,11 @@ export class Relay implements Dispatcher.DispatchHandler {
     readUsage(out, this.ctx);
     const ctx = this.ctx, res = ctx.res, controller = this.controller;
     if (ctx.cacheTap !== null) ctx.cacheTap.chunk(out);
+    if (!this.relayed) {
+      this.relayed = true;
+      if (firstToken.hasSubscribers) firstToken.publish(ctx);
+    }
+    if (upstreamData.hasSubscribers) upstreamData.publish({ ctx, data: out } satisfies DataMsg);
     let ok = true;
     res.cork(() => {
       ok = res.write(out);
@@ -230,6 +241,7 @@ export class Relay implements Dispatcher.DispatchHandler {
   private complete(): void {
     const ctx = this.ctx;
     if (this.gone() || ctx.done) return;
+    ctx.upstreamEnd = performance.now();
     const usageRead = ctx.route === R_MESSAGES;
     if (this.sse) {
       const tail = this.framer.rest();
@@ -260,6 +272,7 @@ export class Relay implements Dispatcher.DispatchHandler {
       return this.unusable(new Error(`upstream answered ${this.status} with ${JSON.stringify(this.contentType)}, not JSON or SSE`));
     }
     this.owner.succeeded();
+    if (upstreamData.hasSubscribers) upstreamData.publish({ ctx, data: body } satisfies DataMsg);
     if (usageRead) {
       readUsage(body, ctx);
       if (ctx.inputTokens < 0 || ctx.outputTokens < 0) ctx.usageUnreadable = true;
@@ -293,6 +306,7 @@ export class Relay implements Dispatcher.DispatchHandler {
     const ctx = this.ctx;
     if (this.gone() || ctx.done) return;
     this.detached = true;
+    ctx.upstreamEnd = performance.now();
     const errCode = (err as { code?: string }).code ?? err.message;
     if (isLocalError(err)) {
       ctx.shared.log.warn({ req_id: ctx.id, provider: ctx.providerName, err: errCode }, "upstream request not sent");

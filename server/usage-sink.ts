@@ -6,6 +6,7 @@
  * main thread writes it to SQLite through the ledger worker. MCP tool calls' audit records
  * (`audit`) ride in the same batches.
  */
+import type { UserMetrics } from "../core/user-metrics.js";
 import { costMicros, type PriceTable } from "../core/pricing.js";
 import type { Budgets } from "../core/budget.js";
 import type { UsageMetrics } from "../core/usage-metrics.js";
@@ -23,7 +24,11 @@ export class UsageSink {
   private audits: AuditRow[] = [];
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(budgets: Budgets, metrics: UsageMetrics, prices: PriceTable, post: (rows: UsageRow[], audit: AuditRow[]) => void, batchMs: number, batchRows: number) {
+  /** Per-developer Prometheus series (USAGE_METRICS_USER_LABEL_MAX); null = off. */
+  private readonly users: UserMetrics | null;
+
+  constructor(budgets: Budgets, metrics: UsageMetrics, prices: PriceTable, post: (rows: UsageRow[], audit: AuditRow[]) => void, batchMs: number, batchRows: number, users: UserMetrics | null = null) {
+    this.users = users;
     this.budgets = budgets;
     this.metrics = metrics;
     this.prices = prices;
@@ -56,9 +61,10 @@ export class UsageSink {
       this.budgets.charge(ctx.budgetSlot, tokens, micros);
     }
     if (!ctx.ledger) return;
+    if (this.users !== null) this.users.record(ctx.userId, input, output, micros);
     this.rows.push([
       ctx.id, Date.now(), ctx.keyId, ctx.model, ctx.providerName, status, Math.round(durationUs) / 1000,
-      input, output, cw, cr, micros, ctx.sessionId, ctx.clientRequestId, ctx.cacheHit ? 1 : 0, ctx.savedTokens,
+      input, output, cw, cr, micros, ctx.sessionId, ctx.clientRequestId, ctx.userId, ctx.cacheHit ? 1 : 0, ctx.savedTokens,
     ]);
     if (this.rows.length >= this.batchRows) this.flush();
     else if (this.timer === null) this.arm();

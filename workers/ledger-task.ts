@@ -39,6 +39,8 @@ export type UsageRow = [
   sessionId: string | null,
   /** The client's x-request-id (not unique; the gateway's requestId is the key). */
   clientRequestId: string | null,
+  /** metadata.user_id of the request body (Claude Code sends one per developer), capped at 200 characters. */
+  userId: string | null,
   /** 1: answered from the response cache (0 provider tokens); absent = 0. */
   cacheHit?: number,
   /** On a cache hit, the tokens the stored answer had cost (what the hit saved). */
@@ -61,7 +63,7 @@ export type AuditRow = [
   durationMs: number,
 ];
 
-export type GroupBy = "key" | "model" | "day";
+export type GroupBy = "key" | "model" | "day" | "user" | "session";
 
 export type LedgerTask =
   | { op: "init"; dayStart: number; monthStart: number }
@@ -143,6 +145,8 @@ const GROUP_EXPR: Record<GroupBy, string> = {
   key: "u.key_id",
   model: "u.model",
   day: "strftime('%Y-%m-%d', u.ts / 1000, 'unixepoch')",
+  user: "u.user_id",
+  session: "u.session_id",
 };
 
 /** A CSV cell: quoted when needed; a leading = + - @ is defused for spreadsheets. */
@@ -176,16 +180,18 @@ function open(path: string, retentionDays: number, maxBytes: number) {
   if (!cols.some((c) => c.name === "cache_hit")) db.exec("ALTER TABLE usage ADD COLUMN cache_hit INTEGER NOT NULL DEFAULT 0");
   if (!cols.some((c) => c.name === "saved_tokens")) db.exec("ALTER TABLE usage ADD COLUMN saved_tokens INTEGER NOT NULL DEFAULT 0");
   if (!keyCols.includes("cache")) db.exec("ALTER TABLE keys ADD COLUMN cache TEXT");
+  // Attribution by developer (metadata.user_id) came later still: additive too.
+  if (!cols.some((c) => c.name === "user_id")) db.exec("ALTER TABLE usage ADD COLUMN user_id TEXT");
 
   const insertRow = db.prepare(
     `INSERT INTO usage (request_id, ts, key_id, model, provider, status, latency_ms, input_tokens, output_tokens,
-       cache_creation_tokens, cache_read_tokens, cost_micros, session_id, client_request_id, cache_hit, saved_tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+       cache_creation_tokens, cache_read_tokens, cost_micros, session_id, client_request_id, user_id, cache_hit, saved_tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
   );
   const insertAudit = db.prepare(
     "INSERT INTO audit (request_id, ts, key_id, tool, args, decision, reason, exit_code, duration_ms) VALUES (?,?,?,?,?,?,?,?,?)",
   );
   const insertMany = db.transaction((rows: UsageRow[], audit: AuditRow[]) => {
-    for (const r of rows) insertRow.run(r.length === 16 ? r : [...r, 0, 0].slice(0, 16)); // rows without the cache fields
+    for (const r of rows) insertRow.run(r.length === 17 ? r : [...r, 0, 0].slice(0, 17)); // rows without the cache fields
     for (const a of audit) insertAudit.run(a);
   });
   const keyInsert = db.prepare(
@@ -228,8 +234,9 @@ function open(path: string, retentionDays: number, maxBytes: number) {
     return n;
   }
   const usageStmts = new Map<GroupBy, Database.Statement>();
-  for (const g of ["key", "model", "day"] as const) {
-    const extra = g === "key" ? ", k.name AS key_name" : "";
+  for (const g of ["key", "model", "day", "user", "session"] as const) {
+    // Per key also when it was last used in the window (the dashboard's keys table).
+    const extra = g === "key" ? ", k.name AS key_name, MAX(u.ts) AS last_used_ms" : "";
     usageStmts.set(
       g,
       db.prepare(
@@ -314,6 +321,10 @@ function open(path: string, retentionDays: number, maxBytes: number) {
         const out = rows.map((r) => {
           const o: Record<string, unknown> = { ...r, cost_usd: Number(r.cost_micros) / 1e6 };
           delete o.cost_micros;
+          if (r.last_used_ms !== undefined) {
+            o.last_used = r.last_used_ms === null ? null : new Date(Number(r.last_used_ms)).toISOString();
+            delete o.last_used_ms;
+          }
           return o;
         });
         if (task.format === "json") return JSON.stringify({ group_by: task.groupBy, from: new Date(task.from).toISOString(), to: new Date(task.to).toISOString(), data: out });

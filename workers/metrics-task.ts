@@ -12,9 +12,15 @@ import { renderPrometheus } from "../core/prometheus.js";
 import { breakerStates } from "../core/breaker.js";
 import { renderUsagePrometheus, UsageLayout, usageSnapshot } from "../core/usage-metrics.js";
 import { cacheSnapshot, renderCachePrometheus } from "../core/cache/stats.js";
+import { recentLatency, secondSeries, windowReport } from "./latency-report.js";
+import { ringSecond } from "../core/latency-ring.js";
+import { renderUserPrometheus } from "../core/user-metrics.js";
+
+/** The pages this worker renders; "dashboard" is the dashboard's live data (server/dashboard/). */
+export type RenderKind = "prometheus" | "observability" | "dashboard";
 
 export interface RenderTask {
-  kind: "prometheus" | "observability";
+  kind: RenderKind;
   sab: SharedArrayBuffer;
   breakerSab: SharedArrayBuffer;
   providers: string[];
@@ -26,6 +32,8 @@ export interface RenderTask {
   mcp?: boolean;
   /** The response cache has a Redis tier (its series are shown). */
   redis?: boolean;
+  /** USAGE_METRICS_USER_LABEL_MAX: slots of the per-developer table in `sab` (0 = none). */
+  userSlots?: number;
 }
 
 let cachedUsage: UsageLayout | null = null;
@@ -43,8 +51,8 @@ for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total
 }
 
 let cachedLayout: MetricsLayout | null = null;
-function layoutFor(providers: string[]): MetricsLayout {
-  if (cachedLayout === null || cachedLayout.providers.length !== providers.length + 1) cachedLayout = new MetricsLayout(providers);
+function layoutFor(providers: string[], userSlots: number): MetricsLayout {
+  if (cachedLayout === null || cachedLayout.providers.length !== providers.length + 1 || cachedLayout.user.slots !== userSlots) cachedLayout = new MetricsLayout(providers, userSlots);
   return cachedLayout;
 }
 
@@ -53,7 +61,7 @@ function ms(seconds: number): number | null {
 }
 
 export default async function render(task: RenderTask): Promise<string> {
-  const layout = layoutFor(task.providers);
+  const layout = layoutFor(task.providers, task.userSlots ?? 0);
   const snap = snapshot(layout, task.sab, task.mcp === true);
   const draining = Atomics.load(new Int32Array(task.sab), G_DRAINING);
   if (task.kind === "prometheus") {
@@ -65,8 +73,9 @@ export default async function render(task: RenderTask): Promise<string> {
     );
     const usage = task.usageSab !== undefined && task.models !== undefined ? renderUsagePrometheus(usageLayoutFor(task.providers, task.models), task.usageSab) : "";
     const cache = renderCachePrometheus(cacheSnapshot(new Uint32Array(task.sab), layout.cacheOff), task.redis === true);
-    return ours + usage + cache + (await registry.metrics());
+    return ours + usage + cache + renderUserPrometheus(new Uint32Array(task.sab), layout.user) + (await registry.metrics());
   }
+  if (task.kind === "dashboard") return renderDashboard(task, layout, snap, draining);
   const all = mergeBuckets(snap.histograms, layout.nB);
   const byRoute: Record<string, unknown> = {};
   for (const route of new Set(snap.histograms.map((h) => h.route))) {
@@ -96,11 +105,33 @@ export default async function render(task: RenderTask): Promise<string> {
     usage: task.usageSab !== undefined && task.models !== undefined ? usageSnapshot(usageLayoutFor(task.providers, task.models), task.usageSab) : null,
     breakers: Object.fromEntries(task.providers.map((p, i) => [p, breakerStates(task.breakerSab, task.providers.length)[i]])),
     latency: { p50_ms: ms(quantile(all, 0.5)), p95_ms: ms(quantile(all, 0.95)), p99_ms: ms(quantile(all, 0.99)), by_route: byRoute },
+    recent_latency: recentLatency(layout, task.sab, Date.now()),
     system: {
       rss_bytes: mem.rss,
       loadavg: loadavg(),
       total_memory_bytes: totalmem(),
       free_memory_bytes: freemem(),
     },
+  });
+}
+
+/** The dashboard's live data: the last minute second by second, plus the current counters. */
+function renderDashboard(task: RenderTask, layout: MetricsLayout, snap: ReturnType<typeof snapshot>, draining: number): string {
+  const now = Date.now();
+  const states = breakerStates(task.breakerSab, task.providers.length);
+  let requests = 0, errors = 0;
+  for (const r of snap.requests) requests += r.value;
+  for (const e of snap.errors) errors += e.value;
+  return JSON.stringify({
+    now_ms: now,
+    uptime_seconds: Math.round((now - task.startedAt) / 1000),
+    draining: draining === 1,
+    active: snap.active,
+    totals: { requests, errors },
+    rejected: Object.fromEntries(snap.rejected.map((r) => [r.reason, r.value])),
+    breakers: Object.fromEntries(task.providers.map((p, i) => [p, states[i]])),
+    usage: task.usageSab !== undefined && task.models !== undefined ? usageSnapshot(usageLayoutFor(task.providers, task.models), task.usageSab) : null,
+    seconds: secondSeries(layout, task.sab, now),
+    recent: windowReport(layout, new Uint32Array(task.sab), ringSecond(now), 60, 0),
   });
 }

@@ -130,7 +130,10 @@ test("an empty snapshot still renders valid families", () => {
   const layout = new MetricsLayout(["mock"]);
   const text = renderPrometheus(snapshot(layout, createMetricsBuffer(layout)));
   // Rejection reasons are always present (alerts want the series), at zero.
-  assert.deepEqual(samples(text).filter((x) => x.name !== "http_requests_rejected_total"), [{ name: "http_requests_active", labels: {}, value: 0 }]);
+  assert.deepEqual(samples(text).filter((x) => x.name !== "http_requests_rejected_total"), [
+    { name: "http_requests_active", labels: {}, value: 0 },
+    { name: "otel_spans_dropped_total", labels: {}, value: 0 },
+  ]);
   assert.ok(samples(text).filter((x) => x.name === "http_requests_rejected_total").every((x) => x.value === 0));
   promtoolCheck(text);
 });

@@ -11,9 +11,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const SCRIPT = fileURLToPath(new URL("../../../scripts/system-deps.sh", import.meta.url));
-const PACKAGES = ["bubblewrap", "prometheus", "git", "redis-server", "util-linux"];
+const PACKAGES = ["bubblewrap", "prometheus", "git", "redis-server", "util-linux", "chromium"];
 
-const PROGRAMS = ["bwrap", "promtool", "prometheus", "git", "redis-server", "prlimit"];
+const PROGRAMS = ["bwrap", "promtool", "prometheus", "git", "redis-server", "prlimit", "chromium"];
 
 /** A PATH holding only bash and id, plus stand-ins for `programs`. */
 function pathWith(programs: readonly string[]): string {
@@ -60,7 +60,7 @@ test("only the missing packages are named", () => {
   });
   assert.equal(r.status, 1);
   assert.match(r.stderr, /missing: bubblewrap redis-server \(/);
-  assert.doesNotMatch(r.stderr, /prometheus|util-linux|\bgit\b/);
+  assert.doesNotMatch(r.stderr, /prometheus|util-linux|\bgit\b|chromium/);
 });
 
 test("as root it runs apt-get update, then installs exactly the missing packages, then passes", () => {

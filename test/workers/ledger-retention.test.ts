@@ -28,7 +28,7 @@ after(async () => {
   for (const p of pools) await p.destroy();
 });
 
-const row = (id: string, ts: number): UsageRow => [id, ts, "static-0", "claude-sonnet-4-5", "anthropic", 200, 10, 100, 20, 0, 0, 42, null, null];
+const row = (id: string, ts: number): UsageRow => [id, ts, "static-0", "claude-sonnet-4-5", "anthropic", 200, 10, 100, 20, 0, 0, 42, null, null, null];
 const audit = (id: string, ts: number): AuditRow => [id, ts, "static-0", "read_file", null, "allow", null, null, 1];
 function ids(path: string, table: "usage" | "audit"): string[] {
   const db = new Database(path, { readonly: true });

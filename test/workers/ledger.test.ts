@@ -24,7 +24,7 @@ after(async () => {
 
 const DAY = Date.UTC(2026, 4, 10);
 function row(i: number, key: string | null, model: string, ts: number, micros = 100): UsageRow {
-  return [`req_${i}`, ts, key, model, "anthropic", 200, 12.5, 10, 20, 3, 4, micros, "sess-" + (i % 2), null];
+  return [`req_${i}`, ts, key, model, "anthropic", 200, 12.5, 10, 20, 3, 4, micros, "sess-" + (i % 2), null, "user-" + (i % 3)];
 }
 
 test("creates its directory, sets the pragmas, inserts batches and rebuilds spend", async () => {
@@ -62,6 +62,24 @@ test("creates its directory, sets the pragmas, inserts batches and rebuilds spen
   assert.deepEqual(byModel.data.map((d) => [d.model, d.requests]), [["claude-opus-4-1", 334], ["claude-sonnet-4-5", 666]]);
   const byDay = JSON.parse(await run<string>({ op: "usage", from: DAY - 86_400_000, to: DAY + 86_400_000, groupBy: "day", format: "json" })) as { data: { day: string; requests: number }[] };
   assert.deepEqual(byDay.data.map((d) => [d.day, d.requests]), [["2026-05-09", 1], ["2026-05-10", 1000]]);
+});
+
+test("usage groups by developer (metadata.user_id) and by session, and says when each key was last used", async () => {
+  const from = DAY + 2 * 86_400_000, to = from + 86_400_000;
+  const rows: UsageRow[] = [];
+  for (let i = 0; i < 12; i++) rows.push(row(20_000 + i, "static-9", "m", from + i * 1000, 1_000 * (i + 1)));
+  rows.push([`req_anon`, from + 50_000, null, "m", "anthropic", 200, 1, 1, 1, 0, 0, 5, null, null, null]);
+  await run({ op: "insert", rows });
+  const byUser = JSON.parse(await run<string>({ op: "usage", from, to, groupBy: "user", format: "json" })) as { data: { user: string | null; requests: number; cost_usd: number }[] };
+  // Row 20000 + i is user-((20000 + i) % 3) costing (i + 1) thousand micros: i = 1,4,7,10 are user-0 (2+5+8+11),
+  // i = 2,5,8,11 user-1 (3+6+9+12), i = 0,3,6,9 user-2 (1+4+7+10); the row without a user is its own group.
+  assert.deepEqual(byUser.data.map((d) => [d.user, d.requests, d.cost_usd]), [[null, 1, 0.000005], ["user-0", 4, 0.026], ["user-1", 4, 0.03], ["user-2", 4, 0.022]]);
+  const bySession = JSON.parse(await run<string>({ op: "usage", from, to, groupBy: "session", format: "json" })) as { data: { session: string | null; requests: number }[] };
+  assert.deepEqual(bySession.data.map((d) => [d.session, d.requests]), [[null, 1], ["sess-0", 6], ["sess-1", 6]]);
+  const csv = await run<string>({ op: "usage", from, to, groupBy: "user", format: "csv" });
+  assert.equal(csv.split("\r\n")[0], "user,requests,input_tokens,output_tokens,cache_creation_tokens,cache_read_tokens,cost_usd");
+  const byKey = JSON.parse(await run<string>({ op: "usage", from, to, groupBy: "key", format: "json" })) as { data: { key: string | null; last_used: string | null }[] };
+  assert.equal(byKey.data.find((d) => d.key === "static-9")!.last_used, new Date(from + 11_000).toISOString());
 });
 
 test("a spreadsheet formula in a name is defused in CSV", async () => {
@@ -112,7 +130,7 @@ test("a ledger made before client_request_id existed gets the column; old rows k
   db.close();
   const p = new Piscina({ filename: fileURLToPath(new URL("../../workers/ledger-task.js", import.meta.url)), workerData: { path: oldPath }, minThreads: 1, maxThreads: 1 });
   try {
-    const row: UsageRow = ["req_p_0_1", 2, null, "m", "anthropic", 200, 1, 1, 1, 0, 0, 1, null, "client-trace-7"];
+    const row: UsageRow = ["req_p_0_1", 2, null, "m", "anthropic", 200, 1, 1, 1, 0, 0, 1, null, "client-trace-7", null];
     assert.equal(await p.run({ op: "insert", rows: [row] } satisfies LedgerTask), 1);
   } finally {
     await p.destroy();
