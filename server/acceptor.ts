@@ -103,9 +103,8 @@ const shared: Shared = {
   inflight: new Set<RequestCtx>(),
   draining: false,
   onIdle: null,
-  // Always set: virtual keys may carry their own tokens-per-minute limit.
-  tokenLimiter: { limiter, limits: { requestsPerMinute: cfg.rate_limit_requests_per_minute, tokensPerMinute: cfg.rate_limit_tokens_per_minute } },
   usage: null,
+  plain: null,
 };
 
 // Virtual keys, budgets, prices and the ledger rows (docs/budgets.md).
@@ -118,7 +117,7 @@ applyKeys({ put: data.keys, remove: [] });
 const prices = new PriceTable(cfg.prices);
 const budgets = new Budgets(data.budgetSab);
 const usageMetrics = new UsageMetrics(new UsageLayout(cfg.providers.map((p) => p.name), prices.labels), data.usageSab);
-const sink = new UsageSink(budgets, usageMetrics, prices, (rows, audit) => port.postMessage({ t: "rows", rows, audit } satisfies ToMain), cfg.ledger_batch_ms, cfg.ledger_batch_rows);
+const sink = new UsageSink(log, usageMetrics, prices, (rows, audit) => port.postMessage({ t: "rows", rows, audit } satisfies ToMain), cfg.ledger_batch_ms, cfg.ledger_batch_rows);
 shared.usage = sink;
 let adminSeq = 0;
 const adminCalls = new Map<number, (r: AdminResult) => void>();

@@ -1,13 +1,15 @@
 /**
- * Per-request state and the single way a request finishes. Every field is set in the
- * constructor (stable shape). `finish` runs exactly once: metrics, the active gauge and
- * the log line; after a client abort nothing is written to the response again.
+ * Per-request state (core/pipeline/state.ts plus the uWS response) and the single way a
+ * request finishes. Every field is set in the constructor (stable shape). `finish` runs
+ * exactly once: metrics, the active gauge, then the pipeline's settlement (budgets, token
+ * charges, ledger row, log line); after a client abort nothing is written to the response again.
  */
 import type { HttpResponse } from "uWebSockets.js";
 import type { Logger } from "pino";
 import { CATALOGUE, errorBody, errorTypeIndex, statusLine, type ErrorCode } from "../core/errors.js";
-import { ROUTES, type Metrics } from "../core/metrics.js";
-import type { Limits, RateLimiter } from "../core/ratelimit.js";
+import type { Metrics } from "../core/metrics.js";
+import type { Pipeline, Pricer, Tap } from "../core/pipeline/pipeline.js";
+import { RequestState } from "../core/pipeline/state.js";
 import type { AuditRow } from "../workers/ledger-task.js";
 
 export interface Shared {
@@ -17,61 +19,28 @@ export interface Shared {
   inflight: Set<RequestCtx>;
   draining: boolean;
   onIdle: (() => void) | null;
-  /** Token-per-minute charging after a response (null when no TPM limit is set). */
-  tokenLimiter: { limiter: RateLimiter; limits: Limits } | null;
-  /** Budget settlement, token/cost metrics and the ledger row, plus MCP audit rows (server/usage-sink.ts); null = off. */
-  usage: { finished(ctx: RequestCtx, status: number, durationUs: number): void; audit?(row: AuditRow): void } | null;
+  /** Usage pricing and the ledger row (pipeline pricer and tap), plus MCP audit rows (server/usage-sink.ts); null = off. */
+  usage: { price: Pricer; record: Tap; audit?(row: AuditRow): void } | null;
+  /** The settlement of requests that run no admission stages (server/app.ts sets it). */
+  plain: Pipeline | null;
 }
 
-export class RequestCtx {
+export class RequestCtx extends RequestState {
   readonly res: HttpResponse;
   readonly shared: Shared;
-  readonly route: number;
-  readonly t0: number;
-  /** The gateway's own id (unique by construction: core/request-id.ts). */
-  id = "";
-  /** The client's well-formed x-request-id, kept beside the id; never trusted to be unique. */
-  clientRequestId: string | null = null;
-  aborted = false;
   done = false;
   /** Status line + headers are on the wire (a stream has started). */
   started = false;
-  provider = 0;
-  providerName = "none";
-  model: string | null = null;
-  status = 0;
-  inputTokens = -1;
-  outputTokens = -1;
-  errorCode: string | null = null;
-  /** Client key's index when rate limits apply, else -1. */
-  keyIndex = -1;
-  /** Per-key rate limits when the key has its own (virtual keys), else null = global. */
-  rateLimits: Limits | null = null;
-  cacheCreationTokens = -1;
-  cacheReadTokens = -1;
-  /** The client key's id (for the ledger); null without auth. */
-  keyId: string | null = null;
-  /** x-claude-code-session-id, when sent. */
-  sessionId: string | null = null;
-  /** Budget slot of a virtual key (spend is counted there), else -1. */
-  budgetSlot = -1;
-  /** What admission reserved (given back and settled to real usage in finish). */
-  reservedTokens = 0;
-  reservedMicros = 0;
-  /** A provider's success whose usage could not be read: settled at the reservation, not 0. */
-  usageUnreadable = false;
-  /** Write a ledger row for this request (a /v1/messages call past auth). */
-  ledger = false;
   /** Called on client abort (cancels the upstream request, clears timers). */
   onAbort: (() => void) | null = null;
   /** Re-shapes error bodies for a client speaking another API (server/openai/); null = as is. */
   reshapeError: ((body: string | Uint8Array, code: string | null, status: number) => string | Uint8Array) | null = null;
 
   constructor(res: HttpResponse, shared: Shared, route: number) {
+    super(route, performance.now());
     this.res = res;
     this.shared = shared;
-    this.route = route;
-    this.t0 = performance.now();
+    this.pipeline = shared.plain;
     shared.inflight.add(this);
     shared.metrics.activeInc();
     res.onAborted(() => this.abortedByClient());
@@ -102,29 +71,8 @@ export class RequestCtx {
     sh.metrics.record(this.route, this.provider, status, durationUs);
     sh.metrics.activeDec();
     sh.inflight.delete(this);
-    if (this.keyIndex >= 0 && sh.tokenLimiter !== null && (this.inputTokens > 0 || this.outputTokens > 0)) {
-      sh.tokenLimiter.limiter.chargeTokens(this.keyIndex, this.rateLimits ?? sh.tokenLimiter.limits, Math.max(0, this.inputTokens) + Math.max(0, this.outputTokens));
-    }
-    if (sh.usage !== null) sh.usage.finished(this, status, durationUs);
-    if (sh.log.isLevelEnabled("info")) {
-      sh.log.info(
-        {
-          req_id: this.id,
-          client_req_id: this.clientRequestId ?? undefined,
-          route: ROUTES[this.route],
-          provider: this.providerName,
-          model: this.model,
-          status,
-          latency_ms: Math.round(durationUs) / 1000,
-          input_tokens: this.inputTokens < 0 ? undefined : this.inputTokens,
-          output_tokens: this.outputTokens < 0 ? undefined : this.outputTokens,
-          key_id: this.keyId ?? undefined,
-          error: this.errorCode ?? undefined,
-          aborted: this.aborted || undefined,
-        },
-        "request",
-      );
-    }
+    // Budgets, token charges, the ledger row and the log line (core/pipeline/pipeline.ts).
+    if (this.pipeline !== null) this.pipeline.finish(this, status, durationUs);
     if (sh.draining && sh.inflight.size === 0 && sh.onIdle !== null) sh.onIdle();
   }
 

@@ -5,6 +5,8 @@
  */
 import pino, { type Logger } from "pino";
 import { threadId } from "node:worker_threads";
+import { ROUTES } from "../core/metrics.js";
+import type { Tap } from "../core/pipeline/pipeline.js";
 
 export const REDACT_PATHS = [
   "authorization",
@@ -65,5 +67,32 @@ export function createLogger(opts: LogOptions): { log: Logger; flush(): void } {
         // flushSync throws while the destination is still opening; nothing was buffered then.
       }
     },
+  };
+}
+
+/**
+ * The per-request log line as a pipeline tap (core/pipeline/), or null when info is off
+ * (decided at start-up). Only fields of the request state: no header, no key.
+ */
+export function requestLogTap(log: Logger): Tap | null {
+  if (!log.isLevelEnabled("info")) return null;
+  return (s, status, durationUs) => {
+    log.info(
+      {
+        req_id: s.id,
+        client_req_id: s.clientRequestId ?? undefined,
+        route: ROUTES[s.route],
+        provider: s.providerName,
+        model: s.model,
+        status,
+        latency_ms: Math.round(durationUs) / 1000,
+        input_tokens: s.inputTokens < 0 ? undefined : s.inputTokens,
+        output_tokens: s.outputTokens < 0 ? undefined : s.outputTokens,
+        key_id: s.keyId ?? undefined,
+        error: s.errorCode ?? undefined,
+        aborted: s.aborted || undefined,
+      },
+      "request",
+    );
   };
 }
