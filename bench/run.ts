@@ -22,7 +22,7 @@ const gc = (globalThis as { gc?: () => void }).gc;
 
 /** Bytes allocated per call: heap growth over n calls between forced GCs; median of trials. */
 export function bytesPerOp(fn: () => unknown, trials = 7): number {
-  if (gc === undefined) return NaN;
+  if (gc === undefined || fn() instanceof Promise) return NaN; // async rows: heap deltas would count pending work
   const heap = () => getHeapStatistics().used_heap_size;
   // Size n so that n calls allocate well under a young-generation semispace (no scavenge inside).
   gc();
@@ -112,6 +112,7 @@ async function main(): Promise<void> {
   const noise = raw.get("baseline") ?? 0;
   const alloc = new Map([...raw].map(([k, v]) => [k, Math.max(0, v - noise)]));
   const results = summarise(rows, samples, alloc);
+  built.close();
   if (filter.test("ledger_insert")) results.push(await ledgerInsertRow(rounds));
 
   const machine = {

@@ -47,6 +47,11 @@ export class Pipeline {
     return this.all.map((s) => s.name);
   }
 
+  /** The same pipeline without the named stage (the benchmark's "minus validation" row). */
+  without(name: string): Pipeline {
+    return new Pipeline(this.head.filter((s) => s.name !== name), this.body.filter((s) => s.name !== name), this.pricer, this.taps);
+  }
+
   /** The stages that need only the headers. CONTINUE when all admitted. */
   runHead(s: RequestState): number {
     const st = this.head;
