@@ -96,11 +96,12 @@ export class Core {
       { failureThreshold: cfg.circuit_breaker_failure_threshold, timeoutMs: cfg.circuit_breaker_timeout_ms, successThreshold: cfg.circuit_breaker_success_threshold, halfOpenProbes: cfg.circuit_breaker_half_open_probes },
       new Clock32(base),
     );
-    const { log, flush } = createLogger({ level: "info", file: "/dev/null" });
-    this.flushLog = flush;
+    const logger = createLogger({ level: "info", file: "/dev/null" });
+    const log = logger.log;
+    this.flushLog = logger.flush;
     this.sink = new UsageSink(log, usage, prices, (rows) => void (this.rowsPosted += rows.length), cfg.ledger_batch_ms, cfg.ledger_batch_rows);
     const taps: Tap[] = [this.sink.record];
-    this.logTap = requestLogTap(log)!;
+    this.logTap = requestLogTap(logger)!;
     taps.push(this.logTap);
     this.pipes = buildPipelines({
       maxBodyBytes: cfg.max_body_bytes,

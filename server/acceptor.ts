@@ -8,7 +8,7 @@
 import uWS, { type us_listen_socket } from "uWebSockets.js";
 import { parentPort, workerData } from "node:worker_threads";
 import type { GatewayConfig } from "../core/config.js";
-import { G_ACTIVE, Metrics, MetricsLayout } from "../core/metrics.js";
+import { G_ACTIVE, G_LOG_DROPPED, Metrics, MetricsLayout } from "../core/metrics.js";
 import { Breakers, STATE_NAMES } from "../core/breaker.js";
 import { Clock32, MicroClock32 } from "../core/clock.js";
 import { RateLimiter } from "../core/ratelimit.js";
@@ -17,7 +17,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { getHeapStatistics } from "node:v8";
 import { buildApp } from "./app.js";
 import type { RequestCtx, Shared } from "./context.js";
-import { createLogger } from "./log.js";
+import { createLogger, requestLogTap } from "./log.js";
 import { Pools } from "./upstream.js";
 import { KeyIndex } from "../core/auth.js";
 import { Budgets } from "../core/budget.js";
@@ -72,8 +72,9 @@ export type ToAcceptor =
 const port = parentPort!;
 const data = workerData as AcceptorData;
 const cfg = data.cfg;
-const { log, flush } = createLogger({ level: cfg.log_level, file: cfg.log_file });
 const metrics = new Metrics(new MetricsLayout(cfg.providers.map((p) => p.name)), data.sab);
+const logger = createLogger({ level: cfg.log_level, file: cfg.log_file }, () => void Atomics.add(metrics.i32, G_LOG_DROPPED, 1));
+const { log, flush } = logger;
 const pools = new Pools(cfg);
 const clock = new Clock32(data.clockBase);
 const breakers = new Breakers(
@@ -163,7 +164,7 @@ const modelLists = { lists: data.models as readonly ProviderModels[] };
 const opsApp = data.metricsPort === null ? undefined : uWS.App();
 const app = buildApp({
   cfg, shared, pools, idPrefix: data.idPrefix, threadIndex: data.index, breakers, shedder, limiter, render,
-  billing: { keys: keyIndex, budgets, prices, usage: usageMetrics, admin }, models: modelLists, ops: opsApp,
+  billing: { keys: keyIndex, budgets, prices, usage: usageMetrics, admin }, models: modelLists, ops: opsApp, requestLog: requestLogTap(logger),
 });
 let listenSocket: us_listen_socket | null = null;
 // Open until the drain is over, so the kubelet still reads readiness 503 and liveness while streams finish.

@@ -35,7 +35,6 @@ import { buildPipelines } from "../core/pipeline/build.js";
 import type { Pipeline, Tap } from "../core/pipeline/pipeline.js";
 import { codeOf, CONTINUE } from "../core/pipeline/codes.js";
 import { E_BODY_TOO_LARGE } from "../core/pipeline/stages/gate.js";
-import { requestLogTap } from "./log.js";
 import { buildShapers } from "./providers/shapers.js";
 
 export interface AppDeps {
@@ -54,6 +53,8 @@ export interface AppDeps {
   billing: Billing | null;
   /** The METRICS_PORT app: /health/* and /metrics/* go there instead of the client app. */
   ops?: TemplatedApp;
+  /** The per-request log line (server/log.ts requestLogTap); null = info logging off. */
+  requestLog: Tap | null;
   /** The providers' model lists; the acceptor replaces `lists` when the main thread refreshes them. */
   models: { lists: readonly ProviderModels[] };
 }
@@ -81,8 +82,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   const usage = shared.usage;
   const taps: Tap[] = [];
   if (usage !== null) taps.push(usage.record);
-  const logTap = requestLogTap(shared.log);
-  if (logTap !== null) taps.push(logTap);
+  if (deps.requestLog !== null) taps.push(deps.requestLog);
   // The ordered admission stages per route kind, decided here once (core/pipeline/build.ts).
   const pipes = buildPipelines({
     maxBodyBytes: cfg.max_body_bytes,
