@@ -15,6 +15,7 @@ import { measure } from "mitata";
 import { buildRows, type Row } from "./rows.js";
 import { bytes, fmt, markdownTable, median, ns, parseFlags } from "./format.js";
 import { ledgerInsertRow } from "./ledger.js";
+import { refreshReadme } from "./readme.js";
 
 export const RESULTS_PATH = fileURLToPath(new URL("../../bench/results.json", import.meta.url));
 
@@ -143,6 +144,7 @@ async function main(): Promise<void> {
   if (flags.has("json")) {
     writeFileSync(RESULTS_PATH, JSON.stringify({ generated_at: new Date().toISOString(), machine, rounds, complex_body_bytes: built.complexBytes, rows: results, missing: built.missing, targets }, null, 2) + "\n");
     process.stderr.write(`bench: wrote ${RESULTS_PATH}\n`);
+    refreshReadme();
   }
 }
 
