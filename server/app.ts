@@ -181,6 +181,9 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   function dispatch(ctx: RequestCtx): void {
     const body = ctx.body!, parsed = ctx.parsed!, model = ctx.model!, count = ctx.count;
     const targets = ctx.targets;
+    // The request state lives as long as the reply (minutes for a stream): it keeps neither.
+    ctx.body = null;
+    ctx.parsed = null;
     const tx = prepareTranslation(ctx, ctx.route === R_CHAT_COMPLETIONS, ctx.resolved!, deps.pools, { body, parsed, model, fwd: ctx.fwd, count });
     if (tx === false) return;
     if (tx === null && targets[0]!.provider.type === "mock") {

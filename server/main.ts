@@ -23,7 +23,7 @@ import { createUsageBuffer, UsageLayout, UsageMetrics } from "../core/usage-metr
 import { LedgerHub, type KeyChange } from "./ledger.js";
 
 /** Young generation of each acceptor thread, MiB (V8 sizes it as three semi-spaces). */
-const ACCEPTOR_YOUNG_GENERATION_MB = 6;
+const ACCEPTOR_YOUNG_GENERATION_MB = 16;
 import { ModelLists } from "./models-fetch.js";
 
 export interface Started {
@@ -92,8 +92,9 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
 
   let metricsPort: number | null = null;
   function spawn(index: number, port: number): Promise<number> {
-    // A small young generation (2 MiB semi-spaces instead of up to 16): a request's garbage dies
-    // young either way, and each acceptor's RSS under load is ~25 MB lower (docs/performance.md).
+    // A smaller young generation than V8's default (16 MiB against up to 48): the 2-thread
+    // gateway's RSS after load is ~40 MB lower for ~3 points more GC time; 6 MiB saved a little
+    // more memory but doubled GC time (measurements in docs/performance.md).
     const resourceLimits = { maxYoungGenerationSizeMb: ACCEPTOR_YOUNG_GENERATION_MB };
     const w = new Worker(acceptorUrl, { resourceLimits, workerData: { cfg, sab, breakerSab, shedSab, rateSab, budgetSab, usageSab, keys: liveKeys, clockBase: startedAt, memoryLimit, idPrefix, models: modelLists.current(), port, metricsPort, index } satisfies AcceptorData });
     acceptors.push(w);
