@@ -66,6 +66,12 @@ function gatewayEnv(mockPort: number, streamPort: number, dir: string, threads: 
   };
 }
 
+/** The soft open-file limit this process (and the children it starts) runs with. */
+function openFileLimit(): number {
+  const m = /Max open files\s+(\d+)/.exec(readFileSync("/proc/self/limits", "utf8"));
+  return m === null ? Infinity : Number(m[1]);
+}
+
 /** HTTP_THREADS as the gateway resolved it (its "listening" log line). */
 function listeningThreads(logFile: string): number {
   const line = readFileSync(logFile, "utf8").split("\n").find((l) => l.includes('"msg":"listening"'));
@@ -222,7 +228,13 @@ async function main(): Promise<void> {
       procs.push(gwSized);
       const body = JSON.stringify({ ...smallRequest(), model: "claude-stream-slow", stream: true });
       const targets = [mk("direct", slow, body), mk("ceiling", ceilingSlow, body), mk("gateway", gwDefault, body), mk("gateway_sized", gwSized, body)];
+      const fds = openFileLimit();
       for (const n of counts) {
+        // Each stream holds a socket in this process and two in the gateway (client + upstream).
+        if (2 * n + 1024 > fds) {
+          log(`  streams ${n}: skipped, the open-file limit (${fds}) is below 2 × ${n} + 1024; raise it (npm run loadtest does, to the hard limit)`);
+          continue;
+        }
         for (const t of targets) {
           const r = await streamsRun(t, n, events, interval, Math.ceil(life * 3 + 30));
           streams.push(r);
