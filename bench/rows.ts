@@ -85,7 +85,7 @@ export async function buildRows(): Promise<Rows> {
     // Explanatory extras.
     { id: "stack_no_validation", name: "extra: combined stack minus validation", report: false, fn: () => core.stack(smallBuf, CLIENT_KEY, core.noValidation) },
     { id: "stack_complex", name: "extra: combined stack on the complex body", report: false, fn: () => core.stack(complexBuf, CLIENT_KEY) },
-    { id: "log_line", name: "extra: the request log line (pino to /dev/null)", report: false, fn: () => logTap(finished, 200, 1234) },
+    { id: "log_line", name: "extra: the request log line (through the log destination to /dev/null)", report: false, fn: () => logTap(finished, 200, 1234) },
     { id: "ledger_row", name: "extra: the ledger row into the usage sink's batch", report: false, fn: () => core.sink.record(finished, 200, 1234) },
     { id: "auth", name: "extra: auth (presentedKey + KeyIndex.check)", report: false, fn: () => core.keys.check(presentedKey(CLIENT_KEY, "")) },
     { id: "json_parse_small", name: "extra: JSON.parse small body (server, before validation)", report: false, fn: () => JSON.parse(smallBuf.toString("utf8")) },
