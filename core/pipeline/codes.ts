@@ -1,12 +1,12 @@
 /**
- * Stage results as small integers, so a stage returns without allocating: CONTINUE,
- * PENDING (the stage finishes later and resumes the pipeline) or a catalogue error by
- * number. Numbers follow the catalogue's order and are only meaningful inside a process.
+ * Stage results as small integers, so a stage returns without allocating: CONTINUE or a
+ * catalogue error by number. Numbers follow the catalogue's order and are only meaningful
+ * inside a process. (Stages are synchronous; the one wait, reading the body, sits between
+ * the head and body lists. An asynchronous stage would need a resume entry point.)
  */
 import { CATALOGUE, type ErrorCode } from "../errors.js";
 
 export const CONTINUE = 0;
-export const PENDING = -1;
 
 const CODES = Object.keys(CATALOGUE) as ErrorCode[];
 const NUMBERS = new Map<string, number>(CODES.map((c, i) => [c, i + 1]));

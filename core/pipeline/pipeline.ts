@@ -1,6 +1,6 @@
 /**
  * The admission pipeline: an ordered list of stages, each `run(state) → number`
- * (CONTINUE, PENDING or an error number, codes.ts), decided at start-up from the config
+ * (CONTINUE or an error number, codes.ts), decided at start-up from the config
  * so a disabled feature is simply absent (build.ts). The list is cut in two where the
  * server reads the body: `head` runs on headers alone, `body` on the read body. After the
  * reply, `finish` prices the request, settles in reverse exactly the stages that admitted
