@@ -6,13 +6,13 @@
 import { readFileSync } from "node:fs";
 import { R_MESSAGES } from "../core/metrics.js";
 import { mergeBuckets, quantile, snapshot } from "../core/metrics-read.js";
-import { renderPrometheus } from "../core/prometheus.js";
+import renderMetrics, { type RenderTask } from "../workers/metrics-task.js";
+import { RequestState } from "../core/pipeline/state.js";
 import { validateMessagesRequest } from "../core/validate.js";
 import { findModelRange } from "../core/json-splice.js";
 import { presentedKey } from "../core/auth.js";
 import { CLIENT_KEY, Core } from "./stack.js";
 import { FIXTURE_PATH, smallRequest } from "./fixture.js";
-import { loadOptional } from "./optional.js";
 
 export interface Row {
   id: string;
@@ -27,15 +27,13 @@ export interface Rows {
   /** Report rows that could not be built, with the reason. */
   missing: { id: string; reason: string }[];
   complexBytes: number;
+  /** Flush the log destination and the ledger batch (after the last row). */
+  close(): void;
 }
 
 export async function buildRows(): Promise<Rows> {
   const core = new Core();
   core.populate();
-  const opt = await loadOptional(core.sab);
-  core.shedder = opt.shedder;
-  core.limiter = opt.limiter;
-  core.breaker = opt.breaker;
 
   const small = smallRequest();
   const smallText = JSON.stringify(small);
@@ -44,12 +42,22 @@ export async function buildRows(): Promise<Rows> {
   const complexBuf = Buffer.from(complexText);
   const complex = JSON.parse(complexText) as Record<string, unknown>;
   if (validateMessagesRequest(small) !== null || validateMessagesRequest(complex) !== null) throw new Error("bench fixtures must be valid requests");
-  if (core.stack(small, CLIENT_KEY) !== 200) throw new Error("the combined stack must admit the small request");
+  if (core.stack(smallBuf, CLIENT_KEY) !== 200) throw new Error("the combined stack must admit the small request");
+  if (core.stack(complexBuf, CLIENT_KEY) !== 200) throw new Error("the combined stack must admit the complex request");
+  if (core.stack(smallBuf, "sk-wrong") !== 400) throw new Error("the combined stack must refuse a wrong key");
 
   const m = core.metrics;
   const layout = core.layout;
-  const snap = snapshot(layout, core.sab);
-  const gauges = [{ name: "gateway_draining", help: "1 while the gateway is shutting down.", value: 0 }];
+  const scrape: RenderTask = {
+    kind: "prometheus", sab: core.sab, breakerSab: core.breakerSab, providers: core.providers.map((p) => p.name),
+    startedAt: Date.now(), usageSab: core.usageSab, models: core.usageLayout.models,
+  };
+  if (!(await renderMetrics(scrape)).includes("http_requests_total")) throw new Error("the scrape must render the request counters");
+  // A finished request as the taps see it.
+  const finished = new RequestState(R_MESSAGES, 0);
+  Object.assign(finished, { id: core.ids.next(), model: "claude-sonnet-4-5", provider: 1, providerName: "anthropic", inputTokens: 12, outputTokens: 30, keyId: "static-0", ledger: true, chargedMicros: 486 });
+  const logTap = core.logTap;
+  const limits = { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1_000_000_000 };
   let us = 0;
 
   const rows: Row[] = [
@@ -66,28 +74,24 @@ export async function buildRows(): Promise<Rows> {
         return quantile(b, 0.5) + quantile(b, 0.95) + quantile(b, 0.99);
       },
     },
-    { id: "prometheus", name: "Prometheus export (render text)", report: true, fn: () => renderPrometheus(snap, gauges) },
-  ];
-  const missing: Rows["missing"] = [];
-  if (opt.shedder !== null) rows.push({ id: "shedder", name: "load-shedding check", report: true, fn: opt.shedder.admit });
-  else missing.push({ id: "shedder", reason: "core/shedder.ts not present" });
-  if (opt.breaker !== null) {
-    const b = opt.breaker;
-    rows.push({ id: "breaker", name: "circuit breaker (closed): admit + success", report: true, fn: () => (b.admit(), b.done()) });
-  } else missing.push({ id: "breaker", reason: "core/breaker.ts not present" });
-  if (opt.limiter !== null) rows.push({ id: "ratelimit", name: "extra: rate-limit check (requests + tokens)", report: false, fn: opt.limiter.admit });
-  rows.push(
+    { id: "prometheus", name: "Prometheus export (full scrape: snapshot, usage metrics, prom-client registry)", report: true, fn: () => renderMetrics(scrape) },
+    { id: "shedder", name: "load-shedding check", report: true, fn: () => core.shedder.check() },
+    { id: "breaker", name: "circuit breaker (closed): admit + success", report: true, fn: () => core.breakers.recordSuccess(0, core.breakers.admit(0)) },
+    { id: "ratelimit", name: "extra: rate-limit check (requests + tokens)", report: false, fn: () => core.limiter.admit(0, limits) },
     { id: "validate_simple", name: "input validation, simple (1 message)", report: true, fn: () => validateMessagesRequest(small) },
     { id: "validate_complex", name: `input validation, complex (${Math.round(complexBuf.length / 1024)} KB Claude Code body)`, report: true, fn: () => validateMessagesRequest(complex) },
     { id: "request_id", name: "request-id generation", report: true, fn: () => core.ids.next() },
-    { id: "stack", name: `combined middleware stack${opt.missing.length === 0 ? "" : " (without " + opt.missing.join(", ") + ")"}`, report: true, fn: () => core.stack(small, CLIENT_KEY) },
+    { id: "stack", name: "combined middleware stack (the server's pipeline on a small body, log line and ledger row included)", report: true, fn: () => core.stack(smallBuf, CLIENT_KEY) },
     // Explanatory extras.
-    { id: "stack_no_validation", name: "extra: combined stack minus validation", report: false, fn: () => core.stack(small, CLIENT_KEY, false) },
+    { id: "stack_no_validation", name: "extra: combined stack minus validation", report: false, fn: () => core.stack(smallBuf, CLIENT_KEY, core.noValidation) },
+    { id: "stack_complex", name: "extra: combined stack on the complex body", report: false, fn: () => core.stack(complexBuf, CLIENT_KEY) },
+    { id: "log_line", name: "extra: the request log line (through the log destination to /dev/null)", report: false, fn: () => logTap(finished, 200, 1234) },
+    { id: "ledger_row", name: "extra: the ledger row into the usage sink's batch", report: false, fn: () => core.sink.record(finished, 200, 1234) },
     { id: "auth", name: "extra: auth (presentedKey + KeyIndex.check)", report: false, fn: () => core.keys.check(presentedKey(CLIENT_KEY, "")) },
     { id: "json_parse_small", name: "extra: JSON.parse small body (server, before validation)", report: false, fn: () => JSON.parse(smallBuf.toString("utf8")) },
     { id: "json_parse_complex", name: "extra: JSON.parse complex body", report: false, fn: () => JSON.parse(complexBuf.toString("utf8")) },
     { id: "model_scan_small", name: "extra: findModelRange small body (scan, no parse)", report: false, fn: () => findModelRange(smallBuf) },
     { id: "model_scan_complex", name: "extra: findModelRange complex body", report: false, fn: () => findModelRange(complexBuf) },
-  );
-  return { rows, missing, complexBytes: complexBuf.length };
+  ];
+  return { rows, missing: [], complexBytes: complexBuf.length, close: () => core.close() };
 }

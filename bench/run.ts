@@ -15,6 +15,7 @@ import { measure } from "mitata";
 import { buildRows, type Row } from "./rows.js";
 import { bytes, fmt, markdownTable, median, ns, parseFlags } from "./format.js";
 import { ledgerInsertRow } from "./ledger.js";
+import { refreshReadme } from "./readme.js";
 
 export const RESULTS_PATH = fileURLToPath(new URL("../../bench/results.json", import.meta.url));
 
@@ -22,7 +23,7 @@ const gc = (globalThis as { gc?: () => void }).gc;
 
 /** Bytes allocated per call: heap growth over n calls between forced GCs; median of trials. */
 export function bytesPerOp(fn: () => unknown, trials = 7): number {
-  if (gc === undefined) return NaN;
+  if (gc === undefined || fn() instanceof Promise) return NaN; // async rows: heap deltas would count pending work
   const heap = () => getHeapStatistics().used_heap_size;
   // Size n so that n calls allocate well under a young-generation semispace (no scavenge inside).
   gc();
@@ -112,6 +113,7 @@ async function main(): Promise<void> {
   const noise = raw.get("baseline") ?? 0;
   const alloc = new Map([...raw].map(([k, v]) => [k, Math.max(0, v - noise)]));
   const results = summarise(rows, samples, alloc);
+  built.close();
   if (filter.test("ledger_insert")) results.push(await ledgerInsertRow(rounds));
 
   const machine = {
@@ -142,6 +144,7 @@ async function main(): Promise<void> {
   if (flags.has("json")) {
     writeFileSync(RESULTS_PATH, JSON.stringify({ generated_at: new Date().toISOString(), machine, rounds, complex_body_bytes: built.complexBytes, rows: results, missing: built.missing, targets }, null, 2) + "\n");
     process.stderr.write(`bench: wrote ${RESULTS_PATH}\n`);
+    refreshReadme();
   }
 }
 

@@ -272,7 +272,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     // LLM calls can take minutes before the first byte on a large prompt.
     upstream_headers_timeout_ms: envNum(env, "UPSTREAM_HEADERS_TIMEOUT_MS", 600_000),
     upstream_body_timeout_ms: envNum(env, "UPSTREAM_BODY_TIMEOUT_MS", 300_000),
-    upstream_connections: envNum(env, "UPSTREAM_CONNECTIONS", 128),
+    upstream_connections: envNum(env, "UPSTREAM_CONNECTIONS", 8192),
     upstream_request_timeout_ms: envNum(env, "UPSTREAM_REQUEST_TIMEOUT_MS", 900_000),
     sse_max_event_bytes: envNum(env, "SSE_MAX_EVENT_BYTES", 16 * 1024 * 1024),
     retry_max_attempts: envNum(env, "RETRY_MAX_ATTEMPTS", 3),
@@ -285,7 +285,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     circuit_breaker_half_open_probes: envNum(env, "CIRCUIT_BREAKER_HALF_OPEN_PROBES", envNum(env, "CIRCUIT_BREAKER_SUCCESS_THRESHOLD", 2)),
     load_shedding_heap_threshold: envNum(env, "LOAD_SHEDDING_HEAP_THRESHOLD", 0.9),
     load_shedding_memory_threshold: envNum(env, "LOAD_SHEDDING_MEMORY_THRESHOLD", 0.85),
-    load_shedding_active_requests_threshold: envNum(env, "LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD", 1000),
+    load_shedding_active_requests_threshold: envNum(env, "LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD", 5000),
     load_shedding_event_loop_delay_ms: envNum(env, "LOAD_SHEDDING_EVENT_LOOP_DELAY_MS", 1000),
     load_shedding_check_interval_ms: envNum(env, "LOAD_SHEDDING_CHECK_INTERVAL_MS", 250),
     rate_limit_requests_per_minute: envNum(env, "RATE_LIMIT_REQUESTS_PER_MINUTE", 0),

@@ -50,6 +50,7 @@ export const G_ACTIVE = 0; // requests in flight, all threads
 export const G_DRAINING = 1; // 1 once shutdown started
 export const G_WORKERS_OK = 2; // 1 while the render/ledger worker pool is up
 export const G_SPANS_DROPPED = 3; // trace spans lost (export failed, queue full), all threads (server/tracing/otel.ts)
+export const G_LOG_DROPPED = 4; // log lines dropped because the log buffer was full, all threads (a counter)
 const N_GAUGES = 8;
 
 export class MetricsLayout {

@@ -16,6 +16,8 @@ export interface GaugeLine {
   name: string;
   help: string;
   value: number;
+  /** Default "gauge"; a single counter kept in a gauge slot says "counter". */
+  type?: "gauge" | "counter";
 }
 
 export interface BreakerLine {
@@ -83,7 +85,7 @@ export function renderPrometheus(s: Snapshot, gauges: readonly GaugeLine[] = [],
   }
   for (const g of gauges) {
     out.push(`# HELP ${g.name} ${g.help}`);
-    out.push(`# TYPE ${g.name} gauge`);
+    out.push(`# TYPE ${g.name} ${g.type ?? "gauge"}`);
     out.push(`${g.name} ${g.value}`);
   }
   return out.join("\n") + "\n";

@@ -25,7 +25,16 @@ export function cpuMs(pid: number): number {
 
 /** Resident set size in bytes. */
 export function rssBytes(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return statusKb(pid, "VmRSS");
+}
+
+/** The process's peak resident set size so far (VmHWM), in bytes. */
+export function peakRssBytes(pid: number): number {
+  return statusKb(pid, "VmHWM");
+}
+
+function statusKb(pid: number, field: string): number {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m === null ? NaN : Number(m[1]) * 1024;
 }
 

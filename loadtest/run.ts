@@ -1,14 +1,19 @@
 /**
- * `npm run loadtest [-- --duration 10] [-- --rounds 3] [-- --threads 1] [-- --quick]`
+ * `npm run loadtest [-- --duration 10] [-- --rounds 3] [-- --threads N] [-- --quick]
+ *                  [-- --soak SECONDS] [-- --streams 1000,5000 [--stream-events 40] [--stream-interval 500]]`
  *
  * Scenarios, every process on 127.0.0.1 and every run bounded in time:
  *   (a) the mock upstream directly; (b) the bare uWS + undici pass-through (loadtest/ceiling.ts);
- *   (c) the gateway with every feature on (auth, validation, metrics, breaker, shedder, rate
- *       limits, info logging to a file) → the mock; (d) (c) with the 100 KB Claude Code body;
- *   (e) (c) streaming a 50-event SSE reply; (f) overload: many connections, tiny shedding
- *       threshold; plus the latency the gateway adds at concurrency 1.
+ *   (c) the gateway at its defaults (HTTP_THREADS from the CPUs it may use, unless --threads)
+ *       with client keys, info logging to a file, the ledger (in a temp dir) and metrics on →
+ *       the mock, and beside it the same gateway with HTTP_THREADS=1; (d) (c) with the 100 KB
+ *       Claude Code body; (e) (c) streaming a 50-event SSE reply; (f) overload: many
+ *       connections, tiny shedding threshold; plus the latency added at concurrency 1, the
+ *       gateway's CPU per request and RSS (before, after, peak), an optional soak (RSS over
+ *       time) and the long-streams scenario (loadtest/streams.ts).
  * Targets of a group run interleaved (direct, ceiling, gateway, direct, …) for N rounds;
- * the tables give medians and per-round paired ratios. Writes loadtest/results.json.
+ * the tables give medians and per-round paired ratios. Writes loadtest/results.json, the
+ * chart docs/performance-chart.svg and the README's performance table from it.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem, type as osType, release } from "node:os";
@@ -17,7 +22,11 @@ import { fileURLToPath } from "node:url";
 import { claudeCodeRequestText, smallRequest } from "../bench/fixture.js";
 import { bytes, fmt, markdownTable, median, parseFlags } from "../bench/format.js";
 import { loadRun, sequentialLatencies, type RunResult, type Target } from "./measure.js";
-import { rssBytes, startGateway, startPortPrinter, type Proc } from "./procs.js";
+import { peakRssBytes, rssBytes, startGateway, startPortPrinter, type Proc } from "./procs.js";
+import { streamsRun, type StreamsResult } from "./streams.js";
+import { soakRun, type Soak } from "./soak.js";
+import { writeChart } from "./chart.js";
+import { refreshReadme } from "../bench/readme.js";
 import { pairedRatio, shedStats, summarise, type Summary } from "./stats.js";
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
@@ -30,17 +39,17 @@ export const RESULTS_PATH = fileURLToPath(new URL("../../loadtest/results.json",
 const CLIENT_KEY = "sk-loadtest-client-key-01";
 const HEADERS = { "content-type": "application/json", "anthropic-version": "2023-06-01", "x-api-key": CLIENT_KEY };
 
-/** Settings that turn every gateway feature on without limiting a load test. */
 let rateLimits = false;
 
-function gatewayEnv(mockPort: number, streamPort: number, dir: string, threads: number, logFile: string, extra: Record<string, string> = {}): Record<string, string> {
+/** The gateway at its defaults plus client keys, info logging and a ledger of its own in `dir`. */
+function gatewayEnv(mockPort: number, streamPort: number, dir: string, threads: number | null, logFile: string, extra: Record<string, string> = {}): Record<string, string> {
   const cfgFile = join(dir, "gateway.json");
   writeFileSync(cfgFile, JSON.stringify({
     providers: { sse: { type: "anthropic", base_url: `http://127.0.0.1:${streamPort}`, api_key: "sk-upstream-sse-123" } },
     routes: [{ match: "claude-stream-*", provider: "sse" }],
   }));
   return {
-    HTTP_THREADS: String(threads),
+    ...(threads === null ? {} : { HTTP_THREADS: String(threads) }),
     MODEL_PROVIDER: "anthropic",
     ANTHROPIC_API_BASE: `http://127.0.0.1:${mockPort}`,
     ANTHROPIC_API_KEY: "sk-upstream-key-123",
@@ -49,13 +58,24 @@ function gatewayEnv(mockPort: number, streamPort: number, dir: string, threads: 
     LOG_LEVEL: "info",
     LOG_FILE: logFile,
     METRICS_ENABLED: "true",
-    // Rate limits: off by default. core/ratelimit.ts advances a bucket by at least 1 ms per
-    // charge (Math.ceil of ms per unit), so any limit caps a key at ~1,000 req/s sustained
-    // after a one-minute burst; with them on, this test measures that cap, not the gateway.
-    // `--rate-limits` turns them on (1e9 per minute) anyway.
+    // Never ./data of the working tree: each gateway gets its own ledger file, removed after.
+    DATABASE_PATH: logFile.replace(/\.log$/, ".db"),
+    // Rate limits are off at the defaults; `--rate-limits` turns them on (1e9 per minute).
     ...(rateLimits ? { RATE_LIMIT_REQUESTS_PER_MINUTE: "1000000000", RATE_LIMIT_TOKENS_PER_MINUTE: "4000000000" } : {}),
     ...extra,
   };
+}
+
+/** The soft open-file limit this process (and the children it starts) runs with. */
+function openFileLimit(): number {
+  const m = /Max open files\s+(\d+)/.exec(readFileSync("/proc/self/limits", "utf8"));
+  return m === null ? Infinity : Number(m[1]);
+}
+
+/** HTTP_THREADS as the gateway resolved it (its "listening" log line). */
+function listeningThreads(logFile: string): number {
+  const line = readFileSync(logFile, "utf8").split("\n").find((l) => l.includes('"msg":"listening"'));
+  return line === undefined ? NaN : (JSON.parse(line) as { threads: number }).threads;
 }
 
 interface Group {
@@ -84,6 +104,7 @@ function groupTable(g: Group): { md: string; summaries: Summary[]; ratios: Recor
   const ratios: Record<string, number> = {};
   if (g.runs.has("ceiling")) ratios.gateway_over_ceiling = pairedRatio(gw, g.runs.get("ceiling")!);
   if (g.runs.has("direct")) ratios.gateway_over_direct = pairedRatio(gw, g.runs.get("direct")!);
+  if (g.runs.has("gateway_1t") && g.runs.has("ceiling")) ratios.gateway_1t_over_ceiling = pairedRatio(g.runs.get("gateway_1t")!, g.runs.get("ceiling")!);
   const md = markdownTable(
     ["target", "req/s (median)", "rounds req/s", "p50 ms", "p99 ms", "CPU ms/req", "non-2xx", "errors"],
     summaries.map((s) => [
@@ -107,7 +128,7 @@ async function main(): Promise<void> {
   const rounds = Number(flags.get("rounds") ?? (quick ? 1 : 3));
   const duration = Number(flags.get("duration") ?? (quick ? 3 : 10));
   const shortDuration = Math.max(2, Math.round(duration / 2));
-  const threads = Number(flags.get("threads") ?? 1);
+  const threads = flags.has("threads") ? Number(flags.get("threads")) : null;
   const connections = Number(flags.get("connections") ?? 50);
   rateLimits = flags.has("rate-limits");
   const log = (s: string) => process.stderr.write(s + "\n");
@@ -130,9 +151,11 @@ async function main(): Promise<void> {
     const gwLog = join(dir, "gateway.log");
     const gw = await startGateway(GATEWAY, gatewayEnv(mock.port, sse.port, dir, threads, gwLog));
     procs.push(gw);
+    const gw1 = await startGateway(GATEWAY, gatewayEnv(mock.port, sse.port, dir, 1, join(dir, "gateway-1t.log")));
+    procs.push(gw1);
     const gwPid = gw.child.pid!;
     const rssBefore = rssBytes(gwPid);
-    log(`loadtest: mock :${mock.port}, ceiling :${ceiling.port}, gateway :${gw.port} (${threads} thread${threads === 1 ? "" : "s"}), ${rounds} rounds × ${duration} s`);
+    log(`loadtest: mock :${mock.port}, ceiling :${ceiling.port}, gateway :${gw.port}, 1-thread gateway :${gw1.port}, ${rounds} rounds × ${duration} s`);
 
     const small = JSON.stringify(smallRequest());
     const large = claudeCodeRequestText();
@@ -140,13 +163,15 @@ async function main(): Promise<void> {
     const mk = (name: string, p: Proc, body: string): Target => ({ name, port: p.port, pid: p.child.pid ?? null, path: "/v1/messages", headers: HEADERS, body });
 
     const groups: Group[] = [
-      { id: "small", title: `Small body, ${connections} connections, ${duration} s — scenarios (a) direct, (b) ceiling, (c) gateway`, targets: [mk("direct", mock, small), mk("ceiling", ceiling, small), mk("gateway", gw, small)], connections, duration, runs: new Map() },
+      { id: "small", title: `Small body, ${connections} connections, ${duration} s — scenarios (a) direct, (b) ceiling, (c) gateway`, targets: [mk("direct", mock, small), mk("ceiling", ceiling, small), mk("gateway", gw, small), mk("gateway_1t", gw1, small)], connections, duration, runs: new Map() },
       { id: "large", title: `(d) Claude Code body (${Math.round(large.length / 1024)} KB), ${connections} connections, ${shortDuration} s`, targets: [mk("direct", mock, large), mk("ceiling", ceiling, large), mk("gateway", gw, large)], connections, duration: shortDuration, runs: new Map() },
       { id: "stream", title: `(e) Streaming, 50 text_delta events per reply (loadtest/stream-upstream.ts), ${connections} connections, ${shortDuration} s`, targets: [mk("direct", sse, streamBody), mk("ceiling", ceilingSse, streamBody), mk("gateway", gw, streamBody)], connections, duration: shortDuration, runs: new Map() },
     ];
 
     log("loadtest: warm-up");
     for (const g of groups) for (const t of g.targets) await loadRun(t, connections, quick ? 1 : 2);
+    const gwThreads = listeningThreads(gwLog); // written at start-up, on disk by now
+    log(`loadtest: gateway HTTP_THREADS=${gwThreads}${threads === null ? " (its default)" : ""}`);
     for (const g of groups) {
       log(`loadtest: group ${g.id}`);
       await runGroup(g, rounds, log);
@@ -156,7 +181,15 @@ async function main(): Promise<void> {
     const c1Blocks = quick ? 3 : 10;
     const c1 = await sequentialLatencies([mk("direct", mock, small), mk("ceiling", ceiling, small), mk("gateway", gw, small)], c1Blocks, 200);
     const c1med = Object.fromEntries([...c1].map(([k, v]) => [k, median(v)]));
+    await gw1.stop();
+    let soak: Soak | null = null;
+    if (flags.has("soak")) {
+      const secs = Number(flags.get("soak"));
+      log(`loadtest: soak, ${secs} s at ${connections} connections`);
+      soak = await soakRun(mk("gateway", gw, small), connections, secs);
+    }
     const rssAfter = rssBytes(gwPid);
+    const rssPeak = peakRssBytes(gwPid);
     // Proof that info logging to the file was on: one line per request.
     const logLines = readFileSync(gwLog, "utf8").split("\n").filter((l) => l.includes('"msg":"request"')).length;
     await gw.stop(); // idempotent: stopAll calls it again harmlessly
@@ -174,12 +207,49 @@ async function main(): Promise<void> {
     const overSum = summarise("gateway", over);
     const shed = shedStats(overSum.statuses, overSum.errors);
 
+    await gwOver.stop();
+
+    // Long streams: N concurrent slow streams per target (loadtest/streams.ts).
+    const streams: StreamsResult[] = [];
+    if (flags.has("streams")) {
+      const counts = flags.get("streams")!.split(",").map(Number);
+      const events = Number(flags.get("stream-events") ?? 20);
+      const interval = Number(flags.get("stream-interval") ?? 500);
+      const life = (events * interval) / 1000;
+      const slow = await startPortPrinter("slow-stream-upstream", STREAM, ["--port", "0", "--events", String(events), "--interval", String(interval)]);
+      procs.push(slow);
+      const max = Math.max(...counts);
+      const ceilingSlow = await startPortPrinter("ceiling-slow", CEILING, ["--port", "0", "--upstream", `http://127.0.0.1:${slow.port}`, "--connections", String(max)]);
+      procs.push(ceilingSlow);
+      const gwDefault = await startGateway(GATEWAY, gatewayEnv(mock.port, slow.port, dir, threads, join(dir, "gateway-streams.log")));
+      procs.push(gwDefault);
+      // What a streaming pod needs: no upstream queue below the stream count, no shedding below it.
+      const gwSized = await startGateway(GATEWAY, gatewayEnv(mock.port, slow.port, dir, threads, join(dir, "gateway-streams-sized.log"), { UPSTREAM_CONNECTIONS: String(max), LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD: String(2 * max) }));
+      procs.push(gwSized);
+      const body = JSON.stringify({ ...smallRequest(), model: "claude-stream-slow", stream: true });
+      const targets = [mk("direct", slow, body), mk("ceiling", ceilingSlow, body), mk("gateway", gwDefault, body), mk("gateway_sized", gwSized, body)];
+      const fds = openFileLimit();
+      for (const n of counts) {
+        // Each stream holds a socket in this process and two in the gateway (client + upstream).
+        if (2 * n + 1024 > fds) {
+          log(`  streams ${n}: skipped, the open-file limit (${fds}) is below 2 × ${n} + 1024; raise it (npm run loadtest does, to the hard limit)`);
+          continue;
+        }
+        for (const t of targets) {
+          const r = await streamsRun(t, n, events, interval, Math.ceil(life * 3 + 30));
+          streams.push(r);
+          log(`  streams ${n} ${t.name}: ${r.completed} completed, ${r.errors} errors ${JSON.stringify(r.statuses)}, first event max ${fmt(r.first_event_max_ms)} ms, relay delay p99 ${fmt(r.relay_delay_p99_ms)} ms, ${bytes(r.rss_per_stream_bytes)}/stream, ${fmt(r.cpu_ms_per_s_held)} CPU ms/s held`);
+        }
+      }
+      await Promise.all([gwDefault.stop(), gwSized.stop()]);
+    }
+
     // ---------------------------------------------------------------- report
     const machine = { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memory_gb: Math.round(totalmem() / 2 ** 30), os: `${osType()} ${release()}`, node: process.version };
     const out: string[] = [];
     const tables = groups.map((g) => ({ g, ...groupTable(g) }));
     out.push(`## Load test (autocannon; medians of ${rounds} interleaved rounds)`, "");
-    out.push(`${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; gateway HTTP_THREADS=${threads}; load generator, upstream, ceiling and gateway share the machine.`, "");
+    out.push(`${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; gateway HTTP_THREADS=${gwThreads}${threads === null ? " (its default)" : ""}; load generator, upstream, ceiling and gateway share the machine.`, "");
     for (const t of tables) out.push(`### ${t.g.title}`, "", t.md, "");
 
     const smallT = tables[0]!;
@@ -187,7 +257,8 @@ async function main(): Promise<void> {
     const gwS = smallT.summaries.find((s) => s.target === "gateway")!;
     out.push("### Issue 2 note: gateway vs the mock directly (small body, 50 connections, 10 s)", "");
     out.push(markdownTable(["target", "req/s", "p50 ms", "p99 ms"], [["mock direct", fmt(direct.req_per_s), fmt(direct.p50_ms), fmt(direct.p99_ms)], ["gateway → mock", fmt(gwS.req_per_s), fmt(gwS.p50_ms), fmt(gwS.p99_ms)]]));
-    out.push("", `gateway ÷ direct: ${fmt(smallT.ratios.gateway_over_direct! * 100)}%; gateway RSS before ${bytes(rssBefore)}, after the whole load test ${bytes(rssAfter)}.`, "");
+    out.push("", `gateway ÷ direct: ${fmt(smallT.ratios.gateway_over_direct! * 100)}%; gateway RSS before ${bytes(rssBefore)}, after the whole load test ${bytes(rssAfter)}, peak ${bytes(rssPeak)}.`, "");
+    if (soak !== null) out.push(`### Soak: ${soak.seconds} s at ${connections} connections`, "", `RSS samples (every ${soak.every_s} s): ${soak.rss_bytes.map((b) => bytes(b)).join(", ")}; after the first tenth, max ÷ min − 1 = **${fmt(soak.drift * 100)}%**; ${fmt(soak.run.req_per_s)} req/s, errors ${soak.run.errors}.`, "");
 
     const added = c1med.gateway! - c1med.direct!;
     out.push(`### Concurrency 1 (${c1Blocks} interleaved blocks × 200 sequential requests per target, small body)`, "");
@@ -197,25 +268,37 @@ async function main(): Promise<void> {
     out.push(markdownTable(["req/s", "shed (503) rate", "p99 admitted (2xx) ms", "p99 all ms", "failures other than 503", "statuses"], [[fmt(overSum.req_per_s), `${fmt(shed.shed_rate * 100)}%`, fmt(overSum.p99_2xx_ms), fmt(overSum.p99_ms), String(shed.other_failures), JSON.stringify(overSum.statuses)]]), "");
 
     const ratio = smallT.ratios.gateway_over_ceiling!;
+    if (streams.length > 0) {
+      out.push(`### Long streams: N concurrent slow streams (${streams[0]!.events_per_stream} events, ${streams[0]!.interval_ms} ms apart)`, "");
+      out.push(markdownTable(["N", "target", "completed", "errors", "statuses", "first event p50 / max ms", "relay delay p50 / p99 ms", "RSS per stream", "CPU ms/s held"], streams.map((r) => [
+        String(r.streams), r.target, String(r.completed), String(r.errors), JSON.stringify(r.statuses), `${fmt(r.first_event_p50_ms)} / ${fmt(r.first_event_max_ms)}`,
+        `${fmt(r.relay_delay_p50_ms)} / ${fmt(r.relay_delay_p99_ms)}`, bytes(r.rss_per_stream_bytes), fmt(r.cpu_ms_per_s_held),
+      ])), "");
+    }
     const targets = [
       { target: "gateway ≥ 80% of the bare pass-through's req/s (small body)", value: `${fmt(ratio * 100)}%`, met: ratio >= 0.8 },
       { target: "added latency at concurrency 1 ≤ 100 µs", value: `${fmt(added)} µs`, met: added <= 100 },
-      { target: "RSS after the load test ≤ 150 MB", value: bytes(rssAfter), met: rssAfter <= 150 * 1024 * 1024 },
+      { target: "RSS after the load test ≤ 150 MB", value: bytes(rssAfter), met: rssAfter <= 150e6 },
       { target: "overload: no errors other than 503", value: String(shed.other_failures), met: shed.other_failures === 0 },
     ];
     out.push("### Targets", "", markdownTable(["target", "measured", "met"], targets.map((t) => [t.target, t.value, t.met ? "yes" : "**no**"])), "");
     process.stdout.write(out.join("\n") + "\n");
 
     writeFileSync(RESULTS_PATH, JSON.stringify({
-      generated_at: new Date().toISOString(), machine, rounds, duration_s: duration, threads, connections,
+      generated_at: new Date().toISOString(), machine, rounds, duration_s: duration, threads: gwThreads, threads_flag: threads, connections,
       groups: tables.map((t) => ({ id: t.g.id, title: t.g.title, summaries: t.summaries, ratios: t.ratios, runs: Object.fromEntries(t.g.runs) })),
       issue2: { direct_req_per_s: direct.req_per_s, gateway_req_per_s: gwS.req_per_s, gateway_over_direct: smallT.ratios.gateway_over_direct, rss_before_bytes: rssBefore, rss_after_bytes: rssAfter },
       concurrency1: { median_us: c1med, added_us: added, samples_per_target: c1Blocks * 200 },
       overload: { connections: overloadConns, active_threshold: shedThreshold, summary: overSum, ...shed, rss_after_bytes: overRss, runs: over },
       gateway_request_log_lines: logLines,
+      gateway_rss: { before_bytes: rssBefore, after_bytes: rssAfter, peak_bytes: rssPeak },
+      soak,
+      streams,
       targets,
     }, null, 2) + "\n");
     log(`loadtest: wrote ${RESULTS_PATH}`);
+    writeChart();
+    refreshReadme();
   } finally {
     await stopAll();
     rmSync(dir, { recursive: true, force: true });

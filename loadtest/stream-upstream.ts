@@ -6,7 +6,12 @@
  * else gets the JSON reply. It exists because the gateway does not forward `x-mock-events` and
  * loadtest/mock-upstream.ts has no CLI default for the event count.
  *
- *   node dist/loadtest/stream-upstream.js --events 50 [--port 0]
+ *   node dist/loadtest/stream-upstream.js --events 50 [--port 0] [--interval MS]
+ *
+ * With `--interval MS` each Anthropic stream is slow, like a model generating: one
+ * text_delta every MS ms whose text is the upstream's send time (`t=<epoch ms>`, µs
+ * precision from performance.timeOrigin), so the client can measure what a relay adds to
+ * each event (loadtest/streams.ts).
  *
  * Prints `{"port":N}` once listening; exits on SIGTERM.
  */
@@ -17,7 +22,36 @@ import { mockChatFrames, mockChatJson } from "./mock-openai.js";
 
 const flags = parseFlags(process.argv.slice(2));
 const events = Number(flags.get("events") ?? 50);
+const interval = Number(flags.get("interval") ?? 0);
 let seq = 0;
+
+const frame = (type: string, data: string) => `event: ${type}\ndata: ${data}\n\n`;
+
+/** A slow stream: message_start now, then one timestamped delta per `interval` ms, then the end. */
+function slowStream(res: uWS.HttpResponse, id: string, model: string, isAborted: () => boolean): void {
+  res.cork(() => {
+    res.writeStatus("200 OK").writeHeader("content-type", "text/event-stream; charset=utf-8").writeHeader("cache-control", "no-cache");
+    res.write(frame("message_start", `{"type":"message_start","message":{"id":"${id}","type":"message","role":"assistant","model":${JSON.stringify(model)},"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":10,"output_tokens":1}}}`));
+    res.write(frame("content_block_start", '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}'));
+  });
+  const t0 = performance.now();
+  let k = 0;
+  const tick = (): void => {
+    if (isAborted()) return;
+    k++;
+    const last = k >= events;
+    res.cork(() => {
+      res.write(frame("content_block_delta", `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"t=${(performance.timeOrigin + performance.now()).toFixed(3)} "}}`));
+      if (!last) return;
+      res.write(frame("content_block_stop", '{"type":"content_block_stop","index":0}'));
+      res.write(frame("message_delta", `{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":${events}}}`));
+      res.end(frame("message_stop", '{"type":"message_stop"}'));
+    });
+    // Scheduled from the stream's start, so timer lateness does not accumulate.
+    if (!last) setTimeout(tick, Math.max(0, t0 + (k + 1) * interval - performance.now()));
+  };
+  setTimeout(tick, interval);
+}
 
 const app = uWS.App();
 app.post("/*", (res, httpReq) => {
@@ -37,6 +71,7 @@ app.post("/*", (res, httpReq) => {
     }
     const id = `msg_stream_${++seq}`;
     const oreq = req as unknown as Record<string, unknown>;
+    if (interval > 0 && req.stream === true && !openai) return slowStream(res, id, String(oreq.model), () => aborted);
     if (req.stream !== true) {
       res.cork(() => res.writeHeader("content-type", "application/json").end(openai ? mockChatJson(oreq, id) : mockMessageJson(req, id)));
       return;

@@ -9,7 +9,7 @@ import type { RenderKind } from "../workers/metrics-task.js";
 import uWS, { type us_listen_socket } from "uWebSockets.js";
 import { parentPort, workerData } from "node:worker_threads";
 import type { GatewayConfig } from "../core/config.js";
-import { G_ACTIVE, G_SPANS_DROPPED, Metrics, MetricsLayout } from "../core/metrics.js";
+import { G_ACTIVE, G_LOG_DROPPED, G_SPANS_DROPPED, Metrics, MetricsLayout } from "../core/metrics.js";
 import { Breakers, STATE_NAMES } from "../core/breaker.js";
 import { Clock32, MicroClock } from "../core/clock.js";
 import { RateLimiter } from "../core/ratelimit.js";
@@ -18,7 +18,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { getHeapStatistics } from "node:v8";
 import { buildApp } from "./app.js";
 import type { RequestCtx, Shared } from "./context.js";
-import { createLogger } from "./log.js";
+import { createLogger, requestLogTap } from "./log.js";
 import { Pools } from "./upstream.js";
 import { KeyIndex } from "../core/auth.js";
 import { Budgets } from "../core/budget.js";
@@ -81,8 +81,9 @@ export type ToAcceptor =
 const port = parentPort!;
 const data = workerData as AcceptorData;
 const cfg = data.cfg;
-const { log, flush } = createLogger({ level: cfg.log_level, file: cfg.log_file });
 const metrics = new Metrics(new MetricsLayout(cfg.providers.map((p) => p.name), cfg.usage_metrics_user_label_max), data.sab);
+const logger = createLogger({ level: cfg.log_level, file: cfg.log_file }, () => void Atomics.add(metrics.i32, G_LOG_DROPPED, 1));
+const { log, flush } = logger;
 const pools = new Pools(cfg);
 // OpenTelemetry (docs/tracing.md): only with an OTLP endpoint; otherwise nothing subscribes to the publish points.
 const tracing = cfg.tracing === null ? null : startTracing(cfg.tracing, data.index, (n) => void Atomics.add(metrics.i32, G_SPANS_DROPPED, n), (msg) => log.warn({ component: "otel" }, msg));
@@ -114,9 +115,8 @@ const shared: Shared = {
   inflight: new Set<RequestCtx>(),
   draining: false,
   onIdle: null,
-  // Always set: virtual keys may carry their own tokens-per-minute limit.
-  tokenLimiter: { limiter, limits: { requestsPerMinute: cfg.rate_limit_requests_per_minute, tokensPerMinute: cfg.rate_limit_tokens_per_minute } },
   usage: null,
+  plain: null,
 };
 
 // Virtual keys, budgets, prices and the ledger rows (docs/budgets.md).
@@ -129,7 +129,7 @@ applyKeys({ put: data.keys, remove: [] });
 const prices = new PriceTable(cfg.prices);
 const budgets = new Budgets(data.budgetSab);
 const usageMetrics = new UsageMetrics(new UsageLayout(cfg.providers.map((p) => p.name), prices.labels), data.usageSab);
-const sink = new UsageSink(budgets, usageMetrics, prices, (rows, audit) => port.postMessage({ t: "rows", rows, audit } satisfies ToMain), cfg.ledger_batch_ms, cfg.ledger_batch_rows, cfg.usage_metrics_user_label_max > 0 ? new UserMetrics(metrics.u32, metrics.layout.user) : null);
+const sink = new UsageSink(log, usageMetrics, prices, (rows, audit) => port.postMessage({ t: "rows", rows, audit } satisfies ToMain), cfg.ledger_batch_ms, cfg.ledger_batch_rows, cfg.usage_metrics_user_label_max > 0 ? new UserMetrics(metrics.u32, metrics.layout.user) : null);
 shared.usage = sink;
 let adminSeq = 0;
 const adminCalls = new Map<number, (r: AdminResult) => void>();
@@ -175,7 +175,7 @@ const modelLists = { lists: data.models as readonly ProviderModels[] };
 const opsApp = data.metricsPort === null ? undefined : uWS.App();
 const app = buildApp({
   cfg, shared, pools, idPrefix: data.idPrefix, threadIndex: data.index, breakers, shedder, limiter, render,
-  billing: { keys: keyIndex, budgets, prices, usage: usageMetrics, admin }, models: modelLists, ops: opsApp,
+  billing: { keys: keyIndex, budgets, prices, usage: usageMetrics, admin }, models: modelLists, ops: opsApp, requestLog: requestLogTap(logger),
   cache: new ResponseCache(cfg.cache, new CacheClient(data.cachePort), new CacheStats(metrics.u32, metrics.layout.cacheOff)),
 });
 let listenSocket: us_listen_socket | null = null;

@@ -1,32 +1,31 @@
 /**
- * The uWS front door of one acceptor thread: routes, auth, body reading, validation,
- * routing and hand-off to a provider. No exception crosses a uWS callback: each handler
- * body runs inside try/catch and answers 500 in Anthropic's shape on a bug.
+ * The uWS front door of one acceptor thread: wires uWS to the admission pipeline
+ * (core/pipeline/: the ordered stages, decided here once), reads the body between its
+ * header and body stages, and hands an admitted request to a provider. No exception
+ * crosses a uWS callback: each handler body runs inside try/catch and answers 500 in
+ * Anthropic's shape on a bug.
  */
 import type { RenderKind } from "../workers/metrics-task.js";
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp } from "uWebSockets.js";
 import { getHeapStatistics } from "node:v8";
 import type { GatewayConfig } from "../core/config.js";
-import { KeyIndex, presentedKey, type KeyEntry } from "../core/auth.js";
-import { estimateInputTokens, LIMIT_NAMES, OK as BUDGET_OK, type Budgets } from "../core/budget.js";
-import { modelAllowed } from "../core/keys.js";
+import { KeyIndex, presentedKey } from "../core/auth.js";
+import type { Budgets } from "../core/budget.js";
 import { readUsage } from "../core/usage.js";
 import type { PriceTable } from "../core/pricing.js";
-import { BLOCK_UNAVAILABLE, type UsageMetrics } from "../core/usage-metrics.js";
+import type { UsageMetrics } from "../core/usage-metrics.js";
 import { registerAdmin } from "./admin.js";
 import { registerDashboard } from "./dashboard/routes.js";
-import { requestStart, type RequestStartMsg } from "./tracing/channels.js";
+import { requestStart, traceEndTap, type RequestStartMsg } from "./tracing/channels.js";
 import type { AdminOp, AdminResult } from "./ledger.js";
-import { G_DRAINING, G_WORKERS_OK, R_CHAT_COMPLETIONS, R_COUNT_TOKENS, R_HEALTH, R_MESSAGES, R_METRICS, R_MODELS, R_OTHER, RJ_RATE_REQUESTS, RJ_RATE_TOKENS } from "../core/metrics.js";
-import { SHED_NONE, type Shedder } from "../core/shedder.js";
+import { G_DRAINING, G_WORKERS_OK, R_CHAT_COMPLETIONS, R_COUNT_TOKENS, R_HEALTH, R_MESSAGES, R_METRICS, R_MODELS, R_OTHER } from "../core/metrics.js";
+import type { Shedder } from "../core/shedder.js";
 import type { Breakers } from "../core/breaker.js";
 import type { Limits, RateLimiter } from "../core/ratelimit.js";
 import { clientRequestId, RequestIds } from "../core/request-id.js";
-import { Router, targetsFor } from "../core/routing.js";
+import { Router } from "../core/routing.js";
 import { buildProviders } from "../core/providers.js";
 import type { ProviderModels } from "../core/models.js";
-import { isJsonContentType, validateCountTokensRequest, validateMessagesRequest } from "../core/validate.js";
-import { topLevelModelKeys } from "../core/json-splice.js";
 import { mockCountTokens, mockMessageJson, mockStreamFrames, type MockRequest } from "../core/mock-reply.js";
 import { RequestCtx, type Shared } from "./context.js";
 import { readBody, refuseBody } from "./body.js";
@@ -35,7 +34,10 @@ import { registerModels } from "./models-routes.js";
 import type { Pools } from "./upstream.js";
 import { UpstreamCall } from "./call.js";
 import { prepareTranslation, toOpenAIError } from "./openai/translation.js";
-import { validateChatRequest } from "../core/translate/validate-openai.js";
+import { buildPipelines } from "../core/pipeline/build.js";
+import type { Pipeline, Tap } from "../core/pipeline/pipeline.js";
+import { codeOf, CONTINUE } from "../core/pipeline/codes.js";
+import { E_BODY_TOO_LARGE } from "../core/pipeline/stages/gate.js";
 import { buildShapers } from "./providers/shapers.js";
 import type { ResponseCache } from "./cache/gate.js";
 
@@ -55,6 +57,8 @@ export interface AppDeps {
   billing: Billing | null;
   /** The METRICS_PORT app: /health/* and /metrics/* go there instead of the client app. */
   ops?: TemplatedApp;
+  /** The per-request log line (server/log.ts requestLogTap); null = info logging off. */
+  requestLog: Tap | null;
   /** The providers' model lists; the acceptor replaces `lists` when the main thread refreshes them. */
   models: { lists: readonly ProviderModels[] };
   /** The response cache (server/cache/gate.ts); null = not wired (tests, bench). */
@@ -73,21 +77,6 @@ export interface Billing {
 /** Client headers forwarded upstream as received. */
 const FORWARD = ["anthropic-version", "anthropic-beta", "user-agent", "x-claude-code-session-id", "anthropic-dangerous-direct-browser-access"];
 
-interface Incoming {
-  query: string;
-  clientKey: string;
-  /** The caller's own provider key for pass_through_key providers (never the gateway key). */
-  upstreamKey: string;
-  contentLength: number;
-  contentType: string;
-  fwd: string[];
-  keyIndex: number;
-  key: KeyEntry | null;
-  /** x-portcullis-cache and cache-control, for the response cache. */
-  cacheHeader: string;
-  cacheControl: string;
-}
-
 export function buildApp(deps: AppDeps): TemplatedApp {
   const { cfg, shared } = deps;
   const metrics = shared.metrics;
@@ -96,35 +85,31 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   const billing = deps.billing;
   const cache = deps.cache ?? null;
   const keys = billing?.keys ?? new KeyIndex(cfg.apiKeys);
-  const failClosed = cfg.budget_fail_mode === "closed";
   const ids = new RequestIds(deps.idPrefix, deps.threadIndex);
-  const limits: Limits = { requestsPerMinute: cfg.rate_limit_requests_per_minute, tokensPerMinute: cfg.rate_limit_tokens_per_minute };
-  const rateLimited = limits.requestsPerMinute > 0 || limits.tokensPerMinute > 0;
+  const usage = shared.usage;
+  const taps: Tap[] = [];
+  // After settlement, in this order: the ledger row, the trace span's end (server/tracing/:
+  // a no-op unless tracing subscribed), the log line.
+  if (usage !== null) taps.push(usage.record);
+  taps.push(traceEndTap);
+  if (deps.requestLog !== null) taps.push(deps.requestLog);
+  // The ordered admission stages per route kind, decided here once (core/pipeline/build.ts).
+  const pipes = buildPipelines({
+    maxBodyBytes: cfg.max_body_bytes,
+    limits: { requestsPerMinute: cfg.rate_limit_requests_per_minute, tokensPerMinute: cfg.rate_limit_tokens_per_minute },
+    flags: shared,
+    shedder: deps.shedder,
+    metrics,
+    keys,
+    limiter: deps.limiter,
+    router,
+    billing: billing === null ? null : { budgets: billing.budgets, prices: billing.prices, usage: billing.usage, failClosed: cfg.budget_fail_mode === "closed" },
+    pricer: usage === null ? null : usage.price,
+    taps,
+  });
+  shared.plain = pipes.plain;
   const callDeps = { cfg, pools: deps.pools, breakers: deps.breakers, answerMock: (c: RequestCtx, p: Record<string, unknown>, n: boolean) => answerMock(c, p, n), shapers: buildShapers(providers, metrics, shared.log) };
-  const SHED_RETRY_AFTER = ["retry-after", "1"];
   const app = uWS.App();
-
-  /** Read what we need from the stack-allocated request, synchronously. */
-  function incoming(req: HttpRequest): Incoming {
-    const fwd: string[] = [];
-    for (let i = 0; i < FORWARD.length; i++) {
-      const v = req.getHeader(FORWARD[i]!);
-      if (v !== "") fwd.push(FORWARD[i]!, v);
-    }
-    const cl = req.getHeader("content-length");
-    return {
-      query: req.getQuery() ?? "",
-      clientKey: presentedKey(req.getHeader("x-api-key"), req.getHeader("authorization")),
-      upstreamKey: req.getHeader("x-upstream-api-key"),
-      contentLength: cl === "" ? -1 : Number(cl),
-      contentType: req.getHeader("content-type"),
-      fwd,
-      keyIndex: -1,
-      key: null,
-      cacheHeader: req.getHeader("x-portcullis-cache"),
-      cacheControl: req.getHeader("cache-control"),
-    };
-  }
 
   function guard(route: number, handler: (ctx: RequestCtx, req: HttpRequest) => void) {
     return (res: HttpResponse, req: HttpRequest): void => {
@@ -142,71 +127,56 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     };
   }
 
-  /** Auth, length check and body read shared by the two POST routes. */
-  function admitPost(ctx: RequestCtx, req: HttpRequest, then: (body: Buffer, inc: Incoming) => void): void {
-    const inc = incoming(req);
-    const pending = inc.contentLength !== 0; // an unread body: close after answering
-    if (requestStart.hasSubscribers) requestStart.publish({ ctx, traceparent: req.getHeader("traceparent"), tracestate: req.getHeader("tracestate") } satisfies RequestStartMsg);
-    // Framing first: with two different lengths, a proxy in front may have framed the body
-    // by the other one (request smuggling). Refuse and close.
-    if (inc.contentLength >= 0 && conflictingLengths(req)) return ctx.fail("GW_ERR_REQ_CONTENT_LENGTH", undefined, true);
-    // Draining: a request on a connection opened before the signal. The upstream pools
-    // are closing, so it must not go out (nor touch a breaker); the client retries elsewhere.
-    if (shared.draining) return ctx.fail("GW_ERR_SERVER_DRAINING", undefined, true, SHED_RETRY_AFTER);
-    // Load shedding first: the cheapest refusal, before any other work.
-    const shed = deps.shedder.check();
-    if (shed !== SHED_NONE) {
-      metrics.rejected(shed - 1);
-      ctx.errorCode = "GW_ERR_SHED_OVERLOADED";
-      return ctx.fail("GW_ERR_SHED_OVERLOADED", undefined, pending, SHED_RETRY_AFTER);
+  /**
+   * A POST through `pipe`: read what the stages need from the stack-allocated request
+   * (synchronously), run the header stages, read the body, run the body stages, dispatch.
+   */
+  function admitted(route: number, pipe: Pipeline, count: boolean) {
+    return guard(route, (ctx, req) => {
+      if (route === R_CHAT_COMPLETIONS) ctx.reshapeError = toOpenAIError; // OpenAI's error shape (docs/openai.md)
+      ctx.pipeline = pipe;
+      ctx.count = count;
+      readRequest(ctx, req);
+      // Tracing's publish point (server/tracing/): the SERVER span starts before any stage runs.
+      if (requestStart.hasSubscribers) requestStart.publish({ ctx, traceparent: req.getHeader("traceparent"), tracestate: req.getHeader("tracestate") } satisfies RequestStartMsg);
+      const r = pipe.runHead(ctx);
+      if (r !== CONTINUE) {
+        if (r === E_BODY_TOO_LARGE) return refuseBody(ctx, ctx.errMessage!);
+        // An unread body: close after answering.
+        return refuse(ctx, r, ctx.errClose || ctx.contentLength !== 0);
+      }
+      readBody(ctx, ctx.contentLength, cfg.max_body_bytes, cfg.body_timeout_ms, (body) => {
+        ctx.body = body;
+        const rb = pipe.runBody(ctx);
+        if (rb !== CONTINUE) return refuse(ctx, rb, ctx.errClose);
+        dispatch(ctx);
+      });
+    });
+  }
+
+  function refuse(ctx: RequestCtx, r: number, close: boolean): void {
+    ctx.fail(codeOf(r), ctx.errMessage ?? undefined, close, ctx.errHeaders);
+  }
+
+  function readRequest(ctx: RequestCtx, req: HttpRequest): void {
+    const fwd = ctx.fwd;
+    for (let i = 0; i < FORWARD.length; i++) {
+      const v = req.getHeader(FORWARD[i]!);
+      if (v !== "") fwd.push(FORWARD[i]!, v);
     }
+    const cl = req.getHeader("content-length");
+    ctx.query = req.getQuery() ?? "";
+    ctx.clientKey = presentedKey(req.getHeader("x-api-key"), req.getHeader("authorization"));
+    ctx.upstreamKey = req.getHeader("x-upstream-api-key");
+    ctx.contentLength = cl === "" ? -1 : Number(cl);
+    ctx.contentType = req.getHeader("content-type");
+    ctx.cacheHeader = req.getHeader("x-portcullis-cache");
+    ctx.cacheControl = req.getHeader("cache-control");
+    if (ctx.contentLength >= 0) ctx.lengthConflict = conflictingLengths(req);
     if (billing !== null) {
       const sid = req.getHeader("x-claude-code-session-id");
       if (sid !== "") ctx.sessionId = sid.length > 200 ? sid.slice(0, 200) : sid;
     }
-    if (keys.enabled) {
-      if (inc.clientKey === "") return ctx.fail("GW_ERR_AUTH_MISSING_KEY", undefined, pending);
-      const k = keys.check(inc.clientKey);
-      if (k === null) return ctx.fail("GW_ERR_AUTH_INVALID_KEY", undefined, pending);
-      inc.keyIndex = k.index;
-      inc.key = k;
-      ctx.keyId = k.id;
-      // Every /v1/messages call past auth gets a ledger row, refusals included.
-      if (ctx.route === R_MESSAGES || ctx.route === R_CHAT_COMPLETIONS) ctx.ledger = true;
-      const kl = k.virtual?.rate ?? limits;
-      if (kl !== limits || rateLimited) {
-        const v = deps.limiter.admit(k.index, kl);
-        if (!v.ok) {
-          metrics.rejected(v.limit === "tokens" ? RJ_RATE_TOKENS : RJ_RATE_REQUESTS);
-          return ctx.fail("GW_ERR_RATE_LIMITED", `${v.limit} per minute limit exceeded for this key`, pending, rateHeaders(v.limit!, v.retryAfterMs, v.resetMs, kl));
-        }
-        ctx.keyIndex = k.index;
-        if (kl !== limits) ctx.rateLimits = kl;
-      }
-      const vk = k.virtual;
-      if (vk !== null && billing !== null) {
-        ctx.budgetSlot = k.index;
-        if (vk.budgeted) {
-          if (failClosed && !billing.usage.ledgerOk()) {
-            billing.usage.blocked(BLOCK_UNAVAILABLE);
-            ctx.budgetSlot = -1;
-            return ctx.fail("GW_ERR_BUDGET_UNAVAILABLE", undefined, pending, SHED_RETRY_AFTER);
-          }
-          // Already used up: refuse before reading the body.
-          const over = billing.budgets.exhausted(k.index, vk.budget);
-          if (over !== BUDGET_OK) return budgetRefusal(ctx, over, vk.budget, pending);
-        }
-      }
-    }
-    if (ctx.route === R_MESSAGES || ctx.route === R_CHAT_COMPLETIONS) ctx.ledger = true;
-    if (!isJsonContentType(inc.contentType)) {
-      const got = inc.contentType === "" ? "none" : JSON.stringify(inc.contentType.slice(0, 100));
-      return ctx.fail("GW_ERR_REQ_CONTENT_TYPE", `content-type must be application/json, got ${got}`, pending);
-    }
-    if (inc.contentLength > cfg.max_body_bytes) {
-      return refuseBody(ctx, `request body of ${inc.contentLength} bytes exceeds the limit of ${cfg.max_body_bytes}`);
-    }
-    readBody(ctx, inc.contentLength, cfg.max_body_bytes, cfg.body_timeout_ms, (body) => then(body, inc));
   }
 
   /** More than one Content-Length header, with different values (uWS keeps the first). */
@@ -221,99 +191,33 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     return conflict;
   }
 
-  function parse(ctx: RequestCtx, body: Buffer): Record<string, unknown> | null {
-    if (body.length === 0) {
-      ctx.fail("GW_ERR_REQ_INVALID_JSON", "request body is empty; expected a JSON object");
-      return null;
-    }
-    let parsed: Record<string, unknown>;
-    try {
-      parsed = JSON.parse(body.toString("utf8")) as Record<string, unknown>;
-    } catch (e) {
-      ctx.fail("GW_ERR_REQ_INVALID_JSON", `request body is not valid JSON: ${(e as Error).message}`);
-      return null;
-    }
-    // JSON.parse keeps the last "model", an upstream may keep the first: the key allowlist,
-    // pricing and routing must see the model the upstream serves, so refuse the ambiguity.
-    if (topLevelModelKeys(body) > 1) {
-      ctx.fail("GW_ERR_REQ_VALIDATION", "model: appears more than once in the request body");
-      return null;
-    }
-    return parsed;
-  }
-
-  function dispatch(ctx: RequestCtx, body: Buffer, parsed: Record<string, unknown>, inc: Incoming, count: boolean): void {
-    const model = parsed.model as string;
-    ctx.model = model;
-    const uid = (parsed.metadata as { user_id?: unknown } | undefined)?.user_id;
-    if (typeof uid === "string" && uid !== "") ctx.userId = uid.length > 200 ? uid.slice(0, 200) : uid;
-    const route = router.resolve(model);
-    if (route === null) return ctx.fail("GW_ERR_MODEL_NOT_FOUND", `model ${JSON.stringify(model).slice(0, 200)} has no route and no default provider is set`);
-    // Deployments of equal rank: ordered per session (affinity) or by weight (core/balance.ts).
-    const targets = route.pool === null ? route.targets : targetsFor(route, sessionOf(inc.fwd, parsed));
-    const primary = targets[0]!;
-    const vk = inc.key?.virtual ?? null;
-    if (vk !== null && billing !== null) {
-      if (!modelAllowed(vk.models, model)) return ctx.fail("GW_ERR_AUTH_MODEL_FORBIDDEN", `this key may not use model ${JSON.stringify(model).slice(0, 200)}`);
-      if (vk.budgeted && !count) {
-        // Reserve the worst case: the body's tokens at the dearer of input and cache-write
-        // prices, plus max_tokens of output. Settled to the real usage in ctx.finish.
-        const p = billing.prices.lookup(model);
-        const inTok = estimateInputTokens(body.length);
-        const mt = parsed.max_tokens ?? parsed.max_completion_tokens; // the latter on /v1/chat/completions
-        const maxTok = typeof mt === "number" && mt > 0 ? Math.ceil(mt) : 0;
-        const micros = Math.ceil(inTok * (p.input > p.cacheWrite ? p.input : p.cacheWrite) + maxTok * p.output);
-        const over = billing.budgets.reserve(inc.keyIndex, vk.budget, inTok + maxTok, micros);
-        if (over !== BUDGET_OK) return budgetRefusal(ctx, over, vk.budget, false);
-        ctx.reservedTokens = inTok + maxTok;
-        ctx.reservedMicros = micros;
-      }
-    }
-    const tx = prepareTranslation(ctx, ctx.route === R_CHAT_COMPLETIONS, route, deps.pools, { body, parsed, model, fwd: inc.fwd, count });
+  /**
+   * Admitted by every stage: translation, the built-in mock, or the providers behind the
+   * response cache. The cache lookup stays here, not in a stage: it asks the owner thread
+   * asynchronously and stages are synchronous (core/pipeline/codes.ts); like before the
+   * pipeline it runs after the budget reservation and the translation check.
+   */
+  function dispatch(ctx: RequestCtx): void {
+    const body = ctx.body!, parsed = ctx.parsed!, model = ctx.model!, count = ctx.count;
+    const targets = ctx.targets;
+    // The request state lives as long as the reply (minutes for a stream): it keeps neither.
+    ctx.body = null;
+    ctx.parsed = null;
+    const tx = prepareTranslation(ctx, ctx.route === R_CHAT_COMPLETIONS, ctx.resolved!, deps.pools, { body, parsed, model, fwd: ctx.fwd, count });
     if (tx === false) return;
-    if (tx === null && primary.provider.type === "mock") {
-      ctx.provider = primary.provider.index;
-      ctx.providerName = primary.provider.name;
+    if (tx === null && targets[0]!.provider.type === "mock") {
+      ctx.provider = targets[0]!.provider.index;
+      ctx.providerName = targets[0]!.provider.name;
       return answerMock(ctx, parsed, count);
     }
-    const call = () => new UpstreamCall(ctx, callDeps, targets, { body, parsed, model, fwd: inc.fwd, query: inc.query, clientKey: inc.clientKey, upstreamKey: inc.upstreamKey, gatewayAuth: keys.enabled, count, tx }).start();
+    const call = () => new UpstreamCall(ctx, callDeps, targets, { body, parsed, model, fwd: ctx.fwd, query: ctx.query, clientKey: ctx.clientKey, upstreamKey: ctx.upstreamKey, gatewayAuth: keys.enabled, count, tx }).start();
     // The response cache answers a hit itself, or calls `call` after a miss (server/cache/gate.ts).
-    if (cache === null || count || !cache.intercept(ctx, inc, primary, parsed, body, call)) call();
-  }
-
-  /** The session a request belongs to: x-claude-code-session-id, else metadata.user_id; "" if none. */
-  function sessionOf(fwd: readonly string[], parsed: Record<string, unknown>): string {
-    for (let i = 0; i < fwd.length; i += 2) if (fwd[i] === "x-claude-code-session-id") return fwd[i + 1]!;
-    const uid = (parsed.metadata as { user_id?: unknown } | undefined)?.user_id;
-    return typeof uid === "string" ? uid : "";
-  }
-
-  /** 429 headers the SDKs understand: retry-after plus anthropic-ratelimit-*. */
-  function rateHeaders(limit: "requests" | "tokens", retryAfterMs: number, resetMs: number, l: Limits): string[] {
-    const perMinute = limit === "requests" ? l.requestsPerMinute : l.tokensPerMinute;
-    return [
-      "retry-after", String(Math.max(1, Math.ceil(retryAfterMs / 1000))),
-      `anthropic-ratelimit-${limit}-limit`, String(perMinute),
-      `anthropic-ratelimit-${limit}-remaining`, "0",
-      `anthropic-ratelimit-${limit}-reset`, new Date(Date.now() + Math.max(0, resetMs)).toISOString().replace(/\.\d{3}Z$/, "Z"),
-    ];
+    if (cache === null || count || !cache.intercept(ctx, ctx, targets[0]!, parsed, body, call)) call();
   }
 
   /** The built-in mock's usage, read like a provider's (budgets work with the demo too). */
   function mockUsage(ctx: RequestCtx, text: string): void {
     readUsage(Buffer.from(text), ctx);
-  }
-
-  /** 429 GW_ERR_BUDGET_EXCEEDED naming the limit and when its window resets. */
-  function budgetRefusal(ctx: RequestCtx, which: number, b: import("../core/budget.js").BudgetLimits, close: boolean): void {
-    const bl = billing!;
-    bl.usage.blocked(which);
-    const resets = bl.budgets.resetsAt(which);
-    const name = LIMIT_NAMES[which]!;
-    const cap = which === 0 ? `${b.tokensPerDay} tokens` : which === 1 ? `${b.tokensPerMonth} tokens` : which === 2 ? `$${(b.microsPerDay / 1e6).toFixed(2)}` : `$${(b.microsPerMonth / 1e6).toFixed(2)}`;
-    const at = new Date(resets).toISOString().replace(/\.\d{3}Z$/, "Z");
-    const secs = Math.max(1, Math.ceil((resets - Date.now()) / 1000));
-    ctx.fail("GW_ERR_BUDGET_EXCEEDED", `budget exceeded: this key's ${name} limit (${cap}) is used up, counting requests in flight; it resets at ${at} (UTC)`, close, ["retry-after", String(secs), "x-should-retry", "false"]);
   }
 
   function answerMock(ctx: RequestCtx, parsed: Record<string, unknown>, count: boolean): void {
@@ -340,37 +244,9 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     ctx.finish(200);
   }
 
-  app.post("/v1/messages", guard(R_MESSAGES, (ctx, req) => {
-    admitPost(ctx, req, (body, inc) => {
-      const parsed = parse(ctx, body);
-      if (parsed === null) return;
-      const err = validateMessagesRequest(parsed);
-      if (err !== null) return ctx.fail("GW_ERR_REQ_VALIDATION", err);
-      dispatch(ctx, body, parsed, inc, false);
-    });
-  }));
-
-  // OpenAI Chat Completions (docs/openai.md): errors in OpenAI's shape on this route.
-  app.post("/v1/chat/completions", guard(R_CHAT_COMPLETIONS, (ctx, req) => {
-    ctx.reshapeError = toOpenAIError;
-    admitPost(ctx, req, (body, inc) => {
-      const parsed = parse(ctx, body);
-      if (parsed === null) return;
-      const err = validateChatRequest(parsed);
-      if (err !== null) return ctx.fail("GW_ERR_REQ_VALIDATION", err);
-      dispatch(ctx, body, parsed, inc, false);
-    });
-  }));
-
-  app.post("/v1/messages/count_tokens", guard(R_COUNT_TOKENS, (ctx, req) => {
-    admitPost(ctx, req, (body, inc) => {
-      const parsed = parse(ctx, body);
-      if (parsed === null) return;
-      const err = validateCountTokensRequest(parsed);
-      if (err !== null) return ctx.fail("GW_ERR_REQ_VALIDATION", err);
-      dispatch(ctx, body, parsed, inc, true);
-    });
-  }));
+  app.post("/v1/messages", admitted(R_MESSAGES, pipes.messages, false));
+  app.post("/v1/chat/completions", admitted(R_CHAT_COMPLETIONS, pipes.chat, false));
+  app.post("/v1/messages/count_tokens", admitted(R_COUNT_TOKENS, pipes.countTokens, true));
 
   registerModels(app, { router, providers, keys, models: deps.models, guard });
 

@@ -59,6 +59,8 @@ export interface CallInput {
 
 const DEADLINE = Object.assign(new Error("request deadline exceeded"), { code: "GW_DEADLINE" });
 const CLIENT_GONE = new Error("client aborted");
+const NO_BODY = Buffer.alloc(0);
+const NO_PARSED: Record<string, unknown> = Object.freeze({});
 
 export class UpstreamCall implements AttemptOwner {
   private readonly ctx: RequestCtx;
@@ -238,6 +240,12 @@ export class UpstreamCall implements AttemptOwner {
     this.verdict(true);
     this.ctx.errorCode = null; // an earlier attempt's error is not this answer's
     // A stream goes on under the same deadline; a JSON answer is sent right after this.
+    // Once a stream has started nothing is sent again: let the body and its parsed tree go
+    // now rather than hold them (a 100 KB body's tree is ~110 KiB) for the stream's minutes.
+    if (this.ctx.started) {
+      this.input.body = NO_BODY;
+      this.input.parsed = NO_PARSED;
+    }
   }
 
   ended(): void {

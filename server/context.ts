@@ -1,18 +1,20 @@
 /**
- * Per-request state and the single way a request finishes. Every field is set in the
- * constructor (stable shape). `finish` runs exactly once: metrics, the active gauge and
- * the log line; after a client abort nothing is written to the response again.
+ * Per-request state (core/pipeline/state.ts plus the uWS response) and the single way a
+ * request finishes. Every field is set in the constructor (stable shape). `finish` runs
+ * exactly once: metrics (counters and the latency ring), the active gauge, then the
+ * pipeline's settlement (budgets, token charges) and taps (ledger row, trace span end, log
+ * line); after a client abort nothing is written to the response again.
  */
 import type { HttpResponse } from "uWebSockets.js";
 import type { Logger } from "pino";
 import { CATALOGUE, errorBody, errorTypeIndex, statusLine, type ErrorCode } from "../core/errors.js";
-import { ROUTES, type Metrics } from "../core/metrics.js";
-import type { Limits, RateLimiter } from "../core/ratelimit.js";
+import type { Metrics } from "../core/metrics.js";
+import type { Pipeline, Pricer, Tap } from "../core/pipeline/pipeline.js";
+import { RequestState } from "../core/pipeline/state.js";
 import type { AuditRow } from "../workers/ledger-task.js";
 import type { CacheTap } from "./cache/gate.js";
 
 const NO_HEADERS: readonly string[] = [];
-import { requestEnd } from "./tracing/channels.js";
 
 export interface Shared {
   metrics: Metrics;
@@ -21,53 +23,18 @@ export interface Shared {
   inflight: Set<RequestCtx>;
   draining: boolean;
   onIdle: (() => void) | null;
-  /** Token-per-minute charging after a response (null when no TPM limit is set). */
-  tokenLimiter: { limiter: RateLimiter; limits: Limits } | null;
-  /** Budget settlement, token/cost metrics and the ledger row, plus MCP audit rows (server/usage-sink.ts); null = off. */
-  usage: { finished(ctx: RequestCtx, status: number, durationUs: number): void; audit?(row: AuditRow): void } | null;
+  /** Usage pricing and the ledger row (pipeline pricer and tap), plus MCP audit rows (server/usage-sink.ts); null = off. */
+  usage: { price: Pricer; record: Tap; audit?(row: AuditRow): void } | null;
+  /** The settlement of requests that run no admission stages (server/app.ts sets it). */
+  plain: Pipeline | null;
 }
 
-export class RequestCtx {
+export class RequestCtx extends RequestState {
   readonly res: HttpResponse;
   readonly shared: Shared;
-  readonly route: number;
-  readonly t0: number;
-  /** The gateway's own id (unique by construction: core/request-id.ts). */
-  id = "";
-  /** The client's well-formed x-request-id, kept beside the id; never trusted to be unique. */
-  clientRequestId: string | null = null;
-  aborted = false;
   done = false;
   /** Status line + headers are on the wire (a stream has started). */
   started = false;
-  provider = 0;
-  providerName = "none";
-  model: string | null = null;
-  status = 0;
-  inputTokens = -1;
-  outputTokens = -1;
-  errorCode: string | null = null;
-  /** Client key's index when rate limits apply, else -1. */
-  keyIndex = -1;
-  /** Per-key rate limits when the key has its own (virtual keys), else null = global. */
-  rateLimits: Limits | null = null;
-  cacheCreationTokens = -1;
-  cacheReadTokens = -1;
-  /** The client key's id (for the ledger); null without auth. */
-  keyId: string | null = null;
-  /** x-claude-code-session-id, when sent. */
-  sessionId: string | null = null;
-  /** metadata.user_id of the body (the developer, as Claude Code sends it), when sent; capped at 200 characters. */
-  userId: string | null = null;
-  /** Budget slot of a virtual key (spend is counted there), else -1. */
-  budgetSlot = -1;
-  /** What admission reserved (given back and settled to real usage in finish). */
-  reservedTokens = 0;
-  reservedMicros = 0;
-  /** A provider's success whose usage could not be read: settled at the reservation, not 0. */
-  usageUnreadable = false;
-  /** Write a ledger row for this request (a /v1/messages call past auth). */
-  ledger = false;
   /** performance.now() of the first upstream dispatch and of the last attempt's end (0 = none yet): the time spent waiting on providers. */
   upstreamStart = 0;
   upstreamEnd = 0;
@@ -79,17 +46,17 @@ export class RequestCtx {
   cacheTap: CacheTap | null = null;
   /** x-portcullis-cache on an upstream answer (miss or bypass); empty when the cache is off. */
   cacheHeaders: readonly string[] = NO_HEADERS;
-  /** Answered from the cache: 0 provider tokens; `savedTokens` is what the stored answer cost. */
-  cacheHit = false;
-  savedTokens = 0;
+  /** x-portcullis-cache and cache-control as sent, for the response cache (server/cache/gate.ts). */
+  cacheHeader = "";
+  cacheControl = "";
   /** Re-shapes error bodies for a client speaking another API (server/openai/); null = as is. */
   reshapeError: ((body: string | Uint8Array, code: string | null, status: number) => string | Uint8Array) | null = null;
 
   constructor(res: HttpResponse, shared: Shared, route: number) {
+    super(route, performance.now());
     this.res = res;
     this.shared = shared;
-    this.route = route;
-    this.t0 = performance.now();
+    this.pipeline = shared.plain;
     shared.inflight.add(this);
     shared.metrics.activeInc();
     res.onAborted(() => this.abortedByClient());
@@ -123,31 +90,8 @@ export class RequestCtx {
     sh.metrics.latency(this.route, this.provider, status, durationUs, upstreamUs, this.upstreamTtfbUs, performance.timeOrigin + now);
     sh.metrics.activeDec();
     sh.inflight.delete(this);
-    if (this.keyIndex >= 0 && sh.tokenLimiter !== null && (this.inputTokens > 0 || this.outputTokens > 0)) {
-      sh.tokenLimiter.limiter.chargeTokens(this.keyIndex, this.rateLimits ?? sh.tokenLimiter.limits, Math.max(0, this.inputTokens) + Math.max(0, this.outputTokens));
-    }
-    if (sh.usage !== null) sh.usage.finished(this, status, durationUs);
-    if (requestEnd.hasSubscribers) requestEnd.publish(this);
-    if (sh.log.isLevelEnabled("info")) {
-      sh.log.info(
-        {
-          req_id: this.id,
-          client_req_id: this.clientRequestId ?? undefined,
-          route: ROUTES[this.route],
-          provider: this.providerName,
-          model: this.model,
-          status,
-          latency_ms: Math.round(durationUs) / 1000,
-          input_tokens: this.inputTokens < 0 ? undefined : this.inputTokens,
-          output_tokens: this.outputTokens < 0 ? undefined : this.outputTokens,
-          key_id: this.keyId ?? undefined,
-          error: this.errorCode ?? undefined,
-          aborted: this.aborted || undefined,
-          cache_hit: this.cacheHit || undefined,
-        },
-        "request",
-      );
-    }
+    // Budgets, token charges, then the taps: ledger row, trace span end, log line (core/pipeline/pipeline.ts).
+    if (this.pipeline !== null) this.pipeline.finish(this, status, durationUs);
     if (sh.draining && sh.inflight.size === 0 && sh.onIdle !== null) sh.onIdle();
   }
 

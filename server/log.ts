@@ -1,10 +1,19 @@
 /**
- * pino JSON logs, one line per request. Writes go through an asynchronous SonicBoom
- * destination so a slow stdout or disk never stalls the event loop. Keys never reach a
- * log: request headers are not logged at all, and the redact list is a second guard.
+ * JSON logs: pino for the occasional line (start-up, warnings, errors), and the
+ * per-request line written directly, because it is on every request's path: a prefix
+ * built once, epoch time, and only fields of the request state, so nothing secret can be
+ * in it (redaction by construction: request headers and keys are never fields). pino's
+ * redact list stays as a second guard on the other lines.
+ *
+ * Writes go through one asynchronous SonicBoom destination so a slow stdout or disk never
+ * stalls the event loop. Its buffer is bounded (LOG_BUFFER_BYTES): past it, lines are
+ * dropped and counted (`dropped()`, exported as gateway_log_lines_dropped_total) instead
+ * of growing the heap without limit under load.
  */
 import pino, { type Logger } from "pino";
 import { threadId } from "node:worker_threads";
+import { ROUTES } from "../core/metrics.js";
+import type { Tap } from "../core/pipeline/pipeline.js";
 
 export const REDACT_PATHS = [
   "authorization",
@@ -18,30 +27,48 @@ export const REDACT_PATHS = [
   'req.headers["x-api-key"]',
 ];
 
+/** The destination's buffer cap: about 40,000 request lines, a few seconds of a stalled disk at full load. */
+export const LOG_BUFFER_BYTES = 8 * 1024 * 1024;
+
 export interface LogOptions {
   level: string;
   file: string | null;
 }
 
-let dropping = false;
+export interface GatewayLogger {
+  log: Logger;
+  flush(): void;
+  /** Write one finished JSON line (ending in "\n") to the same destination; dropped when full. */
+  line(text: string): void;
+  /** Lines dropped because the buffer was full (this thread). */
+  dropped(): number;
+}
 
-export function createLogger(opts: LogOptions): { log: Logger; flush(): void } {
-  const dest = pino.destination({ dest: opts.file ?? 1, sync: false, mkdir: opts.file !== null });
+let failed = false;
+
+/** `onDrop` is called once per dropped line (the acceptor counts it in the shared metrics). */
+export function createLogger(opts: LogOptions, onDrop: (() => void) | null = null): GatewayLogger {
+  const dest = pino.destination({ dest: opts.file ?? 1, sync: false, mkdir: opts.file !== null, maxLength: LOG_BUFFER_BYTES });
+  let dropped = 0;
+  dest.on("drop", () => {
+    dropped++;
+    if (onDrop !== null) onDrop();
+  });
   // A closed stdout (EPIPE) or a full disk must not crash the gateway or stall its
   // shutdown: log lines are lost, requests are not.
   dest.on("error", (e: NodeJS.ErrnoException) => {
-    if (!dropping) process.stderr.write(`portcullis: log destination failed (${e.code ?? e.message}); dropping log lines\n`);
-    dropping = true;
+    if (!failed) process.stderr.write(`portcullis: log destination failed (${e.code ?? e.message}); dropping log lines\n`);
+    failed = true;
   });
   // pino writes through this guard: once the destination failed (SonicBoom then throws on
   // every write), lines are dropped instead of throwing into request handling or shutdown.
   const guarded = {
     write(line: string): void {
-      if (dropping) return;
+      if (failed) return;
       try {
         dest.write(line);
       } catch (e) {
-        dropping = true;
+        failed = true;
         process.stderr.write(`portcullis: log destination failed (${(e as Error).message}); dropping log lines\n`);
       }
     },
@@ -50,7 +77,7 @@ export function createLogger(opts: LogOptions): { log: Logger; flush(): void } {
     {
       level: opts.level,
       base: { pid: process.pid, thread: threadId },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: pino.stdTimeFunctions.epochTime,
       redact: { paths: REDACT_PATHS, censor: "[redacted]" },
       formatters: { level: (label) => ({ level: label }) },
     },
@@ -60,10 +87,49 @@ export function createLogger(opts: LogOptions): { log: Logger; flush(): void } {
     log,
     flush() {
       try {
-        if (!dropping) dest.flushSync();
+        if (!failed) dest.flushSync();
       } catch {
         // flushSync throws while the destination is still opening; nothing was buffered then.
       }
     },
+    line: guarded.write,
+    dropped: () => dropped,
+  };
+}
+
+const ROUTE_FIELDS = ROUTES.map((r) => `,"route":"${r}","provider":`);
+
+/**
+ * The per-request log line as a pipeline tap (core/pipeline/), or null when info is off
+ * (decided at start-up). The same fields pino would write, in the same order, with
+ * "time" in epoch milliseconds; absent values are left out.
+ */
+export function requestLogTap(l: GatewayLogger): Tap | null {
+  if (!l.log.isLevelEnabled("info")) return null;
+  const head = '{"level":"info","time":';
+  const base = `,"pid":${process.pid},"thread":${threadId},"req_id":`;
+  const quoted = new Map<string, string>();
+  // Provider names and error codes repeat: quote each once.
+  const q = (v: string): string => {
+    let out = quoted.get(v);
+    if (out === undefined) {
+      out = JSON.stringify(v);
+      if (quoted.size < 1024) quoted.set(v, out);
+    }
+    return out;
+  };
+  const write = l.line;
+  return (s, status, durationUs) => {
+    let t = head + Date.now() + base + JSON.stringify(s.id);
+    if (s.clientRequestId !== null) t += ',"client_req_id":' + JSON.stringify(s.clientRequestId);
+    t += ROUTE_FIELDS[s.route]! + q(s.providerName) + ',"model":' + (s.model === null ? "null" : JSON.stringify(s.model));
+    t += ',"status":' + status + ',"latency_ms":' + Math.round(durationUs) / 1000;
+    if (s.inputTokens >= 0) t += ',"input_tokens":' + s.inputTokens;
+    if (s.outputTokens >= 0) t += ',"output_tokens":' + s.outputTokens;
+    if (s.keyId !== null) t += ',"key_id":' + q(s.keyId);
+    if (s.errorCode !== null) t += ',"error":' + q(s.errorCode);
+    if (s.aborted) t += ',"aborted":true';
+    if (s.cacheHit) t += ',"cache_hit":true';
+    write(t + ',"msg":"request"}\n');
   };
 }

@@ -1,20 +1,20 @@
 /**
- * What happens to a finished request's usage on an acceptor thread: its reservation is
- * given back and its real usage charged to the key's budget (shared memory), the token and
- * cost counters move, and a ledger row joins this thread's batch. The batch goes to the
+ * What happens to a finished request's usage on an acceptor thread: its usage is priced and
+ * the token and cost counters move (`price`, before the pipeline's budget stages settle:
+ * core/pipeline/), and a ledger row joins this thread's batch (`record`, a tap). The batch goes to the
  * main thread every LEDGER_BATCH_MS or LEDGER_BATCH_ROWS rows, whichever comes first; the
  * main thread writes it to SQLite through the ledger worker. MCP tool calls' audit records
  * (`audit`) ride in the same batches.
  */
 import type { UserMetrics } from "../core/user-metrics.js";
 import { costMicros, type PriceTable } from "../core/pricing.js";
-import type { Budgets } from "../core/budget.js";
+import type { Logger } from "pino";
 import type { UsageMetrics } from "../core/usage-metrics.js";
 import type { AuditRow, UsageRow } from "../workers/ledger-task.js";
-import type { RequestCtx } from "./context.js";
+import type { RequestState } from "../core/pipeline/state.js";
 
 export class UsageSink {
-  private readonly budgets: Budgets;
+  private readonly log: Logger;
   private readonly metrics: UsageMetrics;
   private readonly prices: PriceTable;
   private readonly post: (rows: UsageRow[], audit: AuditRow[]) => void;
@@ -27,9 +27,9 @@ export class UsageSink {
   /** Per-developer Prometheus series (USAGE_METRICS_USER_LABEL_MAX); null = off. */
   private readonly users: UserMetrics | null;
 
-  constructor(budgets: Budgets, metrics: UsageMetrics, prices: PriceTable, post: (rows: UsageRow[], audit: AuditRow[]) => void, batchMs: number, batchRows: number, users: UserMetrics | null = null) {
+  constructor(log: Logger, metrics: UsageMetrics, prices: PriceTable, post: (rows: UsageRow[], audit: AuditRow[]) => void, batchMs: number, batchRows: number, users: UserMetrics | null = null) {
     this.users = users;
-    this.budgets = budgets;
+    this.log = log;
     this.metrics = metrics;
     this.prices = prices;
     this.post = post;
@@ -37,38 +37,48 @@ export class UsageSink {
     this.batchRows = batchRows;
   }
 
-  finished(ctx: RequestCtx, status: number, durationUs: number): void {
-    const input = ctx.inputTokens > 0 ? ctx.inputTokens : 0;
-    const output = ctx.outputTokens > 0 ? ctx.outputTokens : 0;
-    const cw = ctx.cacheCreationTokens > 0 ? ctx.cacheCreationTokens : 0;
-    const cr = ctx.cacheReadTokens > 0 ? ctx.cacheReadTokens : 0;
+  /**
+   * Price the reply's usage into `chargedTokens`/`chargedMicros` and move the token and
+   * cost counters (the pipeline's pricer: runs before the budget stages settle).
+   */
+  readonly price = (s: RequestState): void => {
+    const input = s.inputTokens > 0 ? s.inputTokens : 0;
+    const output = s.outputTokens > 0 ? s.outputTokens : 0;
+    const cw = s.cacheCreationTokens > 0 ? s.cacheCreationTokens : 0;
+    const cr = s.cacheReadTokens > 0 ? s.cacheReadTokens : 0;
     let tokens = input + output + cw + cr;
     let micros = 0;
-    if (ctx.usageUnreadable) {
+    if (s.usageUnreadable) {
       // Served, but no usage to read: never 0. The reservation (the worst case) stands.
-      this.metrics.unreadable(ctx.provider);
-      ctx.shared.log.warn({ req_id: ctx.id, provider: ctx.providerName, charged_tokens: ctx.reservedTokens, charged_micros: ctx.reservedMicros }, "upstream usage unreadable; charged the reservation");
-      tokens = ctx.reservedTokens;
-      micros = ctx.reservedMicros;
-    } else if (tokens > 0 && ctx.model !== null) {
-      const price = this.prices.lookup(ctx.model);
+      this.metrics.unreadable(s.provider);
+      this.log.warn({ req_id: s.id, provider: s.providerName, charged_tokens: s.reservedTokens, charged_micros: s.reservedMicros }, "upstream usage unreadable; charged the reservation");
+      tokens = s.reservedTokens;
+      micros = s.reservedMicros;
+    } else if (tokens > 0 && s.model !== null) {
+      const price = this.prices.lookup(s.model);
       micros = costMicros(price, input, output, cw, cr);
-      this.metrics.record(ctx.provider, price.index, input, output, cw, cr, micros);
-      if (price === this.prices.other) this.metrics.unknownModel(ctx.provider);
+      this.metrics.record(s.provider, price.index, input, output, cw, cr, micros);
+      if (price === this.prices.other) this.metrics.unknownModel(s.provider);
     }
-    if (ctx.budgetSlot >= 0) {
-      if (ctx.reservedTokens > 0 || ctx.reservedMicros > 0) this.budgets.release(ctx.budgetSlot, ctx.reservedTokens, ctx.reservedMicros);
-      this.budgets.charge(ctx.budgetSlot, tokens, micros);
-    }
-    if (!ctx.ledger) return;
-    if (this.users !== null) this.users.record(ctx.userId, input, output, micros);
+    s.chargedTokens = tokens;
+    s.chargedMicros = micros;
+  };
+
+  /** The ledger row (the pipeline's ledger tap: runs after settlement, refusals included). */
+  readonly record = (s: RequestState, status: number, durationUs: number): void => {
+    if (!s.ledger) return;
+    const input = s.inputTokens > 0 ? s.inputTokens : 0;
+    const output = s.outputTokens > 0 ? s.outputTokens : 0;
+    const cw = s.cacheCreationTokens > 0 ? s.cacheCreationTokens : 0;
+    const cr = s.cacheReadTokens > 0 ? s.cacheReadTokens : 0;
+    if (this.users !== null) this.users.record(s.userId, input, output, s.chargedMicros);
     this.rows.push([
-      ctx.id, Date.now(), ctx.keyId, ctx.model, ctx.providerName, status, Math.round(durationUs) / 1000,
-      input, output, cw, cr, micros, ctx.sessionId, ctx.clientRequestId, ctx.userId, ctx.cacheHit ? 1 : 0, ctx.savedTokens,
+      s.id, Date.now(), s.keyId, s.model, s.providerName, status, Math.round(durationUs) / 1000,
+      input, output, cw, cr, s.chargedMicros, s.sessionId, s.clientRequestId, s.userId, s.cacheHit ? 1 : 0, s.savedTokens,
     ]);
     if (this.rows.length >= this.batchRows) this.flush();
     else if (this.timer === null) this.arm();
-  }
+  };
 
   /** One MCP tool call's audit record, into the same batch as the usage rows. */
   audit(row: AuditRow): void {

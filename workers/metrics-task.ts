@@ -6,7 +6,7 @@
  */
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { freemem, loadavg, totalmem } from "node:os";
-import { G_DRAINING, MetricsLayout } from "../core/metrics.js";
+import { G_DRAINING, G_LOG_DROPPED, MetricsLayout } from "../core/metrics.js";
 import { mergeBuckets, quantile, snapshot } from "../core/metrics-read.js";
 import { renderPrometheus } from "../core/prometheus.js";
 import { breakerStates } from "../core/breaker.js";
@@ -68,7 +68,10 @@ export default async function render(task: RenderTask): Promise<string> {
     const states = breakerStates(task.breakerSab, task.providers.length);
     const ours = renderPrometheus(
       snap,
-      [{ name: "gateway_draining", help: "1 while the gateway is shutting down.", value: draining }],
+      [
+        { name: "gateway_draining", help: "1 while the gateway is shutting down.", value: draining },
+        { name: "gateway_log_lines_dropped_total", help: "Log lines dropped because the log buffer was full (a stalled log destination).", value: Atomics.load(new Int32Array(task.sab), G_LOG_DROPPED), type: "counter" },
+      ],
       task.providers.map((provider, i) => ({ provider, state: states[i]! })),
     );
     const usage = task.usageSab !== undefined && task.models !== undefined ? renderUsagePrometheus(usageLayoutFor(task.providers, task.models), task.usageSab) : "";

@@ -5,11 +5,20 @@
  */
 import { channel } from "node:diagnostics_channel";
 import type { RequestCtx } from "../context.js";
+import type { Tap } from "../../core/pipeline/pipeline.js";
 
 /** A POST request passed its first checks: `{ ctx, traceparent, tracestate }` ("" when absent). */
 export const requestStart = channel("portcullis:request:start");
 /** The request finished (RequestCtx.finish): the ctx. */
 export const requestEnd = channel("portcullis:request:end");
+
+/**
+ * The pipeline tap that publishes `requestEnd` (after the ledger row, before the log line):
+ * every request state the pipeline finishes is a RequestCtx on the server.
+ */
+export const traceEndTap: Tap = (s) => {
+  if (requestEnd.hasSubscribers) requestEnd.publish(s);
+};
 /** An upstream attempt is about to be dispatched; a subscriber may append headers (traceparent). */
 export const attemptStart = channel("portcullis:attempt:start");
 /** The attempt's outcome before the next one or the answer: `{ ctx, status, error }`. */

@@ -217,8 +217,8 @@ describe("usage sink", () => {
       const { parentPort } = require("node:worker_threads");
       import(${JSON.stringify(sink)}).then(({ UsageSink }) => {
         const s = new UsageSink(null, null, null, (rows, audit) => parentPort.postMessage({ rows, audit }), 200, 500);
-        s.finished({ id: "req_t_0_1", clientRequestId: null, inputTokens: -1, outputTokens: -1, cacheCreationTokens: -1, cacheReadTokens: -1,
-          model: "m", provider: 0, providerName: "none", budgetSlot: -1, keyId: null, sessionId: null, ledger: true }, 200, 1000);
+        s.record({ id: "req_t_0_1", clientRequestId: null, inputTokens: -1, outputTokens: -1, cacheCreationTokens: -1, cacheReadTokens: -1,
+          model: "m", provider: 0, providerName: "none", chargedMicros: 0, keyId: null, sessionId: null, ledger: true }, 200, 1000);
       });`;
     const w = new Worker(code, { eval: true });
     const got: unknown[] = [];

@@ -1,0 +1,101 @@
+/**
+ * The per-request log line is written without pino (server/log.ts): it must carry what
+ * pino's line carried, escape what the client controls, never hold a key, and the log
+ * buffer must stay bounded, dropping and counting lines rather than growing.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { threadId } from "node:worker_threads";
+import pino from "pino";
+import { R_MESSAGES, ROUTES } from "../../core/metrics.js";
+import { RequestState } from "../../core/pipeline/state.js";
+import { createLogger, LOG_BUFFER_BYTES, requestLogTap } from "../../server/log.js";
+import { until } from "../support/wait.js";
+
+function finished(): RequestState {
+  const s = new RequestState(R_MESSAGES, 0);
+  Object.assign(s, {
+    id: "req_abc_0_1", clientRequestId: "client-7", model: 'claude "quoted"\n\u2028model', provider: 1, providerName: "anthropic",
+    inputTokens: 12, outputTokens: 30, keyId: "static-0", errorCode: "GW_ERR_UPSTREAM_TIMEOUT", aborted: true,
+    clientKey: "sk-client-secret-000000000000", upstreamKey: "sk-upstream-secret-00000000",
+  });
+  return s;
+}
+
+function withLogDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), "portcullis-log-"));
+  return fn(dir).finally(() => rmSync(dir, { recursive: true, force: true }));
+}
+
+test("the request line has the fields and values pino's line had, escapes the model, and holds no key", async () => {
+  await withLogDir(async (dir) => {
+    const file = join(dir, "gw.log");
+    const l = createLogger({ level: "info", file });
+    const tap = requestLogTap(l)!;
+    const s = finished();
+    tap(s, 504, 1234.4);
+    l.flush();
+    await until("the line is written", () => readFileSync(file, "utf8").includes("\n"), 10_000);
+    const text = readFileSync(file, "utf8");
+    assert.ok(!text.includes(s.clientKey) && !text.includes(s.upstreamKey), "no key in the line");
+    const ours = JSON.parse(text.trim()) as Record<string, unknown>;
+
+    // The reference: pino itself, with the logger's settings, given the fields the line used to pass.
+    let ref = "";
+    const sink = new Writable({ write: (c: Buffer, _e, cb) => ((ref += c.toString()), cb()) });
+    const p = pino({ base: { pid: process.pid, thread: threadId }, timestamp: pino.stdTimeFunctions.epochTime, formatters: { level: (label) => ({ level: label }) } }, sink);
+    p.info({ req_id: s.id, client_req_id: s.clientRequestId, route: ROUTES[s.route], provider: s.providerName, model: s.model, status: 504, latency_ms: Math.round(1234.4) / 1000, input_tokens: 12, output_tokens: 30, key_id: "static-0", error: s.errorCode, aborted: true }, "request");
+    await until("pino wrote its line", () => ref.includes("\n"), 10_000);
+    const theirs = JSON.parse(ref.trim()) as Record<string, unknown>;
+    assert.equal(typeof ours.time, "number");
+    assert.ok(Math.abs((ours.time as number) - Date.now()) < 60_000, "time is epoch milliseconds");
+    delete ours.time;
+    delete theirs.time;
+    assert.deepEqual(Object.keys(ours), Object.keys(theirs), "same fields in the same order");
+    assert.deepEqual(ours, theirs);
+  });
+});
+
+test("absent values are left out, as pino leaves out undefined", async () => {
+  await withLogDir(async (dir) => {
+    const file = join(dir, "gw.log");
+    const l = createLogger({ level: "info", file });
+    const s = new RequestState(R_MESSAGES, 0);
+    s.id = "req_abc_0_2";
+    requestLogTap(l)!(s, 401, 10);
+    l.flush();
+    await until("the line is written", () => readFileSync(file, "utf8").includes("\n"), 10_000);
+    const line = JSON.parse(readFileSync(file, "utf8").trim()) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(line), ["level", "time", "pid", "thread", "req_id", "route", "provider", "model", "status", "latency_ms", "msg"]);
+    assert.equal(line.model, null);
+  });
+});
+
+test("with info off there is no request line at all", () => {
+  assert.equal(requestLogTap(createLogger({ level: "warn", file: "/dev/null" })), null);
+});
+
+test("a log buffer that cannot drain fast enough drops whole lines and counts them instead of growing", async () => {
+  await withLogDir(async (dir) => {
+    const file = join(dir, "gw.log");
+    let counted = 0;
+    const l = createLogger({ level: "info", file }, () => counted++);
+    const tap = requestLogTap(l)!;
+    const s = finished();
+    // Written without yielding: nothing reaches the file meanwhile, so the buffer fills.
+    const n = Math.ceil((LOG_BUFFER_BYTES * 2) / 300);
+    for (let i = 0; i < n; i++) tap(s, 200, 1000);
+    assert.ok(l.dropped() > 0, "lines past the cap were dropped");
+    assert.equal(counted, l.dropped(), "every drop is counted once");
+    const kept = () => readFileSync(file, "utf8").split("\n").filter((x) => x !== "");
+    // Every line is either on disk (once the buffer drained) or counted as dropped.
+    await until(`kept + dropped = ${n} written`, () => kept().length + l.dropped() === n, 20_000);
+    const lines = kept();
+    assert.ok(lines.length * 300 <= LOG_BUFFER_BYTES * 1.1, "no more than the cap was kept");
+    for (const x of lines) JSON.parse(x); // whole lines only
+  });
+});
