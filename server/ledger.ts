@@ -72,6 +72,8 @@ export class LedgerHub {
   dropped = 0;
   /** Sends a key change to every acceptor; resolves once all applied it. */
   broadcast: (c: KeyChange) => Promise<void> = async () => {};
+  /** Fleet mode: tells the other replicas a key changed (server/fleet/key-bus.ts). */
+  announce: () => void = () => {};
 
   constructor(cfg: GatewayConfig, log: Logger, usage: UsageMetrics, budgets: Budgets) {
     this.cfg = cfg;
@@ -333,6 +335,7 @@ export class LedgerHub {
           this.budgets.clear(entry.slot);
           this.keys.set(record.id, entry);
           await this.broadcast({ put: [entry], remove: [] });
+          this.announce();
           this.log.info({ key_id: record.id }, "key created");
           return json(201, { id: record.id, name: record.name, key: secret, models: record.models, limits: record.limits, tools: record.tools, commands: record.commands, cache: record.cache ?? null, created_at: record.created_at });
         }
@@ -359,6 +362,7 @@ export class LedgerHub {
           if (!(await this.run<boolean>({ op: "key-update", record }))) return { ok: false, code: "GW_ERR_ADMIN_KEY_NOT_FOUND" };
           live.record = record;
           await this.broadcast({ put: [live], remove: [] });
+          this.announce();
           this.log.info({ key_id: record.id }, "key updated");
           return json(200, { ...publicKey(record), spend: this.spendOf(live.slot) });
         }
@@ -370,6 +374,7 @@ export class LedgerHub {
           // The slot is not reused before a restart: requests of this key still in flight settle into it.
           this.keys.delete(op.id);
           await this.broadcast({ put: [], remove: [op.id] });
+          this.announce();
           this.log.info({ key_id: op.id }, "key revoked");
           return json(200, { ...publicKey({ ...live.record, revoked_at: at }) });
         }
