@@ -23,6 +23,8 @@ let db: PgHandle;
 let redis: RedisHandle;
 let client: pg.Client;
 let gws: Gateway[] = [];
+/** A fourth replica with the smallest LEDGER_QUEUE_MAX, for the bound. */
+let small: Gateway;
 
 before(async () => {
   [mock, db, redis] = await Promise.all([startMock([]), startPostgres(), startRedis()]);
@@ -41,9 +43,10 @@ before(async () => {
   };
   // Started together: the migrations run once under the advisory lock.
   gws = await Promise.all([startGateway(env), startGateway(env), startGateway(env)]);
+  small = await startGateway({ ...env, LEDGER_QUEUE_MAX: "1000" });
 });
 after(async () => {
-  await Promise.all(gws.map((g) => g.stop()));
+  await Promise.all([...gws, small].map((g) => g?.stop()));
   await client?.end();
   await Promise.all([mock?.stop(), redis?.stop()]);
   db?.destroy();
@@ -174,4 +177,34 @@ test("PostgreSQL stopped under load: readiness says so, requests are served, and
     await until("readiness back", async () => (((await (await fetch(`${g.url}/health/ready`)).json()) as any).components.database.ok === true ? true : undefined), 20_000);
   }
   t.diagnostic(`outage ${outage} ms, ${sent} requests, ${rows.n} rows, ${rows.d} distinct`);
+});
+
+async function metric(g: Gateway, name: string): Promise<number> {
+  const text = await (await fetch(`${g.url}/metrics/prometheus`)).text();
+  const m = new RegExp(`^${name} ([0-9.e+]+)$`, "m").exec(text);
+  assert.ok(m, `${name} in /metrics/prometheus`);
+  return Number(m[1]);
+}
+
+test("past LEDGER_QUEUE_MAX the oldest rows are dropped and counted; the rest arrive when PostgreSQL returns", async () => {
+  const k = (await admin(small, "POST", "/admin/keys", { name: "fleet-bound" })).json;
+  assert.equal(await call(small, k.key), 200);
+  await until("the first row written", async () => ((await client.query("SELECT COUNT(*)::int AS n FROM usage WHERE key_id = $1", [k.id])).rows[0].n === 1 ? true : undefined));
+  await client.end();
+  db.stop();
+  let sent = 0;
+  while ((await metric(small, "ledger_dropped_rows_total")) < 200) {
+    await Promise.all(Array.from({ length: 50 }, () => call(small, k.key)));
+    sent += 50;
+    assert.ok(sent < 20_000, "rows were never dropped");
+  }
+  assert.ok((await metric(small, "ledger_queued_rows")) <= 1000);
+  const dropped = await metric(small, "ledger_dropped_rows_total");
+  db.start();
+  client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  await until("the queue to drain", async () => ((await metric(small, "ledger_queued_rows")) === 0 ? true : undefined), 30_000);
+  const n = (await client.query("SELECT COUNT(*)::int AS n FROM usage WHERE key_id = $1", [k.id])).rows[0].n;
+  assert.equal(n, 1 + sent - dropped, `${sent} sent in the outage, ${dropped} dropped`);
+  assert.ok(small.lines.some((l) => l.includes("ledger backlog full")), "the drop is logged");
 });
