@@ -147,7 +147,7 @@ test("PostgreSQL stopped under load: readiness says so, requests are served, and
   for (const g of gws) {
     await until("readiness to report the database down with rows queued", async () => {
       const r = (await (await fetch(`${g.url}/health/ready`)).json()) as any;
-      return r.components.database.ok === false && r.components.database.kind === "postgres" && r.components.database.queued_rows > 0 ? true : undefined;
+      return r.components.database.ok === false && r.components.database.kind === "postgres" && r.components.database.queued_rows > 0 && r.components.database.budgets === "per_replica" ? true : undefined;
     }, 20_000);
   }
   const before = sent;
