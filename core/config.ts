@@ -148,6 +148,12 @@ export interface Settings {
   /** Bearer token for /admin/*; null = the admin API is off (404). */
   admin_api_key: (string & tags.MinLength<16>) | null;
   database_path: string & tags.MinLength<1>;
+  /** postgres:// URL of the shared ledger and keys (fleet mode, docs/fleet.md); null = SQLite at database_path. */
+  database_url: string | null;
+  /** Rows the ledger hub keeps while the database fails; past it the oldest are dropped (counted). */
+  ledger_queue_max: number & tags.Type<"uint32"> & tags.Minimum<1000> & tags.Maximum<10000000>;
+  /** Fleet mode: how often each replica reconciles its keys from PostgreSQL (a missed invalidation heals). */
+  key_sync_ms: number & tags.Type<"uint32"> & tags.Minimum<50> & tags.Maximum<600000>;
   budget_fail_mode: "open" | "closed";
   max_keys: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<1000000>;
   ledger_batch_ms: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<10000>;
@@ -212,6 +218,9 @@ export const ENV_NAMES: Record<keyof Settings, string> = {
   health_check_enabled: "HEALTH_CHECK_ENABLED",
   admin_api_key: "ADMIN_API_KEY",
   database_path: "DATABASE_PATH",
+  database_url: "DATABASE_URL",
+  ledger_queue_max: "LEDGER_QUEUE_MAX",
+  key_sync_ms: "KEY_SYNC_MS",
   budget_fail_mode: "BUDGET_FAIL_MODE",
   max_keys: "MAX_KEYS",
   ledger_batch_ms: "LEDGER_BATCH_MS",
@@ -255,6 +264,29 @@ const ENV_PROVIDERS: { name: ProviderType; base: string; key: string; dfltBase: 
 ];
 
 /**
+ * DATABASE_URL: `sqlite:PATH` (the same as DATABASE_PATH=PATH) or `postgres://…`/`postgresql://…`
+ * (fleet mode). The URL carries a password: an error never repeats it.
+ */
+function databaseSettings(url: string | null, path: string): { database_path: string; database_url: string | null } {
+  if (url === null) return { database_path: path, database_url: null };
+  if (url.startsWith("sqlite:")) {
+    const p = url.slice("sqlite:".length);
+    if (p === "") throw new ConfigError("DATABASE_URL", "sqlite: needs a path, e.g. sqlite:./data/portcullis.db");
+    return { database_path: p, database_url: null };
+  }
+  let u: URL | null = null;
+  try {
+    u = new URL(url);
+  } catch {
+    // reported below
+  }
+  if (u === null || (u.protocol !== "postgres:" && u.protocol !== "postgresql:") || u.hostname === "") {
+    throw new ConfigError("DATABASE_URL", "expected sqlite:PATH or a postgres://user:password@host:port/database URL (value not shown: it may hold a password)");
+  }
+  return { database_path: path, database_url: url };
+}
+
+/**
  * Build the configuration. `file` is the parsed CONFIG_FILE JSON (or undefined) and
  * `defaultThreads` the CPUs this process may use.
  */
@@ -293,7 +325,9 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     metrics_enabled: envBool(env, "METRICS_ENABLED", true),
     health_check_enabled: envBool(env, "HEALTH_CHECK_ENABLED", true),
     admin_api_key: envStr(env, "ADMIN_API_KEY"),
-    database_path: envStr(env, "DATABASE_PATH") ?? "./data/portcullis.db",
+    ...databaseSettings(envStr(env, "DATABASE_URL"), envStr(env, "DATABASE_PATH") ?? "./data/portcullis.db"),
+    ledger_queue_max: envNum(env, "LEDGER_QUEUE_MAX", 200_000),
+    key_sync_ms: envNum(env, "KEY_SYNC_MS", 500),
     budget_fail_mode: (envStr(env, "BUDGET_FAIL_MODE") ?? "closed") as Settings["budget_fail_mode"],
     max_keys: envNum(env, "MAX_KEYS", 10_000),
     ledger_batch_ms: envNum(env, "LEDGER_BATCH_MS", 50),

@@ -16,7 +16,9 @@ const K_IN = 0, K_OUT = 1, K_CW = 2, K_CR = 3, K_COST = 4, N_K = 5;
 export const H_LEDGER_OK = 0; // 1 while the ledger answered its last write / ping
 export const H_LEDGER_CHECKED = 1; // Clock seconds of the last check (0 = never)
 export const H_LEDGER_KIB = 2; // the ledger's size on disk in KiB (database + WAL)
-const N_HEADER = 4;
+export const H_LEDGER_QUEUED = 3; // rows waiting for the ledger (a backlog while it fails)
+export const H_LEDGER_DROPPED = 4; // rows dropped past LEDGER_QUEUE_MAX since start
+const N_HEADER = 6;
 
 export class UsageLayout {
   readonly providers: readonly string[];
@@ -87,6 +89,15 @@ export class UsageMetrics {
   setLedgerBytes(bytes: number): void {
     Atomics.store(this.i32, H_LEDGER_KIB, Math.min(0x7fffffff, Math.ceil(bytes / 1024)));
   }
+  setLedgerQueued(rows: number): void {
+    Atomics.store(this.i32, H_LEDGER_QUEUED, Math.min(0x7fffffff, rows));
+  }
+  ledgerQueued(): number {
+    return Atomics.load(this.i32, H_LEDGER_QUEUED);
+  }
+  setLedgerDropped(rows: number): void {
+    Atomics.store(this.i32, H_LEDGER_DROPPED, Math.min(0x7fffffff, rows));
+  }
   ledgerCheckedAt(): number {
     return Atomics.load(this.i32, H_LEDGER_CHECKED);
   }
@@ -128,6 +139,8 @@ export function renderUsagePrometheus(l: UsageLayout, sab: SharedArrayBuffer): s
   const h = new Int32Array(sab);
   out.push("# HELP ledger_up 1 while the SQLite ledger accepts writes.", "# TYPE ledger_up gauge", `ledger_up ${Atomics.load(h, H_LEDGER_OK)}`);
   out.push("# HELP ledger_size_bytes The SQLite ledger's size on disk (database and WAL, KiB resolution).", "# TYPE ledger_size_bytes gauge", `ledger_size_bytes ${Atomics.load(h, H_LEDGER_KIB) * 1024}`);
+  out.push("# HELP ledger_queued_rows Usage and audit rows waiting for the ledger (grows while it fails, up to LEDGER_QUEUE_MAX).", "# TYPE ledger_queued_rows gauge", `ledger_queued_rows ${Atomics.load(h, H_LEDGER_QUEUED)}`);
+  out.push("# HELP ledger_dropped_rows_total Rows dropped because the ledger backlog passed LEDGER_QUEUE_MAX.", "# TYPE ledger_dropped_rows_total counter", `ledger_dropped_rows_total ${Atomics.load(h, H_LEDGER_DROPPED)}`);
   return out.join("\n") + "\n";
 }
 

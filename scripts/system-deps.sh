@@ -9,12 +9,13 @@
 #   prometheus    prometheus    the live alert-rule test runs a real Prometheus (test/k8s/)
 #   git           git           the MCP git tools
 #   redis-server  redis-server  shared state across replicas
+#   pg_ctlcluster postgresql    fleet mode's ledger (the tests run initdb/pg_ctl from /usr/lib/postgresql/*/bin)
 #   prlimit       util-linux    the sandbox's process, memory and CPU limits
 #   chromium      chromium      the dashboard's browser tests (test/server/dashboard.test.ts)
 set -euo pipefail
 
-cmds=(bwrap promtool prometheus git redis-server prlimit chromium)
-pkgs=(bubblewrap prometheus prometheus git redis-server util-linux chromium)
+cmds=(bwrap promtool prometheus git redis-server prlimit chromium pg_ctlcluster)
+pkgs=(bubblewrap prometheus prometheus git redis-server util-linux chromium postgresql)
 
 missing_pkgs() {
   local i out=" "
@@ -41,9 +42,9 @@ apt-get update -qq
 # shellcheck disable=SC2086 # a list of package names
 apt-get install -y -qq --no-install-recommends ${missing} >/dev/null
 
-# The prometheus and redis-server packages may start their services (:9090, :6379); the
-# tests start their own on loopback ports, so stop whatever the install started.
-for svc in prometheus redis-server; do
+# The prometheus, redis-server and postgresql packages may start their services (:9090, :6379,
+# :5432); the tests start their own on loopback ports, so stop whatever the install started.
+for svc in prometheus redis-server postgresql; do
   case " ${missing} " in *" ${svc} "*) ;; *) continue ;; esac
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
     systemctl stop "$svc" >/dev/null 2>&1 || true

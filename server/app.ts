@@ -266,7 +266,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
         providers: { ok: providers.length > 0, configured: providers.map((p) => p.name) },
       };
       const ledgerAge = billing === null ? 0 : Math.max(0, Math.floor(Date.now() / 1000) - billing.usage.ledgerCheckedAt());
-      const database = billing === null ? { ok: true, enabled: false } : { ok: billing.usage.ledgerOk(), checked_seconds_ago: ledgerAge, fail_mode: cfg.budget_fail_mode };
+      const database = billing === null ? { ok: true, enabled: false } : { ok: billing.usage.ledgerOk(), checked_seconds_ago: ledgerAge, fail_mode: cfg.budget_fail_mode, kind: cfg.database_url === null ? "sqlite" : "postgres", queued_rows: billing.usage.ledgerQueued(), budgets: "per_replica" };
       // With BUDGET_FAIL_MODE=open a failing ledger is reported but does not stop traffic.
       const dbBlocks = !database.ok && cfg.budget_fail_mode === "closed";
       const ok = components.draining.ok && components.workers.ok && components.heap.ok && components.providers.ok && !dbBlocks;

@@ -24,6 +24,7 @@ import { LedgerHub, type KeyChange } from "./ledger.js";
 import { ModelLists } from "./models-fetch.js";
 import { CacheOwner } from "./cache/owner.js";
 import { CacheStats } from "../core/cache/stats.js";
+import { KeyBus } from "./fleet/key-bus.js";
 
 /** Young generation of each acceptor thread, MiB (V8 sizes it as three semi-spaces). */
 const ACCEPTOR_YOUNG_GENERATION_MB = 16;
@@ -73,6 +74,9 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
       for (const w of acceptors) w.postMessage({ t: "keys", seq, change } satisfies ToAcceptor);
     });
   };
+  // Fleet mode with Redis: key changes pushed to every replica at once (else the KEY_SYNC_MS reconcile alone).
+  const keyBus = ledger.fleet && cfg.cache.redisUrl !== null ? new KeyBus(cfg.cache.redisUrl, () => void ledger.syncKeys(), log) : null;
+  if (keyBus !== null) ledger.announce = () => keyBus.announce();
   const memoryLimit = memoryLimitBytes();
   const cache = new CacheOwner(cfg.cache, new CacheStats(metrics.u32, layout.cacheOff), log);
   const modelLists = new ModelLists(cfg, log);
@@ -157,6 +161,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     await pool.destroy();
     await ledger.close();
     await cache.close();
+    await keyBus?.close();
     flush();
     throw e;
   }
@@ -196,7 +201,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
       // Every acceptor sent its last rows before "drained": write them, bounded.
       const rows = await within(ledger.flush(left(1000)), left(900));
       if (rows === TIMED_OUT || rows > 0) log.error({ rows: rows === TIMED_OUT ? "write in progress" : rows }, "ledger rows not written at shutdown");
-      await within(Promise.all([ledger.close(), cache.close()]), left(400));
+      await within(Promise.all([ledger.close(), cache.close(), keyBus?.close()]), left(400));
       await within(pool.destroy(), left(100));
       log.info({}, "stopped");
       flush();

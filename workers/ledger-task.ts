@@ -67,11 +67,14 @@ export type GroupBy = "key" | "model" | "day" | "user" | "session";
 
 export type LedgerTask =
   | { op: "init"; dayStart: number; monthStart: number }
-  | { op: "insert"; rows: UsageRow[]; audit?: AuditRow[] }
+  /** `batchId`: the same for every retry of one batch (PostgreSQL writes a batch id once). */
+  | { op: "insert"; rows: UsageRow[]; audit?: AuditRow[]; batchId?: string }
   | { op: "key-create"; record: KeyRecord }
   | { op: "key-update"; record: KeyRecord }
   | { op: "key-revoke"; id: string; at: string }
   | { op: "keys" }
+  /** Keys changed after `version` (PostgreSQL: replicas reconcile; SQLite has one writer: none). */
+  | { op: "keys-since"; version: number }
   | { op: "usage"; from: number; to: number; groupBy: GroupBy; format: "json" | "csv" }
   | { op: "ping" }
   | { op: "prune"; now: number }
@@ -316,6 +319,8 @@ function open(path: string, retentionDays: number, maxBytes: number) {
         return keyRevoke.run(task.at, task.id).changes === 1;
       case "keys":
         return (keyAll.all() as Record<string, unknown>[]).map(toRecord);
+      case "keys-since":
+        return [];
       case "usage": {
         const rows = usageStmts.get(task.groupBy)!.all(task.from, task.to) as Record<string, unknown>[];
         const out = rows.map((r) => {

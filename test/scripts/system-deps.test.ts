@@ -11,9 +11,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const SCRIPT = fileURLToPath(new URL("../../../scripts/system-deps.sh", import.meta.url));
-const PACKAGES = ["bubblewrap", "prometheus", "git", "redis-server", "util-linux", "chromium"];
+const PACKAGES = ["bubblewrap", "prometheus", "git", "redis-server", "util-linux", "chromium", "postgresql"];
 
-const PROGRAMS = ["bwrap", "promtool", "prometheus", "git", "redis-server", "prlimit", "chromium"];
+const PROGRAMS = ["bwrap", "promtool", "prometheus", "git", "redis-server", "prlimit", "chromium", "pg_ctlcluster"];
 
 /** A PATH holding only bash and id, plus stand-ins for `programs`. */
 function pathWith(programs: readonly string[]): string {
