@@ -25,7 +25,7 @@
     if (r.status === 401) throw new Unauthorized("the admin key was refused");
     if (!r.ok) {
       let msg = r.status + " " + r.statusText;
-      try { msg = (await r.json()).error.message; } catch (e) { /* not JSON */ }
+      try { msg = (await r.json()).error.message; } catch { /* not JSON */ }
       throw new Error(msg);
     }
     return r;

@@ -57,7 +57,7 @@ export function readBody(
   onBody: (body: Buffer) => void,
 ): void {
   const res = ctx.res;
-  let buf: Buffer | null = contentLength > 0 ? Buffer.allocUnsafe(contentLength) : null;
+  const buf: Buffer | null = contentLength > 0 ? Buffer.allocUnsafe(contentLength) : null;
   let parts: Buffer[] | null = null;
   let size = 0;
   let finished = false;

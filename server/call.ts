@@ -25,7 +25,7 @@ import { retryDelayMs, shouldRetryStatus } from "../core/retry.js";
 import { badHeader, badHeaderValue, badQuery, isJsonBody } from "../core/upstream-guard.js";
 import type { GatewayConfig } from "../core/config.js";
 import type { RequestCtx } from "./context.js";
-import { dispatchAttempt, type AttemptOwner, type Pools, type Relay } from "./upstream.js";
+import { dispatchAttempt, type AttemptOwner, type Pools, } from "./upstream.js";
 import { replacedErrorBody } from "./upstream-reply.js";
 import { attemptEnd, attemptStart, breakerRefused, type AttemptEndMsg, type AttemptStartMsg, type BreakerMsg } from "./tracing/channels.js";
 import type { AttemptRelay, Translation } from "./openai/translation.js";

@@ -268,13 +268,16 @@ export async function main(): Promise<void> {
   }
   let s: Started | null = null;
   let early: string | null = null;
-  let backstop: NodeJS.Timeout | null = null;
+  let backstopArmed = false;
   const onSignal = (sig: string) => {
     // The backstop of the shutdown contract: whatever hangs, the process is gone in time.
-    backstop ??= setTimeout(() => {
+    if (!backstopArmed) {
+      backstopArmed = true;
+      setTimeout(() => {
       process.stderr.write(`portcullis: shutdown exceeded ${cfg.graceful_shutdown_timeout_ms + SHUTDOWN_MARGIN_MS} ms; exiting\n`);
       process.exit(1);
     }, cfg.graceful_shutdown_timeout_ms + SHUTDOWN_MARGIN_MS).unref();
+    }
     if (s === null) {
       early ??= sig; // still starting: shut down once started
       return;

@@ -20,7 +20,6 @@ import { settingsRead } from "../support/settings.js";
 import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1";
 import { checkServable, ConfigError, loadConfig } from "../../core/config.js";
 import {
-  ROOT,
   K8S,
   COMPONENTS,
   OVERLAY,

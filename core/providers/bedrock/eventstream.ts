@@ -26,7 +26,6 @@ export interface StreamFault {
 }
 
 const EMPTY = Buffer.alloc(0);
-const LFLF = Buffer.from("\n\n");
 const BYTES_KEY = Buffer.from('"bytes":"');
 const TYPE_PREFIX = Buffer.from('{"type":"');
 const QUOTE = 0x22, BACKSLASH = 0x5c, LF = 0x0a, CR = 0x0d;

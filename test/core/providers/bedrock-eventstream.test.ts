@@ -53,7 +53,7 @@ test("frames encoded by AWS's codec decode to exactly the Anthropic SSE the mock
 test("byte-by-byte and random splits give the same events, each as soon as its frame is complete", () => {
   const one = new EventStreamDecoder();
   let text = "";
-  let emittedAt: number[] = [];
+  const emittedAt: number[] = [];
   for (let i = 0; i < WIRE.length; i++) {
     const out = one.push(WIRE.subarray(i, i + 1));
     if (out.length > 0) emittedAt.push(i + 1);
