@@ -12,7 +12,10 @@ const MODULES = {
   atomic64: ["atomic64", "budget", "metrics"],
 };
 
-const picked = (process.env.MUTATE ?? Object.keys(MODULES).join(",")).split(",").map((m) => m.trim()).filter((m) => m !== "");
+const picked = (process.env.MUTATE ?? Object.keys(MODULES).join(","))
+  .split(",")
+  .map((m) => m.trim())
+  .filter((m) => m !== "");
 for (const m of picked) if (!(m in MODULES)) throw new Error(`MUTATE: unknown module "${m}" (one of ${Object.keys(MODULES).join(", ")})`);
 const tests = [...new Set(picked.flatMap((m) => MODULES[m]))].map((t) => `dist/test/core/${t}.test.js`);
 

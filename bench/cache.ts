@@ -25,22 +25,51 @@ import { mockStreamFrames } from "../core/mock-reply.js";
 import { CacheOwner } from "../server/cache/owner.js";
 import { CacheClient } from "../server/cache/client.js";
 
-const json = Buffer.from(JSON.stringify({ id: "msg_1", type: "message", role: "assistant", model: "claude-sonnet-4-5", content: [{ type: "text", text: "word ".repeat(380) }], stop_reason: "end_turn", usage: { input_tokens: 25000, output_tokens: 400 } }));
-const frames = mockStreamFrames({ model: "claude-sonnet-4-5", messages: [{ role: "user", content: "x" }] }, "msg_1", 50).map((f) => Buffer.from(f));
+const json = Buffer.from(
+  JSON.stringify({
+    id: "msg_1",
+    type: "message",
+    role: "assistant",
+    model: "claude-sonnet-4-5",
+    content: [{ type: "text", text: "word ".repeat(380) }],
+    stop_reason: "end_turn",
+    usage: { input_tokens: 25000, output_tokens: 400 },
+  }),
+);
+const frames = mockStreamFrames({ model: "claude-sonnet-4-5", messages: [{ role: "user", content: "x" }] }, "msg_1", 50).map((f) =>
+  Buffer.from(f),
+);
 const sseBytes = frames.reduce((a, f) => a + f.length, 0);
-const entry = (kind: number) => (kind === KIND_JSON ? encodeEntry({ kind, storedAt: 0, input: 25000, output: 400, cacheWrite: 0, cacheRead: 0 }, [json], json.length) : encodeEntry({ kind, storedAt: 0, input: 25000, output: 400, cacheWrite: 0, cacheRead: 0 }, frames, sseBytes));
+const entry = (kind: number) =>
+  kind === KIND_JSON
+    ? encodeEntry({ kind, storedAt: 0, input: 25000, output: 400, cacheWrite: 0, cacheRead: 0 }, [json], json.length)
+    : encodeEntry({ kind, storedAt: 0, input: 25000, output: 400, cacheWrite: 0, cacheRead: 0 }, frames, sseBytes);
 
 if (!isMainThread) {
   // The owner thread: the main thread's role in the gateway.
   const { port, echo } = workerData as { port: MessagePort; echo: MessagePort };
-  const owner = new CacheOwner(loadCacheConfig({}), new CacheStats(new Uint32Array(new SharedArrayBuffer(CACHE_SLOTS * 4)), 0), pino({ level: "silent" }));
+  const owner = new CacheOwner(
+    loadCacheConfig({}),
+    new CacheStats(new Uint32Array(new SharedArrayBuffer(CACHE_SLOTS * 4)), 0),
+    pino({ level: "silent" }),
+  );
   owner.attach(port);
   port.ref();
   echo.on("message", (m: number) => echo.postMessage(m));
 } else {
   const body = readFileSync(fileURLToPath(new URL("../../bench/fixtures/claude-code-request.json", import.meta.url)));
-  const parts = { route: 0, query: "beta=true", provider: "anthropic", upstreamModel: "claude-sonnet-4-5-20250929", version: "2023-06-01", beta: "claude-code-20250219,interleaved-thinking-2025-05-14", scope: "id:key_0123456789ab" };
-  process.stdout.write(`body ${body.length} bytes; JSON entry ${json.length} bytes; SSE entry ${sseBytes} bytes in ${frames.length} events\n`);
+  const parts = {
+    route: 0,
+    query: "beta=true",
+    provider: "anthropic",
+    upstreamModel: "claude-sonnet-4-5-20250929",
+    version: "2023-06-01",
+    beta: "claude-code-20250219,interleaved-thinking-2025-05-14",
+    scope: "id:key_0123456789ab",
+  };
+  process.stdout.write(
+    `body ${body.length} bytes; JSON entry ${json.length} bytes; SSE entry ${sseBytes} bytes in ${frames.length} events\n`,
+  );
 
   group("per request: the cache key of the 103 KB Claude Code body", () => {
     bench("baseline: JSON.parse of the body (done on every request already)", () => JSON.parse(body.toString("utf8")));
@@ -49,7 +78,10 @@ if (!isMainThread) {
 
   const line = new MessageChannel();
   const echo = new MessageChannel();
-  const worker = new Worker(new URL(import.meta.url), { workerData: { port: line.port2, echo: echo.port2 }, transferList: [line.port2, echo.port2] });
+  const worker = new Worker(new URL(import.meta.url), {
+    workerData: { port: line.port2, echo: echo.port2 },
+    transferList: [line.port2, echo.port2],
+  });
   const client = new CacheClient(line.port1);
   line.port1.ref();
   client.put("json", entry(KIND_JSON));

@@ -12,7 +12,6 @@ import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { prng } from "../core/prng.js";
 
-
 const WORDS = (
   "the a function returns value file test build error module import export const let type interface " +
   "request response stream token model cache buffer parse validate route provider upstream gateway " +
@@ -46,16 +45,34 @@ function tool(rnd: () => number, name: string): Record<string, unknown> {
     const p = `${WORDS[Math.floor(rnd() * WORDS.length)]}_${i}`;
     const kind = i % 4;
     props[p] =
-      kind === 0 ? { type: "string", description: words(rnd, 14) }
-      : kind === 1 ? { type: "number", description: words(rnd, 10), minimum: 0 }
-      : kind === 2 ? { type: "boolean", description: words(rnd, 8), default: false }
-      : { type: "array", description: words(rnd, 10), items: { type: "object", properties: { id: { type: "string" }, status: { type: "string", enum: ["pending", "in_progress", "completed"] } }, required: ["id"], additionalProperties: false } };
+      kind === 0
+        ? { type: "string", description: words(rnd, 14) }
+        : kind === 1
+          ? { type: "number", description: words(rnd, 10), minimum: 0 }
+          : kind === 2
+            ? { type: "boolean", description: words(rnd, 8), default: false }
+            : {
+                type: "array",
+                description: words(rnd, 10),
+                items: {
+                  type: "object",
+                  properties: { id: { type: "string" }, status: { type: "string", enum: ["pending", "in_progress", "completed"] } },
+                  required: ["id"],
+                  additionalProperties: false,
+                },
+              };
     if (i < 2) required.push(p);
   }
   return {
     name,
     description: words(rnd, 120),
-    input_schema: { type: "object", properties: props, required, additionalProperties: false, $schema: "http://json-schema.org/draft-07/schema#" },
+    input_schema: {
+      type: "object",
+      properties: props,
+      required,
+      additionalProperties: false,
+      $schema: "http://json-schema.org/draft-07/schema#",
+    },
   };
 }
 
@@ -64,11 +81,17 @@ export function claudeCodeRequest(): Record<string, unknown> {
   const tools = TOOL_NAMES.map((n) => tool(rnd, n));
   tools[tools.length - 1]!.cache_control = { type: "ephemeral" };
   const system = [
-    { type: "text", text: "You are Claude Code, Anthropic's official CLI for Claude." , cache_control: { type: "ephemeral" } },
+    { type: "text", text: "You are Claude Code, Anthropic's official CLI for Claude.", cache_control: { type: "ephemeral" } },
     { type: "text", text: words(rnd, 1400), cache_control: { type: "ephemeral" } },
   ];
   const messages: Record<string, unknown>[] = [];
-  messages.push({ role: "user", content: [{ type: "text", text: "<system-reminder>" + words(rnd, 200) + "</system-reminder>" }, { type: "text", text: words(rnd, 30) }] });
+  messages.push({
+    role: "user",
+    content: [
+      { type: "text", text: "<system-reminder>" + words(rnd, 200) + "</system-reminder>" },
+      { type: "text", text: words(rnd, 30) },
+    ],
+  });
   // 40 turns after the first user message: 20 assistant (thinking + text + tool_use) and 20 user (tool_result).
   for (let t = 0; t < 20; t++) {
     const id = `toolu_01${String(t).padStart(4, "0")}${Math.floor(rnd() * 1e9).toString(36)}`;
@@ -76,7 +99,16 @@ export function claudeCodeRequest(): Record<string, unknown> {
     messages.push({
       role: "assistant",
       content: [
-        { type: "thinking", thinking: words(rnd, 60), signature: "Eq" + Math.floor(rnd() * 1e12).toString(36).repeat(12) + "==" },
+        {
+          type: "thinking",
+          thinking: words(rnd, 60),
+          signature:
+            "Eq" +
+            Math.floor(rnd() * 1e12)
+              .toString(36)
+              .repeat(12) +
+            "==",
+        },
         { type: "text", text: words(rnd, 25) },
         { type: "tool_use", id, name, input: { file_path: `/work/src/${WORDS[t % WORDS.length]}.ts`, pattern: words(rnd, 3), limit: 200 } },
       ],

@@ -25,13 +25,37 @@ export function latencyRows(): { id: string; name: string; fn: () => unknown }[]
   const sec = ((now - EPOCH_BASE_MS) / 1000) | 0;
   let i = 0;
   // A minute of traffic in the ring, so the percentile rows read real, full slots.
-  for (let s = 0; s < 60; s++) for (let k = 0; k < 500; k++) m.latency(R_MESSAGES, 1 + (k % 3), 200, 200 + k * 997, k * 990, k * 500, now - s * 1000);
+  for (let s = 0; s < 60; s++)
+    for (let k = 0; k < 500; k++) m.latency(R_MESSAGES, 1 + (k % 3), 200, 200 + k * 997, k * 990, k * 500, now - s * 1000);
   return [
-    { id: "ring_record_one", name: "ring: record one observation (second + minute slot)", fn: () => ringRecord(u32, base, 150 + (i++ & 1023), sec, 0) },
-    { id: "ring_record_request", name: "ring: record a request (total, upstream TTFB, overhead)", fn: () => m.latency(R_MESSAGES, 1, 200, 20_000 + (i++ & 1023), 19_900, 9_000, now) },
-    { id: "ring_percentiles", name: "ring: p50/p95/p99/p999, 1 and 5 min, 3 providers (worker)", fn: () => recentLatency(layout, sab, now) },
+    {
+      id: "ring_record_one",
+      name: "ring: record one observation (second + minute slot)",
+      fn: () => ringRecord(u32, base, 150 + (i++ & 1023), sec, 0),
+    },
+    {
+      id: "ring_record_request",
+      name: "ring: record a request (total, upstream TTFB, overhead)",
+      fn: () => m.latency(R_MESSAGES, 1, 200, 20_000 + (i++ & 1023), 19_900, 9_000, now),
+    },
+    {
+      id: "ring_percentiles",
+      name: "ring: p50/p95/p99/p999, 1 and 5 min, 3 providers (worker)",
+      fn: () => recentLatency(layout, sab, now),
+    },
     // A streamed request with one attempt passes these points: start, attempt start, first token, (attempt end), end.
-    { id: "tracing_off", name: "tracing off: a request's publish-point checks (5 × hasSubscribers)", fn: () => (requestStart.hasSubscribers || attemptStart.hasSubscribers || firstToken.hasSubscribers || attemptEnd.hasSubscribers || requestEnd.hasSubscribers ? 1 : 0) },
+    {
+      id: "tracing_off",
+      name: "tracing off: a request's publish-point checks (5 × hasSubscribers)",
+      fn: () =>
+        requestStart.hasSubscribers ||
+        attemptStart.hasSubscribers ||
+        firstToken.hasSubscribers ||
+        attemptEnd.hasSubscribers ||
+        requestEnd.hasSubscribers
+          ? 1
+          : 0,
+    },
     { id: "ring_seconds", name: "ring: dashboard's 60 per-second points (worker)", fn: () => secondSeries(layout, sab, now) },
   ];
 }

@@ -28,7 +28,8 @@ export async function ledgerInsertRow(rounds: number, rows = 50_000, batch = 500
       const jobs: Promise<unknown>[] = [];
       for (let i = 0; i < rows; i += batch) {
         const b: UsageRow[] = [];
-        for (let j = 0; j < batch; j++, seq++) b.push([`req_${seq}`, DAY + j, "static-0", "claude-sonnet-4-5", "anthropic", 200, 12.5, 10, 20, 3, 4, 100, "sess-0", null, null]);
+        for (let j = 0; j < batch; j++, seq++)
+          b.push([`req_${seq}`, DAY + j, "static-0", "claude-sonnet-4-5", "anthropic", 200, 12.5, 10, 20, 3, 4, 100, "sess-0", null, null]);
         jobs.push(pool.run({ op: "insert", rows: b } satisfies LedgerTask));
       }
       await Promise.all(jobs);

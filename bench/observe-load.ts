@@ -33,11 +33,32 @@ async function main(): Promise<void> {
   await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
   const rport = (receiver.address() as { port: number }).port;
   const mock = await startPortPrinter("mock", here("../loadtest/mock-upstream.js"), ["--port", "0"]);
-  const base = { ANTHROPIC_API_BASE: `http://127.0.0.1:${mock.port}`, ANTHROPIC_API_KEY: "sk-upstream-bench-1", MODEL_PROVIDER: "anthropic", GATEWAY_API_KEYS: KEY, HTTP_THREADS: "1", LOG_LEVEL: "warn", ADMIN_API_KEY: ADMIN, DATABASE_PATH: ":memory:" };
+  const base = {
+    ANTHROPIC_API_BASE: `http://127.0.0.1:${mock.port}`,
+    ANTHROPIC_API_KEY: "sk-upstream-bench-1",
+    MODEL_PROVIDER: "anthropic",
+    GATEWAY_API_KEYS: KEY,
+    HTTP_THREADS: "1",
+    LOG_LEVEL: "warn",
+    ADMIN_API_KEY: ADMIN,
+    DATABASE_PATH: ":memory:",
+  };
   const off = await startGateway(here("../server/main.js"), base);
-  const on = await startGateway(here("../server/main.js"), { ...base, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${rport}`, OTEL_BSP_SCHEDULE_DELAY: "500" });
-  const target = (name: string, port: number, pid: number): Target => ({ name, port, pid, path: "/v1/messages", headers: { "content-type": "application/json", "x-api-key": KEY }, body: JSON.stringify(smallRequest()) });
-  const tOff = target("tracing off", off.port, off.child.pid!), tOn = target("tracing on", on.port, on.child.pid!);
+  const on = await startGateway(here("../server/main.js"), {
+    ...base,
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${rport}`,
+    OTEL_BSP_SCHEDULE_DELAY: "500",
+  });
+  const target = (name: string, port: number, pid: number): Target => ({
+    name,
+    port,
+    pid,
+    path: "/v1/messages",
+    headers: { "content-type": "application/json", "x-api-key": KEY },
+    body: JSON.stringify(smallRequest()),
+  });
+  const tOff = target("tracing off", off.port, off.child.pid!),
+    tOn = target("tracing on", on.port, on.child.pid!);
   const rows: { off: number; on: number; offCpu: number; onCpu: number }[] = [];
   try {
     for (let i = 0; i < rounds; i++) {
@@ -54,10 +75,25 @@ async function main(): Promise<void> {
       await r.arrayBuffer();
     }
     const perRefresh = (cpuMs(pid) - c0) / refreshes;
-    process.stdout.write(markdownTable(["", "tracing off", "tracing on", "on / off"], [
-      ["req/s (median of rounds)", median(rows.map((r) => r.off)).toFixed(0), median(rows.map((r) => r.on)).toFixed(0), median(rows.map((r) => r.on / r.off)).toFixed(3)],
-      ["gateway CPU ms per request", median(rows.map((r) => r.offCpu)).toFixed(4), median(rows.map((r) => r.onCpu)).toFixed(4), median(rows.map((r) => r.onCpu / r.offCpu)).toFixed(3)],
-    ]) + "\n");
+    process.stdout.write(
+      markdownTable(
+        ["", "tracing off", "tracing on", "on / off"],
+        [
+          [
+            "req/s (median of rounds)",
+            median(rows.map((r) => r.off)).toFixed(0),
+            median(rows.map((r) => r.on)).toFixed(0),
+            median(rows.map((r) => r.on / r.off)).toFixed(3),
+          ],
+          [
+            "gateway CPU ms per request",
+            median(rows.map((r) => r.offCpu)).toFixed(4),
+            median(rows.map((r) => r.onCpu)).toFixed(4),
+            median(rows.map((r) => r.onCpu / r.offCpu)).toFixed(3),
+          ],
+        ],
+      ) + "\n",
+    );
     process.stdout.write(`OTLP exports received: ${spans}\n`);
     process.stdout.write(`dashboard: ${perRefresh.toFixed(2)} ms of gateway CPU per GET /dashboard/data (${refreshes} refreshes)\n`);
   } finally {

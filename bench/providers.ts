@@ -33,13 +33,18 @@ const parsed = {
   model: "claude-sonnet-4-5",
   max_tokens: 32000,
   stream: true,
-  system: [{ type: "text", text: "You are Claude Code, Anthropic's official CLI for Claude.".repeat(20), cache_control: { type: "ephemeral" } }],
+  system: [
+    { type: "text", text: "You are Claude Code, Anthropic's official CLI for Claude.".repeat(20), cache_control: { type: "ephemeral" } },
+  ],
   thinking: { type: "enabled", budget_tokens: 31999 },
   context_management: { edits: [{ type: "clear_tool_uses_20250919" }] },
   metadata: { user_id: "user_0123_account__session_abc" },
-  messages: [{ role: "user", content: [{ type: "text", text: "Refactor the retry module. ".repeat(30), cache_control: { type: "ephemeral" } }] }],
+  messages: [
+    { role: "user", content: [{ type: "text", text: "Refactor the retry module. ".repeat(30), cache_control: { type: "ephemeral" } }] },
+  ],
 };
-const betas = "claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14,context-management-2025-06-27";
+const betas =
+  "claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14,context-management-2025-06-27";
 const policy = compilePolicy("bedrock", undefined);
 const body = bedrockBody(parsed, applyPolicy(policy, betas, parsed).betas, [], false);
 const path = "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke-with-response-stream";
@@ -81,8 +86,12 @@ const sessionIds = Array.from({ length: 64 }, (_, i) => `4f3c2a1b-0000-4000-8000
 let si = 0;
 group("per request: deployment pick", () => {
   bench("baseline: read a fixed route's targets", () => sessionIds[si++ & 63]!.length);
-  bench("session affinity: hash + weighted rendezvous over 3 deployments", () => orderForSession(pool, sessionHash(sessionIds[si++ & 63]!)));
-  bench("session affinity: hash + rendezvous over 3 equal deployments", () => orderForSession(equalPool, sessionHash(sessionIds[si++ & 63]!)));
+  bench("session affinity: hash + weighted rendezvous over 3 deployments", () =>
+    orderForSession(pool, sessionHash(sessionIds[si++ & 63]!)),
+  );
+  bench("session affinity: hash + rendezvous over 3 equal deployments", () =>
+    orderForSession(equalPool, sessionHash(sessionIds[si++ & 63]!)),
+  );
 });
 
 await run();

@@ -41,7 +41,8 @@ export async function buildRows(): Promise<Rows> {
   const complexText = readFileSync(FIXTURE_PATH, "utf8");
   const complexBuf = Buffer.from(complexText);
   const complex = JSON.parse(complexText) as Record<string, unknown>;
-  if (validateMessagesRequest(small) !== null || validateMessagesRequest(complex) !== null) throw new Error("bench fixtures must be valid requests");
+  if (validateMessagesRequest(small) !== null || validateMessagesRequest(complex) !== null)
+    throw new Error("bench fixtures must be valid requests");
   if (core.stack(smallBuf, CLIENT_KEY) !== 200) throw new Error("the combined stack must admit the small request");
   if (core.stack(complexBuf, CLIENT_KEY) !== 200) throw new Error("the combined stack must admit the complex request");
   if (core.stack(smallBuf, "sk-wrong") !== 400) throw new Error("the combined stack must refuse a wrong key");
@@ -49,13 +50,28 @@ export async function buildRows(): Promise<Rows> {
   const m = core.metrics;
   const layout = core.layout;
   const scrape: RenderTask = {
-    kind: "prometheus", sab: core.sab, breakerSab: core.breakerSab, providers: core.providers.map((p) => p.name),
-    startedAt: Date.now(), usageSab: core.usageSab, models: core.usageLayout.models,
+    kind: "prometheus",
+    sab: core.sab,
+    breakerSab: core.breakerSab,
+    providers: core.providers.map((p) => p.name),
+    startedAt: Date.now(),
+    usageSab: core.usageSab,
+    models: core.usageLayout.models,
   };
   if (!(await renderMetrics(scrape)).includes("http_requests_total")) throw new Error("the scrape must render the request counters");
   // A finished request as the taps see it.
   const finished = new RequestState(R_MESSAGES, 0);
-  Object.assign(finished, { id: core.ids.next(), model: "claude-sonnet-4-5", provider: 1, providerName: "anthropic", inputTokens: 12, outputTokens: 30, keyId: "static-0", ledger: true, chargedMicros: 486 });
+  Object.assign(finished, {
+    id: core.ids.next(),
+    model: "claude-sonnet-4-5",
+    provider: 1,
+    providerName: "anthropic",
+    inputTokens: 12,
+    outputTokens: 30,
+    keyId: "static-0",
+    ledger: true,
+    chargedMicros: 486,
+  });
   const logTap = core.logTap;
   const limits = { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1_000_000_000 };
   let us = 0;
@@ -63,34 +79,88 @@ export async function buildRows(): Promise<Rows> {
   const rows: Row[] = [
     { id: "baseline", name: "baseline (no-op)", report: true, fn: () => {} },
     {
-      id: "metrics_record", name: "metrics collection (counter + histogram)", report: true,
+      id: "metrics_record",
+      name: "metrics collection (counter + histogram)",
+      report: true,
       fn: () => m.record(R_MESSAGES, 1, 200, (us = (us + 7919) % 4_000_000)),
     },
     {
-      id: "metrics_snapshot", name: "metrics snapshot (SAB → p50/p95/p99)", report: true,
+      id: "metrics_snapshot",
+      name: "metrics snapshot (SAB → p50/p95/p99)",
+      report: true,
       fn: () => {
         const s = snapshot(layout, core.sab);
         const b = mergeBuckets(s.histograms, layout.nB);
         return quantile(b, 0.5) + quantile(b, 0.95) + quantile(b, 0.99);
       },
     },
-    { id: "prometheus", name: "Prometheus export (full scrape: snapshot, usage metrics, prom-client registry)", report: true, fn: () => renderMetrics(scrape) },
+    {
+      id: "prometheus",
+      name: "Prometheus export (full scrape: snapshot, usage metrics, prom-client registry)",
+      report: true,
+      fn: () => renderMetrics(scrape),
+    },
     { id: "shedder", name: "load-shedding check", report: true, fn: () => core.shedder.check() },
-    { id: "breaker", name: "circuit breaker (closed): admit + success", report: true, fn: () => core.breakers.recordSuccess(0, core.breakers.admit(0)) },
+    {
+      id: "breaker",
+      name: "circuit breaker (closed): admit + success",
+      report: true,
+      fn: () => core.breakers.recordSuccess(0, core.breakers.admit(0)),
+    },
     { id: "ratelimit", name: "extra: rate-limit check (requests + tokens)", report: false, fn: () => core.limiter.admit(0, limits) },
     { id: "validate_simple", name: "input validation, simple (1 message)", report: true, fn: () => validateMessagesRequest(small) },
-    { id: "validate_complex", name: `input validation, complex (${Math.round(complexBuf.length / 1024)} KB Claude Code body)`, report: true, fn: () => validateMessagesRequest(complex) },
+    {
+      id: "validate_complex",
+      name: `input validation, complex (${Math.round(complexBuf.length / 1024)} KB Claude Code body)`,
+      report: true,
+      fn: () => validateMessagesRequest(complex),
+    },
     { id: "request_id", name: "request-id generation", report: true, fn: () => core.ids.next() },
-    { id: "stack", name: "combined middleware stack (the server's pipeline on a small body, log line and ledger row included)", report: true, fn: () => core.stack(smallBuf, CLIENT_KEY) },
+    {
+      id: "stack",
+      name: "combined middleware stack (the server's pipeline on a small body, log line and ledger row included)",
+      report: true,
+      fn: () => core.stack(smallBuf, CLIENT_KEY),
+    },
     // Explanatory extras.
-    { id: "stack_no_validation", name: "extra: combined stack minus validation", report: false, fn: () => core.stack(smallBuf, CLIENT_KEY, core.noValidation) },
+    {
+      id: "stack_no_validation",
+      name: "extra: combined stack minus validation",
+      report: false,
+      fn: () => core.stack(smallBuf, CLIENT_KEY, core.noValidation),
+    },
     { id: "stack_complex", name: "extra: combined stack on the complex body", report: false, fn: () => core.stack(complexBuf, CLIENT_KEY) },
-    { id: "log_line", name: "extra: the request log line (through the log destination to /dev/null)", report: false, fn: () => logTap(finished, 200, 1234) },
-    { id: "ledger_row", name: "extra: the ledger row into the usage sink's batch", report: false, fn: () => core.sink.record(finished, 200, 1234) },
-    { id: "auth", name: "extra: auth (presentedKey + KeyIndex.check)", report: false, fn: () => core.keys.check(presentedKey(CLIENT_KEY, "")) },
-    { id: "json_parse_small", name: "extra: JSON.parse small body (server, before validation)", report: false, fn: () => JSON.parse(smallBuf.toString("utf8")) },
+    {
+      id: "log_line",
+      name: "extra: the request log line (through the log destination to /dev/null)",
+      report: false,
+      fn: () => logTap(finished, 200, 1234),
+    },
+    {
+      id: "ledger_row",
+      name: "extra: the ledger row into the usage sink's batch",
+      report: false,
+      fn: () => core.sink.record(finished, 200, 1234),
+    },
+    {
+      id: "auth",
+      name: "extra: auth (presentedKey + KeyIndex.check)",
+      report: false,
+      fn: () => core.keys.check(presentedKey(CLIENT_KEY, "")),
+    },
+    {
+      id: "json_parse_small",
+      name: "extra: JSON.parse small body (server, before validation)",
+      report: false,
+      fn: () => JSON.parse(smallBuf.toString("utf8")),
+    },
     { id: "json_parse_complex", name: "extra: JSON.parse complex body", report: false, fn: () => JSON.parse(complexBuf.toString("utf8")) },
-    { id: "model_scan_small", name: "extra: findModelRange small body (scan, no parse)", report: false, fn: () => findModelRange(smallBuf) },
+    {
+      id: "model_scan_small",
+      name: "extra: findModelRange small body (scan, no parse)",
+      report: false,
+      fn: () => findModelRange(smallBuf),
+    },
     { id: "model_scan_complex", name: "extra: findModelRange complex body", report: false, fn: () => findModelRange(complexBuf) },
   ];
   return { rows, missing: [], complexBytes: complexBuf.length, close: () => core.close() };

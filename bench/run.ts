@@ -54,7 +54,11 @@ export interface RowResult {
   rounds_avg_ns: number[];
 }
 
-export function summarise(rows: readonly Row[], samples: Map<string, { avg: number[]; p99: number[] }>, alloc: Map<string, number>): RowResult[] {
+export function summarise(
+  rows: readonly Row[],
+  samples: Map<string, { avg: number[]; p99: number[] }>,
+  alloc: Map<string, number>,
+): RowResult[] {
   const base = median(samples.get("baseline")?.avg ?? []);
   return rows.map((r) => {
     const s = samples.get(r.id)!;
@@ -128,7 +132,11 @@ async function main(): Promise<void> {
   const complex = results.find((r) => r.id === "validate_complex");
   const targets = [
     { target: "combined stack ≤ 1 µs/op", value: stack ? ns(stack.avg_ns) : "—", met: stack ? stack.avg_ns <= 1000 : null },
-    { target: "combined stack allocates 0 B/op apart from validation", value: stackNoVal ? bytes(stackNoVal.bytes_per_op) + " (stack minus validation)" : "—", met: stackNoVal ? stackNoVal.bytes_per_op < 8 : null },
+    {
+      target: "combined stack allocates 0 B/op apart from validation",
+      value: stackNoVal ? bytes(stackNoVal.bytes_per_op) + " (stack minus validation)" : "—",
+      met: stackNoVal ? stackNoVal.bytes_per_op < 8 : null,
+    },
     { target: "complex validation ≤ 1 ms", value: complex ? ns(complex.avg_ns) : "—", met: complex ? complex.avg_ns <= 1e6 : null },
   ];
 
@@ -137,12 +145,35 @@ async function main(): Promise<void> {
   out.push(`${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.os}`, "");
   out.push(table(results), "");
   if (built.missing.length > 0) out.push(`Missing report rows: ${built.missing.map((m) => `${m.id} (${m.reason})`).join("; ")}`, "");
-  out.push(markdownTable(["target", "measured", "met"], targets.map((t) => [t.target, t.value, t.met === null ? "—" : t.met ? "yes" : "**no**"])), "");
-  out.push(`Report's claim for the combined stack: 7.1 µs/op (140K ops/s); measured here: ${stack ? `${ns(stack.avg_ns)} (${fmt(stack.ops_per_s)} ops/s), ${fmt(7100 / stack.avg_ns)}× faster` : "—"}.`);
+  out.push(
+    markdownTable(
+      ["target", "measured", "met"],
+      targets.map((t) => [t.target, t.value, t.met === null ? "—" : t.met ? "yes" : "**no**"]),
+    ),
+    "",
+  );
+  out.push(
+    `Report's claim for the combined stack: 7.1 µs/op (140K ops/s); measured here: ${stack ? `${ns(stack.avg_ns)} (${fmt(stack.ops_per_s)} ops/s), ${fmt(7100 / stack.avg_ns)}× faster` : "—"}.`,
+  );
   process.stdout.write(out.join("\n") + "\n");
 
   if (flags.has("json")) {
-    writeFileSync(RESULTS_PATH, JSON.stringify({ generated_at: new Date().toISOString(), machine, rounds, complex_body_bytes: built.complexBytes, rows: results, missing: built.missing, targets }, null, 2) + "\n");
+    writeFileSync(
+      RESULTS_PATH,
+      JSON.stringify(
+        {
+          generated_at: new Date().toISOString(),
+          machine,
+          rounds,
+          complex_body_bytes: built.complexBytes,
+          rows: results,
+          missing: built.missing,
+          targets,
+        },
+        null,
+        2,
+      ) + "\n",
+    );
     process.stderr.write(`bench: wrote ${RESULTS_PATH}\n`);
     refreshReadme();
   }

@@ -51,4 +51,13 @@ times.sort((a, b) => a - b);
 const q = (p: number) => times[Math.min(times.length - 1, Math.floor(p * times.length))]!.toFixed(2);
 walk.sort((a, b) => a - b);
 const walkMs = Number(walk[Math.floor(walk.length / 2)]!.toFixed(1));
-console.log(JSON.stringify({ backend: cfg.sandbox.backend, runs, median_ms: Number(q(0.5)), p10_ms: Number(q(0.1)), p90_ms: Number(q(0.9)), mask_walk_20k_files_median_ms: walkMs }));
+console.log(
+  JSON.stringify({
+    backend: cfg.sandbox.backend,
+    runs,
+    median_ms: Number(q(0.5)),
+    p10_ms: Number(q(0.1)),
+    p90_ms: Number(q(0.9)),
+    mask_walk_20k_files_median_ms: walkMs,
+  }),
+);

@@ -93,13 +93,25 @@ export class Core {
     this.breakerSab = Breakers.bufferFor(this.providers.length);
     this.breakers = new Breakers(
       this.breakerSab,
-      { failureThreshold: cfg.circuit_breaker_failure_threshold, timeoutMs: cfg.circuit_breaker_timeout_ms, successThreshold: cfg.circuit_breaker_success_threshold, halfOpenProbes: cfg.circuit_breaker_half_open_probes },
+      {
+        failureThreshold: cfg.circuit_breaker_failure_threshold,
+        timeoutMs: cfg.circuit_breaker_timeout_ms,
+        successThreshold: cfg.circuit_breaker_success_threshold,
+        halfOpenProbes: cfg.circuit_breaker_half_open_probes,
+      },
       new Clock32(base),
     );
     const logger = createLogger({ level: "info", file: "/dev/null" });
     const log = logger.log;
     this.flushLog = logger.flush;
-    this.sink = new UsageSink(log, usage, prices, (rows) => void (this.rowsPosted += rows.length), cfg.ledger_batch_ms, cfg.ledger_batch_rows);
+    this.sink = new UsageSink(
+      log,
+      usage,
+      prices,
+      (rows) => void (this.rowsPosted += rows.length),
+      cfg.ledger_batch_ms,
+      cfg.ledger_batch_rows,
+    );
     const taps: Tap[] = [this.sink.record];
     this.logTap = requestLogTap(logger)!;
     taps.push(this.logTap);
@@ -112,7 +124,12 @@ export class Core {
       keys: this.keys,
       limiter: this.limiter,
       router: this.router,
-      billing: { budgets: new Budgets(Budgets.bufferFor(cfg.apiKeys.length + 1)), prices, usage, failClosed: cfg.budget_fail_mode === "closed" },
+      billing: {
+        budgets: new Budgets(Budgets.bufferFor(cfg.apiKeys.length + 1)),
+        prices,
+        usage,
+        failClosed: cfg.budget_fail_mode === "closed",
+      },
       pricer: this.sink.price,
       taps,
     });

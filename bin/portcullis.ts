@@ -30,7 +30,14 @@ function checkConfig(args: string[]): void {
   }
 }
 
-const LIMIT_FLAGS = ["tokens-per-day", "tokens-per-month", "usd-per-day", "usd-per-month", "requests-per-minute", "tokens-per-minute"] as const;
+const LIMIT_FLAGS = [
+  "tokens-per-day",
+  "tokens-per-month",
+  "usd-per-day",
+  "usd-per-month",
+  "requests-per-minute",
+  "tokens-per-minute",
+] as const;
 
 async function keysCreate(args: string[]): Promise<void> {
   let parsed;
@@ -61,7 +68,11 @@ async function keysCreate(args: string[]): Promise<void> {
     limits[f.replace(/-/g, "_")] = Number(raw);
   }
   const body: Record<string, unknown> = { name: v.name };
-  if (v.models !== undefined) body.models = v.models.split(",").map((m) => m.trim()).filter((m) => m !== "");
+  if (v.models !== undefined)
+    body.models = v.models
+      .split(",")
+      .map((m) => m.trim())
+      .filter((m) => m !== "");
   if (Object.keys(limits).length > 0) body.limits = limits;
   const base = (v.url ?? process.env.PORTCULLIS_URL ?? `http://127.0.0.1:${process.env.PORT?.trim() || "8080"}`).replace(/\/+$/, "");
   let res: Response;

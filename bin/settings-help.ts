@@ -52,7 +52,8 @@ const MEANINGS: Record<keyof Settings, string> = {
   metrics_port: "second port for /health/* and /metrics/* (then not on PORT); unset = on PORT",
   ledger_retention_days: "usage and audit rows older than this are pruned (never the current month); 0 = keep all",
   ledger_max_mb: "cap on the ledger's pages in use: past it the oldest rows are pruned first; 0 = no cap",
-  usage_metrics_user_label_max: "distinct metadata.user_id values with their own Prometheus user label (gateway_user_*); the rest count as other; 0 = off",
+  usage_metrics_user_label_max:
+    "distinct metadata.user_id values with their own Prometheus user label (gateway_user_*); the rest count as other; 0 = off",
 };
 
 /** Defaults that depend on the machine, shown as words. */
@@ -79,7 +80,11 @@ export const OTHER: readonly (readonly [string, string, string])[] = [
   ["POLICY_FILE_ALLOWED_PATHS", "**", "MCP: allow globs relative to a root"],
   ["POLICY_FILE_BLOCKED_PATHS", "none", "MCP: deny globs added to the built-in list"],
   ["POLICY_COMMANDS_FILE", "none", "MCP: JSON command templates and tool_access"],
-  ["POLICY_ALLOW_GIT_FILES", "false", "MCP: let write_file/edit_file create .gitmodules, .gitattributes and other .git* files (never .git itself)"],
+  [
+    "POLICY_ALLOW_GIT_FILES",
+    "false",
+    "MCP: let write_file/edit_file create .gitmodules, .gitattributes and other .git* files (never .git itself)",
+  ],
   ["POLICY_MAX_READ_BYTES", "1048576", "MCP: bytes per read_file call"],
   ["POLICY_MAX_WRITE_BYTES", "1048576", "MCP: largest write_file content"],
   ["MCP_SEARCH_MAX_RESULTS", "100", "MCP: result cap for search"],

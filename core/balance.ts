@@ -34,7 +34,16 @@ export interface BalancePool {
 export function makePool(members: readonly Target[], weights: readonly number[], fallbacks: readonly Target[]): BalancePool {
   const rotations = members.map((m, i) => Object.freeze([m, ...members.filter((_, j) => j !== i), ...fallbacks]));
   const seeds = members.map((m) => sessionHash(`${m.provider.name}\0${m.upstreamModel ?? ""}`));
-  return { members, weights, seeds, fallbacks, orders: new Map(), rotations, totalWeight: weights.reduce((a, b) => a + b, 0), equalWeights: weights.every((w) => w === weights[0]) };
+  return {
+    members,
+    weights,
+    seeds,
+    fallbacks,
+    orders: new Map(),
+    rotations,
+    totalWeight: weights.reduce((a, b) => a + b, 0),
+    equalWeights: weights.every((w) => w === weights[0]),
+  };
 }
 
 /** FNV-1a over the UTF-16 code units of a session id. */

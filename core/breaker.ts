@@ -22,14 +22,22 @@
  */
 import type { Clock } from "./clock.js";
 
-export const CLOSED = 0, OPEN = 1, HALF_OPEN = 2;
+export const CLOSED = 0,
+  OPEN = 1,
+  HALF_OPEN = 2;
 export const STATE_NAMES = ["closed", "open", "half_open"] as const;
 
 // Int32 slots per breaker: the word (at the breaker's offset `o` itself), then these.
-const S_FAILURES = 1, S_OPEN_UNTIL = 2, S_OPENED_TOTAL = 3;
+const S_FAILURES = 1,
+  S_OPEN_UNTIL = 2,
+  S_OPENED_TOTAL = 3;
 const STRIDE = 8;
 // The word: state (2 bits) | probes in flight (8) | half-open successes (8) | round (14).
-const PROBE_ONE = 1 << 2, SUCC_SHIFT = 10, SUCC_ONE = 1 << SUCC_SHIFT, ROUND_SHIFT = 18, ROUND_MASK = 0x3fff;
+const PROBE_ONE = 1 << 2,
+  SUCC_SHIFT = 10,
+  SUCC_ONE = 1 << SUCC_SHIFT,
+  ROUND_SHIFT = 18,
+  ROUND_MASK = 0x3fff;
 /** The largest CIRCUIT_BREAKER_HALF_OPEN_PROBES and CIRCUIT_BREAKER_SUCCESS_THRESHOLD (8-bit fields). */
 export const MAX_PROBES = 255;
 
@@ -51,7 +59,9 @@ export interface BreakerSettings {
  * hands back exactly once to `recordSuccess`, `recordFailure` or `releaseProbe`.
  * NOT_PROBE (= ADMIT) is the ticket of an ordinary request.
  */
-export const ADMIT = 0, NOT_PROBE = 0, REJECT = -1;
+export const ADMIT = 0,
+  NOT_PROBE = 0,
+  REJECT = -1;
 
 export type Transition = (index: number, from: number, to: number) => void;
 
@@ -93,7 +103,8 @@ export class Breakers {
 
   /** May a request go to this provider now? ADMIT, REJECT, or a probe ticket (> 0). */
   admit(b: number): number {
-    const i = this.i32, o = b * STRIDE;
+    const i = this.i32,
+      o = b * STRIDE;
     for (;;) {
       const w = Atomics.load(i, o);
       const st = stateOf(w);
@@ -120,7 +131,8 @@ export class Breakers {
   }
 
   recordSuccess(b: number, ticket: number): void {
-    const i = this.i32, o = b * STRIDE;
+    const i = this.i32,
+      o = b * STRIDE;
     if (Atomics.load(i, o + S_FAILURES) !== 0) Atomics.store(i, o + S_FAILURES, 0);
     if (ticket === NOT_PROBE) return; // the closed path: no need to read the word
     for (;;) {
@@ -136,7 +148,8 @@ export class Breakers {
   }
 
   recordFailure(b: number, ticket: number): void {
-    const i = this.i32, o = b * STRIDE;
+    const i = this.i32,
+      o = b * STRIDE;
     for (;;) {
       const w = Atomics.load(i, o);
       if (!this.current(w, ticket)) break; // not a probe of this round: an ordinary failure
@@ -156,7 +169,8 @@ export class Breakers {
 
   /** A probe that ended without a verdict (client abort): free its slot, if its round still runs. */
   releaseProbe(b: number, ticket: number): void {
-    const i = this.i32, o = b * STRIDE;
+    const i = this.i32,
+      o = b * STRIDE;
     for (;;) {
       const w = Atomics.load(i, o);
       if (!this.current(w, ticket)) return;
@@ -174,8 +188,16 @@ export class Breakers {
   }
 
   /** For /metrics/circuit-breakers and the Prometheus gauge. */
-  view(b: number): { state: string; consecutive_failures: number; half_open_successes: number; probes_in_flight: number; retry_after_ms: number; opened_total: number } {
-    const i = this.i32, o = b * STRIDE;
+  view(b: number): {
+    state: string;
+    consecutive_failures: number;
+    half_open_successes: number;
+    probes_in_flight: number;
+    retry_after_ms: number;
+    opened_total: number;
+  } {
+    const i = this.i32,
+      o = b * STRIDE;
     const w = Atomics.load(i, o);
     return {
       state: STATE_NAMES[stateOf(w)]!,

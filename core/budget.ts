@@ -23,8 +23,14 @@ import { add64, read64 } from "./atomic64.js";
 
 // Per slot (at slot * STRIDE): the day it counts (offset 0), the month, then 64-bit counters.
 const W_MONTH = 1;
-const C_DAY_TOK = 2, C_DAY_USD = 4, C_MON_TOK = 6, C_MON_USD = 8;
-const C_RES_TOK = 10, C_RES_USD = 12, C_REL_TOK = 14, C_REL_USD = 16;
+const C_DAY_TOK = 2,
+  C_DAY_USD = 4,
+  C_MON_TOK = 6,
+  C_MON_USD = 8;
+const C_RES_TOK = 10,
+  C_RES_USD = 12,
+  C_REL_TOK = 14,
+  C_REL_USD = 16;
 const STRIDE = 18;
 const DAY_MS = 86_400_000;
 
@@ -38,7 +44,10 @@ export interface BudgetLimits {
 
 /** Which limit refused (index into LIMIT_NAMES), or OK. */
 export const OK = -1;
-export const L_TOKENS_DAY = 0, L_TOKENS_MONTH = 1, L_USD_DAY = 2, L_USD_MONTH = 3;
+export const L_TOKENS_DAY = 0,
+  L_TOKENS_MONTH = 1,
+  L_USD_DAY = 2,
+  L_USD_MONTH = 3;
 export const LIMIT_NAMES = ["tokens_per_day", "tokens_per_month", "usd_per_day", "usd_per_month"] as const;
 
 export function hasBudget(l: BudgetLimits): boolean {
@@ -97,18 +106,23 @@ export class Budgets {
       this.monthEndsAt = nextMonthStart(t);
       this.until = this.dayEndsAt;
     }
-    const b = slot * STRIDE, i = this.i32;
+    const b = slot * STRIDE,
+      i = this.i32;
     const d = Atomics.load(i, b);
     // "Newer than", not "different": a thread whose clock is still before midnight must
     // not roll the window back and zero the counters another thread just started.
     if (this.day > d && Atomics.compareExchange(i, b, d, this.day) === d) {
-      Atomics.store(i, b + C_DAY_TOK, 0); Atomics.store(i, b + C_DAY_TOK + 1, 0);
-      Atomics.store(i, b + C_DAY_USD, 0); Atomics.store(i, b + C_DAY_USD + 1, 0);
+      Atomics.store(i, b + C_DAY_TOK, 0);
+      Atomics.store(i, b + C_DAY_TOK + 1, 0);
+      Atomics.store(i, b + C_DAY_USD, 0);
+      Atomics.store(i, b + C_DAY_USD + 1, 0);
     }
     const m = Atomics.load(i, b + W_MONTH);
     if (this.month > m && Atomics.compareExchange(i, b + W_MONTH, m, this.month) === m) {
-      Atomics.store(i, b + C_MON_TOK, 0); Atomics.store(i, b + C_MON_TOK + 1, 0);
-      Atomics.store(i, b + C_MON_USD, 0); Atomics.store(i, b + C_MON_USD + 1, 0);
+      Atomics.store(i, b + C_MON_TOK, 0);
+      Atomics.store(i, b + C_MON_TOK + 1, 0);
+      Atomics.store(i, b + C_MON_USD, 0);
+      Atomics.store(i, b + C_MON_USD + 1, 0);
     }
     return b;
   }
@@ -159,14 +173,16 @@ export class Budgets {
 
   /** Give a reservation back (settle and refund both start here). */
   release(slot: number, tok: number, mic: number): void {
-    const b = slot * STRIDE, u = this.u32;
+    const b = slot * STRIDE,
+      u = this.u32;
     add64(u, b + C_REL_TOK, tok);
     add64(u, b + C_REL_USD, mic);
   }
 
   /** Count real usage in the current day and month. */
   charge(slot: number, tok: number, mic: number): void {
-    const b = this.roll(slot), u = this.u32; // add64 ignores 0 and negatives
+    const b = this.roll(slot),
+      u = this.u32; // add64 ignores 0 and negatives
     add64(u, b + C_DAY_TOK, tok);
     add64(u, b + C_MON_TOK, tok);
     add64(u, b + C_DAY_USD, mic);
@@ -175,7 +191,8 @@ export class Budgets {
 
   /** Load spend rebuilt from the ledger at start-up (adds to the current windows). */
   seed(slot: number, dayTokens: number, dayMicros: number, monthTokens: number, monthMicros: number): void {
-    const b = this.roll(slot), u = this.u32;
+    const b = this.roll(slot),
+      u = this.u32;
     add64(u, b + C_DAY_TOK, dayTokens);
     add64(u, b + C_DAY_USD, dayMicros);
     add64(u, b + C_MON_TOK, monthTokens);
@@ -189,8 +206,10 @@ export class Budgets {
   }
 
   spend(slot: number): Spend {
-    const b = this.roll(slot), u = this.u32;
-    const relT = read64(u, b + C_REL_TOK), relM = read64(u, b + C_REL_USD);
+    const b = this.roll(slot),
+      u = this.u32;
+    const relT = read64(u, b + C_REL_TOK),
+      relM = read64(u, b + C_REL_USD);
     return {
       dayTokens: read64(u, b + C_DAY_TOK),
       dayMicros: read64(u, b + C_DAY_USD),

@@ -27,7 +27,6 @@ export function after(a: number, b: number): boolean {
   return ((a - b) | 0) >= 0;
 }
 
-
 /**
  * Microseconds since the base, as a plain integer number (exact for 285 years: it does not wrap),
  * for rate limits fine enough for high per-key limits. Sub-millisecond time comes from

@@ -281,7 +281,10 @@ function databaseSettings(url: string | null, path: string): { database_path: st
     // reported below
   }
   if (u === null || (u.protocol !== "postgres:" && u.protocol !== "postgresql:") || u.hostname === "") {
-    throw new ConfigError("DATABASE_URL", "expected sqlite:PATH or a postgres://user:password@host:port/database URL (value not shown: it may hold a password)");
+    throw new ConfigError(
+      "DATABASE_URL",
+      "expected sqlite:PATH or a postgres://user:password@host:port/database URL (value not shown: it may hold a password)",
+    );
   }
   return { database_path: path, database_url: url };
 }
@@ -378,18 +381,32 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
       providers.set(name, cloudProvider(env, name, p, apiKey));
       continue;
     }
-    const base = p.base_url ?? (p.type === "anthropic" ? "https://api.anthropic.com" : p.type === "openai" ? "https://api.openai.com/v1" : null);
+    const base =
+      p.base_url ?? (p.type === "anthropic" ? "https://api.anthropic.com" : p.type === "openai" ? "https://api.openai.com/v1" : null);
     if (base === null) throw new ConfigError(`${setting}.base_url`, `is required for type ${p.type}`);
     if (apiKey === null && p.pass_through_key !== true) {
       throw new ConfigError(`${setting}.api_key`, "set api_key, api_key_env or pass_through_key");
     }
     const { origin, basePath } = parseBase(`${setting}.base_url`, base);
-    if (p.api_version !== undefined && p.type !== "azure-openai") throw new ConfigError(`${setting}.api_version`, "applies to type azure-openai only");
+    if (p.api_version !== undefined && p.type !== "azure-openai")
+      throw new ConfigError(`${setting}.api_version`, "applies to type azure-openai only");
     const apiVersion = p.type === "azure-openai" ? (p.api_version ?? AZURE_OPENAI_API_VERSION) : null;
     const openaiFormat = p.type === "openai" || p.type === "azure-openai";
-    if (p.max_tokens_field !== undefined && !openaiFormat) throw new ConfigError(`${setting}.max_tokens_field`, "applies to types openai and azure-openai only");
+    if (p.max_tokens_field !== undefined && !openaiFormat)
+      throw new ConfigError(`${setting}.max_tokens_field`, "applies to types openai and azure-openai only");
     const maxTokensField = p.max_tokens_field ?? "max_completion_tokens";
-    providers.set(name, { name, type: p.type, origin, basePath, apiKey, passThroughKey: p.pass_through_key === true, apiVersion, maxTokensField, ...NO_CLOUD, betaPolicy: p.beta_policy ?? null });
+    providers.set(name, {
+      name,
+      type: p.type,
+      origin,
+      basePath,
+      apiKey,
+      passThroughKey: p.pass_through_key === true,
+      apiVersion,
+      maxTokensField,
+      ...NO_CLOUD,
+      betaPolicy: p.beta_policy ?? null,
+    });
   }
   // Environment providers (they override a file entry of the same name).
   for (const ep of ENV_PROVIDERS) {
@@ -423,11 +440,18 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
         throw new ConfigError(`CONFIG_FILE routes.${i}.deployments.${j}.provider`, `unknown provider ${JSON.stringify(d.provider)}`);
       }
     });
-    const deployments = (r.deployments ?? []).map((d) => Object.freeze({ provider: d.provider, model: d.model ?? null, weight: d.weight ?? 1 }));
+    const deployments = (r.deployments ?? []).map((d) =>
+      Object.freeze({ provider: d.provider, model: d.model ?? null, weight: d.weight ?? 1 }),
+    );
     // deployments and weight only when given, so a plain route keeps its first-wave shape.
     routes.push({
-      match: prefix ? r.match.slice(0, -1) : r.match, prefix, provider: r.provider, model: r.model ?? null, fallbacks,
-      ...(deployments.length > 0 ? { deployments } : {}), ...(r.weight !== undefined ? { weight: r.weight } : {}),
+      match: prefix ? r.match.slice(0, -1) : r.match,
+      prefix,
+      provider: r.provider,
+      model: r.model ?? null,
+      fallbacks,
+      ...(deployments.length > 0 ? { deployments } : {}),
+      ...(r.weight !== undefined ? { weight: r.weight } : {}),
     });
   });
 
@@ -455,7 +479,10 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
   if (apiKeys.length === 0 && settings.admin_api_key === null) {
     for (const name of ["rate_limit_requests_per_minute", "rate_limit_tokens_per_minute"] as const) {
       if (settings[name] > 0) {
-        throw new ConfigError(ENV_NAMES[name], "rate limits apply per client key, and no client keys are configured: set GATEWAY_API_KEYS (or api_keys in CONFIG_FILE, or ADMIN_API_KEY for virtual keys), or leave this unset");
+        throw new ConfigError(
+          ENV_NAMES[name],
+          "rate limits apply per client key, and no client keys are configured: set GATEWAY_API_KEYS (or api_keys in CONFIG_FILE, or ADMIN_API_KEY for virtual keys), or leave this unset",
+        );
       }
     }
   }
@@ -481,7 +508,10 @@ function autoProvider(all: ProviderConfig[]): string {
   const real = all.filter((p) => p.type !== "mock").map((p) => p.name);
   if (real.length === 1) return real[0]!;
   if (real.length === 0) throw new ConfigError("ANTHROPIC_API_KEY", `MODEL_PROVIDER=auto: ${NO_PROVIDER}`);
-  throw new ConfigError("MODEL_PROVIDER", `auto needs exactly one provider, and several providers are configured (${real.join(", ")}): name the default one`);
+  throw new ConfigError(
+    "MODEL_PROVIDER",
+    `auto needs exactly one provider, and several providers are configured (${real.join(", ")}): name the default one`,
+  );
 }
 
 /**
@@ -521,18 +551,46 @@ function cloudProvider(env: Env, name: string, p: ProviderFileEntry, apiKey: str
   if (p.type === "bedrock") {
     const region = p.region ?? envStr(env, "AWS_REGION") ?? envStr(env, "AWS_DEFAULT_REGION");
     if (region === null) throw new ConfigError(`${setting}.region`, "is required for type bedrock (or set AWS_REGION)");
-    if (!/^[a-z0-9-]{1,40}$/.test(region)) throw new ConfigError("AWS_REGION", `expected an AWS region name, got ${JSON.stringify(region).slice(0, 60)}`);
+    if (!/^[a-z0-9-]{1,40}$/.test(region))
+      throw new ConfigError("AWS_REGION", `expected an AWS region name, got ${JSON.stringify(region).slice(0, 60)}`);
     const { origin, basePath } = parseBase(`${setting}.base_url`, p.base_url ?? `https://bedrock-runtime.${region}.amazonaws.com`);
     const key = apiKey ?? envStr(env, "AWS_BEARER_TOKEN_BEDROCK");
-    return { name, type: "bedrock", origin, basePath, apiKey: key, passThroughKey: false, region, projectId: null, credentialsFile: null, betaPolicy: p.beta_policy ?? null };
+    return {
+      name,
+      type: "bedrock",
+      origin,
+      basePath,
+      apiKey: key,
+      passThroughKey: false,
+      region,
+      projectId: null,
+      credentialsFile: null,
+      betaPolicy: p.beta_policy ?? null,
+    };
   }
   if (p.project_id === undefined) throw new ConfigError(`${setting}.project_id`, "is required for type vertex");
-  if (p.region === undefined) throw new ConfigError(`${setting}.region`, "is required for type vertex (a location such as us-east5, or global)");
-  if (apiKey !== null) throw new ConfigError(`${setting}.api_key`, "is not used by type vertex: it authenticates with OAuth2 (credentials_file, GOOGLE_APPLICATION_CREDENTIALS or the metadata server)");
+  if (p.region === undefined)
+    throw new ConfigError(`${setting}.region`, "is required for type vertex (a location such as us-east5, or global)");
+  if (apiKey !== null)
+    throw new ConfigError(
+      `${setting}.api_key`,
+      "is not used by type vertex: it authenticates with OAuth2 (credentials_file, GOOGLE_APPLICATION_CREDENTIALS or the metadata server)",
+    );
   const host = p.region === "global" ? "https://aiplatform.googleapis.com" : `https://${p.region}-aiplatform.googleapis.com`;
   const { origin, basePath } = parseBase(`${setting}.base_url`, p.base_url ?? host);
   const credentialsFile = p.credentials_file ?? envStr(env, "GOOGLE_APPLICATION_CREDENTIALS");
-  return { name, type: "vertex", origin, basePath, apiKey: null, passThroughKey: false, region: p.region, projectId: p.project_id, credentialsFile, betaPolicy: p.beta_policy ?? null };
+  return {
+    name,
+    type: "vertex",
+    origin,
+    basePath,
+    apiKey: null,
+    passThroughKey: false,
+    region: p.region,
+    projectId: p.project_id,
+    credentialsFile,
+    betaPolicy: p.beta_policy ?? null,
+  };
 }
 
 /** Default prices merged with a parsed PRICES_FILE (validated; errors name the entry). */
@@ -545,7 +603,8 @@ function loadPrices(file: unknown): Record<string, PriceEntry> {
     throw new ConfigError(`PRICES_FILE ${path || "(root)"}`, typiaMessage(e));
   }
   for (const name of Object.keys(v.data.models)) {
-    if (name.indexOf("*") >= 0 && name.indexOf("*") !== name.length - 1) throw new ConfigError(`PRICES_FILE models.${name}`, "a * may only end a prefix pattern");
+    if (name.indexOf("*") >= 0 && name.indexOf("*") !== name.length - 1)
+      throw new ConfigError(`PRICES_FILE models.${name}`, "a * may only end a prefix pattern");
   }
   return { ...DEFAULT_PRICES, ...v.data.models };
 }

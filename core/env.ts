@@ -52,5 +52,10 @@ export function envBool(env: Env, name: string, dflt: boolean): boolean {
 /** A comma-separated list, items trimmed, empty items dropped. */
 export function envList(env: Env, name: string): string[] {
   const s = envStr(env, name);
-  return s === null ? [] : s.split(",").map((x) => x.trim()).filter((x) => x !== "");
+  return s === null
+    ? []
+    : s
+        .split(",")
+        .map((x) => x.trim())
+        .filter((x) => x !== "");
 }

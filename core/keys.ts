@@ -117,7 +117,10 @@ export function policyOf(r: KeyRecord, globalRpm: number, globalTpm: number): Vi
     commands: r.commands === null ? null : Object.freeze([...r.commands]),
     cache: r.cache ?? null,
     rate: hasRate
-      ? Object.freeze({ requestsPerMinute: r.limits.requests_per_minute ?? globalRpm, tokensPerMinute: r.limits.tokens_per_minute ?? globalTpm })
+      ? Object.freeze({
+          requestsPerMinute: r.limits.requests_per_minute ?? globalRpm,
+          tokensPerMinute: r.limits.tokens_per_minute ?? globalTpm,
+        })
       : null,
   });
 }
@@ -138,5 +141,15 @@ export function modelAllowed(models: readonly string[] | null, model: string): b
 
 /** The listing shape: never the secret or its digest. */
 export function publicKey(r: KeyRecord): Omit<KeyRecord, "digest"> {
-  return { id: r.id, name: r.name, models: r.models, limits: r.limits, tools: r.tools, commands: r.commands, cache: r.cache ?? null, created_at: r.created_at, revoked_at: r.revoked_at };
+  return {
+    id: r.id,
+    name: r.name,
+    models: r.models,
+    limits: r.limits,
+    tools: r.tools,
+    commands: r.commands,
+    cache: r.cache ?? null,
+    created_at: r.created_at,
+    revoked_at: r.revoked_at,
+  };
 }

@@ -27,7 +27,9 @@ const CLEARING = 0x80000000;
 
 /** The three series kept per (route, provider). */
 export const SERIES = ["total", "upstream_ttfb", "overhead"] as const;
-export const S_TOTAL = 0, S_TTFB = 1, S_OVERHEAD = 2;
+export const S_TOTAL = 0,
+  S_TTFB = 1,
+  S_OVERHEAD = 2;
 
 /** Bucket index of a duration in microseconds. */
 export function ringBucket(us: number): number {
@@ -129,7 +131,8 @@ export function ringWindow(u32: Uint32Array, base: number, sec: number, seconds:
   const w = into ?? { count: 0, errors: 0, buckets: new Float64Array(RING_BUCKETS) };
   const lo = minutes > 0 ? ((sec / 60) | 0) - minutes + 1 : sec - seconds + 1;
   const hi = minutes > 0 ? (sec / 60) | 0 : sec;
-  const first = minutes > 0 ? SECOND_SLOTS : 0, n = minutes > 0 ? MINUTE_SLOTS : SECOND_SLOTS;
+  const first = minutes > 0 ? SECOND_SLOTS : 0,
+    n = minutes > 0 ? MINUTE_SLOTS : SECOND_SLOTS;
   for (let i = 0; i < n; i++) {
     const o = base + (first + i) * SLOT_STRIDE;
     const e = Atomics.load(u32, o);
@@ -166,7 +169,8 @@ export function ringPercentiles(buckets: Float64Array, qs: readonly number[]): (
   for (let b = 0; b < RING_BUCKETS; b++) total += buckets[b]!;
   if (total === 0) return qs.map(() => null);
   const out: (number | null)[] = [];
-  let b = 0, cum = 0;
+  let b = 0,
+    cum = 0;
   for (const q of qs) {
     // The smallest bucket whose cumulative count reaches rank ceil(q * total).
     const rank = Math.max(1, Math.ceil(q * total));

@@ -3,7 +3,20 @@
  * worker (and in the benchmarks, through the same functions).
  */
 import { ERROR_TYPES } from "./errors.js";
-import { BUCKETS_US, G_ACTIVE, G_SPANS_DROPPED, MetricsLayout, POLICY_KINDS, REJECT_REASONS, ROUTES, STATUS_CLASSES, TOOL_DECISIONS, TOOL_LABELS, TOOL_OTHER, read64 } from "./metrics.js";
+import {
+  BUCKETS_US,
+  G_ACTIVE,
+  G_SPANS_DROPPED,
+  MetricsLayout,
+  POLICY_KINDS,
+  REJECT_REASONS,
+  ROUTES,
+  STATUS_CLASSES,
+  TOOL_DECISIONS,
+  TOOL_LABELS,
+  TOOL_OTHER,
+  read64,
+} from "./metrics.js";
 
 export interface HistogramSnapshot {
   route: string;
@@ -34,9 +47,20 @@ export interface Snapshot {
 export function snapshot(layout: MetricsLayout, sab: SharedArrayBuffer, toolZeros = false): Snapshot {
   const u32 = new Uint32Array(sab);
   const i32 = new Int32Array(sab);
-  const out: Snapshot = { requests: [], errors: [], histograms: [], rejected: [], toolCalls: [], poolWaits: [], policyDrops: [], active: Atomics.load(i32, G_ACTIVE), spansDropped: Atomics.load(i32, G_SPANS_DROPPED) >>> 0 };
+  const out: Snapshot = {
+    requests: [],
+    errors: [],
+    histograms: [],
+    rejected: [],
+    toolCalls: [],
+    poolWaits: [],
+    policyDrops: [],
+    active: Atomics.load(i32, G_ACTIVE),
+    spansDropped: Atomics.load(i32, G_SPANS_DROPPED) >>> 0,
+  };
   for (let p = 0; p < layout.nP; p++) {
-    const o = layout.poolWaitOff + p * 4, count = read64(u32, o);
+    const o = layout.poolWaitOff + p * 4,
+      count = read64(u32, o);
     if (count > 0) out.poolWaits.push({ provider: layout.providers[p]!, count, sumSeconds: read64(u32, o + 2) / 1e6 });
     for (let k = 0; k < POLICY_KINDS.length; k++) {
       const v = read64(u32, layout.policySlot(p, k));
@@ -49,7 +73,8 @@ export function snapshot(layout: MetricsLayout, sab: SharedArrayBuffer, toolZero
       if (v > 0 || (toolZeros && t !== TOOL_OTHER)) out.toolCalls.push({ tool: TOOL_LABELS[t]!, decision: TOOL_DECISIONS[d]!, value: v });
     }
   }
-  for (let k = 0; k < REJECT_REASONS.length; k++) out.rejected.push({ reason: REJECT_REASONS[k]!, value: read64(u32, layout.rejectedOff + k * 2) });
+  for (let k = 0; k < REJECT_REASONS.length; k++)
+    out.rejected.push({ reason: REJECT_REASONS[k]!, value: read64(u32, layout.rejectedOff + k * 2) });
   for (let r = 0; r < layout.nR; r++) {
     for (let p = 0; p < layout.nP; p++) {
       for (let s = 0; s < layout.nS; s++) {
@@ -68,7 +93,13 @@ export function snapshot(layout: MetricsLayout, sab: SharedArrayBuffer, toolZero
         count += buckets[b]!;
       }
       if (count > 0) {
-        out.histograms.push({ route: ROUTES[r]!, provider: layout.providers[p]!, buckets, count, sumSeconds: read64(u32, h + layout.nB * 2) / 1e6 });
+        out.histograms.push({
+          route: ROUTES[r]!,
+          provider: layout.providers[p]!,
+          buckets,
+          count,
+          sumSeconds: read64(u32, h + layout.nB * 2) / 1e6,
+        });
       }
     }
   }

@@ -14,15 +14,31 @@ export { read64 };
 
 /** Route label values, bounded; a raw path never becomes a label. */
 export const ROUTES = ["messages", "count_tokens", "models", "health", "metrics", "other", "chat_completions"] as const;
-export const R_MESSAGES = 0, R_COUNT_TOKENS = 1, R_MODELS = 2, R_HEALTH = 3, R_METRICS = 4, R_OTHER = 5, R_CHAT_COMPLETIONS = 6;
+export const R_MESSAGES = 0,
+  R_COUNT_TOKENS = 1,
+  R_MODELS = 2,
+  R_HEALTH = 3,
+  R_METRICS = 4,
+  R_OTHER = 5,
+  R_CHAT_COMPLETIONS = 6;
 /** Routes whose recent latency is kept in the ring (the ones that reach providers). */
 export const RING_ROUTES = [R_MESSAGES, R_COUNT_TOKENS, R_CHAT_COMPLETIONS] as const;
 
 export const STATUS_CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"] as const;
 
 /** Why a request was refused before reaching a provider (http_requests_rejected_total{reason}). */
-export const REJECT_REASONS = ["heap", "memory", "active_requests", "event_loop_delay", "circuit_open", "rate_limit_requests", "rate_limit_tokens"] as const;
-export const RJ_CIRCUIT_OPEN = 4, RJ_RATE_REQUESTS = 5, RJ_RATE_TOKENS = 6;
+export const REJECT_REASONS = [
+  "heap",
+  "memory",
+  "active_requests",
+  "event_loop_delay",
+  "circuit_open",
+  "rate_limit_requests",
+  "rate_limit_tokens",
+] as const;
+export const RJ_CIRCUIT_OPEN = 4,
+  RJ_RATE_REQUESTS = 5,
+  RJ_RATE_TOKENS = 6;
 /** Shedder verdict v (1..4) maps to reason index v - 1. */
 
 /**
@@ -37,12 +53,13 @@ export type ToolDecision = (typeof TOOL_DECISIONS)[number];
 
 /** What a provider's beta/field policy dropped (provider_policy_dropped_total{provider,kind}). */
 export const POLICY_KINDS = ["beta", "field"] as const;
-export const PK_BETA = 0, PK_FIELD = 1;
+export const PK_BETA = 0,
+  PK_FIELD = 1;
 
 /** Histogram bucket upper bounds in microseconds (the exposition shows seconds); the sub-ms ones show the gateway's own time. */
 export const BUCKETS_US = [
-  10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-  1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000, 120_000_000, 300_000_000,
+  10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
+  10_000_000, 30_000_000, 60_000_000, 120_000_000, 300_000_000,
 ] as const;
 
 /** Single-slot gauges and flags (Int32), at fixed indexes. */
@@ -121,8 +138,6 @@ export class MetricsLayout {
 export function createMetricsBuffer(layout: MetricsLayout): SharedArrayBuffer {
   return new SharedArrayBuffer(layout.totalU32 * 4);
 }
-
-
 
 /** Bucket index for a duration: a short linear scan over 17 integers. */
 export function bucketOf(us: number): number {

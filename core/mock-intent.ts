@@ -134,7 +134,9 @@ function requiredStrings(schema: unknown): boolean {
 function buildInput(schema: unknown, value: string): Record<string, unknown> {
   if (!isObj(schema) || !isObj(schema.properties)) return {};
   const props = schema.properties;
-  const required = (Array.isArray(schema.required) ? schema.required : []).filter((r): r is string => typeof r === "string" && isObj(props[r]));
+  const required = (Array.isArray(schema.required) ? schema.required : []).filter(
+    (r): r is string => typeof r === "string" && isObj(props[r]),
+  );
   const strings = Object.keys(props).filter((k) => typeOf(props[k] as Schema) === "string");
   const main =
     MAIN_ARGS.find((k) => required.includes(k) && strings.includes(k)) ??
@@ -160,7 +162,10 @@ export function toolAsk(prompt: string, tools: unknown): ToolAsk | null {
     | undefined;
   if (tool === undefined) {
     const names = list.filter((t) => isObj(t) && typeof t.name === "string").map((t) => (t as { name: string }).name);
-    return { ok: false, reason: `this request offers no tool named ${wanted}${names.length > 0 ? ` (it offers: ${names.join(", ")})` : ""}` };
+    return {
+      ok: false,
+      reason: `this request offers no tool named ${wanted}${names.length > 0 ? ` (it offers: ${names.join(", ")})` : ""}`,
+    };
   }
   const rest = m[2] === undefined ? "" : m[2].trim();
   let input: Record<string, unknown>;

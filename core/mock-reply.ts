@@ -19,7 +19,6 @@
  */
 import { promptText, toolAsk } from "./mock-intent.js";
 
-
 export interface MockRequest {
   model: string;
   messages: Array<{ role: string; content: unknown }>;
@@ -171,7 +170,12 @@ function plan(req: MockRequest): Plan {
       blocks.push({ kind: "text", text: `${reply} (No tool call: ${ask.reason}.)` });
     } else {
       blocks.push({ kind: "text", text: `Calling the ${ask.call.name} tool.` });
-      blocks.push({ kind: "tool_use", id: `toolu_mock_${messages.length}`, name: ask.call.name, inputJson: JSON.stringify(ask.call.input) });
+      blocks.push({
+        kind: "tool_use",
+        id: `toolu_mock_${messages.length}`,
+        name: ask.call.name,
+        inputJson: JSON.stringify(ask.call.input),
+      });
       stopReason = "tool_use";
     }
   }
@@ -319,10 +323,7 @@ export function mockStreamFrames(req: MockRequest, id: string, textEvents: numbe
       }
       case "text": {
         frames.push(
-          frame(
-            "content_block_start",
-            `{"type":"content_block_start","index":${index},"content_block":{"type":"text","text":""}}`,
-          ),
+          frame("content_block_start", `{"type":"content_block_start","index":${index},"content_block":{"type":"text","text":""}}`),
         );
         if (index === 0) frames.push(PING);
         for (const piece of split(b.text, events)) {

@@ -40,7 +40,8 @@ export function parseModelsQuery(query: string): ModelsQuery | string {
   const out: ModelsQuery = { limit: MODELS_DEFAULT_LIMIT, afterId: q.get("after_id"), beforeId: q.get("before_id") };
   const l = q.get("limit");
   if (l !== null) {
-    if (!/^\d{1,4}$/.test(l) || Number(l) < 1 || Number(l) > MODELS_MAX_LIMIT) return `limit: expected an integer from 1 to ${MODELS_MAX_LIMIT}, got ${JSON.stringify(l.slice(0, 20))}`;
+    if (!/^\d{1,4}$/.test(l) || Number(l) < 1 || Number(l) > MODELS_MAX_LIMIT)
+      return `limit: expected an integer from 1 to ${MODELS_MAX_LIMIT}, got ${JSON.stringify(l.slice(0, 20))}`;
     out.limit = Number(l);
   }
   if (out.afterId !== null && out.beforeId !== null) return "after_id and before_id cannot be used together";
@@ -65,7 +66,11 @@ export function readModelsPage(body: unknown): { models: ModelInfo[]; hasMore: b
     });
   }
   const b = body as { has_more?: unknown; last_id?: unknown };
-  return { models, hasMore: b.has_more === true, lastId: typeof b.last_id === "string" ? b.last_id : (models[models.length - 1]?.id ?? null) };
+  return {
+    models,
+    hasMore: b.has_more === true,
+    lastId: typeof b.last_id === "string" ? b.last_id : (models[models.length - 1]?.id ?? null),
+  };
 }
 
 interface Item {
@@ -101,7 +106,15 @@ export class ModelCatalog {
       if (byId.has(m.id)) return;
       byId.set(m.id, items.length);
       const t = Date.parse(m.created_at);
-      items.push({ type: "model", id: m.id, display_name: m.display_name, created_at: m.created_at, object: "model", created: Number.isNaN(t) ? 0 : Math.floor(t / 1000), owned_by: owner });
+      items.push({
+        type: "model",
+        id: m.id,
+        display_name: m.display_name,
+        created_at: m.created_at,
+        object: "model",
+        created: Number.isNaN(t) ? 0 : Math.floor(t / 1000),
+        owned_by: owner,
+      });
     };
     for (const id of this.routed) {
       const owner = this.router.resolve(id)?.targets[0]!.provider.name ?? "portcullis";
@@ -144,6 +157,12 @@ export class ModelCatalog {
     }
     const data = all.slice(start, end);
     const hasMore = q.beforeId !== null ? start > 0 : end < all.length;
-    return JSON.stringify({ object: "list", data, has_more: hasMore, first_id: data[0]?.id ?? null, last_id: data[data.length - 1]?.id ?? null });
+    return JSON.stringify({
+      object: "list",
+      data,
+      has_more: hasMore,
+      first_id: data[0]?.id ?? null,
+      last_id: data[data.length - 1]?.id ?? null,
+    });
   }
 }

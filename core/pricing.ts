@@ -68,7 +68,14 @@ export class PriceTable {
       const label = prefix ? name.slice(0, -1) : name;
       let index = labels.indexOf(label);
       if (index < 0) index = labels.push(label) - 1;
-      const p: Price = Object.freeze({ label, index, input: e.input, output: e.output, cacheWrite: e.cache_write, cacheRead: e.cache_read });
+      const p: Price = Object.freeze({
+        label,
+        index,
+        input: e.input,
+        output: e.output,
+        cacheWrite: e.cache_write,
+        cacheRead: e.cache_read,
+      });
       if (prefix) this.prefixes.push({ prefix: label, price: p });
       else this.exact.set(label, p);
     }

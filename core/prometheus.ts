@@ -60,7 +60,9 @@ export function renderPrometheus(s: Snapshot, gauges: readonly GaugeLine[] = [],
   out.push("# HELP upstream_connection_waits_total Upstream attempts that got a pool connection, by provider.");
   out.push("# TYPE upstream_connection_waits_total counter");
   for (const w of s.poolWaits) out.push(`upstream_connection_waits_total{provider="${esc(w.provider)}"} ${w.count}`);
-  out.push("# HELP upstream_connection_wait_seconds_total Time upstream attempts spent waiting for a pool connection (UPSTREAM_CONNECTIONS), by provider.");
+  out.push(
+    "# HELP upstream_connection_wait_seconds_total Time upstream attempts spent waiting for a pool connection (UPSTREAM_CONNECTIONS), by provider.",
+  );
   out.push("# TYPE upstream_connection_wait_seconds_total counter");
   for (const w of s.poolWaits) out.push(`upstream_connection_wait_seconds_total{provider="${esc(w.provider)}"} ${w.sumSeconds}`);
   if (s.policyDrops.length > 0) {

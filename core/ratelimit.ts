@@ -23,7 +23,8 @@ const MAX_AHEAD_MINUTES = 30;
 const MAX_AHEAD = MAX_AHEAD_MINUTES * MINUTE;
 
 // Per key (at k * STRIDE): [requests TAT, its last-write minute, tokens TAT (S_TPM), its last-write minute].
-const S_TPM = 2, STRIDE = 4;
+const S_TPM = 2,
+  STRIDE = 4;
 
 export interface Limits {
   requestsPerMinute: number; // 0 = unlimited
@@ -78,7 +79,8 @@ export class RateLimiter {
     const T = MINUTE / perMinute; // µs per unit
     const tau = MINUTE; // burst tolerance: a full minute
     const now = this.clock.now();
-    const now32 = now | 0, minute = Math.floor(now / MINUTE);
+    const now32 = now | 0,
+      minute = Math.floor(now / MINUTE);
     for (;;) {
       const tat0 = Atomics.load(i, slot);
       const was = this.ahead(slot, tat0, now32, minute);
@@ -124,10 +126,12 @@ export class RateLimiter {
   /** Charge the real token usage after a response (may put the bucket in debt, up to MAX_AHEAD). */
   chargeTokens(k: number, l: Limits, tokens: number): void {
     if (l.tokensPerMinute <= 0 || tokens <= 0) return;
-    const i = this.i32, slot = k * STRIDE + S_TPM;
+    const i = this.i32,
+      slot = k * STRIDE + S_TPM;
     const T = MINUTE / l.tokensPerMinute;
     const now = this.clock.now();
-    const now32 = now | 0, minute = Math.floor(now / MINUTE);
+    const now32 = now | 0,
+      minute = Math.floor(now / MINUTE);
     for (;;) {
       const tat0 = Atomics.load(i, slot);
       const ahead = Math.min(this.ahead(slot, tat0, now32, minute) + Math.ceil(tokens * T), MAX_AHEAD);

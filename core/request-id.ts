@@ -18,7 +18,8 @@ export class RequestIds {
 
   /** `processPart`: 1-32 letters and digits (no separator); `thread`: the acceptor index. */
   constructor(processPart: string, thread: number) {
-    if (!PROCESS_PART.test(processPart)) throw new Error(`request id prefix must be 1-32 letters or digits, got ${JSON.stringify(processPart)}`);
+    if (!PROCESS_PART.test(processPart))
+      throw new Error(`request id prefix must be 1-32 letters or digits, got ${JSON.stringify(processPart)}`);
     if (!Number.isInteger(thread) || thread < 0) throw new Error(`thread index must be a non-negative integer, got ${thread}`);
     this.prefix = `req_${processPart}_${thread.toString(36)}_`;
   }

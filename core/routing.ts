@@ -36,7 +36,8 @@ export class Router {
   constructor(routes: readonly RouteConfig[], providers: readonly ProviderRuntime[], defaultProvider: string | null) {
     const byName = new Map(providers.map((p) => [p.name, p]));
     for (const r of routes) {
-      const mk = (t: { provider: string; model: string | null }): Target => Object.freeze({ provider: byName.get(t.provider)!, upstreamModel: t.model });
+      const mk = (t: { provider: string; model: string | null }): Target =>
+        Object.freeze({ provider: byName.get(t.provider)!, upstreamModel: t.model });
       const deps = r.deployments ?? [];
       const members = [mk(r), ...deps.map(mk)];
       const fallbacks = r.fallbacks.map(mk);
@@ -47,7 +48,12 @@ export class Router {
     }
     this.prefixes.sort((a, b) => b.prefix.length - a.prefix.length);
     this.fallback =
-      defaultProvider === null ? null : Object.freeze({ targets: Object.freeze([Object.freeze({ provider: byName.get(defaultProvider)!, upstreamModel: null })]), pool: null });
+      defaultProvider === null
+        ? null
+        : Object.freeze({
+            targets: Object.freeze([Object.freeze({ provider: byName.get(defaultProvider)!, upstreamModel: null })]),
+            pool: null,
+          });
     this.listed = Object.freeze([...this.exact.keys()]);
   }
 

@@ -5,7 +5,11 @@
  * hot path reads that verdict (one Atomics.load) and compares the shared active-request
  * gauge with its threshold (one more load): nothing is computed per request.
  */
-export const SHED_NONE = 0, SHED_HEAP = 1, SHED_MEMORY = 2, SHED_ACTIVE = 3, SHED_EVENT_LOOP = 4;
+export const SHED_NONE = 0,
+  SHED_HEAP = 1,
+  SHED_MEMORY = 2,
+  SHED_ACTIVE = 3,
+  SHED_EVENT_LOOP = 4;
 
 export interface ShedSettings {
   heapThreshold: number;

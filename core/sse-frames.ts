@@ -11,8 +11,10 @@ const CRLFCRLF = Buffer.from("\r\n\r\n");
 
 /** Index just after the last blank line (`\n\n` or `\r\n\r\n`) in `b`, or -1. */
 function lastEventEnd(b: Buffer): number {
-  const a = b.lastIndexOf(LFLF), c = b.lastIndexOf(CRLFCRLF);
-  const ea = a < 0 ? -1 : a + 2, ec = c < 0 ? -1 : c + 4;
+  const a = b.lastIndexOf(LFLF),
+    c = b.lastIndexOf(CRLFCRLF);
+  const ea = a < 0 ? -1 : a + 2,
+    ec = c < 0 ? -1 : c + 4;
   return ea > ec ? ea : ec;
 }
 

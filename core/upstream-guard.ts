@@ -67,6 +67,8 @@ const KEY_LIKE = /\b(sk-[A-Za-z0-9_-]{4})[A-Za-z0-9_-]+|\b(Bearer\s+)[^\s"'<]+/g
 export function redactSnippet(text: string, secrets: readonly string[], max: number): string {
   let s = text.length > max * 2 ? text.slice(0, max * 2) : text;
   for (const k of secrets) if (k.length >= 4) s = s.split(k).join("[redacted]");
-  s = s.replace(KEY_LIKE, (_m, sk: string | undefined, bearer: string | undefined) => (sk !== undefined ? `${sk}…[redacted]` : `${bearer}[redacted]`));
+  s = s.replace(KEY_LIKE, (_m, sk: string | undefined, bearer: string | undefined) =>
+    sk !== undefined ? `${sk}…[redacted]` : `${bearer}[redacted]`,
+  );
   return s.length > max ? s.slice(0, max) + "…" : s;
 }

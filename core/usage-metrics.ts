@@ -10,7 +10,12 @@ import { LIMIT_NAMES } from "./budget.js";
 import { add64, read64 } from "./atomic64.js";
 
 /** Per (provider, model): input, output, cache write, cache read tokens, cost (µ$). */
-const K_IN = 0, K_OUT = 1, K_CW = 2, K_CR = 3, K_COST = 4, N_K = 5;
+const K_IN = 0,
+  K_OUT = 1,
+  K_CW = 2,
+  K_CR = 3,
+  K_COST = 4,
+  N_K = 5;
 
 /** Header Int32 slots. */
 export const H_LEDGER_OK = 0; // 1 while the ledger answered its last write / ping
@@ -62,7 +67,8 @@ export class UsageMetrics {
     this.i32 = new Int32Array(sab);
   }
   record(provider: number, model: number, input: number, output: number, cacheWrite: number, cacheRead: number, micros: number): void {
-    const c = this.layout.cell(provider, model), u = this.u32;
+    const c = this.layout.cell(provider, model),
+      u = this.u32;
     add64(u, c + K_IN * 2, input);
     add64(u, c + K_OUT * 2, output);
     add64(u, c + K_CW * 2, cacheWrite);
@@ -129,18 +135,41 @@ export function renderUsagePrometheus(l: UsageLayout, sab: SharedArrayBuffer): s
   }
   out.push("# HELP budget_blocks_total Requests refused by a key's budget, by limit.", "# TYPE budget_blocks_total counter");
   for (let b = 0; b < BLOCK_NAMES.length; b++) out.push(`budget_blocks_total{limit="${BLOCK_NAMES[b]}"} ${read64(u, l.blocksOff + b * 2)}`);
-  out.push("# HELP pricing_unknown_model_total Responses for models the price table does not know (cost 0).", "# TYPE pricing_unknown_model_total counter");
+  out.push(
+    "# HELP pricing_unknown_model_total Responses for models the price table does not know (cost 0).",
+    "# TYPE pricing_unknown_model_total counter",
+  );
   for (let p = 0; p < l.providers.length; p++) {
     const v = read64(u, l.unknownOff + p * 2);
     if (v > 0) out.push(`pricing_unknown_model_total{provider="${esc(l.providers[p]!)}"} ${v}`);
   }
-  out.push("# HELP usage_unreadable_total Successful replies whose token usage could not be read (the request was charged its reservation).", "# TYPE usage_unreadable_total counter");
-  for (let p = 0; p < l.providers.length; p++) out.push(`usage_unreadable_total{provider="${esc(l.providers[p]!)}"} ${read64(u, l.unreadableOff + p * 2)}`);
+  out.push(
+    "# HELP usage_unreadable_total Successful replies whose token usage could not be read (the request was charged its reservation).",
+    "# TYPE usage_unreadable_total counter",
+  );
+  for (let p = 0; p < l.providers.length; p++)
+    out.push(`usage_unreadable_total{provider="${esc(l.providers[p]!)}"} ${read64(u, l.unreadableOff + p * 2)}`);
   const h = new Int32Array(sab);
-  out.push("# HELP ledger_up 1 while the SQLite ledger accepts writes.", "# TYPE ledger_up gauge", `ledger_up ${Atomics.load(h, H_LEDGER_OK)}`);
-  out.push("# HELP ledger_size_bytes The SQLite ledger's size on disk (database and WAL, KiB resolution).", "# TYPE ledger_size_bytes gauge", `ledger_size_bytes ${Atomics.load(h, H_LEDGER_KIB) * 1024}`);
-  out.push("# HELP ledger_queued_rows Usage and audit rows waiting for the ledger (grows while it fails, up to LEDGER_QUEUE_MAX).", "# TYPE ledger_queued_rows gauge", `ledger_queued_rows ${Atomics.load(h, H_LEDGER_QUEUED)}`);
-  out.push("# HELP ledger_dropped_rows_total Rows dropped because the ledger backlog passed LEDGER_QUEUE_MAX.", "# TYPE ledger_dropped_rows_total counter", `ledger_dropped_rows_total ${Atomics.load(h, H_LEDGER_DROPPED)}`);
+  out.push(
+    "# HELP ledger_up 1 while the SQLite ledger accepts writes.",
+    "# TYPE ledger_up gauge",
+    `ledger_up ${Atomics.load(h, H_LEDGER_OK)}`,
+  );
+  out.push(
+    "# HELP ledger_size_bytes The SQLite ledger's size on disk (database and WAL, KiB resolution).",
+    "# TYPE ledger_size_bytes gauge",
+    `ledger_size_bytes ${Atomics.load(h, H_LEDGER_KIB) * 1024}`,
+  );
+  out.push(
+    "# HELP ledger_queued_rows Usage and audit rows waiting for the ledger (grows while it fails, up to LEDGER_QUEUE_MAX).",
+    "# TYPE ledger_queued_rows gauge",
+    `ledger_queued_rows ${Atomics.load(h, H_LEDGER_QUEUED)}`,
+  );
+  out.push(
+    "# HELP ledger_dropped_rows_total Rows dropped because the ledger backlog passed LEDGER_QUEUE_MAX.",
+    "# TYPE ledger_dropped_rows_total counter",
+    `ledger_dropped_rows_total ${Atomics.load(h, H_LEDGER_DROPPED)}`,
+  );
   return out.join("\n") + "\n";
 }
 

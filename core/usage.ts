@@ -18,7 +18,8 @@ export function lastNumberField(buf: Uint8Array, key: string): number {
   if (at < 0) return -1;
   let i = at + needle.length;
   while (i < b.length && (b[i] === 0x20 || b[i] === 0x0a || b[i] === 0x0d || b[i] === 0x09)) i++;
-  let n = 0, digits = 0;
+  let n = 0,
+    digits = 0;
   while (i < b.length && b[i]! >= 0x30 && b[i]! <= 0x39) {
     n = n * 10 + (b[i]! - 0x30);
     i++;

@@ -17,7 +17,9 @@ const ID_BYTES = 128;
 const ID_U32 = ID_BYTES / 4;
 /** state, length, id, then 4 counters of 2 words. */
 export const USER_STRIDE = 2 + ID_U32 + 8;
-const EMPTY = 0, WRITING = 1, READY = 2;
+const EMPTY = 0,
+  WRITING = 1,
+  READY = 2;
 
 export class UserLayout {
   readonly off: number;
@@ -36,13 +38,17 @@ export class UserMetrics {
   private readonly scratch = new Uint8Array(ID_BYTES + 4);
   private readonly scratch32 = new Uint32Array(this.scratch.buffer);
   private readonly enc = new TextEncoder();
-  constructor(private readonly u32: Uint32Array, private readonly layout: UserLayout) {}
+  constructor(
+    private readonly u32: Uint32Array,
+    private readonly layout: UserLayout,
+  ) {}
 
   record(userId: string | null, input: number, output: number, micros: number): void {
     const L = this.layout;
     if (L.slots === 0) return;
     const o = userId === null || userId === "" ? L.off + L.slots * USER_STRIDE : this.slotOf(userId);
-    const u = this.u32, c = o + 2 + ID_U32;
+    const u = this.u32,
+      c = o + 2 + ID_U32;
     add64(u, c, 1);
     if (input > 0) add64(u, c + 2, input);
     if (output > 0) add64(u, c + 4, output);
@@ -50,7 +56,9 @@ export class UserMetrics {
   }
 
   private slotOf(id: string): number {
-    const L = this.layout, u = this.u32, s = this.scratch32;
+    const L = this.layout,
+      u = this.u32,
+      s = this.scratch32;
     s.fill(0);
     const len = Math.min(this.enc.encodeInto(id, this.scratch.subarray(0, ID_BYTES)).written, ID_BYTES);
     let h = 0x811c9dc5;
@@ -76,18 +84,26 @@ export class UserMetrics {
   }
 }
 
-export interface UserRow { user: string; requests: number; input_tokens: number; output_tokens: number; cost_usd: number }
+export interface UserRow {
+  user: string;
+  requests: number;
+  input_tokens: number;
+  output_tokens: number;
+  cost_usd: number;
+}
 
 /** The named users then "other" (when it has counted anything). */
 export function userSnapshot(u32: Uint32Array, layout: UserLayout): UserRow[] {
   const out: UserRow[] = [];
   const dec = new TextDecoder();
   for (let i = 0; i <= layout.slots && layout.slots > 0; i++) {
-    const o = layout.off + i * USER_STRIDE, c = o + 2 + ID_U32;
+    const o = layout.off + i * USER_STRIDE,
+      c = o + 2 + ID_U32;
     const requests = read64(u32, c);
     if (i < layout.slots && Atomics.load(u32, o) !== READY) continue;
     if (i === layout.slots && requests === 0) continue;
-    const user = i === layout.slots ? "other" : dec.decode(new Uint8Array(u32.slice(o + 2, o + 2 + ID_U32).buffer, 0, Atomics.load(u32, o + 1)));
+    const user =
+      i === layout.slots ? "other" : dec.decode(new Uint8Array(u32.slice(o + 2, o + 2 + ID_U32).buffer, 0, Atomics.load(u32, o + 1)));
     out.push({ user, requests, input_tokens: read64(u32, c + 2), output_tokens: read64(u32, c + 4), cost_usd: read64(u32, c + 6) / 1e6 });
   }
   return out;
@@ -107,7 +123,10 @@ export function renderUserPrometheus(u32: Uint32Array, layout: UserLayout): stri
     ...rows.map((r) => `gateway_user_requests_total{user="${esc(r.user)}"} ${r.requests}`),
     "# HELP gateway_user_tokens_total Tokens per developer, by direction.",
     "# TYPE gateway_user_tokens_total counter",
-    ...rows.flatMap((r) => [`gateway_user_tokens_total{user="${esc(r.user)}",direction="input"} ${r.input_tokens}`, `gateway_user_tokens_total{user="${esc(r.user)}",direction="output"} ${r.output_tokens}`]),
+    ...rows.flatMap((r) => [
+      `gateway_user_tokens_total{user="${esc(r.user)}",direction="input"} ${r.input_tokens}`,
+      `gateway_user_tokens_total{user="${esc(r.user)}",direction="output"} ${r.output_tokens}`,
+    ]),
     "# HELP gateway_user_cost_usd_total Cost per developer in USD.",
     "# TYPE gateway_user_cost_usd_total counter",
     ...rows.map((r) => `gateway_user_cost_usd_total{user="${esc(r.user)}"} ${r.cost_usd}`),

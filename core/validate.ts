@@ -224,11 +224,7 @@ function checkParts(req: MessagesRequestBase<EnvelopeParts>): string | null {
           const innerBlock = inner[k]!;
           const innerChecker = toolResultContentChecker(innerBlock.type);
           if (innerChecker !== undefined && !innerChecker.is(innerBlock)) {
-            return explain(
-              innerChecker,
-              innerBlock,
-              "messages." + i + ".content." + j + ".content." + k,
-            );
+            return explain(innerChecker, innerBlock, "messages." + i + ".content." + j + ".content." + k);
           }
         }
       }
@@ -243,10 +239,7 @@ function checkParts(req: MessagesRequestBase<EnvelopeParts>): string | null {
       let checker: Checker;
       if (type === undefined || type === null || type === "custom") {
         checker = customTool;
-      } else if (
-        (tool as { name?: unknown }).name === undefined &&
-        TOOLSET_TYPE_RE.test(type)
-      ) {
+      } else if ((tool as { name?: unknown }).name === undefined && TOOLSET_TYPE_RE.test(type)) {
         checker = toolset;
       } else {
         checker = serverTool;
@@ -338,8 +331,7 @@ const TYPE_NAMES: Record<string, string> = {
  */
 const TYPE_UNIONS: Record<string, string> = {
   "Base64Source | UrlSource | FileSource": '"base64" | "url" | "file"',
-  "Base64Source | UrlSource | FileSource | PlainTextSource | ContentSource":
-    '"base64" | "text" | "url" | "content" | "file"',
+  "Base64Source | UrlSource | FileSource | PlainTextSource | ContentSource": '"base64" | "text" | "url" | "content" | "file"',
   "TextBlock | ImageBlock": '"text" | "image"',
   "ToolChoiceAutoAnyNone | ToolChoiceTool": '"auto" | "any" | "none" | "tool"',
 };

@@ -15,7 +15,8 @@
   let latencyProviders = "";
   let keyRows = [];
   let lastUsed = {};
-  let sortBy = "name", sortDir = 1;
+  let sortBy = "name",
+    sortDir = 1;
 
   class Unauthorized extends Error {}
 
@@ -25,15 +26,27 @@
     if (r.status === 401) throw new Unauthorized("the admin key was refused");
     if (!r.ok) {
       let msg = r.status + " " + r.statusText;
-      try { msg = (await r.json()).error.message; } catch { /* not JSON */ }
+      try {
+        msg = (await r.json()).error.message;
+      } catch {
+        /* not JSON */
+      }
       throw new Error(msg);
     }
     return r;
   }
 
-  function text(el, v) { el.textContent = v; }
-  function fmt(n, d) { return n === null || n === undefined || Number.isNaN(n) ? "–" : Number(n).toLocaleString("en-US", { maximumFractionDigits: d === undefined ? 2 : d }); }
-  function usd(n) { return n === null || n === undefined ? "–" : "$" + Number(n).toFixed(4); }
+  function text(el, v) {
+    el.textContent = v;
+  }
+  function fmt(n, d) {
+    return n === null || n === undefined || Number.isNaN(n)
+      ? "–"
+      : Number(n).toLocaleString("en-US", { maximumFractionDigits: d === undefined ? 2 : d });
+  }
+  function usd(n) {
+    return n === null || n === undefined ? "–" : "$" + Number(n).toFixed(4);
+  }
   function cell(tr, v, cls) {
     const td = document.createElement("td");
     td.textContent = v;
@@ -41,7 +54,9 @@
     tr.appendChild(td);
     return td;
   }
-  function status(msg) { text($("status"), msg); }
+  function status(msg) {
+    text($("status"), msg);
+  }
 
   // ---- sign in / out ----
   function showApp(on) {
@@ -73,7 +88,9 @@
     status("Signed in.");
     refreshKeys().catch(failed);
     refreshUsage().catch(failed);
-    timer = setInterval(() => { refreshLive().catch(failed); }, 1000);
+    timer = setInterval(() => {
+      refreshLive().catch(failed);
+    }, 1000);
   }
   $("login-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -102,13 +119,18 @@
     }
   }
 
-  function sum(a, from) { let s = 0; for (let i = from; i < a.length; i++) s += a[i]; return s; }
+  function sum(a, from) {
+    let s = 0;
+    for (let i = from; i < a.length; i++) s += a[i];
+    return s;
+  }
 
   function renderLive(d) {
     const s = d.seconds;
     const n = s.requests.length;
     text($("stat-rps"), fmt(sum(s.requests, n - 10) / 10, 1));
-    const req60 = sum(s.requests, 0), err60 = sum(s.errors, 0);
+    const req60 = sum(s.requests, 0),
+      err60 = sum(s.errors, 0);
     text($("stat-error-rate"), req60 === 0 ? "0 %" : fmt((100 * err60) / req60, 1) + " %");
     text($("stat-active"), fmt(d.active, 0));
     text($("stat-requests"), fmt(d.totals.requests, 0));
@@ -152,7 +174,11 @@
     if (charts[id] === undefined) {
       // Points as well as lines: a second with traffic between empty ones is still visible.
       for (const s of series) s.points = { show: true, size: 5 };
-      charts[id] = new uPlot({ width, height: 200, series: [{}].concat(series), axes: [{}, { size: 60 }], legend: { live: false } }, data, el);
+      charts[id] = new uPlot(
+        { width, height: 200, series: [{}].concat(series), axes: [{}, { size: 60 }], legend: { live: false } },
+        data,
+        el,
+      );
     } else {
       charts[id].setData(data);
     }
@@ -160,47 +186,78 @@
 
   const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
   function renderCharts(s) {
-    chart("chart-rate", [
-      { label: "requests/s", stroke: "#1f77b4", width: 2 },
-      { label: "errors/s", stroke: "#d62728", width: 2, dash: [6, 4] },
-    ], [s.t, s.requests, s.errors]);
+    chart(
+      "chart-rate",
+      [
+        { label: "requests/s", stroke: "#1f77b4", width: 2 },
+        { label: "errors/s", stroke: "#d62728", width: 2, dash: [6, 4] },
+      ],
+      [s.t, s.requests, s.errors],
+    );
     const provs = Object.keys(s.providers);
     if (provs.join("|") !== latencyProviders && charts["chart-latency"] !== undefined) {
       charts["chart-latency"].destroy();
       delete charts["chart-latency"];
     }
     latencyProviders = provs.join("|");
-    const series = [], data = [s.t];
+    const series = [],
+      data = [s.t];
     provs.forEach((p, i) => {
       const c = COLOURS[i % COLOURS.length];
-      series.push({ label: p + " p50", stroke: c, width: 2 }, { label: p + " p95", stroke: c, width: 1, dash: [4, 3] }, { label: p + " p99", stroke: c, width: 1, dash: [1, 3] });
+      series.push(
+        { label: p + " p50", stroke: c, width: 2 },
+        { label: p + " p95", stroke: c, width: 1, dash: [4, 3] },
+        { label: p + " p99", stroke: c, width: 1, dash: [1, 3] },
+      );
       data.push(s.providers[p].p50, s.providers[p].p95, s.providers[p].p99);
     });
     chart("chart-latency", series, data);
-    chart("chart-overhead", [
-      { label: "overhead p50", stroke: "#2ca02c", width: 2 },
-      { label: "overhead p99", stroke: "#2ca02c", width: 1, dash: [4, 3] },
-    ], [s.t, s.overhead.p50, s.overhead.p99]);
+    chart(
+      "chart-overhead",
+      [
+        { label: "overhead p50", stroke: "#2ca02c", width: 2 },
+        { label: "overhead p99", stroke: "#2ca02c", width: 1, dash: [4, 3] },
+      ],
+      [s.t, s.overhead.p50, s.overhead.p99],
+    );
   }
 
-  function isoAgo(ms) { return new Date(Date.now() - ms).toISOString(); }
+  function isoAgo(ms) {
+    return new Date(Date.now() - ms).toISOString();
+  }
 
   async function refreshHour() {
     const u = await (await api("/admin/usage?group_by=model&from=" + encodeURIComponent(isoAgo(3600000)))).json();
-    let tin = 0, tout = 0, cost = 0;
-    for (const r of u.data) { tin += r.input_tokens || 0; tout += r.output_tokens || 0; cost += r.cost_usd || 0; }
+    let tin = 0,
+      tout = 0,
+      cost = 0;
+    for (const r of u.data) {
+      tin += r.input_tokens || 0;
+      tout += r.output_tokens || 0;
+      cost += r.cost_usd || 0;
+    }
     text($("stat-tokens-in"), fmt(tin, 0));
     text($("stat-tokens-out"), fmt(tout, 0));
     text($("stat-cost-hour"), usd(cost));
   }
 
   // ---- keys ----
-  function limitOf(k, which) { return k.limits && typeof k.limits[which] === "number" ? k.limits[which] : null; }
+  function limitOf(k, which) {
+    return k.limits && typeof k.limits[which] === "number" ? k.limits[which] : null;
+  }
   function burn(td, spent, cap) {
-    if (cap === null) { td.textContent = spent === null ? "no budget" : usd(spent) + " (no budget)"; return; }
+    if (cap === null) {
+      td.textContent = spent === null ? "no budget" : usd(spent) + " (no budget)";
+      return;
+    }
     const pct = cap === 0 ? 100 : Math.min(100, (100 * (spent || 0)) / cap);
     const m = document.createElement("meter");
-    m.min = 0; m.max = 100; m.value = pct; m.low = 70; m.high = 90; m.optimum = 0;
+    m.min = 0;
+    m.max = 100;
+    m.value = pct;
+    m.low = 70;
+    m.high = 90;
+    m.optimum = 0;
     m.setAttribute("aria-label", "budget used");
     const label = document.createElement("span");
     label.textContent = " " + usd(spent || 0) + " of " + usd(cap) + " (" + fmt(pct, 0) + " %)";
@@ -209,15 +266,24 @@
   }
   function sortValue(k) {
     switch (sortBy) {
-      case "id": return k.id;
-      case "day": return k.spend ? k.spend.day_usd : -1;
-      case "month": return k.spend ? k.spend.month_usd : -1;
-      case "last": return lastUsed[k.id] || "";
-      default: return k.name.toLowerCase();
+      case "id":
+        return k.id;
+      case "day":
+        return k.spend ? k.spend.day_usd : -1;
+      case "month":
+        return k.spend ? k.spend.month_usd : -1;
+      case "last":
+        return lastUsed[k.id] || "";
+      default:
+        return k.name.toLowerCase();
     }
   }
   function renderKeys() {
-    const rows = keyRows.slice().sort((a, b) => { const x = sortValue(a), y = sortValue(b); return x < y ? -sortDir : x > y ? sortDir : 0; });
+    const rows = keyRows.slice().sort((a, b) => {
+      const x = sortValue(a),
+        y = sortValue(b);
+      return x < y ? -sortDir : x > y ? sortDir : 0;
+    });
     const tb = $("keys-table").tBodies[0];
     tb.replaceChildren();
     for (const k of rows) {
@@ -233,10 +299,14 @@
       const act = cell(tr, "");
       if (!k.revoked_at) {
         const edit = document.createElement("button");
-        edit.type = "button"; edit.textContent = "Edit"; edit.setAttribute("aria-label", "Edit key " + k.name);
+        edit.type = "button";
+        edit.textContent = "Edit";
+        edit.setAttribute("aria-label", "Edit key " + k.name);
         edit.addEventListener("click", () => editKey(k));
         const rev = document.createElement("button");
-        rev.type = "button"; rev.textContent = "Revoke"; rev.setAttribute("aria-label", "Revoke key " + k.name);
+        rev.type = "button";
+        rev.textContent = "Revoke";
+        rev.setAttribute("aria-label", "Revoke key " + k.name);
         rev.addEventListener("click", () => revokeKey(k));
         act.replaceChildren(edit, document.createTextNode(" "), rev);
       }
@@ -259,15 +329,23 @@
   }
   for (const b of $("keys-table").tHead.querySelectorAll("button[data-sort]")) {
     b.addEventListener("click", () => {
-      if (sortBy === b.dataset.sort) sortDir = -sortDir; else { sortBy = b.dataset.sort; sortDir = 1; }
+      if (sortBy === b.dataset.sort) sortDir = -sortDir;
+      else {
+        sortBy = b.dataset.sort;
+        sortDir = 1;
+      }
       renderKeys();
     });
   }
   function keyInput() {
     const body = { name: $("key-name").value.trim() };
-    const models = $("key-models").value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    const models = $("key-models")
+      .value.split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== "");
     const limits = {};
-    const day = $("key-usd-day").value, month = $("key-usd-month").value;
+    const day = $("key-usd-day").value,
+      month = $("key-usd-month").value;
     if (day !== "") limits.usd_per_day = Number(day);
     if (month !== "") limits.usd_per_month = Number(month);
     return { body, models, limits };
@@ -301,14 +379,20 @@
       if (id === "") {
         if (models.length > 0) body.models = models;
         if (Object.keys(limits).length > 0) body.limits = limits;
-        const created = await (await api("/admin/keys", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })).json();
+        const created = await (
+          await api("/admin/keys", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })
+        ).json();
         text($("secret"), created.key);
         $("secret-box").hidden = false;
         $("secret-dismiss").focus();
       } else {
         body.models = models.length > 0 ? models : null;
         body.limits = limits;
-        await api("/admin/keys/" + encodeURIComponent(id), { method: "PATCH", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+        await api("/admin/keys/" + encodeURIComponent(id), {
+          method: "PATCH",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(body),
+        });
         status("Key " + id + " updated.");
       }
       resetKeyForm();
@@ -346,7 +430,9 @@
       tb.appendChild(tr);
     }
   }
-  function usageFrom() { return isoAgo(Number($("usage-window").value)); }
+  function usageFrom() {
+    return isoAgo(Number($("usage-window").value));
+  }
   async function refreshUsage() {
     const from = encodeURIComponent(usageFrom());
     const get = (g) => api("/admin/usage?group_by=" + g + "&from=" + from).then((r) => r.json());
@@ -376,5 +462,6 @@
     }
   });
 
-  if (adminKey !== null) start(); else showApp(false);
+  if (adminKey !== null) start();
+  else showApp(false);
 })();

@@ -34,27 +34,41 @@ const MODEL_ID = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
 const procs: Proc[] = [];
 const dir = mkdtempSync(join(tmpdir(), "portcullis-bedrock-load-"));
 try {
-  const mock = await startPortPrinter("mock", here("./mock-upstream.js"), ["--aws-credentials", `${AKID}:${SECRET}`, "--bedrock-api-key", "bedrock-load-key"]);
+  const mock = await startPortPrinter("mock", here("./mock-upstream.js"), [
+    "--aws-credentials",
+    `${AKID}:${SECRET}`,
+    "--bedrock-api-key",
+    "bedrock-load-key",
+  ]);
   procs.push(mock);
   const ceiling = await startPortPrinter("ceiling", here("./ceiling.js"), ["--port", "0", "--upstream", `http://127.0.0.1:${mock.port}`]);
   procs.push(ceiling);
   const mockUrl = `http://127.0.0.1:${mock.port}`;
   const cfg = join(dir, "gateway.json");
-  writeFileSync(cfg, JSON.stringify({
-    providers: {
-      anthropic: { type: "anthropic", base_url: mockUrl, api_key: "sk-upstream-key-123" },
-      sigv4: { type: "bedrock", region: "us-east-1", base_url: mockUrl },
-      apikey: { type: "bedrock", region: "us-east-1", base_url: mockUrl, api_key: "bedrock-load-key" },
-    },
-    routes: [
-      { match: "claude-sigv4-*", provider: "sigv4", model: MODEL_ID },
-      { match: "claude-apikey-*", provider: "apikey", model: MODEL_ID },
-    ],
-    default_provider: "anthropic",
-  }));
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      providers: {
+        anthropic: { type: "anthropic", base_url: mockUrl, api_key: "sk-upstream-key-123" },
+        sigv4: { type: "bedrock", region: "us-east-1", base_url: mockUrl },
+        apikey: { type: "bedrock", region: "us-east-1", base_url: mockUrl, api_key: "bedrock-load-key" },
+      },
+      routes: [
+        { match: "claude-sigv4-*", provider: "sigv4", model: MODEL_ID },
+        { match: "claude-apikey-*", provider: "apikey", model: MODEL_ID },
+      ],
+      default_provider: "anthropic",
+    }),
+  );
   const gw = await startGateway(here("../server/main.js"), {
-    HTTP_THREADS: "1", CONFIG_FILE: cfg, GATEWAY_API_KEYS: CLIENT_KEY, LOG_LEVEL: "info", LOG_FILE: join(dir, "gw.log"),
-    AWS_ACCESS_KEY_ID: AKID, AWS_SECRET_ACCESS_KEY: SECRET, DATABASE_PATH: join(dir, "ledger.db"),
+    HTTP_THREADS: "1",
+    CONFIG_FILE: cfg,
+    GATEWAY_API_KEYS: CLIENT_KEY,
+    LOG_LEVEL: "info",
+    LOG_FILE: join(dir, "gw.log"),
+    AWS_ACCESS_KEY_ID: AKID,
+    AWS_SECRET_ACCESS_KEY: SECRET,
+    DATABASE_PATH: join(dir, "ledger.db"),
   });
   procs.push(gw);
 
@@ -69,12 +83,40 @@ try {
   const signed = await signer.sign(path, { "content-type": "application/json", accept: "application/json" }, bbody);
   creds.close();
   const targets: Target[] = [
-    { name: "mock, Anthropic route", port: mock.port, pid: mock.child.pid!, path: "/v1/messages", headers: h, body: bodyFor("claude-sonnet-4-5") },
+    {
+      name: "mock, Anthropic route",
+      port: mock.port,
+      pid: mock.child.pid!,
+      path: "/v1/messages",
+      headers: h,
+      body: bodyFor("claude-sonnet-4-5"),
+    },
     { name: "mock, Bedrock route (pre-signed)", port: mock.port, pid: mock.child.pid!, path, headers: signed, body: bbody.toString() },
     { name: "ceiling", port: ceiling.port, pid: ceiling.child.pid!, path: "/v1/messages", headers: h, body: bodyFor("claude-sonnet-4-5") },
-    { name: "gateway → anthropic", port: gw.port, pid: gw.child.pid!, path: "/v1/messages", headers: h, body: bodyFor("claude-sonnet-4-5") },
-    { name: "gateway → bedrock (SigV4)", port: gw.port, pid: gw.child.pid!, path: "/v1/messages", headers: h, body: bodyFor("claude-sigv4-sonnet") },
-    { name: "gateway → bedrock (API key)", port: gw.port, pid: gw.child.pid!, path: "/v1/messages", headers: h, body: bodyFor("claude-apikey-sonnet") },
+    {
+      name: "gateway → anthropic",
+      port: gw.port,
+      pid: gw.child.pid!,
+      path: "/v1/messages",
+      headers: h,
+      body: bodyFor("claude-sonnet-4-5"),
+    },
+    {
+      name: "gateway → bedrock (SigV4)",
+      port: gw.port,
+      pid: gw.child.pid!,
+      path: "/v1/messages",
+      headers: h,
+      body: bodyFor("claude-sigv4-sonnet"),
+    },
+    {
+      name: "gateway → bedrock (API key)",
+      port: gw.port,
+      pid: gw.child.pid!,
+      path: "/v1/messages",
+      headers: h,
+      body: bodyFor("claude-apikey-sonnet"),
+    },
   ];
   const runs = new Map<string, RunResult[]>(targets.map((t) => [t.name, []]));
   for (let r = 0; r < rounds; r++) {
@@ -85,11 +127,21 @@ try {
     }
   }
   const ceil = median(runs.get("ceiling")!.map((x) => x.req_per_s));
-  process.stdout.write(`\n${connections} connections, ${duration} s × ${rounds} rounds, small body, 1 gateway thread\n\n| target | req/s (median) | × ceiling | p99 ms | non-2xx |\n| --- | --- | --- | --- | --- |\n`);
+  process.stdout.write(
+    `\n${connections} connections, ${duration} s × ${rounds} rounds, small body, 1 gateway thread\n\n| target | req/s (median) | × ceiling | p99 ms | non-2xx |\n| --- | --- | --- | --- | --- |\n`,
+  );
   for (const t of targets) {
     const rs = runs.get(t.name)!;
     const rps = median(rs.map((x) => x.req_per_s));
-    const bad = rs.reduce((n, x) => n + Object.entries(x.statuses).filter(([s]) => !s.startsWith("2")).reduce((a, [, v]) => a + v, 0) + x.errors, 0);
+    const bad = rs.reduce(
+      (n, x) =>
+        n +
+        Object.entries(x.statuses)
+          .filter(([s]) => !s.startsWith("2"))
+          .reduce((a, [, v]) => a + v, 0) +
+        x.errors,
+      0,
+    );
     process.stdout.write(`| ${t.name} | ${fmt(rps)} | ${(rps / ceil).toFixed(2)} | ${fmt(median(rs.map((x) => x.p99_ms)))} | ${bad} |\n`);
   }
 } finally {

@@ -28,13 +28,27 @@ const KEY = "sk-loadtest-cache-key-01";
 const HEADERS = { "content-type": "application/json", "anthropic-version": "2023-06-01", "x-api-key": KEY };
 
 /** Like loadRun, over several bodies in turn (autocannon's `requests`), req/s only. */
-async function rotatingRun(port: number, bodies: readonly string[], connections: number, duration: number): Promise<{ req_per_s: number; non2xx: number }> {
-  const r = await autocannon({ url: `http://127.0.0.1:${port}/v1/messages`, connections, duration, method: "POST", headers: HEADERS, requests: bodies.map((body) => ({ method: "POST", body })) } as unknown as Parameters<typeof autocannon>[0]); // `requests` is missing from loadtest/types
+async function rotatingRun(
+  port: number,
+  bodies: readonly string[],
+  connections: number,
+  duration: number,
+): Promise<{ req_per_s: number; non2xx: number }> {
+  const r = await autocannon({
+    url: `http://127.0.0.1:${port}/v1/messages`,
+    connections,
+    duration,
+    method: "POST",
+    headers: HEADERS,
+    requests: bodies.map((body) => ({ method: "POST", body })),
+  } as unknown as Parameters<typeof autocannon>[0]); // `requests` is missing from loadtest/types
   return { req_per_s: r.requests.total / duration, non2xx: r.non2xx };
 }
 
 async function redisServer(port: number): Promise<Proc> {
-  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   await new Promise<void>((resolve, reject) => {
     let out = "";
     const t = setTimeout(() => reject(new Error("redis-server did not start")), 15_000);
@@ -69,32 +83,68 @@ async function main(): Promise<void> {
     procs.push(sse);
     const ceiling = await startPortPrinter("ceiling", here("./ceiling.js"), ["--port", "0", "--upstream", `http://127.0.0.1:${mock.port}`]);
     procs.push(ceiling);
-    const ceilingSse = await startPortPrinter("ceiling-sse", here("./ceiling.js"), ["--port", "0", "--upstream", `http://127.0.0.1:${sse.port}`]);
+    const ceilingSse = await startPortPrinter("ceiling-sse", here("./ceiling.js"), [
+      "--port",
+      "0",
+      "--upstream",
+      `http://127.0.0.1:${sse.port}`,
+    ]);
     procs.push(ceilingSse);
     const redis = await redisServer(await freePort());
     procs.push(redis);
     const cfgFile = join(dir, "gateway.json");
-    writeFileSync(cfgFile, JSON.stringify({ providers: { sse: { type: "anthropic", base_url: `http://127.0.0.1:${sse.port}`, api_key: "sk-upstream-sse-123" } }, routes: [{ match: "claude-stream-*", provider: "sse" }] }));
+    writeFileSync(
+      cfgFile,
+      JSON.stringify({
+        providers: { sse: { type: "anthropic", base_url: `http://127.0.0.1:${sse.port}`, api_key: "sk-upstream-sse-123" } },
+        routes: [{ match: "claude-stream-*", provider: "sse" }],
+      }),
+    );
     const env = {
-      HTTP_THREADS: threads, MODEL_PROVIDER: "anthropic", ANTHROPIC_API_BASE: `http://127.0.0.1:${mock.port}`, ANTHROPIC_API_KEY: "sk-upstream-key-123",
-      GATEWAY_API_KEYS: KEY, CONFIG_FILE: cfgFile, LOG_LEVEL: "info", CACHE_ENABLED: "true",
+      HTTP_THREADS: threads,
+      MODEL_PROVIDER: "anthropic",
+      ANTHROPIC_API_BASE: `http://127.0.0.1:${mock.port}`,
+      ANTHROPIC_API_KEY: "sk-upstream-key-123",
+      GATEWAY_API_KEYS: KEY,
+      CONFIG_FILE: cfgFile,
+      LOG_LEVEL: "info",
+      CACHE_ENABLED: "true",
     };
     const gw = await startGateway(here("../server/main.js"), { ...env, LOG_FILE: join(dir, "gw.log") });
     procs.push(gw);
-    const gwRedis = await startGateway(here("../server/main.js"), { ...env, LOG_FILE: join(dir, "gw-redis.log"), REDIS_URL: `redis://127.0.0.1:${redis.port}`, CACHE_MAX_BYTES: "1024", CACHE_MAX_ENTRY_BYTES: "1024" });
+    const gwRedis = await startGateway(here("../server/main.js"), {
+      ...env,
+      LOG_FILE: join(dir, "gw-redis.log"),
+      REDIS_URL: `redis://127.0.0.1:${redis.port}`,
+      CACHE_MAX_BYTES: "1024",
+      CACHE_MAX_ENTRY_BYTES: "1024",
+    });
     procs.push(gwRedis);
 
     const small = JSON.stringify({ ...smallRequest(), temperature: 0 });
     const small2 = JSON.stringify({ ...smallRequest(), temperature: 0, max_tokens: 65 });
     const stream = JSON.stringify({ ...smallRequest(), temperature: 0, model: "claude-stream-sonnet", stream: true });
-    const mk = (name: string, p: Proc, body: string): Target => ({ name, port: p.port, pid: p.child.pid ?? null, path: "/v1/messages", headers: HEADERS, body });
+    const mk = (name: string, p: Proc, body: string): Target => ({
+      name,
+      port: p.port,
+      pid: p.child.pid ?? null,
+      path: "/v1/messages",
+      headers: HEADERS,
+      body,
+    });
     // Store the entries (and check they are hits).
-    for (const [p, b] of [[gw, small], [gw, stream], [gwRedis, small], [gwRedis, small2]] as const) {
+    for (const [p, b] of [
+      [gw, small],
+      [gw, stream],
+      [gwRedis, small],
+      [gwRedis, small2],
+    ] as const) {
       for (let i = 0; i < 2; i++) {
         const r = await fetch(`http://127.0.0.1:${p.port}/v1/messages`, { method: "POST", headers: HEADERS, body: b });
         await r.arrayBuffer();
         if (r.status !== 200) throw new Error(`warm-up: status ${r.status}`);
-        if (i === 1 && r.headers.get("x-portcullis-cache") !== "hit" && p === gw) throw new Error("warm-up: the second request was not a hit");
+        if (i === 1 && r.headers.get("x-portcullis-cache") !== "hit" && p === gw)
+          throw new Error("warm-up: the second request was not a hit");
       }
     }
     const groups = [
@@ -111,7 +161,9 @@ async function main(): Promise<void> {
         const h = await loadRun(g.gateway, connections, duration);
         results[g.id]!.ceiling.push(c.req_per_s);
         results[g.id]!.gateway.push(h.req_per_s);
-        log(`  ${g.id} round ${r + 1}: ceiling ${fmt(c.req_per_s)} req/s, gateway ${fmt(h.req_per_s)} req/s, statuses ${JSON.stringify(h.statuses)}`);
+        log(
+          `  ${g.id} round ${r + 1}: ceiling ${fmt(c.req_per_s)} req/s, gateway ${fmt(h.req_per_s)} req/s, statuses ${JSON.stringify(h.statuses)}`,
+        );
       }
       const c = await rotatingRun(ceiling.port, [small, small2], connections, duration);
       const h = await rotatingRun(gwRedis.port, [small, small2], connections, duration);
@@ -128,7 +180,9 @@ async function main(): Promise<void> {
       rows.push([id, fmt(median(v.ceiling)), fmt(median(v.gateway)), `${fmt(ratio)}×`, `≥ ${want}×`, ratio >= want ? "yes" : "**no**"]);
     }
     process.stdout.write(`## Cache hits (autocannon, ${connections} connections, ${rounds} × ${duration} s, HTTP_THREADS=${threads})\n\n`);
-    process.stdout.write(markdownTable(["scenario", "ceiling req/s", "gateway req/s", "gateway ÷ ceiling", "target", "met"], rows) + "\n\n");
+    process.stdout.write(
+      markdownTable(["scenario", "ceiling req/s", "gateway req/s", "gateway ÷ ceiling", "target", "met"], rows) + "\n\n",
+    );
     process.stdout.write(`Redis gateway: cache hits counted ${hits}; its memory tier holds one entry, so each lookup went to Redis.\n`);
   } finally {
     await Promise.all(procs.map((p) => p.stop()));

@@ -11,8 +11,16 @@ import { fmt } from "../bench/format.js";
 export const CHART_PATH = fileURLToPath(new URL("../../docs/performance-chart.svg", import.meta.url));
 const RESULTS = fileURLToPath(new URL("../../loadtest/results.json", import.meta.url));
 
-interface Summary { target: string; req_per_s: number; p99_ms: number }
-interface Results { generated_at: string; threads: number | string; groups: { id: string; title: string; summaries: Summary[] }[] }
+interface Summary {
+  target: string;
+  req_per_s: number;
+  p99_ms: number;
+}
+interface Results {
+  generated_at: string;
+  threads: number | string;
+  groups: { id: string; title: string; summaries: Summary[] }[];
+}
 
 const NAMES: Record<string, string> = { small: "small body", large: "103 KB body", stream: "SSE, 50 events" };
 const COLORS: Record<string, string> = { ceiling: "#9aa5b1", gateway: "#2f6fde", gateway_1t: "#7fa7ef" };
@@ -20,22 +28,32 @@ const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
 
 export function chartSvg(r: Results): string {
   const shown = ["ceiling", "gateway", "gateway_1t"];
-  const W = 760, left = 150, barW = 230, gap = 40, rowH = 16;
+  const W = 760,
+    left = 150,
+    barW = 230,
+    gap = 40,
+    rowH = 16;
   const out: string[] = [];
   let y = 56;
   for (const g of r.groups) {
     const ss = g.summaries.filter((s) => shown.includes(s.target));
     if (ss.length === 0) continue;
     out.push(`<text x="10" y="${y + 12}" font-weight="bold">${esc(NAMES[g.id] ?? g.id)}</text>`);
-    const maxR = Math.max(...ss.map((s) => s.req_per_s)), maxP = Math.max(...ss.map((s) => s.p99_ms));
+    const maxR = Math.max(...ss.map((s) => s.req_per_s)),
+      maxP = Math.max(...ss.map((s) => s.p99_ms));
     for (const s of ss) {
       const c = COLORS[s.target]!;
       const label = s.target === "gateway_1t" ? "gateway, 1 thread" : s.target;
       out.push(`<text x="${left - 8}" y="${y + 12}" text-anchor="end" font-size="11">${label}</text>`);
-      const wr = Math.max(1, (s.req_per_s / maxR) * barW), wp = Math.max(1, (s.p99_ms / maxP) * barW);
-      out.push(`<rect x="${left}" y="${y + 2}" width="${wr.toFixed(1)}" height="${rowH - 4}" fill="${c}"/><text x="${left + wr + 4}" y="${y + 12}" font-size="11">${fmt(s.req_per_s)}</text>`);
+      const wr = Math.max(1, (s.req_per_s / maxR) * barW),
+        wp = Math.max(1, (s.p99_ms / maxP) * barW);
+      out.push(
+        `<rect x="${left}" y="${y + 2}" width="${wr.toFixed(1)}" height="${rowH - 4}" fill="${c}"/><text x="${left + wr + 4}" y="${y + 12}" font-size="11">${fmt(s.req_per_s)}</text>`,
+      );
       const x2 = left + barW + gap + 60;
-      out.push(`<rect x="${x2}" y="${y + 2}" width="${wp.toFixed(1)}" height="${rowH - 4}" fill="${c}"/><text x="${x2 + wp + 4}" y="${y + 12}" font-size="11">${fmt(s.p99_ms)} ms</text>`);
+      out.push(
+        `<rect x="${x2}" y="${y + 2}" width="${wp.toFixed(1)}" height="${rowH - 4}" fill="${c}"/><text x="${x2 + wp + 4}" y="${y + 12}" font-size="11">${fmt(s.p99_ms)} ms</text>`,
+      );
       y += rowH;
     }
     y += 14;

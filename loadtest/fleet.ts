@@ -26,7 +26,11 @@ const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const ADMIN = "adm-loadtest-fleet-0123456789";
 
 async function virtualKey(port: number): Promise<string> {
-  const r = await fetch(`http://127.0.0.1:${port}/admin/keys`, { method: "POST", headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" }, body: JSON.stringify({ name: "loadtest" }) });
+  const r = await fetch(`http://127.0.0.1:${port}/admin/keys`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+    body: JSON.stringify({ name: "loadtest" }),
+  });
   if (r.status !== 201) throw new Error(`creating a key: ${r.status} ${await r.text()}`);
   return ((await r.json()) as { key: string }).key;
 }
@@ -45,13 +49,36 @@ async function main(): Promise<void> {
   try {
     const mock = await startPortPrinter("mock", here("./mock-upstream.js"), ["--port", "0"]);
     procs.push(mock);
-    const env = { HTTP_THREADS: threads, MODEL_PROVIDER: "anthropic", ANTHROPIC_API_BASE: `http://127.0.0.1:${mock.port}`, ANTHROPIC_API_KEY: "sk-upstream-key-123", ADMIN_API_KEY: ADMIN, LOG_LEVEL: "warn" };
-    const sqlite = await startGateway(here("../server/main.js"), { ...env, DATABASE_PATH: join(dir, "ledger.db"), LOG_FILE: join(dir, "sqlite.log") });
+    const env = {
+      HTTP_THREADS: threads,
+      MODEL_PROVIDER: "anthropic",
+      ANTHROPIC_API_BASE: `http://127.0.0.1:${mock.port}`,
+      ANTHROPIC_API_KEY: "sk-upstream-key-123",
+      ADMIN_API_KEY: ADMIN,
+      LOG_LEVEL: "warn",
+    };
+    const sqlite = await startGateway(here("../server/main.js"), {
+      ...env,
+      DATABASE_PATH: join(dir, "ledger.db"),
+      LOG_FILE: join(dir, "sqlite.log"),
+    });
     procs.push(sqlite);
-    const fleet = await startGateway(here("../server/main.js"), { ...env, DATABASE_URL: db.url, REDIS_URL: redis.url, LOG_FILE: join(dir, "fleet.log") });
+    const fleet = await startGateway(here("../server/main.js"), {
+      ...env,
+      DATABASE_URL: db.url,
+      REDIS_URL: redis.url,
+      LOG_FILE: join(dir, "fleet.log"),
+    });
     procs.push(fleet);
     const body = JSON.stringify(smallRequest());
-    const mk = async (name: string, p: Proc): Promise<Target> => ({ name, port: p.port, pid: p.child.pid ?? null, path: "/v1/messages", headers: { "content-type": "application/json", "anthropic-version": "2023-06-01", "x-api-key": await virtualKey(p.port) }, body });
+    const mk = async (name: string, p: Proc): Promise<Target> => ({
+      name,
+      port: p.port,
+      pid: p.child.pid ?? null,
+      path: "/v1/messages",
+      headers: { "content-type": "application/json", "anthropic-version": "2023-06-01", "x-api-key": await virtualKey(p.port) },
+      body,
+    });
     const targets = [await mk("sqlite", sqlite), await mk("fleet", fleet)];
     const rps: Record<string, number[]> = { sqlite: [], fleet: [] };
     let fleetAnswers = 0;
@@ -74,12 +101,21 @@ async function main(): Promise<void> {
       await new Promise((res) => setTimeout(res, 100));
     }
     await c.end();
-    process.stdout.write(`## Fleet mode vs SQLite (autocannon, ${connections} connections, ${rounds} × ${duration} s, HTTP_THREADS=${threads}, small body, virtual key)\n\n`);
-    process.stdout.write(markdownTable(["target", "req/s (median)", "fleet ÷ sqlite", "target", "met"], [
-      ["sqlite (no Redis)", fmt(median(rps.sqlite!)), "", "", ""],
-      ["fleet (PostgreSQL + Redis)", fmt(median(rps.fleet!)), `${fmt(ratio)}×`, "≥ 0.95×", ratio >= 0.95 ? "yes" : "**no**"],
-    ]) + "\n\n");
-    process.stdout.write(`PostgreSQL ledger rows: ${rows} for ${fleetAnswers} answers of the fleet gateway (each request writes one row). Lease renewals: none (budgets and rate limits are per replica in this release).\n`);
+    process.stdout.write(
+      `## Fleet mode vs SQLite (autocannon, ${connections} connections, ${rounds} × ${duration} s, HTTP_THREADS=${threads}, small body, virtual key)\n\n`,
+    );
+    process.stdout.write(
+      markdownTable(
+        ["target", "req/s (median)", "fleet ÷ sqlite", "target", "met"],
+        [
+          ["sqlite (no Redis)", fmt(median(rps.sqlite!)), "", "", ""],
+          ["fleet (PostgreSQL + Redis)", fmt(median(rps.fleet!)), `${fmt(ratio)}×`, "≥ 0.95×", ratio >= 0.95 ? "yes" : "**no**"],
+        ],
+      ) + "\n\n",
+    );
+    process.stdout.write(
+      `PostgreSQL ledger rows: ${rows} for ${fleetAnswers} answers of the fleet gateway (each request writes one row). Lease renewals: none (budgets and rate limits are per replica in this release).\n`,
+    );
   } finally {
     await Promise.all(procs.map((p) => p.stop()));
     await redis.stop();

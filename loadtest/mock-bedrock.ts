@@ -90,10 +90,16 @@ export function issueCredentials(o: BedrockMockOptions): string {
   return JSON.stringify({ AccessKeyId: id, SecretAccessKey: secret, Token: token, Expiration: new Date(expires).toISOString() });
 }
 
-const AUTH_RE = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, SignedHeaders=([^,]+), Signature=([0-9a-f]{64})$/;
+const AUTH_RE =
+  /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, SignedHeaders=([^,]+), Signature=([0-9a-f]{64})$/;
 
 /** null if the request is authentic, else why not. Re-signs with the same package and compares. */
-export async function verifyAuth(o: BedrockMockOptions, path: string, headers: Record<string, string>, body: Buffer): Promise<string | null> {
+export async function verifyAuth(
+  o: BedrockMockOptions,
+  path: string,
+  headers: Record<string, string>,
+  body: Buffer,
+): Promise<string | null> {
   const auth = headers["authorization"] ?? "";
   if (auth.startsWith("Bearer ")) {
     if (o.apiKey === null || auth.slice(7) !== o.apiKey) return "invalid bearer token";
@@ -125,10 +131,24 @@ export async function verifyAuth(o: BedrockMockOptions, path: string, headers: R
     signedHeaders[h] = headers[h]!;
   }
   const host = headers["host"] ?? "";
-  const signer = new SignatureV4({ credentials: { accessKeyId: keyId!, secretAccessKey: secret, sessionToken: token }, region: region!, service: "bedrock", sha256: Hash.bind(null, "sha256") });
+  const signer = new SignatureV4({
+    credentials: { accessKeyId: keyId!, secretAccessKey: secret, sessionToken: token },
+    region: region!,
+    service: "bedrock",
+    sha256: Hash.bind(null, "sha256"),
+  });
   const c = host.lastIndexOf(":");
   const expected = await signer.sign(
-    { method: "POST", protocol: "http:", hostname: c > 0 ? host.slice(0, c) : host, port: c > 0 ? Number(host.slice(c + 1)) : undefined, path, query: {}, headers: signedHeaders, body },
+    {
+      method: "POST",
+      protocol: "http:",
+      hostname: c > 0 ? host.slice(0, c) : host,
+      port: c > 0 ? Number(host.slice(c + 1)) : undefined,
+      path,
+      query: {},
+      headers: signedHeaders,
+      body,
+    },
     { signingDate: date },
   );
   if (expected.headers["authorization"] !== auth) return "the request signature we calculated does not match the signature you provided";
@@ -147,7 +167,16 @@ export function isBedrockPath(path: string): boolean {
 }
 
 /** Answers one authenticated-or-not Bedrock request. */
-export async function handleBedrock(o: BedrockMockOptions, io: MockIO, path: string, headers: Record<string, string>, body: Buffer, fault: BedrockFault | undefined, events: number, id: string): Promise<void> {
+export async function handleBedrock(
+  o: BedrockMockOptions,
+  io: MockIO,
+  path: string,
+  headers: Record<string, string>,
+  body: Buffer,
+  fault: BedrockFault | undefined,
+  events: number,
+  id: string,
+): Promise<void> {
   const pm = PATH_RE.exec(path)!;
   const model = decodeURIComponent(pm[1]!);
   const op = pm[2]!;
@@ -170,7 +199,8 @@ export async function handleBedrock(o: BedrockMockOptions, io: MockIO, path: str
     return awsError(io, 400, "ValidationException", "The provided model doesn't support counting tokens.");
   }
   if (fault?.status !== undefined && fault.status !== 200) {
-    const name = fault.status === 429 ? "ThrottlingException" : fault.status === 503 ? "ServiceUnavailableException" : "InternalServerException";
+    const name =
+      fault.status === 429 ? "ThrottlingException" : fault.status === 503 ? "ServiceUnavailableException" : "InternalServerException";
     return awsError(io, fault.status, name, fault.status === 429 ? "Too many requests, please wait before trying again." : "mock fault");
   }
   const req = { ...json, model } as unknown as MockRequest;

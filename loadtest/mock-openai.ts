@@ -41,7 +41,8 @@ function plan(req: Obj): Plan {
   let chars = 0;
   for (const m of msgs) chars += textOf(m.content).length;
   const promptTokens = 10 + Math.ceil(chars / 4);
-  if (last.role === "tool") return { reasoning, text: MOCK_TOOL_RESULT_PREFIX + textOf(last.content).slice(0, 200), tool: null, promptTokens };
+  if (last.role === "tool")
+    return { reasoning, text: MOCK_TOOL_RESULT_PREFIX + textOf(last.content).slice(0, 200), tool: null, promptTokens };
   if (tools.length > 0 && req.tool_choice !== "none") {
     const fn = (tools[0]!.function ?? {}) as Obj;
     return { reasoning, text: MOCK_OPENAI_TOOL_TEXT, tool: String(fn.name), promptTokens };
@@ -64,7 +65,8 @@ export function mockChatJson(req: Obj, id: string): string {
   const p = plan(req);
   const message: Obj = { role: "assistant", content: p.text };
   if (p.reasoning.length > 0) message.reasoning_content = p.reasoning.join("");
-  if (p.tool !== null) message.tool_calls = [{ id: TOOL_ID, type: "function", function: { name: p.tool, arguments: MOCK_OPENAI_ARG_PIECES.join("") } }];
+  if (p.tool !== null)
+    message.tool_calls = [{ id: TOOL_ID, type: "function", function: { name: p.tool, arguments: MOCK_OPENAI_ARG_PIECES.join("") } }];
   const choice = { index: 0, message, logprobs: null, finish_reason: p.tool === null ? "stop" : "tool_calls" };
   return `{"id":"${id}","object":"chat.completion","created":1700000000,"model":${JSON.stringify(String(req.model))},"choices":[${JSON.stringify(choice)}],"usage":${usage(p, completionTokens(p, 1))}}`;
 }
@@ -88,13 +90,20 @@ export function mockChatFrames(req: Obj, id: string, textEvents: number): string
   const text = pieces(p.text, textEvents);
   for (const t of text) frames.push(frame(`{"content":${JSON.stringify(t)}}`));
   if (p.tool !== null) {
-    frames.push(frame(`{"tool_calls":[{"index":0,"id":"${TOOL_ID}","type":"function","function":{"name":${JSON.stringify(p.tool)},"arguments":""}}]}`));
-    for (const a of MOCK_OPENAI_ARG_PIECES) frames.push(frame(`{"tool_calls":[{"index":0,"function":{"arguments":${JSON.stringify(a)}}}]}`));
+    frames.push(
+      frame(
+        `{"tool_calls":[{"index":0,"id":"${TOOL_ID}","type":"function","function":{"name":${JSON.stringify(p.tool)},"arguments":""}}]}`,
+      ),
+    );
+    for (const a of MOCK_OPENAI_ARG_PIECES)
+      frames.push(frame(`{"tool_calls":[{"index":0,"function":{"arguments":${JSON.stringify(a)}}}]}`));
   }
   frames.push(frame("{}", p.tool === null ? '"stop"' : '"tool_calls"'));
   const so = req.stream_options as Obj | null | undefined;
   if (typeof so === "object" && so !== null && so.include_usage === true) {
-    frames.push(`data: {"id":"${id}","object":"chat.completion.chunk","created":1700000000,"model":${JSON.stringify(String(req.model))},"choices":[],"usage":${usage(p, completionTokens(p, text.length))}}\n\n`);
+    frames.push(
+      `data: {"id":"${id}","object":"chat.completion.chunk","created":1700000000,"model":${JSON.stringify(String(req.model))},"choices":[],"usage":${usage(p, completionTokens(p, text.length))}}\n\n`,
+    );
   }
   frames.push("data: [DONE]\n\n");
   return frames;

@@ -317,7 +317,8 @@ function readBody(ctx: Ctx, cb: (body: Buffer) => void): void {
     try {
       if (isLast) {
         let body: Buffer;
-        if (chunks === undefined) body = Buffer.from(new Uint8Array(chunk)); // copy: chunk is neutered after return
+        if (chunks === undefined)
+          body = Buffer.from(new Uint8Array(chunk)); // copy: chunk is neutered after return
         else {
           chunks.push(Buffer.from(new Uint8Array(chunk)));
           body = Buffer.concat(chunks);
@@ -512,7 +513,12 @@ function sendHtml(ctx: Ctx, status: number): void {
 const STREAM_ERROR_FRAME = `event: error\ndata: ${mockErrorJson(529, "mock stream fault")}\n\n`;
 const OPENAI_STREAM_ERROR_FRAME = `data: ${mockOpenAIErrorJson(500, "mock stream fault")}\n\n`;
 
-function streamFrames(ctx: Ctx, frames: Array<string | Buffer>, fault: Fault | undefined, contentType = "text/event-stream; charset=utf-8"): void {
+function streamFrames(
+  ctx: Ctx,
+  frames: Array<string | Buffer>,
+  fault: Fault | undefined,
+  contentType = "text/event-stream; charset=utf-8",
+): void {
   const res = ctx.res;
   let limit = frames.length;
   let cut = false;
@@ -608,7 +614,14 @@ function ioFor(ctx: Ctx, fault: Fault | undefined): MockIO {
   };
 }
 
-function cloudRequest(ctx: Ctx, path: string, headers: Record<string, string>, body: Buffer, faultSpec: string, eventsHeader: string): void {
+function cloudRequest(
+  ctx: Ctx,
+  path: string,
+  headers: Record<string, string>,
+  body: Buffer,
+  faultSpec: string,
+  eventsHeader: string,
+): void {
   let fault: Fault | undefined;
   if (faultSpec === "" && faultQueue.length > 0) faultSpec = faultQueue.shift()!;
   try {
@@ -821,7 +834,10 @@ function main(): void {
       try {
         process.stderr.write(`mock-upstream: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
         res.cork(() => {
-          res.writeStatus("500 Internal Server Error").writeHeader("content-type", "application/json").end(mockErrorJson(500, "mock internal error"));
+          res
+            .writeStatus("500 Internal Server Error")
+            .writeHeader("content-type", "application/json")
+            .end(mockErrorJson(500, "mock internal error"));
         });
       } catch {
         // already responded / aborted

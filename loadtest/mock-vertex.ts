@@ -45,13 +45,16 @@ export function handleToken(o: VertexMockOptions, io: MockIO, body: Buffer): voi
   const form = new URLSearchParams(body.toString("utf8"));
   if (form.get("grant_type") !== "urn:ietf:params:oauth:grant-type:jwt-bearer") return io.json(400, '{"error":"unsupported_grant_type"}');
   const parts = (form.get("assertion") ?? "").split(".");
-  if (parts.length !== 3 || o.publicKey === null) return io.json(400, '{"error":"invalid_grant","error_description":"malformed assertion"}');
+  if (parts.length !== 3 || o.publicKey === null)
+    return io.json(400, '{"error":"invalid_grant","error_description":"malformed assertion"}');
   const v = createVerify("RSA-SHA256");
   v.update(`${parts[0]}.${parts[1]}`);
-  if (!v.verify(o.publicKey, Buffer.from(parts[2]!, "base64url"))) return io.json(400, '{"error":"invalid_grant","error_description":"Invalid JWT Signature."}');
+  if (!v.verify(o.publicKey, Buffer.from(parts[2]!, "base64url")))
+    return io.json(400, '{"error":"invalid_grant","error_description":"Invalid JWT Signature."}');
   const claims = JSON.parse(Buffer.from(parts[1]!, "base64url").toString("utf8")) as { scope?: string; exp?: number; iss?: string };
   if (typeof claims.iss !== "string" || !(claims.scope ?? "").includes("cloud-platform")) return io.json(400, '{"error":"invalid_scope"}');
-  if (typeof claims.exp !== "number" || claims.exp * 1000 < Date.now()) return io.json(400, '{"error":"invalid_grant","error_description":"expired assertion"}');
+  if (typeof claims.exp !== "number" || claims.exp * 1000 < Date.now())
+    return io.json(400, '{"error":"invalid_grant","error_description":"expired assertion"}');
   io.json(200, issue(o));
 }
 
@@ -70,13 +73,23 @@ export function isVertexPath(path: string): boolean {
   return PATH_RE.test(path);
 }
 
-export function handleVertex(o: VertexMockOptions, io: MockIO, path: string, headers: Record<string, string>, body: Buffer, faultStatus: number | undefined, events: number, id: string): void {
+export function handleVertex(
+  o: VertexMockOptions,
+  io: MockIO,
+  path: string,
+  headers: Record<string, string>,
+  body: Buffer,
+  faultStatus: number | undefined,
+  events: number,
+  id: string,
+): void {
   const pm = PATH_RE.exec(path)!;
   const model = decodeURIComponent(pm[3]!);
   const auth = headers["authorization"] ?? "";
   const exp = auth.startsWith("Bearer ") ? tokens.get(auth.slice(7)) : undefined;
   if (exp === undefined) return googleError(io, 401, "UNAUTHENTICATED", "Request had invalid authentication credentials.");
-  if (exp < Date.now()) return googleError(io, 401, "UNAUTHENTICATED", "Request had invalid authentication credentials: the access token expired.");
+  if (exp < Date.now())
+    return googleError(io, 401, "UNAUTHENTICATED", "Request had invalid authentication credentials: the access token expired.");
   let json: Record<string, unknown>;
   try {
     json = JSON.parse(body.toString("utf8")) as Record<string, unknown>;
@@ -84,11 +97,17 @@ export function handleVertex(o: VertexMockOptions, io: MockIO, path: string, hea
     return googleError(io, 400, "INVALID_ARGUMENT", "Invalid JSON payload received.");
   }
   const count = model === "count-tokens";
-  if (json.anthropic_version !== "vertex-2023-10-16") return googleError(io, 400, "INVALID_ARGUMENT", "anthropic_version: vertex-2023-10-16 is required");
-  if (!count && "model" in json) return io.json(400, '{"type":"error","error":{"type":"invalid_request_error","message":"model: Extra inputs are not permitted"}}');
+  if (json.anthropic_version !== "vertex-2023-10-16")
+    return googleError(io, 400, "INVALID_ARGUMENT", "anthropic_version: vertex-2023-10-16 is required");
+  if (!count && "model" in json)
+    return io.json(400, '{"type":"error","error":{"type":"invalid_request_error","message":"model: Extra inputs are not permitted"}}');
   for (const b of (headers["anthropic-beta"] ?? "").split(",")) {
     const t = b.trim();
-    if (t !== "" && !KNOWN_BETAS.has(t)) return io.json(400, `{"type":"error","error":{"type":"invalid_request_error","message":${JSON.stringify(`invalid beta flag: ${t}`)}}}`);
+    if (t !== "" && !KNOWN_BETAS.has(t))
+      return io.json(
+        400,
+        `{"type":"error","error":{"type":"invalid_request_error","message":${JSON.stringify(`invalid beta flag: ${t}`)}}}`,
+      );
   }
   if (faultStatus !== undefined && faultStatus !== 200) {
     return googleError(io, faultStatus, faultStatus === 429 ? "RESOURCE_EXHAUSTED" : "UNAVAILABLE", "mock fault");

@@ -42,60 +42,144 @@ async function main(): Promise<void> {
     procs.push(sse);
     const ceil = await startPortPrinter("ceiling", here("./ceiling.js"), ["--port", "0", "--upstream", `http://127.0.0.1:${mock.port}`]);
     procs.push(ceil);
-    const ceilSse = await startPortPrinter("ceiling-sse", here("./ceiling.js"), ["--port", "0", "--upstream", `http://127.0.0.1:${sse.port}`]);
+    const ceilSse = await startPortPrinter("ceiling-sse", here("./ceiling.js"), [
+      "--port",
+      "0",
+      "--upstream",
+      `http://127.0.0.1:${sse.port}`,
+    ]);
     procs.push(ceilSse);
     const cfg = join(dir, "gateway.json");
     const base = (p: Proc) => `http://127.0.0.1:${p.port}`;
-    writeFileSync(cfg, JSON.stringify({
-      providers: {
-        oa: { type: "openai", base_url: `${base(mock)}/v1`, api_key: "sk-up-oa" },
-        "oa-sse": { type: "openai", base_url: `${base(sse)}/v1`, api_key: "sk-up-oa" },
-        an: { type: "anthropic", base_url: base(mock), api_key: "sk-up-an" },
-        "an-sse": { type: "anthropic", base_url: base(sse), api_key: "sk-up-an" },
-      },
-      routes: [
-        { match: "gpt-json", provider: "oa", model: "gpt-4o" },
-        { match: "gpt-sse", provider: "oa-sse", model: "gpt-4o" },
-        { match: "claude-json", provider: "an", model: "claude-sonnet-4-5" },
-        { match: "claude-sse", provider: "an-sse", model: "claude-sonnet-4-5" },
-      ],
-    }));
-    const gw = await startGateway(here("../server/main.js"), { HTTP_THREADS: "1", GATEWAY_API_KEYS: KEY, CONFIG_FILE: cfg, LOG_LEVEL: "info", LOG_FILE: join(dir, "gw.log"), DATABASE_PATH: join(dir, "ledger.db") });
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        providers: {
+          oa: { type: "openai", base_url: `${base(mock)}/v1`, api_key: "sk-up-oa" },
+          "oa-sse": { type: "openai", base_url: `${base(sse)}/v1`, api_key: "sk-up-oa" },
+          an: { type: "anthropic", base_url: base(mock), api_key: "sk-up-an" },
+          "an-sse": { type: "anthropic", base_url: base(sse), api_key: "sk-up-an" },
+        },
+        routes: [
+          { match: "gpt-json", provider: "oa", model: "gpt-4o" },
+          { match: "gpt-sse", provider: "oa-sse", model: "gpt-4o" },
+          { match: "claude-json", provider: "an", model: "claude-sonnet-4-5" },
+          { match: "claude-sse", provider: "an-sse", model: "claude-sonnet-4-5" },
+        ],
+      }),
+    );
+    const gw = await startGateway(here("../server/main.js"), {
+      HTTP_THREADS: "1",
+      GATEWAY_API_KEYS: KEY,
+      CONFIG_FILE: cfg,
+      LOG_LEVEL: "info",
+      LOG_FILE: join(dir, "gw.log"),
+      DATABASE_PATH: join(dir, "ledger.db"),
+    });
     procs.push(gw);
-    const t = (name: string, p: Proc, path: string, body: object): Target => ({ name, port: p.port, pid: p.child.pid ?? null, path, headers: HEADERS, body: JSON.stringify(body) });
+    const t = (name: string, p: Proc, path: string, body: object): Target => ({
+      name,
+      port: p.port,
+      pid: p.child.pid ?? null,
+      path,
+      headers: HEADERS,
+      body: JSON.stringify(body),
+    });
     const s = (b: object) => ({ ...b, stream: true });
     const scenarios = [
-      { id: "native msgs JSON (reference)", target: TARGET.pass, ceiling: t("ceiling", ceil, "/v1/messages", ANTH), gateway: t("gateway", gw, "/v1/messages", { ...ANTH, model: "claude-json" }) },
-      { id: "chat-pass JSON", target: TARGET.pass, ceiling: t("ceiling", ceil, "/v1/chat/completions", CHAT), gateway: t("gateway", gw, "/v1/chat/completions", { ...CHAT, model: "gpt-json" }) },
-      { id: "chat→anth JSON", target: TARGET.translated, ceiling: t("ceiling", ceil, "/v1/messages", ANTH), gateway: t("gateway", gw, "/v1/chat/completions", { ...CHAT, model: "claude-json" }) },
-      { id: "msgs→openai JSON", target: TARGET.translated, ceiling: t("ceiling", ceil, "/v1/chat/completions", CHAT), gateway: t("gateway", gw, "/v1/messages", { ...ANTH, model: "gpt-json" }) },
-      { id: "native msgs SSE×50 (reference)", target: TARGET.pass, ceiling: t("ceiling", ceilSse, "/v1/messages", s(ANTH)), gateway: t("gateway", gw, "/v1/messages", s({ ...ANTH, model: "claude-sse" })) },
-      { id: "chat-pass SSE×50", target: TARGET.pass, ceiling: t("ceiling", ceilSse, "/v1/chat/completions", s(CHAT)), gateway: t("gateway", gw, "/v1/chat/completions", s({ ...CHAT, model: "gpt-sse" })) },
-      { id: "chat→anth SSE×50", target: TARGET.translated, ceiling: t("ceiling", ceilSse, "/v1/messages", s(ANTH)), gateway: t("gateway", gw, "/v1/chat/completions", s({ ...CHAT, model: "claude-sse" })) },
-      { id: "msgs→openai SSE×50", target: TARGET.translated, ceiling: t("ceiling", ceilSse, "/v1/chat/completions", s(CHAT)), gateway: t("gateway", gw, "/v1/messages", s({ ...ANTH, model: "gpt-sse" })) },
+      {
+        id: "native msgs JSON (reference)",
+        target: TARGET.pass,
+        ceiling: t("ceiling", ceil, "/v1/messages", ANTH),
+        gateway: t("gateway", gw, "/v1/messages", { ...ANTH, model: "claude-json" }),
+      },
+      {
+        id: "chat-pass JSON",
+        target: TARGET.pass,
+        ceiling: t("ceiling", ceil, "/v1/chat/completions", CHAT),
+        gateway: t("gateway", gw, "/v1/chat/completions", { ...CHAT, model: "gpt-json" }),
+      },
+      {
+        id: "chat→anth JSON",
+        target: TARGET.translated,
+        ceiling: t("ceiling", ceil, "/v1/messages", ANTH),
+        gateway: t("gateway", gw, "/v1/chat/completions", { ...CHAT, model: "claude-json" }),
+      },
+      {
+        id: "msgs→openai JSON",
+        target: TARGET.translated,
+        ceiling: t("ceiling", ceil, "/v1/chat/completions", CHAT),
+        gateway: t("gateway", gw, "/v1/messages", { ...ANTH, model: "gpt-json" }),
+      },
+      {
+        id: "native msgs SSE×50 (reference)",
+        target: TARGET.pass,
+        ceiling: t("ceiling", ceilSse, "/v1/messages", s(ANTH)),
+        gateway: t("gateway", gw, "/v1/messages", s({ ...ANTH, model: "claude-sse" })),
+      },
+      {
+        id: "chat-pass SSE×50",
+        target: TARGET.pass,
+        ceiling: t("ceiling", ceilSse, "/v1/chat/completions", s(CHAT)),
+        gateway: t("gateway", gw, "/v1/chat/completions", s({ ...CHAT, model: "gpt-sse" })),
+      },
+      {
+        id: "chat→anth SSE×50",
+        target: TARGET.translated,
+        ceiling: t("ceiling", ceilSse, "/v1/messages", s(ANTH)),
+        gateway: t("gateway", gw, "/v1/chat/completions", s({ ...CHAT, model: "claude-sse" })),
+      },
+      {
+        id: "msgs→openai SSE×50",
+        target: TARGET.translated,
+        ceiling: t("ceiling", ceilSse, "/v1/chat/completions", s(CHAT)),
+        gateway: t("gateway", gw, "/v1/messages", s({ ...ANTH, model: "gpt-sse" })),
+      },
     ];
     const rows: string[][] = [];
     for (const sc of scenarios) {
       await loadRun(sc.gateway, connections, 1); // warm-up
-      const c: RunResult[] = [], g: RunResult[] = [];
+      const c: RunResult[] = [],
+        g: RunResult[] = [];
       for (let r = 0; r < rounds; r++) {
         c.push(await loadRun(sc.ceiling, connections, duration));
         g.push(await loadRun(sc.gateway, connections, duration));
       }
-      const cs = summarise("ceiling", c), gs = summarise("gateway", g);
+      const cs = summarise("ceiling", c),
+        gs = summarise("gateway", g);
       const ratio = pairedRatio(g, c);
-      log(`  ${sc.id}: ceiling ${fmt(cs.req_per_s)} req/s, gateway ${fmt(gs.req_per_s)} req/s (${fmt(ratio * 100)}%), gateway statuses ${JSON.stringify(gs.statuses)}`);
-      rows.push([sc.id, fmt(cs.req_per_s), fmt(gs.req_per_s), fmt(gs.p99_ms), `${fmt(ratio * 100)}%`, `${sc.target * 100}%`, ratio >= sc.target ? "yes" : "**no**", JSON.stringify(gs.statuses)]);
+      log(
+        `  ${sc.id}: ceiling ${fmt(cs.req_per_s)} req/s, gateway ${fmt(gs.req_per_s)} req/s (${fmt(ratio * 100)}%), gateway statuses ${JSON.stringify(gs.statuses)}`,
+      );
+      rows.push([
+        sc.id,
+        fmt(cs.req_per_s),
+        fmt(gs.req_per_s),
+        fmt(gs.p99_ms),
+        `${fmt(ratio * 100)}%`,
+        `${sc.target * 100}%`,
+        ratio >= sc.target ? "yes" : "**no**",
+        JSON.stringify(gs.statuses),
+      ]);
     }
-    process.stdout.write(`## OpenAI scenarios (${rounds} round(s) × ${duration} s, ${connections} connections, HTTP_THREADS=1)\n\n` +
-      markdownTable(["scenario", "ceiling req/s", "gateway req/s", "gateway p99 ms", "gateway ÷ ceiling", "target", "met", "gateway statuses"], rows) + "\n");
+    process.stdout.write(
+      `## OpenAI scenarios (${rounds} round(s) × ${duration} s, ${connections} connections, HTTP_THREADS=1)\n\n` +
+        markdownTable(
+          ["scenario", "ceiling req/s", "gateway req/s", "gateway p99 ms", "gateway ÷ ceiling", "target", "met", "gateway statuses"],
+          rows,
+        ) +
+        "\n",
+    );
   } finally {
     await Promise.all(procs.map((p) => p.stop()));
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-main().then(() => process.exit(0), (e) => {
-  process.stderr.write(`loadtest/openai: ${(e as Error).stack ?? e}\n`);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (e) => {
+    process.stderr.write(`loadtest/openai: ${(e as Error).stack ?? e}\n`);
+    process.exit(1);
+  },
+);

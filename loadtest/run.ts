@@ -42,12 +42,22 @@ const HEADERS = { "content-type": "application/json", "anthropic-version": "2023
 let rateLimits = false;
 
 /** The gateway at its defaults plus client keys, info logging and a ledger of its own in `dir`. */
-function gatewayEnv(mockPort: number, streamPort: number, dir: string, threads: number | null, logFile: string, extra: Record<string, string> = {}): Record<string, string> {
+function gatewayEnv(
+  mockPort: number,
+  streamPort: number,
+  dir: string,
+  threads: number | null,
+  logFile: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
   const cfgFile = join(dir, "gateway.json");
-  writeFileSync(cfgFile, JSON.stringify({
-    providers: { sse: { type: "anthropic", base_url: `http://127.0.0.1:${streamPort}`, api_key: "sk-upstream-sse-123" } },
-    routes: [{ match: "claude-stream-*", provider: "sse" }],
-  }));
+  writeFileSync(
+    cfgFile,
+    JSON.stringify({
+      providers: { sse: { type: "anthropic", base_url: `http://127.0.0.1:${streamPort}`, api_key: "sk-upstream-sse-123" } },
+      routes: [{ match: "claude-stream-*", provider: "sse" }],
+    }),
+  );
   return {
     ...(threads === null ? {} : { HTTP_THREADS: String(threads) }),
     MODEL_PROVIDER: "anthropic",
@@ -74,7 +84,9 @@ function openFileLimit(): number {
 
 /** HTTP_THREADS as the gateway resolved it (its "listening" log line). */
 function listeningThreads(logFile: string): number {
-  const line = readFileSync(logFile, "utf8").split("\n").find((l) => l.includes('"msg":"listening"'));
+  const line = readFileSync(logFile, "utf8")
+    .split("\n")
+    .find((l) => l.includes('"msg":"listening"'));
   return line === undefined ? NaN : (JSON.parse(line) as { threads: number }).threads;
 }
 
@@ -93,7 +105,9 @@ async function runGroup(g: Group, rounds: number, log: (s: string) => void): Pro
     for (const t of g.targets) {
       const res = await loadRun(t, g.connections, g.duration);
       g.runs.get(t.name)!.push(res);
-      log(`  ${g.id} round ${r + 1}/${rounds} ${t.name}: ${fmt(res.req_per_s)} req/s, p99 ${fmt(res.p99_ms)} ms, statuses ${JSON.stringify(res.statuses)}`);
+      log(
+        `  ${g.id} round ${r + 1}/${rounds} ${t.name}: ${fmt(res.req_per_s)} req/s, p99 ${fmt(res.p99_ms)} ms, statuses ${JSON.stringify(res.statuses)}`,
+      );
     }
   }
 }
@@ -104,7 +118,8 @@ function groupTable(g: Group): { md: string; summaries: Summary[]; ratios: Recor
   const ratios: Record<string, number> = {};
   if (g.runs.has("ceiling")) ratios.gateway_over_ceiling = pairedRatio(gw, g.runs.get("ceiling")!);
   if (g.runs.has("direct")) ratios.gateway_over_direct = pairedRatio(gw, g.runs.get("direct")!);
-  if (g.runs.has("gateway_1t") && g.runs.has("ceiling")) ratios.gateway_1t_over_ceiling = pairedRatio(g.runs.get("gateway_1t")!, g.runs.get("ceiling")!);
+  if (g.runs.has("gateway_1t") && g.runs.has("ceiling"))
+    ratios.gateway_1t_over_ceiling = pairedRatio(g.runs.get("gateway_1t")!, g.runs.get("ceiling")!);
   const md = markdownTable(
     ["target", "req/s (median)", "rounds req/s", "p50 ms", "p99 ms", "CPU ms/req", "non-2xx", "errors"],
     summaries.map((s) => [
@@ -118,7 +133,9 @@ function groupTable(g: Group): { md: string; summaries: Summary[]; ratios: Recor
       String(s.errors),
     ]),
   );
-  const rt = Object.entries(ratios).map(([k, v]) => `${k.replace(/_/g, " ")}: **${fmt(v * 100)}%**`).join("; ");
+  const rt = Object.entries(ratios)
+    .map(([k, v]) => `${k.replace(/_/g, " ")}: **${fmt(v * 100)}%**`)
+    .join("; ");
   return { md: `${md}\n\n${rt} (median of per-round ratios)`, summaries, ratios };
 }
 
@@ -155,17 +172,47 @@ async function main(): Promise<void> {
     procs.push(gw1);
     const gwPid = gw.child.pid!;
     const rssBefore = rssBytes(gwPid);
-    log(`loadtest: mock :${mock.port}, ceiling :${ceiling.port}, gateway :${gw.port}, 1-thread gateway :${gw1.port}, ${rounds} rounds × ${duration} s`);
+    log(
+      `loadtest: mock :${mock.port}, ceiling :${ceiling.port}, gateway :${gw.port}, 1-thread gateway :${gw1.port}, ${rounds} rounds × ${duration} s`,
+    );
 
     const small = JSON.stringify(smallRequest());
     const large = claudeCodeRequestText();
     const streamBody = JSON.stringify({ ...smallRequest(), model: "claude-stream-sonnet", stream: true });
-    const mk = (name: string, p: Proc, body: string): Target => ({ name, port: p.port, pid: p.child.pid ?? null, path: "/v1/messages", headers: HEADERS, body });
+    const mk = (name: string, p: Proc, body: string): Target => ({
+      name,
+      port: p.port,
+      pid: p.child.pid ?? null,
+      path: "/v1/messages",
+      headers: HEADERS,
+      body,
+    });
 
     const groups: Group[] = [
-      { id: "small", title: `Small body, ${connections} connections, ${duration} s — scenarios (a) direct, (b) ceiling, (c) gateway`, targets: [mk("direct", mock, small), mk("ceiling", ceiling, small), mk("gateway", gw, small), mk("gateway_1t", gw1, small)], connections, duration, runs: new Map() },
-      { id: "large", title: `(d) Claude Code body (${Math.round(large.length / 1024)} KB), ${connections} connections, ${shortDuration} s`, targets: [mk("direct", mock, large), mk("ceiling", ceiling, large), mk("gateway", gw, large)], connections, duration: shortDuration, runs: new Map() },
-      { id: "stream", title: `(e) Streaming, 50 text_delta events per reply (loadtest/stream-upstream.ts), ${connections} connections, ${shortDuration} s`, targets: [mk("direct", sse, streamBody), mk("ceiling", ceilingSse, streamBody), mk("gateway", gw, streamBody)], connections, duration: shortDuration, runs: new Map() },
+      {
+        id: "small",
+        title: `Small body, ${connections} connections, ${duration} s — scenarios (a) direct, (b) ceiling, (c) gateway`,
+        targets: [mk("direct", mock, small), mk("ceiling", ceiling, small), mk("gateway", gw, small), mk("gateway_1t", gw1, small)],
+        connections,
+        duration,
+        runs: new Map(),
+      },
+      {
+        id: "large",
+        title: `(d) Claude Code body (${Math.round(large.length / 1024)} KB), ${connections} connections, ${shortDuration} s`,
+        targets: [mk("direct", mock, large), mk("ceiling", ceiling, large), mk("gateway", gw, large)],
+        connections,
+        duration: shortDuration,
+        runs: new Map(),
+      },
+      {
+        id: "stream",
+        title: `(e) Streaming, 50 text_delta events per reply (loadtest/stream-upstream.ts), ${connections} connections, ${shortDuration} s`,
+        targets: [mk("direct", sse, streamBody), mk("ceiling", ceilingSse, streamBody), mk("gateway", gw, streamBody)],
+        connections,
+        duration: shortDuration,
+        runs: new Map(),
+      },
     ];
 
     log("loadtest: warm-up");
@@ -179,7 +226,11 @@ async function main(): Promise<void> {
 
     log("loadtest: concurrency 1");
     const c1Blocks = quick ? 3 : 10;
-    const c1 = await sequentialLatencies([mk("direct", mock, small), mk("ceiling", ceiling, small), mk("gateway", gw, small)], c1Blocks, 200);
+    const c1 = await sequentialLatencies(
+      [mk("direct", mock, small), mk("ceiling", ceiling, small), mk("gateway", gw, small)],
+      c1Blocks,
+      200,
+    );
     const c1med = Object.fromEntries([...c1].map(([k, v]) => [k, median(v)]));
     await gw1.stop();
     let soak: Soak | null = null;
@@ -191,13 +242,20 @@ async function main(): Promise<void> {
     const rssAfter = rssBytes(gwPid);
     const rssPeak = peakRssBytes(gwPid);
     // Proof that info logging to the file was on: one line per request.
-    const logLines = readFileSync(gwLog, "utf8").split("\n").filter((l) => l.includes('"msg":"request"')).length;
+    const logLines = readFileSync(gwLog, "utf8")
+      .split("\n")
+      .filter((l) => l.includes('"msg":"request"')).length;
     await gw.stop(); // idempotent: stopAll calls it again harmlessly
 
     // (f) overload: a second gateway with a tiny active-requests threshold.
     const shedThreshold = Number(flags.get("shed-threshold") ?? 4);
     const overloadConns = Number(flags.get("overload-connections") ?? 400);
-    const gwOver = await startGateway(GATEWAY, gatewayEnv(mock.port, sse.port, dir, threads, join(dir, "gateway-overload.log"), { LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD: String(shedThreshold) }));
+    const gwOver = await startGateway(
+      GATEWAY,
+      gatewayEnv(mock.port, sse.port, dir, threads, join(dir, "gateway-overload.log"), {
+        LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD: String(shedThreshold),
+      }),
+    );
     procs.push(gwOver);
     log(`loadtest: overload, ${overloadConns} connections, active threshold ${shedThreshold}`);
     await loadRun(mk("gateway", gwOver, small), overloadConns, 1);
@@ -216,64 +274,170 @@ async function main(): Promise<void> {
       const events = Number(flags.get("stream-events") ?? 20);
       const interval = Number(flags.get("stream-interval") ?? 500);
       const life = (events * interval) / 1000;
-      const slow = await startPortPrinter("slow-stream-upstream", STREAM, ["--port", "0", "--events", String(events), "--interval", String(interval)]);
+      const slow = await startPortPrinter("slow-stream-upstream", STREAM, [
+        "--port",
+        "0",
+        "--events",
+        String(events),
+        "--interval",
+        String(interval),
+      ]);
       procs.push(slow);
       const max = Math.max(...counts);
-      const ceilingSlow = await startPortPrinter("ceiling-slow", CEILING, ["--port", "0", "--upstream", `http://127.0.0.1:${slow.port}`, "--connections", String(max)]);
+      const ceilingSlow = await startPortPrinter("ceiling-slow", CEILING, [
+        "--port",
+        "0",
+        "--upstream",
+        `http://127.0.0.1:${slow.port}`,
+        "--connections",
+        String(max),
+      ]);
       procs.push(ceilingSlow);
       const gwDefault = await startGateway(GATEWAY, gatewayEnv(mock.port, slow.port, dir, threads, join(dir, "gateway-streams.log")));
       procs.push(gwDefault);
       // What a streaming pod needs: no upstream queue below the stream count, no shedding below it.
-      const gwSized = await startGateway(GATEWAY, gatewayEnv(mock.port, slow.port, dir, threads, join(dir, "gateway-streams-sized.log"), { UPSTREAM_CONNECTIONS: String(max), LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD: String(2 * max) }));
+      const gwSized = await startGateway(
+        GATEWAY,
+        gatewayEnv(mock.port, slow.port, dir, threads, join(dir, "gateway-streams-sized.log"), {
+          UPSTREAM_CONNECTIONS: String(max),
+          LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD: String(2 * max),
+        }),
+      );
       procs.push(gwSized);
       const body = JSON.stringify({ ...smallRequest(), model: "claude-stream-slow", stream: true });
-      const targets = [mk("direct", slow, body), mk("ceiling", ceilingSlow, body), mk("gateway", gwDefault, body), mk("gateway_sized", gwSized, body)];
+      const targets = [
+        mk("direct", slow, body),
+        mk("ceiling", ceilingSlow, body),
+        mk("gateway", gwDefault, body),
+        mk("gateway_sized", gwSized, body),
+      ];
       const fds = openFileLimit();
       for (const n of counts) {
         // Each stream holds a socket in this process and two in the gateway (client + upstream).
         if (2 * n + 1024 > fds) {
-          log(`  streams ${n}: skipped, the open-file limit (${fds}) is below 2 × ${n} + 1024; raise it (npm run loadtest does, to the hard limit)`);
+          log(
+            `  streams ${n}: skipped, the open-file limit (${fds}) is below 2 × ${n} + 1024; raise it (npm run loadtest does, to the hard limit)`,
+          );
           continue;
         }
         for (const t of targets) {
           const r = await streamsRun(t, n, events, interval, Math.ceil(life * 3 + 30));
           streams.push(r);
-          log(`  streams ${n} ${t.name}: ${r.completed} completed, ${r.errors} errors ${JSON.stringify(r.statuses)}, first event max ${fmt(r.first_event_max_ms)} ms, relay delay p99 ${fmt(r.relay_delay_p99_ms)} ms, ${bytes(r.rss_per_stream_bytes)}/stream, ${fmt(r.cpu_ms_per_s_held)} CPU ms/s held`);
+          log(
+            `  streams ${n} ${t.name}: ${r.completed} completed, ${r.errors} errors ${JSON.stringify(r.statuses)}, first event max ${fmt(r.first_event_max_ms)} ms, relay delay p99 ${fmt(r.relay_delay_p99_ms)} ms, ${bytes(r.rss_per_stream_bytes)}/stream, ${fmt(r.cpu_ms_per_s_held)} CPU ms/s held`,
+          );
         }
       }
       await Promise.all([gwDefault.stop(), gwSized.stop()]);
     }
 
     // ---------------------------------------------------------------- report
-    const machine = { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memory_gb: Math.round(totalmem() / 2 ** 30), os: `${osType()} ${release()}`, node: process.version };
+    const machine = {
+      cpu: cpus()[0]?.model ?? "unknown",
+      cores: cpus().length,
+      memory_gb: Math.round(totalmem() / 2 ** 30),
+      os: `${osType()} ${release()}`,
+      node: process.version,
+    };
     const out: string[] = [];
     const tables = groups.map((g) => ({ g, ...groupTable(g) }));
     out.push(`## Load test (autocannon; medians of ${rounds} interleaved rounds)`, "");
-    out.push(`${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; gateway HTTP_THREADS=${gwThreads}${threads === null ? " (its default)" : ""}; load generator, upstream, ceiling and gateway share the machine.`, "");
+    out.push(
+      `${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; gateway HTTP_THREADS=${gwThreads}${threads === null ? " (its default)" : ""}; load generator, upstream, ceiling and gateway share the machine.`,
+      "",
+    );
     for (const t of tables) out.push(`### ${t.g.title}`, "", t.md, "");
 
     const smallT = tables[0]!;
     const direct = smallT.summaries.find((s) => s.target === "direct")!;
     const gwS = smallT.summaries.find((s) => s.target === "gateway")!;
     out.push("### Issue 2 note: gateway vs the mock directly (small body, 50 connections, 10 s)", "");
-    out.push(markdownTable(["target", "req/s", "p50 ms", "p99 ms"], [["mock direct", fmt(direct.req_per_s), fmt(direct.p50_ms), fmt(direct.p99_ms)], ["gateway → mock", fmt(gwS.req_per_s), fmt(gwS.p50_ms), fmt(gwS.p99_ms)]]));
-    out.push("", `gateway ÷ direct: ${fmt(smallT.ratios.gateway_over_direct! * 100)}%; gateway RSS before ${bytes(rssBefore)}, after the whole load test ${bytes(rssAfter)}, peak ${bytes(rssPeak)}.`, "");
-    if (soak !== null) out.push(`### Soak: ${soak.seconds} s at ${connections} connections`, "", `RSS samples (every ${soak.every_s} s): ${soak.rss_bytes.map((b) => bytes(b)).join(", ")}; after the first tenth, max ÷ min − 1 = **${fmt(soak.drift * 100)}%**; ${fmt(soak.run.req_per_s)} req/s, errors ${soak.run.errors}.`, "");
+    out.push(
+      markdownTable(
+        ["target", "req/s", "p50 ms", "p99 ms"],
+        [
+          ["mock direct", fmt(direct.req_per_s), fmt(direct.p50_ms), fmt(direct.p99_ms)],
+          ["gateway → mock", fmt(gwS.req_per_s), fmt(gwS.p50_ms), fmt(gwS.p99_ms)],
+        ],
+      ),
+    );
+    out.push(
+      "",
+      `gateway ÷ direct: ${fmt(smallT.ratios.gateway_over_direct! * 100)}%; gateway RSS before ${bytes(rssBefore)}, after the whole load test ${bytes(rssAfter)}, peak ${bytes(rssPeak)}.`,
+      "",
+    );
+    if (soak !== null)
+      out.push(
+        `### Soak: ${soak.seconds} s at ${connections} connections`,
+        "",
+        `RSS samples (every ${soak.every_s} s): ${soak.rss_bytes.map((b) => bytes(b)).join(", ")}; after the first tenth, max ÷ min − 1 = **${fmt(soak.drift * 100)}%**; ${fmt(soak.run.req_per_s)} req/s, errors ${soak.run.errors}.`,
+        "",
+      );
 
     const added = c1med.gateway! - c1med.direct!;
     out.push(`### Concurrency 1 (${c1Blocks} interleaved blocks × 200 sequential requests per target, small body)`, "");
-    out.push(markdownTable(["target", "median µs", "added over direct µs"], ["direct", "ceiling", "gateway"].map((k) => [k, fmt(c1med[k]!), k === "direct" ? "—" : fmt(c1med[k]! - c1med.direct!)])), "");
+    out.push(
+      markdownTable(
+        ["target", "median µs", "added over direct µs"],
+        ["direct", "ceiling", "gateway"].map((k) => [k, fmt(c1med[k]!), k === "direct" ? "—" : fmt(c1med[k]! - c1med.direct!)]),
+      ),
+      "",
+    );
 
-    out.push(`### (f) Overload: ${overloadConns} connections, LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD=${shedThreshold}, ${rounds} × ${shortDuration} s`, "");
-    out.push(markdownTable(["req/s", "shed (503) rate", "p99 admitted (2xx) ms", "p99 all ms", "failures other than 503", "statuses"], [[fmt(overSum.req_per_s), `${fmt(shed.shed_rate * 100)}%`, fmt(overSum.p99_2xx_ms), fmt(overSum.p99_ms), String(shed.other_failures), JSON.stringify(overSum.statuses)]]), "");
+    out.push(
+      `### (f) Overload: ${overloadConns} connections, LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD=${shedThreshold}, ${rounds} × ${shortDuration} s`,
+      "",
+    );
+    out.push(
+      markdownTable(
+        ["req/s", "shed (503) rate", "p99 admitted (2xx) ms", "p99 all ms", "failures other than 503", "statuses"],
+        [
+          [
+            fmt(overSum.req_per_s),
+            `${fmt(shed.shed_rate * 100)}%`,
+            fmt(overSum.p99_2xx_ms),
+            fmt(overSum.p99_ms),
+            String(shed.other_failures),
+            JSON.stringify(overSum.statuses),
+          ],
+        ],
+      ),
+      "",
+    );
 
     const ratio = smallT.ratios.gateway_over_ceiling!;
     if (streams.length > 0) {
-      out.push(`### Long streams: N concurrent slow streams (${streams[0]!.events_per_stream} events, ${streams[0]!.interval_ms} ms apart)`, "");
-      out.push(markdownTable(["N", "target", "completed", "errors", "statuses", "first event p50 / max ms", "relay delay p50 / p99 ms", "RSS per stream", "CPU ms/s held"], streams.map((r) => [
-        String(r.streams), r.target, String(r.completed), String(r.errors), JSON.stringify(r.statuses), `${fmt(r.first_event_p50_ms)} / ${fmt(r.first_event_max_ms)}`,
-        `${fmt(r.relay_delay_p50_ms)} / ${fmt(r.relay_delay_p99_ms)}`, bytes(r.rss_per_stream_bytes), fmt(r.cpu_ms_per_s_held),
-      ])), "");
+      out.push(
+        `### Long streams: N concurrent slow streams (${streams[0]!.events_per_stream} events, ${streams[0]!.interval_ms} ms apart)`,
+        "",
+      );
+      out.push(
+        markdownTable(
+          [
+            "N",
+            "target",
+            "completed",
+            "errors",
+            "statuses",
+            "first event p50 / max ms",
+            "relay delay p50 / p99 ms",
+            "RSS per stream",
+            "CPU ms/s held",
+          ],
+          streams.map((r) => [
+            String(r.streams),
+            r.target,
+            String(r.completed),
+            String(r.errors),
+            JSON.stringify(r.statuses),
+            `${fmt(r.first_event_p50_ms)} / ${fmt(r.first_event_max_ms)}`,
+            `${fmt(r.relay_delay_p50_ms)} / ${fmt(r.relay_delay_p99_ms)}`,
+            bytes(r.rss_per_stream_bytes),
+            fmt(r.cpu_ms_per_s_held),
+          ]),
+        ),
+        "",
+      );
     }
     const targets = [
       { target: "gateway ≥ 80% of the bare pass-through's req/s (small body)", value: `${fmt(ratio * 100)}%`, met: ratio >= 0.8 },
@@ -281,21 +445,61 @@ async function main(): Promise<void> {
       { target: "RSS after the load test ≤ 150 MB", value: bytes(rssAfter), met: rssAfter <= 150e6 },
       { target: "overload: no errors other than 503", value: String(shed.other_failures), met: shed.other_failures === 0 },
     ];
-    out.push("### Targets", "", markdownTable(["target", "measured", "met"], targets.map((t) => [t.target, t.value, t.met ? "yes" : "**no**"])), "");
+    out.push(
+      "### Targets",
+      "",
+      markdownTable(
+        ["target", "measured", "met"],
+        targets.map((t) => [t.target, t.value, t.met ? "yes" : "**no**"]),
+      ),
+      "",
+    );
     process.stdout.write(out.join("\n") + "\n");
 
-    writeFileSync(RESULTS_PATH, JSON.stringify({
-      generated_at: new Date().toISOString(), machine, rounds, duration_s: duration, threads: gwThreads, threads_flag: threads, connections,
-      groups: tables.map((t) => ({ id: t.g.id, title: t.g.title, summaries: t.summaries, ratios: t.ratios, runs: Object.fromEntries(t.g.runs) })),
-      issue2: { direct_req_per_s: direct.req_per_s, gateway_req_per_s: gwS.req_per_s, gateway_over_direct: smallT.ratios.gateway_over_direct, rss_before_bytes: rssBefore, rss_after_bytes: rssAfter },
-      concurrency1: { median_us: c1med, added_us: added, samples_per_target: c1Blocks * 200 },
-      overload: { connections: overloadConns, active_threshold: shedThreshold, summary: overSum, ...shed, rss_after_bytes: overRss, runs: over },
-      gateway_request_log_lines: logLines,
-      gateway_rss: { before_bytes: rssBefore, after_bytes: rssAfter, peak_bytes: rssPeak },
-      soak,
-      streams,
-      targets,
-    }, null, 2) + "\n");
+    writeFileSync(
+      RESULTS_PATH,
+      JSON.stringify(
+        {
+          generated_at: new Date().toISOString(),
+          machine,
+          rounds,
+          duration_s: duration,
+          threads: gwThreads,
+          threads_flag: threads,
+          connections,
+          groups: tables.map((t) => ({
+            id: t.g.id,
+            title: t.g.title,
+            summaries: t.summaries,
+            ratios: t.ratios,
+            runs: Object.fromEntries(t.g.runs),
+          })),
+          issue2: {
+            direct_req_per_s: direct.req_per_s,
+            gateway_req_per_s: gwS.req_per_s,
+            gateway_over_direct: smallT.ratios.gateway_over_direct,
+            rss_before_bytes: rssBefore,
+            rss_after_bytes: rssAfter,
+          },
+          concurrency1: { median_us: c1med, added_us: added, samples_per_target: c1Blocks * 200 },
+          overload: {
+            connections: overloadConns,
+            active_threshold: shedThreshold,
+            summary: overSum,
+            ...shed,
+            rss_after_bytes: overRss,
+            runs: over,
+          },
+          gateway_request_log_lines: logLines,
+          gateway_rss: { before_bytes: rssBefore, after_bytes: rssAfter, peak_bytes: rssPeak },
+          soak,
+          streams,
+          targets,
+        },
+        null,
+        2,
+      ) + "\n",
+    );
     log(`loadtest: wrote ${RESULTS_PATH}`);
     writeChart();
     refreshReadme();

@@ -27,7 +27,8 @@ export interface Summary {
 /** Medians over rounds for one target; status counts and errors are summed. */
 export function summarise(target: string, runs: readonly RunResult[]): Summary {
   const statuses: Record<string, number> = {};
-  let requests = 0, errors = 0;
+  let requests = 0,
+    errors = 0;
   for (const r of runs) {
     requests += r.requests;
     errors += r.errors + r.timeouts;
@@ -61,7 +62,9 @@ export function pairedRatio(a: readonly RunResult[], b: readonly RunResult[]): n
 
 /** Share of responses that were 503 (shed), and the count of anything that is neither 2xx nor 503. */
 export function shedStats(statuses: Record<string, number>, errors: number): { total: number; shed_rate: number; other_failures: number } {
-  let total = 0, shed = 0, other = errors;
+  let total = 0,
+    shed = 0,
+    other = errors;
   for (const [k, v] of Object.entries(statuses)) {
     total += v;
     const s = Number(k);

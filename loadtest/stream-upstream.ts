@@ -31,7 +31,12 @@ const frame = (type: string, data: string) => `event: ${type}\ndata: ${data}\n\n
 function slowStream(res: uWS.HttpResponse, id: string, model: string, isAborted: () => boolean): void {
   res.cork(() => {
     res.writeStatus("200 OK").writeHeader("content-type", "text/event-stream; charset=utf-8").writeHeader("cache-control", "no-cache");
-    res.write(frame("message_start", `{"type":"message_start","message":{"id":"${id}","type":"message","role":"assistant","model":${JSON.stringify(model)},"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":10,"output_tokens":1}}}`));
+    res.write(
+      frame(
+        "message_start",
+        `{"type":"message_start","message":{"id":"${id}","type":"message","role":"assistant","model":${JSON.stringify(model)},"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":10,"output_tokens":1}}}`,
+      ),
+    );
     res.write(frame("content_block_start", '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}'));
   });
   const t0 = performance.now();
@@ -41,10 +46,20 @@ function slowStream(res: uWS.HttpResponse, id: string, model: string, isAborted:
     k++;
     const last = k >= events;
     res.cork(() => {
-      res.write(frame("content_block_delta", `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"t=${(performance.timeOrigin + performance.now()).toFixed(3)} "}}`));
+      res.write(
+        frame(
+          "content_block_delta",
+          `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"t=${(performance.timeOrigin + performance.now()).toFixed(3)} "}}`,
+        ),
+      );
       if (!last) return;
       res.write(frame("content_block_stop", '{"type":"content_block_stop","index":0}'));
-      res.write(frame("message_delta", `{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":${events}}}`));
+      res.write(
+        frame(
+          "message_delta",
+          `{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":${events}}}`,
+        ),
+      );
       res.end(frame("message_stop", '{"type":"message_stop"}'));
     });
     // Scheduled from the stream's start, so timer lateness does not accumulate.

@@ -39,20 +39,30 @@ const T_RE = /t=(\d+\.\d+)/g;
 const now = () => performance.timeOrigin + performance.now();
 
 export async function streamsRun(t: Target, n: number, events: number, intervalMs: number, boundS: number): Promise<StreamsResult> {
-  const pool = new Pool(`http://127.0.0.1:${t.port}`, { connections: n, pipelining: 1, headersTimeout: boundS * 1000, bodyTimeout: boundS * 1000 });
+  const pool = new Pool(`http://127.0.0.1:${t.port}`, {
+    connections: n,
+    pipelining: 1,
+    headersTimeout: boundS * 1000,
+    bodyTimeout: boundS * 1000,
+  });
   const abort = new AbortController();
   setMaxListeners(n + 16, abort.signal); // one listener per stream is expected here
   const bound = setTimeout(() => abort.abort(new Error("bound reached")), boundS * 1000);
   const statuses: Record<string, number> = {};
   const delays: number[] = [];
   const firsts: number[] = [];
-  let completed = 0, errors = 0;
+  let completed = 0,
+    errors = 0;
   const pid = t.pid!;
   const rssBefore = rssBytes(pid);
   const t0 = performance.now();
   // Sampled while every stream should be open: from a quarter to three quarters of a stream's life.
   const life = events * intervalMs;
-  let rssHeld = NaN, cpuA = NaN, cpuB = NaN, tA = 0, tB = 0;
+  let rssHeld = NaN,
+    cpuA = NaN,
+    cpuB = NaN,
+    tA = 0,
+    tB = 0;
   const sA = setTimeout(() => ((cpuA = cpuMs(pid)), (tA = performance.now())), life / 4);
   const sB = setTimeout(() => ((rssHeld = rssBytes(pid)), (cpuB = cpuMs(pid)), (tB = performance.now())), (life * 3) / 4);
   const one = async (): Promise<void> => {
@@ -96,10 +106,20 @@ export async function streamsRun(t: Target, n: number, events: number, intervalM
   delays.sort((a, b) => a - b);
   firsts.sort((a, b) => a - b);
   return {
-    target: t.name, streams: n, events_per_stream: events, interval_ms: intervalMs, completed, errors, statuses,
-    first_event_p50_ms: percentile(firsts, 0.5), first_event_max_ms: firsts.length === 0 ? NaN : firsts[firsts.length - 1]!,
-    relay_delay_p50_ms: percentile(delays, 0.5), relay_delay_p99_ms: percentile(delays, 0.99),
-    rss_before_bytes: rssBefore, rss_held_bytes: rssHeld, rss_per_stream_bytes: (rssHeld - rssBefore) / n,
+    target: t.name,
+    streams: n,
+    events_per_stream: events,
+    interval_ms: intervalMs,
+    completed,
+    errors,
+    statuses,
+    first_event_p50_ms: percentile(firsts, 0.5),
+    first_event_max_ms: firsts.length === 0 ? NaN : firsts[firsts.length - 1]!,
+    relay_delay_p50_ms: percentile(delays, 0.5),
+    relay_delay_p99_ms: percentile(delays, 0.99),
+    rss_before_bytes: rssBefore,
+    rss_held_bytes: rssHeld,
+    rss_per_stream_bytes: (rssHeld - rssBefore) / n,
     cpu_ms_per_s_held: tB > tA ? ((cpuB - cpuA) * 1000) / (tB - tA) : NaN,
     wall_s: (performance.now() - t0) / 1000,
   };

@@ -81,12 +81,26 @@ export type ToAcceptor =
 const port = parentPort!;
 const data = workerData as AcceptorData;
 const cfg = data.cfg;
-const metrics = new Metrics(new MetricsLayout(cfg.providers.map((p) => p.name), cfg.usage_metrics_user_label_max), data.sab);
+const metrics = new Metrics(
+  new MetricsLayout(
+    cfg.providers.map((p) => p.name),
+    cfg.usage_metrics_user_label_max,
+  ),
+  data.sab,
+);
 const logger = createLogger({ level: cfg.log_level, file: cfg.log_file }, () => void Atomics.add(metrics.i32, G_LOG_DROPPED, 1));
 const { log, flush } = logger;
 const pools = new Pools(cfg);
 // OpenTelemetry (docs/tracing.md): only with an OTLP endpoint; otherwise nothing subscribes to the publish points.
-const tracing = cfg.tracing === null ? null : startTracing(cfg.tracing, data.index, (n) => void Atomics.add(metrics.i32, G_SPANS_DROPPED, n), (msg) => log.warn({ component: "otel" }, msg));
+const tracing =
+  cfg.tracing === null
+    ? null
+    : startTracing(
+        cfg.tracing,
+        data.index,
+        (n) => void Atomics.add(metrics.i32, G_SPANS_DROPPED, n),
+        (msg) => log.warn({ component: "otel" }, msg),
+      );
 const clock = new Clock32(data.clockBase);
 const breakers = new Breakers(
   data.breakerSab,
@@ -123,13 +137,28 @@ const shared: Shared = {
 const keyIndex = new KeyIndex(cfg.apiKeys, cfg.admin_api_key !== null);
 function applyKeys(c: KeyChange): void {
   for (const id of c.remove) keyIndex.remove(id);
-  for (const p of c.put) keyIndex.put(p.record.digest, entryOf(p.record, p.slot, cfg.rate_limit_requests_per_minute, cfg.rate_limit_tokens_per_minute));
+  for (const p of c.put)
+    keyIndex.put(p.record.digest, entryOf(p.record, p.slot, cfg.rate_limit_requests_per_minute, cfg.rate_limit_tokens_per_minute));
 }
 applyKeys({ put: data.keys, remove: [] });
 const prices = new PriceTable(cfg.prices);
 const budgets = new Budgets(data.budgetSab);
-const usageMetrics = new UsageMetrics(new UsageLayout(cfg.providers.map((p) => p.name), prices.labels), data.usageSab);
-const sink = new UsageSink(log, usageMetrics, prices, (rows, audit) => port.postMessage({ t: "rows", rows, audit } satisfies ToMain), cfg.ledger_batch_ms, cfg.ledger_batch_rows, cfg.usage_metrics_user_label_max > 0 ? new UserMetrics(metrics.u32, metrics.layout.user) : null);
+const usageMetrics = new UsageMetrics(
+  new UsageLayout(
+    cfg.providers.map((p) => p.name),
+    prices.labels,
+  ),
+  data.usageSab,
+);
+const sink = new UsageSink(
+  log,
+  usageMetrics,
+  prices,
+  (rows, audit) => port.postMessage({ t: "rows", rows, audit } satisfies ToMain),
+  cfg.ledger_batch_ms,
+  cfg.ledger_batch_rows,
+  cfg.usage_metrics_user_label_max > 0 ? new UserMetrics(metrics.u32, metrics.layout.user) : null,
+);
 shared.usage = sink;
 let adminSeq = 0;
 const adminCalls = new Map<number, (r: AdminResult) => void>();
@@ -174,8 +203,19 @@ function render(kind: RenderKind): Promise<string> {
 const modelLists = { lists: data.models as readonly ProviderModels[] };
 const opsApp = data.metricsPort === null ? undefined : uWS.App();
 const app = buildApp({
-  cfg, shared, pools, idPrefix: data.idPrefix, threadIndex: data.index, breakers, shedder, limiter, render,
-  billing: { keys: keyIndex, budgets, prices, usage: usageMetrics, admin }, models: modelLists, ops: opsApp, requestLog: requestLogTap(logger),
+  cfg,
+  shared,
+  pools,
+  idPrefix: data.idPrefix,
+  threadIndex: data.index,
+  breakers,
+  shedder,
+  limiter,
+  render,
+  billing: { keys: keyIndex, budgets, prices, usage: usageMetrics, admin },
+  models: modelLists,
+  ops: opsApp,
+  requestLog: requestLogTap(logger),
   cache: new ResponseCache(cfg.cache, new CacheClient(data.cachePort), new CacheStats(metrics.u32, metrics.layout.cacheOff)),
 });
 let listenSocket: us_listen_socket | null = null;

@@ -18,7 +18,10 @@ import type { AdminOp, AdminResult } from "./ledger.js";
 
 export interface AdminDeps {
   cfg: GatewayConfig;
-  guard(route: number, handler: (ctx: RequestCtx, req: HttpRequest) => void): (res: import("uWebSockets.js").HttpResponse, req: HttpRequest) => void;
+  guard(
+    route: number,
+    handler: (ctx: RequestCtx, req: HttpRequest) => void,
+  ): (res: import("uWebSockets.js").HttpResponse, req: HttpRequest) => void;
   admin(op: AdminOp): Promise<AdminResult>;
 }
 
@@ -82,49 +85,64 @@ export function registerAdmin(app: TemplatedApp, deps: AdminDeps): void {
     });
   }
 
-  app.post("/admin/keys", guard(R_OTHER, (ctx, req) => {
-    if (!authorised(ctx, req)) return;
-    withJson(ctx, req, (v) => {
-      const r = validateCreateKey(v);
-      if (!r.success) return ctx.fail("GW_ERR_ADMIN_INVALID", firstError(r.errors));
-      answer(ctx, { op: "create", input: r.data });
-    });
-  }));
+  app.post(
+    "/admin/keys",
+    guard(R_OTHER, (ctx, req) => {
+      if (!authorised(ctx, req)) return;
+      withJson(ctx, req, (v) => {
+        const r = validateCreateKey(v);
+        if (!r.success) return ctx.fail("GW_ERR_ADMIN_INVALID", firstError(r.errors));
+        answer(ctx, { op: "create", input: r.data });
+      });
+    }),
+  );
 
-  app.get("/admin/keys", guard(R_OTHER, (ctx, req) => {
-    if (!authorised(ctx, req)) return;
-    answer(ctx, { op: "list" });
-  }));
+  app.get(
+    "/admin/keys",
+    guard(R_OTHER, (ctx, req) => {
+      if (!authorised(ctx, req)) return;
+      answer(ctx, { op: "list" });
+    }),
+  );
 
-  app.patch("/admin/keys/:id", guard(R_OTHER, (ctx, req) => {
-    if (!authorised(ctx, req)) return;
-    const id = req.getParameter(0) ?? "";
-    withJson(ctx, req, (v) => {
+  app.patch(
+    "/admin/keys/:id",
+    guard(R_OTHER, (ctx, req) => {
+      if (!authorised(ctx, req)) return;
+      const id = req.getParameter(0) ?? "";
+      withJson(ctx, req, (v) => {
+        if (!KEY_ID.test(id)) return ctx.fail("GW_ERR_ADMIN_KEY_NOT_FOUND");
+        const r = validatePatchKey(v);
+        if (!r.success) return ctx.fail("GW_ERR_ADMIN_INVALID", firstError(r.errors));
+        answer(ctx, { op: "patch", id, input: r.data });
+      });
+    }),
+  );
+
+  app.del(
+    "/admin/keys/:id",
+    guard(R_OTHER, (ctx, req) => {
+      if (!authorised(ctx, req)) return;
+      const id = req.getParameter(0) ?? "";
       if (!KEY_ID.test(id)) return ctx.fail("GW_ERR_ADMIN_KEY_NOT_FOUND");
-      const r = validatePatchKey(v);
+      answer(ctx, { op: "revoke", id });
+    }),
+  );
+
+  app.get(
+    "/admin/usage",
+    guard(R_OTHER, (ctx, req) => {
+      if (!authorised(ctx, req)) return;
+      const q: Record<string, string> = {};
+      for (const [k, val] of new URLSearchParams(req.getQuery() ?? "")) q[k] = val;
+      const r = validateUsageQuery(q);
       if (!r.success) return ctx.fail("GW_ERR_ADMIN_INVALID", firstError(r.errors));
-      answer(ctx, { op: "patch", id, input: r.data });
-    });
-  }));
-
-  app.del("/admin/keys/:id", guard(R_OTHER, (ctx, req) => {
-    if (!authorised(ctx, req)) return;
-    const id = req.getParameter(0) ?? "";
-    if (!KEY_ID.test(id)) return ctx.fail("GW_ERR_ADMIN_KEY_NOT_FOUND");
-    answer(ctx, { op: "revoke", id });
-  }));
-
-  app.get("/admin/usage", guard(R_OTHER, (ctx, req) => {
-    if (!authorised(ctx, req)) return;
-    const q: Record<string, string> = {};
-    for (const [k, val] of new URLSearchParams(req.getQuery() ?? "")) q[k] = val;
-    const r = validateUsageQuery(q);
-    if (!r.success) return ctx.fail("GW_ERR_ADMIN_INVALID", firstError(r.errors));
-    const now = new Date();
-    const from = r.data.from !== undefined ? Date.parse(r.data.from) : Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1);
-    // A bare date as `to` includes that whole day.
-    const to = r.data.to !== undefined ? Date.parse(r.data.to) + (r.data.to.length === 10 ? 86_400_000 : 0) : now.getTime() + 1;
-    if (!(to > from)) return ctx.fail("GW_ERR_ADMIN_INVALID", "to must be after from");
-    answer(ctx, { op: "usage", from, to, groupBy: r.data.group_by ?? "key", format: r.data.format ?? "json" });
-  }));
+      const now = new Date();
+      const from = r.data.from !== undefined ? Date.parse(r.data.from) : Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1);
+      // A bare date as `to` includes that whole day.
+      const to = r.data.to !== undefined ? Date.parse(r.data.to) + (r.data.to.length === 10 ? 86_400_000 : 0) : now.getTime() + 1;
+      if (!(to > from)) return ctx.fail("GW_ERR_ADMIN_INVALID", "to must be after from");
+      answer(ctx, { op: "usage", from, to, groupBy: r.data.group_by ?? "key", format: r.data.format ?? "json" });
+    }),
+  );
 }

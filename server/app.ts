@@ -75,7 +75,13 @@ export interface Billing {
 }
 
 /** Client headers forwarded upstream as received. */
-const FORWARD = ["anthropic-version", "anthropic-beta", "user-agent", "x-claude-code-session-id", "anthropic-dangerous-direct-browser-access"];
+const FORWARD = [
+  "anthropic-version",
+  "anthropic-beta",
+  "user-agent",
+  "x-claude-code-session-id",
+  "anthropic-dangerous-direct-browser-access",
+];
 
 export function buildApp(deps: AppDeps): TemplatedApp {
   const { cfg, shared } = deps;
@@ -103,12 +109,21 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     keys,
     limiter: deps.limiter,
     router,
-    billing: billing === null ? null : { budgets: billing.budgets, prices: billing.prices, usage: billing.usage, failClosed: cfg.budget_fail_mode === "closed" },
+    billing:
+      billing === null
+        ? null
+        : { budgets: billing.budgets, prices: billing.prices, usage: billing.usage, failClosed: cfg.budget_fail_mode === "closed" },
     pricer: usage === null ? null : usage.price,
     taps,
   });
   shared.plain = pipes.plain;
-  const callDeps = { cfg, pools: deps.pools, breakers: deps.breakers, answerMock: (c: RequestCtx, p: Record<string, unknown>, n: boolean) => answerMock(c, p, n), shapers: buildShapers(providers, metrics, shared.log) };
+  const callDeps = {
+    cfg,
+    pools: deps.pools,
+    breakers: deps.breakers,
+    answerMock: (c: RequestCtx, p: Record<string, unknown>, n: boolean) => answerMock(c, p, n),
+    shapers: buildShapers(providers, metrics, shared.log),
+  };
   const app = uWS.App();
 
   function guard(route: number, handler: (ctx: RequestCtx, req: HttpRequest) => void) {
@@ -138,7 +153,12 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       ctx.count = count;
       readRequest(ctx, req);
       // Tracing's publish point (server/tracing/): the SERVER span starts before any stage runs.
-      if (requestStart.hasSubscribers) requestStart.publish({ ctx, traceparent: req.getHeader("traceparent"), tracestate: req.getHeader("tracestate") } satisfies RequestStartMsg);
+      if (requestStart.hasSubscribers)
+        requestStart.publish({
+          ctx,
+          traceparent: req.getHeader("traceparent"),
+          tracestate: req.getHeader("tracestate"),
+        } satisfies RequestStartMsg);
       const r = pipe.runHead(ctx);
       if (r !== CONTINUE) {
         if (r === E_BODY_TOO_LARGE) return refuseBody(ctx, ctx.errMessage!);
@@ -198,19 +218,40 @@ export function buildApp(deps: AppDeps): TemplatedApp {
    * pipeline it runs after the budget reservation and the translation check.
    */
   function dispatch(ctx: RequestCtx): void {
-    const body = ctx.body!, parsed = ctx.parsed!, model = ctx.model!, count = ctx.count;
+    const body = ctx.body!,
+      parsed = ctx.parsed!,
+      model = ctx.model!,
+      count = ctx.count;
     const targets = ctx.targets;
     // The request state lives as long as the reply (minutes for a stream): it keeps neither.
     ctx.body = null;
     ctx.parsed = null;
-    const tx = prepareTranslation(ctx, ctx.route === R_CHAT_COMPLETIONS, ctx.resolved!, deps.pools, { body, parsed, model, fwd: ctx.fwd, count });
+    const tx = prepareTranslation(ctx, ctx.route === R_CHAT_COMPLETIONS, ctx.resolved!, deps.pools, {
+      body,
+      parsed,
+      model,
+      fwd: ctx.fwd,
+      count,
+    });
     if (tx === false) return;
     if (tx === null && targets[0]!.provider.type === "mock") {
       ctx.provider = targets[0]!.provider.index;
       ctx.providerName = targets[0]!.provider.name;
       return answerMock(ctx, parsed, count);
     }
-    const call = () => new UpstreamCall(ctx, callDeps, targets, { body, parsed, model, fwd: ctx.fwd, query: ctx.query, clientKey: ctx.clientKey, upstreamKey: ctx.upstreamKey, gatewayAuth: keys.enabled, count, tx }).start();
+    const call = () =>
+      new UpstreamCall(ctx, callDeps, targets, {
+        body,
+        parsed,
+        model,
+        fwd: ctx.fwd,
+        query: ctx.query,
+        clientKey: ctx.clientKey,
+        upstreamKey: ctx.upstreamKey,
+        gatewayAuth: keys.enabled,
+        count,
+        tx,
+      }).start();
     // The response cache answers a hit itself, or calls `call` after a miss (server/cache/gate.ts).
     if (cache === null || count || !cache.intercept(ctx, ctx, targets[0]!, parsed, body, call)) call();
   }
@@ -252,27 +293,52 @@ export function buildApp(deps: AppDeps): TemplatedApp {
 
   const ops = deps.ops ?? app;
   if (cfg.health_check_enabled) {
-    ops.get("/health/live", guard(R_HEALTH, (ctx) => ctx.send(200, "application/json", '{"status":"ok"}')));
-    ops.get("/health/ready", guard(R_HEALTH, (ctx) => {
-      const h = getHeapStatistics();
-      const draining = shared.draining || metrics.flag(G_DRAINING) === 1;
-      const workers = metrics.flag(G_WORKERS_OK) === 1;
-      const heapRatio = h.used_heap_size / h.heap_size_limit;
-      const components = {
-        draining: { ok: !draining },
-        workers: { ok: workers },
-        // Compare with heap_size_limit, not heapTotal: a fresh process would look full.
-        heap: { ok: heapRatio < 0.95, used_bytes: h.used_heap_size, limit_bytes: h.heap_size_limit, ratio: Math.round(heapRatio * 1000) / 1000 },
-        providers: { ok: providers.length > 0, configured: providers.map((p) => p.name) },
-      };
-      const ledgerAge = billing === null ? 0 : Math.max(0, Math.floor(Date.now() / 1000) - billing.usage.ledgerCheckedAt());
-      const database = billing === null ? { ok: true, enabled: false } : { ok: billing.usage.ledgerOk(), checked_seconds_ago: ledgerAge, fail_mode: cfg.budget_fail_mode, kind: cfg.database_url === null ? "sqlite" : "postgres", queued_rows: billing.usage.ledgerQueued(), budgets: "per_replica" };
-      // With BUDGET_FAIL_MODE=open a failing ledger is reported but does not stop traffic.
-      const dbBlocks = !database.ok && cfg.budget_fail_mode === "closed";
-      const ok = components.draining.ok && components.workers.ok && components.heap.ok && components.providers.ok && !dbBlocks;
-      // The MCP sandbox is reported (docs/mcp.md) but does not hold back /v1/messages.
-      ctx.send(ok ? 200 : 503, "application/json", JSON.stringify({ status: ok ? "ready" : "not_ready", components: { ...components, database, sandbox: sandboxReadiness() } }));
-    }));
+    ops.get(
+      "/health/live",
+      guard(R_HEALTH, (ctx) => ctx.send(200, "application/json", '{"status":"ok"}')),
+    );
+    ops.get(
+      "/health/ready",
+      guard(R_HEALTH, (ctx) => {
+        const h = getHeapStatistics();
+        const draining = shared.draining || metrics.flag(G_DRAINING) === 1;
+        const workers = metrics.flag(G_WORKERS_OK) === 1;
+        const heapRatio = h.used_heap_size / h.heap_size_limit;
+        const components = {
+          draining: { ok: !draining },
+          workers: { ok: workers },
+          // Compare with heap_size_limit, not heapTotal: a fresh process would look full.
+          heap: {
+            ok: heapRatio < 0.95,
+            used_bytes: h.used_heap_size,
+            limit_bytes: h.heap_size_limit,
+            ratio: Math.round(heapRatio * 1000) / 1000,
+          },
+          providers: { ok: providers.length > 0, configured: providers.map((p) => p.name) },
+        };
+        const ledgerAge = billing === null ? 0 : Math.max(0, Math.floor(Date.now() / 1000) - billing.usage.ledgerCheckedAt());
+        const database =
+          billing === null
+            ? { ok: true, enabled: false }
+            : {
+                ok: billing.usage.ledgerOk(),
+                checked_seconds_ago: ledgerAge,
+                fail_mode: cfg.budget_fail_mode,
+                kind: cfg.database_url === null ? "sqlite" : "postgres",
+                queued_rows: billing.usage.ledgerQueued(),
+                budgets: "per_replica",
+              };
+        // With BUDGET_FAIL_MODE=open a failing ledger is reported but does not stop traffic.
+        const dbBlocks = !database.ok && cfg.budget_fail_mode === "closed";
+        const ok = components.draining.ok && components.workers.ok && components.heap.ok && components.providers.ok && !dbBlocks;
+        // The MCP sandbox is reported (docs/mcp.md) but does not hold back /v1/messages.
+        ctx.send(
+          ok ? 200 : 503,
+          "application/json",
+          JSON.stringify({ status: ok ? "ready" : "not_ready", components: { ...components, database, sandbox: sandboxReadiness() } }),
+        );
+      }),
+    );
   }
 
   if (cfg.metrics_enabled) {
@@ -288,25 +354,39 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       });
     ops.get("/metrics/prometheus", page("prometheus", "text/plain; version=0.0.4; charset=utf-8"));
     ops.get("/metrics/observability", page("observability", "application/json"));
-    ops.get("/metrics/circuit-breakers", guard(R_METRICS, (ctx) => {
-      const out: Record<string, unknown> = {};
-      for (const p of providers) out[p.name] = deps.breakers.view(p.index - 1);
-      ctx.send(200, "application/json", JSON.stringify({
-        policy: {
-          failure_threshold: cfg.circuit_breaker_failure_threshold,
-          timeout_ms: cfg.circuit_breaker_timeout_ms,
-          success_threshold: cfg.circuit_breaker_success_threshold,
-          half_open_probes: cfg.circuit_breaker_half_open_probes,
-        },
-        breakers: out,
-      }));
-    }));
+    ops.get(
+      "/metrics/circuit-breakers",
+      guard(R_METRICS, (ctx) => {
+        const out: Record<string, unknown> = {};
+        for (const p of providers) out[p.name] = deps.breakers.view(p.index - 1);
+        ctx.send(
+          200,
+          "application/json",
+          JSON.stringify({
+            policy: {
+              failure_threshold: cfg.circuit_breaker_failure_threshold,
+              timeout_ms: cfg.circuit_breaker_timeout_ms,
+              success_threshold: cfg.circuit_breaker_success_threshold,
+              half_open_probes: cfg.circuit_breaker_half_open_probes,
+            },
+            breakers: out,
+          }),
+        );
+      }),
+    );
   }
 
   registerMcp(app, { cfg, shared, keys, ids });
   if (billing !== null) registerAdmin(app, { cfg, guard, admin: billing.admin });
   if (billing !== null) registerDashboard(app, { adminKey: cfg.admin_api_key, guard, render: deps.render, log: shared.log });
-  app.any("/*", guard(R_OTHER, (ctx) => ctx.fail("GW_ERR_ROUTE_NOT_FOUND")));
-  if (ops !== app) ops.any("/*", guard(R_OTHER, (ctx) => ctx.fail("GW_ERR_ROUTE_NOT_FOUND")));
+  app.any(
+    "/*",
+    guard(R_OTHER, (ctx) => ctx.fail("GW_ERR_ROUTE_NOT_FOUND")),
+  );
+  if (ops !== app)
+    ops.any(
+      "/*",
+      guard(R_OTHER, (ctx) => ctx.fail("GW_ERR_ROUTE_NOT_FOUND")),
+    );
   return app;
 }

@@ -49,13 +49,7 @@ export function refuseBody(ctx: RequestCtx, message: string): void {
   ctx.res.onData((ab, isLast) => drop(ab.byteLength, isLast));
 }
 
-export function readBody(
-  ctx: RequestCtx,
-  contentLength: number,
-  cap: number,
-  timeoutMs: number,
-  onBody: (body: Buffer) => void,
-): void {
+export function readBody(ctx: RequestCtx, contentLength: number, cap: number, timeoutMs: number, onBody: (body: Buffer) => void): void {
   const res = ctx.res;
   const buf: Buffer | null = contentLength > 0 ? Buffer.allocUnsafe(contentLength) : null;
   let parts: Buffer[] | null = null;
@@ -101,7 +95,8 @@ export function readBody(
       finished = true;
       clearTimeout(timer);
       ctx.onAbort = null;
-      const body = buf !== null ? (size === buf.length ? buf : buf.subarray(0, size)) : parts === null ? Buffer.alloc(0) : Buffer.concat(parts);
+      const body =
+        buf !== null ? (size === buf.length ? buf : buf.subarray(0, size)) : parts === null ? Buffer.alloc(0) : Buffer.concat(parts);
       onBody(body);
     } catch (e) {
       finished = true;

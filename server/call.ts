@@ -25,7 +25,7 @@ import { retryDelayMs, shouldRetryStatus } from "../core/retry.js";
 import { badHeader, badHeaderValue, badQuery, isJsonBody } from "../core/upstream-guard.js";
 import type { GatewayConfig } from "../core/config.js";
 import type { RequestCtx } from "./context.js";
-import { dispatchAttempt, type AttemptOwner, type Pools, } from "./upstream.js";
+import { dispatchAttempt, type AttemptOwner, type Pools } from "./upstream.js";
 import { replacedErrorBody } from "./upstream-reply.js";
 import { attemptEnd, attemptStart, breakerRefused, type AttemptEndMsg, type AttemptStartMsg, type BreakerMsg } from "./tracing/channels.js";
 import type { AttemptRelay, Translation } from "./openai/translation.js";
@@ -102,11 +102,19 @@ export class UpstreamCall implements AttemptOwner {
   start(): void {
     const inp = this.input;
     const h = badHeader(inp.fwd);
-    if (h !== null) return this.refuse("GW_ERR_REQ_INVALID_HEADER", `header ${h} has a character that cannot be forwarded (a control byte other than tab, or one above U+00FF)`);
+    if (h !== null)
+      return this.refuse(
+        "GW_ERR_REQ_INVALID_HEADER",
+        `header ${h} has a character that cannot be forwarded (a control byte other than tab, or one above U+00FF)`,
+      );
     if (badHeaderValue(this.passKey())) {
-      return this.refuse("GW_ERR_REQ_INVALID_HEADER", `header ${inp.upstreamKey !== "" ? "x-upstream-api-key" : "x-api-key (or authorization)"} has a character that cannot be forwarded`);
+      return this.refuse(
+        "GW_ERR_REQ_INVALID_HEADER",
+        `header ${inp.upstreamKey !== "" ? "x-upstream-api-key" : "x-api-key (or authorization)"} has a character that cannot be forwarded`,
+      );
     }
-    if (badQuery(inp.query)) return this.refuse("GW_ERR_REQ_INVALID_QUERY", "the query string has a byte outside printable ASCII; percent-encode it");
+    if (badQuery(inp.query))
+      return this.refuse("GW_ERR_REQ_INVALID_QUERY", "the query string has a byte outside printable ASCII; percent-encode it");
     this.nextTarget();
   }
 
@@ -157,7 +165,9 @@ export class UpstreamCall implements AttemptOwner {
   }
 
   private send(t: Target): void {
-    const ctx = this.ctx, p = t.provider, inp = this.input;
+    const ctx = this.ctx,
+      p = t.provider,
+      inp = this.input;
     this.attempt++;
     ctx.provider = p.index;
     ctx.providerName = p.name;
@@ -194,27 +204,52 @@ export class UpstreamCall implements AttemptOwner {
     for (let i = 0; i < inp.fwd.length; i += 2) if (inp.fwd[i] === "anthropic-beta") beta = inp.fwd[i + 1]!;
     let r: Prepared | Promise<Prepared>;
     try {
-      r = s.prepare({ raw: inp.body, parsed: inp.parsed, fwd: inp.fwd, query: inp.query, clientKey: inp.clientKey, model: t.upstreamModel ?? inp.model, betaHeader: beta, count: inp.count, requestId: this.ctx.id });
+      r = s.prepare({
+        raw: inp.body,
+        parsed: inp.parsed,
+        fwd: inp.fwd,
+        query: inp.query,
+        clientKey: inp.clientKey,
+        model: t.upstreamModel ?? inp.model,
+        betaHeader: beta,
+        count: inp.count,
+        requestId: this.ctx.id,
+      });
     } catch (e) {
       return this.prepareFailed(e);
     }
     if (!(r instanceof Promise)) return this.dispatchPrepared(t, r);
     this.preparing = true;
-    r.then((x) => this.dispatchPrepared(t, x), (e: unknown) => this.prepareFailed(e));
+    r.then(
+      (x) => this.dispatchPrepared(t, x),
+      (e: unknown) => this.prepareFailed(e),
+    );
   }
 
   private dispatchPrepared(t: Target, x: Prepared): void {
     this.preparing = false;
     if (this.ctx.aborted || this.ctx.done) return;
     if (attemptStart.hasSubscribers) this.traceAttempt(t, x.headers);
-    this.relay = dispatchAttempt(this.deps.pools.get(t.provider.origin), x.path, x.headers, x.body, this.ctx, this, this.deps.cfg.sse_max_event_bytes, x.wrap);
+    this.relay = dispatchAttempt(
+      this.deps.pools.get(t.provider.origin),
+      x.path,
+      x.headers,
+      x.body,
+      this.ctx,
+      this,
+      this.deps.cfg.sse_max_event_bytes,
+      x.wrap,
+    );
   }
 
   /** No credentials (or signing failed): like a connection failure, retried and then the next target. */
   private prepareFailed(e: unknown): void {
     this.preparing = false;
     if (this.ctx.aborted || this.ctx.done) return;
-    this.ctx.shared.log.warn({ req_id: this.ctx.id, provider: this.ctx.providerName, err: (e as Error)?.message ?? String(e) }, "cannot authenticate to the provider");
+    this.ctx.shared.log.warn(
+      { req_id: this.ctx.id, provider: this.ctx.providerName, err: (e as Error)?.message ?? String(e) },
+      "cannot authenticate to the provider",
+    );
     this.connectionError("GW_ERR_UPSTREAM_AUTH", e as Error);
   }
 
@@ -260,7 +295,15 @@ export class UpstreamCall implements AttemptOwner {
   /** Tell tracing an attempt starts; it may append a traceparent to `headers`. */
   private traceAttempt(t: Target, headers: string[] | null): void {
     const p = t.provider;
-    attemptStart.publish({ ctx: this.ctx, provider: p.name, providerType: p.type, model: t.upstreamModel ?? this.input.model, attempt: this.attempt, probe: this.probe !== NOT_PROBE, headers } satisfies AttemptStartMsg);
+    attemptStart.publish({
+      ctx: this.ctx,
+      provider: p.name,
+      providerType: p.type,
+      model: t.upstreamModel ?? this.input.model,
+      attempt: this.attempt,
+      probe: this.probe !== NOT_PROBE,
+      headers,
+    } satisfies AttemptStartMsg);
   }
 
   upstreamError(status: number, headers: IncomingHttpHeaders, body: Buffer, extra: string[] | null): void {
@@ -278,7 +321,9 @@ export class UpstreamCall implements AttemptOwner {
     this.lastCode = null;
     const retry = shouldRetryStatus(status, headerOf(headers, "x-should-retry"));
     if (!retry) return this.finishWith();
-    this.retryOrMove(retryDelayMs(this.deps.cfg, this.attempt, headerOf(headers, "retry-after"), headerOf(headers, "retry-after-ms"), Math.random()));
+    this.retryOrMove(
+      retryDelayMs(this.deps.cfg, this.attempt, headerOf(headers, "retry-after"), headerOf(headers, "retry-after-ms"), Math.random()),
+    );
   }
 
   connectionError(code: ErrorCode, _err: Error): void {
@@ -294,7 +339,8 @@ export class UpstreamCall implements AttemptOwner {
     this.relay = null;
     this.release();
     const c = (err as { code?: string }).code;
-    if (c === "UND_ERR_DESTROYED" || c === "UND_ERR_CLOSED") return this.refuse("GW_ERR_SHED_OVERLOADED", "the gateway is shutting down; retry");
+    if (c === "UND_ERR_DESTROYED" || c === "UND_ERR_CLOSED")
+      return this.refuse("GW_ERR_SHED_OVERLOADED", "the gateway is shutting down; retry");
     this.refuse("GW_ERR_REQ_INVALID_HEADER", `the request could not be forwarded: ${err.message}`);
   }
 
@@ -309,7 +355,8 @@ export class UpstreamCall implements AttemptOwner {
         const v = this.deps.breakers.admit(this.breakerIndex());
         if (v === REJECT) {
           this.ctx.shared.metrics.rejected(RJ_CIRCUIT_OPEN);
-          if (breakerRefused.hasSubscribers) breakerRefused.publish({ ctx: this.ctx, provider: this.targets[this.ti]!.provider.name } satisfies BreakerMsg);
+          if (breakerRefused.hasSubscribers)
+            breakerRefused.publish({ ctx: this.ctx, provider: this.targets[this.ti]!.provider.name } satisfies BreakerMsg);
           return this.nextTarget();
         }
         this.probe = v;

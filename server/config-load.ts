@@ -48,7 +48,8 @@ export function loadConfigFromProcess(env: NodeJS.ProcessEnv = process.env): Gat
   const cfg = loadConfig(env, file, cpuThreads(availableParallelism(), readCpuMax()), prices);
   checkServable(cfg);
   checkVertexCredentials(cfg, (name) => {
-    const fromFile = (file as { providers?: Record<string, { credentials_file?: unknown }> } | undefined)?.providers?.[name]?.credentials_file;
+    const fromFile = (file as { providers?: Record<string, { credentials_file?: unknown }> } | undefined)?.providers?.[name]
+      ?.credentials_file;
     return fromFile !== undefined ? `CONFIG_FILE providers.${name}.credentials_file` : "GOOGLE_APPLICATION_CREDENTIALS";
   });
   return cfg;

@@ -87,7 +87,11 @@ export class LedgerHub {
       filename: fileURLToPath(new URL(this.fleet ? "../workers/pg-ledger-task.js" : "../workers/ledger-task.js", import.meta.url)),
       workerData: this.fleet
         ? ({ url: cfg.database_url!, retentionDays: cfg.ledger_retention_days } satisfies PgLedgerData)
-        : ({ path: cfg.database_path, retentionDays: cfg.ledger_retention_days, maxBytes: cfg.ledger_max_mb * 1024 * 1024 } satisfies LedgerData),
+        : ({
+            path: cfg.database_path,
+            retentionDays: cfg.ledger_retention_days,
+            maxBytes: cfg.ledger_max_mb * 1024 * 1024,
+          } satisfies LedgerData),
       minThreads: 1,
       maxThreads: 1,
       // PostgreSQL is asynchronous: a key lookup need not wait behind a batch write.
@@ -143,7 +147,10 @@ export class LedgerHub {
       this.log.info({ database: this.where(), keys: this.keys.size, spend_rows: r.spend.length }, "ledger opened");
     } catch (e) {
       this.setOk(false);
-      if (this.cfg.budget_fail_mode === "closed") throw new Error(`${this.fleet ? "DATABASE_URL" : "DATABASE_PATH"}: cannot open the ledger at ${JSON.stringify(this.where())}: ${(e as Error).message}`);
+      if (this.cfg.budget_fail_mode === "closed")
+        throw new Error(
+          `${this.fleet ? "DATABASE_URL" : "DATABASE_PATH"}: cannot open the ledger at ${JSON.stringify(this.where())}: ${(e as Error).message}`,
+        );
       this.log.error({ err: String(e), database: this.where() }, "ledger unavailable; BUDGET_FAIL_MODE=open, serving without it");
     }
     this.healthTimer = setInterval(() => this.check(), HEALTH_EVERY_MS);
@@ -192,7 +199,10 @@ export class LedgerHub {
           change.remove.push(record.id);
         } else if (live === undefined) {
           if (this.nextSlot >= this.lastSlot) {
-            this.log.error({ key_id: record.id, max_keys: this.cfg.max_keys }, "a key from another replica does not fit MAX_KEYS; not loaded");
+            this.log.error(
+              { key_id: record.id, max_keys: this.cfg.max_keys },
+              "a key from another replica does not fit MAX_KEYS; not loaded",
+            );
             continue;
           }
           const entry = { record, slot: this.nextSlot++ };
@@ -271,7 +281,11 @@ export class LedgerHub {
   private async write(): Promise<void> {
     while (this.batch !== null || this.pending.length > 0 || this.pendingAudit.length > 0) {
       if (this.batch === null) {
-        this.batch = { id: `${this.batchPrefix}-${++this.batchSeq}`, rows: this.pending.splice(0, MAX_BATCH), audit: this.pendingAudit.splice(0, MAX_BATCH) };
+        this.batch = {
+          id: `${this.batchPrefix}-${++this.batchSeq}`,
+          rows: this.pending.splice(0, MAX_BATCH),
+          audit: this.pendingAudit.splice(0, MAX_BATCH),
+        };
       }
       const b = this.batch;
       try {
@@ -281,7 +295,10 @@ export class LedgerHub {
         this.setOk(true);
       } catch (e) {
         this.setOk(false);
-        this.log.error({ err: String(e), rows: b.rows.length, audit: b.audit.length, queued: this.queued() }, "ledger write failed; retrying");
+        this.log.error(
+          { err: String(e), rows: b.rows.length, audit: b.audit.length, queued: this.queued() },
+          "ledger write failed; retrying",
+        );
         this.writing = null;
         this.retryTimer = setTimeout(() => {
           this.retryTimer = null;
@@ -337,7 +354,17 @@ export class LedgerHub {
           await this.broadcast({ put: [entry], remove: [] });
           this.announce();
           this.log.info({ key_id: record.id }, "key created");
-          return json(201, { id: record.id, name: record.name, key: secret, models: record.models, limits: record.limits, tools: record.tools, commands: record.commands, cache: record.cache ?? null, created_at: record.created_at });
+          return json(201, {
+            id: record.id,
+            name: record.name,
+            key: secret,
+            models: record.models,
+            limits: record.limits,
+            tools: record.tools,
+            commands: record.commands,
+            cache: record.cache ?? null,
+            created_at: record.created_at,
+          });
         }
         case "list": {
           const all = await this.run<KeyRecord[]>({ op: "keys" });
@@ -403,7 +430,12 @@ export class LedgerHub {
 }
 
 function sameKey(a: KeyRecord, b: KeyRecord): boolean {
-  return a.name === b.name && a.revoked_at === b.revoked_at && (a.cache ?? null) === (b.cache ?? null) && JSON.stringify([a.models, a.limits, a.tools, a.commands]) === JSON.stringify([b.models, b.limits, b.tools, b.commands]);
+  return (
+    a.name === b.name &&
+    a.revoked_at === b.revoked_at &&
+    (a.cache ?? null) === (b.cache ?? null) &&
+    JSON.stringify([a.models, a.limits, a.tools, a.commands]) === JSON.stringify([b.models, b.limits, b.tools, b.commands])
+  );
 }
 
 function json(status: number, v: unknown): AdminResult {

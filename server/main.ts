@@ -107,7 +107,24 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     const resourceLimits = { maxYoungGenerationSizeMb: ACCEPTOR_YOUNG_GENERATION_MB };
     const w = new Worker(acceptorUrl, {
       resourceLimits,
-      workerData: { cfg, sab, breakerSab, shedSab, rateSab, budgetSab, usageSab, keys: liveKeys, clockBase: startedAt, memoryLimit, idPrefix, models: modelLists.current(), port, metricsPort, index, cachePort: line.port2 } satisfies AcceptorData,
+      workerData: {
+        cfg,
+        sab,
+        breakerSab,
+        shedSab,
+        rateSab,
+        budgetSab,
+        usageSab,
+        keys: liveKeys,
+        clockBase: startedAt,
+        memoryLimit,
+        idPrefix,
+        models: modelLists.current(),
+        port,
+        metricsPort,
+        index,
+        cachePort: line.port2,
+      } satisfies AcceptorData,
       transferList: [line.port2],
     });
     acceptors.push(w);
@@ -121,13 +138,13 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
         if (m.t === "listening") {
           metricsPort = m.metricsPort;
           resolve(m.port);
-        }
-        else if (m.t === "listen-failed") reject(new Error(`cannot listen on ${cfg.host}:${m.port}`));
+        } else if (m.t === "listen-failed") reject(new Error(`cannot listen on ${cfg.host}:${m.port}`));
         else if (m.t === "rows") ledger.add(m.rows, m.audit);
         else if (m.t === "admin") {
           ledger.admin(m.op).then(
             (result) => w.postMessage({ t: "admin-result", id: m.id, result } satisfies ToAcceptor),
-            () => w.postMessage({ t: "admin-result", id: m.id, result: { ok: false, code: "GW_ERR_LEDGER_UNAVAILABLE" } } satisfies ToAcceptor),
+            () =>
+              w.postMessage({ t: "admin-result", id: m.id, result: { ok: false, code: "GW_ERR_LEDGER_UNAVAILABLE" } } satisfies ToAcceptor),
           );
         } else if (m.t === "keys-applied") {
           const a = keyAcks.get(m.seq);
@@ -136,10 +153,23 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
             a.done();
           }
         } else if (m.t === "render") {
-          pool.run({ kind: m.kind, sab, breakerSab, providers: providerNames, startedAt, usageSab, models: usageLayout.models, mcp: cfg.mcp !== null, redis: cfg.cache.redisUrl !== null, userSlots: cfg.usage_metrics_user_label_max }).then(
-            (body: string) => w.postMessage({ t: "rendered", id: m.id, ok: true, body } satisfies ToAcceptor),
-            (e: unknown) => w.postMessage({ t: "rendered", id: m.id, ok: false, error: String(e) } satisfies ToAcceptor),
-          );
+          pool
+            .run({
+              kind: m.kind,
+              sab,
+              breakerSab,
+              providers: providerNames,
+              startedAt,
+              usageSab,
+              models: usageLayout.models,
+              mcp: cfg.mcp !== null,
+              redis: cfg.cache.redisUrl !== null,
+              userSlots: cfg.usage_metrics_user_label_max,
+            })
+            .then(
+              (body: string) => w.postMessage({ t: "rendered", id: m.id, ok: true, body } satisfies ToAcceptor),
+              (e: unknown) => w.postMessage({ t: "rendered", id: m.id, ok: false, error: String(e) } satisfies ToAcceptor),
+            );
         }
       });
     });
@@ -165,7 +195,17 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     flush();
     throw e;
   }
-  log.info({ host: cfg.host, port, metrics_port: metricsPort, threads: cfg.http_threads, providers: providerNames, default_provider: cfg.defaultProvider }, "listening");
+  log.info(
+    {
+      host: cfg.host,
+      port,
+      metrics_port: metricsPort,
+      threads: cfg.http_threads,
+      providers: providerNames,
+      default_provider: cfg.defaultProvider,
+    },
+    "listening",
+  );
   // Upstream model lists for GET /v1/models: fetched in the background, then refreshed
   // (after this returns: the first fetch() loads undici, which takes a moment).
   setImmediate(() =>
@@ -190,7 +230,12 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
       metrics.setFlag(G_DRAINING, 1);
       modelLists.stop();
       // A thread that dies instead of reporting counts as drained: shutdown must not hang on it.
-      const drained = acceptors.map((w, i) => Promise.race([new Promise<void>((r) => w.on("message", (m: ToMain) => m.t === "drained" && r())), exited[i]!.then(() => undefined)]));
+      const drained = acceptors.map((w, i) =>
+        Promise.race([
+          new Promise<void>((r) => w.on("message", (m: ToMain) => m.t === "drained" && r())),
+          exited[i]!.then(() => undefined),
+        ]),
+      );
       for (const w of acceptors) w.postMessage({ t: "drain" } satisfies ToAcceptor);
       if ((await within(Promise.all(drained), left(3500))) === TIMED_OUT) log.error({}, "an acceptor thread did not drain in time");
       // A drained thread has closed its sockets and ends by itself; one that does not is stopped.
@@ -200,7 +245,8 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
       }
       // Every acceptor sent its last rows before "drained": write them, bounded.
       const rows = await within(ledger.flush(left(1000)), left(900));
-      if (rows === TIMED_OUT || rows > 0) log.error({ rows: rows === TIMED_OUT ? "write in progress" : rows }, "ledger rows not written at shutdown");
+      if (rows === TIMED_OUT || rows > 0)
+        log.error({ rows: rows === TIMED_OUT ? "write in progress" : rows }, "ledger rows not written at shutdown");
       await within(Promise.all([ledger.close(), cache.close(), keyBus?.close()]), left(400));
       await within(pool.destroy(), left(100));
       log.info({}, "stopped");
@@ -274,9 +320,9 @@ export async function main(): Promise<void> {
     if (!backstopArmed) {
       backstopArmed = true;
       setTimeout(() => {
-      process.stderr.write(`portcullis: shutdown exceeded ${cfg.graceful_shutdown_timeout_ms + SHUTDOWN_MARGIN_MS} ms; exiting\n`);
-      process.exit(1);
-    }, cfg.graceful_shutdown_timeout_ms + SHUTDOWN_MARGIN_MS).unref();
+        process.stderr.write(`portcullis: shutdown exceeded ${cfg.graceful_shutdown_timeout_ms + SHUTDOWN_MARGIN_MS} ms; exiting\n`);
+        process.exit(1);
+      }, cfg.graceful_shutdown_timeout_ms + SHUTDOWN_MARGIN_MS).unref();
     }
     if (s === null) {
       early ??= sig; // still starting: shut down once started

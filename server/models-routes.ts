@@ -24,7 +24,9 @@ export interface ModelsDeps {
 export function registerModels(app: TemplatedApp, deps: ModelsDeps): void {
   const { router, keys, guard } = deps;
   // The built-in mock serves its fixed list; the upstreams' lists come from the main thread.
-  const mockLists: ProviderModels[] = deps.providers.filter((p) => p.type === "mock").map((p) => ({ provider: p.name, models: MOCK_MODELS }));
+  const mockLists: ProviderModels[] = deps.providers
+    .filter((p) => p.type === "mock")
+    .map((p) => ({ provider: p.name, models: MOCK_MODELS }));
   const catalog = new ModelCatalog(router, router.listed, [...mockLists, ...deps.models.lists]);
   let catalogFrom = deps.models.lists;
   function models(): ModelCatalog {
@@ -45,24 +47,30 @@ export function registerModels(app: TemplatedApp, deps: ModelsDeps): void {
     return false;
   }
 
-  app.get("/v1/models", guard(R_MODELS, (ctx, req) => {
-    if (!authorized(ctx, req)) return;
-    const q = parseModelsQuery(req.getQuery() ?? "");
-    if (typeof q === "string") return ctx.fail("GW_ERR_REQ_VALIDATION", q);
-    ctx.send(200, "application/json", models().page(q));
-  }));
+  app.get(
+    "/v1/models",
+    guard(R_MODELS, (ctx, req) => {
+      if (!authorized(ctx, req)) return;
+      const q = parseModelsQuery(req.getQuery() ?? "");
+      if (typeof q === "string") return ctx.fail("GW_ERR_REQ_VALIDATION", q);
+      ctx.send(200, "application/json", models().page(q));
+    }),
+  );
 
-  app.get("/v1/models/:id", guard(R_MODELS, (ctx, req) => {
-    if (!authorized(ctx, req)) return;
-    const raw = req.getParameter(0) ?? "";
-    let id: string;
-    try {
-      id = decodeURIComponent(raw);
-    } catch {
-      id = raw;
-    }
-    const m = models().get(id);
-    if (m === null) return ctx.fail("GW_ERR_MODEL_NOT_FOUND", `model ${JSON.stringify(id.slice(0, 256))} is not served by this gateway`);
-    ctx.send(200, "application/json", m);
-  }));
+  app.get(
+    "/v1/models/:id",
+    guard(R_MODELS, (ctx, req) => {
+      if (!authorized(ctx, req)) return;
+      const raw = req.getParameter(0) ?? "";
+      let id: string;
+      try {
+        id = decodeURIComponent(raw);
+      } catch {
+        id = raw;
+      }
+      const m = models().get(id);
+      if (m === null) return ctx.fail("GW_ERR_MODEL_NOT_FOUND", `model ${JSON.stringify(id.slice(0, 256))} is not served by this gateway`);
+      ctx.send(200, "application/json", m);
+    }),
+  );
 }

@@ -32,9 +32,15 @@ export function hasErrorEvent(b: Buffer): boolean {
  * undici refuses, or a pool closed by shutdown. Never a provider failure, never retried.
  */
 const LOCAL_ERRORS = new Set([
-  "UND_ERR_INVALID_ARG", "UND_ERR_NOT_SUPPORTED", "UND_ERR_DESTROYED", "UND_ERR_CLOSED",
-  "UND_ERR_REQ_CONTENT_LENGTH_MISMATCH", "ERR_INVALID_ARG_TYPE", "ERR_INVALID_ARG_VALUE",
-  "ERR_INVALID_CHAR", "ERR_INVALID_HTTP_TOKEN",
+  "UND_ERR_INVALID_ARG",
+  "UND_ERR_NOT_SUPPORTED",
+  "UND_ERR_DESTROYED",
+  "UND_ERR_CLOSED",
+  "UND_ERR_REQ_CONTENT_LENGTH_MISMATCH",
+  "ERR_INVALID_ARG_TYPE",
+  "ERR_INVALID_ARG_VALUE",
+  "ERR_INVALID_CHAR",
+  "ERR_INVALID_HTTP_TOKEN",
 ]);
 
 export function isLocalError(err: Error): boolean {

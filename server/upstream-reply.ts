@@ -15,14 +15,23 @@ export function replacedErrorBody(ctx: RequestCtx, status: number, contentType: 
   // Auth header values are "<key>" or "Bearer <key>": mask the key alone too.
   const keys = secrets.flatMap((s) => (s.startsWith("Bearer ") ? [s, s.slice(7)] : [s]));
   ctx.shared.log.warn(
-    { req_id: ctx.id, provider: ctx.providerName, status, content_type: contentType, body: redactSnippet(body.toString("utf8"), keys, LOGGED_BODY_CHARS) },
+    {
+      req_id: ctx.id,
+      provider: ctx.providerName,
+      status,
+      content_type: contentType,
+      body: redactSnippet(body.toString("utf8"), keys, LOGGED_BODY_CHARS),
+    },
     "upstream error body is not JSON; replaced",
   );
   ctx.errorCode = "GW_ERR_UPSTREAM_ERROR_NOT_JSON";
   const what = contentType === "" ? "no content type" : contentType.split(";", 1)[0]!;
   return JSON.stringify({
     type: "error",
-    error: { type: errorTypeForStatus(status), message: `the upstream provider answered HTTP ${status} with a body that is not JSON (${what}); it is in the gateway log under this request_id` },
+    error: {
+      type: errorTypeForStatus(status),
+      message: `the upstream provider answered HTTP ${status} with a body that is not JSON (${what}); it is in the gateway log under this request_id`,
+    },
     request_id: ctx.id,
   });
 }

@@ -208,7 +208,9 @@ export class Relay implements Dispatcher.DispatchHandler {
     if (!this.sawStop && hasTerminalEvent(out)) this.sawStop = true;
     // Usage as it passes: input from message_start, the running output from message_delta.
     readUsage(out, this.ctx);
-    const ctx = this.ctx, res = ctx.res, controller = this.controller;
+    const ctx = this.ctx,
+      res = ctx.res,
+      controller = this.controller;
     if (ctx.cacheTap !== null) ctx.cacheTap.chunk(out);
     if (!this.relayed) {
       this.relayed = true;
@@ -233,7 +235,8 @@ export class Relay implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     if (this.gone()) return;
-    if (this.decoder !== null) this.decoder.end(); // complete() runs on the decoder's "end"
+    if (this.decoder !== null)
+      this.decoder.end(); // complete() runs on the decoder's "end"
     else this.complete();
   }
 
@@ -316,7 +319,11 @@ export class Relay implements Dispatcher.DispatchHandler {
     const m = mapError(err);
     if (ctx.started) {
       this.owner.streamFailed();
-      this.endStreamWithError(m.type, m.code === "GW_ERR_UPSTREAM_TIMEOUT" ? "upstream stream timed out" : "upstream connection lost mid-stream", m.code);
+      this.endStreamWithError(
+        m.type,
+        m.code === "GW_ERR_UPSTREAM_TIMEOUT" ? "upstream stream timed out" : "upstream connection lost mid-stream",
+        m.code,
+      );
       return;
     }
     // A connection-level failure before any response counts as a connect failure.
@@ -344,7 +351,16 @@ export class Relay implements Dispatcher.DispatchHandler {
  * Start one upstream POST attempt; the Relay answers the client or reports to `owner`.
  * `wrap` decorates the Relay for a provider whose replies need translating (Bedrock, Vertex).
  */
-export function dispatchAttempt(pool: Pool, path: string, headers: string[], body: Buffer, ctx: RequestCtx, owner: AttemptOwner, maxEventBytes: number, wrap: ((h: Dispatcher.DispatchHandler) => Dispatcher.DispatchHandler) | null = null): Relay {
+export function dispatchAttempt(
+  pool: Pool,
+  path: string,
+  headers: string[],
+  body: Buffer,
+  ctx: RequestCtx,
+  owner: AttemptOwner,
+  maxEventBytes: number,
+  wrap: ((h: Dispatcher.DispatchHandler) => Dispatcher.DispatchHandler) | null = null,
+): Relay {
   const relay = new Relay(ctx, owner, maxEventBytes);
   pool.dispatch({ path, method: "POST", headers, body }, wrap === null ? relay : wrap(relay));
   return relay;

@@ -27,7 +27,15 @@ export class UsageSink {
   /** Per-developer Prometheus series (USAGE_METRICS_USER_LABEL_MAX); null = off. */
   private readonly users: UserMetrics | null;
 
-  constructor(log: Logger, metrics: UsageMetrics, prices: PriceTable, post: (rows: UsageRow[], audit: AuditRow[]) => void, batchMs: number, batchRows: number, users: UserMetrics | null = null) {
+  constructor(
+    log: Logger,
+    metrics: UsageMetrics,
+    prices: PriceTable,
+    post: (rows: UsageRow[], audit: AuditRow[]) => void,
+    batchMs: number,
+    batchRows: number,
+    users: UserMetrics | null = null,
+  ) {
     this.users = users;
     this.log = log;
     this.metrics = metrics;
@@ -51,7 +59,10 @@ export class UsageSink {
     if (s.usageUnreadable) {
       // Served, but no usage to read: never 0. The reservation (the worst case) stands.
       this.metrics.unreadable(s.provider);
-      this.log.warn({ req_id: s.id, provider: s.providerName, charged_tokens: s.reservedTokens, charged_micros: s.reservedMicros }, "upstream usage unreadable; charged the reservation");
+      this.log.warn(
+        { req_id: s.id, provider: s.providerName, charged_tokens: s.reservedTokens, charged_micros: s.reservedMicros },
+        "upstream usage unreadable; charged the reservation",
+      );
       tokens = s.reservedTokens;
       micros = s.reservedMicros;
     } else if (tokens > 0 && s.model !== null) {
@@ -73,8 +84,23 @@ export class UsageSink {
     const cr = s.cacheReadTokens > 0 ? s.cacheReadTokens : 0;
     if (this.users !== null) this.users.record(s.userId, input, output, s.chargedMicros);
     this.rows.push([
-      s.id, Date.now(), s.keyId, s.model, s.providerName, status, Math.round(durationUs) / 1000,
-      input, output, cw, cr, s.chargedMicros, s.sessionId, s.clientRequestId, s.userId, s.cacheHit ? 1 : 0, s.savedTokens,
+      s.id,
+      Date.now(),
+      s.keyId,
+      s.model,
+      s.providerName,
+      status,
+      Math.round(durationUs) / 1000,
+      input,
+      output,
+      cw,
+      cr,
+      s.chargedMicros,
+      s.sessionId,
+      s.clientRequestId,
+      s.userId,
+      s.cacheHit ? 1 : 0,
+      s.savedTokens,
     ]);
     if (this.rows.length >= this.batchRows) this.flush();
     else if (this.timer === null) this.arm();

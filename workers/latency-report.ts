@@ -3,7 +3,18 @@
  * over the last 1 and 5 minutes for /metrics/observability, and the last minute second by
  * second for the dashboard. Runs off the serving threads; allocation here is fine.
  */
-import { EPOCH_BASE_MS, RING_BUCKETS, ringAddSecond, ringPercentiles, ringSecond, ringWindow, SERIES, S_OVERHEAD, S_TOTAL, type RingWindow } from "../core/latency-ring.js";
+import {
+  EPOCH_BASE_MS,
+  RING_BUCKETS,
+  ringAddSecond,
+  ringPercentiles,
+  ringSecond,
+  ringWindow,
+  SERIES,
+  S_OVERHEAD,
+  S_TOTAL,
+  type RingWindow,
+} from "../core/latency-ring.js";
 import { ROUTES, RING_ROUTES, type MetricsLayout } from "../core/metrics.js";
 
 const QS = [0.5, 0.95, 0.99, 0.999] as const;
@@ -76,7 +87,11 @@ export function windowReport(layout: MetricsLayout, u32: Uint32Array, sec: numbe
 }
 
 /** /metrics/observability's `recent_latency`: the last minute (60 one-second slots) and the last 5 minutes (minute slots, the current one included). */
-export function recentLatency(layout: MetricsLayout, sab: SharedArrayBuffer, nowMs: number): { window_1m: WindowReport; window_5m: WindowReport } {
+export function recentLatency(
+  layout: MetricsLayout,
+  sab: SharedArrayBuffer,
+  nowMs: number,
+): { window_1m: WindowReport; window_5m: WindowReport } {
   const u32 = new Uint32Array(sab);
   const sec = ringSecond(nowMs);
   return { window_1m: windowReport(layout, u32, sec, 60, 0), window_5m: windowReport(layout, u32, sec, 0, 5) };
@@ -102,10 +117,12 @@ export function secondSeries(layout: MetricsLayout, sab: SharedArrayBuffer, nowM
   const perP: { p50: (number | null)[]; p95: (number | null)[]; p99: (number | null)[] }[] = [];
   const used = new Array<boolean>(layout.nP).fill(false);
   for (let p = 0; p < layout.nP; p++) perP.push({ p50: [], p95: [], p99: [] });
-  const tot = empty(), ov = empty();
+  const tot = empty(),
+    ov = empty();
   for (let sec = last - 59; sec <= last; sec++) {
     out.t.push(sec + EPOCH_BASE_MS / 1000);
-    let reqs = 0, errs = 0;
+    let reqs = 0,
+      errs = 0;
     reset(ov);
     for (let p = 0; p < layout.nP; p++) {
       reset(tot);

@@ -200,9 +200,13 @@ function open(path: string, retentionDays: number, maxBytes: number) {
   const keyInsert = db.prepare(
     "INSERT INTO keys (id, name, digest, models, limits, tools, commands, cache, created_at, revoked_at) VALUES (@id, @name, @digest, @models, @limits, @tools, @commands, @cache, @created_at, @revoked_at)",
   );
-  const keyUpdate = db.prepare("UPDATE keys SET name = @name, models = @models, limits = @limits, tools = @tools, commands = @commands, cache = @cache WHERE id = @id AND revoked_at IS NULL");
+  const keyUpdate = db.prepare(
+    "UPDATE keys SET name = @name, models = @models, limits = @limits, tools = @tools, commands = @commands, cache = @cache WHERE id = @id AND revoked_at IS NULL",
+  );
   const keyRevoke = db.prepare("UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL");
-  const keyAll = db.prepare("SELECT id, name, digest, models, limits, tools, commands, cache, created_at, revoked_at FROM keys ORDER BY created_at, id");
+  const keyAll = db.prepare(
+    "SELECT id, name, digest, models, limits, tools, commands, cache, created_at, revoked_at FROM keys ORDER BY created_at, id",
+  );
   const spendSince = db.prepare(
     `SELECT key_id, SUM(input_tokens + output_tokens + cache_creation_tokens + cache_read_tokens) AS tokens,
        SUM(cost_micros) AS micros FROM usage WHERE ts >= ? AND key_id IS NOT NULL GROUP BY key_id`,
@@ -211,7 +215,8 @@ function open(path: string, retentionDays: number, maxBytes: number) {
   const pruneUsage = db.prepare(`DELETE FROM usage WHERE seq IN (SELECT seq FROM usage WHERE ts < ? ORDER BY ts LIMIT ${PRUNE_BATCH})`);
   const pruneAudit = db.prepare(`DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE ts < ? ORDER BY ts LIMIT ${PRUNE_BATCH})`);
   const pageSize = db.pragma("page_size", { simple: true }) as number;
-  const pagesInUse = (): number => (db.pragma("page_count", { simple: true }) as number) - (db.pragma("freelist_count", { simple: true }) as number);
+  const pagesInUse = (): number =>
+    (db.pragma("page_count", { simple: true }) as number) - (db.pragma("freelist_count", { simple: true }) as number);
   let pruneDue = 0;
   /** One prune step; returns the rows deleted. Due again at once while a step deleted rows. */
   const overCap = (): boolean => maxBytes > 0 && pagesInUse() * pageSize > maxBytes;
@@ -332,8 +337,23 @@ function open(path: string, retentionDays: number, maxBytes: number) {
           }
           return o;
         });
-        if (task.format === "json") return JSON.stringify({ group_by: task.groupBy, from: new Date(task.from).toISOString(), to: new Date(task.to).toISOString(), data: out });
-        const cols = [task.groupBy, ...(task.groupBy === "key" ? ["key_name"] : []), "requests", "input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens", "cost_usd"];
+        if (task.format === "json")
+          return JSON.stringify({
+            group_by: task.groupBy,
+            from: new Date(task.from).toISOString(),
+            to: new Date(task.to).toISOString(),
+            data: out,
+          });
+        const cols = [
+          task.groupBy,
+          ...(task.groupBy === "key" ? ["key_name"] : []),
+          "requests",
+          "input_tokens",
+          "output_tokens",
+          "cache_creation_tokens",
+          "cache_read_tokens",
+          "cost_usd",
+        ];
         return [cols.join(","), ...out.map((o) => cols.map((c) => csvCell(o[c])).join(","))].join("\r\n") + "\r\n";
       }
       case "ping":

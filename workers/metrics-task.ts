@@ -38,7 +38,8 @@ export interface RenderTask {
 
 let cachedUsage: UsageLayout | null = null;
 function usageLayoutFor(providers: string[], models: readonly string[]): UsageLayout {
-  if (cachedUsage === null || cachedUsage.models.length !== models.length || cachedUsage.providers.length !== providers.length + 1) cachedUsage = new UsageLayout(providers, models);
+  if (cachedUsage === null || cachedUsage.models.length !== models.length || cachedUsage.providers.length !== providers.length + 1)
+    cachedUsage = new UsageLayout(providers, models);
   return cachedUsage;
 }
 
@@ -52,7 +53,8 @@ for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total
 
 let cachedLayout: MetricsLayout | null = null;
 function layoutFor(providers: string[], userSlots: number): MetricsLayout {
-  if (cachedLayout === null || cachedLayout.providers.length !== providers.length + 1 || cachedLayout.user.slots !== userSlots) cachedLayout = new MetricsLayout(providers, userSlots);
+  if (cachedLayout === null || cachedLayout.providers.length !== providers.length + 1 || cachedLayout.user.slots !== userSlots)
+    cachedLayout = new MetricsLayout(providers, userSlots);
   return cachedLayout;
 }
 
@@ -70,11 +72,19 @@ export default async function render(task: RenderTask): Promise<string> {
       snap,
       [
         { name: "gateway_draining", help: "1 while the gateway is shutting down.", value: draining },
-        { name: "gateway_log_lines_dropped_total", help: "Log lines dropped because the log buffer was full (a stalled log destination).", value: Atomics.load(new Int32Array(task.sab), G_LOG_DROPPED), type: "counter" },
+        {
+          name: "gateway_log_lines_dropped_total",
+          help: "Log lines dropped because the log buffer was full (a stalled log destination).",
+          value: Atomics.load(new Int32Array(task.sab), G_LOG_DROPPED),
+          type: "counter",
+        },
       ],
       task.providers.map((provider, i) => ({ provider, state: states[i]! })),
     );
-    const usage = task.usageSab !== undefined && task.models !== undefined ? renderUsagePrometheus(usageLayoutFor(task.providers, task.models), task.usageSab) : "";
+    const usage =
+      task.usageSab !== undefined && task.models !== undefined
+        ? renderUsagePrometheus(usageLayoutFor(task.providers, task.models), task.usageSab)
+        : "";
     const cache = renderCachePrometheus(cacheSnapshot(new Uint32Array(task.sab), layout.cacheOff), task.redis === true);
     return ours + usage + cache + renderUserPrometheus(new Uint32Array(task.sab), layout.user) + (await registry.metrics());
   }
@@ -105,7 +115,10 @@ export default async function render(task: RenderTask): Promise<string> {
     errors: { total: snap.errors.reduce((a, e) => a + e.value, 0), detail: snap.errors },
     rejected: snap.rejected,
     cache: cacheSnapshot(new Uint32Array(task.sab), layout.cacheOff),
-    usage: task.usageSab !== undefined && task.models !== undefined ? usageSnapshot(usageLayoutFor(task.providers, task.models), task.usageSab) : null,
+    usage:
+      task.usageSab !== undefined && task.models !== undefined
+        ? usageSnapshot(usageLayoutFor(task.providers, task.models), task.usageSab)
+        : null,
     breakers: Object.fromEntries(task.providers.map((p, i) => [p, breakerStates(task.breakerSab, task.providers.length)[i]])),
     latency: { p50_ms: ms(quantile(all, 0.5)), p95_ms: ms(quantile(all, 0.95)), p99_ms: ms(quantile(all, 0.99)), by_route: byRoute },
     recent_latency: recentLatency(layout, task.sab, Date.now()),
@@ -122,7 +135,8 @@ export default async function render(task: RenderTask): Promise<string> {
 function renderDashboard(task: RenderTask, layout: MetricsLayout, snap: ReturnType<typeof snapshot>, draining: number): string {
   const now = Date.now();
   const states = breakerStates(task.breakerSab, task.providers.length);
-  let requests = 0, errors = 0;
+  let requests = 0,
+    errors = 0;
   for (const r of snap.requests) requests += r.value;
   for (const e of snap.errors) errors += e.value;
   return JSON.stringify({
@@ -133,7 +147,10 @@ function renderDashboard(task: RenderTask, layout: MetricsLayout, snap: ReturnTy
     totals: { requests, errors },
     rejected: Object.fromEntries(snap.rejected.map((r) => [r.reason, r.value])),
     breakers: Object.fromEntries(task.providers.map((p, i) => [p, states[i]])),
-    usage: task.usageSab !== undefined && task.models !== undefined ? usageSnapshot(usageLayoutFor(task.providers, task.models), task.usageSab) : null,
+    usage:
+      task.usageSab !== undefined && task.models !== undefined
+        ? usageSnapshot(usageLayoutFor(task.providers, task.models), task.usageSab)
+        : null,
     seconds: secondSeries(layout, task.sab, now),
     recent: windowReport(layout, new Uint32Array(task.sab), ringSecond(now), 60, 0),
   });

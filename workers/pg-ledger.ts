@@ -72,8 +72,10 @@ const GROUP_EXPR: Record<GroupBy, string> = {
 /** "2026_11" for the month holding `ms`, and that month's bounds in ms. */
 function month(ms: number, ahead = 0): { tag: string; from: number; to: number } {
   const d = new Date(ms);
-  const y = d.getUTCFullYear(), m = d.getUTCMonth() + ahead;
-  const from = Date.UTC(y, m, 1), to = Date.UTC(y, m + 1, 1);
+  const y = d.getUTCFullYear(),
+    m = d.getUTCMonth() + ahead;
+  const from = Date.UTC(y, m, 1),
+    to = Date.UTC(y, m + 1, 1);
   const f = new Date(from);
   return { tag: `${f.getUTCFullYear()}_${String(f.getUTCMonth() + 1).padStart(2, "0")}`, from, to };
 }
@@ -103,7 +105,18 @@ function toRecord(r: Record<string, unknown>): KeyRecord {
 }
 
 function keyParams(k: KeyRecord): unknown[] {
-  return [k.id, k.name, k.digest, k.models === null ? null : JSON.stringify(k.models), JSON.stringify(k.limits), JSON.stringify(k.tools), k.commands === null ? null : JSON.stringify(k.commands), k.cache ?? null, k.created_at, k.revoked_at];
+  return [
+    k.id,
+    k.name,
+    k.digest,
+    k.models === null ? null : JSON.stringify(k.models),
+    JSON.stringify(k.limits),
+    JSON.stringify(k.tools),
+    k.commands === null ? null : JSON.stringify(k.commands),
+    k.cache ?? null,
+    k.created_at,
+    k.revoked_at,
+  ];
 }
 
 /** Columns of a usage row as arrays, for unnest (rows without the cache fields get 0). */
@@ -139,7 +152,13 @@ export async function openPg(url: string, retentionDays: number) {
   // Sums and counts come back as int8: numbers, like SQLite's (far below 2^53 in practice).
   pg.types.setTypeParser(20, (v) => Number(v));
   pg.types.setTypeParser(1700, (v) => Number(v));
-  const pool = new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 3000, idleTimeoutMillis: 30_000, query_timeout: 15_000 });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: 4,
+    connectionTimeoutMillis: 3000,
+    idleTimeoutMillis: 30_000,
+    query_timeout: 15_000,
+  });
   // A dropped connection is an 'error' on an idle client: the next query reconnects.
   pool.on("error", () => {});
 
@@ -147,7 +166,9 @@ export async function openPg(url: string, retentionDays: number) {
     const c = await pool.connect();
     try {
       await c.query("SELECT pg_advisory_lock($1)", [MIGRATE_LOCK]);
-      await c.query("CREATE TABLE IF NOT EXISTS portcullis_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())");
+      await c.query(
+        "CREATE TABLE IF NOT EXISTS portcullis_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+      );
       const done = new Set((await c.query<{ version: number }>("SELECT version FROM portcullis_migrations")).rows.map((r) => r.version));
       for (let v = 1; v <= MIGRATIONS.length; v++) {
         if (done.has(v)) continue;
@@ -174,10 +195,12 @@ export async function openPg(url: string, retentionDays: number) {
     for (let a = 0; a < 3; a++) {
       const m = month(now, a);
       for (const t of ["usage", "audit"]) {
-        await pool.query(`CREATE TABLE IF NOT EXISTS ${t}_p${m.tag} PARTITION OF ${t} FOR VALUES FROM (${m.from}) TO (${m.to})`).catch((e: Error) => {
-          // Another replica created it between IF NOT EXISTS and CREATE: fine.
-          if (!/already exists/.test(e.message)) throw e;
-        });
+        await pool
+          .query(`CREATE TABLE IF NOT EXISTS ${t}_p${m.tag} PARTITION OF ${t} FOR VALUES FROM (${m.from}) TO (${m.to})`)
+          .catch((e: Error) => {
+            // Another replica created it between IF NOT EXISTS and CREATE: fine.
+            if (!/already exists/.test(e.message)) throw e;
+          });
       }
     }
     partitionsUntil = month(now).to;
@@ -187,7 +210,9 @@ export async function openPg(url: string, retentionDays: number) {
   async function prune(now: number): Promise<number> {
     if (retentionDays === 0) return 0;
     const cutoff = pruneCutoff(now, retentionDays);
-    const r = await pool.query<{ name: string }>("SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname IN ('usage','audit')");
+    const r = await pool.query<{ name: string }>(
+      "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname IN ('usage','audit')",
+    );
     let dropped = 0;
     for (const { name } of r.rows) {
       const m = /^(usage|audit)_p(\d{4})_(\d{2})$/.exec(name);
@@ -239,8 +264,18 @@ export async function openPg(url: string, retentionDays: number) {
       delete o.cost_micros;
       return o;
     });
-    if (task.format === "json") return JSON.stringify({ group_by: g, from: new Date(task.from).toISOString(), to: new Date(task.to).toISOString(), data: out });
-    const cols = [g, ...(g === "key" ? ["key_name"] : []), "requests", "input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens", "cost_usd"];
+    if (task.format === "json")
+      return JSON.stringify({ group_by: g, from: new Date(task.from).toISOString(), to: new Date(task.to).toISOString(), data: out });
+    const cols = [
+      g,
+      ...(g === "key" ? ["key_name"] : []),
+      "requests",
+      "input_tokens",
+      "output_tokens",
+      "cache_creation_tokens",
+      "cache_read_tokens",
+      "cost_usd",
+    ];
     return [cols.join(","), ...out.map((o) => cols.map((c) => csvCell(o[c])).join(","))].join("\r\n") + "\r\n";
   }
 
@@ -273,19 +308,34 @@ export async function openPg(url: string, retentionDays: number) {
         return { keys: keys.map(toRecord), spend: [...spend.values()], version };
       }
       case "key-create":
-        await pool.query("INSERT INTO keys (id, name, digest, models, limits, tools, commands, cache, created_at, revoked_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)", keyParams(task.record));
+        await pool.query(
+          "INSERT INTO keys (id, name, digest, models, limits, tools, commands, cache, created_at, revoked_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
+          keyParams(task.record),
+        );
         return true;
       case "key-update": {
         const p = keyParams(task.record);
-        const r = await pool.query("UPDATE keys SET name = $2, models = $3, limits = $4, tools = $5, commands = $6, cache = $7, version = nextval('portcullis_key_version') WHERE id = $1 AND revoked_at IS NULL", [p[0], p[1], p[3], p[4], p[5], p[6], p[7]]);
+        const r = await pool.query(
+          "UPDATE keys SET name = $2, models = $3, limits = $4, tools = $5, commands = $6, cache = $7, version = nextval('portcullis_key_version') WHERE id = $1 AND revoked_at IS NULL",
+          [p[0], p[1], p[3], p[4], p[5], p[6], p[7]],
+        );
         return r.rowCount === 1;
       }
       case "key-revoke":
-        return (await pool.query("UPDATE keys SET revoked_at = $1, version = nextval('portcullis_key_version') WHERE id = $2 AND revoked_at IS NULL", [task.at, task.id])).rowCount === 1;
+        return (
+          (
+            await pool.query(
+              "UPDATE keys SET revoked_at = $1, version = nextval('portcullis_key_version') WHERE id = $2 AND revoked_at IS NULL",
+              [task.at, task.id],
+            )
+          ).rowCount === 1
+        );
       case "keys":
         return (await pool.query(`SELECT ${KEY_COLS} FROM keys ORDER BY created_at, id`)).rows.map(toRecord);
       case "keys-since":
-        return (await pool.query(`SELECT ${KEY_COLS} FROM keys WHERE version > $1 ORDER BY version`, [task.version])).rows.map((r: Record<string, unknown>) => ({ record: toRecord(r), version: Number(r.version) }));
+        return (await pool.query(`SELECT ${KEY_COLS} FROM keys WHERE version > $1 ORDER BY version`, [task.version])).rows.map(
+          (r: Record<string, unknown>) => ({ record: toRecord(r), version: Number(r.version) }),
+        );
       case "usage":
         return usage(task);
       case "ping":

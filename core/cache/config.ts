@@ -28,7 +28,8 @@ const MIB = 1024 * 1024;
 function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], dflt: T): T {
   const v = envStr(env, name);
   if (v === null) return dflt;
-  if (!(allowed as readonly string[]).includes(v)) throw new ConfigError(name, `expected one of ${allowed.join(", ")}, got ${JSON.stringify(v.slice(0, 60))}`);
+  if (!(allowed as readonly string[]).includes(v))
+    throw new ConfigError(name, `expected one of ${allowed.join(", ")}, got ${JSON.stringify(v.slice(0, 60))}`);
   return v as T;
 }
 

@@ -4,7 +4,8 @@
  * cost: input, output, cache-write and cache-read tokens), then the body exactly as the client
  * got it: the JSON reply, or the SSE events with their framing.
  */
-export const KIND_JSON = 0, KIND_SSE = 1;
+export const KIND_JSON = 0,
+  KIND_SSE = 1;
 const VERSION = 1;
 export const HEADER_BYTES = 28;
 

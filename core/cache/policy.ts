@@ -13,7 +13,11 @@
  */
 import type { CacheCandidates } from "./config.js";
 
-export const C_OFF = 0, C_BYPASS = 1, C_USE = 2, C_REFRESH = 3, C_BAD_HEADER = -1;
+export const C_OFF = 0,
+  C_BYPASS = 1,
+  C_USE = 2,
+  C_REFRESH = 3,
+  C_BAD_HEADER = -1;
 
 export interface ModeInput {
   enabled: boolean;

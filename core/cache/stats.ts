@@ -8,7 +8,11 @@ import { add64, read64 } from "../atomic64.js";
 
 /** hit / miss / bypass are counted per request; store / evict per entry. */
 export const CACHE_RESULTS = ["hit", "miss", "bypass", "store", "evict"] as const;
-export const CR_HIT = 0, CR_MISS = 1, CR_BYPASS = 2, CR_STORE = 3, CR_EVICT = 4;
+export const CR_HIT = 0,
+  CR_MISS = 1,
+  CR_BYPASS = 2,
+  CR_STORE = 3,
+  CR_EVICT = 4;
 const REDIS_ERRORS = CACHE_RESULTS.length * 2;
 const BYTES = REDIS_ERRORS + 2;
 const ENTRIES = BYTES + 2;
@@ -54,7 +58,13 @@ export interface CacheSnapshot {
 export function cacheSnapshot(u32: Uint32Array, off: number): CacheSnapshot {
   const requests = {} as CacheSnapshot["requests"];
   CACHE_RESULTS.forEach((r, i) => (requests[r] = read64(u32, off + i * 2)));
-  return { requests, redis_errors: read64(u32, off + REDIS_ERRORS), bytes: read64(u32, off + BYTES), entries: read64(u32, off + ENTRIES), redis_up: Atomics.load(u32, off + REDIS_UP) === 1 };
+  return {
+    requests,
+    redis_errors: read64(u32, off + REDIS_ERRORS),
+    bytes: read64(u32, off + BYTES),
+    entries: read64(u32, off + ENTRIES),
+    redis_up: Atomics.load(u32, off + REDIS_UP) === 1,
+  };
 }
 
 /** `redis` = REDIS_URL is set (else the Redis series are left out). */

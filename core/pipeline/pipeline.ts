@@ -49,7 +49,12 @@ export class Pipeline {
 
   /** The same pipeline without the named stage (the benchmark's "minus validation" row). */
   without(name: string): Pipeline {
-    return new Pipeline(this.head.filter((s) => s.name !== name), this.body.filter((s) => s.name !== name), this.pricer, this.taps);
+    return new Pipeline(
+      this.head.filter((s) => s.name !== name),
+      this.body.filter((s) => s.name !== name),
+      this.pricer,
+      this.taps,
+    );
   }
 
   /** The stages that need only the headers. CONTINUE when all admitted. */

@@ -71,9 +71,7 @@ export interface CommandsFile {
 
 export const validateCommandsFile = typia.createValidate<CommandsFile>();
 
-export type Bound =
-  | { ok: true; values: Map<string, string>; paths: Map<string, string> }
-  | { ok: false; reason: string };
+export type Bound = { ok: true; values: Map<string, string>; paths: Map<string, string> } | { ok: false; reason: string };
 
 const CONTROL = /[\u0000-\u001F\u007F-\u009F\u2028\u2029]/u;
 
@@ -160,7 +158,8 @@ export class CommandTemplate {
         return String(n);
       }
       case "enum": {
-        if (typeof v !== "string" || !p.values.includes(v)) return bad(`expected one of ${p.values.map((x) => JSON.stringify(x)).join(", ")}`);
+        if (typeof v !== "string" || !p.values.includes(v))
+          return bad(`expected one of ${p.values.map((x) => JSON.stringify(x)).join(", ")}`);
         return v;
       }
       case "string":

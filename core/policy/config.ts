@@ -155,7 +155,10 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
 
   const allowAnonymous = envBool(env, "MCP_ALLOW_ANONYMOUS", false);
   if (keyCount === 0 && !allowAnonymous) {
-    throw new ConfigError("WORKSPACE_ROOT", "the MCP workspace tools need client keys (GATEWAY_API_KEYS or api_keys); set MCP_ALLOW_ANONYMOUS=true to serve them without keys");
+    throw new ConfigError(
+      "WORKSPACE_ROOT",
+      "the MCP workspace tools need client keys (GATEWAY_API_KEYS or api_keys); set MCP_ALLOW_ANONYMOUS=true to serve them without keys",
+    );
   }
 
   let commands: CommandSpec[] = [];
@@ -188,11 +191,17 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
       for (const [k, tools] of Object.entries(v.data.tool_access)) {
         const m = /^static-(\d+)$/.exec(k);
         if (k !== "*" && (m === null || Number(m[1]) >= keyCount) && !(k === "anonymous" && allowAnonymous)) {
-          throw new ConfigError(`POLICY_COMMANDS_FILE tool_access.${k}`, `unknown key id; ids are static-0 to static-${Math.max(0, keyCount - 1)} in key order, or "*"`);
+          throw new ConfigError(
+            `POLICY_COMMANDS_FILE tool_access.${k}`,
+            `unknown key id; ids are static-0 to static-${Math.max(0, keyCount - 1)} in key order, or "*"`,
+          );
         }
         for (const t of tools) {
           if (t !== "*" && !(TOOL_NAMES as readonly string[]).includes(t)) {
-            throw new ConfigError(`POLICY_COMMANDS_FILE tool_access.${k}`, `unknown tool ${JSON.stringify(t)}; tools: ${TOOL_NAMES.join(", ")}`);
+            throw new ConfigError(
+              `POLICY_COMMANDS_FILE tool_access.${k}`,
+              `unknown tool ${JSON.stringify(t)}; tools: ${TOOL_NAMES.join(", ")}`,
+            );
           }
         }
         toolAccess[k] = [...tools];
@@ -206,7 +215,10 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
   }
   const backend = backendRaw as SandboxBackend;
   if (backend === "none" && !envBool(env, "SANDBOX_ALLOW_UNSANDBOXED", false)) {
-    throw new ConfigError("SANDBOX_BACKEND", "none runs commands on the host as the gateway's user, where /proc/1/environ holds every provider key; set SANDBOX_ALLOW_UNSANDBOXED=true to accept that");
+    throw new ConfigError(
+      "SANDBOX_BACKEND",
+      "none runs commands on the host as the gateway's user, where /proc/1/environ holds every provider key; set SANDBOX_ALLOW_UNSANDBOXED=true to accept that",
+    );
   }
   const PATH = env.PATH ?? "/usr/local/bin:/usr/bin:/bin";
   let bwrap = "";
@@ -215,18 +227,25 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
   const prlimit = io.which("prlimit", PATH) ?? "";
   if (backend === "bwrap") {
     bwrap = io.which("bwrap", PATH) ?? "";
-    if (bwrap === "") throw new ConfigError("SANDBOX_BACKEND", "bwrap (Debian package bubblewrap) is not installed; install it, or set SANDBOX_BACKEND to docker, podman or none");
-    if (seccompProgram(process.arch) === null) throw new ConfigError("SANDBOX_BACKEND", `no seccomp syscall table for the ${process.arch} architecture (x64 and arm64 have one)`);
+    if (bwrap === "")
+      throw new ConfigError(
+        "SANDBOX_BACKEND",
+        "bwrap (Debian package bubblewrap) is not installed; install it, or set SANDBOX_BACKEND to docker, podman or none",
+      );
+    if (seccompProgram(process.arch) === null)
+      throw new ConfigError("SANDBOX_BACKEND", `no seccomp syscall table for the ${process.arch} architecture (x64 and arm64 have one)`);
   }
   if (backend === "bwrap" || backend === "none") {
-    if (prlimit === "") throw new ConfigError("SANDBOX_BACKEND", "prlimit (util-linux) is needed for the sandbox limits and was not found in PATH");
+    if (prlimit === "")
+      throw new ConfigError("SANDBOX_BACKEND", "prlimit (util-linux) is needed for the sandbox limits and was not found in PATH");
   }
   if (backend === "docker" || backend === "podman") {
     image = envStr(env, "SANDBOX_IMAGE") ?? ""; // read before the engine checks, so every setting is read on any machine
     engine = io.which(backend, PATH) ?? "";
     if (engine === "") throw new ConfigError("SANDBOX_BACKEND", `${backend} is not installed`);
     // Never exercised on the project's own machines: refuse an engine that does not even answer.
-    if (!io.answers(engine, ["version"])) throw new ConfigError("SANDBOX_BACKEND", `${engine} version failed: the ${backend} engine is not usable by this user`);
+    if (!io.answers(engine, ["version"]))
+      throw new ConfigError("SANDBOX_BACKEND", `${engine} version failed: the ${backend} engine is not usable by this user`);
     if (image === "") throw new ConfigError("SANDBOX_IMAGE", `is required when SANDBOX_BACKEND=${backend}`);
   }
 
@@ -234,7 +253,11 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
   let setpriv = "";
   if (backend === "bwrap" || backend === "none") {
     bash = io.which("bash", PATH) ?? "";
-    if (bash === "") throw new ConfigError("SANDBOX_BACKEND", "bash is needed to start the sandbox (it closes inherited descriptors) and was not found in PATH");
+    if (bash === "")
+      throw new ConfigError(
+        "SANDBOX_BACKEND",
+        "bash is needed to start the sandbox (it closes inherited descriptors) and was not found in PATH",
+      );
   }
 
   const layout: LayoutEntry[] = [];
@@ -257,7 +280,8 @@ export function loadMcpConfig(env: Env, keyCount = 0, io: McpIo = nodeIo): McpCo
   const dropPrivileges = isRoot && uid !== 0;
   if (dropPrivileges && bash !== "") {
     setpriv = io.which("setpriv", PATH) ?? "";
-    if (setpriv === "") throw new ConfigError("SANDBOX_UID", "setpriv (util-linux) is needed to drop from root to SANDBOX_UID and was not found in PATH");
+    if (setpriv === "")
+      throw new ConfigError("SANDBOX_UID", "setpriv (util-linux) is needed to drop from root to SANDBOX_UID and was not found in PATH");
   }
   const cgroup = envStr(env, "SANDBOX_CGROUP") ?? "auto";
   if (cgroup !== "auto" && cgroup !== "off" && (!cgroup.startsWith("/") || lexicalRefusal(cgroup) !== null || !io.isDir(cgroup))) {

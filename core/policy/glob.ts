@@ -19,7 +19,10 @@ function segmentToRegex(seg: string): string {
     else if (c === "{") {
       const end = seg.indexOf("}", i);
       if (end < 0) throw new Error(`unclosed { in glob segment ${JSON.stringify(seg)}`);
-      const alts = seg.slice(i + 1, end).split(",").map((a) => segmentToRegex(a));
+      const alts = seg
+        .slice(i + 1, end)
+        .split(",")
+        .map((a) => segmentToRegex(a));
       out += `(?:${alts.join("|")})`;
       i = end;
     } else out += c.replace(SPECIAL, "\\$&");
@@ -29,7 +32,10 @@ function segmentToRegex(seg: string): string {
 
 /** Compile a glob to an anchored RegExp source. Throws on a malformed pattern. */
 export function globSource(glob: string): string {
-  const g = glob.trim().replace(/^\.\/+/, "").replace(/\/+$/, "");
+  const g = glob
+    .trim()
+    .replace(/^\.\/+/, "")
+    .replace(/\/+$/, "");
   if (g === "") throw new Error("empty glob");
   if (g.startsWith("/")) throw new Error(`globs are relative to a workspace root, got ${JSON.stringify(glob)}`);
   const segs = g.split("/");

@@ -58,11 +58,13 @@ const HARMLESS_GIT_FILES = new Set([".gitignore", ".gitkeep"]);
  */
 export function gitWriteRefusal(rel: string, content: string | null, allowGitFiles: boolean): string | null {
   const parts = rel.toLowerCase().split("/");
-  if (parts.includes(".git")) return `path ${JSON.stringify(rel)} is inside or is a .git entry; git runs code from there, so the tools never write it`;
+  if (parts.includes(".git"))
+    return `path ${JSON.stringify(rel)} is inside or is a .git entry; git runs code from there, so the tools never write it`;
   const head = content === null ? "" : content.slice(0, 256);
-  if (/^\s*gitdir:/i.test(head)) return "content starting with \"gitdir:\" would point git at another repository; refused";
+  if (/^\s*gitdir:/i.test(head)) return 'content starting with "gitdir:" would point git at another repository; refused';
   const name = parts[parts.length - 1]!;
-  if (name === "head" && /^\s*(ref:|[0-9a-f]{40})/i.test(head)) return `a HEAD file naming a ref or commit would make ${JSON.stringify(posix.dirname(rel))} a git repository; refused`;
+  if (name === "head" && /^\s*(ref:|[0-9a-f]{40})/i.test(head))
+    return `a HEAD file naming a ref or commit would make ${JSON.stringify(posix.dirname(rel))} a git repository; refused`;
   if (name.startsWith(".git") && !HARMLESS_GIT_FILES.has(name) && !allowGitFiles) {
     return `path ${JSON.stringify(rel)} is a git control file (filters, hooks, submodules); set POLICY_ALLOW_GIT_FILES=true to let the tools write it`;
   }
@@ -77,7 +79,8 @@ export type Located = { ok: true; root: string; abs: string; rel: string } | { o
 
 // Characters that look like "/", "\" or "." or that hide text: refused outright.
 const LOOKALIKE = /[\u2024\u2025\u2026\u2215\u2044\u2571\u29F8\u29F9\u3002\uFE52\uFF0E\uFF0F\uFF3C\uFE68\u2216\u29F5\u00B7\u0338]/u;
-const INVISIBLE = /[\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180E\u200B-\u200F\u202A-\u202E\u2060-\u206F\u3164\uFE00-\uFE0F\uFEFF\uFFA0\uFFF0-\uFFFF]/u;
+const INVISIBLE =
+  /[\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180E\u200B-\u200F\u202A-\u202E\u2060-\u206F\u3164\uFE00-\uFE0F\uFEFF\uFFA0\uFFF0-\uFFFF]/u;
 // C0 and C1 controls, DEL.
 const CONTROL = /[\u0000-\u001F\u007F-\u009F]/u;
 const PERCENT = /%[0-9A-Fa-f]{2}/;
@@ -175,7 +178,8 @@ export class PathPolicy {
     // A directory whose every entry would be denied (`.git` under `**/.git/**`) is denied too.
     const d = this.deny.match(rel) ?? (isDir ? this.deny.match(rel + "/\u0001") : null);
     if (d !== null) return `path ${JSON.stringify(rel)} is blocked by policy (${d})`;
-    if (rel !== "." && this.allow.match(rel) === null && !(isDir && this.allow.match(rel + "/\u0001") !== null)) return `path ${JSON.stringify(rel)} is not in the allowed paths`;
+    if (rel !== "." && this.allow.match(rel) === null && !(isDir && this.allow.match(rel + "/\u0001") !== null))
+      return `path ${JSON.stringify(rel)} is not in the allowed paths`;
     return null;
   }
 

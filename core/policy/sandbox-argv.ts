@@ -90,7 +90,7 @@ export const SANDBOX_ENV: Readonly<Record<string, string>> = Object.freeze({
  * pipe) reaches the command.
  */
 export const LAUNCHER =
-  'k=$1; cg=$2; shift 2; ' +
+  "k=$1; cg=$2; shift 2; " +
   'if [ -n "$cg" ]; then echo $$ > "$cg/cgroup.procs" || { echo "portcullis: cannot join cgroup $cg" >&2; exit 125; }; fi; ' +
   'for f in /proc/self/fd/*; do n=${f##*/}; if [ "$n" -gt "$k" ]; then eval "exec $n>&-"; fi; done; ' +
   'exec "$@"';
@@ -159,7 +159,15 @@ export function sandboxArgv(p: SandboxPlan, run: SandboxRun): { file: string; ar
 
 export function bwrapArgs(p: SandboxPlan, run: SandboxRun): string[] {
   // --unshare-user is explicit because --disable-userns needs it (bwrap >= 0.8).
-  const a: string[] = ["--unshare-all", "--unshare-user", "--unshare-net", "--disable-userns", "--die-with-parent", "--new-session", "--clearenv"];
+  const a: string[] = [
+    "--unshare-all",
+    "--unshare-user",
+    "--unshare-net",
+    "--disable-userns",
+    "--die-with-parent",
+    "--new-session",
+    "--clearenv",
+  ];
   if (p.seccomp) a.push("--seccomp", "3");
   for (const [k, v] of Object.entries(SANDBOX_ENV)) a.push("--setenv", k, v);
   for (const e of p.layout) {
@@ -185,22 +193,38 @@ export function bwrapArgs(p: SandboxPlan, run: SandboxRun): string[] {
 export function containerArgs(p: SandboxPlan, run: SandboxRun): string[] {
   const l = p.limits;
   const a: string[] = [
-    "run", "--rm", "--init",
-    "--name", run.name,
-    "--network", "none",
+    "run",
+    "--rm",
+    "--init",
+    "--name",
+    run.name,
+    "--network",
+    "none",
     "--read-only",
-    "--cap-drop", "ALL",
-    "--security-opt", "no-new-privileges",
-    "--pids-limit", String(l.pids),
-    "--memory", `${l.memoryMb}m`,
-    "--memory-swap", `${l.memoryMb}m`,
-    "--cpus", String(l.cpus),
-    "--ulimit", `cpu=${l.cpuSeconds}:${l.cpuSeconds}`,
-    "--ulimit", `fsize=${l.fileBytes}:${l.fileBytes}`,
-    "--ulimit", "core=0:0",
-    "--user", `${p.uid}:${p.gid}`,
-    "--tmpfs", "/tmp:rw,nosuid,nodev,size=256m",
-    "--workdir", run.cwd,
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges",
+    "--pids-limit",
+    String(l.pids),
+    "--memory",
+    `${l.memoryMb}m`,
+    "--memory-swap",
+    `${l.memoryMb}m`,
+    "--cpus",
+    String(l.cpus),
+    "--ulimit",
+    `cpu=${l.cpuSeconds}:${l.cpuSeconds}`,
+    "--ulimit",
+    `fsize=${l.fileBytes}:${l.fileBytes}`,
+    "--ulimit",
+    "core=0:0",
+    "--user",
+    `${p.uid}:${p.gid}`,
+    "--tmpfs",
+    "/tmp:rw,nosuid,nodev,size=256m",
+    "--workdir",
+    run.cwd,
   ];
   for (const [k, v] of Object.entries(SANDBOX_ENV)) a.push("--env", `${k}=${v}`);
   for (const r of p.roots) a.push("--mount", `type=bind,source=${r},target=${r}${run.writes ? "" : ",readonly"}`);

@@ -7,7 +7,10 @@
  * full parser. test/core/translate/fast-delta.test.ts compares the two paths.
  */
 
-export const NONE = 0, TEXT = 1, THINKING = 2, INPUT_JSON = 3;
+export const NONE = 0,
+  TEXT = 1,
+  THINKING = 2,
+  INPUT_JSON = 3;
 
 const PREFIX = '{"type":"content_block_delta","index":';
 const MIDS: readonly [number, string][] = [
@@ -22,7 +25,9 @@ export const fastDelta = { index: 0, raw: "" };
 /** The kind of a fast-path delta event (its index and raw value in `fastDelta`), or NONE. */
 export function parseFastDelta(data: string): number {
   if (!data.startsWith(PREFIX) || !data.endsWith('"}}')) return NONE;
-  let i = PREFIX.length, index = 0, digits = 0;
+  let i = PREFIX.length,
+    index = 0,
+    digits = 0;
   for (let c = data.charCodeAt(i); c >= 0x30 && c <= 0x39; c = data.charCodeAt(++i)) {
     index = index * 10 + (c - 0x30);
     digits++;
@@ -31,7 +36,8 @@ export function parseFastDelta(data: string): number {
   for (let m = 0; m < MIDS.length; m++) {
     const [kind, mid] = MIDS[m]!;
     if (!data.startsWith(mid, i)) continue;
-    const start = i + mid.length, end = data.length - 2; // the literal is data[start, end)
+    const start = i + mid.length,
+      end = data.length - 2; // the literal is data[start, end)
     if (data.charCodeAt(start) !== 0x22 || !isOneStringLiteral(data, start, end)) return NONE;
     fastDelta.index = index;
     fastDelta.raw = data.slice(start, end);

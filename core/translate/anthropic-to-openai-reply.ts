@@ -26,10 +26,14 @@ export interface AnthropicUsage {
 export function finishReasonFromAnthropic(stop: unknown): string {
   switch (stop) {
     case "max_tokens":
-    case "model_context_window_exceeded": return "length";
-    case "tool_use": return "tool_calls";
-    case "refusal": return "content_filter";
-    default: return "stop"; // end_turn, stop_sequence, pause_turn
+    case "model_context_window_exceeded":
+      return "length";
+    case "tool_use":
+      return "tool_calls";
+    case "refusal":
+      return "content_filter";
+    default:
+      return "stop"; // end_turn, stop_sequence, pause_turn
   }
 }
 
@@ -62,7 +66,8 @@ export function anthropicToOpenAIJson(msg: Obj, model: string, fallbackId: strin
   for (const b of (Array.isArray(msg.content) ? msg.content : []) as Obj[]) {
     if (b.type === "text") text = (text ?? "") + String(b.text);
     else if (b.type === "thinking") reasoning = (reasoning ?? "") + String(b.thinking);
-    else if (b.type === "tool_use") calls.push({ id: b.id, type: "function", function: { name: b.name, arguments: JSON.stringify(b.input ?? {}) } });
+    else if (b.type === "tool_use")
+      calls.push({ id: b.id, type: "function", function: { name: b.name, arguments: JSON.stringify(b.input ?? {}) } });
   }
   const message: Obj = { role: "assistant", content: text };
   if (reasoning !== null) message.reasoning_content = reasoning;
@@ -127,7 +132,10 @@ export class AnthropicToOpenAIStream {
         }
         const ti = this.nextTool++;
         this.toolIndex[index] = ti;
-        return this.chunk(`{"tool_calls":[{"index":${ti},"id":${JSON.stringify(b.id)},"type":"function","function":{"name":${JSON.stringify(b.name)},"arguments":""}}]}`, "null");
+        return this.chunk(
+          `{"tool_calls":[{"index":${ti},"id":${JSON.stringify(b.id)},"type":"function","function":{"name":${JSON.stringify(b.name)},"arguments":""}}]}`,
+          "null",
+        );
       }
       case "content_block_delta": {
         const d = (ev.delta ?? {}) as Obj;
@@ -154,7 +162,8 @@ export class AnthropicToOpenAIStream {
       case "message_stop": {
         this.done = true;
         let out = this.chunk("{}", `"${finishReasonFromAnthropic(this.stop)}"`);
-        if (this.includeUsage) out += this.prefix.slice(0, this.prefix.indexOf(`"choices":[`)) + `"choices":[],"usage":${openAIUsageJson(this.usage)}}\n\n`;
+        if (this.includeUsage)
+          out += this.prefix.slice(0, this.prefix.indexOf(`"choices":[`)) + `"choices":[],"usage":${openAIUsageJson(this.usage)}}\n\n`;
         return out + "data: [DONE]\n\n";
       }
       case "error":

@@ -90,11 +90,16 @@ function functionTools(tools: Obj[]): Obj[] {
 
 function toolChoice(tc: Obj): unknown {
   switch (tc.type) {
-    case "auto": return "auto";
-    case "any": return "required";
-    case "none": return "none";
-    case "tool": return { type: "function", function: { name: tc.name } };
-    default: return null;
+    case "auto":
+      return "auto";
+    case "any":
+      return "required";
+    case "none":
+      return "none";
+    case "tool":
+      return { type: "function", function: { name: tc.name } };
+    default:
+      return null;
   }
 }
 

@@ -11,9 +11,12 @@ function openAIType(anthropicType: string): string {
   switch (anthropicType) {
     case "api_error":
     case "overloaded_error":
-    case "timeout_error": return "server_error";
-    case "rate_limit_error": return "rate_limit_exceeded";
-    default: return anthropicType;
+    case "timeout_error":
+      return "server_error";
+    case "rate_limit_error":
+      return "rate_limit_exceeded";
+    default:
+      return anthropicType;
   }
 }
 
@@ -38,5 +41,10 @@ export function toOpenAIErrorBody(body: string | Uint8Array, code: string | null
   }
   const e = parsed.error;
   if (typeof e !== "object" || e === null) return body;
-  return openAIErrorJson(typeof e.type === "string" ? e.type : "api_error", typeof e.message === "string" ? e.message : "error", param, code);
+  return openAIErrorJson(
+    typeof e.type === "string" ? e.type : "api_error",
+    typeof e.message === "string" ? e.message : "error",
+    param,
+    code,
+  );
 }

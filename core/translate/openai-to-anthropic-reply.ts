@@ -24,11 +24,15 @@ export interface Usage {
 
 export function stopReasonFromOpenAI(finish: unknown): string {
   switch (finish) {
-    case "length": return "max_tokens";
+    case "length":
+      return "max_tokens";
     case "tool_calls":
-    case "function_call": return "tool_use";
-    case "content_filter": return "refusal";
-    default: return "end_turn";
+    case "function_call":
+      return "tool_use";
+    case "content_filter":
+      return "refusal";
+    default:
+      return "end_turn";
   }
 }
 
@@ -46,7 +50,8 @@ function readUsage(usage: unknown, u: Usage): boolean {
 }
 
 function usageJson(u: Usage): string {
-  const inp = u.inputTokens < 0 ? 0 : u.inputTokens, out = u.outputTokens < 0 ? 0 : u.outputTokens;
+  const inp = u.inputTokens < 0 ? 0 : u.inputTokens,
+    out = u.outputTokens < 0 ? 0 : u.outputTokens;
   const cr = u.cacheReadTokens < 0 ? 0 : u.cacheReadTokens;
   return `{"input_tokens":${inp},"cache_creation_input_tokens":0,"cache_read_input_tokens":${cr},"output_tokens":${out}}`;
 }
@@ -82,8 +87,14 @@ export function openAIToAnthropicJson(body: Obj, model: string, fallbackId: stri
   if (typeof msg.refusal === "string" && msg.refusal !== "") content.push({ type: "text", text: msg.refusal });
   const calls = Array.isArray(msg.tool_calls) ? (msg.tool_calls as Obj[]) : [];
   for (let i = 0; i < calls.length; i++) {
-    const c = calls[i]!, fn = (c.function ?? {}) as Obj;
-    content.push({ type: "tool_use", id: typeof c.id === "string" ? c.id : `${fallbackId}_tool_${i}`, name: fn.name ?? "", input: parseArgs(fn.arguments) });
+    const c = calls[i]!,
+      fn = (c.function ?? {}) as Obj;
+    content.push({
+      type: "tool_use",
+      id: typeof c.id === "string" ? c.id : `${fallbackId}_tool_${i}`,
+      name: fn.name ?? "",
+      input: parseArgs(fn.arguments),
+    });
   }
   readUsage(body.usage, usage);
   const refused = typeof msg.refusal === "string" && msg.refusal !== "";
@@ -91,7 +102,10 @@ export function openAIToAnthropicJson(body: Obj, model: string, fallbackId: stri
   return `{"id":${JSON.stringify(messageId(body.id, fallbackId))},"type":"message","role":"assistant","model":${JSON.stringify(model)},"content":${JSON.stringify(content)},"stop_reason":"${stop}","stop_sequence":null,"usage":${usageJson(usage)}}`;
 }
 
-const NONE = 0, TEXT = 1, THINKING = 2, TOOL = 3;
+const NONE = 0,
+  TEXT = 1,
+  THINKING = 2,
+  TOOL = 3;
 
 /** Streams `chat.completion.chunk` payloads into Anthropic SSE frames. */
 export class OpenAIToAnthropicStream {
@@ -175,7 +189,10 @@ export class OpenAIToAnthropicStream {
 
   private textual(kind: number, text: string): string {
     const out = this.openKind === kind ? "" : this.openBlock(kind);
-    const d = kind === TEXT ? `{"type":"text_delta","text":${JSON.stringify(text)}}` : `{"type":"thinking_delta","thinking":${JSON.stringify(text)}}`;
+    const d =
+      kind === TEXT
+        ? `{"type":"text_delta","text":${JSON.stringify(text)}}`
+        : `{"type":"thinking_delta","thinking":${JSON.stringify(text)}}`;
     return out + `event: content_block_delta\ndata: {"type":"content_block_delta","index":${this.openIndex},"delta":${d}}\n\n`;
   }
 

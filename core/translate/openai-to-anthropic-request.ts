@@ -142,9 +142,17 @@ function userBlocks(content: unknown, path: string): Obj[] | TranslateError {
     else if (p.type === "file") {
       const f = p.file as Obj;
       const m = typeof f.file_data === "string" ? DATA_URL.exec(f.file_data) : null;
-      if (m === null) return { param: `${path}.content.${j}.file`, message: `${path}.content.${j}.file: only inline file_data (a base64 data: URL) can be sent to this model` };
+      if (m === null)
+        return {
+          param: `${path}.content.${j}.file`,
+          message: `${path}.content.${j}.file: only inline file_data (a base64 data: URL) can be sent to this model`,
+        };
       out.push({ type: "document", source: { type: "base64", media_type: m[1], data: (f.file_data as string).slice(m[0].length) } });
-    } else return { param: `${path}.content.${j}.type`, message: `${path}.content.${j}.type: ${JSON.stringify(p.type)} parts are not supported by this model` };
+    } else
+      return {
+        param: `${path}.content.${j}.type`,
+        message: `${path}.content.${j}.type: ${JSON.stringify(p.type)} parts are not supported by this model`,
+      };
   }
   return out;
 }

@@ -6,7 +6,8 @@
  * split across reads is decoded only once whole. Work is per event, not per byte.
  */
 
-const LF = 0x0a, CR = 0x0d;
+const LF = 0x0a,
+  CR = 0x0d;
 
 /** Receives one whole event: its `event:` name ("" when absent) and its joined `data:` lines. */
 export type SseEach = (event: string, data: string) => void;

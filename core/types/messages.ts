@@ -73,12 +73,7 @@ export interface ContentSource {
 
 export type ImageSource = Base64Source | UrlSource | FileSource;
 
-export type DocumentSource =
-  | Base64Source
-  | PlainTextSource
-  | UrlSource
-  | ContentSource
-  | FileSource;
+export type DocumentSource = Base64Source | PlainTextSource | UrlSource | ContentSource | FileSource;
 
 export interface ImageBlock {
   type: "image";
@@ -117,11 +112,7 @@ export interface UnknownContentBlock {
   [key: string]: unknown;
 }
 
-export type ToolResultContentBlock =
-  | TextBlock
-  | ImageBlock
-  | DocumentBlock
-  | UnknownContentBlock;
+export type ToolResultContentBlock = TextBlock | ImageBlock | DocumentBlock | UnknownContentBlock;
 
 /**
  * `Content` is the element type of `content` when it is an array; the
@@ -315,8 +306,7 @@ export interface MessagesRequestBase<P extends RequestParts = PublicParts> {
 }
 
 /** `POST /v1/messages` */
-export interface MessagesRequest<P extends RequestParts = PublicParts>
-  extends MessagesRequestBase<P> {
+export interface MessagesRequest<P extends RequestParts = PublicParts> extends MessagesRequestBase<P> {
   max_tokens: number & tags.Type<"uint32"> & tags.Minimum<1>;
 }
 
@@ -326,7 +316,6 @@ export interface MessagesRequest<P extends RequestParts = PublicParts>
  * count_tokens; if a client sends them anyway (e.g. reusing a /v1/messages
  * body) they are checked with the same rules.
  */
-export interface CountTokensRequest<P extends RequestParts = PublicParts>
-  extends MessagesRequestBase<P> {
+export interface CountTokensRequest<P extends RequestParts = PublicParts> extends MessagesRequestBase<P> {
   max_tokens?: number & tags.Type<"uint32"> & tags.Minimum<1>;
 }

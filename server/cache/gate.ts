@@ -63,7 +63,10 @@ export class ResponseCache {
     });
     if (mode === C_OFF) return false;
     if (mode === C_BAD_HEADER) {
-      ctx.fail("GW_ERR_REQ_CACHE_HEADER", `x-portcullis-cache must be use, refresh or bypass, got ${JSON.stringify(inc.cacheHeader.slice(0, 40))}`);
+      ctx.fail(
+        "GW_ERR_REQ_CACHE_HEADER",
+        `x-portcullis-cache must be use, refresh or bypass, got ${JSON.stringify(inc.cacheHeader.slice(0, 40))}`,
+      );
       return true;
     }
     if (mode === C_BYPASS) {
@@ -71,15 +74,18 @@ export class ResponseCache {
       ctx.cacheHeaders = BYPASS;
       return false;
     }
-    const key = cacheKey({
-      route: ctx.route,
-      query: inc.query,
-      provider: t.provider.name,
-      upstreamModel: t.upstreamModel ?? (parsed.model as string),
-      version: header(inc.fwd, "anthropic-version"),
-      beta: header(inc.fwd, "anthropic-beta"),
-      scope: this.scope(inc, t),
-    }, body);
+    const key = cacheKey(
+      {
+        route: ctx.route,
+        query: inc.query,
+        provider: t.provider.name,
+        upstreamModel: t.upstreamModel ?? (parsed.model as string),
+        version: header(inc.fwd, "anthropic-version"),
+        beta: header(inc.fwd, "anthropic-beta"),
+        scope: this.scope(inc, t),
+      },
+      body,
+    );
     const stream = parsed.stream === true;
     const tap = new CacheTap(this, key, t.provider.index, stream, ctx.route === R_CHAT_COMPLETIONS);
     if (mode === C_REFRESH) {
@@ -201,7 +207,18 @@ export class CacheTap {
   private store(ctx: RequestCtx, kind: number, parts: readonly Uint8Array[], bytes: number): void {
     // A fallback's answer is not the answer of the provider this key names.
     if (ctx.provider !== this.provider || ctx.aborted) return;
-    const entry = encodeEntry({ kind, storedAt: 0, input: ctx.inputTokens, output: ctx.outputTokens, cacheWrite: ctx.cacheCreationTokens, cacheRead: ctx.cacheReadTokens }, parts, bytes);
+    const entry = encodeEntry(
+      {
+        kind,
+        storedAt: 0,
+        input: ctx.inputTokens,
+        output: ctx.outputTokens,
+        cacheWrite: ctx.cacheCreationTokens,
+        cacheRead: ctx.cacheReadTokens,
+      },
+      parts,
+      bytes,
+    );
     this.cache.client.put(this.key, entry);
   }
 }

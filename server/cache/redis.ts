@@ -62,7 +62,9 @@ export class RedisTier {
 
   set(key: string, value: Uint8Array, ttlMs: number): void {
     if (ttlMs <= 0) return;
-    this.client.set(PREFIX + key, Buffer.from(value.buffer, value.byteOffset, value.byteLength), "PX", Math.ceil(ttlMs)).catch(() => this.stats.redisError());
+    this.client
+      .set(PREFIX + key, Buffer.from(value.buffer, value.byteOffset, value.byteLength), "PX", Math.ceil(ttlMs))
+      .catch(() => this.stats.redisError());
   }
 
   async close(): Promise<void> {

@@ -33,11 +33,16 @@ const TYPES: Record<string, string> = {
 };
 
 const SECURITY = [
-  "content-security-policy", "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
-  "x-content-type-options", "nosniff",
-  "referrer-policy", "no-referrer",
-  "cache-control", "no-store",
-  "x-frame-options", "DENY",
+  "content-security-policy",
+  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+  "x-content-type-options",
+  "nosniff",
+  "referrer-policy",
+  "no-referrer",
+  "cache-control",
+  "no-store",
+  "x-frame-options",
+  "DENY",
 ];
 
 /** The built assets, by file name; empty when the build did not make them (then /dashboard says so). */
@@ -69,19 +74,25 @@ export function registerDashboard(app: TemplatedApp, deps: DashboardDeps): void 
   });
   app.get("/dashboard", page);
   app.get("/dashboard/", page);
-  app.get("/dashboard/static/:file", guard(R_OTHER, (ctx, req) => {
-    const a = assets.get(req.getParameter(0) ?? "");
-    if (a === undefined) return ctx.fail("GW_ERR_ROUTE_NOT_FOUND");
-    ctx.send(200, a.type, a.body, SECURITY);
-  }));
-  app.get("/dashboard/data", guard(R_OTHER, (ctx, req) => {
-    if (!authorised(ctx, req)) return;
-    deps.render("dashboard").then(
-      (text) => ctx.send(200, "application/json", text, SECURITY),
-      (e) => {
-        deps.log.error({ req_id: ctx.id, err: String(e) }, "dashboard render failed");
-        ctx.fail("GW_ERR_SERVER_INTERNAL", "dashboard rendering failed");
-      },
-    );
-  }));
+  app.get(
+    "/dashboard/static/:file",
+    guard(R_OTHER, (ctx, req) => {
+      const a = assets.get(req.getParameter(0) ?? "");
+      if (a === undefined) return ctx.fail("GW_ERR_ROUTE_NOT_FOUND");
+      ctx.send(200, a.type, a.body, SECURITY);
+    }),
+  );
+  app.get(
+    "/dashboard/data",
+    guard(R_OTHER, (ctx, req) => {
+      if (!authorised(ctx, req)) return;
+      deps.render("dashboard").then(
+        (text) => ctx.send(200, "application/json", text, SECURITY),
+        (e) => {
+          deps.log.error({ req_id: ctx.id, err: String(e) }, "dashboard render failed");
+          ctx.fail("GW_ERR_SERVER_INTERNAL", "dashboard rendering failed");
+        },
+      );
+    }),
+  );
 }

@@ -16,7 +16,12 @@ export class KeyBus {
   private readonly sub: Redis;
 
   constructor(url: string, onChange: () => void, log: Logger) {
-    const opts = { enableOfflineQueue: false, maxRetriesPerRequest: 0, connectTimeout: 2000, retryStrategy: (n: number) => Math.min(100 * n, 2000) };
+    const opts = {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      connectTimeout: 2000,
+      retryStrategy: (n: number) => Math.min(100 * n, 2000),
+    };
     this.pub = new Redis(url, opts);
     // The subscriber re-subscribes by itself after a reconnect (ioredis autoResubscribe).
     this.sub = new Redis(url, { ...opts, enableOfflineQueue: true });
@@ -25,7 +30,10 @@ export class KeyBus {
       if (down) return;
       down = true;
       // The URL may carry a password: the error's code only.
-      log.warn({ err: (e as { code?: string }).code ?? e.name }, "fleet: Redis unavailable; keys converge through the periodic reconcile (KEY_SYNC_MS)");
+      log.warn(
+        { err: (e as { code?: string }).code ?? e.name },
+        "fleet: Redis unavailable; keys converge through the periodic reconcile (KEY_SYNC_MS)",
+      );
     };
     this.pub.on("error", outage);
     this.sub.on("error", outage);

@@ -51,7 +51,9 @@ function ownCgroup(): string | null {
   const mount = cgroup2Mount();
   if (mount === null) return null;
   try {
-    const line = readFileSync("/proc/self/cgroup", "utf8").split("\n").find((l) => l.startsWith("0::"));
+    const line = readFileSync("/proc/self/cgroup", "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("0::"));
     if (line === undefined) return null;
     const rel = line.slice(3);
     return rel === "/" ? mount : mount + rel;
@@ -62,7 +64,10 @@ function ownCgroup(): string | null {
 
 const words = (f: string): string[] => {
   try {
-    return readFileSync(f, "utf8").trim().split(/\s+/).filter((w) => w !== "");
+    return readFileSync(f, "utf8")
+      .trim()
+      .split(/\s+/)
+      .filter((w) => w !== "");
   } catch {
     return [];
   }
@@ -98,7 +103,10 @@ export class Cgroups {
     if (base === null) return rl("no cgroup v2 hierarchy is mounted (cgroup v1 only)");
     const have = words(`${base}/cgroup.controllers`);
     const missing = CGROUP_CONTROLLERS.filter((c) => !have.includes(c));
-    if (missing.length > 0) return rl(`cgroup v2 controller${missing.length > 1 ? "s" : ""} ${missing.join(", ")} not delegated to ${base} (it has: ${have.join(" ") || "none"})`);
+    if (missing.length > 0)
+      return rl(
+        `cgroup v2 controller${missing.length > 1 ? "s" : ""} ${missing.join(", ")} not delegated to ${base} (it has: ${have.join(" ") || "none"})`,
+      );
     try {
       const enabled = words(`${base}/cgroup.subtree_control`);
       const off = CGROUP_CONTROLLERS.filter((c) => !enabled.includes(c));

@@ -36,8 +36,22 @@ export interface Cancellable {
  */
 export function gitBase(git: string, root: string): string[] {
   return [
-    git, "-c", `safe.directory=${root}`, "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "protocol.allow=never",
-    "-c", "core.pager=cat", "-c", "diff.external=", "-c", "core.quotePath=true", "--no-optional-locks",
+    git,
+    "-c",
+    `safe.directory=${root}`,
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "protocol.allow=never",
+    "-c",
+    "core.pager=cat",
+    "-c",
+    "diff.external=",
+    "-c",
+    "core.quotePath=true",
+    "--no-optional-locks",
   ];
 }
 
@@ -70,13 +84,19 @@ export class SandboxExec {
   async run(argv: string[], cwd: string, writes: boolean, timeoutMs: number, ctx: Cancellable): Promise<RunResult> {
     if (this.down !== null) throw new ToolError(`the sandbox is unavailable: ${this.down}`, false);
     // The command sees the tree the file tools show: every refused path hidden, .git read-only.
-    const view = this.cfg.sandbox.backend === "none"
-      ? { masks: [], readOnly: [], gitEntries: [] }
-      : await sandboxView(this.policy, this.cfg.sandbox.maskMaxEntries, this.cfg.sandbox.maskMaxMs);
+    const view =
+      this.cfg.sandbox.backend === "none"
+        ? { masks: [], readOnly: [], gitEntries: [] }
+        : await sandboxView(this.policy, this.cfg.sandbox.maskMaxEntries, this.cfg.sandbox.maskMaxMs);
     const cgroup = await this.cgroups.create().catch((e: NodeJS.ErrnoException) => {
       throw new ToolError(`could not create the command's cgroup under ${this.cgroups.status.base}: ${e.code ?? e.message}`, false);
     });
-    const running: Running = runSandboxed(this.cfg, this.plan, argv, cwd, writes, timeoutMs, { masks: view.masks, readOnly: view.readOnly, emptyFile: this.emptyFile, cgroup });
+    const running: Running = runSandboxed(this.cfg, this.plan, argv, cwd, writes, timeoutMs, {
+      masks: view.masks,
+      readOnly: view.readOnly,
+      emptyFile: this.emptyFile,
+      cgroup,
+    });
     ctx.onCancel(running.kill);
     let r: RunResult;
     try {
@@ -90,7 +110,12 @@ export class SandboxExec {
       const moved = await quarantineNewGit(this.policy, view.gitEntries, this.cfg.sandbox.maskMaxEntries);
       if (moved.length > 0) {
         this.log.warn({ req_id: ctx.reqId, quarantined: moved }, "a command created git control files; renamed");
-        r = { ...r, stderr: r.stderr + `\n[portcullis: the command created ${moved.join(", ")}; git runs code from such files, so they were renamed to *.portcullis-quarantine]\n` };
+        r = {
+          ...r,
+          stderr:
+            r.stderr +
+            `\n[portcullis: the command created ${moved.join(", ")}; git runs code from such files, so they were renamed to *.portcullis-quarantine]\n`,
+        };
       }
     }
     return r;
@@ -109,14 +134,24 @@ export class SandboxExec {
     if (r.stdout !== "") parts.push("--- stdout ---\n" + r.stdout);
     if (r.stderr !== "") parts.push("--- stderr ---\n" + r.stderr);
     const failed = r.timedOut || r.truncated || r.exitCode !== 0;
-    return { result: failed ? { content: [{ type: "text", text: parts.join("\n") }], isError: true } : { content: [{ type: "text", text: parts.join("\n") }] }, exitCode: r.exitCode };
+    return {
+      result: failed
+        ? { content: [{ type: "text", text: parts.join("\n") }], isError: true }
+        : { content: [{ type: "text", text: parts.join("\n") }] },
+      exitCode: r.exitCode,
+    };
   }
 
   /**
    * A git tool's result with its stdout filtered: `hidden` takes a repository-relative path
    * (git prints them relative to the top of the work tree) and asks the policy.
    */
-  async gitOutput(r: RunResult, cwd: string, timeoutMs: number, filter: (out: string, hidden: (p: string) => boolean) => string): Promise<{ result: CallResult; exitCode: number | null }> {
+  async gitOutput(
+    r: RunResult,
+    cwd: string,
+    timeoutMs: number,
+    filter: (out: string, hidden: (p: string) => boolean) => string,
+  ): Promise<{ result: CallResult; exitCode: number | null }> {
     const top = await gitTopOf(cwd);
     const hidden = (p: string) => {
       const dir = p.endsWith("/");
@@ -131,6 +166,9 @@ export class SandboxExec {
     if (r.spawnError !== null) return r.spawnError;
     if (r.exitCode === 0) return null;
     const err = r.stderr.trim().split("\n").pop() ?? "";
-    return (r.timedOut ? "timed out" : r.signal !== null ? `killed by ${r.signal}` : `exit code ${r.exitCode}`) + (err === "" ? "" : `: ${err.slice(0, 300)}`);
+    return (
+      (r.timedOut ? "timed out" : r.signal !== null ? `killed by ${r.signal}` : `exit code ${r.exitCode}`) +
+      (err === "" ? "" : `: ${err.slice(0, 300)}`)
+    );
   }
 }

@@ -127,14 +127,19 @@ export class Workspace {
       const code = (e as NodeJS.ErrnoException).code;
       // O_NOFOLLOW gives ELOOP on a symlink, and ENOTDIR with O_DIRECTORY: the path was a
       // checked regular file or directory a moment ago, so it was swapped.
-      if (code === "ELOOP" || (wantDir && code === "ENOTDIR")) throw deny("the path changed between the check and the open (symlink race); refused");
+      if (code === "ELOOP" || (wantDir && code === "ENOTDIR"))
+        throw deny("the path changed between the check and the open (symlink race); refused");
       throw fail(errnoMessage(e, real));
     }
     await this.verify(fh, real, wantDir);
     return fh;
   }
 
-  async readFile(arg: unknown, offset = 0, maxBytes = this.limits.maxReadBytes): Promise<{ rel: string; text: string; size: number; from: number; to: number }> {
+  async readFile(
+    arg: unknown,
+    offset = 0,
+    maxBytes = this.limits.maxReadBytes,
+  ): Promise<{ rel: string; text: string; size: number; from: number; to: number }> {
     const r = await this.resolveExisting(arg, false);
     if (this.hooks?.afterCheck) await this.hooks.afterCheck(r.real);
     const fh = await this.openVerified(r.real, O_RDONLY, false);
@@ -157,7 +162,11 @@ export class Workspace {
   }
 
   /** Open (or create) a regular file for read-write through a verified parent descriptor. */
-  private async openForWrite(arg: unknown, create: boolean, createDirs: boolean): Promise<{ fh: FileHandle; rel: string; created: boolean }> {
+  private async openForWrite(
+    arg: unknown,
+    create: boolean,
+    createDirs: boolean,
+  ): Promise<{ fh: FileHandle; rel: string; created: boolean }> {
     const l = this.located(arg);
     if (l.rel === ".") throw deny("cannot write a workspace root");
     const git = gitWriteRefusal(l.rel, null, this.limits.allowGitFiles === true);
@@ -174,7 +183,8 @@ export class Workspace {
     try {
       parentReal = await realpath(posix.dirname(target));
     } catch (e) {
-      if (!createDirs || !create) throw fail(errnoMessage(e, posix.dirname(l.rel)) + (create ? " (pass create_dirs: true to create it)" : ""));
+      if (!createDirs || !create)
+        throw fail(errnoMessage(e, posix.dirname(l.rel)) + (create ? " (pass create_dirs: true to create it)" : ""));
       parentReal = await this.mkdirs(posix.dirname(target));
     }
     const real = parentReal === "/" ? "/" + name : `${parentReal}/${name}`;
@@ -239,7 +249,8 @@ export class Workspace {
 
   async writeFile(arg: unknown, content: string, createDirs: boolean): Promise<{ rel: string; bytes: number; created: boolean }> {
     const data = Buffer.from(content, "utf8");
-    if (data.length > this.limits.maxWriteBytes) throw deny(`content is ${data.length} bytes; the write limit is ${this.limits.maxWriteBytes}`);
+    if (data.length > this.limits.maxWriteBytes)
+      throw deny(`content is ${data.length} bytes; the write limit is ${this.limits.maxWriteBytes}`);
     const git = gitWriteRefusal(this.located(arg).rel, content, this.limits.allowGitFiles === true);
     if (git !== null) throw deny(git);
     const { fh, rel, created } = await this.openForWrite(arg, true, createDirs);
@@ -257,7 +268,8 @@ export class Workspace {
     const { fh, rel } = await this.openForWrite(arg, false, false);
     try {
       const size = (await fh.stat()).size;
-      if (size > this.limits.maxWriteBytes) throw deny(`${rel} is ${size} bytes; files over ${this.limits.maxWriteBytes} bytes cannot be edited`);
+      if (size > this.limits.maxWriteBytes)
+        throw deny(`${rel} is ${size} bytes; files over ${this.limits.maxWriteBytes} bytes cannot be edited`);
       const buf = Buffer.alloc(size);
       let got = 0;
       while (got < size) {
@@ -268,12 +280,14 @@ export class Workspace {
       const text = buf.subarray(0, got).toString("utf8");
       const count = text.split(oldStr).length - 1;
       if (count === 0) throw fail(`old_string was not found in ${rel}`);
-      if (count > 1 && !replaceAll) throw fail(`old_string occurs ${count} times in ${rel}; add context to make it unique, or pass replace_all: true`);
+      if (count > 1 && !replaceAll)
+        throw fail(`old_string occurs ${count} times in ${rel}; add context to make it unique, or pass replace_all: true`);
       const edited = replaceAll ? text.split(oldStr).join(newStr) : text.replace(oldStr, () => newStr);
       const git = gitWriteRefusal(rel, edited, this.limits.allowGitFiles === true);
       if (git !== null) throw deny(git);
       const out = Buffer.from(edited, "utf8");
-      if (out.length > this.limits.maxWriteBytes) throw deny(`the edited file would be ${out.length} bytes; the write limit is ${this.limits.maxWriteBytes}`);
+      if (out.length > this.limits.maxWriteBytes)
+        throw deny(`the edited file would be ${out.length} bytes; the write limit is ${this.limits.maxWriteBytes}`);
       await fh.truncate(0);
       await fh.write(out, 0, out.length, 0);
       return { rel, replaced: replaceAll ? count : 1 };
@@ -315,7 +329,12 @@ export class Workspace {
    * Literal text search below a directory: symlinks are not followed, denied paths are
    * skipped, binary and over-cap files are skipped, results and files scanned are capped.
    */
-  async search(query: string, arg: unknown, maxResults: number, caseSensitive: boolean): Promise<{ hits: string[]; capped: boolean; files: number }> {
+  async search(
+    query: string,
+    arg: unknown,
+    maxResults: number,
+    caseSensitive: boolean,
+  ): Promise<{ hits: string[]; capped: boolean; files: number }> {
     if (query === "") throw fail("query must not be empty");
     const cap = Math.max(1, Math.min(maxResults, this.limits.searchMaxResults));
     const r = await this.resolveExisting(arg ?? ".", null);
@@ -386,12 +405,18 @@ function relOf(root: string, abs: string): string {
 function errnoMessage(e: unknown, what: string): string {
   const code = (e as NodeJS.ErrnoException).code;
   switch (code) {
-    case "ENOENT": return `${what}: no such file or directory`;
-    case "ENOTDIR": return `${what}: a parent is not a directory`;
-    case "EISDIR": return `${what} is a directory`;
+    case "ENOENT":
+      return `${what}: no such file or directory`;
+    case "ENOTDIR":
+      return `${what}: a parent is not a directory`;
+    case "EISDIR":
+      return `${what} is a directory`;
     case "EACCES":
-    case "EPERM": return `${what}: permission denied`;
-    case "ENAMETOOLONG": return `${what}: name too long`;
-    default: return `${what}: ${code ?? String(e)}`;
+    case "EPERM":
+      return `${what}: permission denied`;
+    case "ENAMETOOLONG":
+      return `${what}: name too long`;
+    default:
+      return `${what}: ${code ?? String(e)}`;
   }
 }

@@ -76,7 +76,10 @@ export function runSandboxed(
   const name = `portcullis-${randomBytes(6).toString("hex")}`;
   const cg = opts.cgroup ?? null;
   const run: SandboxRun = {
-    argv, cwd, writes, name,
+    argv,
+    cwd,
+    writes,
+    name,
     masks: opts.masks ?? [],
     readOnly: opts.readOnly ?? [],
     cgroup: cg?.dir ?? "",

@@ -93,10 +93,16 @@ export async function sandboxView(policy: PathPolicy, maxEntries: number, maxMs:
     }
     for (const e of ents) {
       if (++seen > maxEntries) {
-        throw new ToolError(`the workspace has more than ${maxEntries} entries to check before a command may run (SANDBOX_MASK_MAX_ENTRIES); the command was not run`, false);
+        throw new ToolError(
+          `the workspace has more than ${maxEntries} entries to check before a command may run (SANDBOX_MASK_MAX_ENTRIES); the command was not run`,
+          false,
+        );
       }
       if ((seen & 255) === 0 && performance.now() - t0 > maxMs) {
-        throw new ToolError(`checking the workspace for paths to hide took over ${maxMs} ms (SANDBOX_MASK_MAX_MS); the command was not run`, false);
+        throw new ToolError(
+          `checking the workspace for paths to hide took over ${maxMs} ms (SANDBOX_MASK_MAX_MS); the command was not run`,
+          false,
+        );
       }
       const abs = `${d}/${e.name}`;
       const isGit = e.name.toLowerCase() === ".git";

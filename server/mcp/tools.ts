@@ -17,14 +17,42 @@ import { filterDiff, filterStatus, gitPathspecs } from "../../core/policy/git-fi
 import { ToolError, Workspace } from "./fsguard.js";
 import { SandboxExec, gitBase, type CallResult } from "./exec.js";
 
-interface ReadFileArgs { path: string; offset?: number & tags.Type<"uint32">; max_bytes?: number & tags.Type<"uint32"> & tags.Minimum<1> }
-interface WriteFileArgs { path: string; content: string; create_dirs?: boolean }
-interface EditFileArgs { path: string; old_string: string; new_string: string; replace_all?: boolean }
-interface ListDirArgs { path?: string }
-interface SearchArgs { query: string & tags.MinLength<1>; path?: string; max_results?: number & tags.Type<"uint32"> & tags.Minimum<1>; case_sensitive?: boolean }
-interface RunCommandArgs { command: string; args?: Record<string, string | number> }
-interface GitStatusArgs { root?: string }
-interface GitDiffArgs { staged?: boolean; path?: string }
+interface ReadFileArgs {
+  path: string;
+  offset?: number & tags.Type<"uint32">;
+  max_bytes?: number & tags.Type<"uint32"> & tags.Minimum<1>;
+}
+interface WriteFileArgs {
+  path: string;
+  content: string;
+  create_dirs?: boolean;
+}
+interface EditFileArgs {
+  path: string;
+  old_string: string;
+  new_string: string;
+  replace_all?: boolean;
+}
+interface ListDirArgs {
+  path?: string;
+}
+interface SearchArgs {
+  query: string & tags.MinLength<1>;
+  path?: string;
+  max_results?: number & tags.Type<"uint32"> & tags.Minimum<1>;
+  case_sensitive?: boolean;
+}
+interface RunCommandArgs {
+  command: string;
+  args?: Record<string, string | number>;
+}
+interface GitStatusArgs {
+  root?: string;
+}
+interface GitDiffArgs {
+  staged?: boolean;
+  path?: string;
+}
 
 const VALIDATORS: Record<ToolName, (x: unknown) => typia.IValidation<unknown>> = {
   read_file: typia.createValidateEquals<ReadFileArgs>(),
@@ -75,7 +103,12 @@ export interface AuditSinks {
 const MAX_REASON = 1000;
 
 const PATH_DESC = "Path relative to the workspace root (or absolute inside it). / separators only.";
-const obj = (properties: Record<string, unknown>, required: string[]) => ({ type: "object", properties, required, additionalProperties: false });
+const obj = (properties: Record<string, unknown>, required: string[]) => ({
+  type: "object",
+  properties,
+  required,
+  additionalProperties: false,
+});
 
 export class Tools {
   private readonly cfg: McpConfig;
@@ -110,32 +143,41 @@ export class Tools {
       {
         name: "read_file",
         description: `Read a UTF-8 text file from the workspace. At most ${this.cfg.maxReadBytes} bytes per call; use offset to page.`,
-        inputSchema: obj({
-          path: { type: "string", description: PATH_DESC },
-          offset: { type: "integer", minimum: 0, description: "Byte offset to start at (default 0)." },
-          max_bytes: { type: "integer", minimum: 1, maximum: this.cfg.maxReadBytes, description: "Bytes to read at most." },
-        }, ["path"]),
+        inputSchema: obj(
+          {
+            path: { type: "string", description: PATH_DESC },
+            offset: { type: "integer", minimum: 0, description: "Byte offset to start at (default 0)." },
+            max_bytes: { type: "integer", minimum: 1, maximum: this.cfg.maxReadBytes, description: "Bytes to read at most." },
+          },
+          ["path"],
+        ),
         annotations: ro,
       },
       {
         name: "write_file",
         description: `Create or overwrite a text file in the workspace (at most ${this.cfg.maxWriteBytes} bytes).`,
-        inputSchema: obj({
-          path: { type: "string", description: PATH_DESC },
-          content: { type: "string", description: "The whole new file content." },
-          create_dirs: { type: "boolean", description: "Create missing parent directories (default false)." },
-        }, ["path", "content"]),
+        inputSchema: obj(
+          {
+            path: { type: "string", description: PATH_DESC },
+            content: { type: "string", description: "The whole new file content." },
+            create_dirs: { type: "boolean", description: "Create missing parent directories (default false)." },
+          },
+          ["path", "content"],
+        ),
         annotations: { destructiveHint: true, openWorldHint: false },
       },
       {
         name: "edit_file",
         description: "Replace an exact string in a workspace file. old_string must occur exactly once unless replace_all is true.",
-        inputSchema: obj({
-          path: { type: "string", description: PATH_DESC },
-          old_string: { type: "string", minLength: 1, description: "Exact text to replace." },
-          new_string: { type: "string", description: "Replacement text." },
-          replace_all: { type: "boolean", description: "Replace every occurrence (default false)." },
-        }, ["path", "old_string", "new_string"]),
+        inputSchema: obj(
+          {
+            path: { type: "string", description: PATH_DESC },
+            old_string: { type: "string", minLength: 1, description: "Exact text to replace." },
+            new_string: { type: "string", description: "Replacement text." },
+            replace_all: { type: "boolean", description: "Replace every occurrence (default false)." },
+          },
+          ["path", "old_string", "new_string"],
+        ),
         annotations: { destructiveHint: true, openWorldHint: false },
       },
       {
@@ -147,12 +189,15 @@ export class Tools {
       {
         name: "search",
         description: `Search workspace text files for a literal string; returns path:line: text, at most ${this.cfg.searchMaxResults} results.`,
-        inputSchema: obj({
-          query: { type: "string", minLength: 1, description: "Literal text to find (not a regex)." },
-          path: { type: "string", description: "Directory or file to search. Default: the root." },
-          max_results: { type: "integer", minimum: 1, maximum: this.cfg.searchMaxResults },
-          case_sensitive: { type: "boolean", description: "Default false." },
-        }, ["query"]),
+        inputSchema: obj(
+          {
+            query: { type: "string", minLength: 1, description: "Literal text to find (not a regex)." },
+            path: { type: "string", description: "Directory or file to search. Default: the root." },
+            max_results: { type: "integer", minimum: 1, maximum: this.cfg.searchMaxResults },
+            case_sensitive: { type: "boolean", description: "Default false." },
+          },
+          ["query"],
+        ),
         annotations: ro,
       },
     ];
@@ -162,10 +207,17 @@ export class Tools {
         description:
           "Run one of the allowed workspace commands in a sandbox (no network, read-only system) and return its exit code and output. Commands:\n" +
           [...this.commands.values()].map((c) => "- " + c.describe()).join("\n"),
-        inputSchema: obj({
-          command: { type: "string", enum: [...this.commands.keys()], description: "The command name." },
-          args: { type: "object", additionalProperties: { type: ["string", "integer"] }, description: "The command's parameters by name." },
-        }, ["command"]),
+        inputSchema: obj(
+          {
+            command: { type: "string", enum: [...this.commands.keys()], description: "The command name." },
+            args: {
+              type: "object",
+              additionalProperties: { type: ["string", "integer"] },
+              description: "The command's parameters by name.",
+            },
+          },
+          ["command"],
+        ),
         annotations: { openWorldHint: false },
       });
     }
@@ -212,8 +264,10 @@ export class Tools {
     let exitCode: number | null = null;
     let result: CallResult;
     try {
-      if (!(TOOL_NAMES as readonly string[]).includes(name) || !this.has(name)) throw new ToolError(`unknown tool ${JSON.stringify(name.slice(0, 64))}`, true);
-      if (!this.allowedFor(ctx.keyId, name, ctx.rights)) throw new ToolError("tool_not_allowed", true, `Refused: tool ${name} is not allowed for this key`);
+      if (!(TOOL_NAMES as readonly string[]).includes(name) || !this.has(name))
+        throw new ToolError(`unknown tool ${JSON.stringify(name.slice(0, 64))}`, true);
+      if (!this.allowedFor(ctx.keyId, name, ctx.rights))
+        throw new ToolError("tool_not_allowed", true, `Refused: tool ${name} is not allowed for this key`);
       const v = VALIDATORS[name as ToolName](args ?? {});
       if (!v.success) {
         const e = v.errors[0]!;
@@ -256,17 +310,34 @@ export class Tools {
       "tool_call",
     );
     this.sinks.audit?.([
-      ctx.reqId, Date.now(), ctx.keyId, tool, argSummary === undefined ? null : JSON.stringify(argSummary), decision,
-      reason === null ? null : reason.slice(0, MAX_REASON), exitCode, durationMs,
+      ctx.reqId,
+      Date.now(),
+      ctx.keyId,
+      tool,
+      argSummary === undefined ? null : JSON.stringify(argSummary),
+      decision,
+      reason === null ? null : reason.slice(0, MAX_REASON),
+      exitCode,
+      durationMs,
     ]);
     return result;
   }
 
-  private async dispatch(name: ToolName, a: Record<string, unknown>, ctx: CallCtx): Promise<{ result: CallResult; exitCode?: number | null }> {
-    const text = (t: string, isError = false): { result: CallResult } => ({ result: isError ? { content: [{ type: "text", text: t }], isError } : { content: [{ type: "text", text: t }] } });
+  private async dispatch(
+    name: ToolName,
+    a: Record<string, unknown>,
+    ctx: CallCtx,
+  ): Promise<{ result: CallResult; exitCode?: number | null }> {
+    const text = (t: string, isError = false): { result: CallResult } => ({
+      result: isError ? { content: [{ type: "text", text: t }], isError } : { content: [{ type: "text", text: t }] },
+    });
     switch (name) {
       case "read_file": {
-        const r = await this.ws.readFile(a.path, (a.offset as number | undefined) ?? 0, (a.max_bytes as number | undefined) ?? this.cfg.maxReadBytes);
+        const r = await this.ws.readFile(
+          a.path,
+          (a.offset as number | undefined) ?? 0,
+          (a.max_bytes as number | undefined) ?? this.cfg.maxReadBytes,
+        );
         const more = r.to < r.size ? `\n\n[bytes ${r.from}..${r.to} of ${r.size}; call again with offset ${r.to} for more]` : "";
         return text(r.text + more);
       }
@@ -280,17 +351,28 @@ export class Tools {
       }
       case "list_dir": {
         const r = await this.ws.listDir(a.path);
-        const tail = (r.truncated ? `\n[listing capped at ${this.cfg.listMaxEntries} entries]` : "") + (r.hidden > 0 ? `\n[${r.hidden} entries hidden by policy]` : "");
+        const tail =
+          (r.truncated ? `\n[listing capped at ${this.cfg.listMaxEntries} entries]` : "") +
+          (r.hidden > 0 ? `\n[${r.hidden} entries hidden by policy]` : "");
         return text((r.lines.length === 0 ? "(empty)" : r.lines.join("\n")) + tail);
       }
       case "search": {
-        const r = await this.ws.search(a.query as string, a.path, (a.max_results as number | undefined) ?? this.cfg.searchMaxResults, a.case_sensitive === true);
+        const r = await this.ws.search(
+          a.query as string,
+          a.path,
+          (a.max_results as number | undefined) ?? this.cfg.searchMaxResults,
+          a.case_sensitive === true,
+        );
         const tail = r.capped ? `\n[results capped; narrow the query or the path]` : "";
         return text((r.hits.length === 0 ? "No matches." : r.hits.join("\n")) + tail);
       }
       case "run_command": {
         const t = this.commands.get(a.command as string);
-        if (t === undefined) throw new ToolError(`unknown command ${JSON.stringify(String(a.command).slice(0, 64))}; allowed: ${[...this.commands.keys()].join(", ")}`, true);
+        if (t === undefined)
+          throw new ToolError(
+            `unknown command ${JSON.stringify(String(a.command).slice(0, 64))}; allowed: ${[...this.commands.keys()].join(", ")}`,
+            true,
+          );
         if (ctx.rights !== null && ctx.rights.commands !== null && !ctx.rights.commands.includes(t.name)) {
           throw new ToolError("tool_not_allowed", true, `Refused: command ${t.name} is not allowed for this key`);
         }
@@ -306,14 +388,28 @@ export class Tools {
         const root = a.root === undefined ? this.cfg.roots[0]! : (await this.ws.resolveExisting(a.root, true)).real;
         if (!this.cfg.roots.includes(root)) throw new ToolError("root must be one of the workspace roots", true);
         const spec = gitPathspecs(this.ws.policy.allowGlobs, this.ws.policy.denyGlobs);
-        const r = await this.sandbox.run([...gitBase(this.cfg.git!, root), "status", "--porcelain=v1", "-z", "--branch", "--", ...spec], root, false, this.cfg.sandbox.timeoutMs, ctx);
+        const r = await this.sandbox.run(
+          [...gitBase(this.cfg.git!, root), "status", "--porcelain=v1", "-z", "--branch", "--", ...spec],
+          root,
+          false,
+          this.cfg.sandbox.timeoutMs,
+          ctx,
+        );
         return this.sandbox.gitOutput(r, root, this.cfg.sandbox.timeoutMs, filterStatus);
       }
       case "git_diff": {
         const spec = gitPathspecs(this.ws.policy.allowGlobs, this.ws.policy.denyGlobs);
         const only = a.path === undefined ? null : await this.ws.resolveExisting(a.path);
         const cwd = only === null ? this.cfg.roots[0]! : this.ws.policy.rootOf(only.real)!;
-        const argv = [...gitBase(this.cfg.git!, cwd), "diff", "--no-ext-diff", "--no-textconv", "--no-color", "--src-prefix=a/", "--dst-prefix=b/"];
+        const argv = [
+          ...gitBase(this.cfg.git!, cwd),
+          "diff",
+          "--no-ext-diff",
+          "--no-textconv",
+          "--no-color",
+          "--src-prefix=a/",
+          "--dst-prefix=b/",
+        ];
         if (a.staged === true) argv.push("--cached");
         // One path: it is the positive pathspec; the deny globs still exclude.
         if (only !== null) argv.push("--", only.real, ...spec.filter((p) => p.startsWith(":(exclude")));
@@ -333,7 +429,8 @@ export function summarise(args: unknown): Record<string, unknown> | undefined {
   for (const [k, v] of Object.entries(args as Record<string, unknown>)) {
     if (++n > 12) break;
     const key = k.slice(0, 32);
-    if (key === "content" || key === "old_string" || key === "new_string") out[key] = typeof v === "string" ? `<${Buffer.byteLength(v)} bytes>` : typeof v;
+    if (key === "content" || key === "old_string" || key === "new_string")
+      out[key] = typeof v === "string" ? `<${Buffer.byteLength(v)} bytes>` : typeof v;
     else if (typeof v === "string") out[key] = v.length > 120 ? v.slice(0, 117) + "..." : v;
     else if (typeof v === "number" || typeof v === "boolean" || v === null) out[key] = v;
     else if (typeof v === "object") out[key] = summarise(v) ?? "[array]";

@@ -54,7 +54,12 @@ export class ToAnthropicCodec implements Codec {
     return this.stream.finishStream();
   }
   json(body: Buffer): string {
-    return openAIToAnthropicJson(JSON.parse(body.toString("utf8")) as Record<string, unknown>, this.model, this.fallbackId, this.stream.usage);
+    return openAIToAnthropicJson(
+      JSON.parse(body.toString("utf8")) as Record<string, unknown>,
+      this.model,
+      this.fallbackId,
+      this.stream.usage,
+    );
   }
   errorFrame(type: string, message: string, _code: ErrorCode, requestId: string): string {
     return sseErrorFrame(type, message, requestId);
@@ -87,7 +92,13 @@ export class ToOpenAICodec implements Codec {
     return this.stream.done ? "" : null;
   }
   json(body: Buffer): string {
-    return anthropicToOpenAIJson(JSON.parse(body.toString("utf8")) as Record<string, unknown>, this.model, this.fallbackId, this.created, this.stream.usage);
+    return anthropicToOpenAIJson(
+      JSON.parse(body.toString("utf8")) as Record<string, unknown>,
+      this.model,
+      this.fallbackId,
+      this.created,
+      this.stream.usage,
+    );
   }
   errorFrame(type: string, message: string, code: ErrorCode): string {
     return openAIErrorFrame(type, message, code);

@@ -34,8 +34,11 @@ export interface Codec {
 
 function passHeader(name: string): boolean {
   return (
-    name === "retry-after" || name === "retry-after-ms" || name === "x-should-retry" ||
-    name.startsWith("anthropic-ratelimit-") || name.startsWith("x-ratelimit-")
+    name === "retry-after" ||
+    name === "retry-after-ms" ||
+    name === "x-should-retry" ||
+    name.startsWith("anthropic-ratelimit-") ||
+    name.startsWith("x-ratelimit-")
   );
 }
 
@@ -227,11 +230,12 @@ export class OpenAIRelay implements Dispatcher.DispatchHandler {
       tail = this.terminal ? (p ?? "") : null;
       if (p !== null) rawOpenAITokens(ctx, p);
     }
-    if (tail === null) return this.endStreamWithError("api_error", "upstream stream ended before the reply was complete", "GW_ERR_UPSTREAM_STREAM_CUT");
+    if (tail === null)
+      return this.endStreamWithError("api_error", "upstream stream ended before the reply was complete", "GW_ERR_UPSTREAM_STREAM_CUT");
     if (ctx.cacheTap !== null) ctx.cacheTap.sseEnded(ctx, tail);
     const res = ctx.res;
     // Never end(…, closeConnection) after chunked writes (see server/upstream.ts).
-    res.cork(() => res.end(tail === "" ? undefined : tail ?? undefined));
+    res.cork(() => res.end(tail === "" ? undefined : (tail ?? undefined)));
     this.owner.ended();
     ctx.finish(200);
   }
@@ -241,17 +245,27 @@ export class OpenAIRelay implements Dispatcher.DispatchHandler {
     if (ctx.aborted || ctx.done) return;
     if (isLocalError(err)) {
       // Refused before it reached the upstream socket: never the provider's failure.
-      ctx.shared.log.warn({ req_id: ctx.id, provider: ctx.providerName, err: (err as { code?: string }).code ?? err.message }, "upstream request not sent");
+      ctx.shared.log.warn(
+        { req_id: ctx.id, provider: ctx.providerName, err: (err as { code?: string }).code ?? err.message },
+        "upstream request not sent",
+      );
       if (ctx.started) return this.endStreamWithError("api_error", "the gateway stopped this stream", "GW_ERR_SERVER_INTERNAL");
       return this.owner.localError(err);
     }
     const m = mapError(err);
     if (ctx.started) {
       this.owner.streamFailed();
-      return this.endStreamWithError(m.type, m.code === "GW_ERR_UPSTREAM_TIMEOUT" ? "upstream stream timed out" : "upstream connection lost mid-stream", m.code);
+      return this.endStreamWithError(
+        m.type,
+        m.code === "GW_ERR_UPSTREAM_TIMEOUT" ? "upstream stream timed out" : "upstream connection lost mid-stream",
+        m.code,
+      );
     }
     const code = m.code === "GW_ERR_UPSTREAM_STREAM_CUT" ? "GW_ERR_UPSTREAM_CONNECT" : m.code;
-    ctx.shared.log.warn({ req_id: ctx.id, provider: ctx.providerName, err: (err as { code?: string }).code ?? err.message }, "upstream error");
+    ctx.shared.log.warn(
+      { req_id: ctx.id, provider: ctx.providerName, err: (err as { code?: string }).code ?? err.message },
+      "upstream error",
+    );
     this.owner.connectionError(code, err);
   }
 

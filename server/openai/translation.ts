@@ -32,7 +32,8 @@ export interface AttemptRelay {
   endStreamWithError(type: string, message: string, code: import("../../core/errors.js").ErrorCode): void;
 }
 
-const CHAT = 0, MESSAGES = 1;
+const CHAT = 0,
+  MESSAGES = 1;
 
 export class Translation {
   private readonly kind: number;
@@ -46,7 +47,17 @@ export class Translation {
   /** The request in the other format, translated once (its model set per target). */
   private readonly other: Obj | null;
 
-  constructor(kind: number, ctx: RequestCtx, pools: Pools, body: Buffer, parsed: Obj, model: string, userAgent: string, count: boolean, other: Obj | null) {
+  constructor(
+    kind: number,
+    ctx: RequestCtx,
+    pools: Pools,
+    body: Buffer,
+    parsed: Obj,
+    model: string,
+    userAgent: string,
+    count: boolean,
+    other: Obj | null,
+  ) {
     this.kind = kind;
     this.ctx = ctx;
     this.pools = pools;
@@ -67,7 +78,8 @@ export class Translation {
    * `passKey`: what a pass-through provider gets (server/call.ts: never the gateway's own key).
    */
   send(t: Target, owner: AttemptOwner, passKey: string): AttemptRelay | null {
-    const p = t.provider, ctx = this.ctx;
+    const p = t.provider,
+      ctx = this.ctx;
     const upstreamModel = t.upstreamModel ?? this.model;
     if (this.kind === MESSAGES && this.count) {
       // OpenAI has no token-counting endpoint: an estimate from the body's size.
@@ -84,7 +96,10 @@ export class Translation {
     let body: Buffer, codec: Codec, path: string;
     const stream = this.parsed.stream === true;
     if (isOpenAIFormat(p.type)) {
-      path = p.type === "azure-openai" ? `${p.messagesPath}${encodeURIComponent(upstreamModel)}/chat/completions?api-version=${encodeURIComponent(p.apiVersion ?? "")}` : p.messagesPath;
+      path =
+        p.type === "azure-openai"
+          ? `${p.messagesPath}${encodeURIComponent(upstreamModel)}/chat/completions?api-version=${encodeURIComponent(p.apiVersion ?? "")}`
+          : p.messagesPath;
       if (this.kind === CHAT) {
         body = upstreamModel !== this.model ? spliceModel(this.body, this.parsed, upstreamModel) : this.body;
         codec = new PassThroughCodec();
@@ -169,7 +184,13 @@ export interface PrepareInput {
  * only Anthropic-format targets: the byte-faithful path), or false when the client was
  * already answered (a request that cannot be expressed for a target).
  */
-export function prepareTranslation(ctx: RequestCtx, chat: boolean, route: Route, pools: Pools, inp: PrepareInput): Translation | null | false {
+export function prepareTranslation(
+  ctx: RequestCtx,
+  chat: boolean,
+  route: Route,
+  pools: Pools,
+  inp: PrepareInput,
+): Translation | null | false {
   if (!chat && !hasOpenAITarget(route)) return null;
   let other: Obj | null = null;
   if (chat) {
@@ -194,7 +215,8 @@ export function prepareTranslation(ctx: RequestCtx, chat: boolean, route: Route,
 /** ctx.reshapeError for `/v1/chat/completions`: every error in OpenAI's shape. */
 export function toOpenAIError(body: string | Uint8Array, code: string | null): string | Uint8Array {
   if (code === "GW_ERR_REQ_VALIDATION") {
-    const msg = (JSON.parse(typeof body === "string" ? body : Buffer.from(body).toString("utf8")) as { error: { message: string } }).error.message;
+    const msg = (JSON.parse(typeof body === "string" ? body : Buffer.from(body).toString("utf8")) as { error: { message: string } }).error
+      .message;
     return openAIErrorJson("invalid_request_error", msg, paramOf(msg), code);
   }
   return toOpenAIErrorBody(body, code);
@@ -211,7 +233,8 @@ export function toAnthropicErrorBody(body: string | Uint8Array, _code: string | 
   }
   // Azure and some servers wrap the error in a one-element array.
   const o = Array.isArray(parsed) ? parsed[0] : parsed;
-  if (o === undefined || o === null || typeof o !== "object" || o.type === "error" || typeof o.error !== "object" || o.error === null) return body;
+  if (o === undefined || o === null || typeof o !== "object" || o.type === "error" || typeof o.error !== "object" || o.error === null)
+    return body;
   const message = typeof o.error.message === "string" ? o.error.message : "upstream error";
   return `{"type":"error","error":{"type":"${errorTypeForStatus(status)}","message":${JSON.stringify(message)}}}`;
 }

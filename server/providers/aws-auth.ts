@@ -16,7 +16,8 @@ type CredentialSource = (opts?: { forceRefresh?: boolean }) => Promise<AwsCreden
 
 /** Refresh this long before expiry (or at half the lifetime of short-lived credentials). */
 const REFRESH_MARGIN_MS = 5 * 60_000;
-const RETRY_MIN_MS = 1_000, RETRY_MAX_MS = 60_000;
+const RETRY_MIN_MS = 1_000,
+  RETRY_MAX_MS = 60_000;
 
 export class AwsCredentials {
   private creds: AwsCredentialIdentity | null = null;

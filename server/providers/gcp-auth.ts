@@ -16,7 +16,8 @@ import { ConfigError, type GatewayConfig } from "../../core/config.js";
 const SCOPE = "https://www.googleapis.com/auth/cloud-platform";
 const GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token";
 const REFRESH_MARGIN_MS = 5 * 60_000;
-const RETRY_MIN_MS = 1_000, RETRY_MAX_MS = 60_000;
+const RETRY_MIN_MS = 1_000,
+  RETRY_MAX_MS = 60_000;
 
 /**
  * Start-up check of every vertex provider's service-account file: readable JSON with
@@ -30,7 +31,10 @@ export function checkVertexCredentials(cfg: GatewayConfig, fileSetting: (provide
     try {
       v = JSON.parse(readFileSync(p.credentialsFile, "utf8")) as typeof v;
     } catch (e) {
-      throw new ConfigError(setting, `cannot read ${JSON.stringify(p.credentialsFile)} as JSON: ${(e as NodeJS.ErrnoException).code ?? "invalid JSON"}`);
+      throw new ConfigError(
+        setting,
+        `cannot read ${JSON.stringify(p.credentialsFile)} as JSON: ${(e as NodeJS.ErrnoException).code ?? "invalid JSON"}`,
+      );
     }
     if (v.type === "service_account" && (typeof v.client_email !== "string" || typeof v.private_key !== "string")) {
       throw new ConfigError(setting, `${JSON.stringify(p.credentialsFile)} is a service-account file without client_email and private_key`);
@@ -88,7 +92,8 @@ export class GcpTokens {
     try {
       this.client ??= (await this.auth.getClient()) as OAuth2Client;
       const { credentials } = await this.client.refreshAccessToken();
-      if (typeof credentials.access_token !== "string" || credentials.access_token === "") throw new Error("the token endpoint returned no access_token");
+      if (typeof credentials.access_token !== "string" || credentials.access_token === "")
+        throw new Error("the token endpoint returned no access_token");
       const first = this.token === null;
       this.token = credentials.access_token;
       this.failures = 0;

@@ -27,14 +27,20 @@ export interface ReplyShape {
   errorBody(status: number, headers: IncomingHttpHeaders, body: Buffer, requestId: string): { status: number; body: Buffer };
 }
 
-const PASS = 0, BUFFER_ERROR = 1, BUFFER_OK = 2, DECODING = 3, FINISHED = 4;
+const PASS = 0,
+  BUFFER_ERROR = 1,
+  BUFFER_OK = 2,
+  DECODING = 3,
+  FINISHED = 4;
 const JSON_HEADERS: IncomingHttpHeaders = Object.freeze({ "content-type": "application/json" });
 const SSE_CT = "text/event-stream; charset=utf-8";
 const EVENTSTREAM_CT = "application/vnd.amazon.eventstream";
 
 /** An Anthropic error body. */
 export function anthropicError(type: string, message: string, requestId: string): Buffer {
-  return Buffer.from(`{"type":"error","error":{"type":${JSON.stringify(type)},"message":${JSON.stringify(message)}},"request_id":${JSON.stringify(requestId)}}`);
+  return Buffer.from(
+    `{"type":"error","error":{"type":${JSON.stringify(type)},"message":${JSON.stringify(message)}},"request_id":${JSON.stringify(requestId)}}`,
+  );
 }
 
 /** True when a body already is an Anthropic error (passed through byte for byte). */
@@ -64,7 +70,12 @@ export class ProviderReply implements Dispatcher.DispatchHandler {
     this.inner.onRequestStart?.(controller, context);
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+    statusMessage?: string,
+  ): void {
     this.status = statusCode;
     this.headers = headers;
     const ct = headers["content-type"];
@@ -123,11 +134,23 @@ export class ProviderReply implements Dispatcher.DispatchHandler {
     if (s === BUFFER_OK) {
       const b = this.shape.rewriteOk!(body);
       if (b !== null) return this.answer(controller, this.status, { ...this.headers, "content-type": "application/json" }, b, trailers);
-      return this.answer(controller, 502, JSON_HEADERS, anthropicError("api_error", "the provider sent a response the gateway cannot read", this.requestId), trailers);
+      return this.answer(
+        controller,
+        502,
+        JSON_HEADERS,
+        anthropicError("api_error", "the provider sent a response the gateway cannot read", this.requestId),
+        trailers,
+      );
     }
     // DECODING: the Relay reports a stream that ends without message_stop as cut.
     if (this.started) return this.inner.onResponseEnd?.(controller, trailers);
-    this.answer(controller, 502, JSON_HEADERS, anthropicError("api_error", "the provider's event stream ended before any event", this.requestId), trailers);
+    this.answer(
+      controller,
+      502,
+      JSON_HEADERS,
+      anthropicError("api_error", "the provider's event stream ended before any event", this.requestId),
+      trailers,
+    );
   }
 
   onResponseError(controller: Dispatcher.DispatchController, err: Error): void {
@@ -137,7 +160,13 @@ export class ProviderReply implements Dispatcher.DispatchHandler {
   }
 
   /** A complete answer to the Relay (it retries, falls back or passes it through). */
-  private answer(c: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, body: Buffer, trailers: IncomingHttpHeaders): void {
+  private answer(
+    c: Dispatcher.DispatchController,
+    status: number,
+    headers: IncomingHttpHeaders,
+    body: Buffer,
+    trailers: IncomingHttpHeaders,
+  ): void {
     this.inner.onResponseStart?.(c, status, headers, "");
     this.inner.onResponseData?.(c, body);
     this.inner.onResponseEnd?.(c, trailers);

@@ -55,7 +55,10 @@ const MAX_LOGGED = 1024;
 /** Counts every drop, logs each (provider, kind, value) the first time this thread sees it. */
 export class PolicyReporter {
   private readonly seen = new Set<string>();
-  constructor(private readonly metrics: Metrics, private readonly log: Logger) {}
+  constructor(
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {}
 
   report(p: ProviderRuntime, r: PolicyResult): void {
     for (const b of r.droppedBetas) this.one(p, PK_BETA, "beta", b);
@@ -67,7 +70,10 @@ export class PolicyReporter {
     const key = `${p.index}\0${kindName}\0${value}`;
     if (this.seen.has(key) || this.seen.size >= MAX_LOGGED) return;
     this.seen.add(key);
-    this.log.warn({ provider: p.name, kind: kindName, value: value.slice(0, 100) }, "dropped by the provider's beta/field policy (logged once)");
+    this.log.warn(
+      { provider: p.name, kind: kindName, value: value.slice(0, 100) },
+      "dropped by the provider's beta/field policy (logged once)",
+    );
   }
 }
 
@@ -130,7 +136,21 @@ function bedrockShaper(p: ProviderRuntime, reporter: PolicyReporter, log: Logger
       const shape = inp.count ? bedrockCountShape(estimateInputTokens(inp.raw.length)) : BEDROCK_STREAM;
       const wrap = (h: Dispatcher.DispatchHandler): Dispatcher.DispatchHandler => new ProviderReply(h, shape, inp.requestId);
       if (signer === null) {
-        return { path, body, wrap, headers: ["content-type", "application/json", "accept", accept, "x-request-id", inp.requestId, "authorization", `Bearer ${bearer}`] };
+        return {
+          path,
+          body,
+          wrap,
+          headers: [
+            "content-type",
+            "application/json",
+            "accept",
+            accept,
+            "x-request-id",
+            inp.requestId,
+            "authorization",
+            `Bearer ${bearer}`,
+          ],
+        };
       }
       return signer.sign(path, { "content-type": "application/json", accept }, body).then((h) => {
         const headers: string[] = ["x-request-id", inp.requestId];
@@ -144,7 +164,10 @@ function bedrockShaper(p: ProviderRuntime, reporter: PolicyReporter, log: Logger
 function vertexShaper(p: ProviderRuntime, reporter: PolicyReporter, log: Logger): Shaper {
   const c = p.config;
   const tokens = new GcpTokens(p.name, c.credentialsFile ?? null, log);
-  const wrap = (id: string) => (h: Dispatcher.DispatchHandler): Dispatcher.DispatchHandler => new ProviderReply(h, VERTEX_SHAPE, id);
+  const wrap =
+    (id: string) =>
+    (h: Dispatcher.DispatchHandler): Dispatcher.DispatchHandler =>
+      new ProviderReply(h, VERTEX_SHAPE, id);
   const build = (inp: ShapeInput, token: string): Prepared => {
     const r = applyPolicy(p.policy, inp.betaHeader, inp.parsed);
     reporter.report(p, r);

@@ -30,8 +30,30 @@ export const firstToken = channel("portcullis:stream:first");
 /** Upstream answer bytes as relayed (SSE events, or a whole JSON body): `{ ctx, data }`, for the stop reason. */
 export const upstreamData = channel("portcullis:upstream:data");
 
-export interface RequestStartMsg { ctx: RequestCtx; traceparent: string; tracestate: string }
-export interface AttemptStartMsg { ctx: RequestCtx; provider: string; providerType: string; model: string; attempt: number; probe: boolean; headers: string[] | null }
-export interface AttemptEndMsg { ctx: RequestCtx; status: number; error: string | null }
-export interface BreakerMsg { ctx: RequestCtx; provider: string }
-export interface DataMsg { ctx: RequestCtx; data: Uint8Array }
+export interface RequestStartMsg {
+  ctx: RequestCtx;
+  traceparent: string;
+  tracestate: string;
+}
+export interface AttemptStartMsg {
+  ctx: RequestCtx;
+  provider: string;
+  providerType: string;
+  model: string;
+  attempt: number;
+  probe: boolean;
+  headers: string[] | null;
+}
+export interface AttemptEndMsg {
+  ctx: RequestCtx;
+  status: number;
+  error: string | null;
+}
+export interface BreakerMsg {
+  ctx: RequestCtx;
+  provider: string;
+}
+export interface DataMsg {
+  ctx: RequestCtx;
+  data: Uint8Array;
+}

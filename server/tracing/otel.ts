@@ -12,15 +12,50 @@
  * timer, off the request path; spans a failed export or a full queue loses are counted.
  */
 import { subscribe } from "node:diagnostics_channel";
-import { context as otelContext, diag, DiagLogLevel, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type TextMapGetter, type TextMapSetter } from "@opentelemetry/api";
+import {
+  context as otelContext,
+  diag,
+  DiagLogLevel,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Context,
+  type Span,
+  type TextMapGetter,
+  type TextMapSetter,
+} from "@opentelemetry/api";
 import { ExportResultCode, W3CTraceContextPropagator, type ExportResult } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
-import { AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider, type ReadableSpan, type Sampler, type SpanExporter } from "@opentelemetry/sdk-trace";
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+  TracerProvider,
+  type ReadableSpan,
+  type Sampler,
+  type SpanExporter,
+} from "@opentelemetry/sdk-trace";
 import type { TracingConfig } from "../../core/tracing-config.js";
 import { R_CHAT_COMPLETIONS, R_COUNT_TOKENS } from "../../core/metrics.js";
 import type { RequestCtx } from "../context.js";
-import { attemptEnd, attemptStart, breakerRefused, firstToken, requestEnd, requestStart, upstreamData, type AttemptEndMsg, type AttemptStartMsg, type BreakerMsg, type DataMsg, type RequestStartMsg } from "./channels.js";
+import {
+  attemptEnd,
+  attemptStart,
+  breakerRefused,
+  firstToken,
+  requestEnd,
+  requestStart,
+  upstreamData,
+  type AttemptEndMsg,
+  type AttemptStartMsg,
+  type BreakerMsg,
+  type DataMsg,
+  type RequestStartMsg,
+} from "./channels.js";
 
 /** gen_ai.provider.name for each provider type (the semantic conventions' well-known values). */
 const GENAI_PROVIDER: Record<string, string> = {
@@ -50,18 +85,27 @@ interface Trace {
 function samplerOf(cfg: TracingConfig): Sampler {
   const ratio = new TraceIdRatioBasedSampler(cfg.ratio);
   switch (cfg.sampler) {
-    case "always_on": return new AlwaysOnSampler();
-    case "always_off": return new AlwaysOffSampler();
-    case "traceidratio": return ratio;
-    case "parentbased_always_off": return new ParentBasedSampler({ root: new AlwaysOffSampler() });
-    case "parentbased_traceidratio": return new ParentBasedSampler({ root: ratio });
-    default: return new ParentBasedSampler({ root: new AlwaysOnSampler() });
+    case "always_on":
+      return new AlwaysOnSampler();
+    case "always_off":
+      return new AlwaysOffSampler();
+    case "traceidratio":
+      return ratio;
+    case "parentbased_always_off":
+      return new ParentBasedSampler({ root: new AlwaysOffSampler() });
+    case "parentbased_traceidratio":
+      return new ParentBasedSampler({ root: ratio });
+    default:
+      return new ParentBasedSampler({ root: new AlwaysOnSampler() });
   }
 }
 
 /** Counts the spans an export failed to deliver (collector down, refused, timed out). */
 class CountingExporter implements SpanExporter {
-  constructor(private readonly inner: SpanExporter, private readonly dropped: (n: number) => void) {}
+  constructor(
+    private readonly inner: SpanExporter,
+    private readonly dropped: (n: number) => void,
+  ) {}
   export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
     this.inner.export(spans, (r) => {
       if (r.code !== ExportResultCode.SUCCESS) this.dropped(spans.length);
@@ -90,22 +134,36 @@ export interface Tracing {
 /** Start tracing in this thread; `dropped(n)` counts lost spans (otel_spans_dropped_total). */
 export function startTracing(cfg: TracingConfig, threadIndex: number, dropped: (n: number) => void, warn: (msg: string) => void): Tracing {
   // The SDK reports a full queue only through its diagnostic logger: count those spans too.
-  diag.setLogger({
-    error: (m: string) => warn(m),
-    warn: (m: string) => {
-      const q = /^Dropped (\d+) spans/.exec(m);
-      if (q !== null) dropped(Number(q[1]));
-      warn(m);
+  diag.setLogger(
+    {
+      error: (m: string) => warn(m),
+      warn: (m: string) => {
+        const q = /^Dropped (\d+) spans/.exec(m);
+        if (q !== null) dropped(Number(q[1]));
+        warn(m);
+      },
+      info: () => {},
+      debug: () => {},
+      verbose: () => {},
     },
-    info: () => {},
-    debug: () => {},
-    verbose: () => {},
-  }, DiagLogLevel.WARN);
-  const exporter = new CountingExporter(new OTLPTraceExporter({ url: cfg.url, headers: { ...cfg.headers }, timeoutMillis: cfg.exportTimeoutMs }), dropped);
+    DiagLogLevel.WARN,
+  );
+  const exporter = new CountingExporter(
+    new OTLPTraceExporter({ url: cfg.url, headers: { ...cfg.headers }, timeoutMillis: cfg.exportTimeoutMs }),
+    dropped,
+  );
   const provider = new TracerProvider({
     resource: resourceFromAttributes({ "service.name": cfg.serviceName, "service.instance.id": `${process.pid}-${threadIndex}` }),
     sampler: samplerOf(cfg),
-    spanProcessors: [new BatchSpanProcessor({ exporter, scheduledDelayMillis: cfg.scheduleDelayMs, maxQueueSize: cfg.maxQueueSize, maxExportBatchSize: cfg.maxExportBatchSize, exportTimeoutMillis: cfg.exportTimeoutMs })],
+    spanProcessors: [
+      new BatchSpanProcessor({
+        exporter,
+        scheduledDelayMillis: cfg.scheduleDelayMs,
+        maxQueueSize: cfg.maxQueueSize,
+        maxExportBatchSize: cfg.maxExportBatchSize,
+        exportTimeoutMillis: cfg.exportTimeoutMs,
+      }),
+    ],
   });
   const tracer = provider.getTracer("portcullis");
   const propagator = new W3CTraceContextPropagator();
@@ -115,12 +173,31 @@ export function startTracing(cfg: TracingConfig, threadIndex: number, dropped: (
     const msg = m as RequestStartMsg;
     const c = msg.ctx;
     const parent = msg.traceparent === "" ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, msg, getter);
-    const path = c.route === R_COUNT_TOKENS ? "/v1/messages/count_tokens" : c.route === R_CHAT_COMPLETIONS ? "/v1/chat/completions" : "/v1/messages";
-    const span = tracer.startSpan(`POST ${path}`, {
-      kind: SpanKind.SERVER,
-      attributes: { "http.request.method": "POST", "url.path": path, "gen_ai.operation.name": c.route === R_COUNT_TOKENS ? "count_tokens" : "chat", "portcullis.request_id": c.id },
-    }, parent);
-    traces.set(c, { span, ctx: trace.setSpan(parent, span), attempt: null, attempts: 0, responseModel: null, genaiProvider: null, finishReasons: [], started: performance.now() });
+    const path =
+      c.route === R_COUNT_TOKENS ? "/v1/messages/count_tokens" : c.route === R_CHAT_COMPLETIONS ? "/v1/chat/completions" : "/v1/messages";
+    const span = tracer.startSpan(
+      `POST ${path}`,
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          "http.request.method": "POST",
+          "url.path": path,
+          "gen_ai.operation.name": c.route === R_COUNT_TOKENS ? "count_tokens" : "chat",
+          "portcullis.request_id": c.id,
+        },
+      },
+      parent,
+    );
+    traces.set(c, {
+      span,
+      ctx: trace.setSpan(parent, span),
+      attempt: null,
+      attempts: 0,
+      responseModel: null,
+      genaiProvider: null,
+      finishReasons: [],
+      started: performance.now(),
+    });
   });
 
   subscribe(attemptStart.name, (m) => {
@@ -129,18 +206,22 @@ export function startTracing(cfg: TracingConfig, threadIndex: number, dropped: (
     if (t === undefined) return;
     t.attempt?.end();
     t.attempts++;
-    const span = tracer.startSpan(`chat ${msg.model}`, {
-      kind: SpanKind.CLIENT,
-      attributes: {
-        "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": GENAI_PROVIDER[msg.providerType] ?? msg.providerType,
-        "gen_ai.request.model": msg.model,
-        "portcullis.provider": msg.provider,
-        "portcullis.attempt": t.attempts,
-        "portcullis.retry": msg.attempt > 1,
-        "portcullis.breaker.decision": msg.probe ? "half_open_probe" : "admitted",
+    const span = tracer.startSpan(
+      `chat ${msg.model}`,
+      {
+        kind: SpanKind.CLIENT,
+        attributes: {
+          "gen_ai.operation.name": "chat",
+          "gen_ai.provider.name": GENAI_PROVIDER[msg.providerType] ?? msg.providerType,
+          "gen_ai.request.model": msg.model,
+          "portcullis.provider": msg.provider,
+          "portcullis.attempt": t.attempts,
+          "portcullis.retry": msg.attempt > 1,
+          "portcullis.breaker.decision": msg.probe ? "half_open_probe" : "admitted",
+        },
       },
-    }, t.ctx);
+      t.ctx,
+    );
     t.attempt = span;
     t.responseModel = msg.model;
     t.genaiProvider = GENAI_PROVIDER[msg.providerType] ?? msg.providerType;
@@ -179,7 +260,8 @@ export function startTracing(cfg: TracingConfig, threadIndex: number, dropped: (
     const t = traces.get(msg.ctx);
     if (t === undefined) return;
     const text = Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength).toString("latin1");
-    for (const r of text.matchAll(/"(?:stop_reason|finish_reason)"\s*:\s*"([A-Za-z_]{1,40})"/g)) if (!t.finishReasons.includes(r[1]!)) t.finishReasons.push(r[1]!);
+    for (const r of text.matchAll(/"(?:stop_reason|finish_reason)"\s*:\s*"([A-Za-z_]{1,40})"/g))
+      if (!t.finishReasons.includes(r[1]!)) t.finishReasons.push(r[1]!);
   });
 
   subscribe(requestEnd.name, (m) => {

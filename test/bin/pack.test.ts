@@ -18,7 +18,12 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
-const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { name: string; version: string; bin: Record<string, string>; files: string[] };
+const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
+  name: string;
+  version: string;
+  bin: Record<string, string>;
+  files: string[];
+};
 let dir: string;
 let tarball: string;
 let packed: string[];
@@ -46,10 +51,20 @@ describe("npm pack", () => {
   test("the tarball has the bin with its shebang and the runtime code, and no tests, benches or sources", () => {
     assert.ok(existsSync(tarball), tarball);
     assert.deepEqual(pkg.bin, { portcullis: "dist/bin/portcullis.js" });
-    for (const f of ["package.json", "dist/bin/portcullis.js", "dist/bin/settings-help.js", "dist/server/main.js", "dist/server/acceptor.js", "dist/workers/ledger-task.js", "dist/workers/metrics-task.js", "dist/core/config.js"]) {
+    for (const f of [
+      "package.json",
+      "dist/bin/portcullis.js",
+      "dist/bin/settings-help.js",
+      "dist/server/main.js",
+      "dist/server/acceptor.js",
+      "dist/workers/ledger-task.js",
+      "dist/workers/metrics-task.js",
+      "dist/core/config.js",
+    ]) {
       assert.ok(packed.includes(f), `${f} is packed`);
     }
-    for (const f of packed) assert.doesNotMatch(f, /^(dist\/(test|bench|loadtest)\/|test\/|core\/|server\/|k8s\/|\.env)/, `${f} should not ship`);
+    for (const f of packed)
+      assert.doesNotMatch(f, /^(dist\/(test|bench|loadtest)\/|test\/|core\/|server\/|k8s\/|\.env)/, `${f} should not ship`);
     assert.match(readFileSync(join(ROOT, "dist", "bin", "portcullis.js"), "utf8"), /^#!\/usr\/bin\/env node\n/);
   });
 
@@ -60,7 +75,9 @@ describe("npm pack", () => {
     assert.equal(i.status, 0, `npm install of the tarball failed (an offline machine needs the dependencies in its npm cache):\n${i.out}`);
     const installed = join(app, "node_modules", pkg.name);
     assert.equal(JSON.parse(readFileSync(join(installed, "package.json"), "utf8")).version, pkg.version);
-    cpSync(join(ROOT, "node_modules", "better-sqlite3", "build"), join(app, "node_modules", "better-sqlite3", "build"), { recursive: true });
+    cpSync(join(ROOT, "node_modules", "better-sqlite3", "build"), join(app, "node_modules", "better-sqlite3", "build"), {
+      recursive: true,
+    });
 
     const help = spawnSync("npx", ["--offline", "--no-install", "portcullis", "--help"], { cwd: app, encoding: "utf8", timeout: 60_000 });
     assert.equal(help.status, 0, help.stderr);
@@ -70,7 +87,14 @@ describe("npm pack", () => {
     const bin = join(app, "node_modules", ".bin", "portcullis");
     const gw = spawn(bin, [], {
       cwd: app,
-      env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: "0", HTTP_THREADS: "1", MODEL_PROVIDER: "mock", DATABASE_PATH: join(dir, "ledger.db") },
+      env: {
+        PATH: process.env.PATH ?? "",
+        HOST: "127.0.0.1",
+        PORT: "0",
+        HTTP_THREADS: "1",
+        MODEL_PROVIDER: "mock",
+        DATABASE_PATH: join(dir, "ledger.db"),
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const exited = new Promise<number | null>((r) => gw.once("exit", (code) => r(code)));
@@ -100,7 +124,10 @@ describe("npm pack", () => {
     } finally {
       gw.kill("SIGTERM");
     }
-    const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r("still running 30 s after SIGTERM"), 30_000).unref())]);
+    const code = await Promise.race([
+      exited,
+      new Promise<string>((r) => setTimeout(() => r("still running 30 s after SIGTERM"), 30_000).unref()),
+    ]);
     if (code === "still running 30 s after SIGTERM") gw.kill("SIGKILL");
     assert.equal(code, 0, err);
   });

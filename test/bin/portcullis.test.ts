@@ -53,7 +53,13 @@ describe("portcullis --help", () => {
       if (key === "http_threads") assert.match(shown, /CPU/);
       else if (key === "circuit_breaker_half_open_probes") assert.equal(shown, "CIRCUIT_BREAKER_SUCCESS_THRESHOLD");
       else assert.equal(shown, dflt[key] === null ? "none" : String(dflt[key]), `${env} default`);
-      assert.ok(line.replace(env, "").replace(/\[.*\]$/, "").trim().length > 10, `${env} has a meaning`);
+      assert.ok(
+        line
+          .replace(env, "")
+          .replace(/\[.*\]$/, "")
+          .trim().length > 10,
+        `${env} has a meaning`,
+      );
     }
   });
 
@@ -80,7 +86,11 @@ describe("portcullis check-config FILE", () => {
   };
 
   test("a good file: exit 0 and a summary of what it configures", async () => {
-    const p = file("good.json", { providers: { main: { type: "anthropic", api_key_env: "MAIN_KEY" } }, routes: [{ match: "claude-*", provider: "main" }], default_provider: "main" });
+    const p = file("good.json", {
+      providers: { main: { type: "anthropic", api_key_env: "MAIN_KEY" } },
+      routes: [{ match: "claude-*", provider: "main" }],
+      default_provider: "main",
+    });
     const r = await cli(["check-config", p], { MAIN_KEY: "sk-main-12345678" });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /: ok \(providers: main; routes: 1; default provider: main\)/);
@@ -88,7 +98,10 @@ describe("portcullis check-config FILE", () => {
   });
 
   test("a bad field: exit 1 naming the field", async () => {
-    const bad = file("bad.json", { providers: { main: { type: "anthropic", api_key: "sk-main-12345678" } }, routes: [{ match: "claude-*", provider: "nope" }] });
+    const bad = file("bad.json", {
+      providers: { main: { type: "anthropic", api_key: "sk-main-12345678" } },
+      routes: [{ match: "claude-*", provider: "nope" }],
+    });
     const r = await cli(["check-config", bad]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^portcullis: invalid setting CONFIG_FILE routes\.0\.provider: unknown provider "nope"/);
@@ -126,7 +139,23 @@ describe("portcullis keys create", () => {
   });
 
   test("creates a key through the admin API; the printed key then authenticates", async () => {
-    const r = await cli(["keys", "create", "--name", "team-cli", "--models", "claude-sonnet-4-5, claude-haiku-4-5", "--usd-per-day", "2.5", "--tokens-per-month", "1000000", "--url", gw.url], { ADMIN_API_KEY: ADMIN });
+    const r = await cli(
+      [
+        "keys",
+        "create",
+        "--name",
+        "team-cli",
+        "--models",
+        "claude-sonnet-4-5, claude-haiku-4-5",
+        "--usd-per-day",
+        "2.5",
+        "--tokens-per-month",
+        "1000000",
+        "--url",
+        gw.url,
+      ],
+      { ADMIN_API_KEY: ADMIN },
+    );
     assert.equal(r.code, 0, r.stderr);
     const k = JSON.parse(r.stdout) as { id: string; name: string; key: string; models: string[]; limits: Record<string, number> };
     assert.equal(k.name, "team-cli");

@@ -4,7 +4,10 @@ import { makePool, orderForRandom, orderForSession, sessionHash } from "../../co
 import type { Target } from "../../core/routing.js";
 
 const t = (name: string): Target => ({ provider: { name } as Target["provider"], upstreamModel: null });
-const A = t("a"), B = t("b"), C = t("c"), FB = t("fallback");
+const A = t("a"),
+  B = t("b"),
+  C = t("c"),
+  FB = t("fallback");
 
 test("a session always gets the same order, every deployment once, the fallbacks last", () => {
   const p = makePool([A, B, C], [1, 1, 1], [FB]);
@@ -50,12 +53,24 @@ test("random picks follow the weights and put the others after", () => {
 
 test("config: deployments name known providers and the route keeps its first-wave shape without them", async () => {
   const { loadConfig, ConfigError } = await import("../../core/config.js");
-  const file = (deployments: unknown) => ({ providers: { a: { type: "anthropic", api_key: "k-aaaaaaa" }, b: { type: "anthropic", api_key: "k-bbbbbbb" } }, routes: [{ match: "m", provider: "a", deployments }] });
+  const file = (deployments: unknown) => ({
+    providers: { a: { type: "anthropic", api_key: "k-aaaaaaa" }, b: { type: "anthropic", api_key: "k-bbbbbbb" } },
+    routes: [{ match: "m", provider: "a", deployments }],
+  });
   const c = loadConfig({}, file([{ provider: "b", weight: 2 }]), 1);
   assert.deepEqual(c.routes[0]!.deployments, [{ provider: "b", model: null, weight: 2 }]);
-  assert.throws(() => loadConfig({}, file([{ provider: "nope" }]), 1), (e: unknown) => e instanceof ConfigError && e.setting === "CONFIG_FILE routes.0.deployments.0.provider");
-  assert.throws(() => loadConfig({}, file([{ provider: "b", weight: 0 }]), 1), (e: unknown) => e instanceof ConfigError && e.setting === "CONFIG_FILE routes.0.deployments.0.weight");
-  assert.equal("deployments" in loadConfig({}, { providers: file([]).providers, routes: [{ match: "m", provider: "a" }] }, 1).routes[0]!, false);
+  assert.throws(
+    () => loadConfig({}, file([{ provider: "nope" }]), 1),
+    (e: unknown) => e instanceof ConfigError && e.setting === "CONFIG_FILE routes.0.deployments.0.provider",
+  );
+  assert.throws(
+    () => loadConfig({}, file([{ provider: "b", weight: 0 }]), 1),
+    (e: unknown) => e instanceof ConfigError && e.setting === "CONFIG_FILE routes.0.deployments.0.weight",
+  );
+  assert.equal(
+    "deployments" in loadConfig({}, { providers: file([]).providers, routes: [{ match: "m", provider: "a" }] }, 1).routes[0]!,
+    false,
+  );
 });
 
 test("the equal-weights fast path ranks exactly like the weighted formula", () => {

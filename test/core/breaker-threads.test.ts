@@ -74,8 +74,15 @@ else {
     assert.ok(v.opened_total > 100 && v.opened_total < ROUNDS, `many rounds, fewer than the ticket space (${v.opened_total})`);
     assert.ok(sum((t) => t.probes) > 1000, "many probes");
     assert.ok(sum((t) => t.closes) > 10, "half-open rounds closed the breaker too");
-    assert.equal(sum((t) => t.overCap), 0, "no round ever had more probes in flight than the cap");
-    assert.ok(new Int32Array(held).every((n) => n === 0), "every probe handed back");
+    assert.equal(
+      sum((t) => t.overCap),
+      0,
+      "no round ever had more probes in flight than the cap",
+    );
+    assert.ok(
+      new Int32Array(held).every((n) => n === 0),
+      "every probe handed back",
+    );
     assert.equal(v.probes_in_flight, 0, "the breaker holds no probe once all are settled");
     assert.ok(v.half_open_successes < SETTINGS.successThreshold, `successes ${v.half_open_successes} below the threshold`);
     assert.ok(v.consecutive_failures >= 0 && v.consecutive_failures < SETTINGS.failureThreshold);

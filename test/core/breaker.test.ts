@@ -76,7 +76,8 @@ test("half-open: at most halfOpenProbes probes at once; successThreshold success
   const { b, advance, log } = breakers({ halfOpenProbes: 2, successThreshold: 3 });
   open(b);
   advance(1000);
-  const p1 = b.admit(B), p2 = b.admit(B);
+  const p1 = b.admit(B),
+    p2 = b.admit(B);
   assert.ok(p1 > 0 && p2 === p1, "both probes carry the round's ticket");
   assert.equal(b.admit(B), REJECT, "a third probe is over the cap of two");
   assert.equal(b.view(B).probes_in_flight, 2);
@@ -129,7 +130,8 @@ test("a late probe of an earlier round neither frees a slot nor counts a success
   const failing = b.admit(B);
   b.recordFailure(B, failing); // round over: open again
   advance(1000);
-  const r1 = b.admit(B), r2 = b.admit(B);
+  const r1 = b.admit(B),
+    r2 = b.admit(B);
   assert.ok(r1 > 0 && r2 > 0 && r1 !== late);
   b.recordSuccess(B, late);
   assert.equal(b.view(B).probes_in_flight, 2, "the late probe does not free a slot of this round");
@@ -149,7 +151,8 @@ test("releaseProbe frees the slot once; a ticket settled twice frees nothing mor
   const { b, advance } = breakers({ halfOpenProbes: 2, successThreshold: 2 });
   open(b);
   advance(1000);
-  const p = b.admit(B), q = b.admit(B);
+  const p = b.admit(B),
+    q = b.admit(B);
   b.releaseProbe(B, p);
   assert.equal(b.view(B).probes_in_flight, 1);
   assert.equal(b.view(B).half_open_successes, 0, "a released probe is no success");
@@ -203,5 +206,12 @@ test("views of one buffer (two threads) share the state; breakerStates reads it 
   open(b, 1);
   assert.equal(other.admit(1), REJECT);
   assert.deepEqual(breakerStates(sab, 2), ["closed", "open"]);
-  assert.deepEqual(other.view(1), { state: "open", consecutive_failures: 0, half_open_successes: 0, probes_in_flight: 0, retry_after_ms: 1000, opened_total: 1 });
+  assert.deepEqual(other.view(1), {
+    state: "open",
+    consecutive_failures: 0,
+    half_open_successes: 0,
+    probes_in_flight: 0,
+    retry_after_ms: 1000,
+    opened_total: 1,
+  });
 });

@@ -76,9 +76,16 @@ if (!isMainThread) {
     assert.ok(sum((t) => t.refused) > 1000 && sum((t) => t.admitted) > 1000, "the limits were reached and refused requests");
     assert.equal(s.reservedTokens, 0, "every reservation was given back");
     assert.equal(s.reservedMicros, 0);
-    assert.equal(s.dayTokens, sum((t) => t.chargedTokens), "every charge counted once");
+    assert.equal(
+      s.dayTokens,
+      sum((t) => t.chargedTokens),
+      "every charge counted once",
+    );
     assert.equal(s.monthTokens, s.dayTokens);
-    assert.equal(s.monthMicros, sum((t) => t.chargedMicros));
+    assert.equal(
+      s.monthMicros,
+      sum((t) => t.chargedMicros),
+    );
     assert.ok(s.dayTokens <= limits.tokensPerDay, `day tokens ${s.dayTokens} within ${limits.tokensPerDay}`);
     assert.ok(s.monthMicros <= limits.microsPerMonth, `month micros ${s.monthMicros} within ${limits.microsPerMonth}`);
   });

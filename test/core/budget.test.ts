@@ -1,6 +1,18 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Budgets, estimateInputTokens, hasBudget, L_TOKENS_DAY, L_TOKENS_MONTH, L_USD_DAY, L_USD_MONTH, monthEpoch, nextMonthStart, OK, type BudgetLimits } from "../../core/budget.js";
+import {
+  Budgets,
+  estimateInputTokens,
+  hasBudget,
+  L_TOKENS_DAY,
+  L_TOKENS_MONTH,
+  L_USD_DAY,
+  L_USD_MONTH,
+  monthEpoch,
+  nextMonthStart,
+  OK,
+  type BudgetLimits,
+} from "../../core/budget.js";
 import { KeyIndex } from "../../core/auth.js";
 import { entryOf, modelAllowed, newKey, validateCreateKey } from "../../core/keys.js";
 
@@ -57,7 +69,8 @@ test("UTC windows: a new day zeroes the day counters, a new month the month coun
 
 test("two Budgets views of one buffer share the reservations (real threads: budget-threads.test.ts)", () => {
   const sab = Budgets.bufferFor(1);
-  const a = new Budgets(sab), c = new Budgets(sab);
+  const a = new Budgets(sab),
+    c = new Budgets(sab);
   const l = { ...NONE, tokensPerDay: 100 };
   assert.equal(a.reserve(0, l, 60, 0), OK);
   assert.equal(c.reserve(0, l, 60, 0), L_TOKENS_DAY);
@@ -75,7 +88,11 @@ test("month limits read the month's spend, not the day's: yesterday's spend stil
   assert.equal(b.reserve(0, { ...NONE, microsPerMonth: 3_000_000 }, 0, 1_000_000), OK, "$2 + $1 is exactly the month's $3");
   assert.equal(b.spend(0).reservedMicros, 1_000_000);
   b.release(0, 200, 1_000_000);
-  assert.equal(b.reserve(0, { ...NONE, microsPerDay: 1_500_000, tokensPerDay: 300 }, 300, 1_500_000), OK, "the day's limits start from zero");
+  assert.equal(
+    b.reserve(0, { ...NONE, microsPerDay: 1_500_000, tokensPerDay: 300 }, 300, 1_500_000),
+    OK,
+    "the day's limits start from zero",
+  );
 });
 
 test("limits are inclusive: exactly the limit fits, one more does not; exhausted means used up", () => {
@@ -159,7 +176,8 @@ test("micro-dollars alone are charged; zero or negative usage charges nothing", 
 
 test("helpers: which keys have a budget, UTC month numbers, input token estimate", () => {
   assert.equal(hasBudget(NONE), false);
-  for (const k of ["tokensPerDay", "tokensPerMonth", "microsPerDay", "microsPerMonth"] as const) assert.equal(hasBudget({ ...NONE, [k]: 1 }), true, k);
+  for (const k of ["tokensPerDay", "tokensPerMonth", "microsPerDay", "microsPerMonth"] as const)
+    assert.equal(hasBudget({ ...NONE, [k]: 1 }), true, k);
   assert.equal(monthEpoch(Date.UTC(1970, 0, 15)), 0);
   assert.equal(monthEpoch(Date.UTC(2026, 10, 30, 23, 59)), 56 * 12 + 10);
   assert.equal(nextMonthStart(Date.UTC(2026, 11, 31, 23)), Date.UTC(2027, 0, 1));

@@ -15,11 +15,19 @@ const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 
 /** Settings table rows: the UPPER_SNAKE names in backticks in a row's first cell → the row's default cell. */
 function documented(): Map<string, { file: string; dflt: string }> {
-  const files = ["README.md", ...readdirSync(join(ROOT, "docs")).filter((f) => f.endsWith(".md")).map((f) => join("docs", f))];
+  const files = [
+    "README.md",
+    ...readdirSync(join(ROOT, "docs"))
+      .filter((f) => f.endsWith(".md"))
+      .map((f) => join("docs", f)),
+  ];
   const out = new Map<string, { file: string; dflt: string }>();
   for (const file of files) {
     for (const line of readFileSync(join(ROOT, file), "utf8").split("\n")) {
-      const cells = /^\|(.*)\|\s*$/.exec(line)?.[1]!.split("|").map((c) => c.trim());
+      const cells = /^\|(.*)\|\s*$/
+        .exec(line)?.[1]!
+        .split("|")
+        .map((c) => c.trim());
       if (cells === undefined || cells.length < 3) continue;
       for (const m of cells[0]!.matchAll(/`([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|[A-Z]{4,})`/g)) {
         if (m[1]!.startsWith("GW_ERR_")) continue; // the error catalogue, pinned by test/core/errors.test.ts

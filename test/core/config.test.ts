@@ -37,7 +37,11 @@ test("defaults with an empty environment", () => {
   assert.equal(cfg.defaultProvider, null);
   assert.deepEqual(cfg.routes, []);
   assert.deepEqual(cfg.apiKeys, []);
-  assert.deepEqual(cfg.providers.map((p) => p.name), ["mock"], "only the built-in mock provider");
+  assert.deepEqual(
+    cfg.providers.map((p) => p.name),
+    ["mock"],
+    "only the built-in mock provider",
+  );
   assert.ok(Object.isFrozen(cfg));
 });
 
@@ -51,7 +55,14 @@ test("empty and blank variables count as unset; values are trimmed", () => {
 
 test("explicit settings are taken", () => {
   const cfg = loadConfig(
-    { PORT: "9000", HOST: "127.0.0.1", LOG_LEVEL: "debug", MAX_BODY_BYTES: "1048576", GRACEFUL_SHUTDOWN_TIMEOUT: "0", HEALTH_CHECK_ENABLED: "no" },
+    {
+      PORT: "9000",
+      HOST: "127.0.0.1",
+      LOG_LEVEL: "debug",
+      MAX_BODY_BYTES: "1048576",
+      GRACEFUL_SHUTDOWN_TIMEOUT: "0",
+      HEALTH_CHECK_ENABLED: "no",
+    },
     undefined,
     1,
   );
@@ -87,9 +98,18 @@ test("RATE_LIMIT_* without any client key stops the start; with static keys, fil
   assert.match(e.message, /per client key.*GATEWAY_API_KEYS/);
   failsOn({ RATE_LIMIT_TOKENS_PER_MINUTE: "1000" }, undefined, "RATE_LIMIT_TOKENS_PER_MINUTE");
   assert.equal(loadConfig({ RATE_LIMIT_REQUESTS_PER_MINUTE: "0" }, undefined, 1).rate_limit_requests_per_minute, 0);
-  assert.equal(loadConfig({ RATE_LIMIT_REQUESTS_PER_MINUTE: "60", GATEWAY_API_KEYS: "sk-client-key-1" }, undefined, 1).rate_limit_requests_per_minute, 60);
-  assert.equal(loadConfig({ RATE_LIMIT_REQUESTS_PER_MINUTE: "60" }, { api_keys: ["sk-client-key-1"] }, 1).rate_limit_requests_per_minute, 60);
-  assert.equal(loadConfig({ RATE_LIMIT_TOKENS_PER_MINUTE: "9", ADMIN_API_KEY: "admin-key-0123456789" }, undefined, 1).rate_limit_tokens_per_minute, 9);
+  assert.equal(
+    loadConfig({ RATE_LIMIT_REQUESTS_PER_MINUTE: "60", GATEWAY_API_KEYS: "sk-client-key-1" }, undefined, 1).rate_limit_requests_per_minute,
+    60,
+  );
+  assert.equal(
+    loadConfig({ RATE_LIMIT_REQUESTS_PER_MINUTE: "60" }, { api_keys: ["sk-client-key-1"] }, 1).rate_limit_requests_per_minute,
+    60,
+  );
+  assert.equal(
+    loadConfig({ RATE_LIMIT_TOKENS_PER_MINUTE: "9", ADMIN_API_KEY: "admin-key-0123456789" }, undefined, 1).rate_limit_tokens_per_minute,
+    9,
+  );
 });
 
 test("MODEL_PROVIDER=nope lists the configured providers", () => {
@@ -190,7 +210,10 @@ test("bad config file shapes name the field", () => {
     [{ providers: { x: { type: "azure-openai", api_key: "k" } } }, "CONFIG_FILE providers.x.base_url"],
     [{ providers: { x: { type: "openai", api_key: "k", api_version: "2024-10-21" } } }, "CONFIG_FILE providers.x.api_version"],
     [{ providers: { x: { type: "anthropic", api_key: "k", max_tokens_field: "max_tokens" } } }, "CONFIG_FILE providers.x.max_tokens_field"],
-    [{ providers: { x: { type: "openai", api_key: "k", max_tokens_field: "max_new_tokens" } } }, "CONFIG_FILE providers.x.max_tokens_field"],
+    [
+      { providers: { x: { type: "openai", api_key: "k", max_tokens_field: "max_new_tokens" } } },
+      "CONFIG_FILE providers.x.max_tokens_field",
+    ],
     [{ providers: { x: { type: "databricks", api_key: "k" } } }, "CONFIG_FILE providers.x.base_url"],
     [{ providers: { x: { type: "anthropic" } } }, "CONFIG_FILE providers.x.api_key"],
     [{ providers: { x: { type: "anthropic", base_url: "ftp://h", api_key: "k" } } }, "CONFIG_FILE providers.x.base_url"],
@@ -209,7 +232,13 @@ test("an unknown provider type names the field and the accepted types", () => {
 });
 
 test("OpenAI-format providers: openai defaults to api.openai.com/v1, azure-openai gets a default api-version", () => {
-  const file = { providers: { o: { type: "openai", api_key: "k" }, ol: { type: "openai", base_url: "http://127.0.0.1:11434/v1", pass_through_key: true }, az: { type: "azure-openai", base_url: "https://r.openai.azure.com", api_key_env: "AZ" } } };
+  const file = {
+    providers: {
+      o: { type: "openai", api_key: "k" },
+      ol: { type: "openai", base_url: "http://127.0.0.1:11434/v1", pass_through_key: true },
+      az: { type: "azure-openai", base_url: "https://r.openai.azure.com", api_key_env: "AZ" },
+    },
+  };
   const cfg = loadConfig({ AZ: "azk" }, file, 1);
   assert.deepEqual([provider(cfg, "o").origin, provider(cfg, "o").basePath], ["https://api.openai.com", "/v1"]);
   assert.deepEqual([provider(cfg, "ol").origin, provider(cfg, "ol").basePath], ["http://127.0.0.1:11434", "/v1"]);

@@ -31,7 +31,9 @@ function docRows(): DocRow[] {
   assert.match(lines[head + 1]!, /^\|(\s*:?-+:?\s*\|){4}\s*$/, "header separator row");
   const rows: DocRow[] = [];
   for (let i = head + 2; i < lines.length && lines[i]!.startsWith("|"); i++) {
-    const cells = lines[i]!.split("|").slice(1, -1).map((c) => c.trim());
+    const cells = lines[i]!.split("|")
+      .slice(1, -1)
+      .map((c) => c.trim());
     assert.equal(cells.length, 4, `row ${i + 1} has 4 cells: ${lines[i]}`);
     const unquote = (c: string) => c.replace(/^`(.*)`$/, "$1");
     rows.push({ code: unquote(cells[0]!), status: Number(cells[1]), type: unquote(cells[2]!), when: cells[3]! });
@@ -45,7 +47,11 @@ function docRows(): DocRow[] {
 test("docs/errors.md lists exactly the catalogue, in order, with the same status and type", () => {
   const rows = docRows();
   const codes = Object.keys(CATALOGUE) as ErrorCode[];
-  assert.deepEqual(rows.map((r) => r.code), codes, "same codes in the same order");
+  assert.deepEqual(
+    rows.map((r) => r.code),
+    codes,
+    "same codes in the same order",
+  );
   const docSet = new Set(rows.map((r) => `${r.code} ${r.status} ${r.type}`));
   const codeSet = new Set(codes.map((c) => `${c} ${CATALOGUE[c].status} ${CATALOGUE[c].type}`));
   for (const x of codeSet) assert.ok(docSet.has(x), `documented: ${x}`);
@@ -132,4 +138,3 @@ test("errorTypeIndex() indexes ERROR_TYPES, unknown types count as api_error", (
   ERROR_TYPES.forEach((t, i) => assert.equal(errorTypeIndex(t), i));
   assert.equal(errorTypeIndex("no_such_type"), ERROR_TYPES.indexOf("api_error"));
 });
-

@@ -102,7 +102,6 @@ test("findModelRange returns null for non-objects", () => {
 
 // ---- deterministic fuzz ----------------------------------------------------------------
 
-
 class Gen {
   constructor(readonly rnd: () => number) {}
   int(n: number): number {
@@ -116,19 +115,59 @@ class Gen {
   }
   /** Raw JSON string content pieces (valid inside quotes). */
   str(): string {
-    const pieces = ["a", "model", "claude", " ", '\\"', "\\\\", "\\n", "\\t", "\\/", "\\u0041", "\\u00e9", "\\ud83e\\udd80",
-      "{", "}", "[", "]", ",", ":", '\\"model\\":', "é", "🦀", "\\u2028", "\\\\\\\""];
+    const pieces = [
+      "a",
+      "model",
+      "claude",
+      " ",
+      '\\"',
+      "\\\\",
+      "\\n",
+      "\\t",
+      "\\/",
+      "\\u0041",
+      "\\u00e9",
+      "\\ud83e\\udd80",
+      "{",
+      "}",
+      "[",
+      "]",
+      ",",
+      ":",
+      '\\"model\\":',
+      "é",
+      "🦀",
+      "\\u2028",
+      '\\\\\\"',
+    ];
     let s = "";
     for (let n = this.int(6); n > 0; n--) s += this.pick(pieces);
     return `"${s}"`;
   }
   key(): string {
-    return this.pick([`"model"`, `"model"`, `"mod\\u0065l"`, `"\\u006dodel"`, `"models"`, `"Model"`, `"a"`, `"b"`, `"content"`,
-      `"__proto__"`, `"k\\"ey"`, `""`]);
+    return this.pick([
+      `"model"`,
+      `"model"`,
+      `"mod\\u0065l"`,
+      `"\\u006dodel"`,
+      `"models"`,
+      `"Model"`,
+      `"a"`,
+      `"b"`,
+      `"content"`,
+      `"__proto__"`,
+      `"k\\"ey"`,
+      `""`,
+    ]);
   }
   scalar(): string {
-    return this.pick([() => this.str(), () => this.pick(["0", "-1", "3.5", "1e10", "-2.5E-3", "123456789012345678901", "1.0"]),
-      () => "true", () => "false", () => "null"])();
+    return this.pick([
+      () => this.str(),
+      () => this.pick(["0", "-1", "3.5", "1e10", "-2.5E-3", "123456789012345678901", "1.0"]),
+      () => "true",
+      () => "false",
+      () => "null",
+    ])();
   }
   value(depth: number): string {
     const r = this.rnd();

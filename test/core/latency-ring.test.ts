@@ -5,7 +5,16 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Worker } from "node:worker_threads";
-import { EPOCH_BASE_MS, RING_BUCKETS, ringBucket, ringBucketMid, ringPercentiles, ringRecord, ringWindow, S_TOTAL } from "../../core/latency-ring.js";
+import {
+  EPOCH_BASE_MS,
+  RING_BUCKETS,
+  ringBucket,
+  ringBucketMid,
+  ringPercentiles,
+  ringRecord,
+  ringWindow,
+  S_TOTAL,
+} from "../../core/latency-ring.js";
 import { createMetricsBuffer, Metrics, MetricsLayout, R_HEALTH, R_MESSAGES } from "../../core/metrics.js";
 import { recentLatency, secondSeries } from "../../workers/latency-report.js";
 
@@ -101,12 +110,16 @@ test("Metrics.latency keeps total, upstream time to first byte and the gateway's
   assert.equal(s.requests.at(-1), 2);
   assert.equal(s.errors.at(-1), 1);
   near(s.providers.mock!.p99.at(-1)!, 50);
-  assert.equal(s.requests.slice(0, -1).reduce((a, b) => a + b, 0), 0);
+  assert.equal(
+    s.requests.slice(0, -1).reduce((a, b) => a + b, 0),
+    0,
+  );
 });
 
 test("threads writing the same second at once lose no sample", async () => {
   const { layout, sab, u32 } = fresh();
-  const per = 20_000, threads = 4;
+  const per = 20_000,
+    threads = 4;
   const url = new URL("../../core/metrics.js", import.meta.url).href;
   const code = `
     const { workerData, parentPort } = require("node:worker_threads");
@@ -119,12 +132,21 @@ test("threads writing the same second at once lose no sample", async () => {
   `;
   ringRecord(u32, layout.ring.series(0, 1, S_TOTAL), 1_000, SEC - 60, 0);
   const ws = Array.from({ length: threads }, () => new Worker(code, { eval: true, workerData: { url, sab, per, ms: msOf(SEC) } }));
-  await Promise.all(ws.map((w) => new Promise<void>((res, rej) => {
-    w.once("message", () => res());
-    w.once("error", rej);
-  })));
+  await Promise.all(
+    ws.map(
+      (w) =>
+        new Promise<void>((res, rej) => {
+          w.once("message", () => res());
+          w.once("error", rej);
+        }),
+    ),
+  );
   await Promise.all(ws.map((w) => w.terminate()));
   const w = ringWindow(u32, layout.ring.series(0, 1, S_TOTAL), SEC, 1, 0);
   assert.equal(w.count, per * threads);
-  assert.equal(w.buckets.reduce((a, b) => a + b, 0), per * threads, "bucket counts add up to the slot's count");
+  assert.equal(
+    w.buckets.reduce((a, b) => a + b, 0),
+    per * threads,
+    "bucket counts add up to the slot's count",
+  );
 });

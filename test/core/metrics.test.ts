@@ -181,7 +181,10 @@ test("mergeBuckets() adds histograms bucket by bucket", () => {
   const merged = mergeBuckets(snapshot(layout, sab).histograms, layout.nB);
   assert.equal(merged[bucketOf(500)], 2);
   assert.equal(merged[bucketOf(2_000_000)], 1);
-  assert.equal(merged.reduce((a, c) => a + c, 0), 3);
+  assert.equal(
+    merged.reduce((a, c) => a + c, 0),
+    3,
+  );
 });
 
 /** Runs `body` in a real worker thread with `Metrics`, `MetricsLayout` and `data` in scope. */

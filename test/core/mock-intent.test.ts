@@ -3,8 +3,14 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { promptText, schemaProblems, toolAsk } from "../../core/mock-intent.js";
 
-const READ = { name: "Read", input_schema: { type: "object", properties: { file_path: { type: "string" }, limit: { type: "number" } }, required: ["file_path"] } };
-const BASH = { name: "Bash", input_schema: { type: "object", properties: { command: { type: "string" }, timeout: { type: "number" } }, required: ["command"] } };
+const READ = {
+  name: "Read",
+  input_schema: { type: "object", properties: { file_path: { type: "string" }, limit: { type: "number" } }, required: ["file_path"] },
+};
+const BASH = {
+  name: "Bash",
+  input_schema: { type: "object", properties: { command: { type: "string" }, timeout: { type: "number" } }, required: ["command"] },
+};
 
 test("promptText keeps the user's words and drops injected blocks, closed or not", () => {
   assert.equal(promptText("hi"), "hi");

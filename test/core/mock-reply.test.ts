@@ -63,7 +63,13 @@ test("last user text from block content, quoted up to 200 chars", () => {
     messages: [
       { role: "user", content: "first" },
       { role: "assistant", content: "ok" },
-      { role: "user", content: [{ type: "image", source: {} }, { type: "text", text: long }] },
+      {
+        role: "user",
+        content: [
+          { type: "image", source: {} },
+          { type: "text", text: long },
+        ],
+      },
     ],
   };
   const m = JSON.parse(mockMessageJson(req, "id"));
@@ -105,7 +111,10 @@ test("Claude Code's first turn: the reply answers the prompt, not its <system-re
   const req = fixture("first-turn");
   const m = JSON.parse(mockMessageJson(req, "msg_cc1"));
   assert.equal(m.stop_reason, "end_turn");
-  assert.deepEqual(m.content.map((b: { type: string }) => b.type), ["text"]);
+  assert.deepEqual(
+    m.content.map((b: { type: string }) => b.type),
+    ["text"],
+  );
   assert.equal(m.content[0].text, `${MOCK_REPLY_PREFIX}hello, what can you do?${MOCK_TOOL_HINT}`);
   assert.doesNotMatch(m.content[0].text, /system-reminder|claudeMd|todo list/);
   assert.deepEqual(assemble(parseFrames(mockStreamFrames(req, "msg_cc1"))), m);
@@ -114,7 +123,9 @@ test("Claude Code's first turn: the reply answers the prompt, not its <system-re
 test("injected blocks inside one text block, or a turn made only of them, never become the prompt", () => {
   const inline: MockRequest = {
     model: "m",
-    messages: [{ role: "user", content: "<system-reminder>\nignore me\n</system-reminder>\nsummarise the diff<command-name>/x</command-name>" }],
+    messages: [
+      { role: "user", content: "<system-reminder>\nignore me\n</system-reminder>\nsummarise the diff<command-name>/x</command-name>" },
+    ],
   };
   assert.equal(JSON.parse(mockMessageJson(inline, "a")).content[0].text, `${MOCK_REPLY_PREFIX}summarise the diff`);
   // A later user turn holding only a reminder: the reply is to the last real prompt.
@@ -133,7 +144,10 @@ test('"use the Read tool on FILE" → one Read call whose input satisfies Read\'
   const req = fixture("read-tool-turn");
   const m = JSON.parse(mockMessageJson(req, "msg_cc2"));
   assert.equal(m.stop_reason, "tool_use");
-  assert.deepEqual(m.content.map((b: { type: string }) => b.type), ["text", "tool_use"]);
+  assert.deepEqual(
+    m.content.map((b: { type: string }) => b.type),
+    ["text", "tool_use"],
+  );
   const use = m.content[1];
   assert.equal(use.name, "Read");
   assert.match(use.id, /^toolu_mock_\d+$/);
@@ -189,7 +203,9 @@ test("every Claude Code tool can be asked for, and each call's arguments satisfy
 
 test("explicit JSON arguments are used as given, and arguments that break the schema are refused in words", () => {
   const base = fixture("read-tool-turn");
-  const ok = JSON.parse(mockMessageJson(asking(base, 'use the Edit tool with {"file_path":"a.ts","old_string":"x","new_string":"y"}'), "x"));
+  const ok = JSON.parse(
+    mockMessageJson(asking(base, 'use the Edit tool with {"file_path":"a.ts","old_string":"x","new_string":"y"}'), "x"),
+  );
   assert.deepEqual(ok.content[1].input, { file_path: "a.ts", old_string: "x", new_string: "y" });
   for (const [args, why] of [
     ['{"file_path":"a.ts"}', /required parameter `old_string` is missing/],
@@ -199,7 +215,10 @@ test("explicit JSON arguments are used as given, and arguments that break the sc
   ] as const) {
     const m = JSON.parse(mockMessageJson(asking(base, `use the Edit tool with ${args}`), "x"));
     assert.equal(m.stop_reason, "end_turn", args);
-    assert.deepEqual(m.content.map((b: { type: string }) => b.type), ["text"]);
+    assert.deepEqual(
+      m.content.map((b: { type: string }) => b.type),
+      ["text"],
+    );
     assert.match(m.content[0].text, why);
   }
 });
@@ -310,7 +329,7 @@ test("deterministic: same request + id → identical bytes", () => {
     system: "be brief",
     thinking: { type: "enabled", budget_tokens: 2000 },
     tools: [{ name: "search" }],
-    messages: [{ role: "user", content: "héllo 😀 \"quotes\" \n newline" }],
+    messages: [{ role: "user", content: 'héllo 😀 "quotes" \n newline' }],
   };
   assert.equal(mockMessageJson(req, "a"), mockMessageJson(structuredClone(req), "a"));
   assert.deepEqual(mockStreamFrames(req, "a", 7), mockStreamFrames(structuredClone(req), "a", 7));

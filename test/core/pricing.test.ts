@@ -33,7 +33,10 @@ test("PRICES_FILE entries override defaults and bad ones stop the start naming t
     () => loadConfig({}, undefined, 1, { models: { "claude-x": { input: -1, output: 2, cache_write: 1, cache_read: 0.1 } } }),
     (e: Error & { setting?: string }) => e.setting === "PRICES_FILE models.claude-x.input",
   );
-  assert.throws(() => loadConfig({}, undefined, 1, { models: { "a*b": { input: 1, output: 2, cache_write: 1, cache_read: 0.1 } } }), /PRICES_FILE models.a\*b/);
+  assert.throws(
+    () => loadConfig({}, undefined, 1, { models: { "a*b": { input: 1, output: 2, cache_write: 1, cache_read: 0.1 } } }),
+    /PRICES_FILE models.a\*b/,
+  );
 });
 
 test("budget settings are validated at start-up and name the setting", () => {

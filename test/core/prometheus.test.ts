@@ -3,7 +3,18 @@ import assert from "node:assert/strict";
 import { createUsageBuffer, renderUsagePrometheus, UsageLayout, UsageMetrics } from "../../core/usage-metrics.js";
 import { spawnSync } from "node:child_process";
 import { ERROR_TYPES } from "../../core/errors.js";
-import { BUCKETS_US, Metrics, MetricsLayout, R_COUNT_TOKENS, R_MESSAGES, R_OTHER, TOOL_DECISIONS, TOOL_LABELS, TOOL_OTHER, createMetricsBuffer } from "../../core/metrics.js";
+import {
+  BUCKETS_US,
+  Metrics,
+  MetricsLayout,
+  R_COUNT_TOKENS,
+  R_MESSAGES,
+  R_OTHER,
+  TOOL_DECISIONS,
+  TOOL_LABELS,
+  TOOL_OTHER,
+  createMetricsBuffer,
+} from "../../core/metrics.js";
 import { TOOL_NAMES } from "../../core/policy/tool-names.js";
 import { snapshot } from "../../core/metrics-read.js";
 import { renderPrometheus } from "../../core/prometheus.js";
@@ -80,10 +91,13 @@ test("request counters carry route, provider and status class", () => {
   assert.equal(find("count_tokens", "2xx")?.labels.provider, 'we"ird\\name\nx');
   assert.equal(find("other", "4xx")?.labels.provider, "none");
   const errs = samples(populated()).filter((x) => x.name === "http_request_errors_total");
-  assert.deepEqual(errs.map((x) => [x.labels.route, x.labels.type, x.value]), [
-    ["messages", "overloaded_error", 1],
-    ["other", "not_found_error", 1],
-  ]);
+  assert.deepEqual(
+    errs.map((x) => [x.labels.route, x.labels.type, x.value]),
+    [
+      ["messages", "overloaded_error", 1],
+      ["other", "not_found_error", 1],
+    ],
+  );
 });
 
 test("a provider name with a quote, backslash and newline is escaped in labels", () => {
@@ -130,11 +144,18 @@ test("an empty snapshot still renders valid families", () => {
   const layout = new MetricsLayout(["mock"]);
   const text = renderPrometheus(snapshot(layout, createMetricsBuffer(layout)));
   // Rejection reasons are always present (alerts want the series), at zero.
-  assert.deepEqual(samples(text).filter((x) => x.name !== "http_requests_rejected_total"), [
-    { name: "http_requests_active", labels: {}, value: 0 },
-    { name: "otel_spans_dropped_total", labels: {}, value: 0 },
-  ]);
-  assert.ok(samples(text).filter((x) => x.name === "http_requests_rejected_total").every((x) => x.value === 0));
+  assert.deepEqual(
+    samples(text).filter((x) => x.name !== "http_requests_rejected_total"),
+    [
+      { name: "http_requests_active", labels: {}, value: 0 },
+      { name: "otel_spans_dropped_total", labels: {}, value: 0 },
+    ],
+  );
+  assert.ok(
+    samples(text)
+      .filter((x) => x.name === "http_requests_rejected_total")
+      .every((x) => x.value === 0),
+  );
   promtoolCheck(text);
 });
 
@@ -149,12 +170,15 @@ test("tool_calls_total{tool,decision}: counted series, or every tool x decision 
   m.toolCall(t("run_command"), d("error"));
   m.toolCall(TOOL_OTHER, d("deny"));
   const seen = samples(renderPrometheus(snapshot(layout, sab))).filter((x) => x.name === "tool_calls_total");
-  assert.deepEqual(seen.map((x) => [x.labels.tool, x.labels.decision, x.value]), [
-    ["read_file", "allow", 3],
-    ["read_file", "deny", 1],
-    ["run_command", "error", 1],
-    ["other", "deny", 1],
-  ]);
+  assert.deepEqual(
+    seen.map((x) => [x.labels.tool, x.labels.decision, x.value]),
+    [
+      ["read_file", "allow", 3],
+      ["read_file", "deny", 1],
+      ["run_command", "error", 1],
+      ["other", "deny", 1],
+    ],
+  );
   const text = renderPrometheus(snapshot(layout, sab, true));
   assert.match(text, /# TYPE tool_calls_total counter\n/);
   const all = samples(text).filter((x) => x.name === "tool_calls_total");

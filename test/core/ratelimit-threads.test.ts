@@ -31,7 +31,10 @@ if (!isMainThread) {
   test("four threads racing for one bucket admit exactly the burst, not one more", async () => {
     const sab = RateLimiter.bufferFor(1);
     const admitted = await runThreads<Job, number>(new URL(import.meta.url), 4, { kind: "admit", sab, n: 5000 });
-    assert.equal(admitted.reduce((a, n) => a + n, 0), 10_000);
+    assert.equal(
+      admitted.reduce((a, n) => a + n, 0),
+      10_000,
+    );
   });
 
   test("four threads charging tokens at once: every charge lands", async () => {

@@ -159,7 +159,8 @@ test("token charges land on their own key", () => {
 test("two limiters on one buffer (two threads) share one bucket", () => {
   let t = 7 * MIN;
   const sab = RateLimiter.bufferFor(1);
-  const a = new RateLimiter(sab, { now: () => t }), b = new RateLimiter(sab, { now: () => t });
+  const a = new RateLimiter(sab, { now: () => t }),
+    b = new RateLimiter(sab, { now: () => t });
   assert.equal(a.admit(0, rpm(2)).ok, true);
   assert.equal(b.admit(0, rpm(2)).ok, true);
   assert.equal(a.admit(0, rpm(2)).ok, false);

@@ -43,6 +43,20 @@ test("clientRequestId() keeps a well-formed incoming id", () => {
 });
 
 test("clientRequestId() drops a malformed incoming id", () => {
-  const bad = ["", "has space", "A".repeat(129), "abc\n", "abc\r\nx-injected: 1", "tab\there", "nul\u0000", "del\u007f", "-leading-dash", ".leading-dot", 'quote"', "é", "semi;colon"];
+  const bad = [
+    "",
+    "has space",
+    "A".repeat(129),
+    "abc\n",
+    "abc\r\nx-injected: 1",
+    "tab\there",
+    "nul\u0000",
+    "del\u007f",
+    "-leading-dash",
+    ".leading-dot",
+    'quote"',
+    "é",
+    "semi;colon",
+  ];
   for (const b of bad) assert.equal(clientRequestId(b), null, JSON.stringify(b));
 });

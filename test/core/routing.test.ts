@@ -148,7 +148,11 @@ test("pass-through providers forward the client's key in their own header style"
   assert.equal(pa.authHeaders, null);
   assert.deepEqual(authHeadersFor(pa, "client-1"), ["x-api-key", "client-1"]);
   assert.deepEqual([...authHeadersFor(byName(providers, "pz"), "client-2")].sort(), ["api-key", "client-2", "client-2", "x-api-key"]);
-  assert.deepEqual(authHeadersFor(byName(providers, "pd"), "client-3"), ["authorization", "Bearer client-3"], "pass-through wins over api_key");
+  assert.deepEqual(
+    authHeadersFor(byName(providers, "pd"), "client-3"),
+    ["authorization", "Bearer client-3"],
+    "pass-through wins over api_key",
+  );
   assert.deepEqual(authHeadersFor(pa, null), [], "no client key: no auth header");
 });
 
@@ -157,7 +161,11 @@ test("mock has no origin and sends no auth; provider indexes start at 1", () => 
   const m = byName(providers, "mock");
   assert.equal(m.origin, "");
   assert.deepEqual(authHeadersFor(m, "client"), []);
-  assert.deepEqual(providers.map((p) => p.index), providers.map((_, i) => i + 1), "0 is reserved for 'none' in metrics");
+  assert.deepEqual(
+    providers.map((p) => p.index),
+    providers.map((_, i) => i + 1),
+    "0 is reserved for 'none' in metrics",
+  );
 });
 
 test("a route's fallbacks follow its primary, in order, with their own model names", () => {
@@ -166,5 +174,12 @@ test("a route's fallbacks follow its primary, in order, with their own model nam
     routes: [{ match: "claude-*", provider: "a", fallbacks: [{ provider: "b", model: "b-model" }, { provider: "c" }] }],
   });
   const r = router.resolve("claude-x")!;
-  assert.deepEqual(r.targets.map((t) => [t.provider.name, t.upstreamModel]), [["a", null], ["b", "b-model"], ["c", null]]);
+  assert.deepEqual(
+    r.targets.map((t) => [t.provider.name, t.upstreamModel]),
+    [
+      ["a", null],
+      ["b", "b-model"],
+      ["c", null],
+    ],
+  );
 });

@@ -1,6 +1,16 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { SHED_ACTIVE, SHED_EVENT_LOOP, SHED_HEAP, SHED_MEMORY, SHED_NONE, Shedder, verdictOf, type ShedSample, type ShedSettings } from "../../core/shedder.js";
+import {
+  SHED_ACTIVE,
+  SHED_EVENT_LOOP,
+  SHED_HEAP,
+  SHED_MEMORY,
+  SHED_NONE,
+  Shedder,
+  verdictOf,
+  type ShedSample,
+  type ShedSettings,
+} from "../../core/shedder.js";
 
 const S: ShedSettings = { heapThreshold: 0.9, memoryThreshold: 0.5, activeThreshold: 10, eventLoopDelayMs: 100 };
 const calm: ShedSample = { heapUsed: 100, heapLimit: 1000, rss: 100, memoryLimit: 1000, eventLoopDelayMs: 5 };

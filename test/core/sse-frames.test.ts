@@ -10,7 +10,7 @@ import { prng } from "../../core/prng.js";
 const STREAM =
   'event: message_start\ndata: {"type":"message_start"}\n\n' +
   'event: content_block_delta\r\ndata: {"text":"a\\n\\nb"}\r\n\r\n' +
-  'event: ping\ndata: {}\n\n' +
+  "event: ping\ndata: {}\n\n" +
   'event: message_stop\ndata: {"type":"message_stop"}\n\n';
 
 /** Feed `chunks`; return what came out, run by run, plus the rest. */

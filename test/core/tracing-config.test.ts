@@ -13,14 +13,26 @@ test("tracing is off without an endpoint, or with OTEL_SDK_DISABLED", () => {
 });
 
 test("the base endpoint gets /v1/traces; the traces endpoint is used as is; headers are decoded and merged", () => {
-  const c = loadTracingConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/", OTEL_EXPORTER_OTLP_HEADERS: "Authorization=Bearer%20abc,x-team=a", OTEL_EXPORTER_OTLP_TRACES_HEADERS: "x-team=b" })!;
+  const c = loadTracingConfig({
+    OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/",
+    OTEL_EXPORTER_OTLP_HEADERS: "Authorization=Bearer%20abc,x-team=a",
+    OTEL_EXPORTER_OTLP_TRACES_HEADERS: "x-team=b",
+  })!;
   assert.equal(c.url, "http://collector:4318/v1/traces");
   assert.deepEqual(c.headers, { authorization: "Bearer abc", "x-team": "b" });
   assert.equal(c.serviceName, "portcullis");
   assert.equal(c.sampler, "parentbased_always_on");
   assert.equal(c.ratio, 1);
-  assert.equal(loadTracingConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://a:1", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "https://b/x/traces" })!.url, "https://b/x/traces");
-  const r = loadTracingConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://a:1", OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.25", OTEL_SERVICE_NAME: "gw-eu" })!;
+  assert.equal(
+    loadTracingConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://a:1", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "https://b/x/traces" })!.url,
+    "https://b/x/traces",
+  );
+  const r = loadTracingConfig({
+    OTEL_EXPORTER_OTLP_ENDPOINT: "http://a:1",
+    OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+    OTEL_TRACES_SAMPLER_ARG: "0.25",
+    OTEL_SERVICE_NAME: "gw-eu",
+  })!;
   assert.deepEqual([r.sampler, r.ratio, r.serviceName], ["parentbased_traceidratio", 0.25, "gw-eu"]);
 });
 
@@ -37,6 +49,10 @@ test("a bad value names its variable, even while tracing is off", () => {
     [{ OTEL_SDK_DISABLED: "maybe" }, "OTEL_SDK_DISABLED"],
   ];
   for (const [env, name] of bad) {
-    assert.throws(() => loadTracingConfig(env), (e: unknown) => e instanceof ConfigError && e.setting === name, JSON.stringify(env));
+    assert.throws(
+      () => loadTracingConfig(env),
+      (e: unknown) => e instanceof ConfigError && e.setting === name,
+      JSON.stringify(env),
+    );
   }
 });

@@ -7,8 +7,10 @@ import assert from "node:assert/strict";
 import { badHeader, badHeaderValue, badQuery, isJsonBody, jsonish, redactSnippet } from "../../core/upstream-guard.js";
 
 test("header values: control bytes (but tab) and characters above U+00FF are refused, the rest pass", () => {
-  for (const v of ["a\x7fb", "a\x00", "a\x1fb", "x\r\ny: 1", "a\nb", "\ufffd", "é\u0100"]) assert.equal(badHeaderValue(v), true, JSON.stringify(v));
-  for (const v of ["", "claude-cli/1.0 (external, cli)", "a\tb", "2023-06-01", "caf\u00e9", "~!@#$%^&*()"]) assert.equal(badHeaderValue(v), false, JSON.stringify(v));
+  for (const v of ["a\x7fb", "a\x00", "a\x1fb", "x\r\ny: 1", "a\nb", "\ufffd", "é\u0100"])
+    assert.equal(badHeaderValue(v), true, JSON.stringify(v));
+  for (const v of ["", "claude-cli/1.0 (external, cli)", "a\tb", "2023-06-01", "caf\u00e9", "~!@#$%^&*()"])
+    assert.equal(badHeaderValue(v), false, JSON.stringify(v));
   assert.equal(badHeader(["anthropic-version", "2023-06-01", "user-agent", "a\x7fb"]), "user-agent");
   assert.equal(badHeader(["anthropic-version", "2023-06-01"]), null);
 });

@@ -7,7 +7,12 @@ const fresh = (): UsageFields => ({ inputTokens: -1, outputTokens: -1, cacheCrea
 
 test("a JSON reply: the usage object's numbers, not a tool input's same-named field", () => {
   const u = fresh();
-  readUsage(Buffer.from('{"content":[{"type":"tool_use","input":{"output_tokens":999}}],"usage":{"input_tokens":12,"cache_creation_input_tokens":3,"cache_read_input_tokens":4,"output_tokens":7}}'), u);
+  readUsage(
+    Buffer.from(
+      '{"content":[{"type":"tool_use","input":{"output_tokens":999}}],"usage":{"input_tokens":12,"cache_creation_input_tokens":3,"cache_read_input_tokens":4,"output_tokens":7}}',
+    ),
+    u,
+  );
   assert.deepEqual(u, { inputTokens: 12, outputTokens: 7, cacheCreationTokens: 3, cacheReadTokens: 4 });
 });
 

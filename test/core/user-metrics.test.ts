@@ -47,7 +47,10 @@ test("ids are kept as UTF-8 (up to 128 bytes) and escaped in a valid exposition"
   users.record("x".repeat(300), 1, 1, 1);
   const rows = userSnapshot(u32, layout.user);
   assert.ok(rows.some((r) => r.user === odd));
-  assert.ok(rows.some((r) => r.user === "x".repeat(128)), "long ids are cut at 128 bytes");
+  assert.ok(
+    rows.some((r) => r.user === "x".repeat(128)),
+    "long ids are cut at 128 bytes",
+  );
   const text = renderUserPrometheus(u32, layout.user);
   assert.match(text, /gateway_user_requests_total\{user="user_\\"quoted\\"\\\\back\\nslash_é"\} 1/);
   const r = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8", timeout: 60_000 });
@@ -59,7 +62,8 @@ test("threads racing on the same ids claim one slot per id and lose no request",
   const { layout, sab, u32 } = fresh(8);
   const url = new URL("../../core/user-metrics.js", import.meta.url).href;
   const murl = new URL("../../core/metrics.js", import.meta.url).href;
-  const per = 5_000, threads = 4;
+  const per = 5_000,
+    threads = 4;
   const code = `
     const { workerData, parentPort } = require("node:worker_threads");
     Promise.all([import(workerData.url), import(workerData.murl)]).then(([{ UserMetrics }, { MetricsLayout }]) => {
@@ -70,10 +74,15 @@ test("threads racing on the same ids claim one slot per id and lose no request",
     });
   `;
   const ws = Array.from({ length: threads }, () => new Worker(code, { eval: true, workerData: { url, murl, sab, per } }));
-  await Promise.all(ws.map((w) => new Promise<void>((res, rej) => {
-    w.once("message", () => res());
-    w.once("error", rej);
-  })));
+  await Promise.all(
+    ws.map(
+      (w) =>
+        new Promise<void>((res, rej) => {
+          w.once("message", () => res());
+          w.once("error", rej);
+        }),
+    ),
+  );
   await Promise.all(ws.map((w) => w.terminate()));
   const rows = userSnapshot(u32, layout.user);
   assert.deepEqual(rows.map((r) => r.user).sort(), ["dev-0", "dev-1", "dev-2", "dev-3", "dev-4"]);

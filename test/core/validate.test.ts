@@ -1,11 +1,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 
-import {
-  isJsonContentType,
-  validateCountTokensRequest,
-  validateMessagesRequest,
-} from "../../core/validate.js";
+import { isJsonContentType, validateCountTokensRequest, validateMessagesRequest } from "../../core/validate.js";
 
 type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -57,10 +53,7 @@ const claudeCodeLike = (): Json => ({
     {
       name: "Read",
       description: "Reads a file from the local filesystem.",
-      input_schema: schema(
-        { file_path: { type: "string" }, offset: { type: "number" }, limit: { type: "number" } },
-        ["file_path"],
-      ),
+      input_schema: schema({ file_path: { type: "string" }, offset: { type: "number" }, limit: { type: "number" } }, ["file_path"]),
     },
     {
       name: "TodoWrite",
@@ -262,18 +255,24 @@ describe("validateMessagesRequest: invalid", () => {
   });
 
   test("content type", () => {
-    for (const ok of ["application/json", "Application/JSON", "application/json; charset=utf-8", " application/json ;x=y"]) assert.ok(isJsonContentType(ok), ok);
-    for (const bad of ["", "text/plain", "application/jsonx", "application/json-seq", "multipart/form-data", "application/x-www-form-urlencoded"]) assert.ok(!isJsonContentType(bad), bad);
+    for (const ok of ["application/json", "Application/JSON", "application/json; charset=utf-8", " application/json ;x=y"])
+      assert.ok(isJsonContentType(ok), ok);
+    for (const bad of [
+      "",
+      "text/plain",
+      "application/jsonx",
+      "application/json-seq",
+      "multipart/form-data",
+      "application/x-www-form-urlencoded",
+    ])
+      assert.ok(!isJsonContentType(bad), bad);
   });
 
   test("max_tokens", () => {
     for (const v of [0, -1, 1.5, "10", null, 2 ** 40]) {
       rejects({ ...minimal(), max_tokens: v }, "max_tokens", /expected a positive integer/);
     }
-    assert.equal(
-      validateMessagesRequest({ ...minimal(), max_tokens: -5 }),
-      "max_tokens: expected a positive integer, got -5",
-    );
+    assert.equal(validateMessagesRequest({ ...minimal(), max_tokens: -5 }), "max_tokens: expected a positive integer, got -5");
     const b = minimal();
     delete b.max_tokens;
     rejects(b, "max_tokens", /got missing$/);
@@ -290,9 +289,7 @@ describe("validateMessagesRequest: invalid", () => {
   });
 
   test("bad role", () => {
-    const msg = validateMessagesRequest(
-      withMessages({ role: "user", content: "a" }, { role: "bot", content: "b" }),
-    );
+    const msg = validateMessagesRequest(withMessages({ role: "user", content: "a" }, { role: "bot", content: "b" }));
     assert.equal(msg, 'messages.1.role: expected "user" | "assistant" | "system", got "bot"');
   });
 
@@ -302,10 +299,7 @@ describe("validateMessagesRequest: invalid", () => {
       "messages.0.content.1.text",
       /expected a string, got missing$/,
     );
-    rejects(
-      withMessages({ role: "assistant", content: [{ type: "tool_use", name: "Bash", input: {} }] }),
-      "messages.0.content.0.id",
-    );
+    rejects(withMessages({ role: "assistant", content: [{ type: "tool_use", name: "Bash", input: {} }] }), "messages.0.content.0.id");
     rejects(
       withMessages({
         role: "assistant",
@@ -314,18 +308,9 @@ describe("validateMessagesRequest: invalid", () => {
       "messages.0.content.0.input",
       /expected an object, got an array$/,
     );
-    rejects(
-      withMessages({ role: "assistant", content: [{ type: "thinking", thinking: "hmm" }] }),
-      "messages.0.content.0.signature",
-    );
-    rejects(
-      withMessages({ role: "assistant", content: [{ type: "redacted_thinking" }] }),
-      "messages.0.content.0.data",
-    );
-    rejects(
-      withMessages({ role: "user", content: [{ type: "tool_result", content: "x" }] }),
-      "messages.0.content.0.tool_use_id",
-    );
+    rejects(withMessages({ role: "assistant", content: [{ type: "thinking", thinking: "hmm" }] }), "messages.0.content.0.signature");
+    rejects(withMessages({ role: "assistant", content: [{ type: "redacted_thinking" }] }), "messages.0.content.0.data");
+    rejects(withMessages({ role: "user", content: [{ type: "tool_result", content: "x" }] }), "messages.0.content.0.tool_use_id");
     rejects(
       withMessages({
         role: "user",
@@ -352,10 +337,7 @@ describe("validateMessagesRequest: invalid", () => {
       }),
       "messages.0.content.0.source.data",
     );
-    rejects(
-      withMessages({ role: "user", content: [{ type: "document", source: { type: "url" } }] }),
-      "messages.0.content.0.source.url",
-    );
+    rejects(withMessages({ role: "user", content: [{ type: "document", source: { type: "url" } }] }), "messages.0.content.0.source.url");
     rejects(
       withMessages({
         role: "user",
@@ -388,7 +370,13 @@ describe("validateMessagesRequest: invalid", () => {
     const s = { type: "object", properties: {} };
     rejects({ ...minimal(), tools: [{ description: "d", input_schema: s }] }, "tools.0.name", /got missing$/);
     rejects(
-      { ...minimal(), tools: [{ name: "ok", input_schema: s }, { name: "", input_schema: s }] },
+      {
+        ...minimal(),
+        tools: [
+          { name: "ok", input_schema: s },
+          { name: "", input_schema: s },
+        ],
+      },
       "tools.1.name",
     );
     rejects({ ...minimal(), tools: [{ name: 7, input_schema: s }] }, "tools.0.name");
@@ -406,19 +394,12 @@ describe("validateMessagesRequest: invalid", () => {
     );
     rejects({ ...minimal(), tool_choice: { type: "tool" } }, "tool_choice.name");
     rejects({ ...minimal(), tool_choice: "auto" }, "tool_choice");
-    rejects(
-      { ...minimal(), tool_choice: { type: "auto", disable_parallel_tool_use: "yes" } },
-      "tool_choice.disable_parallel_tool_use",
-    );
+    rejects({ ...minimal(), tool_choice: { type: "auto", disable_parallel_tool_use: "yes" } }, "tool_choice.disable_parallel_tool_use");
   });
 
   test("thinking", () => {
     rejects({ ...minimal(), thinking: { type: "enabled" } }, "thinking.budget_tokens");
-    rejects(
-      { ...minimal(), thinking: { type: "enabled", budget_tokens: 1000 } },
-      "thinking.budget_tokens",
-      />= 1024, got 1000$/,
-    );
+    rejects({ ...minimal(), thinking: { type: "enabled", budget_tokens: 1000 } }, "thinking.budget_tokens", />= 1024, got 1000$/);
     rejects({ ...minimal(), thinking: {} }, "thinking.type");
     rejects({ ...minimal(), thinking: true }, "thinking");
   });
@@ -476,7 +457,7 @@ describe("validateMessagesRequest: invalid", () => {
     }
     // random structural junk
     let seed = 1;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
     const values = (d: number): unknown => {
       const r = rnd();
       if (d > 4 || r < 0.3) return [null, 0, -1, 1.5, "", "text", true, [], {}][Math.floor(rnd() * 9)];

@@ -37,8 +37,14 @@ test("DATABASE_URL and REDIS_URL come from the portcullis-fleet Secret, never fr
 test("the NetworkPolicy admits http from the ingress namespace and metrics from monitoring, and egress only to DNS, Redis, PostgreSQL and public HTTPS", () => {
   assert.deepEqual(np.spec.policyTypes, ["Ingress", "Egress"]);
   assert.deepEqual(np.spec.podSelector.matchLabels, dep.spec.selector.matchLabels);
-  const ingress = (np.spec.ingress as Obj[]).map((r) => [r.from[0].namespaceSelector.matchLabels["kubernetes.io/metadata.name"], r.ports.map((p: Obj) => p.port)]);
-  assert.deepEqual(ingress, [["ingress-nginx", ["http"]], ["monitoring", ["metrics"]]]);
+  const ingress = (np.spec.ingress as Obj[]).map((r) => [
+    r.from[0].namespaceSelector.matchLabels["kubernetes.io/metadata.name"],
+    r.ports.map((p: Obj) => p.port),
+  ]);
+  assert.deepEqual(ingress, [
+    ["ingress-nginx", ["http"]],
+    ["monitoring", ["metrics"]],
+  ]);
   const ports = (np.spec.egress as Obj[]).flatMap((r) => r.ports.map((p: Obj) => `${p.protocol}/${p.port}`)).sort();
   assert.deepEqual(ports, ["TCP/443", "TCP/53", "TCP/5432", "TCP/6379", "UDP/53"]);
   const https = (np.spec.egress as Obj[]).find((r) => r.ports.some((p: Obj) => p.port === 443))!;

@@ -55,7 +55,12 @@ const post = (path: string, body: unknown, headers: Record<string, string> = {})
     body: typeof body === "string" ? body : JSON.stringify(body),
   });
 // A model of the default price table, so tokens and cost are counted.
-const msg = (model = "claude-sonnet-4-5", extra: Record<string, unknown> = {}) => ({ model, max_tokens: 8, messages: [{ role: "user", content: "hi" }], ...extra });
+const msg = (model = "claude-sonnet-4-5", extra: Record<string, unknown> = {}) => ({
+  model,
+  max_tokens: 8,
+  messages: [{ role: "user", content: "hi" }],
+  ...extra,
+});
 
 before(async () => {
   mock = await startMock();
@@ -82,10 +87,16 @@ before(async () => {
   };
   assert.equal(await drain(post("/v1/messages", msg())), 200);
   assert.equal(await drain(post("/v1/messages", msg("claude-sonnet-4-5", { stream: true }))), 200);
-  assert.equal(await drain(post("/v1/messages/count_tokens", { model: "claude-sonnet-4-5", messages: [{ role: "user", content: "hi" }] })), 200);
+  assert.equal(
+    await drain(post("/v1/messages/count_tokens", { model: "claude-sonnet-4-5", messages: [{ role: "user", content: "hi" }] })),
+    200,
+  );
   assert.equal(await drain(fetch(`${gw.url}/v1/models`, { headers: { "x-api-key": KEY } })), 200);
   assert.equal(await drain(post("/v1/messages", "{not json")), 400);
-  await fetch(`${mock.url}/__mock/faults`, { method: "POST", body: JSON.stringify({ faults: ["status:500", "status:500", "status:500"] }) });
+  await fetch(`${mock.url}/__mock/faults`, {
+    method: "POST",
+    body: JSON.stringify({ faults: ["status:500", "status:500", "status:500"] }),
+  });
   assert.equal(await drain(post("/v1/messages", msg())), 500);
   await fetch(`${mock.url}/__mock/faults`, { method: "DELETE" });
   text = await (await fetch(`${opsUrl}/metrics/prometheus`)).text();
@@ -104,7 +115,13 @@ function allExprs(): { where: string; expr: string }[] {
     ...dashboardExprs(),
     ...adapterRules().flatMap((r) => [
       { where: "adapter seriesQuery", expr: r.seriesQuery },
-      { where: "adapter metricsQuery", expr: r.metricsQuery.replace(/<<\.Series>>/g, "http_requests_total").replace(/<<\.LabelMatchers>>,?/g, "").replace(/<<\.GroupBy>>/g, "pod") },
+      {
+        where: "adapter metricsQuery",
+        expr: r.metricsQuery
+          .replace(/<<\.Series>>/g, "http_requests_total")
+          .replace(/<<\.LabelMatchers>>,?/g, "")
+          .replace(/<<\.GroupBy>>/g, "pod"),
+      },
     ]),
   ];
 }
@@ -157,7 +174,10 @@ describe("the rules and the dashboard read what a live gateway exports", () => {
         }
         // by (...) labels of the aggregation around this selector: they must exist on the metric.
         for (const by of expr.matchAll(/\bby\s*\(([^)]*)\)/g)) {
-          for (const l of by[1]!.split(",").map((s) => s.trim()).filter(Boolean)) {
+          for (const l of by[1]!
+            .split(",")
+            .map((s) => s.trim())
+            .filter(Boolean)) {
             if (TARGET_LABELS.has(l)) continue;
             if (sels.length === 1 && !labels.has(l)) problems.push(`${where}: grouped by ${l}, which ${metric} does not have`);
           }
@@ -253,10 +273,16 @@ describe("probes, ports and paths match the server", () => {
       assert.ok(before !== "no connection" && before.status === 200 && before.body.status === "ready", JSON.stringify(before));
       await fetch(`${upstream.url}/__mock/faults`, { method: "POST", body: JSON.stringify({ faults: ["hang"] }) });
       // Settles (with the upstream's reset) when the finally block stops the upstream.
-      void fetch(`${g.url}/v1/messages`, { method: "POST", headers: { "content-type": "application/json", "x-api-key": KEY }, body: JSON.stringify(msg()) })
+      void fetch(`${g.url}/v1/messages`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-api-key": KEY },
+        body: JSON.stringify(msg()),
+      })
         .then((r) => r.arrayBuffer())
         .catch(() => undefined);
-      await until("the upstream to hold the request", async () => (((await (await fetch(`${upstream.url}/__mock/stats`)).json()) as { active: number }).active === 1 ? true : undefined));
+      await until("the upstream to hold the request", async () =>
+        ((await (await fetch(`${upstream.url}/__mock/stats`)).json()) as { active: number }).active === 1 ? true : undefined,
+      );
 
       g.proc.kill("SIGTERM");
       const drainLine = await g.waitForLine("the acceptor to start draining", (l) => l.msg === "draining");
@@ -300,7 +326,10 @@ describe("probes, ports and paths match the server", () => {
     assert.match(docker, new RegExp(`PORT=${effective.port}\\b`));
     // The drain the kubelet waits for is the one the gateway really applies.
     const pod = deployment().spec.template.spec;
-    assert.equal(pod.terminationGracePeriodSeconds, requiredGraceSeconds(preStopSeconds(container()), effective.graceful_shutdown_timeout_ms));
+    assert.equal(
+      pod.terminationGracePeriodSeconds,
+      requiredGraceSeconds(preStopSeconds(container()), effective.graceful_shutdown_timeout_ms),
+    );
   });
 
   test("the Dockerfile's HEALTHCHECK command passes against the gateway, and fails when nothing listens", () => {

@@ -82,12 +82,20 @@ describe("kustomize: the base, each Component and the example overlay render", (
 
   test("every file under k8s/ is used by the base or a Component", () => {
     const k = kustomization();
-    const used = new Set<string>(["kustomization.yaml", ...(k.resources as string[]), ...(k.configMapGenerator as Obj[]).flatMap((g) => g.envs ?? g.files)]);
+    const used = new Set<string>([
+      "kustomization.yaml",
+      ...(k.resources as string[]),
+      ...(k.configMapGenerator as Obj[]).flatMap((g) => g.envs ?? g.files),
+    ]);
     const top = readdirSync(K8S).filter((f) => f !== "components");
     assert.deepEqual(top.sort(), [...used].sort(), "a file in k8s/ the base does not use, or the reverse");
     for (const c of COMPONENT_NAMES) {
       const ck = kustomization(join(COMPONENTS, c));
-      const cUsed = new Set<string>(["kustomization.yaml", ...((ck.resources ?? []) as string[]), ...((ck.configMapGenerator ?? []) as Obj[]).flatMap((g) => g.envs ?? g.files)]);
+      const cUsed = new Set<string>([
+        "kustomization.yaml",
+        ...((ck.resources ?? []) as string[]),
+        ...((ck.configMapGenerator ?? []) as Obj[]).flatMap((g) => g.envs ?? g.files),
+      ]);
       if (c === "prometheus-adapter") cUsed.add("adapter-rules.yaml"); // the adapter's own config, documented there
       assert.deepEqual(readdirSync(join(COMPONENTS, c)).sort(), [...cUsed].sort(), `components/${c}`);
     }
@@ -95,7 +103,10 @@ describe("kustomize: the base, each Component and the example overlay render", (
   });
 
   test("the base needs no CRD (a cluster without the Prometheus operator applies it); monitoring adds them", () => {
-    assert.deepEqual(render().filter((o) => CRDS.has(`${o.apiVersion}/${o.kind}`)), []);
+    assert.deepEqual(
+      render().filter((o) => CRDS.has(`${o.apiVersion}/${o.kind}`)),
+      [],
+    );
     const kinds = render(["monitoring"]).map((o) => `${o.apiVersion}/${o.kind}`);
     for (const crd of CRDS) assert.ok(kinds.includes(crd), crd);
   });
@@ -113,7 +124,10 @@ describe("kustomize: the base, each Component and the example overlay render", (
 
   test("the built-in kinds validate against the Kubernetes OpenAPI schemas (kubernetes-models)", () => {
     const kinds = new Set<string>();
-    for (const { file, obj } of [...baseResources(COMPONENT_NAMES), ...kustomize(OVERLAY).map((obj) => ({ file: `overlay ${obj.kind}`, obj }))]) {
+    for (const { file, obj } of [
+      ...baseResources(COMPONENT_NAMES),
+      ...kustomize(OVERLAY).map((obj) => ({ file: `overlay ${obj.kind}`, obj })),
+    ]) {
       const key = `${obj.apiVersion}/${obj.kind}`;
       if (CRDS.has(key)) continue;
       const Model = MODELS[key];
@@ -121,7 +135,17 @@ describe("kustomize: the base, each Component and the example overlay render", (
       assert.doesNotThrow(() => new Model(obj).validate(), `${file} ${key}`);
       kinds.add(obj.kind);
     }
-    assert.deepEqual([...kinds].sort(), ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Namespace", "NetworkPolicy", "PersistentVolumeClaim", "PodDisruptionBudget", "Service", "ServiceAccount"]);
+    assert.deepEqual([...kinds].sort(), [
+      "ConfigMap",
+      "Deployment",
+      "HorizontalPodAutoscaler",
+      "Namespace",
+      "NetworkPolicy",
+      "PersistentVolumeClaim",
+      "PodDisruptionBudget",
+      "Service",
+      "ServiceAccount",
+    ]);
     for (const obj of readYamlDocs(ADAPTER_RULES)) new ConfigMap(obj).validate();
   });
 
@@ -158,7 +182,8 @@ describe("kustomize: the base, each Component and the example overlay render", (
     assert.match(d.spec.template.spec.containers[0].image, /^[a-z0-9./-]+\/portcullis@sha256:[0-9a-f]{64}$/);
     const ns = objs.find((o) => o.kind === "Namespace")!;
     assert.equal(ns.metadata.labels["pod-security.kubernetes.io/enforce"], "restricted");
-    for (const o of objs) if (o.kind !== "Namespace") assert.equal(o.metadata.namespace, ns.metadata.name, `${o.kind}/${o.metadata.name} in the namespace`);
+    for (const o of objs)
+      if (o.kind !== "Namespace") assert.equal(o.metadata.namespace, ns.metadata.name, `${o.kind}/${o.metadata.name} in the namespace`);
   });
 });
 
@@ -184,21 +209,36 @@ describe("Deployment", () => {
     assert.equal(c.readinessProbe.httpGet.path, "/health/ready");
     for (const p of [c.startupProbe, c.livenessProbe, c.readinessProbe]) assert.equal(p.httpGet.port, "metrics");
     const client = one("Service", "portcullis");
-    assert.deepEqual((client.spec.ports as Obj[]).map((p) => [p.name, p.targetPort]), [["http", "http"]]);
-    for (const s of all("Service")) for (const p of s.spec.ports as Obj[]) assert.notEqual(p.targetPort, "metrics", `${s.metadata.name} exposes the metrics port`);
+    assert.deepEqual(
+      (client.spec.ports as Obj[]).map((p) => [p.name, p.targetPort]),
+      [["http", "http"]],
+    );
+    for (const s of all("Service"))
+      for (const p of s.spec.ports as Obj[]) assert.notEqual(p.targetPort, "metrics", `${s.metadata.name} exposes the metrics port`);
     assert.equal(d.spec.template.metadata.annotations?.["prometheus.io/scrape"], undefined, "one scrape path: the ServiceMonitor");
     assert.ok(c.startupProbe.periodSeconds * c.startupProbe.failureThreshold >= 30);
   });
 
   test("grace period = preStop + GRACEFUL_SHUTDOWN_TIMEOUT + shutdown margin + slack, for every Deployment", () => {
-    for (const [components, name] of [[[], "portcullis"], [["mcp-sandbox"], "portcullis-mcp"]] as const) {
+    for (const [components, name] of [
+      [[], "portcullis"],
+      [["mcp-sandbox"], "portcullis-mcp"],
+    ] as const) {
       const dep = deployment(components, name);
       const con = container(components, name);
       const data = envConfigMap(components, name).data as Record<string, string>;
       const preStop = preStopSeconds(con);
       assert.ok(preStop >= 10 && preStop <= 15, `${name}: preStop ${preStop} s, long enough for load balancers to deregister`);
-      const drainMs = loadConfig({ ...data, ...PROVIDER_ENVS.anthropic, WORKSPACE_ROOT: undefined }, undefined, 1).graceful_shutdown_timeout_ms; // what the gateway applies
-      assert.equal(dep.spec.template.spec.terminationGracePeriodSeconds, requiredGraceSeconds(preStop, drainMs), `${name}: terminationGracePeriodSeconds`);
+      const drainMs = loadConfig(
+        { ...data, ...PROVIDER_ENVS.anthropic, WORKSPACE_ROOT: undefined },
+        undefined,
+        1,
+      ).graceful_shutdown_timeout_ms; // what the gateway applies
+      assert.equal(
+        dep.spec.template.spec.terminationGracePeriodSeconds,
+        requiredGraceSeconds(preStop, drainMs),
+        `${name}: terminationGracePeriodSeconds`,
+      );
     }
     assert.equal(Number(cm.GRACEFUL_SHUTDOWN_TIMEOUT), 300_000, "streams get 5 minutes to finish");
     assert.equal(SHUTDOWN_MARGIN_MS, 5000);
@@ -221,10 +261,15 @@ describe("Deployment", () => {
     assert.ok(bytes(c.resources.limits["ephemeral-storage"]) > size, "the container's limit holds the ledger volume and the logs");
     assert.ok(Number(cm.LEDGER_MAX_MB) * 1024 ** 2 <= size * 0.8, "LEDGER_MAX_MB prunes well before the kubelet would evict");
     assert.equal(Number(cm.LEDGER_RETENTION_DAYS), 30);
-    const alert = (one("PrometheusRule", undefined, ["monitoring"]).spec.groups as Obj[]).flatMap((g) => g.rules).find((r: Obj) => r.alert === "PortcullisLedgerNearFull");
+    const alert = (one("PrometheusRule", undefined, ["monitoring"]).spec.groups as Obj[])
+      .flatMap((g) => g.rules)
+      .find((r: Obj) => r.alert === "PortcullisLedgerNearFull");
     assert.ok(alert, "an alert on the ledger's size");
     assert.match(alert.expr, new RegExp(`ledger_size_bytes\\{[^}]*\\}\\) / ${size} > 0\\.[0-9]+`), "divides by the volume's sizeLimit");
-    assert.ok(Number(/> (0\.[0-9]+)/.exec(alert.expr)![1]) * size > Number(cm.LEDGER_MAX_MB) * 1024 ** 2, "fires only when the cap did not hold");
+    assert.ok(
+      Number(/> (0\.[0-9]+)/.exec(alert.expr)![1]) * size > Number(cm.LEDGER_MAX_MB) * 1024 ** 2,
+      "fires only when the cap did not hold",
+    );
   });
 
   test("restricted pod security: non-root, read-only root, no capabilities; its own ServiceAccount without a token", () => {
@@ -262,7 +307,10 @@ describe("Deployment", () => {
     // The names the start-up configuration really looks up (recorded while it runs).
     const read = settingsRead();
     const secretish = /KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL/i;
-    for (const [components, name] of [[[], "portcullis"], [["mcp-sandbox"], "portcullis-mcp"]] as const) {
+    for (const [components, name] of [
+      [[], "portcullis"],
+      [["mcp-sandbox"], "portcullis-mcp"],
+    ] as const) {
       const data = envConfigMap(components, name).data as Record<string, string>;
       for (const key of Object.keys(data)) {
         assert.ok(read.has(key), `${name}: ConfigMap key ${key} is not a setting the gateway reads`);
@@ -295,9 +343,16 @@ describe("Deployment", () => {
     );
     assert.throws(
       () => loadConfig({ ...cm, ...PROVIDER_ENVS.anthropic, ...PROVIDER_ENVS.databricks }, undefined, 1),
-      (e: unknown) => e instanceof ConfigError && e.setting === "MODEL_PROVIDER" && /several providers are configured \(anthropic, databricks\)/.test(e.message),
+      (e: unknown) =>
+        e instanceof ConfigError &&
+        e.setting === "MODEL_PROVIDER" &&
+        /several providers are configured \(anthropic, databricks\)/.test(e.message),
     );
-    assert.equal(loadConfig({ ...cm, ...PROVIDER_ENVS.anthropic, ...PROVIDER_ENVS.databricks, MODEL_PROVIDER: "databricks" }, undefined, 1).defaultProvider, "databricks");
+    assert.equal(
+      loadConfig({ ...cm, ...PROVIDER_ENVS.anthropic, ...PROVIDER_ENVS.databricks, MODEL_PROVIDER: "databricks" }, undefined, 1)
+        .defaultProvider,
+      "databricks",
+    );
   });
 });
 
@@ -322,7 +377,9 @@ describe("Services, HPA, PDB", () => {
     assert.deepEqual(h.spec.scaleTargetRef, { apiVersion: "apps/v1", kind: "Deployment", name: deployment().metadata.name });
     assert.equal(h.spec.minReplicas, 3);
     assert.ok(h.spec.maxReplicas > h.spec.minReplicas);
-    assert.deepEqual(h.spec.metrics, [{ type: "Resource", resource: { name: "cpu", target: { type: "Utilization", averageUtilization: 70 } } }]);
+    assert.deepEqual(h.spec.metrics, [
+      { type: "Resource", resource: { name: "cpu", target: { type: "Utilization", averageUtilization: 70 } } },
+    ]);
     for (const dir of ["scaleUp", "scaleDown"]) {
       const b = h.spec.behavior[dir];
       assert.ok(b.policies.length > 0 && typeof b.stabilizationWindowSeconds === "number", dir);
@@ -337,8 +394,14 @@ describe("Services, HPA, PDB", () => {
     const podsMetric = m.find((x) => x.type === "Pods");
     assert.equal(podsMetric?.pods.metric.name, "http_requests_per_second");
     assert.equal(podsMetric.pods.target.type, "AverageValue");
-    assert.deepEqual(adapterRules().map((r) => r.name.as), ["http_requests_per_second"]);
-    assert.ok(!render(["prometheus-adapter"]).some((o) => o.metadata.name === "prometheus-adapter-portcullis"), "the adapter's own config is not applied with the gateway");
+    assert.deepEqual(
+      adapterRules().map((r) => r.name.as),
+      ["http_requests_per_second"],
+    );
+    assert.ok(
+      !render(["prometheus-adapter"]).some((o) => o.metadata.name === "prometheus-adapter-portcullis"),
+      "the adapter's own config is not applied with the gateway",
+    );
   });
 
   test("PDB: maxUnavailable 1 with unhealthyPodEvictionPolicy AlwaysAllow, on the gateway pods", () => {

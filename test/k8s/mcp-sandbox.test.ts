@@ -28,10 +28,24 @@ describe("the mcp-sandbox Component", () => {
       assert.ok(!(c.env as Obj[]).some((e) => e.name === k), `${k} not in the MCP pod`);
     }
     assert.deepEqual((c.env as Obj[]).map((e) => e.name).sort(), ["GATEWAY_API_KEYS", "MCP_SESSION_SECRET"]);
-    assert.notEqual((c.env as Obj[]).find((e) => e.name === "MCP_SESSION_SECRET")!.valueFrom.secretKeyRef.optional, true, "sessions must survive restarts");
+    assert.notEqual(
+      (c.env as Obj[]).find((e) => e.name === "MCP_SESSION_SECRET")!.valueFrom.secretKeyRef.optional,
+      true,
+      "sessions must survive restarts",
+    );
     const ws = mkdtempSync(join(tmpdir(), "portcullis-ws-"));
     try {
-      const cfg = loadConfig({ ...data, WORKSPACE_ROOT: ws, GATEWAY_API_KEYS: "client-key-12345678", MCP_SESSION_SECRET: "s".repeat(32), PATH: process.env.PATH }, undefined, 1);
+      const cfg = loadConfig(
+        {
+          ...data,
+          WORKSPACE_ROOT: ws,
+          GATEWAY_API_KEYS: "client-key-12345678",
+          MCP_SESSION_SECRET: "s".repeat(32),
+          PATH: process.env.PATH,
+        },
+        undefined,
+        1,
+      );
       assert.ok(cfg.mcp !== null);
       assert.doesNotThrow(() => checkServable(cfg), "an MCP-only gateway starts without a provider");
     } finally {

@@ -31,7 +31,8 @@ import {
 const DURATION = /^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$/; // the operator's Duration pattern
 const seconds = (d: string): number => {
   let s = 0;
-  for (const m of d.matchAll(/([0-9]+)(ms|y|w|d|h|m|s)/g)) s += Number(m[1]) * { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400, w: 604800, y: 31536000 }[m[2] as "s"];
+  for (const m of d.matchAll(/([0-9]+)(ms|y|w|d|h|m|s)/g))
+    s += Number(m[1]) * { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400, w: 604800, y: 31536000 }[m[2] as "s"];
   return s;
 };
 const matches = (selector: Record<string, string>, labels: Record<string, string>): boolean =>
@@ -46,10 +47,17 @@ describe("CRDs (checked by hand: required fields and types)", () => {
     assert.ok(Array.isArray(sm.spec.endpoints) && sm.spec.endpoints.length > 0);
     const svc = all("Service", MONITORING).find((s) => matches(sm.spec.selector.matchLabels, s.metadata.labels));
     assert.ok(svc, "the selector matches a Service");
-    assert.equal(all("Service", MONITORING).filter((s) => matches(sm.spec.selector.matchLabels, s.metadata.labels)).length, 1, "exactly one (no double scrape)");
+    assert.equal(
+      all("Service", MONITORING).filter((s) => matches(sm.spec.selector.matchLabels, s.metadata.labels)).length,
+      1,
+      "exactly one (no double scrape)",
+    );
     for (const ep of sm.spec.endpoints as Obj[]) {
       assert.equal(typeof ep.port, "string");
-      assert.ok((svc.spec.ports as Obj[]).some((p) => p.name === ep.port), `endpoint port ${ep.port} is a port of ${svc.metadata.name}`);
+      assert.ok(
+        (svc.spec.ports as Obj[]).some((p) => p.name === ep.port),
+        `endpoint port ${ep.port} is a port of ${svc.metadata.name}`,
+      );
       assert.equal(ep.path, "/metrics/prometheus");
       assert.ok(["http", "https"].includes(ep.scheme ?? "http"));
       for (const k of ["interval", "scrapeTimeout"]) if (ep[k] !== undefined) assert.match(ep[k], DURATION, k);
@@ -57,7 +65,9 @@ describe("CRDs (checked by hand: required fields and types)", () => {
     }
     // The Service reaches the pods' metrics port (METRICS_PORT), not the client port.
     for (const p of svc.spec.ports as Obj[]) assert.equal(p.targetPort, "metrics");
-    assert.ok((container().ports as Obj[]).some((p) => p.name === "metrics" && String(p.containerPort) === settingsConfigMap().METRICS_PORT));
+    assert.ok(
+      (container().ports as Obj[]).some((p) => p.name === "metrics" && String(p.containerPort) === settingsConfigMap().METRICS_PORT),
+    );
   });
 
   test("the job label the ServiceMonitor produces is the one every rule, panel and the adapter rule select", () => {
@@ -75,7 +85,8 @@ describe("CRDs (checked by hand: required fields and types)", () => {
     for (const { where, expr } of exprs) {
       for (const sel of selectors(expr)) {
         const jm = sel.matchers.filter((m) => m.label === "job");
-        if (where.startsWith("alert") || where.startsWith("adapter")) assert.equal(jm.length, 1, `${where}: ${sel.metric} is scoped to a job`);
+        if (where.startsWith("alert") || where.startsWith("adapter"))
+          assert.equal(jm.length, 1, `${where}: ${sel.metric} is scoped to a job`);
         for (const m of jm) {
           assert.equal(m.op, "=", `${where}: job matcher`);
           assert.equal(m.value, job, `${where}: ${sel.metric}{job="${m.value}"} but the ServiceMonitor makes job="${job}"`);
@@ -85,7 +96,10 @@ describe("CRDs (checked by hand: required fields and types)", () => {
     }
     assert.ok(checked >= alertRules().length + 1, `job matchers checked: ${checked}`);
     // No second scrape path (annotations) that would give the same series another job name.
-    assert.deepEqual(all("Deployment", MONITORING).map((d) => d.spec.template.metadata.annotations?.["prometheus.io/scrape"]), [undefined]);
+    assert.deepEqual(
+      all("Deployment", MONITORING).map((d) => d.spec.template.metadata.annotations?.["prometheus.io/scrape"]),
+      [undefined],
+    );
   });
 
   test("PrometheusRule: groups with unique names; each rule is an alert or a record with an expr", () => {
@@ -211,4 +225,3 @@ describe("Grafana dashboard", () => {
     assert.deepEqual(JSON.parse(cm.data["dashboard.json"]), d);
   });
 });
-

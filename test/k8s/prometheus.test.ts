@@ -70,7 +70,11 @@ const value = (s: Sample): number => Number(s.value[1]);
 
 async function alertStates(): Promise<Map<string, { state: string; labels: Record<string, string> }[]>> {
   const j = (await (await fetch(`${promUrl}/api/v1/rules?type=alert`)).json()) as {
-    data: { groups: { rules: { name: string; health: string; lastError?: string; alerts: { state: string; labels: Record<string, string> }[] }[] }[] };
+    data: {
+      groups: {
+        rules: { name: string; health: string; lastError?: string; alerts: { state: string; labels: Record<string, string> }[] }[];
+      }[];
+    };
   };
   const out = new Map<string, { state: string; labels: Record<string, string> }[]>();
   for (const g of j.data.groups) for (const r of g.rules) out.set(r.name, r.alerts);
@@ -171,7 +175,14 @@ before(async () => {
   // Shedding: hold SHED_THRESHOLD calls upstream ("hang"), then every other call is refused.
   await faults(...Array.from({ length: SHED_THRESHOLD }, () => "hang"));
   const ac = new AbortController();
-  const held = Array.from({ length: SHED_THRESHOLD }, () => call("claude-sonnet-4-5", ac.signal).then((r) => r.arrayBuffer(), () => null).catch(() => null));
+  const held = Array.from({ length: SHED_THRESHOLD }, () =>
+    call("claude-sonnet-4-5", ac.signal)
+      .then(
+        (r) => r.arrayBuffer(),
+        () => null,
+      )
+      .catch(() => null),
+  );
   await until("calls held upstream", async () => {
     const s = (await (await fetch(`${mock.url}/__mock/stats`)).json()) as { active: number };
     return s.active >= SHED_THRESHOLD ? true : undefined;
@@ -221,7 +232,11 @@ before(async () => {
   assert.equal(await status(call("broken-model")), 503, "the breaker is open: fail fast");
   await faults();
 
-  assert.equal(await gatewayCounter(/^http_requests_rejected_total\{reason="active_requests"\} (\d+)$/m), shedCount, "the gateway counted every shed call");
+  assert.equal(
+    await gatewayCounter(/^http_requests_rejected_total\{reason="active_requests"\} (\d+)$/m),
+    shedCount,
+    "the gateway counted every shed call",
+  );
   // Wait for a scrape that started after the last call ended.
   const end = Date.now() / 1000;
   await until("a scrape after the traffic", async () => {
@@ -251,7 +266,12 @@ describe("a real Prometheus evaluates the rules against a live gateway", () => {
       data: { groups: { name: string; rules: { name: string; type: string; health: string; lastError?: string }[] }[] };
     };
     const rules = j.data.groups.flatMap((g) => g.rules);
-    assert.deepEqual(rules.map((r) => r.name).sort(), alertRules().map((r) => r.alert).sort());
+    assert.deepEqual(
+      rules.map((r) => r.name).sort(),
+      alertRules()
+        .map((r) => r.alert)
+        .sort(),
+    );
     for (const r of rules) assert.equal(r.health, "ok", `${r.name}: ${r.lastError}`);
   });
 
@@ -266,7 +286,10 @@ describe("a real Prometheus evaluates the rules against a live gateway", () => {
     assert.equal(await one1('http_requests_rejected_total{job="portcullis",reason="circuit_open"}'), 1);
     assert.equal(await one1('http_requests_rejected_total{job="portcullis",reason="active_requests"}'), shedCount);
     // Shed requests carry provider="none"; the open breaker's fail-fast names the provider that refused.
-    assert.equal(await one1('http_request_errors_total{job="portcullis",route="messages",provider="none",type="overloaded_error"}'), shedCount);
+    assert.equal(
+      await one1('http_request_errors_total{job="portcullis",route="messages",provider="none",type="overloaded_error"}'),
+      shedCount,
+    );
     assert.equal(await one1('http_request_errors_total{job="portcullis",route="messages",provider="broken",type="overloaded_error"}'), 1);
     assert.equal(await one1('circuit_breaker_state{job="portcullis",provider="broken",state="open"}'), 1);
     assert.equal(await one1('circuit_breaker_state{job="portcullis",provider="main",state="closed"}'), 1);
@@ -289,7 +312,10 @@ describe("a real Prometheus evaluates the rules against a live gateway", () => {
   test("PortcullisCircuitBreakerOpen: only provider broken, and the rule is pending for it", async () => {
     const a = alert("PortcullisCircuitBreakerOpen");
     const r = await query(a.expr);
-    assert.deepEqual(r.map((s) => s.metric.provider), ["broken"]);
+    assert.deepEqual(
+      r.map((s) => s.metric.provider),
+      ["broken"],
+    );
     await until("BreakerOpen pending", async () => {
       const al = (await alertStates()).get(a.alert) ?? [];
       return al.length === 1 && al[0]!.state === "pending" && al[0]!.labels.provider === "broken" ? true : undefined;
@@ -314,7 +340,10 @@ describe("a real Prometheus evaluates the rules against a live gateway", () => {
     assert.ok(!byProvider.has("none"), "shed requests are excluded");
     assert.ok(byProvider.get("main")! > threshold, `p95 main ${byProvider.get("main")}`);
     assert.ok((byProvider.get("broken") ?? 0) < threshold, "fast failures are fast");
-    assert.deepEqual((await query(a.expr)).map((s) => s.metric.provider), ["main"]);
+    assert.deepEqual(
+      (await query(a.expr)).map((s) => s.metric.provider),
+      ["main"],
+    );
     await until("HighLatencyP95 pending", async () => ((await alertStates()).get(a.alert)?.[0]?.state === "pending" ? true : undefined));
   });
 
@@ -353,7 +382,10 @@ describe("a real Prometheus evaluates the rules against a live gateway", () => {
     }
     // Tokens and cost of the priced calls, by model.
     const cost = await query('sum by (model) (cost_total{job="portcullis"})');
-    assert.deepEqual(cost.map((s) => s.metric.model), ["claude-sonnet-4"]);
+    assert.deepEqual(
+      cost.map((s) => s.metric.model),
+      ["claude-sonnet-4"],
+    );
     assert.ok(value(cost[0]!) > 0);
   });
 

@@ -129,7 +129,6 @@ export const PROVIDER_ENVS: Record<string, Record<string, string>> = {
   databricks: { DATABRICKS_API_KEY: "dapi-test-12345678", DATABRICKS_API_BASE: "https://example.cloud.databricks.com/serving-endpoints" },
 };
 
-
 // ------------------------------------------------------------------ shutdown arithmetic
 
 /** The gateway's fixed shutdown margin beyond GRACEFUL_SHUTDOWN_TIMEOUT (the shutdown contract), from the code itself. */
@@ -222,12 +221,30 @@ export function adapterRules(): AdapterRule[] {
 }
 /** The adapter's Go template filled in the way prometheus-adapter does for one query. */
 export function adapterQuery(rule: AdapterRule, series: string, labelMatchers: string, groupBy: string): string {
-  return rule.metricsQuery.replaceAll("<<.Series>>", series).replaceAll("<<.LabelMatchers>>", labelMatchers).replaceAll("<<.GroupBy>>", groupBy);
+  return rule.metricsQuery
+    .replaceAll("<<.Series>>", series)
+    .replaceAll("<<.LabelMatchers>>", labelMatchers)
+    .replaceAll("<<.GroupBy>>", groupBy);
 }
 
 // ------------------------------------------------------------------ PromQL (just enough)
 
-const KEYWORDS = new Set(["and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left", "group_right", "inf", "nan", "atan2"]);
+const KEYWORDS = new Set([
+  "and",
+  "or",
+  "unless",
+  "bool",
+  "offset",
+  "by",
+  "without",
+  "on",
+  "ignoring",
+  "group_left",
+  "group_right",
+  "inf",
+  "nan",
+  "atan2",
+]);
 
 function stripStrings(expr: string): string {
   return expr.replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, '""');

@@ -5,8 +5,19 @@ import { CHART_PATH, chartSvg } from "../../loadtest/chart.js";
 
 test("the chart shows each scenario's req/s and p99 for the ceiling and the gateway, from the results", () => {
   const svg = chartSvg({
-    generated_at: "2026-01-02T00:00:00Z", threads: 2,
-    groups: [{ id: "small", title: "", summaries: [{ target: "direct", req_per_s: 50_000, p99_ms: 1 }, { target: "ceiling", req_per_s: 20_000, p99_ms: 4 }, { target: "gateway", req_per_s: 15_000, p99_ms: 8 }] }],
+    generated_at: "2026-01-02T00:00:00Z",
+    threads: 2,
+    groups: [
+      {
+        id: "small",
+        title: "",
+        summaries: [
+          { target: "direct", req_per_s: 50_000, p99_ms: 1 },
+          { target: "ceiling", req_per_s: 20_000, p99_ms: 4 },
+          { target: "gateway", req_per_s: 15_000, p99_ms: 8 },
+        ],
+      },
+    ],
   });
   assert.match(svg, /^<svg [^>]*>/);
   assert.ok(svg.trimEnd().endsWith("</svg>"));

@@ -76,7 +76,10 @@ test("count_tokens and models", async () => {
 test("recording keeps method, url with query, lowercase headers and raw body", async () => {
   await fetch(`${mock.url}/__mock/requests`, { method: "DELETE" });
   const raw = '{"model":"m",  "messages":[{"role":"user","content":"caf\\u00e9 \\/ raw"}] }';
-  const res = await post("/anthropic/v1/messages?api-version=2023-06-01&x=1", raw, { "X-Api-Key": "sk-test", "Anthropic-Version": "2023-06-01" });
+  const res = await post("/anthropic/v1/messages?api-version=2023-06-01&x=1", raw, {
+    "X-Api-Key": "sk-test",
+    "Anthropic-Version": "2023-06-01",
+  });
   assert.equal(res.status, 200);
   await res.text();
   const recs = (await (await fetch(`${mock.url}/__mock/requests`)).json()) as any[];

@@ -9,7 +9,22 @@ import { readFileSync } from "node:fs";
 import type { RunResult } from "../../loadtest/measure.js";
 
 function run(req_per_s: number, statuses: Record<string, number>, p99 = 1): RunResult {
-  return { target: "t", connections: 1, duration_s: 1, requests: 0, req_per_s, p50_ms: 1, p99_ms: p99, p99_2xx_ms: p99, statuses, errors: 0, timeouts: 0, cpu_ms: 0, cpu_ms_per_req: 0, rss_after_bytes: 0 };
+  return {
+    target: "t",
+    connections: 1,
+    duration_s: 1,
+    requests: 0,
+    req_per_s,
+    p50_ms: 1,
+    p99_ms: p99,
+    p99_2xx_ms: p99,
+    statuses,
+    errors: 0,
+    timeouts: 0,
+    cpu_ms: 0,
+    cpu_ms_per_req: 0,
+    rss_after_bytes: 0,
+  };
 }
 
 test("median and nearest-rank percentile", () => {

@@ -19,7 +19,11 @@ const PROGRAMS = ["bwrap", "promtool", "prometheus", "git", "redis-server", "prl
 function pathWith(programs: readonly string[]): string {
   const dir = mkdtempSync(join(tmpdir(), "portcullis-deps-"));
   chmodSync(dir, 0o755);
-  for (const [name, target] of [["bash", "/bin/bash"], ["id", "/usr/bin/id"]] as const) symlinkSync(target, join(dir, name));
+  for (const [name, target] of [
+    ["bash", "/bin/bash"],
+    ["id", "/usr/bin/id"],
+  ] as const)
+    symlinkSync(target, join(dir, name));
   for (const p of programs) {
     writeFileSync(join(dir, p), "#!/bin/sh\nexit 0\n");
     chmodSync(join(dir, p), 0o755);

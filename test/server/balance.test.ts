@@ -18,15 +18,18 @@ before(async () => {
   mockA = await startMock();
   mockB = await startMock();
   const dir = mkdtempSync(join(tmpdir(), "portcullis-balance-"));
-  writeFileSync(join(dir, "c.json"), JSON.stringify({
-    providers: {
-      east: { type: "anthropic", base_url: `${mockA.url}/east`, api_key: "k-east-123" },
-      west: { type: "anthropic", base_url: `${mockA.url}/west`, api_key: "k-west-123" },
-      eu: { type: "anthropic", base_url: `${mockB.url}/eu`, api_key: "k-eu-12345" },
-    },
-    routes: [{ match: "claude-*", provider: "east", deployments: [{ provider: "west" }, { provider: "eu" }] }],
-    api_keys: [CLIENT_KEY],
-  }));
+  writeFileSync(
+    join(dir, "c.json"),
+    JSON.stringify({
+      providers: {
+        east: { type: "anthropic", base_url: `${mockA.url}/east`, api_key: "k-east-123" },
+        west: { type: "anthropic", base_url: `${mockA.url}/west`, api_key: "k-west-123" },
+        eu: { type: "anthropic", base_url: `${mockB.url}/eu`, api_key: "k-eu-12345" },
+      },
+      routes: [{ match: "claude-*", provider: "east", deployments: [{ provider: "west" }, { provider: "eu" }] }],
+      api_keys: [CLIENT_KEY],
+    }),
+  );
   gw = await startGateway({ CONFIG_FILE: join(dir, "c.json"), CIRCUIT_BREAKER_FAILURE_THRESHOLD: "1", RETRY_MAX_ATTEMPTS: "1" });
 });
 after(async () => {
@@ -50,7 +53,8 @@ test("20 sessions through 3 deployments: each stays on one; when one breaker ope
   const sessions = Array.from({ length: 20 }, (_, i) => `5f0c${i}-session-${i}`);
   const first = new Map<string, string>();
   for (const s of sessions) first.set(s, await served(s));
-  for (let round = 0; round < 2; round++) for (const s of sessions) assert.equal(await served(s), first.get(s), `session ${s} moved while every deployment was healthy`);
+  for (let round = 0; round < 2; round++)
+    for (const s of sessions) assert.equal(await served(s), first.get(s), `session ${s} moved while every deployment was healthy`);
   const used = new Set(first.values());
   assert.equal(used.size, 3, `all three deployments serve sessions (${[...used].join(", ")})`);
 

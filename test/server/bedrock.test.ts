@@ -18,7 +18,8 @@ const AKID = "AKIAMOCKSTATIC000001";
 const SECRET = "mock/static/secret+key0123456789abcdefgh";
 const MODEL_ID = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
 /** What Claude Code sends today on `POST /v1/messages?beta=true`. */
-const CLAUDE_CODE_BETAS = "claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14,context-management-2025-06-27,advanced-tool-use-2025-11-20";
+const CLAUDE_CODE_BETAS =
+  "claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14,context-management-2025-06-27,advanced-tool-use-2025-11-20";
 
 interface Recorded {
   method: string;
@@ -35,7 +36,14 @@ let client: Anthropic;
 function configFile(provider: Record<string, unknown>): string {
   const dir = mkdtempSync(join(tmpdir(), "portcullis-bedrock-"));
   const path = join(dir, "config.json");
-  writeFileSync(path, JSON.stringify({ providers: { aws: provider }, routes: [{ match: "claude-*", provider: "aws", model: MODEL_ID }], api_keys: [CLIENT_KEY] }));
+  writeFileSync(
+    path,
+    JSON.stringify({
+      providers: { aws: provider },
+      routes: [{ match: "claude-*", provider: "aws", model: MODEL_ID }],
+      api_keys: [CLIENT_KEY],
+    }),
+  );
   return path;
 }
 async function recorded(): Promise<Recorded[]> {
@@ -76,7 +84,10 @@ before(async () => {
     RETRY_BASE_DELAY_MS: "10",
     RETRY_MAX_DELAY_MS: "20",
   });
-  keyGw = await startGateway({ CONFIG_FILE: configFile({ type: "bedrock", region: "eu-west-1", base_url: mock.url }), AWS_BEARER_TOKEN_BEDROCK: "bedrock-api-key-xyz" });
+  keyGw = await startGateway({
+    CONFIG_FILE: configFile({ type: "bedrock", region: "eu-west-1", base_url: mock.url }),
+    AWS_BEARER_TOKEN_BEDROCK: "bedrock-api-key-xyz",
+  });
   client = new Anthropic({ apiKey: CLIENT_KEY, baseURL: gw.url, maxRetries: 0 });
 });
 
@@ -88,7 +99,11 @@ after(async () => {
 describe("bedrock provider", () => {
   test("the SDK's create reaches /model/{id}/invoke, SigV4-signed, with Bedrock's body, and gets the message", async () => {
     await clearRecorded();
-    const msg = await client.messages.create({ model: "claude-sonnet-4-5", max_tokens: 64, messages: [{ role: "user", content: "hello bedrock" }] });
+    const msg = await client.messages.create({
+      model: "claude-sonnet-4-5",
+      max_tokens: 64,
+      messages: [{ role: "user", content: "hello bedrock" }],
+    });
     assert.equal(msg.type, "message");
     assert.equal(msg.role, "assistant");
     const r = (await recorded()).at(-1)!;
@@ -104,7 +119,11 @@ describe("bedrock provider", () => {
   test("the SDK's stream + finalMessage decode the AWS event stream into Anthropic events in order", async () => {
     await clearRecorded();
     const seen: string[] = [];
-    const stream = client.messages.stream({ model: "claude-sonnet-4-5", max_tokens: 64, messages: [{ role: "user", content: "stream please" }] });
+    const stream = client.messages.stream({
+      model: "claude-sonnet-4-5",
+      max_tokens: 64,
+      messages: [{ role: "user", content: "stream please" }],
+    });
     stream.on("streamEvent", (e) => seen.push(e.type));
     const final = await stream.finalMessage();
     assert.equal(final.stop_reason, "end_turn");
@@ -131,7 +150,13 @@ describe("bedrock provider", () => {
       metadata: { user_id: "user_abc_account__session_1" },
       messages: [
         { role: "user", content: [{ type: "text", text: "fix the bug", cache_control: { type: "ephemeral" } }] },
-        { role: "assistant", content: [{ type: "thinking", thinking: "hmm", signature }, { type: "text", text: "ok" }] },
+        {
+          role: "assistant",
+          content: [
+            { type: "thinking", thinking: "hmm", signature },
+            { type: "text", text: "ok" },
+          ],
+        },
         { role: "system", content: "a system turn allowed by a beta" },
         { role: "user", content: "go on" },
       ],
@@ -143,7 +168,12 @@ describe("bedrock provider", () => {
     const r = (await recorded()).at(-1)!;
     const body = JSON.parse(r.body) as Record<string, unknown>;
     // Known betas pass, the first-party-only ones are dropped, advanced-tool-use is renamed.
-    assert.deepEqual(body.anthropic_beta, ["interleaved-thinking-2025-05-14", "fine-grained-tool-streaming-2025-05-14", "context-management-2025-06-27", "tool-search-tool-2025-10-19"]);
+    assert.deepEqual(body.anthropic_beta, [
+      "interleaved-thinking-2025-05-14",
+      "fine-grained-tool-streaming-2025-05-14",
+      "context-management-2025-06-27",
+      "tool-search-tool-2025-10-19",
+    ]);
     assert.deepEqual(body.context_management, req.context_management, "kept: its beta passed");
     assert.equal("output_config" in body, false, "removed: the effort beta was not sent");
     assert.deepEqual(body.thinking, req.thinking);
@@ -157,7 +187,11 @@ describe("bedrock provider", () => {
 
   test("a dropped beta is counted in provider_policy_dropped_total and logged once, not per request", async () => {
     for (let i = 0; i < 3; i++) {
-      const res = await post(gw, { model: "claude-sonnet-4-5", max_tokens: 8, messages: [{ role: "user", content: "x" }] }, { "anthropic-beta": "brand-new-beta-2099-01-01" });
+      const res = await post(
+        gw,
+        { model: "claude-sonnet-4-5", max_tokens: 8, messages: [{ role: "user", content: "x" }] },
+        { "anthropic-beta": "brand-new-beta-2099-01-01" },
+      );
       assert.equal(res.status, 200, await res.clone().text());
       await res.arrayBuffer();
     }
@@ -186,7 +220,10 @@ describe("bedrock provider", () => {
     const evs = events(await res.text());
     assert.equal(evs[0]![0], "message_start");
     assert.equal(evs.at(-1)![0], "message_stop");
-    assert.equal(evs.some(([e]) => e === "error"), false);
+    assert.equal(
+      evs.some(([e]) => e === "error"),
+      false,
+    );
     assert.equal((await recorded()).length, 2, "one throttled attempt, one retry");
   });
 
@@ -214,7 +251,10 @@ describe("bedrock provider", () => {
     const res = await post(gw, { model: "claude-sonnet-4-5", max_tokens: 16, stream: true, messages: [{ role: "user", content: "x" }] });
     assert.equal(res.status, 200);
     const evs = events(await res.text());
-    assert.deepEqual(evs.slice(0, 4).map(([e]) => e), ["message_start", "content_block_start", "ping", "content_block_delta"]);
+    assert.deepEqual(
+      evs.slice(0, 4).map(([e]) => e),
+      ["message_start", "content_block_start", "ping", "content_block_delta"],
+    );
     assert.equal(evs.length, 5, "four relayed events and the error");
     const [ev, data] = evs[4]!;
     assert.equal(ev, "error");
@@ -232,13 +272,20 @@ describe("bedrock provider", () => {
 
   test("count_tokens goes through Bedrock CountTokens and answers input_tokens", async () => {
     await clearRecorded();
-    const res = await post(gw, { model: "claude-sonnet-4-5", messages: [{ role: "user", content: "count me" }] }, {}, "/v1/messages/count_tokens?beta=true");
+    const res = await post(
+      gw,
+      { model: "claude-sonnet-4-5", messages: [{ role: "user", content: "count me" }] },
+      {},
+      "/v1/messages/count_tokens?beta=true",
+    );
     assert.equal(res.status, 200);
     const j = (await res.json()) as { input_tokens: number };
     assert.ok(Number.isInteger(j.input_tokens) && j.input_tokens > 0);
     const r = (await recorded()).at(-1)!;
     assert.equal(r.url, `/model/${encodeURIComponent(MODEL_ID)}/count-tokens`);
-    const inner = JSON.parse(Buffer.from((JSON.parse(r.body) as { input: { invokeModel: { body: string } } }).input.invokeModel.body, "base64").toString()) as Record<string, unknown>;
+    const inner = JSON.parse(
+      Buffer.from((JSON.parse(r.body) as { input: { invokeModel: { body: string } } }).input.invokeModel.body, "base64").toString(),
+    ) as Record<string, unknown>;
     assert.equal(inner.anthropic_version, "bedrock-2023-05-31");
   });
 
@@ -255,11 +302,17 @@ describe("bedrock provider", () => {
   test("with a Bedrock API key (AWS_BEARER_TOKEN_BEDROCK) requests carry it as a bearer instead of SigV4", async () => {
     await clearRecorded();
     const c = new Anthropic({ apiKey: CLIENT_KEY, baseURL: keyGw.url, maxRetries: 0 });
-    const final = await c.messages.stream({ model: "claude-sonnet-4-5", max_tokens: 16, messages: [{ role: "user", content: "hi" }] }).finalMessage();
+    const final = await c.messages
+      .stream({ model: "claude-sonnet-4-5", max_tokens: 16, messages: [{ role: "user", content: "hi" }] })
+      .finalMessage();
     assert.equal(final.type, "message");
     const r = (await recorded()).at(-1)!;
     assert.equal(r.headers["authorization"], "Bearer bedrock-api-key-xyz");
-    assert.equal(keyGw.lines.some((l) => l.includes("bedrock-api-key-xyz")), false, "the key is never logged");
+    assert.equal(
+      keyGw.lines.some((l) => l.includes("bedrock-api-key-xyz")),
+      false,
+      "the key is never logged",
+    );
   });
 
   test("a connection cut mid-stream ends the client's stream with an Anthropic `event: error`, never silently", async () => {
@@ -267,7 +320,10 @@ describe("bedrock provider", () => {
     const res = await post(gw, { model: "claude-sonnet-4-5", max_tokens: 16, stream: true, messages: [{ role: "user", content: "x" }] });
     assert.equal(res.status, 200);
     const evs = events(await res.text());
-    assert.deepEqual(evs.slice(0, 4).map(([e]) => e), ["message_start", "content_block_start", "ping", "content_block_delta"]);
+    assert.deepEqual(
+      evs.slice(0, 4).map(([e]) => e),
+      ["message_start", "content_block_start", "ping", "content_block_delta"],
+    );
     assert.equal(evs.at(-1)![0], "error");
     assert.equal((evs.at(-1)![1].error as { type: string }).type, "api_error");
   });
@@ -296,14 +352,23 @@ describe("bedrock provider", () => {
   });
 
   test("a wrong secret key fails the mock's SigV4 check: the client gets 401 authentication_error, not a success", async () => {
-    const bad = await startGateway({ CONFIG_FILE: configFile({ type: "bedrock", region: "us-east-1", base_url: mock.url }), AWS_ACCESS_KEY_ID: AKID, AWS_SECRET_ACCESS_KEY: "not-the-secret-0000000000000000000000000", RETRY_MAX_ATTEMPTS: "1" });
+    const bad = await startGateway({
+      CONFIG_FILE: configFile({ type: "bedrock", region: "us-east-1", base_url: mock.url }),
+      AWS_ACCESS_KEY_ID: AKID,
+      AWS_SECRET_ACCESS_KEY: "not-the-secret-0000000000000000000000000",
+      RETRY_MAX_ATTEMPTS: "1",
+    });
     try {
       const res = await post(bad, { model: "claude-sonnet-4-5", max_tokens: 8, messages: [{ role: "user", content: "x" }] });
       assert.equal(res.status, 401);
       const j = (await res.json()) as { error: { type: string; message: string } };
       assert.equal(j.error.type, "authentication_error");
       assert.match(j.error.message, /signature/);
-      assert.equal(bad.lines.some((l) => l.includes("not-the-secret")), false, "the secret is never logged");
+      assert.equal(
+        bad.lines.some((l) => l.includes("not-the-secret")),
+        false,
+        "the secret is never logged",
+      );
     } finally {
       await bad.stop();
     }
@@ -312,7 +377,12 @@ describe("bedrock provider", () => {
 
 describe("bedrock without any AWS credentials", () => {
   test("requests fail fast with 502 GW_ERR_UPSTREAM_AUTH in Anthropic's shape and the reason is logged", async () => {
-    const g = await startGateway({ CONFIG_FILE: configFile({ type: "bedrock", region: "us-east-1", base_url: mock.url }), AWS_EC2_METADATA_DISABLED: "true", HOME: mkdtempSync(join(tmpdir(), "no-aws-")), RETRY_MAX_ATTEMPTS: "1" });
+    const g = await startGateway({
+      CONFIG_FILE: configFile({ type: "bedrock", region: "us-east-1", base_url: mock.url }),
+      AWS_EC2_METADATA_DISABLED: "true",
+      HOME: mkdtempSync(join(tmpdir(), "no-aws-")),
+      RETRY_MAX_ATTEMPTS: "1",
+    });
     try {
       const res = await post(g, { model: "claude-sonnet-4-5", max_tokens: 8, messages: [{ role: "user", content: "x" }] });
       assert.equal(res.status, 502);
@@ -334,7 +404,10 @@ describe("bedrock without any AWS credentials", () => {
 describe("bedrock credentials from the container endpoint (EKS Pod Identity / ECS)", () => {
   test("short-lived credentials are refreshed before they expire: later requests sign with new keys and still pass", async () => {
     const m2 = await startMock(["--record", "--aws-credentials-ttl", "3"]);
-    const g2 = await startGateway({ CONFIG_FILE: configFile({ type: "bedrock", region: "us-west-2", base_url: m2.url }), AWS_CONTAINER_CREDENTIALS_FULL_URI: `${m2.url}/__aws/credentials` });
+    const g2 = await startGateway({
+      CONFIG_FILE: configFile({ type: "bedrock", region: "us-west-2", base_url: m2.url }),
+      AWS_CONTAINER_CREDENTIALS_FULL_URI: `${m2.url}/__aws/credentials`,
+    });
     try {
       const keyIds = new Set<string>();
       const deadline = Date.now() + 20_000;
@@ -350,7 +423,10 @@ describe("bedrock credentials from the container endpoint (EKS Pod Identity / EC
         keyIds.add(/Credential=([^/]+)\//.exec(auth)![1]!);
         await new Promise((r) => setTimeout(r, 250));
       }
-      assert.ok([...keyIds].every((k) => k.startsWith("ASIAMOCK")), "every request used issued (temporary) credentials");
+      assert.ok(
+        [...keyIds].every((k) => k.startsWith("ASIAMOCK")),
+        "every request used issued (temporary) credentials",
+      );
     } finally {
       await g2.stop();
       await m2.stop();
@@ -363,11 +439,30 @@ describe("beta_policy on a first-wave provider (azure-anthropic)", () => {
     const dir = mkdtempSync(join(tmpdir(), "portcullis-policy-"));
     const path = join(dir, "config.json");
     const policy = { pass_betas: ["*"], drop_betas: ["oauth-2025-04-20"], drop_fields: ["output_config"] };
-    writeFileSync(path, JSON.stringify({ providers: { az: { type: "azure-anthropic", base_url: `${mock.url}/anthropic`, api_key: "az-upstream-key-123", beta_policy: policy } }, routes: [{ match: "claude-*", provider: "az" }], api_keys: [CLIENT_KEY] }));
+    writeFileSync(
+      path,
+      JSON.stringify({
+        providers: {
+          az: { type: "azure-anthropic", base_url: `${mock.url}/anthropic`, api_key: "az-upstream-key-123", beta_policy: policy },
+        },
+        routes: [{ match: "claude-*", provider: "az" }],
+        api_keys: [CLIENT_KEY],
+      }),
+    );
     const g = await startGateway({ CONFIG_FILE: path });
     try {
       await clearRecorded();
-      const res = await post(g, { model: "claude-sonnet-4-5", max_tokens: 8, output_config: { effort: "low" }, thinking: { type: "enabled", budget_tokens: 1024 }, messages: [{ role: "user", content: "x" }] }, { "anthropic-beta": "oauth-2025-04-20,claude-code-20250219" });
+      const res = await post(
+        g,
+        {
+          model: "claude-sonnet-4-5",
+          max_tokens: 8,
+          output_config: { effort: "low" },
+          thinking: { type: "enabled", budget_tokens: 1024 },
+          messages: [{ role: "user", content: "x" }],
+        },
+        { "anthropic-beta": "oauth-2025-04-20,claude-code-20250219" },
+      );
       assert.equal(res.status, 200, await res.clone().text());
       await res.arrayBuffer();
       const r = (await recorded()).at(-1)!;

@@ -65,7 +65,12 @@ function msg(key: string, opts: { stream?: boolean; model?: string; maxTokens?: 
   return fetch(`${gw.url}/v1/messages`, {
     method: "POST",
     headers,
-    body: JSON.stringify({ model: opts.model ?? "claude-sonnet-4-5", max_tokens: opts.maxTokens ?? 16, stream: opts.stream ?? false, messages: [{ role: "user", content: "hello" }] }),
+    body: JSON.stringify({
+      model: opts.model ?? "claude-sonnet-4-5",
+      max_tokens: opts.maxTokens ?? 16,
+      stream: opts.stream ?? false,
+      messages: [{ role: "user", content: "hello" }],
+    }),
   });
 }
 
@@ -73,10 +78,18 @@ function msg(key: string, opts: { stream?: boolean; model?: string; maxTokens?: 
 function freshConnectionStatus(key: string): Promise<{ status: number; requestId: string }> {
   const body = JSON.stringify({ model: "claude-sonnet-4-5", max_tokens: 8, messages: [{ role: "user", content: "hi" }] });
   return new Promise((resolve, reject) => {
-    const req = request(`${gw.url}/v1/messages`, { method: "POST", agent: false, headers: { "content-type": "application/json", "x-api-key": key, "content-length": Buffer.byteLength(body) } }, (res) => {
-      res.resume();
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, requestId: String(res.headers["request-id"] ?? "") }));
-    });
+    const req = request(
+      `${gw.url}/v1/messages`,
+      {
+        method: "POST",
+        agent: false,
+        headers: { "content-type": "application/json", "x-api-key": key, "content-length": Buffer.byteLength(body) },
+      },
+      (res) => {
+        res.resume();
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, requestId: String(res.headers["request-id"] ?? "") }));
+      },
+    );
     req.on("error", reject);
     req.end(body);
   });
@@ -132,7 +145,14 @@ describe("admin API", () => {
   });
 
   test("validates input with typia and answers in Anthropic's error shape", async () => {
-    for (const bad of [{}, { name: "" }, { name: "x", limits: { usd_per_day: -1 } }, { name: "x", limits: { tokens_per_day: "5" } }, { name: "x", admin: true }, "not json"]) {
+    for (const bad of [
+      {},
+      { name: "" },
+      { name: "x", limits: { usd_per_day: -1 } },
+      { name: "x", limits: { tokens_per_day: "5" } },
+      { name: "x", admin: true },
+      "not json",
+    ]) {
       const r = await admin("POST", "/admin/keys", bad);
       assert.equal(r.status, 400, JSON.stringify(bad));
       assert.equal(r.json.error.type, "invalid_request_error");
@@ -277,7 +297,10 @@ describe("usage accounting", () => {
     assert.equal(byDay.json.data.length, 1);
     assert.equal(byDay.json.data[0].day, today);
     const csv = await admin("GET", "/admin/usage?group_by=key&format=csv");
-    assert.equal(csv.text.split("\r\n")[0], "key,key_name,requests,input_tokens,output_tokens,cache_creation_tokens,cache_read_tokens,cost_usd");
+    assert.equal(
+      csv.text.split("\r\n")[0],
+      "key,key_name,requests,input_tokens,output_tokens,cache_creation_tokens,cache_read_tokens,cost_usd",
+    );
     assert.ok(csv.text.includes(`${k.id},"ev""il, =name\nwith newline",3,`), csv.text);
     const prom = await (await fetch(`${gw.url}/metrics/prometheus`)).text();
     assert.match(prom, /tokens_input_total\{provider="anthropic",model="claude-opus-4"\} \d+/);
@@ -350,9 +373,19 @@ describe("durability", () => {
   });
 
   test("without ADMIN_API_KEY the admin routes are 404", async () => {
-    const plain = await startGateway({ ANTHROPIC_API_BASE: mock.url, ANTHROPIC_API_KEY: "sk-upstream-budget-123", MODEL_PROVIDER: "anthropic", DATABASE_PATH: join(dir, "other.db") });
+    const plain = await startGateway({
+      ANTHROPIC_API_BASE: mock.url,
+      ANTHROPIC_API_KEY: "sk-upstream-budget-123",
+      MODEL_PROVIDER: "anthropic",
+      DATABASE_PATH: join(dir, "other.db"),
+    });
     try {
-      for (const [m, p] of [["GET", "/admin/keys"], ["POST", "/admin/keys"], ["GET", "/admin/usage"], ["DELETE", "/admin/keys/key_x"]] as const) {
+      for (const [m, p] of [
+        ["GET", "/admin/keys"],
+        ["POST", "/admin/keys"],
+        ["GET", "/admin/usage"],
+        ["DELETE", "/admin/keys/key_x"],
+      ] as const) {
         const r = await fetch(`${plain.url}${p}`, { method: m, headers: { authorization: `Bearer ${ADMIN}` } });
         assert.equal(r.status, 404);
         await r.arrayBuffer();

@@ -21,10 +21,19 @@ function setup(env: Record<string, string>) {
   owner.attach(line.port1);
   const client = new CacheClient(line.port2);
   line.port2.ref(); // the test awaits answers on it
-  const get = (key: string) => new Promise<{ entry: Uint8Array | null; age: number }>((r) => client.get(key, (entry, age) => r({ entry, age })));
-  const entry = (text: string) => encodeEntry({ kind: KIND_JSON, storedAt: 0, input: 10, output: 5, cacheWrite: 0, cacheRead: 0 }, [Buffer.from(text)], Buffer.byteLength(text));
+  const get = (key: string) =>
+    new Promise<{ entry: Uint8Array | null; age: number }>((r) => client.get(key, (entry, age) => r({ entry, age })));
+  const entry = (text: string) =>
+    encodeEntry(
+      { kind: KIND_JSON, storedAt: 0, input: 10, output: 5, cacheWrite: 0, cacheRead: 0 },
+      [Buffer.from(text)],
+      Buffer.byteLength(text),
+    );
   return {
-    client, get, entry, owner,
+    client,
+    get,
+    entry,
+    owner,
     advance: (ms: number) => (now += ms),
     stats: () => cacheSnapshot(u32, 0),
     close: () => (line.port2.close(), owner.close()),

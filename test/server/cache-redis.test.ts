@@ -21,7 +21,9 @@ interface RedisHandle {
 
 /** redis-server on `port`, no persistence; resolves once it accepts connections. */
 function startRedis(port: number): Promise<RedisHandle> {
-  const proc = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const exited = new Promise<void>((r) => proc.once("exit", () => r()));
   const stop = async () => {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
@@ -52,9 +54,19 @@ before(async () => {
   mock = await startMock(["--record"]);
   redisPort = await freePort();
   redis = await startRedis(redisPort);
-  const env = { ANTHROPIC_API_BASE: mock.url, ANTHROPIC_API_KEY: "sk-upstream-redis", MODEL_PROVIDER: "anthropic", GATEWAY_API_KEYS: KEY, RETRY_MAX_ATTEMPTS: "1", CACHE_ENABLED: "true", REDIS_URL: `redis://127.0.0.1:${redisPort}` };
+  const env = {
+    ANTHROPIC_API_BASE: mock.url,
+    ANTHROPIC_API_KEY: "sk-upstream-redis",
+    MODEL_PROVIDER: "anthropic",
+    GATEWAY_API_KEYS: KEY,
+    RETRY_MAX_ATTEMPTS: "1",
+    CACHE_ENABLED: "true",
+    REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+  };
   [a, b] = await Promise.all([startGateway(env), startGateway(env)]);
-  await Promise.all([a, b].map((g) => until("the cache's Redis connection", async () => ((await metric(g, "cache_redis_up")) === 1 ? true : undefined))));
+  await Promise.all(
+    [a, b].map((g) => until("the cache's Redis connection", async () => ((await metric(g, "cache_redis_up")) === 1 ? true : undefined))),
+  );
 });
 after(async () => {
   await Promise.all([a?.stop(), b?.stop()]);
@@ -73,7 +85,11 @@ async function calls(text: string): Promise<number> {
 }
 
 async function post(gw: Gateway, b: string): Promise<{ status: number; cache: string | null; text: string }> {
-  const r = await fetch(`${gw.url}/v1/messages`, { method: "POST", headers: { "content-type": "application/json", "x-api-key": KEY, "anthropic-version": "2023-06-01" }, body: b });
+  const r = await fetch(`${gw.url}/v1/messages`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-api-key": KEY, "anthropic-version": "2023-06-01" },
+    body: b,
+  });
   return { status: r.status, cache: r.headers.get("x-portcullis-cache"), text: await r.text() };
 }
 
@@ -119,7 +135,9 @@ test("Redis killed mid-run: no request fails, each replica serves from memory, t
   await stored(was);
   assert.equal((await post(b, known)).cache, "hit"); // b holds it in its memory tier now
   await redis.stop();
-  await until("cache_redis_up 0 on both replicas", async () => ((await metric(a, "cache_redis_up")) === 0 && (await metric(b, "cache_redis_up")) === 0 ? true : undefined));
+  await until("cache_redis_up 0 on both replicas", async () =>
+    (await metric(a, "cache_redis_up")) === 0 && (await metric(b, "cache_redis_up")) === 0 ? true : undefined,
+  );
 
   assert.equal((await post(b, known)).cache, "hit", "the memory tier still serves");
   const p = prompt("during-outage");
@@ -136,7 +154,11 @@ test("Redis killed mid-run: no request fails, each replica serves from memory, t
   assert.ok((await metric(a, "cache_redis_errors_total")) > 0, "the failed Redis reads and writes are counted");
 
   redis = await startRedis(redisPort);
-  await until("cache_redis_up 1 again", async () => ((await metric(a, "cache_redis_up")) === 1 && (await metric(b, "cache_redis_up")) === 1 ? true : undefined), 15_000);
+  await until(
+    "cache_redis_up 1 again",
+    async () => ((await metric(a, "cache_redis_up")) === 1 && (await metric(b, "cache_redis_up")) === 1 ? true : undefined),
+    15_000,
+  );
   const again = body(prompt("after-outage"));
   const empty = dbsize();
   assert.equal((await post(a, again)).cache, "miss");

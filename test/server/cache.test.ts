@@ -42,7 +42,11 @@ async function calls(text: string): Promise<number> {
 
 /** The next upstream /v1/messages call gets this fault (the mock's queue). */
 async function fault(spec: string): Promise<void> {
-  const r = await fetch(`${mock.url}/__mock/faults`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ faults: [spec] }) });
+  const r = await fetch(`${mock.url}/__mock/faults`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ faults: [spec] }),
+  });
   assert.equal(r.status, 200);
 }
 
@@ -52,12 +56,24 @@ interface Reply {
   text: string;
 }
 async function post(gw: Gateway, b: string, headers: Record<string, string> = {}, key = KEY_A): Promise<Reply> {
-  const r = await fetch(`${gw.url}/v1/messages`, { method: "POST", headers: { "content-type": "application/json", "x-api-key": key, "anthropic-version": "2023-06-01", ...headers }, body: b });
+  const r = await fetch(`${gw.url}/v1/messages`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-api-key": key, "anthropic-version": "2023-06-01", ...headers },
+    body: b,
+  });
   return { status: r.status, headers: r.headers, text: await r.text() };
 }
 
 function gatewayEnv(extra: Record<string, string> = {}): Record<string, string> {
-  return { ANTHROPIC_API_BASE: mock.url, ANTHROPIC_API_KEY: "sk-upstream-cache", MODEL_PROVIDER: "anthropic", GATEWAY_API_KEYS: `${KEY_A},${KEY_B}`, RETRY_MAX_ATTEMPTS: "1", CACHE_ENABLED: "true", ...extra };
+  return {
+    ANTHROPIC_API_BASE: mock.url,
+    ANTHROPIC_API_KEY: "sk-upstream-cache",
+    MODEL_PROVIDER: "anthropic",
+    GATEWAY_API_KEYS: `${KEY_A},${KEY_B}`,
+    RETRY_MAX_ATTEMPTS: "1",
+    CACHE_ENABLED: "true",
+    ...extra,
+  };
 }
 
 describe("one gateway with CACHE_ENABLED", () => {
@@ -67,7 +83,13 @@ describe("one gateway with CACHE_ENABLED", () => {
     dir = mkdtempSync(join(tmpdir(), "portcullis-cache-"));
     // gpt-* goes to an OpenAI-format provider (the mock's /v1/chat/completions), the rest to Anthropic's format.
     const cfg = join(dir, "gateway.json");
-    writeFileSync(cfg, JSON.stringify({ providers: { oa: { type: "openai", base_url: `${mock.url}/v1`, api_key: "sk-upstream-openai" } }, routes: [{ match: "gpt-*", provider: "oa" }] }));
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        providers: { oa: { type: "openai", base_url: `${mock.url}/v1`, api_key: "sk-upstream-openai" } },
+        routes: [{ match: "gpt-*", provider: "oa" }],
+      }),
+    );
     gw = await startGateway(gatewayEnv({ DATABASE_PATH: join(dir, "ledger.db"), LEDGER_BATCH_MS: "5", CONFIG_FILE: cfg }));
   });
   after(async () => {
@@ -113,8 +135,17 @@ describe("one gateway with CACHE_ENABLED", () => {
         const p = prompt(`chat ${model} ${stream}`);
         const b = JSON.stringify({ model, max_tokens: 64, temperature: 0, stream, messages: [{ role: "user", content: p }] });
         const ask = async () => {
-          const r = await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${KEY_A}` }, body: b });
-          return { status: r.status, cache: r.headers.get("x-portcullis-cache"), type: r.headers.get("content-type"), text: await r.text() };
+          const r = await fetch(`${gw.url}/v1/chat/completions`, {
+            method: "POST",
+            headers: { "content-type": "application/json", authorization: `Bearer ${KEY_A}` },
+            body: b,
+          });
+          return {
+            status: r.status,
+            cache: r.headers.get("x-portcullis-cache"),
+            type: r.headers.get("content-type"),
+            text: await r.text(),
+          };
         };
         const first = await ask();
         assert.equal(first.status, 200, first.text);
@@ -132,7 +163,11 @@ describe("one gateway with CACHE_ENABLED", () => {
   });
 
   test("a passed-through OpenAI stream whose last event arrives whole ends at [DONE], with no error chunk after it", async () => {
-    const r = await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${KEY_A}`, "x-portcullis-cache": "bypass" }, body: JSON.stringify({ model: "gpt-4o-mini", stream: true, messages: [{ role: "user", content: prompt("clean end") }] }) });
+    const r = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${KEY_A}`, "x-portcullis-cache": "bypass" },
+      body: JSON.stringify({ model: "gpt-4o-mini", stream: true, messages: [{ role: "user", content: prompt("clean end") }] }),
+    });
     const text = await r.text();
     assert.equal(r.status, 200);
     assert.ok(text.endsWith("data: [DONE]\n\n"), JSON.stringify(text.slice(-200)));
@@ -219,8 +254,10 @@ describe("one gateway with CACHE_ENABLED", () => {
     const usage = JSON.parse(first.text).usage as { input_tokens: number; output_tokens: number };
     const db = new Database(join(dir, "ledger.db"), { readonly: true });
     try {
-      const row = await until("the hit's ledger row", () =>
-        db.prepare("SELECT * FROM usage WHERE client_request_id = ?").get("cache-ledger-hit") as Record<string, number> | undefined);
+      const row = await until(
+        "the hit's ledger row",
+        () => db.prepare("SELECT * FROM usage WHERE client_request_id = ?").get("cache-ledger-hit") as Record<string, number> | undefined,
+      );
       assert.equal(row.cache_hit, 1);
       assert.equal(row.input_tokens, 0);
       assert.equal(row.output_tokens, 0);
@@ -237,7 +274,13 @@ describe("one gateway with CACHE_ENABLED", () => {
   test("/metrics/prometheus counts hits, misses, bypasses and stores, and promtool accepts it", async () => {
     const text = await (await fetch(`${gw.url}/metrics/prometheus`)).text();
     const count = (r: string) => Number(new RegExp(`^cache_requests_total\\{result="${r}"\\} (\\d+)$`, "m").exec(text)?.[1]);
-    assert.ok(count("hit") >= 1 && count("miss") >= 1 && count("bypass") >= 1 && count("store") >= 1, text.split("\n").filter((l) => l.startsWith("cache")).join("\n"));
+    assert.ok(
+      count("hit") >= 1 && count("miss") >= 1 && count("bypass") >= 1 && count("store") >= 1,
+      text
+        .split("\n")
+        .filter((l) => l.startsWith("cache"))
+        .join("\n"),
+    );
     assert.ok(Number(/^cache_bytes (\d+)$/m.exec(text)?.[1]) > 0);
     const r = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
     assert.equal(r.status, 0, `promtool: ${r.stdout}${r.stderr}`);
@@ -247,10 +290,20 @@ describe("one gateway with CACHE_ENABLED", () => {
 /** One request on a connection of its own (so SO_REUSEPORT spreads them over the threads). */
 function postFresh(gw: Gateway, b: string): Promise<{ status: number; cache: string; id: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(`${gw.url}/v1/messages`, { method: "POST", agent: false, headers: { "content-type": "application/json", "x-api-key": KEY_A, "anthropic-version": "2023-06-01" } }, (res) => {
-      res.resume();
-      res.on("end", () => resolve({ status: res.statusCode!, cache: String(res.headers["x-portcullis-cache"]), id: String(res.headers["request-id"]) }));
-    });
+    const req = request(
+      `${gw.url}/v1/messages`,
+      {
+        method: "POST",
+        agent: false,
+        headers: { "content-type": "application/json", "x-api-key": KEY_A, "anthropic-version": "2023-06-01" },
+      },
+      (res) => {
+        res.resume();
+        res.on("end", () =>
+          resolve({ status: res.statusCode!, cache: String(res.headers["x-portcullis-cache"]), id: String(res.headers["request-id"]) }),
+        );
+      },
+    );
     req.on("error", reject);
     req.end(b);
   });
@@ -270,13 +323,18 @@ test("with HTTP_THREADS=2 an entry stored through one thread is a hit on the oth
     });
     const threads = new Set<string>();
     // Request ids are req_<process>_<thread>_<counter>: collect hits until both threads served one.
-    await until("hits served by both acceptor threads", async () => {
-      const r = await postFresh(gw, b);
-      assert.equal(r.status, 200);
-      assert.equal(r.cache, "hit", `request ${r.id}`);
-      threads.add(r.id.split("_")[2]!);
-      return threads.size === 2 ? true : undefined;
-    }, 20_000, 0);
+    await until(
+      "hits served by both acceptor threads",
+      async () => {
+        const r = await postFresh(gw, b);
+        assert.equal(r.status, 200);
+        assert.equal(r.cache, "hit", `request ${r.id}`);
+        threads.add(r.id.split("_")[2]!);
+        return threads.size === 2 ? true : undefined;
+      },
+      20_000,
+      0,
+    );
     assert.equal(await calls(p), 1, "one upstream call served every thread");
   } finally {
     await gw.stop();
@@ -285,10 +343,20 @@ test("with HTTP_THREADS=2 an entry stored through one thread is a hit on the oth
 
 test("a key's own cache setting switches the cache on while CACHE_ENABLED is off, and off again", async () => {
   const admin = "admin-key-for-cache-tests-0123456789";
-  const gw = await startGateway({ ANTHROPIC_API_BASE: mock.url, ANTHROPIC_API_KEY: "sk-upstream-cache", MODEL_PROVIDER: "anthropic", ADMIN_API_KEY: admin });
+  const gw = await startGateway({
+    ANTHROPIC_API_BASE: mock.url,
+    ANTHROPIC_API_KEY: "sk-upstream-cache",
+    MODEL_PROVIDER: "anthropic",
+    ADMIN_API_KEY: admin,
+  });
   try {
     const auth = { authorization: `Bearer ${admin}`, "content-type": "application/json" };
-    const make = async (o: Record<string, unknown>) => (await (await fetch(`${gw.url}/admin/keys`, { method: "POST", headers: auth, body: JSON.stringify(o) })).json()) as { id: string; key: string; cache: string | null };
+    const make = async (o: Record<string, unknown>) =>
+      (await (await fetch(`${gw.url}/admin/keys`, { method: "POST", headers: auth, body: JSON.stringify(o) })).json()) as {
+        id: string;
+        key: string;
+        cache: string | null;
+      };
     const cached = await make({ name: "cached", cache: "on", limits: { tokens_per_day: 1_000_000 } });
     assert.equal(cached.cache, "on");
     const plain = await make({ name: "plain" });
@@ -296,7 +364,9 @@ test("a key's own cache setting switches the cache on while CACHE_ENABLED is off
     assert.equal((await post(gw, b, {}, plain.key)).headers.get("x-portcullis-cache"), null, "off by default: no cache header");
     assert.equal((await post(gw, b, {}, cached.key)).headers.get("x-portcullis-cache"), "miss");
     const spend = async () => {
-      const all = (await (await fetch(`${gw.url}/admin/keys`, { headers: auth })).json()) as { data: { id: string; spend: { day_tokens: number; reserved_tokens: number } }[] };
+      const all = (await (await fetch(`${gw.url}/admin/keys`, { headers: auth })).json()) as {
+        data: { id: string; spend: { day_tokens: number; reserved_tokens: number } }[];
+      };
       return all.data.find((k) => k.id === cached.id)!.spend;
     };
     const afterMiss = await until("the miss settled", async () => {
@@ -310,11 +380,19 @@ test("a key's own cache setting switches the cache on while CACHE_ENABLED is off
       return s.reserved_tokens === 0 ? s : undefined;
     });
     assert.equal(afterHit.day_tokens, afterMiss.day_tokens, "a hit charges the budget nothing");
-    const patched = await fetch(`${gw.url}/admin/keys/${cached.id}`, { method: "PATCH", headers: auth, body: JSON.stringify({ cache: "off" }) });
+    const patched = await fetch(`${gw.url}/admin/keys/${cached.id}`, {
+      method: "PATCH",
+      headers: auth,
+      body: JSON.stringify({ cache: "off" }),
+    });
     assert.equal(patched.status, 200);
     assert.equal(((await patched.json()) as { cache: string }).cache, "off");
     assert.equal((await post(gw, b, {}, cached.key)).headers.get("x-portcullis-cache"), null, "switched off for this key");
-    const bad = await fetch(`${gw.url}/admin/keys`, { method: "POST", headers: auth, body: JSON.stringify({ name: "x", cache: "sometimes" }) });
+    const bad = await fetch(`${gw.url}/admin/keys`, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ name: "x", cache: "sometimes" }),
+    });
     assert.equal(bad.status, 400);
   } finally {
     await gw.stop();

@@ -72,7 +72,14 @@ before(async () => {
     headless: true,
     timeout: 60_000,
     viewport: { width: 1280, height: 1000 },
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
   });
   page = browser.pages()[0] ?? (await browser.newPage());
   page.on("console", (m) => {
@@ -111,7 +118,8 @@ describe("dashboard", () => {
   });
 
   test("after known traffic the page's latency and usage match /metrics/observability and /admin/usage", async () => {
-    for (let i = 0; i < 6; i++) assert.equal((await call(`hello ${i}`, STATIC_KEY, { metadata: { user_id: "dev-alice" } }, "session-42")).status, 200);
+    for (let i = 0; i < 6; i++)
+      assert.equal((await call(`hello ${i}`, STATIC_KEY, { metadata: { user_id: "dev-alice" } }, "session-42")).status, 200);
     const row = page.locator('#latency tr[data-provider="anthropic"]');
     await row.locator('[data-k="count"]', { hasText: /^6$/ }).waitFor();
     const obs = JSON.parse(await (await fetch(`${gw.url}/metrics/observability`)).text());
@@ -119,7 +127,13 @@ describe("dashboard", () => {
     assert.equal(want.total.count, 6);
     const shown = async (k: string) => Number((await row.locator(`[data-k="${k}"]`).textContent())!.replace(/,/g, ""));
     const close = (a: number, b: number) => Math.abs(a - b) <= 0.0011 + b * 1e-9;
-    for (const [k, v] of [["p50", want.total.p50_ms], ["p95", want.total.p95_ms], ["p99", want.total.p99_ms], ["ttfb_p50", want.upstream_ttfb.p50_ms], ["overhead_p50", want.overhead.p50_ms]] as const) {
+    for (const [k, v] of [
+      ["p50", want.total.p50_ms],
+      ["p95", want.total.p95_ms],
+      ["p99", want.total.p99_ms],
+      ["ttfb_p50", want.upstream_ttfb.p50_ms],
+      ["overhead_p50", want.overhead.p50_ms],
+    ] as const) {
       assert.ok(close(await shown(k), v), `${k}: page ${await shown(k)} vs observability ${v}`);
     }
     assert.ok(want.overhead.p50_ms < want.total.p50_ms, "the gateway's own time is part of the total");
@@ -157,7 +171,11 @@ describe("dashboard", () => {
     const row = page.locator("#keys-table tbody tr", { hasText: "browser-made" });
     await row.waitFor();
     const sdk = new Anthropic({ baseURL: gw.url, apiKey: secret, maxRetries: 0 });
-    const msg = await sdk.messages.create({ model: "claude-sonnet-4-5", max_tokens: 16, messages: [{ role: "user", content: "from the sdk" }] });
+    const msg = await sdk.messages.create({
+      model: "claude-sonnet-4-5",
+      max_tokens: 16,
+      messages: [{ role: "user", content: "from the sdk" }],
+    });
     assert.equal(msg.type, "message");
     await page.getByRole("button", { name: "I have copied it" }).click();
     assert.equal(await page.locator("#secret").textContent(), "", "the secret is gone from the page");
@@ -174,7 +192,11 @@ describe("dashboard", () => {
   test("a breaker opened by upstream failures shows as open, in words as well as colour", async () => {
     const breaker = page.locator('#breakers tr[data-provider="anthropic"] td.state');
     assert.equal(await breaker.getAttribute("data-state"), "closed");
-    const q = await fetch(`${mock.url}/__mock/faults`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ faults: ["status:500", "status:500", "status:500"] }) });
+    const q = await fetch(`${mock.url}/__mock/faults`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ faults: ["status:500", "status:500", "status:500"] }),
+    });
     assert.equal(q.status, 200);
     for (let i = 0; i < 3; i++) await (await call(`fail ${i}`)).arrayBuffer();
     await page.locator('#breakers tr[data-provider="anthropic"] td[data-state="open"]').waitFor();
@@ -202,7 +224,11 @@ describe("dashboard", () => {
 });
 
 test("without ADMIN_API_KEY there is no dashboard", async () => {
-  const plain = await startGateway({ ANTHROPIC_API_BASE: mock.url, ANTHROPIC_API_KEY: "sk-upstream-dashboard-1", MODEL_PROVIDER: "anthropic" });
+  const plain = await startGateway({
+    ANTHROPIC_API_BASE: mock.url,
+    ANTHROPIC_API_KEY: "sk-upstream-dashboard-1",
+    MODEL_PROVIDER: "anthropic",
+  });
   try {
     assert.equal((await fetch(`${plain.url}/dashboard`)).status, 404);
     assert.equal((await fetch(`${plain.url}/dashboard/data`)).status, 404);

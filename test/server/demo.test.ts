@@ -19,7 +19,10 @@ const DEMO_KEY = "sk-portcullis-demo-key";
 let gw: Gateway;
 
 function fixture(name: string): Record<string, unknown> {
-  return JSON.parse(readFileSync(new URL(`../../../test/core/fixtures/claude-code/${name}.json`, import.meta.url), "utf8")) as Record<string, unknown>;
+  return JSON.parse(readFileSync(new URL(`../../../test/core/fixtures/claude-code/${name}.json`, import.meta.url), "utf8")) as Record<
+    string,
+    unknown
+  >;
 }
 
 /** One turn the way Claude Code sends it; the streamed reply rebuilt into a message. */

@@ -35,15 +35,29 @@ after(async () => {
   rmSync(base, { recursive: true, force: true });
 });
 
-async function rpc(g: Gateway, sid: string, id: number, method: string, params: unknown): Promise<{ status: number; sid: string; body: any }> {
-  const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json, text/event-stream", "x-api-key": KEY };
+async function rpc(
+  g: Gateway,
+  sid: string,
+  id: number,
+  method: string,
+  params: unknown,
+): Promise<{ status: number; sid: string; body: any }> {
+  const headers: Record<string, string> = {
+    "content-type": "application/json",
+    accept: "application/json, text/event-stream",
+    "x-api-key": KEY,
+  };
   if (sid !== "") Object.assign(headers, { "mcp-session-id": sid, "mcp-protocol-version": "2025-06-18" });
   const r = await fetch(`${g.url}/mcp`, { method: "POST", headers, body: JSON.stringify({ jsonrpc: "2.0", id, method, params }) });
   return { status: r.status, sid: r.headers.get("mcp-session-id") ?? "", body: await r.json() };
 }
 
 test("a session initialized on replica A serves tool calls on replica B with the same MCP_SESSION_SECRET", async () => {
-  const init = await rpc(a, "", 1, "initialize", { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "t", version: "1" } });
+  const init = await rpc(a, "", 1, "initialize", {
+    protocolVersion: "2025-06-18",
+    capabilities: {},
+    clientInfo: { name: "t", version: "1" },
+  });
   assert.equal(init.status, 200);
   assert.notEqual(init.sid, "");
   const list = await rpc(b, init.sid, 2, "tools/list", {});
@@ -57,7 +71,11 @@ test("a session initialized on replica A serves tool calls on replica B with the
 });
 
 test("a replica with another MCP_SESSION_SECRET refuses the session with 404 GW_ERR_MCP_SESSION_UNKNOWN", async () => {
-  const init = await rpc(a, "", 1, "initialize", { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "t", version: "1" } });
+  const init = await rpc(a, "", 1, "initialize", {
+    protocolVersion: "2025-06-18",
+    capabilities: {},
+    clientInfo: { name: "t", version: "1" },
+  });
   const r = await rpc(other, init.sid, 2, "tools/list", {});
   assert.equal(r.status, 404);
   assert.match(JSON.stringify(r.body), /GW_ERR_MCP_SESSION_UNKNOWN|unknown or expired MCP session/);

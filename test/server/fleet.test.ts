@@ -53,7 +53,11 @@ after(async () => {
 });
 
 async function admin(g: Gateway, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const r = await fetch(`${g.url}${path}`, { method, headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const r = await fetch(`${g.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   return { status: r.status, json: await r.json() };
 }
 
@@ -78,7 +82,12 @@ async function probe(g: Gateway, key: string): Promise<number> {
 /** Ms until `key` is accepted (200) or refused (401) on every replica in `on`, then a message confirms it on each. */
 async function converge(on: Gateway[], key: string, status: 200 | 401, bound: number): Promise<number> {
   const t0 = Date.now();
-  await until(`the key to answer ${status} on every replica`, async () => ((await Promise.all(on.map((g) => probe(g, key)))).every((s) => s === status) ? true : undefined), bound, 20);
+  await until(
+    `the key to answer ${status} on every replica`,
+    async () => ((await Promise.all(on.map((g) => probe(g, key)))).every((s) => s === status) ? true : undefined),
+    bound,
+    20,
+  );
   const ms = Date.now() - t0;
   for (const g of on) assert.equal(await call(g, key), status);
   return ms;
@@ -91,7 +100,10 @@ test("the three replicas started together applied the migrations once, and log t
     assert.ok(!g.lines.some((l) => l.includes("unused-password")) && !g.stderr().includes("unused-password"));
   }
   const m = await client.query("SELECT version, COUNT(*)::int AS n FROM portcullis_migrations GROUP BY version ORDER BY version");
-  assert.deepEqual(m.rows, [{ version: 1, n: 1 }, { version: 2, n: 1 }]);
+  assert.deepEqual(m.rows, [
+    { version: 1, n: 1 },
+    { version: 2, n: 1 },
+  ]);
 });
 
 test("a key created on replica 1 answers on replicas 2 and 3 within 1 s; revoked on 3 it is refused on all three within 1 s", async (t) => {
@@ -145,15 +157,26 @@ test("PostgreSQL stopped under load: readiness says so, requests are served, and
       statuses.set(s, (statuses.get(s) ?? 0) + 1);
     }
   })();
-  await until("a few rows written before the outage", async () => ((await client.query("SELECT COUNT(*)::int AS n FROM usage WHERE key_id = $1", [k.id])).rows[0].n > 5 ? true : undefined));
+  await until("a few rows written before the outage", async () =>
+    (await client.query("SELECT COUNT(*)::int AS n FROM usage WHERE key_id = $1", [k.id])).rows[0].n > 5 ? true : undefined,
+  );
   await client.end();
   db.stop();
   const t0 = Date.now();
   for (const g of gws) {
-    await until("readiness to report the database down with rows queued", async () => {
-      const r = (await (await fetch(`${g.url}/health/ready`)).json()) as any;
-      return r.components.database.ok === false && r.components.database.kind === "postgres" && r.components.database.queued_rows > 0 && r.components.database.budgets === "per_replica" ? true : undefined;
-    }, 20_000);
+    await until(
+      "readiness to report the database down with rows queued",
+      async () => {
+        const r = (await (await fetch(`${g.url}/health/ready`)).json()) as any;
+        return r.components.database.ok === false &&
+          r.components.database.kind === "postgres" &&
+          r.components.database.queued_rows > 0 &&
+          r.components.database.budgets === "per_replica"
+          ? true
+          : undefined;
+      },
+      20_000,
+    );
   }
   const before = sent;
   await until("300 requests served during the outage", () => (sent > before + 300 ? true : undefined), 60_000);
@@ -170,16 +193,34 @@ test("PostgreSQL stopped under load: readiness says so, requests are served, and
   // A key without a budget is served while the ledger is down (BUDGET_FAIL_MODE only holds back budgeted keys).
   assert.deepEqual([...statuses.keys()], [200]);
   assert.equal(ids.length, sent);
-  const rows = await until("every row of the load to arrive", async () => {
-    const r = (await client.query<{ n: number; d: number }>("SELECT COUNT(*)::int AS n, COUNT(DISTINCT request_id)::int AS d FROM usage WHERE request_id = ANY($1)", [ids])).rows[0]!;
-    return r.d >= sent ? r : undefined;
-  }, 30_000);
+  const rows = await until(
+    "every row of the load to arrive",
+    async () => {
+      const r = (
+        await client.query<{ n: number; d: number }>(
+          "SELECT COUNT(*)::int AS n, COUNT(DISTINCT request_id)::int AS d FROM usage WHERE request_id = ANY($1)",
+          [ids],
+        )
+      ).rows[0]!;
+      return r.d >= sent ? r : undefined;
+    },
+    30_000,
+  );
   assert.equal(rows.d, sent, "every request has its row");
   assert.equal(rows.n, sent, "no row written twice");
-  const all = (await client.query<{ n: number; d: number }>("SELECT COUNT(*)::int AS n, COUNT(DISTINCT request_id)::int AS d FROM usage WHERE key_id = $1", [k.id])).rows[0]!;
+  const all = (
+    await client.query<{ n: number; d: number }>(
+      "SELECT COUNT(*)::int AS n, COUNT(DISTINCT request_id)::int AS d FROM usage WHERE key_id = $1",
+      [k.id],
+    )
+  ).rows[0]!;
   assert.equal(all.n, all.d, "no row of this key written twice");
   for (const g of gws) {
-    await until("readiness back", async () => (((await (await fetch(`${g.url}/health/ready`)).json()) as any).components.database.ok === true ? true : undefined), 20_000);
+    await until(
+      "readiness back",
+      async () => (((await (await fetch(`${g.url}/health/ready`)).json()) as any).components.database.ok === true ? true : undefined),
+      20_000,
+    );
   }
   t.diagnostic(`outage ${outage} ms, ${sent} requests, ${rows.n} rows, ${rows.d} distinct`);
 });
@@ -194,7 +235,9 @@ async function metric(g: Gateway, name: string): Promise<number> {
 test("past LEDGER_QUEUE_MAX the oldest rows are dropped and counted; the rest arrive when PostgreSQL returns", async () => {
   const k = (await admin(small, "POST", "/admin/keys", { name: "fleet-bound" })).json;
   assert.equal(await call(small, k.key), 200);
-  await until("the first row written", async () => ((await client.query("SELECT COUNT(*)::int AS n FROM usage WHERE key_id = $1", [k.id])).rows[0].n === 1 ? true : undefined));
+  await until("the first row written", async () =>
+    (await client.query("SELECT COUNT(*)::int AS n FROM usage WHERE key_id = $1", [k.id])).rows[0].n === 1 ? true : undefined,
+  );
   await client.end();
   db.stop();
   let sent = 0;
@@ -210,11 +253,20 @@ test("past LEDGER_QUEUE_MAX the oldest rows are dropped and counted; the rest ar
   await until("the queue to drain", async () => ((await metric(small, "ledger_queued_rows")) === 0 ? true : undefined), 30_000);
   // Counted after the drain: rows of the last requests may reach the queue (and push others out) after they were answered.
   let seen = "";
-  await until("every row not dropped to arrive", async () => {
-    const dropped = await metric(small, "ledger_dropped_rows_total");
-    const n = (await client.query("SELECT COUNT(*)::int AS n FROM usage WHERE key_id = $1", [k.id])).rows[0].n;
-    seen = `${sent} sent in the outage, ${dropped} dropped, ${n} rows`;
-    return dropped >= 200 && n === 1 + sent - dropped ? true : undefined;
-  }, 30_000, 50, () => seen);
-  assert.ok(small.lines.some((l) => l.includes("ledger backlog full")), "the drop is logged");
+  await until(
+    "every row not dropped to arrive",
+    async () => {
+      const dropped = await metric(small, "ledger_dropped_rows_total");
+      const n = (await client.query("SELECT COUNT(*)::int AS n FROM usage WHERE key_id = $1", [k.id])).rows[0].n;
+      seen = `${sent} sent in the outage, ${dropped} dropped, ${n} rows`;
+      return dropped >= 200 && n === 1 + sent - dropped ? true : undefined;
+    },
+    30_000,
+    50,
+    () => seen,
+  );
+  assert.ok(
+    small.lines.some((l) => l.includes("ledger backlog full")),
+    "the drop is logged",
+  );
 });

@@ -16,7 +16,12 @@ let mock: MockHandle;
 let gw: Gateway;
 before(async () => {
   mock = await startMock(["--record"]);
-  gw = await startGateway({ ANTHROPIC_API_BASE: mock.url, ANTHROPIC_API_KEY: "sk-upstream-frontdoor", MODEL_PROVIDER: "anthropic", MAX_BODY_BYTES: "65536" });
+  gw = await startGateway({
+    ANTHROPIC_API_BASE: mock.url,
+    ANTHROPIC_API_KEY: "sk-upstream-frontdoor",
+    MODEL_PROVIDER: "anthropic",
+    MAX_BODY_BYTES: "65536",
+  });
 });
 after(async () => {
   await gw?.stop();
@@ -28,7 +33,11 @@ async function upstreamCount(): Promise<number> {
   return ((await (await fetch(`${mock.url}/__mock/requests`)).json()) as { method: string }[]).filter((r) => r.method === "POST").length;
 }
 
-async function post(path: string, body: string, headers: Record<string, string>): Promise<{ status: number; type: string; message: string }> {
+async function post(
+  path: string,
+  body: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; type: string; message: string }> {
   const r = await fetch(`${gw.url}${path}`, { method: "POST", headers, body });
   const j = (await r.json()) as { error?: { type: string; message: string } };
   return { status: r.status, type: j.error?.type ?? "", message: j.error?.message ?? "" };
@@ -64,7 +73,10 @@ describe("content type", () => {
       assert.equal(plain.type, "invalid_request_error");
       assert.match(plain.message, /application\/json.*"text\/plain"/);
       // fetch adds text/plain to a string body; a raw request can send none at all.
-      const none = await raw(gw.port, `POST ${path} HTTP/1.1\r\nHost: x\r\ncontent-length: ${SMALL.length}\r\nconnection: close\r\n\r\n${SMALL}`);
+      const none = await raw(
+        gw.port,
+        `POST ${path} HTTP/1.1\r\nHost: x\r\ncontent-length: ${SMALL.length}\r\nconnection: close\r\n\r\n${SMALL}`,
+      );
       assert.match(none.out, /^HTTP\/1\.1 400 /, path);
       assert.match(none.out, /"type":"invalid_request_error","message":"content-type must be application\/json, got none"/);
     }
@@ -95,13 +107,20 @@ describe("ambiguous requests", () => {
     }
     assert.equal(await upstreamCount(), before);
     // A nested "model" key and the word in a text are no duplicates.
-    const ok = await post("/v1/messages", '{"model":"claude-x","max_tokens":8,"metadata":{"user_id":"model"},"messages":[{"role":"user","content":"\\"model\\": \\u0041"}]}', { "content-type": "application/json" });
+    const ok = await post(
+      "/v1/messages",
+      '{"model":"claude-x","max_tokens":8,"metadata":{"user_id":"model"},"messages":[{"role":"user","content":"\\"model\\": \\u0041"}]}',
+      { "content-type": "application/json" },
+    );
     assert.equal(ok.status, 200, `a body with one model key is served: ${ok.message}`);
   });
 
   test("two Content-Length headers with different values are refused with 400 and the connection closed", async () => {
     const before = await upstreamCount();
-    const r = await raw(gw.port, `POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${SMALL.length}\r\ncontent-length: 5\r\n\r\n${SMALL}`);
+    const r = await raw(
+      gw.port,
+      `POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${SMALL.length}\r\ncontent-length: 5\r\n\r\n${SMALL}`,
+    );
     assert.match(r.out, /^HTTP\/1\.1 400 /);
     assert.match(r.out, /conflicting Content-Length headers/);
     assert.ok(r.closedByServer, "the connection must be closed: its framing is unknown");
@@ -109,14 +128,26 @@ describe("ambiguous requests", () => {
   });
 
   test("a model name over 256 bytes is a clear 400; 256 bytes is accepted", async () => {
-    const long = await post("/v1/messages", JSON.stringify({ model: "é".repeat(129), max_tokens: 8, messages: [{ role: "user", content: "hi" }] }), { "content-type": "application/json" });
+    const long = await post(
+      "/v1/messages",
+      JSON.stringify({ model: "é".repeat(129), max_tokens: 8, messages: [{ role: "user", content: "hi" }] }),
+      { "content-type": "application/json" },
+    );
     assert.equal(long.status, 400);
     assert.equal(long.type, "invalid_request_error");
     assert.equal(long.message, "model: expected at most 256 bytes, got 258 bytes");
-    const huge = await post("/v1/messages/count_tokens", JSON.stringify({ model: "m".repeat(50_000), messages: [{ role: "user", content: "hi" }] }), { "content-type": "application/json" });
+    const huge = await post(
+      "/v1/messages/count_tokens",
+      JSON.stringify({ model: "m".repeat(50_000), messages: [{ role: "user", content: "hi" }] }),
+      { "content-type": "application/json" },
+    );
     assert.equal(huge.status, 400);
     assert.ok(huge.message.length < 100, "the message does not echo the model");
-    const edge = await post("/v1/messages/count_tokens", JSON.stringify({ model: "m".repeat(256), messages: [{ role: "user", content: "hi" }] }), { "content-type": "application/json" });
+    const edge = await post(
+      "/v1/messages/count_tokens",
+      JSON.stringify({ model: "m".repeat(256), messages: [{ role: "user", content: "hi" }] }),
+      { "content-type": "application/json" },
+    );
     assert.equal(edge.status, 200);
   });
 });
@@ -157,7 +188,11 @@ describe("oversized bodies still being sent", () => {
 
   test("a 40 MB body over MAX_BODY_BYTES with a known length: the client sends it all and reads the whole 413", async () => {
     const total = 40 * 1024 * 1024;
-    const r = await upload(`POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${total}\r\n\r\n`, total, false);
+    const r = await upload(
+      `POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${total}\r\n\r\n`,
+      total,
+      false,
+    );
     assert.equal(r.writeError, null, "the client's writes must not fail (EPIPE / ECONNRESET) before it read the answer");
     assert.equal(r.sent, total);
     assert.match(r.out, /^HTTP\/1\.1 413 /);
@@ -165,7 +200,11 @@ describe("oversized bodies still being sent", () => {
   });
 
   test("a chunked body growing past MAX_BODY_BYTES: the client sends it all and reads the whole 413", async () => {
-    const r = await upload(`POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n`, 8 * 1024 * 1024, true);
+    const r = await upload(
+      `POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n`,
+      8 * 1024 * 1024,
+      true,
+    );
     assert.equal(r.writeError, null);
     assert.match(r.out, /^HTTP\/1\.1 413 /);
     assert.match(r.out, /"type":"request_too_large","message":"request body exceeds 65536 bytes"/);

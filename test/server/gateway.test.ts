@@ -124,7 +124,11 @@ describe("pass-through with the official SDK", () => {
     assert.match(a.headers.get("request-id") ?? "", /^req_[A-Za-z0-9]+_[a-z0-9]+_[a-z0-9]+$/);
     await a.arrayBuffer();
     await clearRecorded();
-    const b = await post("/v1/messages", JSON.stringify({ model: "claude-x", max_tokens: 5, messages: [{ role: "user", content: "hi" }] }), { "x-request-id": "trace-abc.123" });
+    const b = await post(
+      "/v1/messages",
+      JSON.stringify({ model: "claude-x", max_tokens: 5, messages: [{ role: "user", content: "hi" }] }),
+      { "x-request-id": "trace-abc.123" },
+    );
     assert.equal(b.status, 200);
     await b.arrayBuffer();
     const id = b.headers.get("request-id") ?? "";
@@ -154,7 +158,10 @@ describe("pass-through with the official SDK", () => {
   });
 
   test("SSE is relayed with its event: lines intact", async () => {
-    const r = await post("/v1/messages", JSON.stringify({ model: "claude-x", max_tokens: 5, stream: true, messages: [{ role: "user", content: "hi" }] }));
+    const r = await post(
+      "/v1/messages",
+      JSON.stringify({ model: "claude-x", max_tokens: 5, stream: true, messages: [{ role: "user", content: "hi" }] }),
+    );
     assert.equal(r.status, 200);
     assert.match(r.headers.get("content-type") ?? "", /^text\/event-stream/);
     const text = await r.text();
@@ -163,8 +170,19 @@ describe("pass-through with the official SDK", () => {
   });
 
   test("tool_use -> tool_result round trip", async () => {
-    const tools = [{ name: "lookup", description: "look something up", input_schema: { type: "object" as const, properties: { query: { type: "string" } } } }];
-    const first = await client.messages.create({ model: "claude-gateway-test", max_tokens: 64, tools, messages: [{ role: "user", content: "use the lookup tool for the answer" }] });
+    const tools = [
+      {
+        name: "lookup",
+        description: "look something up",
+        input_schema: { type: "object" as const, properties: { query: { type: "string" } } },
+      },
+    ];
+    const first = await client.messages.create({
+      model: "claude-gateway-test",
+      max_tokens: 64,
+      tools,
+      messages: [{ role: "user", content: "use the lookup tool for the answer" }],
+    });
     assert.equal(first.stop_reason, "tool_use");
     const use = first.content.find((b) => b.type === "tool_use");
     assert.ok(use && use.type === "tool_use");
@@ -218,7 +236,9 @@ describe("pass-through with the official SDK", () => {
       '{"role":"system","content":"beta system turn"},{"role":"user","content":"y"}],' +
       '"context_management":{"edits":[{"type":"clear_tool_uses_20250919"}]},"output_config":{"effort":"high"},"metadata":{"user_id":"u-1"},' +
       '"unknown_future_field":{"nested":[1,2.50,"\\u00e9"]}}';
-    const r = await post("/v1/messages?beta=true", body, { "anthropic-beta": "context-management-2025-06-27,interleaved-thinking-2025-05-14" });
+    const r = await post("/v1/messages?beta=true", body, {
+      "anthropic-beta": "context-management-2025-06-27,interleaved-thinking-2025-05-14",
+    });
     assert.equal(r.status, 200);
     await r.arrayBuffer();
     const rec = await lastRecorded();
@@ -244,7 +264,8 @@ describe("pass-through with the official SDK", () => {
 
   test("a routed model is renamed by splicing; every other byte is untouched", async () => {
     await clearRecorded();
-    const body = '{ "max_tokens" : 8,\n "model" : "alias-model", "messages":[{"role":"user","content":"\\u00e9 \\/ x"}], "z":{"model":"inner"} }';
+    const body =
+      '{ "max_tokens" : 8,\n "model" : "alias-model", "messages":[{"role":"user","content":"\\u00e9 \\/ x"}], "z":{"model":"inner"} }';
     const r = await post("/v1/messages", body);
     assert.equal(r.status, 200);
     await r.arrayBuffer();
@@ -260,7 +281,10 @@ describe("pass-through with the official SDK", () => {
   });
 
   test("count_tokens and models", async () => {
-    const c = await client.messages.countTokens({ model: "local-tiny", messages: [{ role: "user", content: "count these tokens please" }] });
+    const c = await client.messages.countTokens({
+      model: "local-tiny",
+      messages: [{ role: "user", content: "count these tokens please" }],
+    });
     assert.ok(c.input_tokens > 0);
     await clearRecorded();
     const u = await client.messages.countTokens({ model: "claude-gateway-test", messages: [{ role: "user", content: "upstream count" }] });
@@ -269,7 +293,10 @@ describe("pass-through with the official SDK", () => {
     // The routed name, then the upstream's own list (fetched by the gateway in the background).
     await waitFor(async () => gw.lines.some((l) => l.includes('"msg":"provider model list loaded"')), "the upstream model list");
     const models = await client.models.list();
-    assert.deepEqual(models.data.map((m) => m.id), ["alias-model", ...MOCK_MODELS.map((m) => m.id)]);
+    assert.deepEqual(
+      models.data.map((m) => m.id),
+      ["alias-model", ...MOCK_MODELS.map((m) => m.id)],
+    );
   });
 });
 
@@ -279,7 +306,10 @@ describe("errors in Anthropic's shape", () => {
     assert.equal(noKey.status, 401);
     assert.equal(((await noKey.json()) as { error: { type: string } }).error.type, "authentication_error");
     const wrong = new Anthropic({ baseURL: gw.url, apiKey: "sk-wrong-key-000000000", maxRetries: 0 });
-    await assert.rejects(wrong.messages.create({ model: "m", max_tokens: 1, messages: [{ role: "user", content: "x" }] }), Anthropic.AuthenticationError);
+    await assert.rejects(
+      wrong.messages.create({ model: "m", max_tokens: 1, messages: [{ role: "user", content: "x" }] }),
+      Anthropic.AuthenticationError,
+    );
     const bearer = new Anthropic({ baseURL: gw.url, apiKey: null, authToken: CLIENT_KEY, maxRetries: 0 });
     const ok = await bearer.messages.create({ model: "local-x", max_tokens: 1, messages: [{ role: "user", content: "x" }] });
     assert.equal(ok.type, "message");
@@ -325,7 +355,10 @@ describe("errors in Anthropic's shape", () => {
       (e: unknown) => e instanceof Anthropic.APIError && e.status === 529 && /mock fault/.test(e.message),
     );
     await queueFaults("status:429;retry-after:7");
-    const r = await post("/v1/messages", JSON.stringify({ model: "claude-gateway-test", max_tokens: 5, messages: [{ role: "user", content: "x" }] }));
+    const r = await post(
+      "/v1/messages",
+      JSON.stringify({ model: "claude-gateway-test", max_tokens: 5, messages: [{ role: "user", content: "x" }] }),
+    );
     assert.equal(r.status, 429);
     assert.equal(r.headers.get("retry-after"), "7");
     assert.equal(((await r.json()) as { error: { type: string } }).error.type, "rate_limit_error");
@@ -333,11 +366,17 @@ describe("errors in Anthropic's shape", () => {
 
   test("a stream cut by the upstream ends with an Anthropic event: error, not a silent end", async () => {
     await queueFaults("cut-stream:3");
-    const r = await post("/v1/messages", JSON.stringify({ model: "claude-gateway-test", max_tokens: 5, stream: true, messages: [{ role: "user", content: "x" }] }));
+    const r = await post(
+      "/v1/messages",
+      JSON.stringify({ model: "claude-gateway-test", max_tokens: 5, stream: true, messages: [{ role: "user", content: "x" }] }),
+    );
     assert.equal(r.status, 200);
     const text = await r.text();
     assert.match(text, /^event: message_start\n/);
-    assert.match(text, /\n\nevent: error\ndata: \{"type":"error","error":\{"type":"api_error","message":"[^"]+"\},"request_id":"req_[^"]+"\}\n\n$/);
+    assert.match(
+      text,
+      /\n\nevent: error\ndata: \{"type":"error","error":\{"type":"api_error","message":"[^"]+"\},"request_id":"req_[^"]+"\}\n\n$/,
+    );
     assert.ok(!text.includes("message_stop"));
     await queueFaults("cut-stream:2");
     const s = client.messages.stream({ model: "claude-gateway-test", max_tokens: 5, messages: [{ role: "user", content: "x" }] });
@@ -367,12 +406,18 @@ describe("errors in Anthropic's shape", () => {
   test("keys never reach the log", async () => {
     // The log is written asynchronously, in order: once this request's line is out, so are
     // the lines of every request the tests above made.
-    const last = await post("/v1/messages", JSON.stringify({ model: "claude-gateway-test", max_tokens: 5, messages: [{ role: "user", content: "last" }] }));
+    const last = await post(
+      "/v1/messages",
+      JSON.stringify({ model: "claude-gateway-test", max_tokens: 5, messages: [{ role: "user", content: "last" }] }),
+    );
     await last.arrayBuffer();
     const id = last.headers.get("request-id");
     await gw.waitForLine("the last request's log line", (l) => l.msg === "request" && l.req_id === id);
     const all = gw.lines.join("\n");
-    assert.ok(gw.lines.some((l) => l.includes('"msg":"request"')), "expected request log lines");
+    assert.ok(
+      gw.lines.some((l) => l.includes('"msg":"request"')),
+      "expected request log lines",
+    );
     assert.ok(!all.includes(CLIENT_KEY), "client key in the log");
     assert.ok(!all.includes(UPSTREAM_KEY), "upstream key in the log");
     const line = JSON.parse(gw.lines.find((l) => l.includes('"msg":"request"') && l.includes('"provider":"anthropic"'))!);

@@ -140,7 +140,11 @@ describe("limits and failures", () => {
 
 describe("upstream connect failure", () => {
   test("maps to 502 api_error in Anthropic's shape", async () => {
-    const gw = await startGateway({ ANTHROPIC_API_BASE: "http://127.0.0.1:1", ANTHROPIC_API_KEY: "sk-upstream-nowhere-1", MODEL_PROVIDER: "anthropic" });
+    const gw = await startGateway({
+      ANTHROPIC_API_BASE: "http://127.0.0.1:1",
+      ANTHROPIC_API_KEY: "sk-upstream-nowhere-1",
+      MODEL_PROVIDER: "anthropic",
+    });
     try {
       const r = await fetch(`${gw.url}/v1/messages`, { method: "POST", headers: { "content-type": "application/json" }, body: SMALL });
       assert.equal(r.status, 502);
@@ -157,7 +161,12 @@ describe("upstream connect failure", () => {
 describe("health, metrics and threads", () => {
   let gw: Gateway;
   before(async () => {
-    gw = await startGateway({ ANTHROPIC_API_BASE: mock.url, ANTHROPIC_API_KEY: "sk-upstream-abcdefgh", MODEL_PROVIDER: "anthropic", HTTP_THREADS: "2" });
+    gw = await startGateway({
+      ANTHROPIC_API_BASE: mock.url,
+      ANTHROPIC_API_KEY: "sk-upstream-abcdefgh",
+      MODEL_PROVIDER: "anthropic",
+      HTTP_THREADS: "2",
+    });
   });
   after(async () => {
     await gw?.stop();
@@ -178,17 +187,23 @@ describe("health, metrics and threads", () => {
     const agent = new Agent({ keepAlive: false });
     const one = () =>
       new Promise<number>((resolve, reject) => {
-        const req = httpRequest(`${gw.url}/v1/messages`, { method: "POST", agent, headers: { "content-type": "application/json" } }, (res) => {
-          res.resume();
-          res.on("end", () => resolve(res.statusCode ?? 0));
-        });
+        const req = httpRequest(
+          `${gw.url}/v1/messages`,
+          { method: "POST", agent, headers: { "content-type": "application/json" } },
+          (res) => {
+            res.resume();
+            res.on("end", () => resolve(res.statusCode ?? 0));
+          },
+        );
         req.on("error", reject);
         req.end(SMALL);
       });
     const statuses: number[] = [];
     for (let round = 0; round < 10; round++) statuses.push(...(await Promise.all(Array.from({ length: 10 }, one))));
     assert.deepEqual([...new Set(statuses)], [200]);
-    const o = (await (await fetch(`${gw.url}/metrics/observability`)).json()) as { requests: { detail: { route: string; provider: string; status_class: string; value: number }[] } };
+    const o = (await (await fetch(`${gw.url}/metrics/observability`)).json()) as {
+      requests: { detail: { route: string; provider: string; status_class: string; value: number }[] };
+    };
     const served = o.requests.detail.find((d) => d.route === "messages" && d.provider === "anthropic" && d.status_class === "2xx");
     assert.equal(served?.value, 100, "both threads count into the one shared buffer");
     // Each thread logs its requests asynchronously: wait for all 100 lines (bounded).
@@ -200,7 +215,13 @@ describe("health, metrics and threads", () => {
   test("promtool accepts /metrics/prometheus and the SPEC's names are there", async () => {
     await post(gw, "{not json").then((r) => r.arrayBuffer());
     const text = await (await fetch(`${gw.url}/metrics/prometheus`)).text();
-    for (const name of ["http_requests_total", "http_request_errors_total", "http_request_duration_seconds_bucket", "process_resident_memory_bytes", "nodejs_heap_size_used_bytes"]) {
+    for (const name of [
+      "http_requests_total",
+      "http_request_errors_total",
+      "http_request_duration_seconds_bucket",
+      "process_resident_memory_bytes",
+      "nodejs_heap_size_used_bytes",
+    ]) {
       assert.ok(text.includes(`\n${name}`) || text.startsWith(name), `missing ${name}`);
     }
     assert.match(text, /http_requests_total\{route="messages",provider="anthropic",status_class="2xx"\} \d+/);
@@ -212,12 +233,20 @@ describe("health, metrics and threads", () => {
 
 describe("graceful shutdown", () => {
   test("SIGTERM mid-stream: readiness fails, no new connections, the stream completes, exit 0", async () => {
-    const gw = await startGateway({ ANTHROPIC_API_BASE: mock.url, ANTHROPIC_API_KEY: "sk-upstream-abcdefgh", MODEL_PROVIDER: "anthropic", GRACEFUL_SHUTDOWN_TIMEOUT: "20000" });
+    const gw = await startGateway({
+      ANTHROPIC_API_BASE: mock.url,
+      ANTHROPIC_API_KEY: "sk-upstream-abcdefgh",
+      MODEL_PROVIDER: "anthropic",
+      GRACEFUL_SHUTDOWN_TIMEOUT: "20000",
+    });
     await fetch(`${mock.url}/__mock/faults`, { method: "POST", body: JSON.stringify({ faults: ["slow-stream:150"] }) });
     // A keep-alive connection opened before the signal, to probe readiness while draining.
     const probe = connect(gw.port, "127.0.0.1");
     await new Promise((r) => probe.once("connect", r));
-    const res = await post(gw, JSON.stringify({ model: "claude-gateway-test", max_tokens: 8, stream: true, messages: [{ role: "user", content: "hi" }] }));
+    const res = await post(
+      gw,
+      JSON.stringify({ model: "claude-gateway-test", max_tokens: 8, stream: true, messages: [{ role: "user", content: "hi" }] }),
+    );
     assert.equal(res.status, 200);
     const reader = res.body!.getReader();
     const dec = new TextDecoder();
@@ -236,7 +265,10 @@ describe("graceful shutdown", () => {
     probe.destroy();
     assert.match(readiness, /^HTTP\/1\.1 503 /);
     assert.match(readiness, /"draining":\{"ok":false\}/);
-    const fresh = await fetch(`${gw.url}/health/live`).then(() => "accepted", () => "refused");
+    const fresh = await fetch(`${gw.url}/health/live`).then(
+      () => "accepted",
+      () => "refused",
+    );
     assert.equal(fresh, "refused", "the listen socket must be closed while draining");
     for (;;) {
       const { value, done } = await reader.read();

@@ -19,9 +19,18 @@ import { until } from "../support/wait.js";
 function finished(): RequestState {
   const s = new RequestState(R_MESSAGES, 0);
   Object.assign(s, {
-    id: "req_abc_0_1", clientRequestId: "client-7", model: 'claude "quoted"\n\u2028model', provider: 1, providerName: "anthropic",
-    inputTokens: 12, outputTokens: 30, keyId: "static-0", errorCode: "GW_ERR_UPSTREAM_TIMEOUT", aborted: true,
-    clientKey: "sk-client-secret-000000000000", upstreamKey: "sk-upstream-secret-00000000",
+    id: "req_abc_0_1",
+    clientRequestId: "client-7",
+    model: 'claude "quoted"\n\u2028model',
+    provider: 1,
+    providerName: "anthropic",
+    inputTokens: 12,
+    outputTokens: 30,
+    keyId: "static-0",
+    errorCode: "GW_ERR_UPSTREAM_TIMEOUT",
+    aborted: true,
+    clientKey: "sk-client-secret-000000000000",
+    upstreamKey: "sk-upstream-secret-00000000",
   });
   return s;
 }
@@ -47,8 +56,31 @@ test("the request line has the fields and values pino's line had, escapes the mo
     // The reference: pino itself, with the logger's settings, given the fields the line used to pass.
     let ref = "";
     const sink = new Writable({ write: (c: Buffer, _e, cb) => ((ref += c.toString()), cb()) });
-    const p = pino({ base: { pid: process.pid, thread: threadId }, timestamp: pino.stdTimeFunctions.epochTime, formatters: { level: (label) => ({ level: label }) } }, sink);
-    p.info({ req_id: s.id, client_req_id: s.clientRequestId, route: ROUTES[s.route], provider: s.providerName, model: s.model, status: 504, latency_ms: Math.round(1234.4) / 1000, input_tokens: 12, output_tokens: 30, key_id: "static-0", error: s.errorCode, aborted: true }, "request");
+    const p = pino(
+      {
+        base: { pid: process.pid, thread: threadId },
+        timestamp: pino.stdTimeFunctions.epochTime,
+        formatters: { level: (label) => ({ level: label }) },
+      },
+      sink,
+    );
+    p.info(
+      {
+        req_id: s.id,
+        client_req_id: s.clientRequestId,
+        route: ROUTES[s.route],
+        provider: s.providerName,
+        model: s.model,
+        status: 504,
+        latency_ms: Math.round(1234.4) / 1000,
+        input_tokens: 12,
+        output_tokens: 30,
+        key_id: "static-0",
+        error: s.errorCode,
+        aborted: true,
+      },
+      "request",
+    );
     await until("pino wrote its line", () => ref.includes("\n"), 10_000);
     const theirs = JSON.parse(ref.trim()) as Record<string, unknown>;
     assert.equal(typeof ours.time, "number");
@@ -70,7 +102,19 @@ test("absent values are left out, as pino leaves out undefined", async () => {
     l.flush();
     await until("the line is written", () => readFileSync(file, "utf8").includes("\n"), 10_000);
     const line = JSON.parse(readFileSync(file, "utf8").trim()) as Record<string, unknown>;
-    assert.deepEqual(Object.keys(line), ["level", "time", "pid", "thread", "req_id", "route", "provider", "model", "status", "latency_ms", "msg"]);
+    assert.deepEqual(Object.keys(line), [
+      "level",
+      "time",
+      "pid",
+      "thread",
+      "req_id",
+      "route",
+      "provider",
+      "model",
+      "status",
+      "latency_ms",
+      "msg",
+    ]);
     assert.equal(line.model, null);
   });
 });
@@ -91,7 +135,10 @@ test("a log buffer that cannot drain fast enough drops whole lines and counts th
     for (let i = 0; i < n; i++) tap(s, 200, 1000);
     assert.ok(l.dropped() > 0, "lines past the cap were dropped");
     assert.equal(counted, l.dropped(), "every drop is counted once");
-    const kept = () => readFileSync(file, "utf8").split("\n").filter((x) => x !== "");
+    const kept = () =>
+      readFileSync(file, "utf8")
+        .split("\n")
+        .filter((x) => x !== "");
     // Every line is either on disk (once the buffer drained) or counted as dropped.
     await until(`kept + dropped = ${n} written`, () => kept().length + l.dropped() === n, 20_000);
     const lines = kept();

@@ -31,9 +31,26 @@ describe("GET /v1/models with an Anthropic-type upstream", () => {
   before(async () => {
     mock = await startMock();
     const dir = mkdtempSync(join(tmpdir(), "portcullis-models-"));
-    writeFileSync(join(dir, "config.json"), JSON.stringify({ routes: [{ match: "team-default", provider: "anthropic", model: "claude-sonnet-4-5" }, { match: "local-*", provider: "mock" }] }));
-    gw = await startGateway({ ANTHROPIC_API_BASE: mock.url, ANTHROPIC_API_KEY: "sk-upstream-models-1", MODEL_PROVIDER: "anthropic", GATEWAY_API_KEYS: KEY, CONFIG_FILE: join(dir, "config.json") });
-    await logLine(gw, /"provider":"anthropic".*"msg":"provider model list loaded"|"msg":"provider model list loaded".*"provider":"anthropic"/);
+    writeFileSync(
+      join(dir, "config.json"),
+      JSON.stringify({
+        routes: [
+          { match: "team-default", provider: "anthropic", model: "claude-sonnet-4-5" },
+          { match: "local-*", provider: "mock" },
+        ],
+      }),
+    );
+    gw = await startGateway({
+      ANTHROPIC_API_BASE: mock.url,
+      ANTHROPIC_API_KEY: "sk-upstream-models-1",
+      MODEL_PROVIDER: "anthropic",
+      GATEWAY_API_KEYS: KEY,
+      CONFIG_FILE: join(dir, "config.json"),
+    });
+    await logLine(
+      gw,
+      /"provider":"anthropic".*"msg":"provider model list loaded"|"msg":"provider model list loaded".*"provider":"anthropic"/,
+    );
     client = new Anthropic({ baseURL: gw.url, apiKey: KEY, maxRetries: 0 });
   });
   after(async () => {
@@ -83,7 +100,10 @@ describe("GET /v1/models on the demo's built-in mock", () => {
       const client = new Anthropic({ baseURL: gw.url, apiKey: KEY, maxRetries: 0 });
       const ids: string[] = [];
       for await (const m of client.models.list()) ids.push(m.id);
-      assert.deepEqual(ids, MOCK_MODELS.map((m) => m.id));
+      assert.deepEqual(
+        ids,
+        MOCK_MODELS.map((m) => m.id),
+      );
     } finally {
       await gw.stop();
     }

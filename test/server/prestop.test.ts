@@ -21,7 +21,8 @@ async function logged(msg: string): Promise<void> {
 }
 const body = JSON.stringify({ model: "claude-sonnet-4-5", max_tokens: 8, messages: [{ role: "user", content: "hi" }] });
 // A fresh connection per call: what a client that has not yet seen the endpoint removal opens.
-const call = () => fetch(`${gw.url}/v1/messages`, { method: "POST", headers: { "content-type": "application/json", connection: "close" }, body });
+const call = () =>
+  fetch(`${gw.url}/v1/messages`, { method: "POST", headers: { "content-type": "application/json", connection: "close" }, body });
 
 before(async () => {
   gw = await startGateway({ MODEL_PROVIDER: "mock", METRICS_PORT: "0" });

@@ -139,7 +139,11 @@ describe("retries, breakers and fallbacks", () => {
     assert.match(prom, /circuit_breaker_state\{provider="fragile",state="open"\} 1/);
     assert.match(prom, /circuit_breaker_state\{provider="flaky",state="closed"\} 1/);
     assert.match(prom, /http_requests_rejected_total\{reason="circuit_open"\} [1-9]/);
-    assert.match(prom, /http_request_errors_total\{route="messages",provider="fragile",type="overloaded_error"\} [1-9]/, "a fail-fast 503 names the provider");
+    assert.match(
+      prom,
+      /http_request_errors_total\{route="messages",provider="fragile",type="overloaded_error"\} [1-9]/,
+      "a fail-fast 503 names the provider",
+    );
     // Until CIRCUIT_BREAKER_TIMEOUT has passed every call fails fast (503, nothing sent);
     // the first call after it is admitted as a probe.
     const r3 = await until("the breaker to admit a probe after its timeout", async () => {
@@ -156,8 +160,13 @@ describe("retries, breakers and fallbacks", () => {
     assert.equal(r4.status, 200);
     await r4.arrayBuffer();
     assert.equal((await breakers(gw)).fragile!.state, "closed");
-    await gw.waitForLine("the fragile breaker's transition to closed", (l) => l.msg === "circuit breaker transition" && l.provider === "fragile" && l.to === "closed");
-    const transitions = gw.lines.filter((l) => l.includes("circuit breaker transition") && l.includes('"provider":"fragile"')).map((l) => JSON.parse(l).to);
+    await gw.waitForLine(
+      "the fragile breaker's transition to closed",
+      (l) => l.msg === "circuit breaker transition" && l.provider === "fragile" && l.to === "closed",
+    );
+    const transitions = gw.lines
+      .filter((l) => l.includes("circuit breaker transition") && l.includes('"provider":"fragile"'))
+      .map((l) => JSON.parse(l).to);
     assert.deepEqual(transitions, ["open", "half_open", "closed"]);
   });
 
@@ -213,7 +222,11 @@ describe("load shedding and rate limits", () => {
       assert.match(prom, /http_requests_rejected_total\{reason="active_requests"\} [1-9]/);
       await faults();
       await settle(gw);
-      const after = await fetch(`${gw.url}/v1/messages`, { method: "POST", headers: { "content-type": "application/json" }, body: body("claude-x") });
+      const after = await fetch(`${gw.url}/v1/messages`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: body("claude-x"),
+      });
       assert.equal(after.status, 200, "an idle process does not shed");
       await after.arrayBuffer();
     } finally {
@@ -265,11 +278,19 @@ describe("load shedding and rate limits", () => {
     });
     try {
       await faults("hang");
-      const r = await fetch(`${gw.url}/v1/messages`, { method: "POST", headers: { "content-type": "application/json" }, body: body("claude-x") });
+      const r = await fetch(`${gw.url}/v1/messages`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: body("claude-x"),
+      });
       assert.equal(r.status, 504);
       assert.equal(((await r.json()) as { error: { type: string } }).error.type, "timeout_error");
       await faults("slow-stream:2500");
-      const s = await fetch(`${gw.url}/v1/messages`, { method: "POST", headers: { "content-type": "application/json" }, body: body("claude-x", true) });
+      const s = await fetch(`${gw.url}/v1/messages`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: body("claude-x", true),
+      });
       assert.equal(s.status, 200);
       const text = await s.text();
       assert.match(text, /event: error\ndata: \{"type":"error","error":\{"type":"timeout_error"/);

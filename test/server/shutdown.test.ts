@@ -44,7 +44,10 @@ async function logLine(gw: Gateway, re: RegExp, ms = 10_000): Promise<void> {
 /** Resolves with the exit code, or fails once `ms` have passed since `since`. */
 function exitWithin(gw: Gateway, since: number, ms: number): Promise<number | null> {
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`the gateway did not exit within ${ms} ms of SIGTERM`)), Math.max(0, since + ms - Date.now()));
+    const t = setTimeout(
+      () => reject(new Error(`the gateway did not exit within ${ms} ms of SIGTERM`)),
+      Math.max(0, since + ms - Date.now()),
+    );
     void gw.exited.then((code) => {
       clearTimeout(t);
       resolve(code);
@@ -91,7 +94,14 @@ describe("draining", () => {
   test("a request on an old keep-alive connection gets 503 overloaded_error + connection: close and never goes upstream; the stream in flight and its ledger row survive", async () => {
     const dir = mkdtempSync(join(tmpdir(), "portcullis-shutdown-"));
     const db = join(dir, "ledger.db");
-    const gw = await startGateway({ ANTHROPIC_API_BASE: mock.url, ANTHROPIC_API_KEY: "sk-upstream-shutdown", MODEL_PROVIDER: "anthropic", GRACEFUL_SHUTDOWN_TIMEOUT: "20000", DATABASE_PATH: db, LEDGER_BATCH_MS: "5000" });
+    const gw = await startGateway({
+      ANTHROPIC_API_BASE: mock.url,
+      ANTHROPIC_API_KEY: "sk-upstream-shutdown",
+      MODEL_PROVIDER: "anthropic",
+      GRACEFUL_SHUTDOWN_TIMEOUT: "20000",
+      DATABASE_PATH: db,
+      LEDGER_BATCH_MS: "5000",
+    });
     const old = new Conn(gw.port);
     await old.ready();
     const first = await old.exchange(`GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n`);
@@ -111,7 +121,9 @@ describe("draining", () => {
     gw.proc.kill("SIGTERM");
     await logLine(gw, /"msg":"draining"/);
 
-    const refused = await old.exchange(`POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${BODY.length}\r\n\r\n${BODY}`);
+    const refused = await old.exchange(
+      `POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${BODY.length}\r\n\r\n${BODY}`,
+    );
     assert.match(refused, /^HTTP\/1\.1 503 /);
     assert.match(refused, /\r\nconnection: close\r\n/i);
     assert.match(refused, /"type":"overloaded_error"/);
@@ -128,7 +140,11 @@ describe("draining", () => {
     assert.match(text, /event: message_stop\n/, "the stream in flight completes");
     assert.equal(await gw.exited, 0);
     // LEDGER_BATCH_MS=5000: the row was still batched when the drain began; it must be written.
-    const rows = new Database(db, { readonly: true }).prepare("SELECT request_id, client_request_id, status FROM usage").all() as { request_id: string; client_request_id: string | null; status: number }[];
+    const rows = new Database(db, { readonly: true }).prepare("SELECT request_id, client_request_id, status FROM usage").all() as {
+      request_id: string;
+      client_request_id: string | null;
+      status: number;
+    }[];
     const row = rows.find((r) => r.request_id === gatewayId);
     assert.ok(row !== undefined, `the streamed request's ledger row is written (rows: ${JSON.stringify(rows)})`);
     assert.equal(row.client_request_id, "trace-shutdown-1");
@@ -139,10 +155,21 @@ describe("draining", () => {
 describe("bounded shutdown", () => {
   test("an idle keep-alive connection does not hold the process: it is closed and the exit comes within GRACEFUL_SHUTDOWN_TIMEOUT + margin", async () => {
     const timeout = 1000;
-    const gw = await startGateway({ ANTHROPIC_API_BASE: mock.url, ANTHROPIC_API_KEY: "sk-upstream-shutdown", MODEL_PROVIDER: "anthropic", GRACEFUL_SHUTDOWN_TIMEOUT: String(timeout), HTTP_THREADS: "2" });
+    const gw = await startGateway({
+      ANTHROPIC_API_BASE: mock.url,
+      ANTHROPIC_API_KEY: "sk-upstream-shutdown",
+      MODEL_PROVIDER: "anthropic",
+      GRACEFUL_SHUTDOWN_TIMEOUT: String(timeout),
+      HTTP_THREADS: "2",
+    });
     const idle = new Conn(gw.port);
     await idle.ready();
-    assert.match(await idle.exchange(`POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${BODY.length}\r\n\r\n${BODY}`), /^HTTP\/1\.1 200 /);
+    assert.match(
+      await idle.exchange(
+        `POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${BODY.length}\r\n\r\n${BODY}`,
+      ),
+      /^HTTP\/1\.1 200 /,
+    );
     const t0 = Date.now();
     gw.proc.kill("SIGTERM");
     // Before this change uWS's idle timeout (~10 s) held the thread, and the exit took 11.8 s.
@@ -154,7 +181,12 @@ describe("bounded shutdown", () => {
 
   test("a request hanging upstream is cut at the timeout and the exit still comes within the bound", async () => {
     const timeout = 1000;
-    const gw = await startGateway({ ANTHROPIC_API_BASE: mock.url, ANTHROPIC_API_KEY: "sk-upstream-shutdown", MODEL_PROVIDER: "anthropic", GRACEFUL_SHUTDOWN_TIMEOUT: String(timeout) });
+    const gw = await startGateway({
+      ANTHROPIC_API_BASE: mock.url,
+      ANTHROPIC_API_KEY: "sk-upstream-shutdown",
+      MODEL_PROVIDER: "anthropic",
+      GRACEFUL_SHUTDOWN_TIMEOUT: String(timeout),
+    });
     await fetch(`${mock.url}/__mock/faults`, { method: "POST", body: JSON.stringify({ faults: ["hang"] }) });
     const before = await upstreamCount();
     const hung = fetch(`${gw.url}/v1/messages`, { method: "POST", headers: { "content-type": "application/json" }, body: BODY }).then(
@@ -169,14 +201,24 @@ describe("bounded shutdown", () => {
     gw.proc.kill("SIGTERM");
     assert.equal(await exitWithin(gw, t0, timeout + SHUTDOWN_MARGIN_MS), 0);
     assert.equal(await hung, "cut", "the hung request's connection is closed");
-    assert.ok(gw.lines.some((l) => l.includes('"msg":"acceptor drained"') && l.includes('"forced":1')), "the hung request was cut by the drain deadline");
+    assert.ok(
+      gw.lines.some((l) => l.includes('"msg":"acceptor drained"') && l.includes('"forced":1')),
+      "the hung request was cut by the drain deadline",
+    );
   });
 });
 
 describe("a signal during start-up", () => {
   test("SIGTERM after the ledger opened but before listening is a graceful shutdown, not a kill", async () => {
     const proc = spawn(process.execPath, [MAIN], {
-      env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: "0", HTTP_THREADS: "2", MODEL_PROVIDER: "mock", DATABASE_PATH: join(mkdtempSync(join(tmpdir(), "portcullis-early-")), "l.db") },
+      env: {
+        PATH: process.env.PATH ?? "",
+        HOST: "127.0.0.1",
+        PORT: "0",
+        HTTP_THREADS: "2",
+        MODEL_PROVIDER: "mock",
+        DATABASE_PATH: join(mkdtempSync(join(tmpdir(), "portcullis-early-")), "l.db"),
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const lines: string[] = [];

@@ -39,14 +39,26 @@ function newId(tag: string): string {
 function body(model: string, stream = false, maxTokens = 8): string {
   return JSON.stringify({ model, max_tokens: maxTokens, stream, messages: [{ role: "user", content: "hello there" }] });
 }
-function call(gw: Gateway, model: string, opts: { stream?: boolean; key?: string; id?: string; headers?: Record<string, string> } = {}): Promise<Response> {
+function call(
+  gw: Gateway,
+  model: string,
+  opts: { stream?: boolean; key?: string; id?: string; headers?: Record<string, string> } = {},
+): Promise<Response> {
   return fetch(`${gw.url}/v1/messages`, {
     method: "POST",
-    headers: { "content-type": "application/json", "x-api-key": opts.key ?? KEY, "x-request-id": opts.id ?? newId("call"), ...opts.headers },
+    headers: {
+      "content-type": "application/json",
+      "x-api-key": opts.key ?? KEY,
+      "x-request-id": opts.id ?? newId("call"),
+      ...opts.headers,
+    },
     body: body(model, opts.stream),
   });
 }
-async function breaker(gw: Gateway, name: string): Promise<{ state: string; consecutive_failures: number; probes_in_flight: number; retry_after_ms: number }> {
+async function breaker(
+  gw: Gateway,
+  name: string,
+): Promise<{ state: string; consecutive_failures: number; probes_in_flight: number; retry_after_ms: number }> {
   const j = (await (await fetch(`${gw.url}/metrics/circuit-breakers`)).json()) as { breakers: Record<string, any> };
   return j.breakers[name];
 }
@@ -191,14 +203,22 @@ describe("client bytes, keys and upstream replies", () => {
     }
     assert.equal((await breaker(gw, "up")).state, "closed");
     const id = newId("q-ok");
-    const ok = await fetch(`${gw.url}/v1/messages?beta=true`, { method: "POST", headers: { "content-type": "application/json", "x-api-key": KEY, "x-request-id": id }, body: body("up-model") });
+    const ok = await fetch(`${gw.url}/v1/messages?beta=true`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-api-key": KEY, "x-request-id": id },
+      body: body("up-model"),
+    });
     assert.equal(ok.status, 200);
     await ok.arrayBuffer();
     assert.equal((await recorded(id))[0]!.url, "/v1/messages?beta=true", "a plain query is still forwarded");
   });
 
   test("a pass-through provider gets x-upstream-api-key, never the static or virtual gateway key", async () => {
-    const vk = await fetch(`${gw.url}/admin/keys`, { method: "POST", headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" }, body: JSON.stringify({ name: "pt" }) });
+    const vk = await fetch(`${gw.url}/admin/keys`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+      body: JSON.stringify({ name: "pt" }),
+    });
     assert.equal(vk.status, 201);
     const virtual = ((await vk.json()) as { key: string }).key;
     for (const gatewayKey of [KEY, virtual]) {
@@ -283,7 +303,11 @@ describe("client bytes, keys and upstream replies", () => {
   });
 
   test("the gateway asks for identity; gzip, br and deflate replies are decoded, JSON and SSE, and their usage counted", async () => {
-    const vk = await fetch(`${gw.url}/admin/keys`, { method: "POST", headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" }, body: JSON.stringify({ name: "comp", limits: { tokens_per_day: 1_000_000 } }) });
+    const vk = await fetch(`${gw.url}/admin/keys`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+      body: JSON.stringify({ name: "comp", limits: { tokens_per_day: 1_000_000 } }),
+    });
     const k = (await vk.json()) as { id: string; key: string };
     let expected = 0;
     for (const enc of ["gzip", "br", "deflate"]) {
@@ -320,7 +344,11 @@ describe("client bytes, keys and upstream replies", () => {
   });
 
   test("a reply whose usage cannot be read is charged its reservation, logged and counted", async () => {
-    const vk = await fetch(`${gw.url}/admin/keys`, { method: "POST", headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" }, body: JSON.stringify({ name: "nousage", limits: { tokens_per_day: 1_000_000 } }) });
+    const vk = await fetch(`${gw.url}/admin/keys`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+      body: JSON.stringify({ name: "nousage", limits: { tokens_per_day: 1_000_000 } }),
+    });
     const k = (await vk.json()) as { id: string; key: string };
     await faults("body:no-usage");
     const id = newId("nousage");
@@ -405,7 +433,12 @@ describe("one deadline per request", () => {
 
   test("the deadline counts from arrival: a request whose body took longer is answered 504 and never sent", async () => {
     const id = newId("late");
-    const r = await raw(gw.port, Buffer.from(`POST /v1/messages HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\nx-request-id: ${id}\r\n`), body("stream-model"), 1000);
+    const r = await raw(
+      gw.port,
+      Buffer.from(`POST /v1/messages HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\nx-request-id: ${id}\r\n`),
+      body("stream-model"),
+      1000,
+    );
     assert.equal(r.status, 504, r.body);
     assert.equal(JSON.parse(r.body).error.type, "timeout_error");
     assert.deepEqual(await recorded(id), [], "past its deadline, nothing is sent upstream");
@@ -415,7 +448,11 @@ describe("one deadline per request", () => {
     await faults("hang");
     // The waiter arrives first (its deadline is the earlier one) but its body comes later.
     const waiterId = newId("waiter");
-    const waiter = rawOpen(gw.port, Buffer.from(`POST /v1/messages HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\nx-request-id: ${waiterId}\r\n`), body("late-model"));
+    const waiter = rawOpen(
+      gw.port,
+      Buffer.from(`POST /v1/messages HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\nx-request-id: ${waiterId}\r\n`),
+      body("late-model"),
+    );
     for (let i = 0; ; i++) {
       const o = (await (await fetch(`${gw.url}/metrics/observability`)).json()) as { requests: { active: number } };
       if (o.requests.active >= 2) break; // the waiter's request is in (this one counts itself)
@@ -453,7 +490,12 @@ describe("one deadline per request", () => {
     await faults("hang");
     const ac = new AbortController();
     const id = newId("abort");
-    const pending = fetch(`${gw.url}/v1/messages`, { method: "POST", headers: { "content-type": "application/json", "x-request-id": id }, body: body("probe-model"), signal: ac.signal });
+    const pending = fetch(`${gw.url}/v1/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-request-id": id },
+      body: body("probe-model"),
+      signal: ac.signal,
+    });
     for (let i = 0; (await recorded(id)).length === 0; i++) {
       assert.ok(i < 400, "the probe never reached the mock");
       await new Promise((r) => setTimeout(r, 10));

@@ -25,7 +25,16 @@ const BODY = Buffer.from(JSON.stringify({ model: "m", max_tokens: 8, messages: [
 
 /** The fields a Relay reads before any response reaches the client. */
 function fakeCtx(id: string): RequestCtx {
-  return { id, aborted: false, done: false, started: false, provider: 1, providerName: "p", route: 0, shared: { log: { warn() {} }, metrics: { poolWait() {} } } } as unknown as RequestCtx;
+  return {
+    id,
+    aborted: false,
+    done: false,
+    started: false,
+    provider: 1,
+    providerName: "p",
+    route: 0,
+    shared: { log: { warn() {} }, metrics: { poolWait() {} } },
+  } as unknown as RequestCtx;
 }
 
 class Owner implements AttemptOwner {
@@ -58,9 +67,22 @@ async function recordedIds(): Promise<string[]> {
 
 test("an attempt aborted while it waits for a pool connection is never sent", async () => {
   const pool = new Pool(mock.url, { connections: 1 });
-  const holder = pool.request({ path: "/v1/messages", method: "POST", headers: { "content-type": "application/json", "x-request-id": "relay-holder", "x-mock-fault": "delay:400" }, body: BODY });
+  const holder = pool.request({
+    path: "/v1/messages",
+    method: "POST",
+    headers: { "content-type": "application/json", "x-request-id": "relay-holder", "x-mock-fault": "delay:400" },
+    body: BODY,
+  });
   const owner = new Owner();
-  const relay = dispatchAttempt(pool, "/v1/messages", ["content-type", "application/json", "x-request-id", "relay-waiter"], BODY, fakeCtx("relay-waiter"), owner, 65536);
+  const relay = dispatchAttempt(
+    pool,
+    "/v1/messages",
+    ["content-type", "application/json", "x-request-id", "relay-waiter"],
+    BODY,
+    fakeCtx("relay-waiter"),
+    owner,
+    65536,
+  );
   // The holder has the only connection; the waiter is queued behind it.
   for (let i = 0; !(await recordedIds()).includes("relay-holder"); i++) {
     assert.ok(i < 400, "the holder never reached the mock");
@@ -80,7 +102,15 @@ test("an attempt aborted while it waits for a pool connection is never sent", as
 test("a header value undici refuses is a local error, not a provider failure", async () => {
   const pool = new Pool(mock.url, { connections: 1 });
   const owner = new Owner();
-  dispatchAttempt(pool, "/v1/messages", ["content-type", "application/json", "user-agent", "a\x7fb"], BODY, fakeCtx("relay-bad"), owner, 65536);
+  dispatchAttempt(
+    pool,
+    "/v1/messages",
+    ["content-type", "application/json", "user-agent", "a\x7fb"],
+    BODY,
+    fakeCtx("relay-bad"),
+    owner,
+    65536,
+  );
   await new Promise((r) => setImmediate(r));
   assert.deepEqual(owner.calls, ["localError UND_ERR_INVALID_ARG"]);
   await pool.destroy();

@@ -13,7 +13,12 @@ async function call(url: string, user: string | null): Promise<void> {
   const r = await fetch(`${url}/v1/messages`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ model: "claude-sonnet-4-5", max_tokens: 8, messages: [{ role: "user", content: "hi" }], ...(user === null ? {} : { metadata: { user_id: user } }) }),
+    body: JSON.stringify({
+      model: "claude-sonnet-4-5",
+      max_tokens: 8,
+      messages: [{ role: "user", content: "hi" }],
+      ...(user === null ? {} : { metadata: { user_id: user } }),
+    }),
   });
   assert.equal(r.status, 200);
   await r.arrayBuffer();
@@ -47,5 +52,8 @@ test("off by default: no user series", async () => {
 });
 
 test("a cap above 10000 is refused naming the setting", () => {
-  assert.throws(() => loadConfig({ MODEL_PROVIDER: "mock", USAGE_METRICS_USER_LABEL_MAX: "20000" }, undefined, 1), (e: unknown) => e instanceof ConfigError && e.setting === "USAGE_METRICS_USER_LABEL_MAX");
+  assert.throws(
+    () => loadConfig({ MODEL_PROVIDER: "mock", USAGE_METRICS_USER_LABEL_MAX: "20000" }, undefined, 1),
+    (e: unknown) => e instanceof ConfigError && e.setting === "USAGE_METRICS_USER_LABEL_MAX",
+  );
 });

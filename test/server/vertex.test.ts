@@ -76,7 +76,11 @@ after(async () => {
 
 describe("vertex provider", () => {
   test("the SDK's create reaches :rawPredict with the bearer from the service account and Vertex's body", async () => {
-    const msg = await client.messages.create({ model: "claude-sonnet-4-5", max_tokens: 32, messages: [{ role: "user", content: "hello vertex" }] });
+    const msg = await client.messages.create({
+      model: "claude-sonnet-4-5",
+      max_tokens: 32,
+      messages: [{ role: "user", content: "hello vertex" }],
+    });
     assert.equal(msg.type, "message");
     const r = await lastVertex();
     assert.equal(r.url, `/v1/projects/proj-test/locations/us-east5/publishers/anthropic/models/${MODEL}:rawPredict`);
@@ -121,7 +125,11 @@ describe("vertex provider", () => {
   });
 
   test("count_tokens goes to count-tokens:rawPredict with the model in the body", async () => {
-    const res = await post({ model: "claude-sonnet-4-5", messages: [{ role: "user", content: "count me" }] }, {}, "/v1/messages/count_tokens");
+    const res = await post(
+      { model: "claude-sonnet-4-5", messages: [{ role: "user", content: "count me" }] },
+      {},
+      "/v1/messages/count_tokens",
+    );
     assert.equal(res.status, 200);
     assert.ok(((await res.json()) as { input_tokens: number }).input_tokens > 0);
     const r = await lastVertex();
@@ -140,11 +148,18 @@ describe("vertex provider", () => {
       bearers.add((await lastVertex()).headers["authorization"]!);
       await new Promise((r) => setTimeout(r, 250));
     }
-    assert.equal(gw.lines.some((l) => l.includes("ya29.")), false, "no token in the logs");
+    assert.equal(
+      gw.lines.some((l) => l.includes("ya29.")),
+      false,
+      "no token in the logs",
+    );
   });
 
   test("a Google-shaped 429 (RESOURCE_EXHAUSTED) is retried and, when it persists, answered in Anthropic's shape", async () => {
-    await fetch(`${mock.url}/__mock/faults`, { method: "POST", body: JSON.stringify({ faults: ["status:429", "status:429", "status:429"] }) });
+    await fetch(`${mock.url}/__mock/faults`, {
+      method: "POST",
+      body: JSON.stringify({ faults: ["status:429", "status:429", "status:429"] }),
+    });
     const res = await fetch(`${gw.url}/v1/messages`, {
       method: "POST",
       headers: { "content-type": "application/json", "x-api-key": CLIENT_KEY },
@@ -163,7 +178,9 @@ describe("vertex with workload identity (the metadata server)", () => {
     const g = await startGateway({ CONFIG_FILE: join(dir, "config.json"), GCE_METADATA_HOST: host });
     try {
       const c = new Anthropic({ apiKey: CLIENT_KEY, baseURL: g.url, maxRetries: 0 });
-      const final = await c.messages.stream({ model: "claude-sonnet-4-5", max_tokens: 16, messages: [{ role: "user", content: "hi" }] }).finalMessage();
+      const final = await c.messages
+        .stream({ model: "claude-sonnet-4-5", max_tokens: 16, messages: [{ role: "user", content: "hi" }] })
+        .finalMessage();
       assert.equal(final.type, "message");
       const rec = (await recorded()).filter((r) => r.url.startsWith("/computeMetadata/v1/instance/service-accounts/default/token"));
       assert.ok(rec.length > 0, "the gateway asked the metadata server for a token");
@@ -177,7 +194,10 @@ describe("vertex with workload identity (the metadata server)", () => {
 
 describe("vertex start-up checks", () => {
   test("an unreadable service-account file stops the start naming GOOGLE_APPLICATION_CREDENTIALS", async () => {
-    const r = await runExpectingFailure({ CONFIG_FILE: join(dir, "config.json"), GOOGLE_APPLICATION_CREDENTIALS: join(dir, "missing.json") });
+    const r = await runExpectingFailure({
+      CONFIG_FILE: join(dir, "config.json"),
+      GOOGLE_APPLICATION_CREDENTIALS: join(dir, "missing.json"),
+    });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /GOOGLE_APPLICATION_CREDENTIALS: cannot read .*missing\.json.*ENOENT/);
   });

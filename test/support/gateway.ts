@@ -37,7 +37,15 @@ function tempDb(): string {
 export async function startGateway(env: Record<string, string>, script = MAIN): Promise<Gateway> {
   const proc = spawn(process.execPath, [script], {
     // Each gateway gets its own ledger file unless the test names one.
-    env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: "0", HTTP_THREADS: "1", LOG_LEVEL: "info", DATABASE_PATH: tempDb(), ...env },
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOST: "127.0.0.1",
+      PORT: "0",
+      HTTP_THREADS: "1",
+      LOG_LEVEL: "info",
+      DATABASE_PATH: tempDb(),
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: string[] = [];

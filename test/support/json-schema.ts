@@ -24,7 +24,8 @@ export function violations(value: unknown, schema: unknown, path = "$"): string[
     if (!ok) return [`${path}: expected ${s.type}, got ${k}`];
   }
   if (Array.isArray(s.enum) && !s.enum.includes(value)) out.push(`${path}: not one of ${s.enum.join(", ")}`);
-  if (typeof value === "string" && typeof s.minLength === "number" && value.length < s.minLength) out.push(`${path}: shorter than ${s.minLength}`);
+  if (typeof value === "string" && typeof s.minLength === "number" && value.length < s.minLength)
+    out.push(`${path}: shorter than ${s.minLength}`);
   if (k === "array" && s.items !== undefined) (value as unknown[]).forEach((v, i) => out.push(...violations(v, s.items, `${path}[${i}]`)));
   if (k === "object") {
     const obj = value as Record<string, unknown>;

@@ -32,7 +32,9 @@ function pgBin(name: string): string {
 /** Run a PostgreSQL program as the postgres user when we are root (as root it refuses to run). */
 function asPg(cmd: string, args: string[]): void {
   const root = userInfo().uid === 0;
-  const r = root ? spawnSync("runuser", ["-u", "postgres", "--", cmd, ...args], { encoding: "utf8" }) : spawnSync(cmd, args, { encoding: "utf8" });
+  const r = root
+    ? spawnSync("runuser", ["-u", "postgres", "--", cmd, ...args], { encoding: "utf8" })
+    : spawnSync(cmd, args, { encoding: "utf8" });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed: ${r.error?.message ?? ""}${r.stderr}${r.stdout}`);
 }
 

@@ -15,7 +15,9 @@ export interface RedisHandle {
 
 export async function startRedis(port?: number): Promise<RedisHandle> {
   const p = port ?? (await freePort());
-  const proc = spawn("redis-server", ["--port", String(p), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn("redis-server", ["--port", String(p), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const exited = new Promise<void>((r) => proc.once("exit", () => r()));
   const stop = async () => {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");

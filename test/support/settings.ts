@@ -15,8 +15,18 @@ function environments(): Record<string, string>[] {
   const mcp = { WORKSPACE_ROOT: ws, GATEWAY_API_KEYS: "settings-probe-key-123", PATH: process.env.PATH ?? "" };
   // Bedrock and Vertex providers read their region and credentials settings.
   const cloud = join(ws, "cloud-providers.json");
-  writeFileSync(cloud, JSON.stringify({ providers: { b: { type: "bedrock" }, v: { type: "vertex", project_id: "p", region: "us-east5" } } }));
-  return [{}, mcp, { ...mcp, SANDBOX_BACKEND: "docker" }, { ...mcp, SANDBOX_BACKEND: "none" }, { CONFIG_FILE: cloud, AWS_REGION: "us-east-1" }, { CONFIG_FILE: cloud }];
+  writeFileSync(
+    cloud,
+    JSON.stringify({ providers: { b: { type: "bedrock" }, v: { type: "vertex", project_id: "p", region: "us-east5" } } }),
+  );
+  return [
+    {},
+    mcp,
+    { ...mcp, SANDBOX_BACKEND: "docker" },
+    { ...mcp, SANDBOX_BACKEND: "none" },
+    { CONFIG_FILE: cloud, AWS_REGION: "us-east-1" },
+    { CONFIG_FILE: cloud },
+  ];
 }
 
 export function settingsRead(): Set<string> {

@@ -19,7 +19,10 @@ const BARRIER_MS = 30_000;
 /** Run `threads` copies of the module at `url` (which calls `workerMain`) and collect their results. */
 export async function runThreads<D, R>(url: URL, threads: number, data: D, timeoutMs = 60_000): Promise<R[]> {
   const gate = new SharedArrayBuffer(8); // [arrived, go]
-  const workers = Array.from({ length: threads }, (_, index) => new Worker(url, { workerData: { index, threads, gate, data } satisfies Envelope<D> }));
+  const workers = Array.from(
+    { length: threads },
+    (_, index) => new Worker(url, { workerData: { index, threads, gate, data } satisfies Envelope<D> }),
+  );
   const results = Promise.all(
     workers.map(
       (w, index) =>
@@ -31,7 +34,9 @@ export async function runThreads<D, R>(url: URL, threads: number, data: D, timeo
             got = true;
           });
           w.on("error", reject);
-          w.on("exit", (code) => (code === 0 && got ? resolve(value as R) : reject(new Error(`stress worker ${index} exited ${code} without a result`))));
+          w.on("exit", (code) =>
+            code === 0 && got ? resolve(value as R) : reject(new Error(`stress worker ${index} exited ${code} without a result`)),
+          );
         }),
     ),
   );

@@ -26,7 +26,8 @@ export async function until<T>(
     } catch (e) {
       last = e;
     }
-    if (Date.now() > end) assert.fail(`timed out after ${ms} ms waiting for ${what}${last === undefined ? "" : `: ${String(last)}`}\n${context()}`.trimEnd());
+    if (Date.now() > end)
+      assert.fail(`timed out after ${ms} ms waiting for ${what}${last === undefined ? "" : `: ${String(last)}`}\n${context()}`.trimEnd());
     await sleep(everyMs);
   }
 }

@@ -20,7 +20,12 @@ const dir = mkdtempSync(join(tmpdir(), "portcullis-retention-"));
 const pools: Piscina[] = [];
 function pool(name: string, data: Omit<LedgerData, "path">): { path: string; run: <T>(t: LedgerTask) => Promise<T> } {
   const path = join(dir, `${name}.db`);
-  const p = new Piscina({ filename: fileURLToPath(new URL("../../workers/ledger-task.js", import.meta.url)), workerData: { path, ...data } satisfies LedgerData, minThreads: 1, maxThreads: 1 });
+  const p = new Piscina({
+    filename: fileURLToPath(new URL("../../workers/ledger-task.js", import.meta.url)),
+    workerData: { path, ...data } satisfies LedgerData,
+    minThreads: 1,
+    maxThreads: 1,
+  });
   pools.push(p);
   return { path, run: <T>(t: LedgerTask) => p.run(t) as Promise<T> };
 }
@@ -28,7 +33,23 @@ after(async () => {
   for (const p of pools) await p.destroy();
 });
 
-const row = (id: string, ts: number): UsageRow => [id, ts, "static-0", "claude-sonnet-4-5", "anthropic", 200, 10, 100, 20, 0, 0, 42, null, null, null];
+const row = (id: string, ts: number): UsageRow => [
+  id,
+  ts,
+  "static-0",
+  "claude-sonnet-4-5",
+  "anthropic",
+  200,
+  10,
+  100,
+  20,
+  0,
+  0,
+  42,
+  null,
+  null,
+  null,
+];
 const audit = (id: string, ts: number): AuditRow => [id, ts, "static-0", "read_file", null, "allow", null, null, 1];
 function ids(path: string, table: "usage" | "audit"): string[] {
   const db = new Database(path, { readonly: true });
@@ -54,7 +75,11 @@ test("rows past the retention go in batches of PRUNE_BATCH; recent rows and the 
   const OLD = 2 * PRUNE_BATCH + 500;
   const old: UsageRow[] = Array.from({ length: OLD }, (_, i) => row(`old-${i}`, now - 40 * DAY + i));
   // The insert prunes one batch right after writing (the first prune is due at once).
-  await run({ op: "insert", rows: [...old, row("month-start", monthStart), row("recent", now - 3_600_000)], audit: [audit("old-audit", now - 40 * DAY), audit("recent-audit", now)] });
+  await run({
+    op: "insert",
+    rows: [...old, row("month-start", monthStart), row("recent", now - 3_600_000)],
+    audit: [audit("old-audit", now - 40 * DAY), audit("recent-audit", now)],
+  });
   const left = ids(path, "usage").filter((i) => i.startsWith("old-")).length;
   assert.equal(left, OLD - PRUNE_BATCH, "one batch per step, so no write holds the database for long");
   const steps: number[] = [];
@@ -79,7 +104,8 @@ test("LEDGER_MAX_MB: past the cap the oldest rows go first, the newest stay, and
   const CAP = 1024 * 1024;
   const { path, run } = pool("cap", { retentionDays: 30, maxBytes: CAP });
   const now = Date.now();
-  const N = 20_000, B = 500; // about 5 MB of rows uncapped
+  const N = 20_000,
+    B = 500; // about 5 MB of rows uncapped
   for (let i = 0; i < N; i += B) {
     await run({ op: "insert", rows: Array.from({ length: B }, (_, j) => row(`r-${String(i + j).padStart(6, "0")}`, now + i + j)) });
   }

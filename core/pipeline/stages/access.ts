@@ -67,9 +67,13 @@ export function rateLimitStage(limiter: RateLimiter, limits: Limits, metrics: Me
 function rateHeaders(limit: "requests" | "tokens", retryAfterMs: number, resetMs: number, l: Limits): string[] {
   const perMinute = limit === "requests" ? l.requestsPerMinute : l.tokensPerMinute;
   return [
-    "retry-after", String(Math.max(1, Math.ceil(retryAfterMs / 1000))),
-    `anthropic-ratelimit-${limit}-limit`, String(perMinute),
-    `anthropic-ratelimit-${limit}-remaining`, "0",
-    `anthropic-ratelimit-${limit}-reset`, new Date(Date.now() + Math.max(0, resetMs)).toISOString().replace(/\.\d{3}Z$/, "Z"),
+    "retry-after",
+    String(Math.max(1, Math.ceil(retryAfterMs / 1000))),
+    `anthropic-ratelimit-${limit}-limit`,
+    String(perMinute),
+    `anthropic-ratelimit-${limit}-remaining`,
+    "0",
+    `anthropic-ratelimit-${limit}-reset`,
+    new Date(Date.now() + Math.max(0, resetMs)).toISOString().replace(/\.\d{3}Z$/, "Z"),
   ];
 }

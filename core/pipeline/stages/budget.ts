@@ -87,7 +87,8 @@ export function reserveStage(d: BudgetDeps): Stage {
       return CONTINUE;
     },
     settle(s: RequestState) {
-      if (s.budgetSlot >= 0 && (s.reservedTokens > 0 || s.reservedMicros > 0)) d.budgets.release(s.budgetSlot, s.reservedTokens, s.reservedMicros);
+      if (s.budgetSlot >= 0 && (s.reservedTokens > 0 || s.reservedMicros > 0))
+        d.budgets.release(s.budgetSlot, s.reservedTokens, s.reservedMicros);
     },
   };
 }
@@ -97,7 +98,14 @@ function refuse(d: BudgetDeps, s: RequestState, which: number, b: BudgetLimits):
   d.usage.blocked(which);
   const resets = d.budgets.resetsAt(which);
   const name = LIMIT_NAMES[which]!;
-  const cap = which === 0 ? `${b.tokensPerDay} tokens` : which === 1 ? `${b.tokensPerMonth} tokens` : which === 2 ? `$${(b.microsPerDay / 1e6).toFixed(2)}` : `$${(b.microsPerMonth / 1e6).toFixed(2)}`;
+  const cap =
+    which === 0
+      ? `${b.tokensPerDay} tokens`
+      : which === 1
+        ? `${b.tokensPerMonth} tokens`
+        : which === 2
+          ? `$${(b.microsPerDay / 1e6).toFixed(2)}`
+          : `$${(b.microsPerMonth / 1e6).toFixed(2)}`;
   const at = new Date(resets).toISOString().replace(/\.\d{3}Z$/, "Z");
   const secs = Math.max(1, Math.ceil((resets - Date.now()) / 1000));
   s.errMessage = `budget exceeded: this key's ${name} limit (${cap}) is used up, counting requests in flight; it resets at ${at} (UTC)`;

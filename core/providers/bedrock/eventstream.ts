@@ -28,7 +28,10 @@ export interface StreamFault {
 const EMPTY = Buffer.alloc(0);
 const BYTES_KEY = Buffer.from('"bytes":"');
 const TYPE_PREFIX = Buffer.from('{"type":"');
-const QUOTE = 0x22, BACKSLASH = 0x5c, LF = 0x0a, CR = 0x0d;
+const QUOTE = 0x22,
+  BACKSLASH = 0x5c,
+  LF = 0x0a,
+  CR = 0x0d;
 
 /**
  * `event: <type>\ndata: ` prefixes, built once per event type (the set is small and capped);
@@ -72,10 +75,14 @@ export class EventStreamDecoder {
   /** Decoded event JSON of the frame at hand (reused; grows to the largest event). */
   private scratch = Buffer.allocUnsafe(4096);
   // Byte ranges of the headers of the frame being decoded (no per-frame object or string).
-  private mts = 0; private mte = 0; // :message-type
-  private ets = 0; private ete = 0; // :event-type
-  private xts = 0; private xte = 0; // :exception-type or :error-code
-  private ems = 0; private eme = 0; // :error-message
+  private mts = 0;
+  private mte = 0; // :message-type
+  private ets = 0;
+  private ete = 0; // :event-type
+  private xts = 0;
+  private xte = 0; // :exception-type or :error-code
+  private ems = 0;
+  private eme = 0; // :error-message
 
   /** Bytes received but not yet part of a complete frame. */
   get pending(): number {
@@ -97,7 +104,7 @@ export class EventStreamDecoder {
     while (data.length - off >= 12) {
       const total = data.readUInt32BE(off);
       const hlen = data.readUInt32BE(off + 4);
-      if ((crc32(data.subarray(off, off + 8)) >>> 0) !== data.readUInt32BE(off + 8)) {
+      if (crc32(data.subarray(off, off + 8)) >>> 0 !== data.readUInt32BE(off + 8)) {
         this.corrupt = "event-stream prelude checksum mismatch";
         break;
       }
@@ -106,7 +113,7 @@ export class EventStreamDecoder {
         break;
       }
       if (data.length - off < total) break;
-      if ((crc32(data.subarray(off, off + total - 4)) >>> 0) !== data.readUInt32BE(off + total - 4)) {
+      if (crc32(data.subarray(off, off + total - 4)) >>> 0 !== data.readUInt32BE(off + total - 4)) {
         this.corrupt = "event-stream message checksum mismatch";
         break;
       }
@@ -209,20 +216,36 @@ export class EventStreamDecoder {
       i = ns + nlen;
       if (i >= end) return false;
       const t = b[i++]!;
-      let vs = i, ve = i;
+      let vs = i,
+        ve = i;
       switch (t) {
-        case 0: case 1: break; // true, false
-        case 2: ve = i + 1; break;
-        case 3: ve = i + 2; break;
-        case 4: ve = i + 4; break;
-        case 5: case 8: ve = i + 8; break;
-        case 9: ve = i + 16; break;
-        case 6: case 7:
+        case 0:
+        case 1:
+          break; // true, false
+        case 2:
+          ve = i + 1;
+          break;
+        case 3:
+          ve = i + 2;
+          break;
+        case 4:
+          ve = i + 4;
+          break;
+        case 5:
+        case 8:
+          ve = i + 8;
+          break;
+        case 9:
+          ve = i + 16;
+          break;
+        case 6:
+        case 7:
           if (i + 2 > end) return false;
           vs = i + 2;
           ve = vs + b.readUInt16BE(i);
           break;
-        default: return false;
+        default:
+          return false;
       }
       if (ve > end) return false;
       i = ve;

@@ -5,9 +5,19 @@ import { loadCacheConfig } from "../../../core/cache/config.js";
 import { ConfigError } from "../../../core/env.js";
 
 test("defaults: off, per key, temperature 0, one hour, 1 MiB entries, 64 MiB, no Redis", () => {
-  assert.deepEqual({ ...loadCacheConfig({}) }, {
-    enabled: false, scope: "key", candidates: "zero", ttlMs: 3_600_000, maxEntryBytes: 1_048_576, maxBytes: 67_108_864, redisUrl: null, redisTimeoutMs: 100,
-  });
+  assert.deepEqual(
+    { ...loadCacheConfig({}) },
+    {
+      enabled: false,
+      scope: "key",
+      candidates: "zero",
+      ttlMs: 3_600_000,
+      maxEntryBytes: 1_048_576,
+      maxBytes: 67_108_864,
+      redisUrl: null,
+      redisTimeoutMs: 100,
+    },
+  );
 });
 
 test("CACHE_ENABLED and PROMPT_CACHE_ENABLED each turn it on", () => {
@@ -28,6 +38,10 @@ test("a bad value stops the start naming the setting (and never echoes a Redis U
     [{ CACHE_REDIS_TIMEOUT_MS: "-1" }, "CACHE_REDIS_TIMEOUT_MS"],
   ];
   for (const [env, name] of bad) {
-    assert.throws(() => loadCacheConfig(env), (e: unknown) => e instanceof ConfigError && e.setting === name && !e.message.includes("secretpw"), name);
+    assert.throws(
+      () => loadCacheConfig(env),
+      (e: unknown) => e instanceof ConfigError && e.setting === name && !e.message.includes("secretpw"),
+      name,
+    );
   }
 });

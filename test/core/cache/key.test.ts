@@ -3,14 +3,31 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { cacheKey, type KeyParts } from "../../../core/cache/key.js";
 
-const parts: KeyParts = { route: 0, query: "beta=true", provider: "anthropic", upstreamModel: "claude-x", version: "2023-06-01", beta: "", scope: "id:key_a" };
+const parts: KeyParts = {
+  route: 0,
+  query: "beta=true",
+  provider: "anthropic",
+  upstreamModel: "claude-x",
+  version: "2023-06-01",
+  beta: "",
+  scope: "id:key_a",
+};
 const body = Buffer.from('{"model":"claude-x","temperature":0,"max_tokens":8,"messages":[{"role":"user","content":"hi"}]}');
 
 test("the same request gives the same key; each part and each body byte changes it", () => {
   const k = cacheKey(parts, body);
   assert.match(k, /^[A-Za-z0-9_-]{43}$/);
   assert.equal(cacheKey({ ...parts }, Buffer.from(body)), k);
-  const variants: Partial<KeyParts>[] = [{ route: 6 }, { query: "" }, { provider: "azure" }, { upstreamModel: "claude-y" }, { version: "2024-01-01" }, { beta: "b1" }, { scope: "id:key_b" }, { scope: "" }];
+  const variants: Partial<KeyParts>[] = [
+    { route: 6 },
+    { query: "" },
+    { provider: "azure" },
+    { upstreamModel: "claude-y" },
+    { version: "2024-01-01" },
+    { beta: "b1" },
+    { scope: "id:key_b" },
+    { scope: "" },
+  ];
   const seen = new Set([k]);
   for (const v of variants) seen.add(cacheKey({ ...parts, ...v }, body));
   const other = Buffer.from(body);

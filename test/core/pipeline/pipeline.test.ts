@@ -20,26 +20,67 @@ import { RequestState } from "../../../core/pipeline/state.js";
 const CLIENT = "sk-client-key-000000000001";
 const VIRTUAL = "sk-virtual-key-00000000001";
 
-function setup(opts: { keys?: boolean; billing?: boolean; rpm?: number; virtualLimits?: KeyRecord["limits"]; models?: string[] | null } = {}) {
-  const cfg = loadConfig({ MODEL_PROVIDER: "anthropic", ANTHROPIC_API_BASE: "http://127.0.0.1:9", ANTHROPIC_API_KEY: "sk-up", HTTP_THREADS: "1" }, undefined, 1);
+function setup(
+  opts: { keys?: boolean; billing?: boolean; rpm?: number; virtualLimits?: KeyRecord["limits"]; models?: string[] | null } = {},
+) {
+  const cfg = loadConfig(
+    { MODEL_PROVIDER: "anthropic", ANTHROPIC_API_BASE: "http://127.0.0.1:9", ANTHROPIC_API_KEY: "sk-up", HTTP_THREADS: "1" },
+    undefined,
+    1,
+  );
   const providers = buildProviders(cfg.providers);
   const layout = new MetricsLayout(providers.map((p) => p.name));
   const metrics = new Metrics(layout, createMetricsBuffer(layout));
   const keys = new KeyIndex(opts.keys === false ? [] : [CLIENT], opts.billing === true);
   const budgets = new Budgets(Budgets.bufferFor(4));
   const prices = new PriceTable(cfg.prices);
-  const usage = new UsageMetrics(new UsageLayout(providers.map((p) => p.name), prices.labels), createUsageBuffer(new UsageLayout(providers.map((p) => p.name), prices.labels)));
+  const usage = new UsageMetrics(
+    new UsageLayout(
+      providers.map((p) => p.name),
+      prices.labels,
+    ),
+    createUsageBuffer(
+      new UsageLayout(
+        providers.map((p) => p.name),
+        prices.labels,
+      ),
+    ),
+  );
   usage.setLedger(true, 0);
   if (opts.billing === true) {
     const digest = digestKey(VIRTUAL).toString("hex");
-    keys.put(digest, entryOf({ id: "vk1", name: "v", digest, models: opts.models ?? null, limits: opts.virtualLimits ?? {}, tools: ["*"], commands: null, created_at: "", revoked_at: null }, 2, 0, 0));
+    keys.put(
+      digest,
+      entryOf(
+        {
+          id: "vk1",
+          name: "v",
+          digest,
+          models: opts.models ?? null,
+          limits: opts.virtualLimits ?? {},
+          tools: ["*"],
+          commands: null,
+          created_at: "",
+          revoked_at: null,
+        },
+        2,
+        0,
+        0,
+      ),
+    );
   }
   const taps: string[] = [];
   const deps: PipelineDeps = {
     maxBodyBytes: 1000,
     limits: { requestsPerMinute: opts.rpm ?? 0, tokensPerMinute: 0 },
     flags: { draining: false },
-    shedder: new Shedder(new SharedArrayBuffer(4), 0, { heapThreshold: 1, memoryThreshold: 1, activeThreshold: 1000, eventLoopDelayMs: 1000 }, metrics.i32, G_ACTIVE),
+    shedder: new Shedder(
+      new SharedArrayBuffer(4),
+      0,
+      { heapThreshold: 1, memoryThreshold: 1, activeThreshold: 1000, eventLoopDelayMs: 1000 },
+      metrics.i32,
+      G_ACTIVE,
+    ),
     metrics,
     keys,
     limiter: new RateLimiter(RateLimiter.bufferFor(4), new MicroClock(Date.now())),
@@ -71,7 +112,21 @@ test("the stages are decided at start-up: a gateway without keys or budgets has 
   const open = setup({ keys: false });
   assert.deepEqual(open.pipes.messages.names(), ["framing", "draining", "shed", "content-type", "length", "parse", "validate", "route"]);
   const billed = setup({ billing: true });
-  assert.deepEqual(billed.pipes.messages.names(), ["framing", "draining", "shed", "authenticate", "rate-limit", "budget", "content-type", "length", "parse", "validate", "route", "permit", "reserve"]);
+  assert.deepEqual(billed.pipes.messages.names(), [
+    "framing",
+    "draining",
+    "shed",
+    "authenticate",
+    "rate-limit",
+    "budget",
+    "content-type",
+    "length",
+    "parse",
+    "validate",
+    "route",
+    "permit",
+    "reserve",
+  ]);
   assert.ok(!billed.pipes.countTokens.names().includes("reserve"), "count_tokens reserves nothing");
   assert.deepEqual(billed.pipes.plain.names(), []);
 });
@@ -91,7 +146,11 @@ test("a request admitted by every stage carries its model and targets; a bad one
   assert.equal(pipes.messages.runHead(badJson), CONTINUE);
   assert.equal(codeOf(pipes.messages.runBody(badJson)), "GW_ERR_REQ_INVALID_JSON");
   assert.match(badJson.errMessage!, /not valid JSON/);
-  const twoModels = request(R_MESSAGES, CLIENT, '{"model":"a","model":"claude-sonnet-4-5","max_tokens":1,"messages":[{"role":"user","content":"x"}]}');
+  const twoModels = request(
+    R_MESSAGES,
+    CLIENT,
+    '{"model":"a","model":"claude-sonnet-4-5","max_tokens":1,"messages":[{"role":"user","content":"x"}]}',
+  );
   pipes.messages.runHead(twoModels);
   assert.equal(codeOf(pipes.messages.runBody(twoModels)), "GW_ERR_REQ_VALIDATION");
   const big = request(R_MESSAGES, CLIENT, MSG);
@@ -116,9 +175,15 @@ test("a rate-limited request gets 429 headers the SDKs read", () => {
 
 test("settlement runs in reverse over exactly the stages that admitted, and the taps run for every request", () => {
   const log: string[] = [];
-  const stage = (name: string, result: number): Stage => ({ name, run: () => (log.push(`run ${name}`), result), settle: () => log.push(`settle ${name}`) });
+  const stage = (name: string, result: number): Stage => ({
+    name,
+    run: () => (log.push(`run ${name}`), result),
+    settle: () => log.push(`settle ${name}`),
+  });
   const refused = codeNumber("GW_ERR_RATE_LIMITED");
-  const p = new Pipeline([stage("a", CONTINUE), stage("b", CONTINUE)], [stage("c", refused), stage("d", CONTINUE)], null, [() => log.push("tap")]);
+  const p = new Pipeline([stage("a", CONTINUE), stage("b", CONTINUE)], [stage("c", refused), stage("d", CONTINUE)], null, [
+    () => log.push("tap"),
+  ]);
   const s = new RequestState(R_MESSAGES, 0);
   assert.equal(p.runHead(s), CONTINUE);
   assert.equal(p.runBody(s), refused);

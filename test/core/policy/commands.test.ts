@@ -9,7 +9,8 @@ const TEST: CommandSpec = {
 const GREP: CommandSpec = {
   name: "grep",
   argv: [
-    "grep", "-rn",
+    "grep",
+    "-rn",
     { param: "mode", type: "enum", values: ["-F", "-E"], optional: true },
     { param: "context", type: "integer", min: 0, max: 10, optional: true, prefix: "--context=" },
     "-e",
@@ -35,7 +36,16 @@ test("typed parameters: enum, integer range with prefix, path left for the allow
   const b = t.bind({ mode: "-F", context: 3, text: "hello world", dir: "src" });
   assert.ok(b.ok);
   assert.deepEqual([...b.paths], [["dir", "src"]]);
-  assert.deepEqual(t.assemble(b, new Map([["dir", "/ws/src"]])), ["grep", "-rn", "-F", "--context=3", "-e", "hello world", "--", "/ws/src"]);
+  assert.deepEqual(t.assemble(b, new Map([["dir", "/ws/src"]])), [
+    "grep",
+    "-rn",
+    "-F",
+    "--context=3",
+    "-e",
+    "hello world",
+    "--",
+    "/ws/src",
+  ]);
   assert.ok(t.bind({ text: "x", dir: ".", context: "10" }).ok, "integers may come as decimal strings");
   for (const [args, why] of [
     [{ text: "x", dir: ".", mode: "-P" }, /expected one of/],
@@ -112,7 +122,10 @@ test("injection corpus with a permissive regex: leading dashes and control chara
       assert.deepEqual(t.assemble(r, new Map()), ["echo", s]);
     }
   }
-  const dash = new CommandTemplate({ name: "x", argv: ["x", { param: "flag", type: "string", match: "-[a-z]", allow_leading_dash: true }] });
+  const dash = new CommandTemplate({
+    name: "x",
+    argv: ["x", { param: "flag", type: "string", match: "-[a-z]", allow_leading_dash: true }],
+  });
   assert.ok(dash.bind({ flag: "-v" }).ok, "allow_leading_dash opts in");
 });
 
@@ -129,9 +142,15 @@ test("command file validation and compile-time problems", () => {
   assert.equal(validateCommandsFile({ commands: [{ name: "Bad Name", argv: ["x"] }] }).success, false);
   assert.equal(validateCommandsFile({ commands: [{ name: "x", argv: [] }] }).success, false);
   assert.equal(validateCommandsFile({ commands: [{ name: "x", argv: ["x", { param: "p", type: "shell" }] }] }).success, false);
-  assert.deepEqual(commandProblem({ name: "x", argv: [{ param: "p", type: "path" }] }), { field: "argv.0", message: "argv[0] must be a literal program name" });
+  assert.deepEqual(commandProblem({ name: "x", argv: [{ param: "p", type: "path" }] }), {
+    field: "argv.0",
+    message: "argv[0] must be a literal program name",
+  });
   assert.equal(commandProblem({ name: "x", argv: ["x", { param: "p", type: "string", match: "(" }] })?.field, "argv.1.match");
-  assert.equal(commandProblem({ name: "x", argv: ["x", { param: "p", type: "path" }, { param: "p", type: "path" }] })?.field, "argv.2.param");
+  assert.equal(
+    commandProblem({ name: "x", argv: ["x", { param: "p", type: "path" }, { param: "p", type: "path" }] })?.field,
+    "argv.2.param",
+  );
   assert.equal(commandProblem({ name: "x", argv: ["x", { param: "n", type: "integer", min: 5, max: 1 }] })?.field, "argv.1.min");
   assert.equal(commandProblem({ name: "x", argv: ["x"], cwd: "../up" })?.field, "cwd");
   assert.equal(commandProblem(TEST), null);

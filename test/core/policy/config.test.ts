@@ -66,27 +66,81 @@ test("bad values stop the start naming the setting", () => {
   throwsSetting(() => loadMcpConfig({ ...base, POLICY_FILE_BLOCKED_PATHS: "/etc/**" }, 1), "POLICY_FILE_BLOCKED_PATHS", /relative/);
   throwsSetting(() => loadMcpConfig({ ...base, MCP_SESSION_SECRET: "short" }, 1), "MCP_SESSION_SECRET");
   throwsSetting(() => loadMcpConfig({ ...base, SANDBOX_RO_BINDS: "/nonexistent/x" }, 1), "SANDBOX_RO_BINDS");
-  const fakeIo = { ...nodeIo, which: (n: string) => (n === "docker" ? "/usr/bin/docker" : nodeIo.which(n, process.env.PATH!)), answers: () => true };
-  throwsSetting(() => loadMcpConfig({ ...base, SANDBOX_BACKEND: "docker", SANDBOX_IMAGE: "node:20" }, 1, { ...fakeIo, answers: () => false }), "SANDBOX_BACKEND", /version failed/);
+  const fakeIo = {
+    ...nodeIo,
+    which: (n: string) => (n === "docker" ? "/usr/bin/docker" : nodeIo.which(n, process.env.PATH!)),
+    answers: () => true,
+  };
+  throwsSetting(
+    () => loadMcpConfig({ ...base, SANDBOX_BACKEND: "docker", SANDBOX_IMAGE: "node:20" }, 1, { ...fakeIo, answers: () => false }),
+    "SANDBOX_BACKEND",
+    /version failed/,
+  );
   throwsSetting(() => loadMcpConfig({ ...base, SANDBOX_BACKEND: "none" }, 1), "SANDBOX_BACKEND", /SANDBOX_ALLOW_UNSANDBOXED=true/);
   assert.equal(loadMcpConfig({ ...base, SANDBOX_BACKEND: "none", SANDBOX_ALLOW_UNSANDBOXED: "true" }, 1)?.sandbox.backend, "none");
   throwsSetting(() => loadMcpConfig({ ...base, SANDBOX_CGROUP: "relative" }, 1), "SANDBOX_CGROUP");
   throwsSetting(() => loadMcpConfig({ ...base, SANDBOX_MASK_MAX_ENTRIES: "5" }, 1), "SANDBOX_MASK_MAX_ENTRIES");
   throwsSetting(() => loadMcpConfig({ ...base, POLICY_ALLOW_GIT_FILES: "maybe" }, 1), "POLICY_ALLOW_GIT_FILES");
   throwsSetting(() => loadMcpConfig({ ...base, SANDBOX_BACKEND: "docker" }, 1, fakeIo), "SANDBOX_IMAGE");
-  assert.equal(loadMcpConfig({ ...base, SANDBOX_BACKEND: "docker", SANDBOX_IMAGE: "node:20" }, 1, fakeIo)?.sandbox.engine, "/usr/bin/docker");
+  assert.equal(
+    loadMcpConfig({ ...base, SANDBOX_BACKEND: "docker", SANDBOX_IMAGE: "node:20" }, 1, fakeIo)?.sandbox.engine,
+    "/usr/bin/docker",
+  );
 });
 
 test("the command file is validated with typia; errors name the field", () => {
   const base = { WORKSPACE_ROOT: ws, PATH: process.env.PATH };
   throwsSetting(() => loadMcpConfig({ ...base, POLICY_COMMANDS_FILE: join(dir, "nope.json") }, 1), "POLICY_COMMANDS_FILE", /cannot read/);
   throwsSetting(() => loadMcpConfig({ ...base, POLICY_COMMANDS_FILE: cmdFile("{not json") }, 1), "POLICY_COMMANDS_FILE");
-  throwsSetting(() => loadMcpConfig({ ...base, POLICY_COMMANDS_FILE: cmdFile({ commands: [{ name: "t", argv: ["x", { param: "p", type: "string" }] }] }) }, 1), "POLICY_COMMANDS_FILE commands.0.argv.1.match", /expected/);
-  throwsSetting(() => loadMcpConfig({ ...base, POLICY_COMMANDS_FILE: cmdFile({ commands: [{ name: "t", argv: ["x", { param: "p", type: "string", match: "[" }] }] }) }, 1), "POLICY_COMMANDS_FILE commands.0.argv.1.match");
-  throwsSetting(() => loadMcpConfig({ ...base, POLICY_COMMANDS_FILE: cmdFile({ commands: [{ name: "t", argv: ["x"] }, { name: "t", argv: ["y"] }] }) }, 1), "POLICY_COMMANDS_FILE commands.1.name");
-  throwsSetting(() => loadMcpConfig({ ...base, POLICY_COMMANDS_FILE: cmdFile({ tool_access: { "static-3": ["read_file"] } }) }, 2), "POLICY_COMMANDS_FILE tool_access.static-3");
-  throwsSetting(() => loadMcpConfig({ ...base, POLICY_COMMANDS_FILE: cmdFile({ tool_access: { "*": ["rm_rf"] } }) }, 2), "POLICY_COMMANDS_FILE tool_access.*", /unknown tool/);
-  const ok = loadMcpConfig({ ...base, POLICY_COMMANDS_FILE: cmdFile({ commands: [{ name: "t", argv: ["x"] }], tool_access: { "static-1": ["read_file"], "*": [] } }) }, 2)!;
+  throwsSetting(
+    () =>
+      loadMcpConfig(
+        { ...base, POLICY_COMMANDS_FILE: cmdFile({ commands: [{ name: "t", argv: ["x", { param: "p", type: "string" }] }] }) },
+        1,
+      ),
+    "POLICY_COMMANDS_FILE commands.0.argv.1.match",
+    /expected/,
+  );
+  throwsSetting(
+    () =>
+      loadMcpConfig(
+        { ...base, POLICY_COMMANDS_FILE: cmdFile({ commands: [{ name: "t", argv: ["x", { param: "p", type: "string", match: "[" }] }] }) },
+        1,
+      ),
+    "POLICY_COMMANDS_FILE commands.0.argv.1.match",
+  );
+  throwsSetting(
+    () =>
+      loadMcpConfig(
+        {
+          ...base,
+          POLICY_COMMANDS_FILE: cmdFile({
+            commands: [
+              { name: "t", argv: ["x"] },
+              { name: "t", argv: ["y"] },
+            ],
+          }),
+        },
+        1,
+      ),
+    "POLICY_COMMANDS_FILE commands.1.name",
+  );
+  throwsSetting(
+    () => loadMcpConfig({ ...base, POLICY_COMMANDS_FILE: cmdFile({ tool_access: { "static-3": ["read_file"] } }) }, 2),
+    "POLICY_COMMANDS_FILE tool_access.static-3",
+  );
+  throwsSetting(
+    () => loadMcpConfig({ ...base, POLICY_COMMANDS_FILE: cmdFile({ tool_access: { "*": ["rm_rf"] } }) }, 2),
+    "POLICY_COMMANDS_FILE tool_access.*",
+    /unknown tool/,
+  );
+  const ok = loadMcpConfig(
+    {
+      ...base,
+      POLICY_COMMANDS_FILE: cmdFile({ commands: [{ name: "t", argv: ["x"] }], tool_access: { "static-1": ["read_file"], "*": [] } }),
+    },
+    2,
+  )!;
   assert.equal(ok.commands.length, 1);
   assert.deepEqual(ok.toolAccess, { "static-1": ["read_file"], "*": [] });
 });

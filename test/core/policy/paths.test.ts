@@ -24,10 +24,26 @@ test("globs: ** spans segments, * stays in one, braces alternate, case flag", ()
 
 test("the default deny list covers .env*, .git/config, key files", () => {
   const p = new PathPolicy({ roots: ["/ws"], allowed: ["**"], blocked: [] });
-  for (const rel of [".env", ".env.local", "app/.env.production", ".git/config", "sub/.git/config", ".git/hooks/pre-commit", "id_rsa", "home/.ssh/id_ed25519", "certs/server.pem", "tls/private.key", ".npmrc", ".aws/credentials", "x/.netrc", "state/prod.tfstate"]) {
+  for (const rel of [
+    ".env",
+    ".env.local",
+    "app/.env.production",
+    ".git/config",
+    "sub/.git/config",
+    ".git/hooks/pre-commit",
+    "id_rsa",
+    "home/.ssh/id_ed25519",
+    "certs/server.pem",
+    "tls/private.key",
+    ".npmrc",
+    ".aws/credentials",
+    "x/.netrc",
+    "state/prod.tfstate",
+  ]) {
     assert.match(p.refusal(`/ws/${rel}`) ?? "", /blocked by policy/, rel);
   }
-  for (const rel of ["src/env.ts", "README.md", "environment.md", "gitconfig.txt", "keys.md"]) assert.equal(p.refusal(`/ws/${rel}`), null, rel);
+  for (const rel of ["src/env.ts", "README.md", "environment.md", "gitconfig.txt", "keys.md"])
+    assert.equal(p.refusal(`/ws/${rel}`), null, rel);
   assert.match(p.refusal("/ws/.git", true) ?? "", /blocked/);
   assert.ok(DEFAULT_BLOCKED_PATHS.includes("**/.git/config"));
 });
@@ -94,14 +110,23 @@ test("attack corpus: every path is refused with a clear reason", () => {
 });
 
 test("lexicalRefusal accepts ordinary names, unicode included", () => {
-  for (const p of ["src/index.ts", "docs/Über uns.md", "a b/c-d_e.f", "日本語/ファイル.txt", "emoji/🦀.rs", ".github/workflows/ci.yml", "x".repeat(255)]) {
+  for (const p of [
+    "src/index.ts",
+    "docs/Über uns.md",
+    "a b/c-d_e.f",
+    "日本語/ファイル.txt",
+    "emoji/🦀.rs",
+    ".github/workflows/ci.yml",
+    "x".repeat(255),
+  ]) {
     assert.equal(lexicalRefusal(p), null, p);
   }
 });
 
 test("git control files: .git anywhere, gitdir: content and .git* files are refused for writes", async () => {
   const { gitWriteRefusal } = await import("../../../core/policy/paths.js");
-  for (const p of [".git", "sub/.git", "a/.GIT/config", ".git/hooks/pre-commit"]) assert.match(gitWriteRefusal(p, null, true)!, /\.git entry/, p);
+  for (const p of [".git", "sub/.git", "a/.GIT/config", ".git/hooks/pre-commit"])
+    assert.match(gitWriteRefusal(p, null, true)!, /\.git entry/, p);
   assert.match(gitWriteRefusal("x", "  gitdir: ../evil", true)!, /gitdir:/);
   for (const p of [".gitmodules", "sub/.gitattributes", ".gitconfig"]) {
     assert.match(gitWriteRefusal(p, null, false)!, /POLICY_ALLOW_GIT_FILES/, p);

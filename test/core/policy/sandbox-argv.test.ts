@@ -8,7 +8,10 @@ const plan: SandboxPlan = {
   prlimit: "/usr/bin/prlimit",
   engine: "/usr/bin/docker",
   image: "node:20-slim",
-  layout: [{ kind: "ro-bind", path: "/usr" }, { kind: "symlink", target: "usr/bin", path: "/bin" }],
+  layout: [
+    { kind: "ro-bind", path: "/usr" },
+    { kind: "symlink", target: "usr/bin", path: "/bin" },
+  ],
   roBinds: ["/opt/tool"],
   roots: ["/ws/a", "/ws/b"],
   uid: 65534,
@@ -31,9 +34,26 @@ function pairs(a: string[], flag: string): string[][] {
 
 test("bwrap: all namespaces, no network, read-only system and workspace, tmpfs /tmp, die-with-parent, new session, clean env, limits", () => {
   const a = bwrapArgs(plan, run);
-  for (const f of ["--unshare-all", "--unshare-user", "--unshare-net", "--disable-userns", "--die-with-parent", "--new-session", "--clearenv"]) assert.ok(a.includes(f), f);
+  for (const f of [
+    "--unshare-all",
+    "--unshare-user",
+    "--unshare-net",
+    "--disable-userns",
+    "--die-with-parent",
+    "--new-session",
+    "--clearenv",
+  ])
+    assert.ok(a.includes(f), f);
   assert.equal(a[a.indexOf("--seccomp") + 1], "3", "the filter is read from fd 3");
-  assert.deepEqual(pairs(a, "--ro-bind").filter((p) => p[0] === "/usr" || p[0]!.startsWith("/ws") || p[0] === "/opt/tool"), [["/usr", "/usr"], ["/opt/tool", "/opt/tool"], ["/ws/a", "/ws/a"], ["/ws/b", "/ws/b"]]);
+  assert.deepEqual(
+    pairs(a, "--ro-bind").filter((p) => p[0] === "/usr" || p[0]!.startsWith("/ws") || p[0] === "/opt/tool"),
+    [
+      ["/usr", "/usr"],
+      ["/opt/tool", "/opt/tool"],
+      ["/ws/a", "/ws/a"],
+      ["/ws/b", "/ws/b"],
+    ],
+  );
   assert.equal(a.includes("--bind"), false, "no writable bind");
   assert.deepEqual(pairs(a, "--symlink"), [["usr/bin", "/bin"]]);
   assert.equal(a[a.indexOf("--tmpfs") + 1], "/tmp");
@@ -43,7 +63,20 @@ test("bwrap: all namespaces, no network, read-only system and workspace, tmpfs /
   assert.deepEqual(a.slice(a.indexOf("--chdir"), a.indexOf("--chdir") + 2), ["--chdir", "/ws/a"]);
   // prlimit sits between bwrap's options and the command, then the argv verbatim.
   const p = a.indexOf("/usr/bin/prlimit");
-  assert.deepEqual(a.slice(p), ["/usr/bin/prlimit", "--cpu=10", `--as=${512 * 1024 * 1024}`, "--nproc=64", "--fsize=1048576", "--nofile=1024", "--core=0", "--", "npm", "test", "--", "$(x)"]);
+  assert.deepEqual(a.slice(p), [
+    "/usr/bin/prlimit",
+    "--cpu=10",
+    `--as=${512 * 1024 * 1024}`,
+    "--nproc=64",
+    "--fsize=1048576",
+    "--nofile=1024",
+    "--core=0",
+    "--",
+    "npm",
+    "test",
+    "--",
+    "$(x)",
+  ]);
   const env = pairs(a, "--setenv").map((x) => x[0]);
   assert.ok(env.includes("PATH") && env.includes("HOME"));
   assert.ok(!env.some((k) => /KEY|TOKEN|SECRET/.test(k!)), "no secrets in the sandbox environment");
@@ -51,8 +84,17 @@ test("bwrap: all namespaces, no network, read-only system and workspace, tmpfs /
 
 test("bwrap: a template that writes binds the workspace read-write, but every .git read-only after it", () => {
   const a = bwrapArgs(plan, { ...run, writes: true, readOnly: ["/ws/a/.git", "/ws/a/.githooks"] });
-  assert.deepEqual(pairs(a, "--bind"), [["/ws/a", "/ws/a"], ["/ws/b", "/ws/b"]]);
-  assert.deepEqual(pairs(a, "--ro-bind").filter((p) => p[0]!.startsWith("/ws")), [["/ws/a/.git", "/ws/a/.git"], ["/ws/a/.githooks", "/ws/a/.githooks"]]);
+  assert.deepEqual(pairs(a, "--bind"), [
+    ["/ws/a", "/ws/a"],
+    ["/ws/b", "/ws/b"],
+  ]);
+  assert.deepEqual(
+    pairs(a, "--ro-bind").filter((p) => p[0]!.startsWith("/ws")),
+    [
+      ["/ws/a/.git", "/ws/a/.git"],
+      ["/ws/a/.githooks", "/ws/a/.githooks"],
+    ],
+  );
   assert.ok(a.indexOf("/ws/a/.git") > a.lastIndexOf("/ws/b"), "the read-only binds come after the writable root");
   const ro = bwrapArgs(plan, { ...run, readOnly: ["/ws/a/.git"] });
   assert.ok(!ro.includes("/ws/a/.git"), "a read-only workspace needs no extra bind");
@@ -75,7 +117,10 @@ test("bwrap and none start through the launcher: fds closed above the kept one, 
 });
 
 test("blocked workspace paths are masked: files by /dev/null, directories by an empty read-only tmpfs", () => {
-  const masks = [{ path: "/ws/a/.env", dir: false }, { path: "/ws/a/.ssh", dir: true }];
+  const masks = [
+    { path: "/ws/a/.env", dir: false },
+    { path: "/ws/a/.ssh", dir: true },
+  ];
   const a = bwrapArgs(plan, { ...run, masks });
   const i = a.indexOf("/ws/a/.env");
   assert.deepEqual(a.slice(i - 2, i + 1), ["--ro-bind", "/dev/null", "/ws/a/.env"]);

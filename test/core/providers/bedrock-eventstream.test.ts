@@ -13,7 +13,11 @@ import { chunkFrame, exceptionFrame } from "../../../loadtest/mock-bedrock.js";
 import { prng } from "../../../core/prng.js";
 
 const codec = new EventStreamCodec(toUtf8, fromUtf8);
-const SSE = mockStreamFrames({ model: "m", messages: [{ role: "user", content: "hello" }], thinking: { type: "enabled", budget_tokens: 100 } }, "msg_1", 5);
+const SSE = mockStreamFrames(
+  { model: "m", messages: [{ role: "user", content: "hello" }], thinking: { type: "enabled", budget_tokens: 100 } },
+  "msg_1",
+  5,
+);
 const FRAMES = SSE.map(chunkFrame);
 const WIRE = Buffer.concat(FRAMES);
 
@@ -73,20 +77,24 @@ test("byte-by-byte and random splits give the same events, each as soon as its f
 test("the fallback (escaped base64, type not the first key) matches the fast path's output", () => {
   const json = '{"index":0,"type":"content_block_stop"}';
   const b64 = Buffer.from(json).toString("base64").replace(/\//g, "\\/");
-  const frame = Buffer.from(codec.encode({
-    headers: { ":event-type": { type: "string", value: "chunk" }, ":message-type": { type: "string", value: "event" } },
-    body: fromUtf8(`{"p":"x","bytes":"${b64}"}`),
-  }));
+  const frame = Buffer.from(
+    codec.encode({
+      headers: { ":event-type": { type: "string", value: "chunk" }, ":message-type": { type: "string", value: "event" } },
+      body: fromUtf8(`{"p":"x","bytes":"${b64}"}`),
+    }),
+  );
   const d = new EventStreamDecoder();
   assert.equal(d.push(frame).toString(), `event: content_block_stop\ndata: ${json}\n\n`);
 });
 
 test("an event pretty-printed over several lines is re-serialised onto one data line", () => {
   const json = '{\n  "type": "ping"\n}';
-  const frame = Buffer.from(codec.encode({
-    headers: { ":event-type": { type: "string", value: "chunk" }, ":message-type": { type: "string", value: "event" } },
-    body: fromUtf8(JSON.stringify({ bytes: Buffer.from(json).toString("base64") })),
-  }));
+  const frame = Buffer.from(
+    codec.encode({
+      headers: { ":event-type": { type: "string", value: "chunk" }, ":message-type": { type: "string", value: "event" } },
+      body: fromUtf8(JSON.stringify({ bytes: Buffer.from(json).toString("base64") })),
+    }),
+  );
   assert.equal(new EventStreamDecoder().push(frame).toString(), 'event: ping\ndata: {"type":"ping"}\n\n');
 });
 
@@ -120,10 +128,12 @@ test("a flipped bit fails the message CRC; a bad length fails the prelude; neith
 
 test("an event type that is not a plain name is refused (no SSE line injection)", () => {
   const json = '{"type":"ping\\nevent: message_stop"}';
-  const frame = Buffer.from(codec.encode({
-    headers: { ":event-type": { type: "string", value: "chunk" }, ":message-type": { type: "string", value: "event" } },
-    body: fromUtf8(JSON.stringify({ bytes: Buffer.from(json).toString("base64") })),
-  }));
+  const frame = Buffer.from(
+    codec.encode({
+      headers: { ":event-type": { type: "string", value: "chunk" }, ":message-type": { type: "string", value: "event" } },
+      body: fromUtf8(JSON.stringify({ bytes: Buffer.from(json).toString("base64") })),
+    }),
+  );
   const d = new EventStreamDecoder();
   assert.equal(d.push(frame).length, 0);
   assert.ok(d.corrupt !== null);

@@ -4,7 +4,7 @@ import { INPUT_JSON, NONE, parseFastDelta, TEXT, THINKING } from "../../../core/
 import { AnthropicToOpenAIStream } from "../../../core/translate/anthropic-to-openai-reply.js";
 import { prng } from "../../../core/prng.js";
 
-const ALPHABET = ['a', 'Z', ' ', '"', "\\", "/", "\n", "\t", "\u0001", "é", "🦀", "\u2028", "{", "}", ",", ":"];
+const ALPHABET = ["a", "Z", " ", '"', "\\", "/", "\n", "\t", "\u0001", "é", "🦀", "\u2028", "{", "}", ",", ":"];
 
 function randomText(next: () => number): string {
   let s = "";
@@ -30,7 +30,10 @@ function translateAll(events: string[], fast: boolean): string {
 test("fast delta path: the canonical Anthropic shapes are recognised, anything else falls back", () => {
   assert.equal(parseFastDelta('{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi \\"x\\""}}'), TEXT);
   assert.equal(parseFastDelta('{"type":"content_block_delta","index":12,"delta":{"type":"thinking_delta","thinking":"t"}}'), THINKING);
-  assert.equal(parseFastDelta('{"type":"content_block_delta","index":3,"delta":{"type":"input_json_delta","partial_json":"{\\"a\\":"}}'), INPUT_JSON);
+  assert.equal(
+    parseFastDelta('{"type":"content_block_delta","index":3,"delta":{"type":"input_json_delta","partial_json":"{\\"a\\":"}}'),
+    INPUT_JSON,
+  );
   for (const other of [
     '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a","extra":"b"}}',
     '{"type":"content_block_delta","index":0,"delta":{"text":"a","type":"text_delta"}}',
@@ -38,7 +41,8 @@ test("fast delta path: the canonical Anthropic shapes are recognised, anything e
     '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"},"x":"y"}',
     '{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"s"}}',
     '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}} ',
-  ]) assert.equal(parseFastDelta(other), NONE, other);
+  ])
+    assert.equal(parseFastDelta(other), NONE, other);
 });
 
 test("fast delta path and full parser give the same chunks for random texts, tool arguments and odd shapes", () => {
@@ -55,12 +59,17 @@ test("fast delta path and full parser give the same chunks for random texts, too
       JSON.stringify({ type: "content_block_delta", index: 1, delta: { text: randomText(next), type: "text_delta" } }),
       '{"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_1","name":"f","input":{}}}',
       JSON.stringify({ type: "content_block_delta", index: 2, delta: { type: "input_json_delta", partial_json: "" } }),
-      JSON.stringify({ type: "content_block_delta", index: 2, delta: { type: "input_json_delta", partial_json: JSON.stringify({ q: randomText(next) }) } }),
+      JSON.stringify({
+        type: "content_block_delta",
+        index: 2,
+        delta: { type: "input_json_delta", partial_json: JSON.stringify({ q: randomText(next) }) },
+      }),
       '{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":9}}',
       '{"type":"message_stop"}',
     ];
     assert.equal(events.filter((e) => parseFastDelta(e) !== NONE).length, 5, "the fast path is taken for the five canonical deltas");
-    const fast = translateAll(events, true), slow = translateAll(events, false);
+    const fast = translateAll(events, true),
+      slow = translateAll(events, false);
     assert.deepEqual(meaning(fast), meaning(slow), events.join("\n"));
   }
 });

@@ -69,7 +69,10 @@ for (const c of CASES) {
 
 test("golden: the expected Anthropic transcript is what the Anthropic SDK's event model accepts (indexes in order, every block stopped)", () => {
   const text = read("openai-tools-reasoning.anthropic.sse").toString("utf8");
-  const events = text.trim().split("\n\n").map((e) => JSON.parse(e.split("\n")[1]!.slice(6)) as { type: string; index?: number });
+  const events = text
+    .trim()
+    .split("\n\n")
+    .map((e) => JSON.parse(e.split("\n")[1]!.slice(6)) as { type: string; index?: number });
   const open = new Set<number>();
   let next = 0;
   for (const e of events) {
@@ -81,5 +84,8 @@ test("golden: the expected Anthropic transcript is what the Anthropic SDK's even
     else if (e.type === "content_block_stop") assert.ok(open.delete(e.index!));
   }
   assert.equal(open.size, 0);
-  assert.deepEqual([events[0]!.type, events[1]!.type, events.at(-2)!.type, events.at(-1)!.type], ["message_start", "ping", "message_delta", "message_stop"]);
+  assert.deepEqual(
+    [events[0]!.type, events[1]!.type, events.at(-2)!.type, events.at(-1)!.type],
+    ["message_start", "ping", "message_delta", "message_stop"],
+  );
 });

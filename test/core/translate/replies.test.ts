@@ -7,39 +7,111 @@ import { toOpenAIErrorBody } from "../../../core/translate/openai-errors.js";
 
 test("OpenAI chat.completion → Anthropic message: reasoning, text, tool calls, stop reason and usage without cached tokens", () => {
   const u: Usage = { inputTokens: -1, outputTokens: -1, cacheReadTokens: -1 };
-  const out = JSON.parse(openAIToAnthropicJson({
-    id: "chatcmpl-1", object: "chat.completion",
-    choices: [{ index: 0, finish_reason: "tool_calls", message: { role: "assistant", content: "Sure.", reasoning_content: "think", tool_calls: [{ id: "call_1", type: "function", function: { name: "f", arguments: '{"a":1}' } }] } }],
-    usage: { prompt_tokens: 50, completion_tokens: 7, prompt_tokens_details: { cached_tokens: 30 } },
-  }, "claude-x", "gw", u));
+  const out = JSON.parse(
+    openAIToAnthropicJson(
+      {
+        id: "chatcmpl-1",
+        object: "chat.completion",
+        choices: [
+          {
+            index: 0,
+            finish_reason: "tool_calls",
+            message: {
+              role: "assistant",
+              content: "Sure.",
+              reasoning_content: "think",
+              tool_calls: [{ id: "call_1", type: "function", function: { name: "f", arguments: '{"a":1}' } }],
+            },
+          },
+        ],
+        usage: { prompt_tokens: 50, completion_tokens: 7, prompt_tokens_details: { cached_tokens: 30 } },
+      },
+      "claude-x",
+      "gw",
+      u,
+    ),
+  );
   assert.deepEqual(out, {
-    id: "msg_1", type: "message", role: "assistant", model: "claude-x",
-    content: [{ type: "thinking", thinking: "think", signature: "" }, { type: "text", text: "Sure." }, { type: "tool_use", id: "call_1", name: "f", input: { a: 1 } }],
-    stop_reason: "tool_use", stop_sequence: null,
+    id: "msg_1",
+    type: "message",
+    role: "assistant",
+    model: "claude-x",
+    content: [
+      { type: "thinking", thinking: "think", signature: "" },
+      { type: "text", text: "Sure." },
+      { type: "tool_use", id: "call_1", name: "f", input: { a: 1 } },
+    ],
+    stop_reason: "tool_use",
+    stop_sequence: null,
     usage: { input_tokens: 20, cache_creation_input_tokens: 0, cache_read_input_tokens: 30, output_tokens: 7 },
   });
   assert.deepEqual(u, { inputTokens: 20, outputTokens: 7, cacheReadTokens: 30 });
 });
 
 test("OpenAI finish reasons map to Anthropic stop reasons (length → max_tokens, content_filter → refusal)", () => {
-  for (const [f, s] of [["stop", "end_turn"], ["length", "max_tokens"], ["content_filter", "refusal"], ["tool_calls", "tool_use"]]) {
-    const out = JSON.parse(openAIToAnthropicJson({ choices: [{ finish_reason: f, message: { content: "x" } }] }, "m", "gw", { inputTokens: -1, outputTokens: -1, cacheReadTokens: -1 }));
+  for (const [f, s] of [
+    ["stop", "end_turn"],
+    ["length", "max_tokens"],
+    ["content_filter", "refusal"],
+    ["tool_calls", "tool_use"],
+  ]) {
+    const out = JSON.parse(
+      openAIToAnthropicJson({ choices: [{ finish_reason: f, message: { content: "x" } }] }, "m", "gw", {
+        inputTokens: -1,
+        outputTokens: -1,
+        cacheReadTokens: -1,
+      }),
+    );
     assert.equal(out.stop_reason, s, f);
   }
 });
 
 test("Anthropic message → chat.completion: finish_reason, tool_calls with JSON arguments, usage with cached tokens", () => {
   const u: AnthropicUsage = { inputTokens: -1, outputTokens: -1, cacheReadTokens: -1, cacheCreationTokens: -1 };
-  const out = JSON.parse(anthropicToOpenAIJson({
-    id: "msg_9", content: [{ type: "thinking", thinking: "t", signature: "s" }, { type: "text", text: "Hi" }, { type: "tool_use", id: "toolu_1", name: "f", input: { a: [1] } }],
-    stop_reason: "tool_use", usage: { input_tokens: 10, output_tokens: 4, cache_read_input_tokens: 6, cache_creation_input_tokens: 2 },
-  }, "gpt-x", "gw", 123, u));
+  const out = JSON.parse(
+    anthropicToOpenAIJson(
+      {
+        id: "msg_9",
+        content: [
+          { type: "thinking", thinking: "t", signature: "s" },
+          { type: "text", text: "Hi" },
+          { type: "tool_use", id: "toolu_1", name: "f", input: { a: [1] } },
+        ],
+        stop_reason: "tool_use",
+        usage: { input_tokens: 10, output_tokens: 4, cache_read_input_tokens: 6, cache_creation_input_tokens: 2 },
+      },
+      "gpt-x",
+      "gw",
+      123,
+      u,
+    ),
+  );
   assert.deepEqual(out, {
-    id: "chatcmpl-msg_9", object: "chat.completion", created: 123, model: "gpt-x",
-    choices: [{ index: 0, message: { role: "assistant", content: "Hi", reasoning_content: "t", tool_calls: [{ id: "toolu_1", type: "function", function: { name: "f", arguments: '{"a":[1]}' } }] }, logprobs: null, finish_reason: "tool_calls" }],
+    id: "chatcmpl-msg_9",
+    object: "chat.completion",
+    created: 123,
+    model: "gpt-x",
+    choices: [
+      {
+        index: 0,
+        message: {
+          role: "assistant",
+          content: "Hi",
+          reasoning_content: "t",
+          tool_calls: [{ id: "toolu_1", type: "function", function: { name: "f", arguments: '{"a":[1]}' } }],
+        },
+        logprobs: null,
+        finish_reason: "tool_calls",
+      },
+    ],
     usage: { prompt_tokens: 18, completion_tokens: 4, total_tokens: 22, prompt_tokens_details: { cached_tokens: 6 } },
   });
-  for (const [s, f] of [["end_turn", "stop"], ["max_tokens", "length"], ["stop_sequence", "stop"], ["refusal", "content_filter"]]) {
+  for (const [s, f] of [
+    ["end_turn", "stop"],
+    ["max_tokens", "length"],
+    ["stop_sequence", "stop"],
+    ["refusal", "content_filter"],
+  ]) {
     assert.equal(JSON.parse(anthropicToOpenAIJson({ content: [], stop_reason: s }, "m", "gw", 1, { ...u })).choices[0].finish_reason, f, s);
   }
 });
@@ -63,7 +135,9 @@ test("OpenAI stream that ends after finish_reason without [DONE] still ends with
 });
 
 test("OpenAI stream error chunk becomes an Anthropic error event and ends the translation", () => {
-  const r = runOpenAI('data: {"id":"x","choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\ndata: {"error":{"message":"overloaded","type":"server_error"}}\n\ndata: {"id":"x","choices":[{"index":0,"delta":{"content":"late"}}]}\n\n');
+  const r = runOpenAI(
+    'data: {"id":"x","choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\ndata: {"error":{"message":"overloaded","type":"server_error"}}\n\ndata: {"id":"x","choices":[{"index":0,"delta":{"content":"late"}}]}\n\n',
+  );
   assert.match(r.out, /event: error\ndata: \{"type":"error","error":\{"type":"api_error","message":"overloaded"\}\}\n\n$/);
   assert.ok(r.tx.done);
   assert.equal(r.tail, "");
@@ -105,19 +179,23 @@ test("SSE reader: comments and event names are handled, a split multi-byte chara
 
 test("gateway errors in Anthropic shape are re-shaped for OpenAI clients; other bodies pass untouched", () => {
   const body = '{"type":"error","error":{"type":"invalid_request_error","message":"bad"},"request_id":"r1"}';
-  assert.deepEqual(JSON.parse(String(toOpenAIErrorBody(body, "GW_ERR_REQ_VALIDATION", "messages"))), { error: { message: "bad", type: "invalid_request_error", param: "messages", code: "GW_ERR_REQ_VALIDATION" } });
+  assert.deepEqual(JSON.parse(String(toOpenAIErrorBody(body, "GW_ERR_REQ_VALIDATION", "messages"))), {
+    error: { message: "bad", type: "invalid_request_error", param: "messages", code: "GW_ERR_REQ_VALIDATION" },
+  });
   const oa = '{"error":{"message":"x","type":"invalid_request_error","param":null,"code":null}}';
   assert.equal(toOpenAIErrorBody(oa, null), oa);
 });
 
 test("OpenAI stream: `reasoning` (OpenRouter, Ollama) is thinking too; a tool call without id or index still gets a block with a generated id", () => {
-  const r = runOpenAI([
-    'data: {"id":"x","choices":[{"index":0,"delta":{"reasoning":"hmm"}}]}',
-    'data: {"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{"function":{"name":"f","arguments":"{}"}}]}}]}',
-    'data: {"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}',
-    "data: [DONE]",
-    "",
-  ].join("\n\n"));
+  const r = runOpenAI(
+    [
+      'data: {"id":"x","choices":[{"index":0,"delta":{"reasoning":"hmm"}}]}',
+      'data: {"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{"function":{"name":"f","arguments":"{}"}}]}}]}',
+      'data: {"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}',
+      "data: [DONE]",
+      "",
+    ].join("\n\n"),
+  );
   assert.match(r.out, /"content_block":\{"type":"thinking","thinking":"","signature":""\}[\s\S]*"thinking_delta","thinking":"hmm"/);
   assert.match(r.out, /"index":1,"content_block":\{"type":"tool_use","id":"toolu_gw_0","name":"f","input":\{\}\}/);
   assert.match(r.out, /"partial_json":"\{\}"/);

@@ -42,7 +42,13 @@ function rpc(body: unknown, sid?: string): Promise<{ status: number; sid: string
       let text = "";
       res.setEncoding("utf8");
       res.on("data", (d: string) => (text += d));
-      res.on("end", () => resolve({ status: res.statusCode!, sid: res.headers["mcp-session-id"] as string | undefined, body: text === "" ? {} : (JSON.parse(text) as Record<string, unknown>) }));
+      res.on("end", () =>
+        resolve({
+          status: res.statusCode!,
+          sid: res.headers["mcp-session-id"] as string | undefined,
+          body: text === "" ? {} : (JSON.parse(text) as Record<string, unknown>),
+        }),
+      );
     });
     req.on("error", reject);
     req.end(data);
@@ -77,7 +83,12 @@ before(async () => {
     LEDGER_BATCH_MS: "10000",
     SANDBOX_TIMEOUT_MS: "10000",
   });
-  const init = await rpc({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "audit-test", version: "1" } } });
+  const init = await rpc({
+    jsonrpc: "2.0",
+    id: 1,
+    method: "initialize",
+    params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "audit-test", version: "1" } },
+  });
   assert.equal(init.status, 200);
   sid = init.sid!;
 });
@@ -118,13 +129,22 @@ test("allowed, denied and failed tool calls on two threads add up in tool_calls_
   assert.match(text, /# HELP tool_calls_total .+\n# TYPE tool_calls_total counter\n/);
   for (const [k, n] of Object.entries(EXPECTED)) {
     const [tool, decision] = k.split("/");
-    assert.ok(text.includes(`\ntool_calls_total{tool="${tool}",decision="${decision}"} ${n}\n`), `tool_calls_total ${k} = ${n}\n${text.split("\n").filter((l) => l.startsWith("tool_calls")).join("\n")}`);
+    assert.ok(
+      text.includes(`\ntool_calls_total{tool="${tool}",decision="${decision}"} ${n}\n`),
+      `tool_calls_total ${k} = ${n}\n${text
+        .split("\n")
+        .filter((l) => l.startsWith("tool_calls"))
+        .join("\n")}`,
+    );
   }
   // MCP is on: every tool x decision is a series, at zero until used.
   assert.ok(text.includes(`\ntool_calls_total{tool="git_diff",decision="allow"} 0\n`));
   const series = text.split("\n").filter((l) => l.startsWith("tool_calls_total{"));
   assert.equal(series.length, 8 * 3);
-  assert.equal(series.reduce((a, l) => a + Number(l.split(" ").at(-1)), 0), TOTAL);
+  assert.equal(
+    series.reduce((a, l) => a + Number(l.split(" ").at(-1)), 0),
+    TOTAL,
+  );
 
   const r = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
   assert.ok(r.error === undefined, `promtool could not run (install Debian's prometheus package): ${r.error}`);
@@ -135,8 +155,20 @@ test("after SIGTERM every tool call is an audit row in SQLite, with the log line
   assert.equal(await gw.stop("SIGTERM"), 0);
   const db = new Database(DB, { readonly: true });
   try {
-    type Row = { request_id: string; ts: number; key_id: string; tool: string; args: string | null; decision: string; reason: string | null; exit_code: number | null; duration_ms: number };
-    const rows = db.prepare("SELECT request_id, ts, key_id, tool, args, decision, reason, exit_code, duration_ms FROM audit ORDER BY seq").all() as Row[];
+    type Row = {
+      request_id: string;
+      ts: number;
+      key_id: string;
+      tool: string;
+      args: string | null;
+      decision: string;
+      reason: string | null;
+      exit_code: number | null;
+      duration_ms: number;
+    };
+    const rows = db
+      .prepare("SELECT request_id, ts, key_id, tool, args, decision, reason, exit_code, duration_ms FROM audit ORDER BY seq")
+      .all() as Row[];
     assert.equal(rows.length, TOTAL);
     const counts: Record<string, number> = {};
     for (const row of rows) counts[`${row.tool}/${row.decision}`] = (counts[`${row.tool}/${row.decision}`] ?? 0) + 1;
@@ -146,20 +178,34 @@ test("after SIGTERM every tool call is an audit row in SQLite, with the log line
       assert.ok(row.request_id.length > 0 && row.ts > Date.now() - 600_000 && row.duration_ms >= 0, JSON.stringify(row));
     }
     // The same records as the log lines, request by request.
-    const logged = new Map(gw.lines.filter((l) => l.includes('"msg":"tool_call"')).map((l) => JSON.parse(l) as Record<string, unknown>).map((l) => [l.req_id, l]));
+    const logged = new Map(
+      gw.lines
+        .filter((l) => l.includes('"msg":"tool_call"'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .map((l) => [l.req_id, l]),
+    );
     for (const row of rows) {
       const l = logged.get(row.request_id)!;
       assert.ok(l, row.request_id);
-      assert.deepEqual([row.tool, row.decision, row.reason, row.exit_code, row.duration_ms], [l.tool, l.decision, l.reason ?? null, l.exit_code ?? null, l.duration_ms]);
+      assert.deepEqual(
+        [row.tool, row.decision, row.reason, row.exit_code, row.duration_ms],
+        [l.tool, l.decision, l.reason ?? null, l.exit_code ?? null, l.duration_ms],
+      );
       assert.deepEqual(row.args === null ? undefined : JSON.parse(row.args), l.args);
     }
     const env = rows.find((x) => x.tool === "read_file" && x.decision === "deny" && x.args === '{"path":".env"}');
     assert.match(env!.reason!, /blocked by policy/);
     assert.match(rows.find((x) => x.decision === "error")!.reason!, /no such file/);
     assert.equal(rows.find((x) => x.tool === "run_command" && x.decision === "allow")!.exit_code, 0);
-    assert.deepEqual(JSON.parse(rows.find((x) => x.tool === "write_file")!.args!), { path: "notes.txt", content: `<${SECRET_CONTENT.length} bytes>` });
+    assert.deepEqual(JSON.parse(rows.find((x) => x.tool === "write_file")!.args!), {
+      path: "notes.txt",
+      content: `<${SECRET_CONTENT.length} bytes>`,
+    });
     const all = JSON.stringify(db.prepare("SELECT * FROM audit").all());
-    assert.ok(!all.includes(SECRET_CONTENT) && !all.includes("audit-never-stored") && !all.includes(KEY), "no file content, no .env value, no client key");
+    assert.ok(
+      !all.includes(SECRET_CONTENT) && !all.includes("audit-never-stored") && !all.includes(KEY),
+      "no file content, no .env value, no client key",
+    );
     assert.equal((db.prepare("SELECT COUNT(*) AS n FROM usage").get() as { n: number }).n, 0, "MCP calls are not usage rows");
   } finally {
     db.close();

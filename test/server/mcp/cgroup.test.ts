@@ -37,12 +37,16 @@ test("the launcher joins the command's cgroup before bwrap starts (its pid is wr
   chmodSync(base, 0o755);
   const cfg = loadMcpConfig({ WORKSPACE_ROOT: ws, PATH: process.env.PATH }, 1)!;
   let killed = 0;
-  const r = await runSandboxed(cfg, planFor(cfg), ["true"], ws, false, 10_000, { cgroup: { dir: cg, kill: () => killed++, remove: () => {} } }).result;
+  const r = await runSandboxed(cfg, planFor(cfg), ["true"], ws, false, 10_000, {
+    cgroup: { dir: cg, kill: () => killed++, remove: () => {} },
+  }).result;
   assert.equal(r.exitCode, 0, r.stderr);
   assert.match(readFileSync(join(cg, "cgroup.procs"), "utf8"), /^\d+\n$/);
   assert.equal(killed, 0);
   // A cgroup that cannot be joined stops the command before it runs.
-  const bad = await runSandboxed(cfg, planFor(cfg), ["true"], ws, false, 10_000, { cgroup: { dir: join(base, "missing"), kill: () => {}, remove: () => {} } }).result;
+  const bad = await runSandboxed(cfg, planFor(cfg), ["true"], ws, false, 10_000, {
+    cgroup: { dir: join(base, "missing"), kill: () => {}, remove: () => {} },
+  }).result;
   assert.equal(bad.exitCode, 125);
   assert.match(bad.stderr, /cannot join cgroup/);
 });

@@ -24,7 +24,8 @@ const EVIL_CONFIG = `[core]\n\trepositoryformatversion = 0\n\tfsmonitor = "touch
 const ctx: CallCtx = { keyId: "static-0", rights: null, reqId: "t", onCancel: () => {} };
 let tools: Tools;
 
-const git = (cwd: string, ...args: string[]) => execFileSync("git", ["-c", "user.email=t@t", "-c", "user.name=t", ...args], { cwd, encoding: "utf8" });
+const git = (cwd: string, ...args: string[]) =>
+  execFileSync("git", ["-c", "user.email=t@t", "-c", "user.name=t", ...args], { cwd, encoding: "utf8" });
 /** The developer's own `git status`, as a shell prompt or an IDE runs it. */
 const developerStatus = (cwd: string) => spawnSync("git", ["status"], { cwd, encoding: "utf8" });
 
@@ -41,20 +42,30 @@ before(() => {
   execFileSync("chmod", ["-R", "a+rwX", ws]);
   chmodSync(base, 0o755);
   const cmds = join(base, "commands.json");
-  writeFileSync(cmds, JSON.stringify({
-    commands: [{
-      name: "plant", writes: true,
-      argv: ["sh", "-c", [
-        `printf '[core]\\n\\tfsmonitor = "touch ${MARKER}; false"\\n' >> .git/config`,
-        `printf '#!/bin/sh\\ntouch ${MARKER}\\n' > .git/hooks/pre-commit`,
-        `printf '#!/bin/sh\\ntouch ${MARKER}\\n' > .githooks/pre-commit`,
-        "mkdir -p evil2/objects evil2/refs sub2 && echo 'ref: refs/heads/main' > evil2/HEAD",
-        `printf '[core]\\n\\trepositoryformatversion = 0\\n\\tfsmonitor = "touch ${MARKER}; false"\\n' > evil2/config`,
-        "echo 'gitdir: ../evil2' > sub2/.git",
-        "echo ran",
-      ].join("; ")],
-    }],
-  }));
+  writeFileSync(
+    cmds,
+    JSON.stringify({
+      commands: [
+        {
+          name: "plant",
+          writes: true,
+          argv: [
+            "sh",
+            "-c",
+            [
+              `printf '[core]\\n\\tfsmonitor = "touch ${MARKER}; false"\\n' >> .git/config`,
+              `printf '#!/bin/sh\\ntouch ${MARKER}\\n' > .git/hooks/pre-commit`,
+              `printf '#!/bin/sh\\ntouch ${MARKER}\\n' > .githooks/pre-commit`,
+              "mkdir -p evil2/objects evil2/refs sub2 && echo 'ref: refs/heads/main' > evil2/HEAD",
+              `printf '[core]\\n\\trepositoryformatversion = 0\\n\\tfsmonitor = "touch ${MARKER}; false"\\n' > evil2/config`,
+              "echo 'gitdir: ../evil2' > sub2/.git",
+              "echo ran",
+            ].join("; "),
+          ],
+        },
+      ],
+    }),
+  );
   const cfg = loadMcpConfig({ WORKSPACE_ROOT: ws, PATH: process.env.PATH, POLICY_COMMANDS_FILE: cmds }, 1)!;
   tools = new Tools(cfg, pino({ level: "silent" }));
 });
@@ -85,7 +96,11 @@ test("control: a gitdir: pointer to a crafted config makes the developer's git s
 test("route 1: the file tools refuse .git entries, gitdir: content and git control files; the developer's git status runs nothing", async () => {
   // A crafted git directory is ordinary files, except its HEAD, which is refused; plant the
   // rest of it directly, so the pointer refusal below is tested on its own.
-  for (const [p, c] of [["evilgit/config", EVIL_CONFIG], ["evilgit/objects/x", ""], ["evilgit/refs/x", ""]] as const) {
+  for (const [p, c] of [
+    ["evilgit/config", EVIL_CONFIG],
+    ["evilgit/objects/x", ""],
+    ["evilgit/refs/x", ""],
+  ] as const) {
     const r = await call("write_file", { path: p, content: c, create_dirs: true });
     assert.equal(r.isError, false, r.text);
   }
@@ -99,7 +114,7 @@ test("route 1: the file tools refuse .git entries, gitdir: content and git contr
     [".git/config", EVIL_CONFIG, /\.git entry/],
     [".git/hooks/pre-commit", "#!/bin/sh\n", /\.git entry/],
     ["sub/notgit", "gitdir: ../evilgit\n", /gitdir:/],
-    [".gitmodules", "[submodule \"x\"]\n", /POLICY_ALLOW_GIT_FILES/],
+    [".gitmodules", '[submodule "x"]\n', /POLICY_ALLOW_GIT_FILES/],
     ["sub/.gitattributes", "* filter=evil\n", /POLICY_ALLOW_GIT_FILES/],
     [".gitconfig", "[core]\n", /POLICY_ALLOW_GIT_FILES/],
   ];
@@ -109,7 +124,11 @@ test("route 1: the file tools refuse .git entries, gitdir: content and git contr
     assert.match(r.text, /^Refused: /);
     assert.match(r.text, why, p);
   }
-  assert.equal((await call("write_file", { path: ".gitignore", content: "dist/\n" })).isError, false, ".gitignore runs nothing and stays writable");
+  assert.equal(
+    (await call("write_file", { path: ".gitignore", content: "dist/\n" })).isError,
+    false,
+    ".gitignore runs nothing and stays writable",
+  );
   // edit_file cannot turn an ordinary file into a pointer either.
   await call("write_file", { path: "sub/ptr", content: "placeholder\n", create_dirs: true });
   const e = await call("edit_file", { path: "sub/ptr", old_string: "placeholder", new_string: "gitdir: ../evilgit" });

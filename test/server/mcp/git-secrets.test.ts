@@ -26,7 +26,8 @@ const SECRETS = [ENV_OLD, ENV_NEW, PEM, TOKEN, NM_SECRET, "committed-secret", "w
 const ctx: CallCtx = { keyId: "static-0", rights: null, reqId: "t", onCancel: () => {} };
 let tools: Tools;
 
-const git = (cwd: string, ...args: string[]) => execFileSync("git", ["-c", "user.email=t@t", "-c", "user.name=t", ...args], { cwd, encoding: "utf8" });
+const git = (cwd: string, ...args: string[]) =>
+  execFileSync("git", ["-c", "user.email=t@t", "-c", "user.name=t", ...args], { cwd, encoding: "utf8" });
 
 before(() => {
   mkdirSync(join(ws, "node_modules", "pkg"), { recursive: true });
@@ -44,11 +45,19 @@ before(() => {
   writeFileSync(join(ws, "node_modules", "pkg", "index.js"), "module.exports = 1;\n");
   execFileSync("chmod", ["-R", "a+rX", base]);
   const cmds = join(base, "commands.json");
-  writeFileSync(cmds, JSON.stringify({ commands: [
-    { name: "grep", argv: ["grep", "-rn", "--", { param: "pattern", type: "string", match: "[A-Za-z0-9_=-]+" }, "."] },
-    { name: "cat", argv: ["cat", { param: "file", type: "string", match: "[a-z./_-]+" }] },
-  ] }));
-  tools = new Tools(loadMcpConfig({ WORKSPACE_ROOT: ws, PATH: process.env.PATH, POLICY_COMMANDS_FILE: cmds }, 1)!, pino({ level: "silent" }));
+  writeFileSync(
+    cmds,
+    JSON.stringify({
+      commands: [
+        { name: "grep", argv: ["grep", "-rn", "--", { param: "pattern", type: "string", match: "[A-Za-z0-9_=-]+" }, "."] },
+        { name: "cat", argv: ["cat", { param: "file", type: "string", match: "[a-z./_-]+" }] },
+      ],
+    }),
+  );
+  tools = new Tools(
+    loadMcpConfig({ WORKSPACE_ROOT: ws, PATH: process.env.PATH, POLICY_COMMANDS_FILE: cmds }, 1)!,
+    pino({ level: "silent" }),
+  );
 });
 after(() => rmSync(base, { recursive: true, force: true }));
 
@@ -114,7 +123,10 @@ test("the gateway's git ignores the repository's fsmonitor, also unsandboxed on 
   assert.equal(existsSync(marker), true);
   rmSync(marker);
   chmodSync(repo, 0o755);
-  const host = new Tools(loadMcpConfig({ WORKSPACE_ROOT: repo, PATH: process.env.PATH, SANDBOX_BACKEND: "none", SANDBOX_ALLOW_UNSANDBOXED: "true" }, 1)!, pino({ level: "silent" }));
+  const host = new Tools(
+    loadMcpConfig({ WORKSPACE_ROOT: repo, PATH: process.env.PATH, SANDBOX_BACKEND: "none", SANDBOX_ALLOW_UNSANDBOXED: "true" }, 1)!,
+    pino({ level: "silent" }),
+  );
   const r = await host.call("git_status", {}, ctx);
   assert.equal(r.isError, undefined, r.content[0]!.text);
   assert.match(r.content[0]!.text, /\?\? f\.txt/);

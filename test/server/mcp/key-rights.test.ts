@@ -29,14 +29,34 @@ before(async () => {
   chmodSync(ws, 0o777);
   // A ledger as the previous release wrote it: a keys table with no tools/commands columns.
   const db = new Database(DB);
-  db.exec("CREATE TABLE keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, digest TEXT NOT NULL UNIQUE, models TEXT, limits TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT)");
-  db.prepare("INSERT INTO keys VALUES (?, ?, ?, NULL, '{}', ?, NULL)").run("key_old", "old", hash("sha256", OLD, "hex"), new Date().toISOString());
+  db.exec(
+    "CREATE TABLE keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, digest TEXT NOT NULL UNIQUE, models TEXT, limits TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT)",
+  );
+  db.prepare("INSERT INTO keys VALUES (?, ?, ?, NULL, '{}', ?, NULL)").run(
+    "key_old",
+    "old",
+    hash("sha256", OLD, "hex"),
+    new Date().toISOString(),
+  );
   db.close();
   const cmds = join(base, "commands.json");
-  writeFileSync(cmds, JSON.stringify({ commands: [{ name: "one", argv: ["echo", "one"] }, { name: "two", argv: ["echo", "two"] }] }));
+  writeFileSync(
+    cmds,
+    JSON.stringify({
+      commands: [
+        { name: "one", argv: ["echo", "one"] },
+        { name: "two", argv: ["echo", "two"] },
+      ],
+    }),
+  );
   gw = await startGateway({
-    WORKSPACE_ROOT: ws, POLICY_COMMANDS_FILE: cmds, GATEWAY_API_KEYS: STATIC, ADMIN_API_KEY: ADMIN,
-    MODEL_PROVIDER: "mock", DATABASE_PATH: DB, SANDBOX_TIMEOUT_MS: "10000",
+    WORKSPACE_ROOT: ws,
+    POLICY_COMMANDS_FILE: cmds,
+    GATEWAY_API_KEYS: STATIC,
+    ADMIN_API_KEY: ADMIN,
+    MODEL_PROVIDER: "mock",
+    DATABASE_PATH: DB,
+    SANDBOX_TIMEOUT_MS: "10000",
   });
 });
 after(async () => {
@@ -45,7 +65,11 @@ after(async () => {
 });
 
 async function admin(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const r = await fetch(`${gw.url}${path}`, { method, headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+  const r = await fetch(`${gw.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
   return { status: r.status, json: await r.json() };
 }
 
@@ -54,7 +78,11 @@ async function session(key: string) {
   let id = 1;
   let sid = "";
   const post = async (method: string, params: unknown) => {
-    const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json, text/event-stream", "x-api-key": key };
+    const headers: Record<string, string> = {
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+      "x-api-key": key,
+    };
     if (sid !== "") Object.assign(headers, { "mcp-session-id": sid, "mcp-protocol-version": "2025-06-18" });
     const r = await fetch(`${gw.url}/mcp`, { method: "POST", headers, body: JSON.stringify({ jsonrpc: "2.0", id: id++, method, params }) });
     if (sid === "") sid = r.headers.get("mcp-session-id") ?? "";
@@ -129,5 +157,8 @@ test("/health/ready reports the sandbox: available, with the limits mode", async
   assert.equal(sandbox.status, "available", JSON.stringify(sandbox));
   assert.equal(sandbox.ok, true);
   assert.equal(sandbox.backend, "bwrap");
-  assert.ok(sandbox.limits === "cgroup" || (sandbox.limits === "rlimits" && typeof sandbox.limits_reason === "string"), JSON.stringify(sandbox));
+  assert.ok(
+    sandbox.limits === "cgroup" || (sandbox.limits === "rlimits" && typeof sandbox.limits_reason === "string"),
+    JSON.stringify(sandbox),
+  );
 });

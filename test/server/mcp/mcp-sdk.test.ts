@@ -44,14 +44,20 @@ function rpc(body: unknown, headers: Record<string, string> = {}): Promise<Respo
     body: JSON.stringify(body),
   });
 }
-const INIT = { jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } } };
+const INIT = {
+  jsonrpc: "2.0",
+  id: 1,
+  method: "initialize",
+  params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } },
+};
 
 before(async () => {
   mkdirSync(join(ws, "src"), { recursive: true });
   writeFileSync(join(ws, "src", "app.ts"), "export function greet() {\n  return 'hello';\n}\n");
   writeFileSync(join(ws, ".env"), "API_TOKEN=never-shown\n");
   writeFileSync(join(ws, "README.md"), "# demo\n");
-  const git = (...a: string[]) => execFileSync("git", ["-c", "user.name=t", "-c", "user.email=t@example.com", ...a], { cwd: ws, stdio: "ignore" });
+  const git = (...a: string[]) =>
+    execFileSync("git", ["-c", "user.name=t", "-c", "user.email=t@example.com", ...a], { cwd: ws, stdio: "ignore" });
   git("init", "-q");
   git("add", "src/app.ts", "README.md");
   git("commit", "-qm", "init");
@@ -65,7 +71,10 @@ before(async () => {
         { name: "count-lines", description: "wc -l of one file", argv: ["wc", "-l", { param: "file", type: "path" }] },
         { name: "grep", argv: ["grep", "-rn", "--", { param: "pattern", type: "string", match: "^[\\w./-]+$" }, "."] },
         { name: "sleep", argv: ["sleep", { param: "seconds", type: "integer", min: 1, max: 5 }] },
-        { name: "curl-home", argv: ["node", "-e", "fetch('http://1.1.1.1').then(()=>console.log('ONLINE'),e=>{console.log('OFFLINE');process.exit(7)})"] },
+        {
+          name: "curl-home",
+          argv: ["node", "-e", "fetch('http://1.1.1.1').then(()=>console.log('ONLINE'),e=>{console.log('OFFLINE');process.exit(7)})"],
+        },
       ],
       tool_access: { "static-1": ["read_file", "list_dir"], "*": ["*"] },
     }),
@@ -91,10 +100,24 @@ test("the official SDK client connects, negotiates and lists the tools with JSON
   assert.equal(c.getServerVersion()?.name, "portcullis");
   assert.deepEqual(c.getServerCapabilities()?.tools, { listChanged: false });
   const { tools } = await c.listTools();
-  assert.deepEqual(tools.map((t) => t.name).sort(), ["edit_file", "git_diff", "git_status", "list_dir", "read_file", "run_command", "search", "write_file"]);
+  assert.deepEqual(tools.map((t) => t.name).sort(), [
+    "edit_file",
+    "git_diff",
+    "git_status",
+    "list_dir",
+    "read_file",
+    "run_command",
+    "search",
+    "write_file",
+  ]);
   for (const t of tools) assert.equal(t.inputSchema.type, "object", t.name);
   const rc = tools.find((t) => t.name === "run_command")!;
-  assert.deepEqual((rc.inputSchema.properties as Record<string, { enum?: string[] }>).command!.enum, ["count-lines", "grep", "sleep", "curl-home"]);
+  assert.deepEqual((rc.inputSchema.properties as Record<string, { enum?: string[] }>).command!.enum, [
+    "count-lines",
+    "grep",
+    "sleep",
+    "curl-home",
+  ]);
   assert.match(rc.description!, /count-lines - wc -l of one file/);
 });
 
@@ -184,7 +207,11 @@ test("a key limited to certain tools sees and may call only those", async () => 
 });
 
 test("HTTP level: keys, sessions, protocol version, origin, GET/DELETE", async () => {
-  const noKey = await fetch(`${gw.url}/mcp`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(INIT) });
+  const noKey = await fetch(`${gw.url}/mcp`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(INIT),
+  });
   assert.equal(noKey.status, 401);
   assert.equal(((await noKey.json()) as { error: { type: string } }).error.type, "authentication_error");
   assert.equal((await rpc(INIT, { "x-api-key": "sk-wrong-key-000000" })).status, 401);
@@ -195,7 +222,11 @@ test("HTTP level: keys, sessions, protocol version, origin, GET/DELETE", async (
   assert.match(sid, /^[\x21-\x7e]+$/, "visible ASCII");
   assert.equal(((await init.json()) as { result: { protocolVersion: string } }).result.protocolVersion, "2025-06-18");
   const old = await rpc({ ...INIT, params: { ...INIT.params, protocolVersion: "1999-01-01" } });
-  assert.equal(((await old.json()) as { result: { protocolVersion: string } }).result.protocolVersion, "2025-11-25", "unknown version: the server offers its latest");
+  assert.equal(
+    ((await old.json()) as { result: { protocolVersion: string } }).result.protocolVersion,
+    "2025-11-25",
+    "unknown version: the server offers its latest",
+  );
 
   const list = { jsonrpc: "2.0", id: 2, method: "tools/list" };
   assert.equal((await rpc(list)).status, 400, "no session");
@@ -206,7 +237,9 @@ test("HTTP level: keys, sessions, protocol version, origin, GET/DELETE", async (
   for (let i = 0; i < 6; i++) assert.equal((await rpc(list, { "mcp-session-id": sid, "mcp-protocol-version": "2025-06-18" })).status, 200);
   const note = await rpc({ jsonrpc: "2.0", method: "notifications/initialized" }, { "mcp-session-id": sid });
   assert.equal(note.status, 202);
-  const unknown = (await (await rpc({ jsonrpc: "2.0", id: 3, method: "resources/list" }, { "mcp-session-id": sid })).json()) as { error: { code: number } };
+  const unknown = (await (await rpc({ jsonrpc: "2.0", id: 3, method: "resources/list" }, { "mcp-session-id": sid })).json()) as {
+    error: { code: number };
+  };
   assert.equal(unknown.error.code, -32601);
   const bad = await fetch(`${gw.url}/mcp`, { method: "POST", headers: { "x-api-key": KEY0, "mcp-session-id": sid }, body: "{nope" });
   assert.equal(bad.status, 400);
@@ -263,7 +296,11 @@ test("every tool call leaves one audit line: key id, tool, argument summary, dec
 test("without WORKSPACE_ROOT there is no /mcp (404)", async () => {
   const plain = await startGateway({ GATEWAY_API_KEYS: KEY0, MODEL_PROVIDER: "mock" });
   try {
-    const r = await fetch(`${plain.url}/mcp`, { method: "POST", headers: { "x-api-key": KEY0, "content-type": "application/json" }, body: JSON.stringify(INIT) });
+    const r = await fetch(`${plain.url}/mcp`, {
+      method: "POST",
+      headers: { "x-api-key": KEY0, "content-type": "application/json" },
+      body: JSON.stringify(INIT),
+    });
     assert.equal(r.status, 404);
   } finally {
     await plain.stop();

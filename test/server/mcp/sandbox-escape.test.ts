@@ -22,7 +22,10 @@ let cfg: McpConfig;
 before(() => {
   execFileSync("mkdir", ["-p", ws]);
   for (const d of [base, ws]) chmodSync(d, 0o755);
-  writeFileSync(join(ws, "probe.pl"), 'for my $n (@ARGV) { $! = 0; my $r = syscall($n, 0, 0, 0, 0, 0, 0); print "$n $r ", ($! + 0), "\\n"; }\n');
+  writeFileSync(
+    join(ws, "probe.pl"),
+    'for my $n (@ARGV) { $! = 0; my $r = syscall($n, 0, 0, 0, 0, 0, 0); print "$n $r ", ($! + 0), "\\n"; }\n',
+  );
   chmodSync(join(ws, "probe.pl"), 0o644);
   cfg = loadMcpConfig({ WORKSPACE_ROOT: ws, PATH: process.env.PATH, SANDBOX_TIMEOUT_MS: "10000" }, 1)!;
 });
@@ -68,9 +71,16 @@ test("descriptors the gateway inherited do not reach the command: only 0, 1 and 
     const fds = (await import("node:fs")).readdirSync("/proc/self/fd");
     const r = await runSandboxed(cfg, planFor(cfg), ["sh", "-c", "ls /proc/$$/fd"], ${JSON.stringify(ws)}, false, 10000).result;
     console.log(JSON.stringify({ gateway: fds, inside: r.stdout.trim().split("\\n"), err: r.stderr }));`;
-  const p = spawnSync("bash", ["-c", 'exec 7</etc/hostname; exec "$@"', "bash", process.execPath, "--input-type=module", "-e", script], { encoding: "utf8", timeout: 30_000 });
+  const p = spawnSync("bash", ["-c", 'exec 7</etc/hostname; exec "$@"', "bash", process.execPath, "--input-type=module", "-e", script], {
+    encoding: "utf8",
+    timeout: 30_000,
+  });
   assert.equal(p.status, 0, p.stderr);
   const out = JSON.parse(p.stdout.trim().split("\n").pop()!) as { gateway: string[]; inside: string[]; err: string };
   assert.ok(out.gateway.includes("7"), "control: the gateway process has fd 7 open");
-  assert.deepEqual(out.inside.map(Number).sort((a, b) => a - b), [0, 1, 2], `inside: ${out.inside.join(" ")} ${out.err}`);
+  assert.deepEqual(
+    out.inside.map(Number).sort((a, b) => a - b),
+    [0, 1, 2],
+    `inside: ${out.inside.join(" ")} ${out.err}`,
+  );
 });

@@ -26,7 +26,13 @@ before(async () => {
   writeFileSync(join(bin, "bwrap"), `#!/bin/sh\necho '${WHY}' >&2\nexit 1\n`, { mode: 0o755 });
   const cmds = join(base, "commands.json");
   writeFileSync(cmds, JSON.stringify({ commands: [{ name: "hello", argv: ["echo", "hello"] }] }));
-  gw = await startGateway({ WORKSPACE_ROOT: ws, POLICY_COMMANDS_FILE: cmds, GATEWAY_API_KEYS: KEY, MODEL_PROVIDER: "mock", PATH: `${bin}:${process.env.PATH}` });
+  gw = await startGateway({
+    WORKSPACE_ROOT: ws,
+    POLICY_COMMANDS_FILE: cmds,
+    GATEWAY_API_KEYS: KEY,
+    MODEL_PROVIDER: "mock",
+    PATH: `${bin}:${process.env.PATH}`,
+  });
 });
 after(async () => {
   await gw?.stop();
@@ -45,14 +51,30 @@ test("readiness says sandbox: unavailable with bwrap's reason; the gateway itsel
   assert.equal(s.ok, false);
   assert.match(s.reason, /No permissions to create a new namespace/);
   assert.equal(body.status, "ready", "/v1/messages does not depend on the sandbox");
-  assert.ok(gw.lines.some((l) => l.includes("sandbox self-test failed") && l.includes("No permissions")), "logged at start-up");
+  assert.ok(
+    gw.lines.some((l) => l.includes("sandbox self-test failed") && l.includes("No permissions")),
+    "logged at start-up",
+  );
 });
 
 test("a command then fails at once with the reason", async () => {
   const h = { "content-type": "application/json", accept: "application/json, text/event-stream", "x-api-key": KEY };
-  const init = await fetch(`${gw.url}/mcp`, { method: "POST", headers: h, body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "t", version: "1" } } }) });
+  const init = await fetch(`${gw.url}/mcp`, {
+    method: "POST",
+    headers: h,
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "initialize",
+      params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "t", version: "1" } },
+    }),
+  });
   const sid = init.headers.get("mcp-session-id")!;
-  const r = await fetch(`${gw.url}/mcp`, { method: "POST", headers: { ...h, "mcp-session-id": sid }, body: JSON.stringify({ jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "run_command", arguments: { command: "hello" } } }) });
+  const r = await fetch(`${gw.url}/mcp`, {
+    method: "POST",
+    headers: { ...h, "mcp-session-id": sid },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "run_command", arguments: { command: "hello" } } }),
+  });
   const result = ((await r.json()) as any).result;
   assert.equal(result.isError, true);
   assert.match(result.content[0].text, /^Failed: the sandbox is unavailable: .*No permissions to create a new namespace/);

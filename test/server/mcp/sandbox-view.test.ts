@@ -19,7 +19,7 @@ const f = (p: string, c = "") => {
 };
 
 test("masks every refused path (node_modules too, .git/config) and keeps every .git and hooks directory read-only", async () => {
-  f(".git/config", "[core]\n\thooksPath = tools/hooks\n[remote \"o\"]\n\turl = https://t@x/y\n");
+  f(".git/config", '[core]\n\thooksPath = tools/hooks\n[remote "o"]\n\turl = https://t@x/y\n');
   f(".git/HEAD", "ref: refs/heads/main\n");
   f("tools/hooks/pre-commit", "#!/bin/sh\n");
   f("node_modules/pkg/.env", "X=1\n");
@@ -40,5 +40,8 @@ test("masks every refused path (node_modules too, .git/config) and keeps every .
 test("past SANDBOX_MASK_MAX_ENTRIES the command is refused rather than run with an unmasked tree", async () => {
   for (let i = 0; i < 150; i++) f(`many/f${i}`);
   const policy = new PathPolicy({ roots: [ws], allowed: ["**"], blocked: [] });
-  await assert.rejects(sandboxView(policy, 100, 5_000), (e: unknown) => e instanceof ToolError && /more than 100 entries .*SANDBOX_MASK_MAX_ENTRIES.*not run/.test(e.message));
+  await assert.rejects(
+    sandboxView(policy, 100, 5_000),
+    (e: unknown) => e instanceof ToolError && /more than 100 entries .*SANDBOX_MASK_MAX_ENTRIES.*not run/.test(e.message),
+  );
 });

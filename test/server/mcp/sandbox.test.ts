@@ -38,7 +38,10 @@ before(async () => {
   writeFileSync(hostSecret, "host only\n");
   // The sandbox runs as SANDBOX_UID (nobody when the tests run as root): let it in.
   for (const d of [base, ws]) chmodSync(d, 0o755);
-  cfg = loadMcpConfig({ WORKSPACE_ROOT: ws, PATH: process.env.PATH, SANDBOX_TIMEOUT_MS: "3000", SANDBOX_OUTPUT_BYTES: "65536", SANDBOX_PIDS: "32" }, 1)!;
+  cfg = loadMcpConfig(
+    { WORKSPACE_ROOT: ws, PATH: process.env.PATH, SANDBOX_TIMEOUT_MS: "3000", SANDBOX_OUTPUT_BYTES: "65536", SANDBOX_PIDS: "32" },
+    1,
+  )!;
   server = createServer((s) => {
     s.on("error", () => {});
     s.end("reached\n");
@@ -71,7 +74,14 @@ describe("bubblewrap sandbox", () => {
 
   test("network: a loopback listener on the host cannot be reached", async () => {
     // Control: the listener is reachable from outside the sandbox.
-    await new Promise<void>((resolve, reject) => connect(port, "127.0.0.1").on("connect", function (this: import("node:net").Socket) { this.destroy(); resolve(); }).on("error", reject));
+    await new Promise<void>((resolve, reject) =>
+      connect(port, "127.0.0.1")
+        .on("connect", function (this: import("node:net").Socket) {
+          this.destroy();
+          resolve();
+        })
+        .on("error", reject),
+    );
     const r = await run(["node", "-e", NODE_CONNECT.replace("PORT", String(port))]);
     assert.equal(r.exitCode, 3, r.stdout + r.stderr);
     assert.match(r.stdout, /ERR (ECONNREFUSED|ENETUNREACH|EADDRNOTAVAIL)/);
@@ -115,14 +125,21 @@ describe("bubblewrap sandbox", () => {
   test("the process limit (SANDBOX_PIDS=32) stops a command from starting more processes", async () => {
     // Start up to 100 background sleeps, printing the count after each; the shell dies at
     // the first fork the limit refuses. The same loop without the limit starts all 100.
-    const loop = 'n=0; while [ $n -lt 100 ]; do sleep 30 </dev/null >/dev/null 2>&1 & n=$((n+1)); echo $n; done';
+    const loop = "n=0; while [ $n -lt 100 ]; do sleep 30 </dev/null >/dev/null 2>&1 & n=$((n+1)); echo $n; done";
     const r = await run(["sh", "-c", loop]);
     assert.equal(r.timedOut, false);
     assert.notEqual(r.exitCode, 0, r.stdout);
     assert.match(r.stderr, /fork/i, "the shell reports the refused fork");
     const started = Number(r.stdout.trim().split("\n").at(-1));
     assert.ok(started >= 1 && started < 32, `started ${started} processes under a limit of 32`);
-    const unlimited = await runSandboxed(cfg, { ...planFor(cfg), limits: { ...cfg.sandbox.limits, pids: 1000 } }, ["sh", "-c", loop], ws, false, 10_000).result;
+    const unlimited = await runSandboxed(
+      cfg,
+      { ...planFor(cfg), limits: { ...cfg.sandbox.limits, pids: 1000 } },
+      ["sh", "-c", loop],
+      ws,
+      false,
+      10_000,
+    ).result;
     assert.equal(unlimited.exitCode, 0, unlimited.stderr);
     assert.equal(unlimited.stdout.trim().split("\n").at(-1), "100", "the control run is not limited");
   });
@@ -131,7 +148,11 @@ describe("bubblewrap sandbox", () => {
     const r = await run(["sh", "-c", "f() { f | f & }; f; sleep 60"], false, 2000);
     assert.ok(r.timedOut || r.exitCode !== 0, JSON.stringify(r).slice(0, 300));
     // The pid namespace dies with bwrap: wait (bounded) until the kernel has reaped it.
-    await until("the fork bomb's processes to be gone", () => (processesMatching("f() { f | f & }").length === 0 ? true : undefined), 10_000);
+    await until(
+      "the fork bomb's processes to be gone",
+      () => (processesMatching("f() { f | f & }").length === 0 ? true : undefined),
+      10_000,
+    );
   });
 
   test("runaway output is cut at SANDBOX_OUTPUT_BYTES and the command killed", async () => {
@@ -149,7 +170,11 @@ describe("bubblewrap sandbox", () => {
   });
 
   test("memory is capped (address-space limit)", async () => {
-    const r = await run(["node", "-e", "const b = []; for (let i = 0; i < 64; i++) b.push(Buffer.alloc(64 * 1024 * 1024, 1)); console.log('ALLOCATED')"]);
+    const r = await run([
+      "node",
+      "-e",
+      "const b = []; for (let i = 0; i < 64; i++) b.push(Buffer.alloc(64 * 1024 * 1024, 1)); console.log('ALLOCATED')",
+    ]);
     assert.notEqual(r.exitCode, 0);
     assert.ok(!r.stdout.includes("ALLOCATED"), "4 GiB must not fit in SANDBOX_MEMORY_MB (2048)");
   });
