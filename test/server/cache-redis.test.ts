@@ -6,44 +6,14 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
+import { startRedis, type RedisHandle } from "../support/redis.js";
 import { startMock, type MockHandle } from "../support/spawn-mock.js";
 import { startGateway, type Gateway } from "../support/gateway.js";
 import { freePort } from "../support/free-port.js";
 import { until } from "../support/wait.js";
 
 const KEY = "sk-cache-redis-key-a";
-
-interface RedisHandle {
-  proc: ChildProcess;
-  stop(): Promise<void>;
-}
-
-/** redis-server on `port`, no persistence; resolves once it accepts connections. */
-function startRedis(port: number): Promise<RedisHandle> {
-  const proc = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const exited = new Promise<void>((r) => proc.once("exit", () => r()));
-  const stop = async () => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
-    await exited;
-  };
-  return new Promise((resolve, reject) => {
-    let out = "";
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start in time: ${out}`)), 15_000);
-    proc.once("error", (e) => reject(new Error(`redis-server could not run (install Debian's redis-server package): ${e.message}`)));
-    proc.stdout!.setEncoding("utf8");
-    proc.stdout!.on("data", (d: string) => {
-      out += d;
-      if (out.includes("Ready to accept connections")) {
-        clearTimeout(timer);
-        resolve({ proc, stop });
-      }
-    });
-    void exited.then(() => reject(new Error(`redis-server exited: ${out}`)));
-  });
-}
 
 let mock: MockHandle;
 let redis: RedisHandle;
