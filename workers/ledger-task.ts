@@ -20,6 +20,7 @@ import { mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { workerData } from "piscina";
 import type { KeyRecord } from "../core/keys.js";
+import { csvCell, keyRecordFromRow } from "./ledger-rows.js";
 import { PRUNE_BATCH, pruneCutoff } from "../core/retention.js";
 
 /** One finished request, as a tuple (cheap to clone between threads). */
@@ -152,15 +153,6 @@ const GROUP_EXPR: Record<GroupBy, string> = {
   session: "u.session_id",
 };
 
-/** A CSV cell: quoted when needed; a leading = + - @ is defused for spreadsheets. */
-function csvCell(v: unknown): string {
-  if (v === null || v === undefined) return "";
-  if (typeof v === "number") return String(v);
-  let s = String(v);
-  if (/^[=+\-@\t\r]/.test(s)) s = "'" + s;
-  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-}
-
 function open(path: string, retentionDays: number, maxBytes: number) {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
@@ -257,20 +249,6 @@ function open(path: string, retentionDays: number, maxBytes: number) {
     );
   }
 
-  function toRecord(r: Record<string, unknown>): KeyRecord {
-    return {
-      id: r.id as string,
-      name: r.name as string,
-      digest: r.digest as string,
-      models: r.models === null ? null : (JSON.parse(r.models as string) as string[]),
-      limits: JSON.parse(r.limits as string) as KeyRecord["limits"],
-      tools: JSON.parse(r.tools as string) as string[],
-      commands: r.commands === null ? null : (JSON.parse(r.commands as string) as string[]),
-      cache: (r.cache as "on" | "off" | null) ?? null,
-      created_at: r.created_at as string,
-      revoked_at: (r.revoked_at as string | null) ?? null,
-    };
-  }
   const params = (k: KeyRecord) => ({
     id: k.id,
     name: k.name,
@@ -313,7 +291,7 @@ function open(path: string, retentionDays: number, maxBytes: number) {
           s.month_tokens = r.tokens;
           s.month_micros = r.micros;
         }
-        return { keys: (keyAll.all() as Record<string, unknown>[]).map(toRecord), spend: [...spend.values()] };
+        return { keys: (keyAll.all() as Record<string, unknown>[]).map(keyRecordFromRow), spend: [...spend.values()] };
       }
       case "key-create":
         keyInsert.run(params(task.record));
@@ -323,7 +301,7 @@ function open(path: string, retentionDays: number, maxBytes: number) {
       case "key-revoke":
         return keyRevoke.run(task.at, task.id).changes === 1;
       case "keys":
-        return (keyAll.all() as Record<string, unknown>[]).map(toRecord);
+        return (keyAll.all() as Record<string, unknown>[]).map(keyRecordFromRow);
       case "keys-since":
         return [];
       case "usage": {

@@ -20,6 +20,7 @@
  */
 import pg from "pg";
 import type { KeyRecord } from "../core/keys.js";
+import { csvCell, keyRecordFromRow } from "./ledger-rows.js";
 import { pruneCutoff } from "../core/retention.js";
 import type { AuditRow, GroupBy, LedgerTask, SpendRow, UsageRow } from "./ledger-task.js";
 
@@ -78,30 +79,6 @@ function month(ms: number, ahead = 0): { tag: string; from: number; to: number }
     to = Date.UTC(y, m + 1, 1);
   const f = new Date(from);
   return { tag: `${f.getUTCFullYear()}_${String(f.getUTCMonth() + 1).padStart(2, "0")}`, from, to };
-}
-
-/** A CSV cell: quoted when needed; a leading = + - @ is defused for spreadsheets. */
-function csvCell(v: unknown): string {
-  if (v === null || v === undefined) return "";
-  if (typeof v === "number") return String(v);
-  let s = String(v);
-  if (/^[=+\-@\t\r]/.test(s)) s = "'" + s;
-  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-}
-
-function toRecord(r: Record<string, unknown>): KeyRecord {
-  return {
-    id: r.id as string,
-    name: r.name as string,
-    digest: r.digest as string,
-    models: r.models === null ? null : (JSON.parse(r.models as string) as string[]),
-    limits: JSON.parse(r.limits as string) as KeyRecord["limits"],
-    tools: JSON.parse(r.tools as string) as string[],
-    commands: r.commands === null ? null : (JSON.parse(r.commands as string) as string[]),
-    cache: (r.cache as "on" | "off" | null) ?? null,
-    created_at: r.created_at as string,
-    revoked_at: (r.revoked_at as string | null) ?? null,
-  };
 }
 
 function keyParams(k: KeyRecord): unknown[] {
@@ -305,7 +282,7 @@ export async function openPg(url: string, retentionDays: number) {
         }
         const keys = (await pool.query(`SELECT ${KEY_COLS} FROM keys ORDER BY created_at, id`)).rows;
         const version = keys.reduce((v: number, r: Record<string, unknown>) => Math.max(v, Number(r.version)), 0);
-        return { keys: keys.map(toRecord), spend: [...spend.values()], version };
+        return { keys: keys.map(keyRecordFromRow), spend: [...spend.values()], version };
       }
       case "key-create":
         await pool.query(
@@ -331,10 +308,10 @@ export async function openPg(url: string, retentionDays: number) {
           ).rowCount === 1
         );
       case "keys":
-        return (await pool.query(`SELECT ${KEY_COLS} FROM keys ORDER BY created_at, id`)).rows.map(toRecord);
+        return (await pool.query(`SELECT ${KEY_COLS} FROM keys ORDER BY created_at, id`)).rows.map(keyRecordFromRow);
       case "keys-since":
         return (await pool.query(`SELECT ${KEY_COLS} FROM keys WHERE version > $1 ORDER BY version`, [task.version])).rows.map(
-          (r: Record<string, unknown>) => ({ record: toRecord(r), version: Number(r.version) }),
+          (r: Record<string, unknown>) => ({ record: keyRecordFromRow(r), version: Number(r.version) }),
         );
       case "usage":
         return usage(task);
