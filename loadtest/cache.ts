@@ -21,7 +21,7 @@ import { smallRequest } from "../bench/fixture.js";
 import { fmt, markdownTable, median, parseFlags } from "../bench/format.js";
 import { freePort } from "../test/support/free-port.js";
 import { loadRun, type Target } from "./measure.js";
-import { startGateway, startPortPrinter, type Proc } from "./procs.js";
+import { startGateway, startUpstreams, type Proc } from "./procs.js";
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const KEY = "sk-loadtest-cache-key-01";
@@ -77,19 +77,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "portcullis-loadtest-cache-"));
   const procs: Proc[] = [];
   try {
-    const mock = await startPortPrinter("mock", here("./mock-upstream.js"), ["--port", "0"]);
-    procs.push(mock);
-    const sse = await startPortPrinter("stream-upstream", here("./stream-upstream.js"), ["--port", "0", "--events", "50"]);
-    procs.push(sse);
-    const ceiling = await startPortPrinter("ceiling", here("./ceiling.js"), ["--port", "0", "--upstream", `http://127.0.0.1:${mock.port}`]);
-    procs.push(ceiling);
-    const ceilingSse = await startPortPrinter("ceiling-sse", here("./ceiling.js"), [
-      "--port",
-      "0",
-      "--upstream",
-      `http://127.0.0.1:${sse.port}`,
-    ]);
-    procs.push(ceilingSse);
+    const { mock, sse, ceiling, ceilingSse } = await startUpstreams(procs);
     const redis = await redisServer(await freePort());
     procs.push(redis);
     const cfgFile = join(dir, "gateway.json");

@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { fmt, markdownTable, parseFlags } from "../bench/format.js";
 import { loadRun, type RunResult, type Target } from "./measure.js";
-import { startGateway, startPortPrinter, type Proc } from "./procs.js";
+import { startGateway, startUpstreams, type Proc } from "./procs.js";
 import { pairedRatio, summarise } from "./stats.js";
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
@@ -36,19 +36,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "portcullis-lt-openai-"));
   const procs: Proc[] = [];
   try {
-    const mock = await startPortPrinter("mock", here("./mock-upstream.js"), ["--port", "0"]);
-    procs.push(mock);
-    const sse = await startPortPrinter("stream-upstream", here("./stream-upstream.js"), ["--port", "0", "--events", "50"]);
-    procs.push(sse);
-    const ceil = await startPortPrinter("ceiling", here("./ceiling.js"), ["--port", "0", "--upstream", `http://127.0.0.1:${mock.port}`]);
-    procs.push(ceil);
-    const ceilSse = await startPortPrinter("ceiling-sse", here("./ceiling.js"), [
-      "--port",
-      "0",
-      "--upstream",
-      `http://127.0.0.1:${sse.port}`,
-    ]);
-    procs.push(ceilSse);
+    const { mock, sse, ceiling: ceil, ceilingSse: ceilSse } = await startUpstreams(procs);
     const cfg = join(dir, "gateway.json");
     const base = (p: Proc) => `http://127.0.0.1:${p.port}`;
     writeFileSync(

@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { freePort } from "../test/support/free-port.js";
 
 export interface Proc {
@@ -102,4 +103,31 @@ export async function startGateway(script: string, env: Record<string, string>, 
     await new Promise((r) => setTimeout(r, 100));
   }
   return { name: "gateway", port, child, stop: stopper(child, 15_000) };
+}
+
+/** The upstreams every comparison needs: the mock, a 50-event SSE upstream, and a bare ceiling in front of each. */
+export interface Upstreams {
+  mock: Proc;
+  sse: Proc;
+  ceiling: Proc;
+  ceilingSse: Proc;
+}
+
+/** Starts the four, appending each to `procs` as it starts (so a failure still stops the earlier ones). */
+export async function startUpstreams(procs: Proc[]): Promise<Upstreams> {
+  const js = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+  const mock = await startPortPrinter("mock", js("./mock-upstream.js"), ["--port", "0"]);
+  procs.push(mock);
+  const sse = await startPortPrinter("stream-upstream", js("./stream-upstream.js"), ["--port", "0", "--events", "50"]);
+  procs.push(sse);
+  const ceiling = await startPortPrinter("ceiling", js("./ceiling.js"), ["--port", "0", "--upstream", `http://127.0.0.1:${mock.port}`]);
+  procs.push(ceiling);
+  const ceilingSse = await startPortPrinter("ceiling-sse", js("./ceiling.js"), [
+    "--port",
+    "0",
+    "--upstream",
+    `http://127.0.0.1:${sse.port}`,
+  ]);
+  procs.push(ceilingSse);
+  return { mock, sse, ceiling, ceilingSse };
 }
