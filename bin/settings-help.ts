@@ -27,6 +27,8 @@ const MEANINGS: Record<keyof Settings, string> = {
   retry_base_delay_ms: "backoff base (full jitter)",
   retry_max_delay_ms: "backoff cap",
   retry_budget_ms: "no retry starts whose wait would end later than this after arrival",
+  upstream_key_rest_ms: "a pool key that answered 429 without a retry-after rests this long",
+  upstream_key_rest_max_ms: "cap on a pool key's rest, whatever its retry-after says",
   circuit_breaker_failure_threshold: "consecutive provider failures that open its breaker",
   circuit_breaker_timeout_ms: "how long an open breaker fails fast before half-opening",
   circuit_breaker_success_threshold: "successful probes that close a half-open breaker",

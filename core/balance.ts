@@ -54,7 +54,7 @@ export function sessionHash(s: string): number {
 }
 
 /** murmur3's finaliser over the session hash and a member's seed: a uniform 32-bit value. */
-function mix(h: number, seed: number): number {
+export function mix(h: number, seed: number): number {
   let x = (h ^ Math.imul(seed, 0x9e3779b1)) >>> 0;
   x ^= x >>> 16;
   x = Math.imul(x, 0x85ebca6b);

@@ -11,6 +11,8 @@ import { ConfigError, envBool, envNum, envStr, type Env } from "./env.js";
 import { loadTracingConfig, type TracingConfig } from "./tracing-config.js";
 import { typiaPath } from "./typia-path.js";
 import { loadCacheConfig, type CacheConfig } from "./cache/config.js";
+import { loadKeyPool, type PoolKeyEntry, type PoolKeyEnvEntry } from "./keypool-config.js";
+import type { PoolKey } from "./keypool.js";
 
 export { ConfigError };
 
@@ -33,6 +35,10 @@ export interface ProviderFileEntry {
   api_key?: string & tags.MinLength<1>;
   /** ...the name of the environment variable that holds it (keeps secrets out of the file). */
   api_key_env?: string & tags.MinLength<1>;
+  /** Several keys, each optionally `{ key, weight, rpm, tpm }` (literal: prefer api_key_envs; core/keypool.ts). */
+  api_keys?: PoolKeyEntry[];
+  /** Several keys by env var name, each optionally `{ env, weight, rpm, tpm }`. */
+  api_key_envs?: PoolKeyEnvEntry[];
   /** Forward the client's own key instead of a configured one. */
   pass_through_key?: boolean;
   /** azure-openai only: the `api-version` query parameter. */
@@ -82,6 +88,8 @@ export interface ProviderConfig {
   readonly basePath: string;
   readonly apiKey: string | null;
   readonly passThroughKey: boolean;
+  /** A key pool (api_keys / api_key_envs); apiKey is then its first key. Absent or null: one key. */
+  readonly keys?: readonly PoolKey[] | null;
   /** azure-openai's api-version (set for that type only; absent means null). */
   readonly apiVersion?: string | null;
   /** OpenAI-format providers: the output-limit field of translated requests (absent: max_completion_tokens). */
@@ -132,6 +140,10 @@ export interface Settings {
   retry_base_delay_ms: number & tags.Type<"uint32">;
   retry_max_delay_ms: number & tags.Type<"uint32">;
   retry_budget_ms: number & tags.Type<"uint32">;
+  /** A pool key that answered 429 without a usable retry-after rests this long (core/keypool.ts). */
+  upstream_key_rest_ms: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<3600000>;
+  /** ...and never longer than this, whatever its retry-after says. */
+  upstream_key_rest_max_ms: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<3600000>;
   circuit_breaker_failure_threshold: number & tags.Type<"uint32"> & tags.Minimum<1>;
   circuit_breaker_timeout_ms: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<86400000>;
   circuit_breaker_success_threshold: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<255>;
@@ -203,6 +215,8 @@ export const ENV_NAMES: Record<keyof Settings, string> = {
   retry_base_delay_ms: "RETRY_BASE_DELAY_MS",
   retry_max_delay_ms: "RETRY_MAX_DELAY_MS",
   retry_budget_ms: "RETRY_BUDGET_MS",
+  upstream_key_rest_ms: "UPSTREAM_KEY_REST_MS",
+  upstream_key_rest_max_ms: "UPSTREAM_KEY_REST_MAX_MS",
   circuit_breaker_failure_threshold: "CIRCUIT_BREAKER_FAILURE_THRESHOLD",
   circuit_breaker_timeout_ms: "CIRCUIT_BREAKER_TIMEOUT",
   circuit_breaker_success_threshold: "CIRCUIT_BREAKER_SUCCESS_THRESHOLD",
@@ -314,6 +328,8 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     retry_base_delay_ms: envNum(env, "RETRY_BASE_DELAY_MS", 500),
     retry_max_delay_ms: envNum(env, "RETRY_MAX_DELAY_MS", 8_000),
     retry_budget_ms: envNum(env, "RETRY_BUDGET_MS", 30_000),
+    upstream_key_rest_ms: envNum(env, "UPSTREAM_KEY_REST_MS", 10_000),
+    upstream_key_rest_max_ms: envNum(env, "UPSTREAM_KEY_REST_MAX_MS", 300_000),
     circuit_breaker_failure_threshold: envNum(env, "CIRCUIT_BREAKER_FAILURE_THRESHOLD", 5),
     circuit_breaker_timeout_ms: envNum(env, "CIRCUIT_BREAKER_TIMEOUT", 60_000),
     circuit_breaker_success_threshold: envNum(env, "CIRCUIT_BREAKER_SUCCESS_THRESHOLD", 2),
@@ -373,12 +389,14 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
       apiKey = envStr(env, p.api_key_env);
       if (apiKey === null) throw new ConfigError(`${setting}.api_key_env`, `environment variable ${p.api_key_env} is not set`);
     }
+    const keys = loadKeyPool(env, setting, p);
+    if (keys !== null) apiKey = keys[0]!.key;
     if (p.type === "mock") {
       providers.set(name, { name, type: "mock", origin: "", basePath: "", apiKey: null, passThroughKey: false, ...NO_CLOUD });
       continue;
     }
     if (p.type === "bedrock" || p.type === "vertex") {
-      providers.set(name, cloudProvider(env, name, p, apiKey));
+      providers.set(name, { ...cloudProvider(env, name, p, apiKey), keys });
       continue;
     }
     const base =
@@ -402,6 +420,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
       basePath,
       apiKey,
       passThroughKey: p.pass_through_key === true,
+      keys,
       apiVersion,
       maxTokensField,
       ...NO_CLOUD,

@@ -64,6 +64,11 @@ export const CATALOGUE = {
   GW_ERR_UPSTREAM_TIMEOUT: { status: 504, type: "timeout_error", message: "the upstream provider did not answer in time" },
   GW_ERR_UPSTREAM_STREAM_CUT: { status: 502, type: "api_error", message: "the upstream stream ended before the message was complete" },
   GW_ERR_UPSTREAM_AUTH: { status: 502, type: "api_error", message: "the gateway could not obtain credentials for the upstream provider" },
+  GW_ERR_UPSTREAM_KEYS_RESTING: {
+    status: 429,
+    type: "rate_limit_error",
+    message: "every upstream key of this model's providers is rate-limited; retry after retry-after",
+  },
   GW_ERR_UPSTREAM_CIRCUIT_OPEN: {
     status: 503,
     type: "overloaded_error",

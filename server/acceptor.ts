@@ -35,6 +35,8 @@ import type { MessagePort } from "node:worker_threads";
 import { CacheClient } from "./cache/client.js";
 import { ResponseCache } from "./cache/gate.js";
 import { CacheStats } from "../core/cache/stats.js";
+import { KeyPools, type KeyPoolBuffers } from "../core/keypool.js";
+import { buildProviders } from "../core/providers.js";
 
 export interface AcceptorData {
   cfg: GatewayConfig;
@@ -45,6 +47,8 @@ export interface AcceptorData {
   /** Budget counters (core/budget.ts) and token/cost counters (core/usage-metrics.ts). */
   budgetSab: SharedArrayBuffer;
   usageSab: SharedArrayBuffer;
+  /** Upstream key pools' rest state and rpm/tpm buckets (core/keypool.ts). */
+  keyPoolBufs: KeyPoolBuffers;
   /** Virtual keys live at start-up, with their slots. */
   keys: { record: KeyRecord; slot: number }[];
   clockBase: number;
@@ -216,6 +220,7 @@ const app = buildApp({
   models: modelLists,
   ops: opsApp,
   requestLog: requestLogTap(logger),
+  keyPools: new KeyPools(buildProviders(cfg.providers), data.keyPoolBufs, clock, new MicroClock(data.clockBase)),
   cache: new ResponseCache(cfg.cache, new CacheClient(data.cachePort), new CacheStats(metrics.u32, metrics.layout.cacheOff)),
 });
 let listenSocket: us_listen_socket | null = null;

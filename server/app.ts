@@ -40,6 +40,7 @@ import { codeOf, CONTINUE } from "../core/pipeline/codes.js";
 import { E_BODY_TOO_LARGE } from "../core/pipeline/stages/gate.js";
 import { buildShapers } from "./providers/shapers.js";
 import type { ResponseCache } from "./cache/gate.js";
+import type { KeyPools } from "../core/keypool.js";
 
 export interface AppDeps {
   cfg: GatewayConfig;
@@ -63,6 +64,8 @@ export interface AppDeps {
   models: { lists: readonly ProviderModels[] };
   /** The response cache (server/cache/gate.ts); null = not wired (tests, bench). */
   cache?: ResponseCache | null;
+  /** Upstream key pools (core/keypool.ts); absent = every provider uses its one key. */
+  keyPools?: KeyPools | null;
 }
 
 export interface Billing {
@@ -123,6 +126,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     breakers: deps.breakers,
     answerMock: (c: RequestCtx, p: Record<string, unknown>, n: boolean) => answerMock(c, p, n),
     shapers: buildShapers(providers, metrics, shared.log),
+    keys: deps.keyPools ?? null,
   };
   const app = uWS.App();
 

@@ -13,6 +13,11 @@
  * it was sent, a deadline that passed while it waited for a connection, shutdown).
  * What the client sends is checked before dispatch, so its bytes never count against a
  * provider.
+ *
+ * A provider with a key pool (core/keypool.ts) gets a key per attempt. A key's own refusal
+ * (429: rested for its retry-after; 401/403: set aside) sends the request to the next key
+ * at once, without counting an attempt; a target whose keys all rest is skipped, and when
+ * nothing else answers, the client gets 429 with the soonest retry-after.
  */
 import type { IncomingHttpHeaders } from "node:http";
 import { NOT_PROBE, REJECT, type Breakers } from "../core/breaker.js";
@@ -21,7 +26,9 @@ import { RJ_CIRCUIT_OPEN } from "../core/metrics.js";
 import { authHeadersFor } from "../core/providers.js";
 import type { Target } from "../core/routing.js";
 import { spliceModel } from "../core/json-splice.js";
-import { retryDelayMs, shouldRetryStatus } from "../core/retry.js";
+import { retryAfterMs, retryDelayMs, shouldRetryStatus } from "../core/retry.js";
+import { sessionHash } from "../core/balance.js";
+import type { KeyPool, KeyPools } from "../core/keypool.js";
 import { badHeader, badHeaderValue, badQuery, isJsonBody } from "../core/upstream-guard.js";
 import type { GatewayConfig } from "../core/config.js";
 import type { RequestCtx } from "./context.js";
@@ -39,6 +46,8 @@ export interface CallDeps {
   answerMock(ctx: RequestCtx, parsed: Record<string, unknown>, count: boolean): void;
   /** Request shapers by provider index for Bedrock and Vertex (server/providers/shapers.ts). */
   shapers?: readonly (Shaper | null)[];
+  /** The providers' key pools (core/keypool.ts); absent = every provider has one key. */
+  keys?: KeyPools | null;
 }
 
 export interface CallInput {
@@ -83,6 +92,14 @@ export class UpstreamCall implements AttemptOwner {
   private last: { status: number; body: Buffer | string; extra: string[] | null; contentType: string } | null = null;
   private lastCode: ErrorCode | null = null;
   private openRetryAfterMs = 0;
+  /** The current target's key pool (null: one key), this attempt's key, the keys that refused this request. */
+  private pool: KeyPool | null = null;
+  private key = -1;
+  private refused = 0;
+  /** The request's session hash for key affinity: -2 not computed yet, -1 none. */
+  private session = -2;
+  /** A target was skipped because its keys all rest: ms until the first comes back. */
+  private keysWaitMs = 0;
   responseHeaders: readonly string[] = [];
 
   constructor(ctx: RequestCtx, deps: CallDeps, targets: readonly Target[], input: CallInput) {
@@ -147,6 +164,9 @@ export class UpstreamCall implements AttemptOwner {
       }
       this.probe = v;
       this.attempt = 0;
+      this.pool = this.deps.keys?.pool(t.provider.index) ?? null;
+      this.key = -1;
+      this.refused = 0;
       this.send(t);
       return;
     }
@@ -173,9 +193,13 @@ export class UpstreamCall implements AttemptOwner {
     ctx.providerName = p.name;
     this.responseHeaders = this.targets.length > 1 ? ["x-portcullis-provider", p.name, ...ctx.cacheHeaders] : ctx.cacheHeaders;
     if (performance.now() >= this.deadlineAt) return this.onDeadline(); // (a slow body upload) never send it late
+    if (this.pool !== null && !this.pickKey(this.pool)) {
+      this.release();
+      return this.nextTarget();
+    }
     if (inp.tx !== null && inp.tx.handles(p)) {
       if (attemptStart.hasSubscribers) this.traceAttempt(t, null);
-      this.relay = inp.tx.send(t, this, this.passKey());
+      this.relay = inp.tx.send(t, this, this.passKey(), this.keyAuth());
       return;
     }
     if (p.type === "mock") {
@@ -190,7 +214,7 @@ export class UpstreamCall implements AttemptOwner {
     const headers = ["content-type", "application/json", "accept-encoding", "identity", "x-request-id", ctx.clientRequestId ?? ctx.id];
     for (let i = 0; i < inp.fwd.length; i++) headers.push(inp.fwd[i]!);
     const key = this.passKey();
-    const auth = authHeadersFor(p, key === "" ? null : key);
+    const auth = this.keyAuth() ?? authHeadersFor(p, key === "" ? null : key);
     for (let i = 0; i < auth.length; i++) headers.push(auth[i]!);
     const path = (inp.count ? p.countTokensPath : p.messagesPath) + (inp.query === "" ? "" : "?" + inp.query);
     if (attemptStart.hasSubscribers) this.traceAttempt(t, headers);
@@ -214,6 +238,7 @@ export class UpstreamCall implements AttemptOwner {
         betaHeader: beta,
         count: inp.count,
         requestId: this.ctx.id,
+        auth: this.keyAuth(),
       });
     } catch (e) {
       return this.prepareFailed(e);
@@ -253,6 +278,60 @@ export class UpstreamCall implements AttemptOwner {
     this.connectionError("GW_ERR_UPSTREAM_AUTH", e as Error);
   }
 
+  /** A key for this attempt from the target's pool; false when every key rests, refused or is at its limit. */
+  private pickKey(pool: KeyPool): boolean {
+    if (this.session === -2) {
+      const s = this.ctx.sessionId ?? this.ctx.userId;
+      this.session = s === null ? -1 : sessionHash(s);
+    }
+    // count_tokens has its own upstream limits: it does not use a key's rpm.
+    this.key = pool.pick(this.session, Math.random(), this.refused, !this.input.count);
+    if (this.key >= 0) return true;
+    const w = pool.waitMs;
+    if (w > 0 && (this.keysWaitMs === 0 || w < this.keysWaitMs)) this.keysWaitMs = w;
+    return false;
+  }
+
+  /** The auth headers of this attempt's pool key, or null (the provider's own). */
+  private keyAuth(): readonly string[] | null {
+    return this.key >= 0 ? this.pool!.auth[this.key]! : null;
+  }
+
+  /**
+   * The pool key refused (429: rest it for its retry-after; 401/403: set it aside, logged
+   * once): the same target again at once with the next key, not counted as an attempt.
+   */
+  private keyRefused(status: number, headers: IncomingHttpHeaders): void {
+    const pool = this.pool!,
+      k = this.key,
+      cfg = this.deps.cfg;
+    this.refused |= 1 << k;
+    if (status === 429) {
+      const asked = retryAfterMs(headerOf(headers, "retry-after"), headerOf(headers, "retry-after-ms"));
+      pool.rest(k, Math.min(asked >= 0 ? asked : cfg.upstream_key_rest_ms, cfg.upstream_key_rest_max_ms));
+    } else if (pool.markBad(k)) {
+      this.ctx.shared.log.warn(
+        { provider: this.ctx.providerName, key: pool.labels[k], status },
+        "upstream key refused: set aside until it works again (logged once)",
+      );
+    }
+    this.attempt--;
+    this.resend();
+  }
+
+  /** The current target again, if its breaker still admits us (else the next target). */
+  private resend(): void {
+    const v = this.deps.breakers.admit(this.breakerIndex());
+    if (v === REJECT) {
+      this.ctx.shared.metrics.rejected(RJ_CIRCUIT_OPEN);
+      if (breakerRefused.hasSubscribers)
+        breakerRefused.publish({ ctx: this.ctx, provider: this.targets[this.ti]!.provider.name } satisfies BreakerMsg);
+      return this.nextTarget();
+    }
+    this.probe = v;
+    this.send(this.targets[this.ti]!);
+  }
+
   private breakerIndex(): number {
     return this.targets[this.ti]!.provider.index - 1;
   }
@@ -273,6 +352,7 @@ export class UpstreamCall implements AttemptOwner {
 
   succeeded(): void {
     this.verdict(true);
+    if (this.key >= 0) this.pool!.served(this.key);
     this.ctx.errorCode = null; // an earlier attempt's error is not this answer's
     // A stream goes on under the same deadline; a JSON answer is sent right after this.
     // Once a stream has started nothing is sent again: let the body and its parsed tree go
@@ -285,6 +365,7 @@ export class UpstreamCall implements AttemptOwner {
 
   ended(): void {
     this.done();
+    if (this.key >= 0) this.pool!.chargeTokens(this.key, Math.max(0, this.ctx.inputTokens) + Math.max(0, this.ctx.outputTokens));
   }
 
   streamFailed(): void {
@@ -314,11 +395,12 @@ export class UpstreamCall implements AttemptOwner {
     const contentType = typeof ct === "string" ? ct : "";
     if (isJsonBody(contentType, body)) this.last = { status, body, extra, contentType };
     else {
-      const auth = this.targets[this.ti]!.provider.authHeaders ?? [];
+      const auth = this.keyAuth() ?? this.targets[this.ti]!.provider.authHeaders ?? [];
       const secrets = [this.input.clientKey, this.input.upstreamKey, ...auth.filter((_, i) => i % 2 === 1)];
       this.last = { status, body: replacedErrorBody(this.ctx, status, contentType, body, secrets), extra, contentType: "application/json" };
     }
     this.lastCode = null;
+    if (this.key >= 0 && (status === 429 || status === 401 || status === 403)) return this.keyRefused(status, headers);
     const retry = shouldRetryStatus(status, headerOf(headers, "x-should-retry"));
     if (!retry) return this.finishWith();
     this.retryOrMove(
@@ -352,15 +434,7 @@ export class UpstreamCall implements AttemptOwner {
       this.retryTimer = setTimeout(() => {
         this.retryTimer = null;
         if (this.ctx.aborted || this.ctx.done) return;
-        const v = this.deps.breakers.admit(this.breakerIndex());
-        if (v === REJECT) {
-          this.ctx.shared.metrics.rejected(RJ_CIRCUIT_OPEN);
-          if (breakerRefused.hasSubscribers)
-            breakerRefused.publish({ ctx: this.ctx, provider: this.targets[this.ti]!.provider.name } satisfies BreakerMsg);
-          return this.nextTarget();
-        }
-        this.probe = v;
-        this.send(this.targets[this.ti]!);
+        this.resend();
       }, delay);
       return;
     }
@@ -369,6 +443,11 @@ export class UpstreamCall implements AttemptOwner {
 
   /** No target left: pass the last upstream answer through, or say why there was none. */
   private finishFailed(): void {
+    if (this.keysWaitMs > 0 && (this.last === null || this.last.status === 429)) {
+      this.done();
+      const ra = String(Math.max(1, Math.ceil(this.keysWaitMs / 1000)));
+      return this.ctx.fail("GW_ERR_UPSTREAM_KEYS_RESTING", undefined, false, ["retry-after", ra]);
+    }
     if (this.last !== null) return this.finishWith();
     this.done();
     if (this.lastCode !== null) return this.ctx.fail(this.lastCode);

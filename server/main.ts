@@ -25,6 +25,7 @@ import { ModelLists } from "./models-fetch.js";
 import { CacheOwner } from "./cache/owner.js";
 import { CacheStats } from "../core/cache/stats.js";
 import { KeyBus } from "./fleet/key-bus.js";
+import { keyPoolBuffers, poolKeyLabels } from "../core/keypool.js";
 
 /** Young generation of each acceptor thread, MiB (V8 sizes it as three semi-spaces). */
 const ACCEPTOR_YOUNG_GENERATION_MB = 16;
@@ -49,6 +50,8 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
   // Static keys take slots 0..n-1, virtual keys the next MAX_KEYS (rate limits and budgets).
   const rateSab = RateLimiter.bufferFor(LedgerHub.slots(cfg));
   const budgetSab = Budgets.bufferFor(LedgerHub.slots(cfg));
+  const keyPoolBufs = keyPoolBuffers(cfg.providers);
+  const keyLabels = poolKeyLabels(cfg.providers);
   const usageLayout = new UsageLayout(providerNames, new PriceTable(cfg.prices).labels);
   const usageSab = createUsageBuffer(usageLayout);
   const ledger = new LedgerHub(cfg, log, new UsageMetrics(usageLayout, usageSab), new Budgets(budgetSab));
@@ -115,6 +118,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
         rateSab,
         budgetSab,
         usageSab,
+        keyPoolBufs,
         keys: liveKeys,
         clockBase: startedAt,
         memoryLimit,
@@ -165,6 +169,8 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
               mcp: cfg.mcp !== null,
               redis: cfg.cache.redisUrl !== null,
               userSlots: cfg.usage_metrics_user_label_max,
+              keyPoolState: keyPoolBufs.state,
+              keyLabels,
             })
             .then(
               (body: string) => w.postMessage({ t: "rendered", id: m.id, ok: true, body } satisfies ToAcceptor),

@@ -15,6 +15,8 @@ import { cacheSnapshot, renderCachePrometheus } from "../core/cache/stats.js";
 import { recentLatency, secondSeries, windowReport } from "./latency-report.js";
 import { ringSecond } from "../core/latency-ring.js";
 import { renderUserPrometheus } from "../core/user-metrics.js";
+import { renderKeyPoolPrometheus } from "../core/keypool.js";
+import { Clock32 } from "../core/clock.js";
 
 /** The pages this worker renders; "dashboard" is the dashboard's live data (server/dashboard/). */
 export type RenderKind = "prometheus" | "observability" | "dashboard";
@@ -34,6 +36,9 @@ export interface RenderTask {
   redis?: boolean;
   /** USAGE_METRICS_USER_LABEL_MAX: slots of the per-developer table in `sab` (0 = none). */
   userSlots?: number;
+  /** Upstream key pools (core/keypool.ts): their shared state and labels. */
+  keyPoolState?: SharedArrayBuffer;
+  keyLabels?: readonly { provider: string; key: string }[];
 }
 
 let cachedUsage: UsageLayout | null = null;
@@ -86,7 +91,11 @@ export default async function render(task: RenderTask): Promise<string> {
         ? renderUsagePrometheus(usageLayoutFor(task.providers, task.models), task.usageSab)
         : "";
     const cache = renderCachePrometheus(cacheSnapshot(new Uint32Array(task.sab), layout.cacheOff), task.redis === true);
-    return ours + usage + cache + renderUserPrometheus(new Uint32Array(task.sab), layout.user) + (await registry.metrics());
+    const keyPools =
+      task.keyPoolState !== undefined && task.keyLabels !== undefined
+        ? renderKeyPoolPrometheus(task.keyPoolState, task.keyLabels, new Clock32(task.startedAt).now())
+        : "";
+    return ours + usage + cache + renderUserPrometheus(new Uint32Array(task.sab), layout.user) + keyPools + (await registry.metrics());
   }
   if (task.kind === "dashboard") return renderDashboard(task, layout, snap, draining);
   const all = mergeBuckets(snap.histograms, layout.nB);

@@ -75,9 +75,10 @@ export class Translation {
 
   /**
    * Start one attempt at `t`; null when the answer was given without an upstream call.
-   * `passKey`: what a pass-through provider gets (server/call.ts: never the gateway's own key).
+   * `passKey`: what a pass-through provider gets (server/call.ts: never the gateway's own key);
+   * `keyAuth`: the auth headers of the attempt's pool key (core/keypool.ts), null for the provider's own.
    */
-  send(t: Target, owner: AttemptOwner, passKey: string): AttemptRelay | null {
+  send(t: Target, owner: AttemptOwner, passKey: string, keyAuth: readonly string[] | null = null): AttemptRelay | null {
     const p = t.provider,
       ctx = this.ctx;
     const upstreamModel = t.upstreamModel ?? this.model;
@@ -91,7 +92,7 @@ export class Translation {
     if (p.type === "mock") return this.answerMock(owner);
     const headers = ["content-type", "application/json", "accept-encoding", "identity", "x-request-id", ctx.clientRequestId ?? ctx.id];
     if (this.userAgent !== "") headers.push("user-agent", this.userAgent);
-    const auth = authHeadersFor(p, passKey === "" ? null : passKey);
+    const auth = keyAuth ?? authHeadersFor(p, passKey === "" ? null : passKey);
     for (let i = 0; i < auth.length; i++) headers.push(auth[i]!);
     let body: Buffer, codec: Codec, path: string;
     const stream = this.parsed.stream === true;

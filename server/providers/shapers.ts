@@ -36,6 +36,8 @@ export interface ShapeInput {
   betaHeader: string;
   count: boolean;
   requestId: string;
+  /** The auth headers of the attempt's pool key (core/keypool.ts); null = the provider's own. */
+  auth?: readonly string[] | null;
 }
 
 export interface Prepared {
@@ -136,20 +138,12 @@ function bedrockShaper(p: ProviderRuntime, reporter: PolicyReporter, log: Logger
       const shape = inp.count ? bedrockCountShape(estimateInputTokens(inp.raw.length)) : BEDROCK_STREAM;
       const wrap = (h: Dispatcher.DispatchHandler): Dispatcher.DispatchHandler => new ProviderReply(h, shape, inp.requestId);
       if (signer === null) {
+        const auth = inp.auth ?? ["authorization", `Bearer ${bearer}`];
         return {
           path,
           body,
           wrap,
-          headers: [
-            "content-type",
-            "application/json",
-            "accept",
-            accept,
-            "x-request-id",
-            inp.requestId,
-            "authorization",
-            `Bearer ${bearer}`,
-          ],
+          headers: ["content-type", "application/json", "accept", accept, "x-request-id", inp.requestId, ...auth],
         };
       }
       return signer.sign(path, { "content-type": "application/json", accept }, body).then((h) => {
@@ -202,7 +196,7 @@ function policyShaper(p: ProviderRuntime, reporter: PolicyReporter): Shaper {
       const headers = ["content-type", "application/json", "x-request-id", inp.requestId];
       for (let i = 0; i < inp.fwd.length; i += 2) if (inp.fwd[i] !== "anthropic-beta") headers.push(inp.fwd[i]!, inp.fwd[i + 1]!);
       if (r.betas.length > 0) headers.push("anthropic-beta", r.betas.join(","));
-      const auth = authHeadersFor(p, inp.clientKey === "" ? null : inp.clientKey);
+      const auth = inp.auth ?? authHeadersFor(p, inp.clientKey === "" ? null : inp.clientKey);
       for (let i = 0; i < auth.length; i++) headers.push(auth[i]!);
       let body: Buffer;
       if (r.droppedFields.length > 0) {
