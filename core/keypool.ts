@@ -124,13 +124,13 @@ export class KeyPool {
       i32 = this.i32;
     for (let k = 0; k < this.n; k++) {
       s[k] = -1;
-      if ((tried >>> k) & 1) continue;
       const o = (this.base + k) * STRIDE;
       const rest = left(Atomics.load(i32, o + S_REST), now, MAX_REST_MS);
       if (rest > 0) {
         if (rest < wait) wait = rest;
         continue;
       }
+      if ((tried >>> k) & 1) continue;
       if (left(Atomics.load(i32, o + S_BAD), now, BAD_MS) > 0) {
         bad |= 1 << k;
         continue;

@@ -20,6 +20,9 @@
  *   DELETE /__mock/requests
  *   POST   /__mock/faults    {"faults":[spec,...]}  (each consumed by one POST …/v1/messages)
  *   DELETE /__mock/faults
+ *   POST   /__mock/key-faults {"keys":{"<key>":spec,...}}  every request with that key (x-api-key, api-key or
+ *                           a bearer) gets the fault, e.g. {"k-busy":"status:429;retry-after:2"}; replaces the table
+ *   DELETE /__mock/key-faults
  *   GET    /__mock/stats     {"requests":N,"active":M}
  *
  * Fault specs (header `x-mock-fault: <spec>` or the queue; parts may be
@@ -134,6 +137,8 @@ function parseArgs(argv: string[]): Options {
 // ---------------------------------------------------------------- state
 
 interface Recorded {
+  /** Date.now() when the request arrived. */
+  at: number;
   method: string;
   url: string;
   headers: Record<string, string>;
@@ -144,6 +149,8 @@ const RECORD_LIMIT = 200;
 let recording = false;
 let recorded: Recorded[] = [];
 let faultQueue: string[] = [];
+/** Per upstream key, a fault spec every request with that key gets (a key that is rate-limited, revoked...). */
+let keyFaults = new Map<string, string>();
 let totalRequests = 0;
 let activeRequests = 0;
 let seq = 0;
@@ -656,10 +663,24 @@ function recordStart(req: uWS.HttpRequest, method: string, path: string, query: 
   req.forEach((k, v) => {
     headers[k] = headers[k] === undefined ? v : `${headers[k]}, ${v}`;
   });
-  const entry: Recorded = { method: method.toUpperCase(), url: query === "" ? path : `${path}?${query}`, headers, body: "" };
+  const entry: Recorded = {
+    at: Date.now(),
+    method: method.toUpperCase(),
+    url: query === "" ? path : `${path}?${query}`,
+    headers,
+    body: "",
+  };
   recorded.push(entry);
   if (recorded.length > RECORD_LIMIT) recorded.splice(0, recorded.length - RECORD_LIMIT);
   return entry;
+}
+
+/** The fault the request's key has in the key-fault table, or "". */
+function keyFault(req: uWS.HttpRequest): string {
+  if (keyFaults.size === 0) return "";
+  const bearer = req.getHeader("authorization");
+  const key = req.getHeader("x-api-key") || req.getHeader("api-key") || (bearer.startsWith("Bearer ") ? bearer.slice(7) : "");
+  return keyFaults.get(key) ?? "";
 }
 
 function handleControl(ctx: Ctx, method: string, path: string): void {
@@ -677,6 +698,30 @@ function handleControl(ctx: Ctx, method: string, path: string): void {
     case "delete /__mock/faults":
       faultQueue = [];
       sendJson(ctx, 200, `{"ok":true}`);
+      return;
+    case "delete /__mock/key-faults":
+      keyFaults = new Map();
+      sendJson(ctx, 200, `{"ok":true}`);
+      return;
+    case "post /__mock/key-faults":
+      readBody(ctx, (body) => {
+        const json = parseJsonBody(ctx, body);
+        if (json === undefined) return;
+        const keys = json.keys as Record<string, unknown> | undefined;
+        const table = new Map<string, string>();
+        for (const [k, f] of Object.entries(typeof keys === "object" && keys !== null ? keys : {})) {
+          try {
+            if (typeof f !== "string") throw new Error("a key's fault must be a spec string");
+            parseFault(f);
+          } catch (err) {
+            sendError(ctx, 400, (err as Error).message);
+            return;
+          }
+          table.set(k, f);
+        }
+        keyFaults = table;
+        sendJson(ctx, 200, `{"keys":${table.size}}`);
+      });
       return;
     case "post /__mock/record":
       readBody(ctx, (body) => {
@@ -722,7 +767,7 @@ function route(res: uWS.HttpResponse, req: uWS.HttpRequest): void {
   }
 
   // Everything below is read from `req` before any async work (req is stack-allocated).
-  const faultSpec = req.getHeader("x-mock-fault");
+  const faultSpec = req.getHeader("x-mock-fault") || keyFault(req);
   const eventsHeader = req.getHeader("x-mock-events");
   const entry = recording ? recordStart(req, method, path, req.getQuery() ?? "") : undefined;
   // Credential endpoints (recorded, not counted as API requests).

@@ -311,7 +311,7 @@ export class UpstreamCall implements AttemptOwner {
       pool.rest(k, Math.min(asked >= 0 ? asked : cfg.upstream_key_rest_ms, cfg.upstream_key_rest_max_ms));
     } else if (pool.markBad(k)) {
       this.ctx.shared.log.warn(
-        { provider: this.ctx.providerName, key: pool.labels[k], status },
+        { provider: this.ctx.providerName, key_name: pool.labels[k], status },
         "upstream key refused: set aside until it works again (logged once)",
       );
     }

@@ -101,7 +101,7 @@ test("a shorter rest never shortens a longer one; every rest is counted", () => 
   );
 });
 
-test("every key resting: no key, and waitMs is the soonest return", () => {
+test("every key resting: no key, and waitMs is the soonest return (refused by this request or not)", () => {
   const { pool, advance } = one([key("a"), key("b"), key("c")]);
   pool.rest(0, 3000);
   pool.rest(1, 1500);
@@ -109,6 +109,8 @@ test("every key resting: no key, and waitMs is the soonest return", () => {
   advance(500);
   assert.equal(pool.pick(-1, 0.3, 0, true), -1);
   assert.equal(pool.waitMs, 1000);
+  assert.equal(pool.pick(-1, 0.3, 0b111, true), -1);
+  assert.equal(pool.waitMs, 1000, "keys this request saw refuse still say when they come back");
   advance(1000);
   assert.equal(pool.pick(-1, 0.3, 0, true), 1);
 });

@@ -91,6 +91,7 @@ test("recording keeps method, url with query, lowercase headers and raw body", a
   assert.equal(r.headers["anthropic-version"], "2023-06-01");
   assert.equal(r.headers["content-type"], "application/json");
   assert.equal(r.body, raw);
+  assert.ok(typeof r.at === "number" && Math.abs(r.at - Date.now()) < 60_000, "arrival time (Date.now) recorded");
 
   await fetch(`${mock.url}/__mock/requests`, { method: "DELETE" });
   assert.deepEqual(await (await fetch(`${mock.url}/__mock/requests`)).json(), []);
@@ -111,6 +112,34 @@ test("status:529 fault via header and status:429 with retry-after via queue", as
   const r2 = await post("/v1/messages", body());
   assert.equal(r2.status, 200, "queued fault consumed by one request");
   await r2.text();
+});
+
+test("key faults: every request with a listed key (x-api-key, api-key or a bearer) gets its fault, others none; a bad spec is refused", async () => {
+  const set = await post("/__mock/key-faults", JSON.stringify({ keys: { "k-busy": "status:429;retry-after:2", "k-gone": "status:401" } }));
+  assert.equal(set.status, 200);
+  await set.text();
+  for (let i = 0; i < 2; i++) {
+    const busy = await post("/v1/messages", body(), { "x-api-key": "k-busy" });
+    assert.equal(busy.status, 429);
+    assert.equal(busy.headers.get("retry-after"), "2");
+    await busy.text();
+  }
+  const bearer = await post("/v1/chat/completions", body(), { authorization: "Bearer k-gone" });
+  assert.equal(bearer.status, 401);
+  await bearer.text();
+  const azure = await post("/v1/messages", body(), { "api-key": "k-gone" });
+  assert.equal(azure.status, 401);
+  await azure.text();
+  const ok = await post("/v1/messages", body(), { "x-api-key": "k-fine" });
+  assert.equal(ok.status, 200);
+  await ok.text();
+  const bad = await post("/__mock/key-faults", JSON.stringify({ keys: { k: "stauts:500" } }));
+  assert.equal(bad.status, 400);
+  await bad.text();
+  await fetch(`${mock.url}/__mock/key-faults`, { method: "DELETE" });
+  const after = await post("/v1/messages", body(), { "x-api-key": "k-busy" });
+  assert.equal(after.status, 200, "the table is cleared");
+  await after.text();
 });
 
 test("unknown fault spec is rejected loudly", async () => {
