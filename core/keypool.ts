@@ -37,6 +37,8 @@ export interface PoolKey {
 export const MAX_REST_MS = 3_600_000;
 /** How long a key that answered 401/403 is set aside (unless it serves a success first). */
 export const BAD_MS = 600_000;
+/** `r` of a pick is a whole number below this (an integer, not a fraction: a small int is never boxed). */
+export const R_RANGE = 0x40000000;
 /** Keys per provider: a request's tried keys are one 32-bit mask. */
 export const MAX_POOL_KEYS = 32;
 
@@ -46,6 +48,12 @@ const S_REST = 0,
   S_RESTED = 2,
   S_BADS = 4,
   STRIDE = 6;
+// After every key, per pool: a bit per key that may be resting, and one per key that may be
+// bad. A pick reads these two words first; while both are 0 it reads neither clock nor deadline.
+const M_REST = 0,
+  M_BAD = 1;
+/** "No key is coming back" while a pick looks for the soonest wait (a small integer, not Infinity: no boxing). */
+const NO_WAIT = 0x7fffffff;
 
 export interface KeyPoolBuffers {
   readonly state: SharedArrayBuffer;
@@ -61,7 +69,8 @@ export function poolKeyLabels(providers: readonly ProviderConfig[]): { provider:
 
 export function keyPoolBuffers(providers: readonly ProviderConfig[]): KeyPoolBuffers {
   const n = poolKeyLabels(providers).length;
-  return { state: new SharedArrayBuffer(Math.max(1, n) * STRIDE * 4), rate: RateLimiter.bufferFor(n) };
+  const pools = providers.filter((p) => (p.keys ?? null) !== null).length;
+  return { state: new SharedArrayBuffer(Math.max(1, n * STRIDE + pools * 2) * 4), rate: RateLimiter.bufferFor(n) };
 }
 
 /** Ms left on a deadline (0 when passed); a remainder beyond `bound` is a deadline from before the clock wrapped. */
@@ -79,6 +88,8 @@ export class KeyPool {
   /** After pick() returned -1: ms until the first resting or rate-limited key is usable (0 = none is coming back). */
   waitMs = 0;
   private readonly base: number;
+  /** This pool's two mask words (M_REST, M_BAD). */
+  private readonly mask: number;
   private readonly i32: Int32Array;
   private readonly u32: Uint32Array;
   private readonly weights: Float64Array;
@@ -88,15 +99,16 @@ export class KeyPool {
   private readonly limited: boolean;
   private readonly scores: Float64Array;
   /** The smallest rate-limit wait the current pick() met. */
-  private limitWait = Infinity;
+  private limitWait = NO_WAIT;
   private readonly limiter: RateLimiter;
   private readonly clock: Clock;
 
-  constructor(keys: readonly PoolKey[], auth: (key: string) => string[], base: number, shared: KeyPoolShared) {
+  constructor(keys: readonly PoolKey[], auth: (key: string) => string[], base: number, mask: number, shared: KeyPoolShared) {
     this.n = keys.length;
     this.labels = keys.map((k) => k.label);
     this.auth = keys.map((k) => Object.freeze(auth(k.key)));
     this.base = base;
+    this.mask = mask;
     this.i32 = shared.i32;
     this.u32 = shared.u32;
     this.weights = Float64Array.from(keys, (k) => k.weight);
@@ -110,29 +122,34 @@ export class KeyPool {
   }
 
   /**
-   * The key for the next attempt: `session` is a sessionHash (or -1 for none), `r` uniform in
-   * [0, 1) for a draw by weight, `tried` the mask of keys this request already used. Charges
+   * The key for the next attempt: `session` is a sessionHash (or -1 for none), `r` a whole
+   * number uniform in [0, R_RANGE) for a draw by weight, `tried` the mask of keys this request already used. Charges
    * the key's rpm when `charge`. Returns -1 when every key is tried, resting or at its limit
    * (then `waitMs` says when one comes back).
    */
   pick(session: number, r: number, tried: number, charge: boolean): number {
-    const now = this.clock.now();
-    let wait = Infinity,
-      bad = 0;
-    this.limitWait = Infinity;
     const s = this.scores,
       i32 = this.i32;
+    const restM = Atomics.load(i32, this.mask + M_REST),
+      badM = Atomics.load(i32, this.mask + M_BAD);
+    const now = (restM | badM) === 0 ? 0 : this.clock.now();
+    let wait = NO_WAIT,
+      bad = 0;
+    this.limitWait = NO_WAIT;
     for (let k = 0; k < this.n; k++) {
       s[k] = -1;
-      const o = (this.base + k) * STRIDE;
-      const rest = left(Atomics.load(i32, o + S_REST), now, MAX_REST_MS);
-      if (rest > 0) {
-        if (rest < wait) wait = rest;
-        continue;
+      const bit = 1 << k,
+        o = (this.base + k) * STRIDE;
+      if ((restM & bit) !== 0) {
+        const rest = this.until(o + S_REST, M_REST, bit, now, MAX_REST_MS);
+        if (rest > 0) {
+          if (rest < wait) wait = rest;
+          continue;
+        }
       }
-      if ((tried >>> k) & 1) continue;
-      if (left(Atomics.load(i32, o + S_BAD), now, BAD_MS) > 0) {
-        bad |= 1 << k;
+      if ((tried & bit) !== 0) continue;
+      if ((badM & bit) !== 0 && this.until(o + S_BAD, M_BAD, bit, now, BAD_MS) > 0) {
+        bad |= bit;
         continue;
       }
       s[k] = this.score(k, session);
@@ -145,8 +162,18 @@ export class KeyPool {
     }
     if (k >= 0) return k;
     if (this.limitWait < wait) wait = this.limitWait;
-    this.waitMs = wait === Infinity ? 0 : wait;
+    this.waitMs = wait === NO_WAIT ? 0 : wait;
     return -1;
+  }
+
+  /** Ms left on a key's deadline; a passed one has its mask bit cleared (and set again if another thread renewed it meanwhile). */
+  private until(slot: number, m: number, bit: number, now: number, bound: number): number {
+    const i32 = this.i32;
+    const d = left(Atomics.load(i32, slot), now, bound);
+    if (d > 0) return d;
+    Atomics.and(i32, this.mask + m, ~bit);
+    if (left(Atomics.load(i32, slot), now, bound) > 0) Atomics.or(i32, this.mask + m, bit);
+    return 0;
   }
 
   private score(k: number, session: number): number {
@@ -166,7 +193,7 @@ export class KeyPool {
       } else {
         let total = 0;
         for (let j = 0; j < this.n; j++) if (s[j]! > 0) total += s[j]!;
-        let x = r * total;
+        let x = (r / R_RANGE) * total;
         for (let j = 0; j < this.n; j++) {
           if (s[j]! <= 0) continue;
           k = j;
@@ -196,6 +223,7 @@ export class KeyPool {
       if (left(cur, now, MAX_REST_MS) >= ((until - now) | 0)) break;
       if (Atomics.compareExchange(i32, o + S_REST, cur, until) === cur) break;
     }
+    Atomics.or(i32, this.mask + M_REST, 1 << k);
     addCount(this.u32, o + S_RESTED);
   }
 
@@ -207,16 +235,19 @@ export class KeyPool {
     const cur = Atomics.load(i32, o + S_BAD);
     if (left(cur, now, BAD_MS) > 0) return false;
     if (Atomics.compareExchange(i32, o + S_BAD, cur, (now + BAD_MS) | 0) !== cur) return false;
+    Atomics.or(i32, this.mask + M_BAD, 1 << k);
     addCount(this.u32, o + S_BADS);
     return true;
   }
 
   /** Key `k` served a success: a bad mark (a transient 401) is lifted. */
   served(k: number): void {
+    if ((Atomics.load(this.i32, this.mask + M_BAD) & (1 << k)) === 0) return;
     const o = (this.base + k) * STRIDE + S_BAD,
       now = this.clock.now();
     const cur = Atomics.load(this.i32, o);
     if (left(cur, now, BAD_MS) > 0) Atomics.compareExchange(this.i32, o, cur, now | 0);
+    this.until(o, M_BAD, 1 << k, now, BAD_MS);
   }
 
   /** The tokens a response used, charged to its key's tpm. */
@@ -258,9 +289,13 @@ export class KeyPools {
       clock,
     };
     let base = 0;
+    for (const p of providers) base += p.config.keys?.length ?? 0;
+    let mask = base * STRIDE;
+    base = 0;
     for (const p of providers) {
       const keys = p.config.keys ?? null;
-      this.byIndex.push(keys === null ? null : new KeyPool(keys, p.adapter.auth, base, shared));
+      this.byIndex.push(keys === null ? null : new KeyPool(keys, p.adapter.auth, base, mask, shared));
+      if (keys !== null) mask += 2;
       base += keys?.length ?? 0;
     }
   }

@@ -28,7 +28,7 @@ import type { Target } from "../core/routing.js";
 import { spliceModel } from "../core/json-splice.js";
 import { retryAfterMs, retryDelayMs, shouldRetryStatus } from "../core/retry.js";
 import { sessionHash } from "../core/balance.js";
-import type { KeyPool, KeyPools } from "../core/keypool.js";
+import { R_RANGE, type KeyPool, type KeyPools } from "../core/keypool.js";
 import { badHeader, badHeaderValue, badQuery, isJsonBody } from "../core/upstream-guard.js";
 import type { GatewayConfig } from "../core/config.js";
 import type { RequestCtx } from "./context.js";
@@ -285,7 +285,7 @@ export class UpstreamCall implements AttemptOwner {
       this.session = s === null ? -1 : sessionHash(s);
     }
     // count_tokens has its own upstream limits: it does not use a key's rpm.
-    this.key = pool.pick(this.session, Math.random(), this.refused, !this.input.count);
+    this.key = pool.pick(this.session, (Math.random() * R_RANGE) | 0, this.refused, !this.input.count);
     if (this.key >= 0) return true;
     const w = pool.waitMs;
     if (w > 0 && (this.keysWaitMs === 0 || w < this.keysWaitMs)) this.keysWaitMs = w;
