@@ -4,6 +4,7 @@ import { sessionHash } from "../../core/balance.js";
 import type { ProviderConfig } from "../../core/config.js";
 import { BAD_MS, keyPoolBuffers, KeyPools, R_RANGE, renderKeyPoolPrometheus, type KeyPool, type PoolKey } from "../../core/keypool.js";
 import { prng } from "../../core/prng.js";
+import { spawnSync } from "node:child_process";
 
 const key = (label: string, o: Partial<PoolKey> = {}): PoolKey => ({ label, key: `sk-${label}-secret`, weight: 1, rpm: 0, tpm: 0, ...o });
 const provider = (name: string, keys: PoolKey[] | null): ProviderConfig =>
@@ -180,7 +181,7 @@ test("two threads' pools over the same buffers see one rest and one rpm bucket",
   assert.equal(p.make().pool(1)!.pick(-1, at(0.99), 0, true), 1, "another provider's keys are apart");
 });
 
-test("the metrics: per key rested and bad counts, per provider the keys resting and bad now; no key value anywhere", () => {
+test("the metrics: per key rested and bad counts, per provider the keys resting and bad now; no key value; promtool accepts them", () => {
   const p = pools([provider("east", [key("K_A"), key("K_B")]), provider("west", [key("api_keys.0")])]);
   const ks = p.make();
   ks.pool(1)!.rest(1, 1000);
@@ -197,6 +198,9 @@ test("the metrics: per key rested and bad counts, per provider the keys resting 
   assert.match(text, /^upstream_keys_resting\{provider="east"\} 1$/m);
   assert.match(text, /^upstream_keys_bad\{provider="west"\} 1$/m);
   assert.doesNotMatch(text, /secret/);
+  const lint = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8", timeout: 60_000 });
+  assert.equal(lint.error, undefined, "promtool runs (npm test installs it)");
+  assert.equal(lint.status, 0, `${lint.stdout}${lint.stderr}`);
   assert.match(renderKeyPoolPrometheus(p.bufs.state, labels, p.now() + 1000), /^upstream_keys_resting\{provider="east"\} 0$/m);
   assert.equal(renderKeyPoolPrometheus(p.bufs.state, [], p.now()), "");
 });

@@ -243,3 +243,16 @@ test("each key reached only its own provider, and no key value is in the log or 
   const text = gw.lines.join("\n") + gw.stderr() + (await prometheus());
   for (const v of [...Object.values(KEYS), "k-all-1", "k-all-2"]) assert.ok(!text.includes(v), `a key value leaked`);
 });
+
+test("a pool whose env var is missing stops the start, naming the provider and the entry, never a key", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "portcullis-keypool-bad-"));
+  writeFileSync(
+    join(dir, "c.json"),
+    JSON.stringify({ providers: { team: { type: "anthropic", base_url: mock.url, api_key_envs: ["K_A", "K_NOT_SET"] } } }),
+  );
+  await assert.rejects(startGateway({ CONFIG_FILE: join(dir, "c.json"), K_A: KEYS.K_A }), (e: Error) => {
+    assert.match(e.message, /CONFIG_FILE providers\.team\.api_key_envs\.1: environment variable K_NOT_SET is not set/);
+    assert.ok(!e.message.includes(KEYS.K_A));
+    return true;
+  });
+});
