@@ -15,6 +15,7 @@ import { cacheSnapshot, renderCachePrometheus } from "../core/cache/stats.js";
 import { recentLatency, secondSeries, windowReport } from "./latency-report.js";
 import { ringSecond } from "../core/latency-ring.js";
 import { renderUserPrometheus } from "../core/user-metrics.js";
+import { renderLeasePrometheus } from "../core/ratelimit.js";
 
 /** The pages this worker renders; "dashboard" is the dashboard's live data (server/dashboard/). */
 export type RenderKind = "prometheus" | "observability" | "dashboard";
@@ -34,6 +35,8 @@ export interface RenderTask {
   redis?: boolean;
   /** USAGE_METRICS_USER_LABEL_MAX: slots of the per-developer table in `sab` (0 = none). */
   userSlots?: number;
+  /** The rate-limit buffer (core/ratelimit.ts): its fleet lease series, when leases are configured. */
+  rateSab?: SharedArrayBuffer;
 }
 
 let cachedUsage: UsageLayout | null = null;
@@ -86,7 +89,8 @@ export default async function render(task: RenderTask): Promise<string> {
         ? renderUsagePrometheus(usageLayoutFor(task.providers, task.models), task.usageSab)
         : "";
     const cache = renderCachePrometheus(cacheSnapshot(new Uint32Array(task.sab), layout.cacheOff), task.redis === true);
-    return ours + usage + cache + renderUserPrometheus(new Uint32Array(task.sab), layout.user) + (await registry.metrics());
+    const lease = task.rateSab === undefined ? "" : renderLeasePrometheus(task.rateSab);
+    return ours + usage + cache + lease + renderUserPrometheus(new Uint32Array(task.sab), layout.user) + (await registry.metrics());
   }
   if (task.kind === "dashboard") return renderDashboard(task, layout, snap, draining);
   const all = mergeBuckets(snap.histograms, layout.nB);
