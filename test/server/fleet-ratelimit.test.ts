@@ -10,6 +10,7 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { Redis } from "ioredis";
 import { startMock, type MockHandle } from "../support/spawn-mock.js";
 import { startGateway, type Gateway } from "../support/gateway.js";
@@ -22,10 +23,11 @@ let mock: MockHandle;
 let db: PgHandle;
 let redis: RedisHandle;
 let gws: Gateway[] = [];
+let env: Record<string, string>;
 
 before(async () => {
   [mock, db, redis] = await Promise.all([startMock([]), startPostgres(), startRedis()]);
-  const env = {
+  env = {
     ANTHROPIC_API_BASE: mock.url,
     ANTHROPIC_API_KEY: "sk-upstream-fleet-rl",
     MODEL_PROVIDER: "anthropic",
@@ -191,6 +193,59 @@ test("a key's token debt on one replica refuses it on the others, after at most 
     assert.equal(refused.headers.get("anthropic-ratelimit-tokens-limit"), "60");
     assert.ok(Number(refused.headers.get("retry-after")) > 1, "retry-after reflects the fleet's debt");
   }
+});
+
+test("a lease unused for RATE_LEASE_IDLE_MS goes back to the fleet bucket", async () => {
+  // 6 rpm: one unit is 10 s of the bucket, far more than the time the test takes.
+  const k = await newKey("fleet-idle", { requests_per_minute: 6 });
+  assert.equal((await call(1, k.key)).status, 200);
+  // The request (an overdraft) and one leased unit: the bucket 20 s ahead.
+  await until("the lease taken", async () => ((await fleetAhead(k.id)) > 19_000_000 ? true : undefined), 5_000);
+  // RATE_LEASE_IDLE_MS is 1 s: the unused unit comes back, the request stays charged.
+  const back = await until(
+    "the unused unit returned",
+    async () => {
+      const a = await fleetAhead(k.id);
+      return a < 11_000_000 ? a : undefined;
+    },
+    10_000,
+  );
+  assert.ok(back > 5_000_000, `the admitted request is still charged (${back} µs ahead)`);
+});
+
+test("a replica shutting down gives its unused units back to the fleet", async () => {
+  const g = await startGateway({ ...env, RATE_LEASE_IDLE_MS: "60000" });
+  try {
+    const k = await newKey("fleet-shutdown", { requests_per_minute: 6 });
+    await until(
+      "the key to answer on the fourth replica",
+      async () => ((await fetch(`${g.url}/v1/models`, { headers: { "x-api-key": k.key } })).status === 200 ? true : undefined),
+      10_000,
+    );
+    const r = await fetch(`${g.url}/v1/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-api-key": k.key },
+      body: JSON.stringify({ model: "claude-sonnet-4-5", max_tokens: 8, messages: [{ role: "user", content: "hello" }] }),
+    });
+    assert.equal(r.status, 200);
+    await r.arrayBuffer();
+    await until("the lease taken", async () => ((await fleetAhead(k.id)) > 19_000_000 ? true : undefined), 5_000);
+    assert.equal(await g.stop(), 0);
+    const a = await fleetAhead(k.id);
+    assert.ok(a < 11_000_000 && a > 5_000_000, `one unit given back at shutdown, the request still charged: ${a} µs ahead`);
+  } finally {
+    await g.stop();
+  }
+});
+
+test("the lease series pass promtool", async () => {
+  const text = await (await fetch(`${gws[0]!.url}/metrics/prometheus`)).text();
+  assert.match(text, /^ratelimit_lease_redis_up 1$/m);
+  assert.match(text, /^ratelimit_lease_renewals_total [1-9]\d*$/m);
+  assert.match(text, /^ratelimit_lease_failures_total \d+$/m);
+  const r = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
+  assert.ok(r.error === undefined, `promtool could not run (install Debian's prometheus package): ${r.error}`);
+  assert.equal(r.status, 0, `promtool: ${r.stdout}${r.stderr}`);
 });
 
 test("Redis killed: each replica serves under its own limits, no 5xx; restarted, the fleet limit is back", async (t) => {
