@@ -23,7 +23,7 @@ import type { GatewayConfig } from "../../core/config.js";
 import { policyOf, type KeyRecord } from "../../core/keys.js";
 import { leaseCap, RateLeaseSlots } from "../../core/ratelimit.js";
 import type { KeyChange } from "../ledger.js";
-import { RateScripts } from "./rate-lease-lua.js";
+import { MINUTE_US, RateScripts } from "./rate-lease-lua.js";
 
 /** A lease holds about this many renewal periods of the replica's recent rate. */
 const HOLD_PERIODS = 4;
@@ -43,6 +43,8 @@ interface Managed {
   rate: number;
   lastUseAt: number;
   tokensUntil: number;
+  /** The fleet bucket had no room to fill the last lease: no new lease is asked for before this (ms). */
+  nextAt: number;
 }
 
 export class RateLeases {
@@ -103,7 +105,7 @@ export class RateLeases {
       m.tpm = tpm;
       return;
     }
-    this.keys.set(slot, { slot, id, rpm, tpm, last: 0, rate: 0, lastUseAt: 0, tokensUntil: 0 });
+    this.keys.set(slot, { slot, id, rpm, tpm, last: 0, rate: 0, lastUseAt: 0, tokensUntil: 0, nextAt: 0 });
     this.bySlotOf.set(id, slot);
     this.slots.setMode(slot, this.up);
   }
@@ -186,6 +188,8 @@ export class RateLeases {
     m.rate = m.rate * 0.7 + ((spent * 1000) / this.cfg.rate_lease_renew_ms) * 0.3;
     const target = Math.min(leaseCap(m.rpm), Math.max(1, Math.ceil((m.rate * HOLD_PERIODS * this.cfg.rate_lease_renew_ms) / 1000)));
     const idle = now - m.lastUseAt >= this.cfg.rate_lease_idle_ms;
+    // A saturated key: the next unit frees up at nextAt, asking before then only costs Redis (an overdraft is still charged).
+    if (lease >= 0 && now < m.nextAt) return;
     if (this.slots.needed(m.slot) || (!idle && lease < Math.ceil(target / 2))) {
       const want = Math.max(0, target - Math.max(0, lease)),
         force = Math.max(0, -lease);
@@ -204,6 +208,7 @@ export class RateLeases {
       if (gen !== this.gen || this.keys.get(m.slot) !== m) return;
       this.slots.grant(m.slot, k + force);
       m.last += k + force;
+      m.nextAt = k < want ? Date.now() + Math.max(0, ahead + MINUTE_US / m.rpm - MINUTE_US) / 1000 : 0;
       this.slots.mirrorRequests(m.slot, ahead);
       this.slots.counted(1, 0);
     } catch (e) {
