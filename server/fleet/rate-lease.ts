@@ -54,7 +54,7 @@ export class RateLeases {
   private readonly cfg: GatewayConfig;
   private readonly log: Logger;
   private readonly keys = new Map<number, Managed>();
-  private readonly bySlotOf = new Map<string, number>();
+  private readonly slotOf = new Map<string, number>();
   private readonly timer: NodeJS.Timeout;
   private up = false;
   /** Bumped on every up/down switch: a reply from before it is stale. */
@@ -88,7 +88,7 @@ export class RateLeases {
   /** The live virtual keys at start-up, and every key change after (the same shapes as the acceptors get). */
   apply(change: KeyChange): void {
     for (const id of change.remove) {
-      const slot = this.bySlotOf.get(id);
+      const slot = this.slotOf.get(id);
       if (slot !== undefined) this.drop(slot);
     }
     for (const { record, slot } of change.put) {
@@ -106,7 +106,7 @@ export class RateLeases {
       return;
     }
     this.keys.set(slot, { slot, id, rpm, tpm, last: 0, rate: 0, lastUseAt: 0, tokensUntil: 0, nextAt: 0 });
-    this.bySlotOf.set(id, slot);
+    this.slotOf.set(id, slot);
     this.slots.setMode(slot, this.up);
   }
 
@@ -115,7 +115,7 @@ export class RateLeases {
     const m = this.keys.get(slot);
     if (m === undefined) return;
     this.keys.delete(slot);
-    this.bySlotOf.delete(m.id);
+    this.slotOf.delete(m.id);
     const n = this.slots.reclaim(slot);
     this.slots.setMode(slot, false);
     if (n > 0 && m.rpm > 0 && this.up) this.scripts.returnUnused(m.id, m.rpm, n).catch(() => {});
@@ -131,7 +131,10 @@ export class RateLeases {
     }
     this.slots.setUp(up);
     if (up) {
-      if (this.warned) this.log.info({}, "fleet rate limits: Redis is back; request leases resume");
+      this.log.info(
+        { keys: this.keys.size },
+        this.warned ? "fleet rate limits: Redis is back; request leases resume" : "fleet rate limits: leasing from Redis",
+      );
       this.warned = false;
     }
   }
