@@ -12,6 +12,8 @@ import { validateMessagesRequest } from "../core/validate.js";
 import { findModelRange } from "../core/json-splice.js";
 import { presentedKey } from "../core/auth.js";
 import { CLIENT_KEY, Core } from "./stack.js";
+import { MicroClock } from "../core/clock.js";
+import { RateLeaseSlots, RateLimiter } from "../core/ratelimit.js";
 import { FIXTURE_PATH, smallRequest } from "./fixture.js";
 
 export interface Row {
@@ -74,6 +76,12 @@ export async function buildRows(): Promise<Rows> {
   });
   const logTap = core.logTap;
   const limits = { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1_000_000_000 };
+  // Fleet mode's admission: the same check with requests spent from a local lease (server/fleet/rate-lease.ts).
+  const leaseSab = RateLimiter.bufferFor(1);
+  const leased = new RateLimiter(leaseSab, new MicroClock(Date.now()));
+  const leaseSlots = new RateLeaseSlots(leaseSab, new MicroClock(Date.now()));
+  leaseSlots.setMode(0, true);
+  leaseSlots.grant(0, 2 ** 30);
   let us = 0;
 
   const rows: Row[] = [
@@ -108,6 +116,12 @@ export async function buildRows(): Promise<Rows> {
       fn: () => core.breakers.recordSuccess(0, core.breakers.admit(0)),
     },
     { id: "ratelimit", name: "extra: rate-limit check (requests + tokens)", report: false, fn: () => core.limiter.admit(0, limits) },
+    {
+      id: "ratelimit_lease",
+      name: "extra: rate-limit check, fleet lease (requests from a local lease + tokens)",
+      report: false,
+      fn: () => leased.admit(0, limits),
+    },
     { id: "validate_simple", name: "input validation, simple (1 message)", report: true, fn: () => validateMessagesRequest(small) },
     {
       id: "validate_complex",

@@ -47,6 +47,8 @@ const MEANINGS: Record<keyof Settings, string> = {
   database_url: "sqlite:PATH, or postgres://… for the ledger and keys shared by every replica (fleet mode)",
   ledger_queue_max: "rows kept while the ledger fails; past it the oldest are dropped",
   key_sync_ms: "fleet mode: how often each replica reconciles its keys from PostgreSQL",
+  rate_lease_renew_ms: "fleet rate limits: how often request leases are renewed and token spend reported",
+  rate_lease_idle_ms: "fleet rate limits: unused request units go back to the fleet after this quiet time",
   budget_fail_mode: "when the ledger is unavailable: open or closed",
   max_keys: "virtual key slots in shared memory",
   ledger_batch_ms: "each thread hands its usage rows to the ledger at least this often",

@@ -166,6 +166,10 @@ export interface Settings {
   ledger_queue_max: number & tags.Type<"uint32"> & tags.Minimum<1000> & tags.Maximum<10000000>;
   /** Fleet mode: how often each replica reconciles its keys from PostgreSQL (a missed invalidation heals). */
   key_sync_ms: number & tags.Type<"uint32"> & tags.Minimum<50> & tags.Maximum<600000>;
+  /** Fleet rate limits: how often the main thread renews request leases and reports token spend (server/fleet/rate-lease.ts). */
+  rate_lease_renew_ms: number & tags.Type<"uint32"> & tags.Minimum<10> & tags.Maximum<1000>;
+  /** Fleet rate limits: request units a key has not used for this long go back to the fleet. */
+  rate_lease_idle_ms: number & tags.Type<"uint32"> & tags.Minimum<100> & tags.Maximum<60000>;
   budget_fail_mode: "open" | "closed";
   max_keys: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<1000000>;
   ledger_batch_ms: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<10000>;
@@ -235,6 +239,8 @@ export const ENV_NAMES: Record<keyof Settings, string> = {
   database_url: "DATABASE_URL",
   ledger_queue_max: "LEDGER_QUEUE_MAX",
   key_sync_ms: "KEY_SYNC_MS",
+  rate_lease_renew_ms: "RATE_LEASE_RENEW_MS",
+  rate_lease_idle_ms: "RATE_LEASE_IDLE_MS",
   budget_fail_mode: "BUDGET_FAIL_MODE",
   max_keys: "MAX_KEYS",
   ledger_batch_ms: "LEDGER_BATCH_MS",
@@ -347,6 +353,8 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     ...databaseSettings(envStr(env, "DATABASE_URL"), envStr(env, "DATABASE_PATH") ?? "./data/portcullis.db"),
     ledger_queue_max: envNum(env, "LEDGER_QUEUE_MAX", 200_000),
     key_sync_ms: envNum(env, "KEY_SYNC_MS", 500),
+    rate_lease_renew_ms: envNum(env, "RATE_LEASE_RENEW_MS", 50),
+    rate_lease_idle_ms: envNum(env, "RATE_LEASE_IDLE_MS", 1000),
     budget_fail_mode: (envStr(env, "BUDGET_FAIL_MODE") ?? "closed") as Settings["budget_fail_mode"],
     max_keys: envNum(env, "MAX_KEYS", 10_000),
     ledger_batch_ms: envNum(env, "LEDGER_BATCH_MS", 50),

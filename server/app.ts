@@ -331,6 +331,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
                 kind: cfg.database_url === null ? "sqlite" : "postgres",
                 queued_rows: billing.usage.ledgerQueued(),
                 budgets: "per_replica",
+                rate_limits: deps.limiter.fleetWide() ? "fleet" : "per_replica",
               };
         // With BUDGET_FAIL_MODE=open a failing ledger is reported but does not stop traffic.
         const dbBlocks = !database.ok && cfg.budget_fail_mode === "closed";

@@ -26,6 +26,8 @@ import { CacheOwner } from "./cache/owner.js";
 import { CacheStats } from "../core/cache/stats.js";
 import { KeyBus } from "./fleet/key-bus.js";
 import { keyPoolBuffers, poolKeyLabels } from "../core/keypool.js";
+import { RateLeases } from "./fleet/rate-lease.js";
+import { MicroClock } from "../core/clock.js";
 
 /** Young generation of each acceptor thread, MiB (V8 sizes it as three semi-spaces). */
 const ACCEPTOR_YOUNG_GENERATION_MB = 16;
@@ -63,9 +65,13 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     flush();
     throw e;
   }
+  // Fleet mode with Redis: rate limits leased from fleet-wide buckets (docs/fleet.md), else per replica.
+  const rateLeases = ledger.fleet && cfg.cache.redisUrl !== null ? new RateLeases(cfg, rateSab, new MicroClock(startedAt), log) : null;
+  rateLeases?.apply({ put: liveKeys, remove: [] });
   let keySeq = 0;
   const keyAcks = new Map<number, { left: number; done(): void }>();
   ledger.broadcast = (change: KeyChange) => {
+    rateLeases?.apply(change);
     const seq = ++keySeq;
     return new Promise<void>((resolve) => {
       const t = setTimeout(() => {
@@ -165,6 +171,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
               providers: providerNames,
               startedAt,
               usageSab,
+              rateSab,
               models: usageLayout.models,
               mcp: cfg.mcp !== null,
               redis: cfg.cache.redisUrl !== null,
@@ -198,6 +205,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     await ledger.close();
     await cache.close();
     await keyBus?.close();
+    await rateLeases?.close(0);
     flush();
     throw e;
   }
@@ -253,7 +261,8 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
       const rows = await within(ledger.flush(left(1000)), left(900));
       if (rows === TIMED_OUT || rows > 0)
         log.error({ rows: rows === TIMED_OUT ? "write in progress" : rows }, "ledger rows not written at shutdown");
-      await within(Promise.all([ledger.close(), cache.close(), keyBus?.close()]), left(400));
+      // Unused rate-limit leases go back to the fleet (bounded: a dead Redis is not waited for).
+      await within(Promise.all([ledger.close(), cache.close(), keyBus?.close(), rateLeases?.close(Math.min(500, left(500)))]), left(400));
       await within(pool.destroy(), left(100));
       log.info({}, "stopped");
       flush();

@@ -17,6 +17,7 @@ import { ringSecond } from "../core/latency-ring.js";
 import { renderUserPrometheus } from "../core/user-metrics.js";
 import { renderKeyPoolPrometheus } from "../core/keypool.js";
 import { Clock32 } from "../core/clock.js";
+import { renderLeasePrometheus } from "../core/ratelimit.js";
 
 /** The pages this worker renders; "dashboard" is the dashboard's live data (server/dashboard/). */
 export type RenderKind = "prometheus" | "observability" | "dashboard";
@@ -39,6 +40,8 @@ export interface RenderTask {
   /** Upstream key pools (core/keypool.ts): their shared state and labels. */
   keyPoolState?: SharedArrayBuffer;
   keyLabels?: readonly { provider: string; key: string }[];
+  /** The rate-limit buffer (core/ratelimit.ts): its fleet lease series, when leases are configured. */
+  rateSab?: SharedArrayBuffer;
 }
 
 let cachedUsage: UsageLayout | null = null;
@@ -95,7 +98,8 @@ export default async function render(task: RenderTask): Promise<string> {
       task.keyPoolState !== undefined && task.keyLabels !== undefined
         ? renderKeyPoolPrometheus(task.keyPoolState, task.keyLabels, new Clock32(task.startedAt).now())
         : "";
-    return ours + usage + cache + renderUserPrometheus(new Uint32Array(task.sab), layout.user) + keyPools + (await registry.metrics());
+    const lease = task.rateSab === undefined ? "" : renderLeasePrometheus(task.rateSab);
+    return ours + usage + cache + lease + renderUserPrometheus(new Uint32Array(task.sab), layout.user) + keyPools + (await registry.metrics());
   }
   if (task.kind === "dashboard") return renderDashboard(task, layout, snap, draining);
   const all = mergeBuckets(snap.histograms, layout.nB);
