@@ -99,7 +99,9 @@ export default async function render(task: RenderTask): Promise<string> {
         ? renderKeyPoolPrometheus(task.keyPoolState, task.keyLabels, new Clock32(task.startedAt).now())
         : "";
     const lease = task.rateSab === undefined ? "" : renderLeasePrometheus(task.rateSab);
-    return ours + usage + cache + lease + renderUserPrometheus(new Uint32Array(task.sab), layout.user) + keyPools + (await registry.metrics());
+    return (
+      ours + usage + cache + lease + renderUserPrometheus(new Uint32Array(task.sab), layout.user) + keyPools + (await registry.metrics())
+    );
   }
   if (task.kind === "dashboard") return renderDashboard(task, layout, snap, draining);
   const all = mergeBuckets(snap.histograms, layout.nB);
