@@ -35,11 +35,14 @@ import type { MessagePort } from "node:worker_threads";
 import { CacheClient } from "./cache/client.js";
 import { ResponseCache } from "./cache/gate.js";
 import { CacheStats } from "../core/cache/stats.js";
+import { DeploymentState } from "../core/deployments.js";
 
 export interface AcceptorData {
   cfg: GatewayConfig;
   sab: SharedArrayBuffer;
   breakerSab: SharedArrayBuffer;
+  /** In flight and time to first byte per deployment (core/deployments.ts). */
+  deploySab: SharedArrayBuffer;
   shedSab: SharedArrayBuffer;
   rateSab: SharedArrayBuffer;
   /** Budget counters (core/budget.ts) and token/cost counters (core/usage-metrics.ts). */
@@ -209,6 +212,7 @@ const app = buildApp({
   idPrefix: data.idPrefix,
   threadIndex: data.index,
   breakers,
+  deployments: new DeploymentState(data.deploySab, data.clockBase),
   shedder,
   limiter,
   render,

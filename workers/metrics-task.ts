@@ -10,6 +10,7 @@ import { G_DRAINING, G_LOG_DROPPED, MetricsLayout } from "../core/metrics.js";
 import { mergeBuckets, quantile, snapshot } from "../core/metrics-read.js";
 import { renderPrometheus } from "../core/prometheus.js";
 import { breakerStates } from "../core/breaker.js";
+import { renderInflightPrometheus } from "../core/deployments.js";
 import { renderUsagePrometheus, UsageLayout, usageSnapshot } from "../core/usage-metrics.js";
 import { cacheSnapshot, renderCachePrometheus } from "../core/cache/stats.js";
 import { recentLatency, secondSeries, windowReport } from "./latency-report.js";
@@ -23,6 +24,9 @@ export interface RenderTask {
   kind: RenderKind;
   sab: SharedArrayBuffer;
   breakerSab: SharedArrayBuffer;
+  /** In flight per deployment (core/deployments.ts) and the deployments' keys, by slot. */
+  deploySab?: SharedArrayBuffer;
+  deployKeys?: readonly string[];
   providers: string[];
   startedAt: number;
   /** Token, cost and budget counters (core/usage-metrics.ts), when wired. */
@@ -86,7 +90,9 @@ export default async function render(task: RenderTask): Promise<string> {
         ? renderUsagePrometheus(usageLayoutFor(task.providers, task.models), task.usageSab)
         : "";
     const cache = renderCachePrometheus(cacheSnapshot(new Uint32Array(task.sab), layout.cacheOff), task.redis === true);
-    return ours + usage + cache + renderUserPrometheus(new Uint32Array(task.sab), layout.user) + (await registry.metrics());
+    const inflight =
+      task.deploySab !== undefined && task.deployKeys !== undefined ? renderInflightPrometheus(task.deploySab, task.deployKeys) : "";
+    return ours + inflight + usage + cache + renderUserPrometheus(new Uint32Array(task.sab), layout.user) + (await registry.metrics());
   }
   if (task.kind === "dashboard") return renderDashboard(task, layout, snap, draining);
   const all = mergeBuckets(snap.histograms, layout.nB);
