@@ -33,9 +33,10 @@ export type Strategy = (typeof STRATEGIES)[number];
 const WEIGHTED = 0,
   LEAST_INFLIGHT = 1;
 
-/** What the strategies ask of the circuit breakers (core/breaker.ts `Breakers`): 0 = may be tried now. */
+/** What the strategies ask of the circuit breakers (core/breaker.ts `Breakers`). */
 export interface Health {
-  retryAfterMs(breaker: number): number;
+  /** Not open, or open past its timeout (so a recovered deployment is tried again). */
+  available(breaker: number): boolean;
 }
 
 const BUCKET_BITS = 16;
@@ -93,6 +94,7 @@ export function makePool(
 /**
  * FNV-1a over the session id two UTF-16 code units at a time (half the loop of one at a
  * time), then murmur3's finaliser so the top bits, which pick the bucket, are well mixed.
+ * Signed 32 bits: an unsigned value above 2^31 would be boxed into a heap number.
  */
 export function sessionHash(s: string): number {
   const n = s.length;
@@ -108,13 +110,12 @@ function fmix(x: number): number {
   x = Math.imul(x, 0x85ebca6b);
   x ^= x >>> 13;
   x = Math.imul(x, 0xc2b2ae35);
-  x ^= x >>> 16;
-  return x >>> 0;
+  return x ^ (x >>> 16);
 }
 
-/** A uniform 32-bit value per (bucket, member). */
+/** A uniform unsigned 32-bit value per (bucket, member). */
 function mix(h: number, seed: number): number {
-  return fmix((h ^ Math.imul(seed, 0x9e3779b1)) >>> 0);
+  return fmix(h ^ Math.imul(seed, 0x9e3779b1)) >>> 0;
 }
 
 /**
@@ -165,16 +166,30 @@ export function orderForSession(p: BalancePool, hash: number): readonly Target[]
   return p.orders[p.buckets[hash >>> (32 - BUCKET_BITS)]!]!;
 }
 
-/** A request without a session: the route's strategy, at `now` (Clock32 ms) for `latency`. */
-export function orderWithoutSession(p: BalancePool, now: number): readonly Target[] {
-  if (p.mode === WEIGHTED) return orderForRandom(p, Math.random());
-  if (p.mode === LEAST_INFLIGHT) return orderForLeastInflight(p, Math.random());
-  return orderForLatency(p, Math.random(), Math.random(), now);
+/** 2^31: the draws below are integers in [0, R_RANGE), so none is boxed on its way into a pick. */
+export const R_RANGE = 2147483648;
+let seed = (Math.random() * R_RANGE) | 0 || 1;
+
+/** 31 random bits (xorshift32, seeded from Math.random): plenty to spread requests. */
+function rand31(): number {
+  let x = seed;
+  x ^= x << 13;
+  x ^= x >>> 17;
+  x ^= x << 5;
+  seed = x;
+  return x & 0x7fffffff;
 }
 
-/** `weighted`: a deployment drawn by weight (`r` uniform in [0, 1)), the others after it. */
+/** A request without a session: the route's strategy, at `now` (Clock32 ms) for `latency`. */
+export function orderWithoutSession(p: BalancePool, now: number): readonly Target[] {
+  if (p.mode === WEIGHTED) return orderForRandom(p, rand31());
+  if (p.mode === LEAST_INFLIGHT) return orderForLeastInflight(p, rand31());
+  return orderForLatency(p, rand31(), rand31(), now);
+}
+
+/** `weighted`: a deployment drawn by weight (`r` uniform in [0, R_RANGE)), the others after it. */
 export function orderForRandom(p: BalancePool, r: number): readonly Target[] {
-  let x = r * p.totalWeight;
+  let x = (r / R_RANGE) * p.totalWeight;
   const w = p.weights;
   for (let i = 0; i < w.length; i++) {
     x -= w[i]!;
@@ -184,13 +199,13 @@ export function orderForRandom(p: BalancePool, r: number): readonly Target[] {
 }
 
 function healthy(p: BalancePool, i: number): boolean {
-  return p.health === null || p.health.retryAfterMs(p.breakers[i]!) === 0;
+  return p.health === null || p.health.available(p.breakers[i]!);
 }
 
 /** In flight per member for one pick (-1 = its breaker is open); one thread runs one pick at a time. */
 const load = new Int32Array(MAX_DEPLOYMENTS);
 
-/** `least_inflight`: the healthy deployment with the fewest attempts in flight; ties drawn by weight with `r`. */
+/** `least_inflight`: the healthy deployment with the fewest attempts in flight; ties drawn by weight with `r` (in [0, R_RANGE)). */
 export function orderForLeastInflight(p: BalancePool, r: number): readonly Target[] {
   const w = p.weights,
     k = w.length;
@@ -209,7 +224,7 @@ export function orderForLeastInflight(p: BalancePool, r: number): readonly Targe
     } else if (n === min) tied += w[i]!;
   }
   if (tied === 0) return orderForRandom(p, r); // every breaker open: call.ts walks the order and the fallbacks
-  let x = r * tied,
+  let x = (r / R_RANGE) * tied,
     last = 0;
   for (let i = 0; i < k; i++) {
     if (load[i] !== min) continue;
@@ -222,7 +237,7 @@ export function orderForLeastInflight(p: BalancePool, r: number): readonly Targe
 
 /** Member drawn by weight among the bits of `mask` (total weight `total`). */
 function draw(w: Float64Array, mask: number, total: number, r: number): number {
-  let x = r * total,
+  let x = (r / R_RANGE) * total,
     last = 0;
   for (let i = 0; i < w.length; i++) {
     if ((mask & (1 << i)) === 0) continue;
@@ -235,7 +250,8 @@ function draw(w: Float64Array, mask: number, total: number, r: number): number {
 
 /**
  * `latency`: power of two choices. Two different healthy deployments drawn by weight (`r1`,
- * `r2`); the one expected to answer sooner (core/deployments.ts `cost`) wins, the first on a tie.
+ * `r2`, in [0, R_RANGE)); the one expected to answer sooner (core/deployments.ts `cost`) wins,
+ * the first on a tie.
  */
 export function orderForLatency(p: BalancePool, r1: number, r2: number, now: number): readonly Target[] {
   const w = p.weights,
@@ -252,6 +268,5 @@ export function orderForLatency(p: BalancePool, r1: number, r2: number, now: num
   const rest = mask & ~(1 << a);
   if (rest === 0) return p.rotations[a]!;
   const b = draw(w, rest, total - w[a]!, r2);
-  const s = p.state;
-  return s.cost(p.slots[b]!, now) < s.cost(p.slots[a]!, now) ? p.rotations[b]! : p.rotations[a]!;
+  return p.state.sooner(p.slots[b]!, p.slots[a]!, now) ? p.rotations[b]! : p.rotations[a]!;
 }

@@ -6,6 +6,7 @@ import {
   orderForLeastInflight,
   orderForRandom,
   orderForSession,
+  R_RANGE,
   sessionHash,
   type Health,
   type Strategy,
@@ -34,8 +35,14 @@ const pool = (
 ) => makePool(members, weights, fallbacks, strategy, s, h);
 /** Breakers stand-in: the named providers are open. */
 const openBreakers = (...names: string[]): Health => ({
-  retryAfterMs: (b) => (names.some((n) => [A, B, C].find((x) => x.provider.name === n)!.slot === b) ? 5000 : 0),
+  available: (b) => !names.some((n) => [A, B, C].find((x) => x.provider.name === n)!.slot === b),
 });
+/** Draws as the picks take them: integers in [0, R_RANGE). */
+const R = (f: number) => Math.floor(f * R_RANGE);
+const ints = (seed: number) => {
+  const f = prng(seed);
+  return () => R(f());
+};
 const names = (o: readonly Target[]) => o.map((x) => x.provider.name).join(",");
 
 test("a session always gets the same order, every deployment once, the fallbacks last", () => {
@@ -81,14 +88,13 @@ test("the bucket table ranks every bucket exactly as weighted rendezvous compute
     x = Math.imul(x, 0x85ebca6b);
     x ^= x >>> 13;
     x = Math.imul(x, 0xc2b2ae35);
-    x ^= x >>> 16;
-    return x >>> 0;
+    return (x ^ (x >>> 16)) >>> 0;
   };
   const seeds = [A, B, C].map((m) => sessionHash(`${m.provider.name}\0`));
   const weights = [1, 3, 2];
   const direct = (bucket: number) =>
     [0, 1, 2]
-      .map((i) => ({ i, score: weights[i]! / -Math.log((fmix((bucket ^ Math.imul(seeds[i]!, 0x9e3779b1)) >>> 0) + 0.5) / 4294967296) }))
+      .map((i) => ({ i, score: weights[i]! / -Math.log((fmix(bucket ^ Math.imul(seeds[i]!, 0x9e3779b1)) + 0.5) / 4294967296) }))
       .sort((x, y) => y.score - x.score)
       .map((x) => [A, B, C][x.i]!.provider.name);
   for (let s = 0; s < 3000; s++) {
@@ -111,9 +117,9 @@ test("the session hash reads every character: ids that differ anywhere, or only 
 
 test("weighted: a draw follows the weights and puts the others after", () => {
   const p = pool([A, B], [3, 1], [FB]);
-  assert.deepEqual(orderForRandom(p, 0.1), [A, B, FB]);
-  assert.deepEqual(orderForRandom(p, 0.9), [B, A, FB]);
-  assert.deepEqual(orderForRandom(p, 0.7499), [A, B, FB]);
+  assert.deepEqual(orderForRandom(p, R(0.1)), [A, B, FB]);
+  assert.deepEqual(orderForRandom(p, R(0.9)), [B, A, FB]);
+  assert.deepEqual(orderForRandom(p, R(0.7499)), [A, B, FB]);
 });
 
 test("least_inflight: the least loaded deployment first; ties drawn by weight; an open breaker is passed over", () => {
@@ -122,7 +128,7 @@ test("least_inflight: the least loaded deployment first; ties drawn by weight; a
   for (let i = 0; i < 3; i++) s.enter(A.slot);
   s.enter(B.slot);
   for (let i = 0; i < 2; i++) s.enter(C.slot);
-  const rand = prng(7);
+  const rand = ints(7);
   for (let i = 0; i < 20; i++) assert.deepEqual(orderForLeastInflight(p, rand()), [B, A, C, FB]);
   s.enter(B.slot); // B 2, C 2: a tie, drawn by weight 1:2
   const n = { b: 0, c: 0 } as Record<string, number>;
@@ -133,13 +139,13 @@ test("least_inflight: the least loaded deployment first; ties drawn by weight; a
   s.leave(A.slot); // A is idle now, but its breaker is open
   const q = pool([A, B, C], [1, 1, 2], [FB], "least_inflight", s, openBreakers("a"));
   for (let i = 0; i < 50; i++) assert.notEqual(orderForLeastInflight(q, rand())[0], A);
-  assert.equal(orderForLeastInflight(pool([A, B, C], [1, 1, 2], [FB], "least_inflight", s, openBreakers("a", "b", "c")), 0.1)[0], A);
+  assert.equal(orderForLeastInflight(pool([A, B, C], [1, 1, 2], [FB], "least_inflight", s, openBreakers("a", "b", "c")), R(0.1))[0], A);
 });
 
 test("latency: the faster deployment wins most picks; a slow one is probed again once its average has decayed", () => {
   const s = state();
   const p = pool([A, B, C], [1, 1, 1], [FB], "latency", s);
-  const rand = prng(42);
+  const rand = ints(42);
   const count = (now: number, n: number) => {
     const c = { a: 0, b: 0, c: 0 } as Record<string, number>;
     for (let i = 0; i < n; i++) c[orderForLatency(p, rand(), rand(), now)[0]!.provider.name]!++;
@@ -175,10 +181,10 @@ test("latency: an unmeasured deployment is tried at once when idle, and not pile
   const s = state();
   const p = pool([A, B], [1, 1], [], "latency", s);
   s.observe(A.slot, 200_000, 0);
-  assert.deepEqual(orderForLatency(p, 0.1, 0.5, 0), [B, A], "B, never measured and idle, beats A");
-  assert.deepEqual(orderForLatency(p, 0.9, 0.5, 0), [B, A]);
+  assert.deepEqual(orderForLatency(p, R(0.1), R(0.5), 0), [B, A], "B, never measured and idle, beats A");
+  assert.deepEqual(orderForLatency(p, R(0.9), R(0.5), 0), [B, A]);
   s.enter(B.slot);
-  assert.deepEqual(orderForLatency(p, 0.9, 0.5, 0), [A, B], "B has a request out and no answer yet");
+  assert.deepEqual(orderForLatency(p, R(0.9), R(0.5), 0), [A, B], "B has a request out and no answer yet");
 });
 
 test("latency: only one healthy deployment takes it; none healthy falls back to a weighted draw", () => {
@@ -186,9 +192,9 @@ test("latency: only one healthy deployment takes it; none healthy falls back to 
   s.observe(B.slot, 100_000, 0);
   s.observe(C.slot, 100_000, 0);
   const p = pool([A, B, C], [1, 1, 1], [FB], "latency", s, openBreakers("b", "c"));
-  for (const r of [0.01, 0.5, 0.99]) assert.deepEqual(orderForLatency(p, r, 0.3, 0), [A, B, C, FB]);
+  for (const r of [0.01, 0.5, 0.99]) assert.deepEqual(orderForLatency(p, R(r), R(0.3), 0), [A, B, C, FB]);
   const none = pool([A, B, C], [1, 1, 1], [FB], "latency", s, openBreakers("a", "b", "c"));
-  assert.deepEqual(orderForLatency(none, 0.99, 0.3, 0), [C, A, B, FB]);
+  assert.deepEqual(orderForLatency(none, R(0.99), R(0.3), 0), [C, A, B, FB]);
 });
 
 test("config: deployments name known providers; strategy is one of three; a plain route keeps its first-wave shape", async () => {
