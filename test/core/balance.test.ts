@@ -99,7 +99,7 @@ test("the bucket table ranks every bucket exactly as weighted rendezvous compute
       .map((x) => [A, B, C][x.i]!.provider.name);
   for (let s = 0; s < 3000; s++) {
     const h = sessionHash(`ref-${s}`);
-    assert.equal(names(orderForSession(p, h)), [...direct(h >>> 16), "fallback"].join(","), `session ref-${s}`);
+    assert.equal(names(orderForSession(p, h)), [...direct(h >>> 18), "fallback"].join(","), `session ref-${s}`);
   }
 });
 
