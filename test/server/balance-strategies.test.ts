@@ -72,6 +72,14 @@ function send(gw: Gateway, opts: { session?: string; stream?: boolean; signal?: 
   });
 }
 
+function sendChat(gw: Gateway, stream: boolean): Promise<Response> {
+  return fetch(`${gw.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${CLIENT_KEY}` },
+    body: JSON.stringify({ model: "claude-sonnet-4-5", max_tokens: 8, stream, messages: [{ role: "user", content: "x" }] }),
+  });
+}
+
 /** upstream_inflight by provider, from the gateway's Prometheus page. */
 async function inflight(gw: Gateway): Promise<Record<string, number>> {
   const text = await (await fetch(`${gw.url}/metrics/prometheus`)).text();
@@ -141,7 +149,7 @@ test("least_inflight: while one deployment holds long requests, new requests go 
   }
 });
 
-test("in flight: never negative during a burst of errors, resets, timeouts and cut streams, and 0 once it is over", async () => {
+test("in flight: never negative during a burst of errors, resets, timeouts and cut streams (Anthropic and OpenAI front doors), and 0 once it is over", async () => {
   const gw = await startGateway({
     CONFIG_FILE: configFile("least_inflight"),
     UPSTREAM_REQUEST_TIMEOUT_MS: "1500",
@@ -151,8 +159,9 @@ test("in flight: never negative during a burst of errors, resets, timeouts and c
     const faults = ["status:500", "reset", "hang", "stream-error:1", "status:529", "cut-stream:2", "status:400", "delay:100"];
     await Promise.all([a, b, c].map((m) => queueFaults(m, faults)));
     let settled = 0;
-    const burst = Array.from({ length: 24 }, (_, i) =>
-      send(gw, { stream: i % 2 === 0 })
+    // Two in three on the Anthropic path, one in three through the OpenAI translation (its own relay).
+    const burst = Array.from({ length: 30 }, (_, i) =>
+      (i % 3 === 2 ? sendChat(gw, i % 2 === 0) : send(gw, { stream: i % 2 === 0 }))
         .then((r) => r.arrayBuffer())
         .catch(() => undefined)
         .finally(() => settled++),
@@ -180,6 +189,19 @@ test("in flight: never negative during a burst of errors, resets, timeouts and c
     });
   } finally {
     await Promise.all([a, b, c].map((m) => fetch(`${m.url}/__mock/faults`, { method: "DELETE" })));
+    await gw.stop();
+  }
+});
+
+test("OpenAI front door: a JSON answer gives its deployment's in-flight count back", async () => {
+  const gw = await startGateway({ CONFIG_FILE: configFile("least_inflight") });
+  try {
+    for (let i = 0; i < 3; i++) {
+      const r = await sendChat(gw, false);
+      assert.equal(r.status, 200, await r.text());
+    }
+    assert.deepEqual(await inflight(gw), { a: 0, b: 0, c: 0 });
+  } finally {
     await gw.stop();
   }
 });
