@@ -76,3 +76,16 @@ test("slots: every route target and fallback once, in config order; the gauge na
   assert.match(text, /^upstream_inflight\{provider="b",deployment="b"\} 0$/m);
   assert.equal(text.match(/^upstream_inflight\{/gm)!.length, 4);
 });
+
+test("cost: unmeasured and idle is 0; unmeasured and busy is above any measured cost, and fewer in flight is cheaper", () => {
+  const s = new DeploymentState(DeploymentState.bufferFor(3));
+  assert.equal(s.cost(0, 0), 0);
+  s.enter(0);
+  s.enter(1);
+  s.enter(1);
+  s.observe(2, 600_000_000, 0); // 10 minutes to a first byte
+  for (let i = 0; i < 1000; i++) s.enter(2);
+  assert.ok(s.sooner(2, 0, 0), "a measured deployment, however slow and busy, beats one still awaiting its first answer");
+  assert.ok(s.sooner(0, 1, 0), "one request out beats two");
+  assert.ok(!s.sooner(1, 0, 0));
+});
