@@ -9,7 +9,7 @@
  *    while that is healthy (its prompt cache stays warm, which is worth more than a faster
  *    first byte), and when one deployment's breaker opens only its sessions move (to their
  *    second choice: call.ts skips a target whose breaker refuses).
- * 2. Otherwise the route's strategy: `weighted` (a deployment drawn by weight),
+ * 2. Otherwise the route's strategy: `weighted` (a healthy deployment drawn by weight),
  *    `least_inflight` (the healthy deployment with the fewest attempts in flight across all
  *    threads, ties drawn by weight), or `latency` (power of two choices: two healthy
  *    deployments drawn by weight, the one with the lower peak-EWMA time to first byte times
@@ -183,12 +183,12 @@ function rand31(): number {
 
 /** A request without a session: the route's strategy, at `now` (Clock32 ms) for `latency`. */
 export function orderWithoutSession(p: BalancePool, now: number): readonly Target[] {
-  if (p.mode === WEIGHTED) return orderForRandom(p, rand31());
+  if (p.mode === WEIGHTED) return orderForWeighted(p, rand31());
   if (p.mode === LEAST_INFLIGHT) return orderForLeastInflight(p, rand31());
   return orderForLatency(p, rand31(), rand31(), now);
 }
 
-/** `weighted`: a deployment drawn by weight (`r` uniform in [0, R_RANGE)), the others after it. */
+/** A deployment drawn by weight among all (`r` uniform in [0, R_RANGE)), the others after it. */
 export function orderForRandom(p: BalancePool, r: number): readonly Target[] {
   let x = (r / R_RANGE) * p.totalWeight;
   const w = p.weights;
@@ -201,6 +201,23 @@ export function orderForRandom(p: BalancePool, r: number): readonly Target[] {
 
 function healthy(p: BalancePool, i: number): boolean {
   return p.health === null || p.health.available(p.breakers[i]!);
+}
+
+/**
+ * `weighted`: a deployment drawn by weight among those whose breaker is not open, so an open
+ * deployment's share spreads over the others by weight rather than all onto the next one.
+ */
+export function orderForWeighted(p: BalancePool, r: number): readonly Target[] {
+  const w = p.weights,
+    k = w.length;
+  let mask = 0,
+    total = 0;
+  for (let i = 0; i < k; i++) {
+    if (!healthy(p, i)) continue;
+    mask |= 1 << i;
+    total += w[i]!;
+  }
+  return mask === 0 ? orderForRandom(p, r) : p.rotations[draw(w, mask, total, r)]!;
 }
 
 /** In flight per member for one pick (-1 = its breaker is open); one thread runs one pick at a time. */

@@ -6,6 +6,7 @@ import {
   orderForLeastInflight,
   orderForRandom,
   orderForSession,
+  orderForWeighted,
   R_RANGE,
   sessionHash,
   type Health,
@@ -120,6 +121,17 @@ test("weighted: a draw follows the weights and puts the others after", () => {
   assert.deepEqual(orderForRandom(p, R(0.1)), [A, B, FB]);
   assert.deepEqual(orderForRandom(p, R(0.9)), [B, A, FB]);
   assert.deepEqual(orderForRandom(p, R(0.7499)), [A, B, FB]);
+});
+
+test("weighted: an open breaker's share spreads over the others by weight, not onto the next one", () => {
+  const p = pool([A, B, C], [1, 1, 2], [FB], "weighted", state(), openBreakers("a"));
+  const rand = ints(3);
+  const n = { a: 0, b: 0, c: 0 } as Record<string, number>;
+  for (let i = 0; i < 3000; i++) n[orderForWeighted(p, rand())[0]!.provider.name]!++;
+  assert.equal(n.a, 0);
+  assert.ok(Math.abs(n.c! / 3000 - 2 / 3) < 0.04, JSON.stringify(n));
+  const none = pool([A, B, C], [1, 1, 2], [FB], "weighted", state(), openBreakers("a", "b", "c"));
+  assert.deepEqual(orderForWeighted(none, R(0.1)), [A, B, C, FB], "all open: a plain draw, call.ts walks on to the fallbacks");
 });
 
 test("least_inflight: the least loaded deployment first; ties drawn by weight; an open breaker is passed over", () => {
