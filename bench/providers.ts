@@ -8,7 +8,8 @@
  *  - decoding one AWS event-stream frame into an Anthropic SSE event, against the scan
  *    the Relay already does on every SSE chunk (a `\n\n` search), and against AWS's own
  *    codec + JSON.parse (the reference decoder in the tests);
- *  - picking a deployment for a session (core/balance.ts: hash + weighted rendezvous over 3).
+ *  - picking a deployment (core/balance.ts) for a session (hash + the rendezvous table) and by
+ *    each strategy for a request without one (weighted, least_inflight, latency), over 3.
  */
 import { createHmac } from "node:crypto";
 import { bench, group, run } from "mitata";
@@ -21,7 +22,10 @@ import { EventStreamDecoder } from "../core/providers/bedrock/eventstream.js";
 import { mockStreamFrames } from "../core/mock-reply.js";
 import { AwsCredentials, BedrockSigner } from "../server/providers/aws-auth.js";
 import { chunkFrame } from "../loadtest/mock-bedrock.js";
-import { makePool, orderForSession, sessionHash } from "../core/balance.js";
+import { makePool, orderForSession, orderWithoutSession, sessionHash, type Strategy } from "../core/balance.js";
+import { DeploymentState } from "../core/deployments.js";
+import { Breakers } from "../core/breaker.js";
+import { Clock32 } from "../core/clock.js";
 import type { Target } from "../core/routing.js";
 
 const log = pino({ level: "silent" });
@@ -79,19 +83,39 @@ group("per event: event stream to SSE", () => {
   });
 });
 
-const dep = (name: string): Target => ({ provider: { name } as Target["provider"], upstreamModel: null });
-const pool = makePool([dep("east"), dep("west"), dep("eu")], [1, 1, 2], []);
-const equalPool = makePool([dep("east"), dep("west"), dep("eu")], [1, 1, 1], []);
-const sessionIds = Array.from({ length: 64 }, (_, i) => `4f3c2a1b-0000-4000-8000-${String(i).padStart(12, "0")}`);
+const breakers = new Breakers(
+  Breakers.bufferFor(3),
+  { failureThreshold: 5, timeoutMs: 30_000, successThreshold: 1, halfOpenProbes: 1 },
+  new Clock32(0),
+);
+const dstate = new DeploymentState(DeploymentState.bufferFor(3), 0);
+const dep = (name: string, slot: number): Target => ({
+  provider: { name, index: slot + 1 } as Target["provider"],
+  upstreamModel: null,
+  slot,
+});
+const members = [dep("east", 0), dep("west", 1), dep("eu", 2)];
+const poolOf = (strategy: Strategy) => makePool(members, [1, 1, 2], [], strategy, dstate, breakers);
+const weighted = poolOf("weighted"),
+  least = poolOf("least_inflight"),
+  latency = poolOf("latency");
+// Some load and some measurements, as under traffic.
+dstate.enter(0);
+dstate.enter(2);
+dstate.enter(2);
+for (let i = 0; i < 3; i++) dstate.observe(i, 400_000 + i * 50_000, 1000);
+// Header values are flat strings (a template literal would make a cons string, slower to read).
+const sessionIds = Array.from({ length: 64 }, (_, i) => Buffer.from(`4f3c2a1b-0000-4000-8000-${String(i).padStart(12, "0")}`).toString());
+const t0 = performance.now();
 let si = 0;
-group("per request: deployment pick", () => {
+group("per request: deployment pick (3 deployments, weights 1:1:2)", () => {
   bench("baseline: read a fixed route's targets", () => sessionIds[si++ & 63]!.length);
-  bench("session affinity: hash + weighted rendezvous over 3 deployments", () =>
-    orderForSession(pool, sessionHash(sessionIds[si++ & 63]!)),
+  bench("session affinity: hash + weighted rendezvous (any strategy)", () =>
+    orderForSession(weighted, sessionHash(sessionIds[si++ & 63]!)),
   );
-  bench("session affinity: hash + rendezvous over 3 equal deployments", () =>
-    orderForSession(equalPool, sessionHash(sessionIds[si++ & 63]!)),
-  );
+  bench("weighted: a draw by weight", () => orderWithoutSession(weighted, dstate.at(t0)));
+  bench("least_inflight: fewest in flight, ties by weight", () => orderWithoutSession(least, dstate.at(t0)));
+  bench("latency: two choices by peak-EWMA x in flight", () => orderWithoutSession(latency, dstate.at(t0)));
 });
 
 await run();

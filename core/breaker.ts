@@ -101,6 +101,14 @@ export class Breakers {
     return this.state(b) === OPEN ? this.openLeft(b * STRIDE) : 0;
   }
 
+  /**
+   * Not open, or open past its timeout (core/balance.ts skips the others when it picks). A
+   * plain read, cheaper than Atomics.load: a stale answer only skews one pick, and `admit` decides.
+   */
+  available(b: number): boolean {
+    return (this.i32[b * STRIDE]! & 3) !== OPEN || this.openLeft(b * STRIDE) === 0;
+  }
+
   /** May a request go to this provider now? ADMIT, REJECT, or a probe ticket (> 0). */
   admit(b: number): number {
     const i = this.i32,

@@ -7,6 +7,7 @@ import typia, { tags } from "typia";
 import { loadMcpConfig, type McpConfig } from "./policy/config.js";
 import { DEFAULT_PRICES, validatePricesFile, type PriceEntry } from "./pricing.js";
 import type { BetaPolicyFile } from "./beta-policy.js";
+import type { Strategy } from "./balance.js";
 import { ConfigError, envBool, envNum, envStr, type Env } from "./env.js";
 import { loadTracingConfig, type TracingConfig } from "./tracing-config.js";
 import { typiaPath } from "./typia-path.js";
@@ -70,6 +71,8 @@ export interface RouteFileEntry extends RouteTargetEntry {
   deployments?: (RouteTargetEntry & { weight?: number & tags.ExclusiveMinimum<0> & tags.Maximum<1000000> })[] & tags.MaxItems<5>;
   /** Weight of the route's own target among its deployments (default 1). */
   weight?: number & tags.ExclusiveMinimum<0> & tags.Maximum<1000000>;
+  /** How a request without a session picks among the deployments (default weighted; core/balance.ts). */
+  strategy?: Strategy;
 }
 
 export interface ConfigFile {
@@ -117,6 +120,8 @@ export interface RouteConfig extends RouteTarget {
   readonly deployments?: readonly (RouteTarget & { readonly weight: number })[];
   /** Weight of the route's own target (default 1). */
   readonly weight?: number;
+  /** Balancing strategy among the deployments; absent = weighted. */
+  readonly strategy?: Strategy;
 }
 
 /** The validated numeric/flag settings (typia checks the ranges). */
@@ -479,6 +484,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
       fallbacks,
       ...(deployments.length > 0 ? { deployments } : {}),
       ...(r.weight !== undefined ? { weight: r.weight } : {}),
+      ...(r.strategy !== undefined ? { strategy: r.strategy } : {}),
     });
   });
 

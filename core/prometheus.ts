@@ -8,7 +8,7 @@ import type { Snapshot } from "./metrics-read.js";
 
 const LE = BUCKETS_US.map((b) => String(b / 1e6)).concat("+Inf");
 
-function esc(v: string): string {
+export function esc(v: string): string {
   return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
 }
 

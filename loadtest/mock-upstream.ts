@@ -1,7 +1,7 @@
 /**
  * Mock Anthropic upstream (uWebSockets.js), for integration tests and load tests.
  *
- *   node dist/loadtest/mock-upstream.js [--host 127.0.0.1] [--port 0] [--record]
+ *   node dist/loadtest/mock-upstream.js [--host 127.0.0.1] [--port 0] [--record] [--fault SPEC]
  *
  * Prints exactly one line `{"port":N}` on stdout once listening. Exits 0 on
  * SIGTERM / SIGINT.
@@ -25,8 +25,9 @@
  *   DELETE /__mock/key-faults
  *   GET    /__mock/stats     {"requests":N,"active":M}
  *
- * Fault specs (header `x-mock-fault: <spec>` or the queue; parts may be
- * combined with `;`, e.g. `delay:50;status:500`):
+ * Fault specs (header `x-mock-fault: <spec>`, else the queue, else `--fault SPEC` for every
+ * request, e.g. a deployment that is always slow; parts may be combined with `;`, e.g.
+ * `delay:50;status:500`):
  *   status:<code>[;retry-after:<s>]  error reply with an Anthropic error body
  *   reset                            close the connection without a response
  *   hang                             never respond
@@ -71,6 +72,8 @@ interface Options {
   host: string;
   port: number;
   record: boolean;
+  /** Applied to every messages request that brings no fault of its own ("" = none). */
+  fault: string;
   bedrock: BedrockMockOptions;
   vertex: VertexMockOptions;
 }
@@ -80,6 +83,7 @@ function parseArgs(argv: string[]): Options {
     host: "127.0.0.1",
     port: 0,
     record: false,
+    fault: "",
     bedrock: { staticKey: null, apiKey: null, issuedTtlS: 3600 },
     vertex: { publicKey: null, tokenTtlS: 3600 },
   };
@@ -106,6 +110,10 @@ function parseArgs(argv: string[]): Options {
       }
       case "--record":
         o.record = true;
+        break;
+      case "--fault":
+        o.fault = value();
+        parseFault(o.fault); // a typo stops the start
         break;
       case "--aws-credentials": {
         const [id, secret, token] = value().split(":");
@@ -380,6 +388,7 @@ function handleMessages(ctx: Ctx, body: Buffer, faultSpec: string, eventsHeader:
 
   let fault: Fault | undefined;
   if (faultSpec === "" && faultQueue.length > 0) faultSpec = faultQueue.shift()!;
+  if (faultSpec === "") faultSpec = opts.fault;
   if (faultSpec !== "") {
     try {
       fault = parseFault(faultSpec);
@@ -631,6 +640,7 @@ function cloudRequest(
 ): void {
   let fault: Fault | undefined;
   if (faultSpec === "" && faultQueue.length > 0) faultSpec = faultQueue.shift()!;
+  if (faultSpec === "") faultSpec = opts.fault;
   try {
     if (faultSpec !== "") fault = parseFault(faultSpec);
   } catch (err) {

@@ -37,11 +37,14 @@ import { ResponseCache } from "./cache/gate.js";
 import { CacheStats } from "../core/cache/stats.js";
 import { KeyPools, type KeyPoolBuffers } from "../core/keypool.js";
 import { buildProviders } from "../core/providers.js";
+import { DeploymentState } from "../core/deployments.js";
 
 export interface AcceptorData {
   cfg: GatewayConfig;
   sab: SharedArrayBuffer;
   breakerSab: SharedArrayBuffer;
+  /** In flight and time to first byte per deployment (core/deployments.ts). */
+  deploySab: SharedArrayBuffer;
   shedSab: SharedArrayBuffer;
   rateSab: SharedArrayBuffer;
   /** Budget counters (core/budget.ts) and token/cost counters (core/usage-metrics.ts). */
@@ -213,6 +216,7 @@ const app = buildApp({
   idPrefix: data.idPrefix,
   threadIndex: data.index,
   breakers,
+  deployments: new DeploymentState(data.deploySab, data.clockBase),
   shedder,
   limiter,
   render,

@@ -21,6 +21,7 @@ import type { AdminOp, AdminResult } from "./ledger.js";
 import { G_DRAINING, G_WORKERS_OK, R_CHAT_COMPLETIONS, R_COUNT_TOKENS, R_HEALTH, R_MESSAGES, R_METRICS, R_OTHER } from "../core/metrics.js";
 import type { Shedder } from "../core/shedder.js";
 import type { Breakers } from "../core/breaker.js";
+import type { DeploymentState } from "../core/deployments.js";
 import type { RateLimiter } from "../core/ratelimit.js";
 import { clientRequestId, RequestIds } from "../core/request-id.js";
 import { Router } from "../core/routing.js";
@@ -50,6 +51,8 @@ export interface AppDeps {
   idPrefix: string;
   threadIndex: number;
   breakers: Breakers;
+  /** In flight and time to first byte per deployment, shared by the acceptor threads (core/deployments.ts). */
+  deployments: DeploymentState;
   shedder: Shedder;
   limiter: RateLimiter;
   /** Renders a metrics page in the worker pool (via the main thread). */
@@ -90,7 +93,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
   const { cfg, shared } = deps;
   const metrics = shared.metrics;
   const providers = buildProviders(cfg.providers);
-  const router = new Router(cfg.routes, providers, cfg.defaultProvider);
+  const router = new Router(cfg.routes, providers, cfg.defaultProvider, { state: deps.deployments, health: deps.breakers });
   const billing = deps.billing;
   const cache = deps.cache ?? null;
   const keys = billing?.keys ?? new KeyIndex(cfg.apiKeys);
@@ -124,6 +127,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     cfg,
     pools: deps.pools,
     breakers: deps.breakers,
+    deployments: deps.deployments,
     answerMock: (c: RequestCtx, p: Record<string, unknown>, n: boolean) => answerMock(c, p, n),
     shapers: buildShapers(providers, metrics, shared.log),
     keys: deps.keyPools ?? null,

@@ -18,6 +18,11 @@
  * (429: rested for its retry-after; 401/403: set aside) sends the request to the next key
  * at once, without counting an attempt; a target whose keys all rest is skipped, and when
  * nothing else answers, the client gets 429 with the soonest retry-after.
+ * The same holds for the deployment's in-flight count (core/deployments.ts): taken when an
+ * attempt is sent, given back exactly once when it ends, however it ends. Its time to first
+ * byte feeds the `latency` strategy: at the response start of a stream (at the full answer
+ * of a JSON call, whose first byte comes with it), or, for an attempt that timed out, the
+ * time it waited, a lower bound that lifts the peak-EWMA of a deployment that hangs.
  */
 import type { IncomingHttpHeaders } from "node:http";
 import { NOT_PROBE, REJECT, type Breakers } from "../core/breaker.js";
@@ -37,6 +42,7 @@ import { replacedErrorBody } from "./upstream-reply.js";
 import { attemptEnd, attemptStart, breakerRefused, type AttemptEndMsg, type AttemptStartMsg, type BreakerMsg } from "./tracing/channels.js";
 import type { AttemptRelay, Translation } from "./openai/translation.js";
 import type { Prepared, Shaper } from "./providers/shapers.js";
+import type { DeploymentState } from "../core/deployments.js";
 
 export interface CallDeps {
   cfg: GatewayConfig;
@@ -48,6 +54,8 @@ export interface CallDeps {
   shapers?: readonly (Shaper | null)[];
   /** The providers' key pools (core/keypool.ts); absent = every provider has one key. */
   keys?: KeyPools | null;
+  /** In-flight counts and time to first byte per deployment, shared by the acceptor threads. */
+  deployments: DeploymentState;
 }
 
 export interface CallInput {
@@ -100,6 +108,9 @@ export class UpstreamCall implements AttemptOwner {
   private session = -2;
   /** A target was skipped because its keys all rest: ms until the first comes back. */
   private keysWaitMs = 0;
+  /** The deployment slot whose in-flight count this attempt holds (-1: none), and when it was sent. */
+  private held = -1;
+  private sentAt = 0;
   responseHeaders: readonly string[] = [];
 
   constructor(ctx: RequestCtx, deps: CallDeps, targets: readonly Target[], input: CallInput) {
@@ -199,6 +210,7 @@ export class UpstreamCall implements AttemptOwner {
     }
     if (inp.tx !== null && inp.tx.handles(p)) {
       if (attemptStart.hasSubscribers) this.traceAttempt(t, null);
+      if (p.type !== "mock") this.enter(t);
       this.relay = inp.tx.send(t, this, this.passKey(), this.keyAuth());
       return;
     }
@@ -207,6 +219,7 @@ export class UpstreamCall implements AttemptOwner {
       this.verdict(true);
       return this.deps.answerMock(ctx, inp.parsed, inp.count);
     }
+    this.enter(t);
     const shaper = this.deps.shapers?.[p.index] ?? null;
     if (shaper !== null) return this.sendShaped(shaper, t);
     const body = t.upstreamModel !== null && t.upstreamModel !== inp.model ? spliceModel(inp.body, inp.parsed, t.upstreamModel) : inp.body;
@@ -351,6 +364,8 @@ export class UpstreamCall implements AttemptOwner {
   }
 
   succeeded(): void {
+    // relay is null while tx.send answers without an upstream call (an OpenAI count estimate).
+    if (this.relay !== null) this.measured(performance.now() - this.sentAt);
     this.verdict(true);
     if (this.key >= 0) this.pool!.served(this.key);
     this.ctx.errorCode = null; // an earlier attempt's error is not this answer's
@@ -389,6 +404,7 @@ export class UpstreamCall implements AttemptOwner {
 
   upstreamError(status: number, headers: IncomingHttpHeaders, body: Buffer, extra: string[] | null): void {
     this.relay = null;
+    this.leave();
     if (attemptEnd.hasSubscribers) attemptEnd.publish({ ctx: this.ctx, status, error: `http ${status}` } satisfies AttemptEndMsg);
     this.verdict(status < 500); // a 4xx proves the provider is up
     const ct = headers["content-type"];
@@ -410,6 +426,8 @@ export class UpstreamCall implements AttemptOwner {
 
   connectionError(code: ErrorCode, _err: Error): void {
     this.relay = null;
+    if (code === "GW_ERR_UPSTREAM_TIMEOUT") this.measured(performance.now() - this.sentAt);
+    this.leave();
     if (attemptEnd.hasSubscribers) attemptEnd.publish({ ctx: this.ctx, status: 0, error: code } satisfies AttemptEndMsg);
     this.verdict(false);
     this.last = null;
@@ -419,6 +437,7 @@ export class UpstreamCall implements AttemptOwner {
 
   localError(err: Error): void {
     this.relay = null;
+    this.leave();
     this.release();
     const c = (err as { code?: string }).code;
     if (c === "UND_ERR_DESTROYED" || c === "UND_ERR_CLOSED")
@@ -475,6 +494,7 @@ export class UpstreamCall implements AttemptOwner {
     if (ctx.done || ctx.aborted) return;
     const r = this.relay;
     this.relay = null;
+    if (r !== null && r.sent && !ctx.started) this.measured(performance.now() - this.sentAt);
     this.done();
     const message = `the request exceeded UPSTREAM_REQUEST_TIMEOUT_MS (${this.deps.cfg.upstream_request_timeout_ms} ms)`;
     if (r !== null) {
@@ -486,7 +506,28 @@ export class UpstreamCall implements AttemptOwner {
     ctx.fail("GW_ERR_UPSTREAM_TIMEOUT", message);
   }
 
+  /** An attempt goes to `t`: its deployment has one more in flight until `leave`. */
+  private enter(t: Target): void {
+    this.deps.deployments.enter(t.slot);
+    this.held = t.slot;
+    this.sentAt = performance.now();
+  }
+
+  /** The attempt in flight got its first byte (or waited this long in vain) after `ms`. */
+  private measured(ms: number): void {
+    const d = this.deps.deployments;
+    if (this.held >= 0) d.observe(this.held, ms * 1000, d.at(performance.now()));
+  }
+
+  /** The attempt in flight ended: its deployment's in-flight count goes back, once. */
+  private leave(): void {
+    if (this.held < 0) return;
+    this.deps.deployments.leave(this.held);
+    this.held = -1;
+  }
+
   private done(): void {
+    this.leave();
     clearTimeout(this.deadline);
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.retryTimer = null;

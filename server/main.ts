@@ -11,6 +11,7 @@ import { Piscina } from "piscina";
 import { ConfigError, SHUTDOWN_MARGIN_MS, type GatewayConfig } from "../core/config.js";
 import { createMetricsBuffer, G_DRAINING, G_WORKERS_OK, Metrics, MetricsLayout } from "../core/metrics.js";
 import { Breakers } from "../core/breaker.js";
+import { DeploymentState, deploymentKeys } from "../core/deployments.js";
 import { RateLimiter } from "../core/ratelimit.js";
 import { readFileSync } from "node:fs";
 import { totalmem } from "node:os";
@@ -48,6 +49,8 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
   const startedAt = Date.now();
   const idPrefix = randomBytes(6).toString("base64url").replace(/[-_]/g, "x");
   const breakerSab = Breakers.bufferFor(cfg.providers.length);
+  const deployKeys = deploymentKeys(cfg.routes, cfg.defaultProvider);
+  const deploySab = DeploymentState.bufferFor(deployKeys.length);
   const shedSab = new SharedArrayBuffer(Math.max(1, cfg.http_threads) * 4);
   // Static keys take slots 0..n-1, virtual keys the next MAX_KEYS (rate limits and budgets).
   const rateSab = RateLimiter.bufferFor(LedgerHub.slots(cfg));
@@ -120,6 +123,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
         cfg,
         sab,
         breakerSab,
+        deploySab,
         shedSab,
         rateSab,
         budgetSab,
@@ -168,6 +172,8 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
               kind: m.kind,
               sab,
               breakerSab,
+              deploySab,
+              deployKeys,
               providers: providerNames,
               startedAt,
               usageSab,

@@ -10,6 +10,7 @@ import { G_DRAINING, G_LOG_DROPPED, MetricsLayout } from "../core/metrics.js";
 import { mergeBuckets, quantile, snapshot } from "../core/metrics-read.js";
 import { renderPrometheus } from "../core/prometheus.js";
 import { breakerStates } from "../core/breaker.js";
+import { renderInflightPrometheus } from "../core/deployments.js";
 import { renderUsagePrometheus, UsageLayout, usageSnapshot } from "../core/usage-metrics.js";
 import { cacheSnapshot, renderCachePrometheus } from "../core/cache/stats.js";
 import { recentLatency, secondSeries, windowReport } from "./latency-report.js";
@@ -26,6 +27,9 @@ export interface RenderTask {
   kind: RenderKind;
   sab: SharedArrayBuffer;
   breakerSab: SharedArrayBuffer;
+  /** In flight per deployment (core/deployments.ts) and the deployments' keys, by slot. */
+  deploySab?: SharedArrayBuffer;
+  deployKeys?: readonly string[];
   providers: string[];
   startedAt: number;
   /** Token, cost and budget counters (core/usage-metrics.ts), when wired. */
@@ -99,8 +103,17 @@ export default async function render(task: RenderTask): Promise<string> {
         ? renderKeyPoolPrometheus(task.keyPoolState, task.keyLabels, new Clock32(task.startedAt).now())
         : "";
     const lease = task.rateSab === undefined ? "" : renderLeasePrometheus(task.rateSab);
+    const inflight =
+      task.deploySab !== undefined && task.deployKeys !== undefined ? renderInflightPrometheus(task.deploySab, task.deployKeys) : "";
     return (
-      ours + usage + cache + lease + renderUserPrometheus(new Uint32Array(task.sab), layout.user) + keyPools + (await registry.metrics())
+      ours +
+      inflight +
+      usage +
+      cache +
+      lease +
+      renderUserPrometheus(new Uint32Array(task.sab), layout.user) +
+      keyPools +
+      (await registry.metrics())
     );
   }
   if (task.kind === "dashboard") return renderDashboard(task, layout, snap, draining);

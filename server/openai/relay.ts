@@ -213,6 +213,7 @@ export class OpenAIRelay implements Dispatcher.DispatchHandler {
     this.codec.tokens(ctx);
     if (ctx.cacheTap !== null) ctx.cacheTap.json(ctx, this.status, typeof out === "string" ? Buffer.from(out) : out);
     ctx.send(this.status, "application/json", out, this.extra);
+    this.owner.ended(); // as server/upstream.ts does: the call's deadline timer and its deployment's in-flight count go
   }
 
   private endStream(): void {

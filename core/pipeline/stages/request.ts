@@ -70,7 +70,7 @@ export function routeStage(router: Router): Stage {
         return E_NO_ROUTE;
       }
       s.resolved = r;
-      s.targets = r.pool === null ? r.targets : targetsFor(r, sessionOf(s));
+      s.targets = r.pool === null ? r.targets : targetsFor(r, sessionOf(s), s.t0);
       return CONTINUE;
     },
     settle: null,
