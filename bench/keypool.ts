@@ -9,10 +9,10 @@
  */
 import { fileURLToPath } from "node:url";
 import { measure } from "mitata";
-import { sessionHash } from "../core/balance.js";
+
 import { Clock32, MicroClock } from "../core/clock.js";
 import type { ProviderConfig } from "../core/config.js";
-import { keyPoolBuffers, KeyPools, R_RANGE, type PoolKey } from "../core/keypool.js";
+import { keyPoolBuffers, KeyPools, keySession, R_RANGE, type PoolKey } from "../core/keypool.js";
 import { bytes, markdownTable, ns, parseFlags } from "./format.js";
 import { bytesPerOp } from "./run.js";
 
@@ -37,7 +37,7 @@ export function keyPoolRows(): { id: string; name: string; fn: () => unknown }[]
   const limited = poolOf([key("a", { rpm: 1e9 }), key("b", { rpm: 1e9 }), key("c", { rpm: 1e9 })]);
   const resting = poolOf([key("a"), key("b"), key("c")]);
   const ids = Array.from({ length: 64 }, (_, i) => `4f3c2a1b-0000-4000-8000-${String(i).padStart(12, "0")}`);
-  const hashes = ids.map(sessionHash);
+  const hashes = ids.map(keySession);
   // Rest the key that half the sessions call home, so those picks go to their second choice.
   resting.rest(resting.pick(hashes[0]!, 0, 0, true), 3_600_000);
   let i = 0;
@@ -61,7 +61,7 @@ export function keyPoolRows(): { id: string; name: string; fn: () => unknown }[]
     {
       id: "pick_session_hash",
       name: "pick for a session, its id hashed too (36 chars)",
-      fn: () => weighted.pick(sessionHash(ids[i++ & 63]!), 0, 0, true),
+      fn: () => weighted.pick(keySession(ids[i++ & 63]!), 0, 0, true),
     },
     { id: "pick_rpm", name: "pick for a session, each key's rpm charged (GCRA)", fn: () => limited.pick(hashes[i++ & 63]!, 0, 0, true) },
     { id: "pick_resting", name: "pick for a session, one key resting", fn: () => resting.pick(hashes[i++ & 63]!, 0, 0, true) },

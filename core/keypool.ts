@@ -19,6 +19,14 @@
  */
 import { read64 } from "./atomic64.js";
 import { mix, sessionHash } from "./balance.js";
+
+/**
+ * A session's hash for key affinity: sessionHash with the sign bit cleared, so every session
+ * is >= 0 and -1 can mean "no session" (sessionHash itself is signed 32 bits).
+ */
+export function keySession(id: string): number {
+  return sessionHash(id) & 0x7fffffff;
+}
 import type { Clock } from "./clock.js";
 import type { ProviderConfig } from "./config.js";
 import { RateLimiter, type Limits } from "./ratelimit.js";
@@ -122,7 +130,7 @@ export class KeyPool {
   }
 
   /**
-   * The key for the next attempt: `session` is a sessionHash (or -1 for none), `r` a whole
+   * The key for the next attempt: `session` is a keySession (or -1 for none), `r` a whole
    * number uniform in [0, R_RANGE) for a draw by weight, `tried` the mask of keys this request already used. Charges
    * the key's rpm when `charge`. Returns -1 when every key is tried, resting or at its limit
    * (then `waitMs` says when one comes back).

@@ -32,8 +32,7 @@ import { authHeadersFor } from "../core/providers.js";
 import type { Target } from "../core/routing.js";
 import { spliceModel } from "../core/json-splice.js";
 import { retryAfterMs, retryDelayMs, shouldRetryStatus } from "../core/retry.js";
-import { sessionHash } from "../core/balance.js";
-import { R_RANGE, type KeyPool, type KeyPools } from "../core/keypool.js";
+import { keySession, R_RANGE, type KeyPool, type KeyPools } from "../core/keypool.js";
 import { badHeader, badHeaderValue, badQuery, isJsonBody } from "../core/upstream-guard.js";
 import type { GatewayConfig } from "../core/config.js";
 import type { RequestCtx } from "./context.js";
@@ -295,7 +294,7 @@ export class UpstreamCall implements AttemptOwner {
   private pickKey(pool: KeyPool): boolean {
     if (this.session === -2) {
       const s = this.ctx.sessionId ?? this.ctx.userId;
-      this.session = s === null ? -1 : sessionHash(s);
+      this.session = s === null ? -1 : keySession(s);
     }
     // count_tokens has its own upstream limits: it does not use a key's rpm.
     this.key = pool.pick(this.session, (Math.random() * R_RANGE) | 0, this.refused, !this.input.count);

@@ -1,8 +1,17 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { sessionHash } from "../../core/balance.js";
+
 import type { ProviderConfig } from "../../core/config.js";
-import { BAD_MS, keyPoolBuffers, KeyPools, R_RANGE, renderKeyPoolPrometheus, type KeyPool, type PoolKey } from "../../core/keypool.js";
+import {
+  BAD_MS,
+  keyPoolBuffers,
+  KeyPools,
+  keySession,
+  R_RANGE,
+  renderKeyPoolPrometheus,
+  type KeyPool,
+  type PoolKey,
+} from "../../core/keypool.js";
 import { prng } from "../../core/prng.js";
 import { spawnSync } from "node:child_process";
 
@@ -59,7 +68,7 @@ test("a session keeps its key; sessions spread over the keys by weight", () => {
   const { pool } = one([key("a"), key("b"), key("c", { weight: 2 })]);
   const n = [0, 0, 0];
   for (let s = 0; s < 2000; s++) {
-    const h = sessionHash(`session-${s}`);
+    const h = keySession(`session-${s}`);
     const k = pool.pick(h, at(Math.random()), 0, true);
     for (let again = 0; again < 3; again++) assert.equal(pool.pick(h, at(Math.random()), 0, true), k, `session ${s} moved`);
     n[k]!++;
@@ -69,7 +78,7 @@ test("a session keeps its key; sessions spread over the keys by weight", () => {
 
 test("a rested key is not picked until its rest has passed; only its sessions move, and they come back", () => {
   const { pool, advance } = one([key("a"), key("b"), key("c")]);
-  const sessions = Array.from({ length: 60 }, (_, i) => sessionHash(`s${i}`));
+  const sessions = Array.from({ length: 60 }, (_, i) => keySession(`s${i}`));
   const home = sessions.map((h) => pool.pick(h, at(0), 0, true));
   pool.rest(1, 2000);
   for (let t = 0; t < 2; t++) {
@@ -121,7 +130,7 @@ test("every key resting: no key, and waitMs is the soonest return (refused by th
 test("keys this request saw refuse are skipped (the mask), and with all refused nothing is left and no wait is promised", () => {
   const { pool } = one([key("a"), key("b"), key("c")]);
   for (let i = 0; i < 50; i++) assert.equal(pool.pick(-1, at(i / 50), 0b101, true), 1);
-  assert.equal(pool.pick(sessionHash("x"), at(0), 0b111, true), -1);
+  assert.equal(pool.pick(keySession("x"), at(0), 0b111, true), -1);
   assert.equal(pool.waitMs, 0);
 });
 
@@ -156,7 +165,7 @@ test("a 401 key: set aside (one caller told to log it), used again only when no 
   const { pool, advance } = one([key("a"), key("b")]);
   assert.equal(pool.markBad(0), true);
   assert.equal(pool.markBad(0), false, "already bad: logged once");
-  for (let i = 0; i < 50; i++) assert.equal(pool.pick(sessionHash(`s${i}`), at(i / 50), 0, true), 1);
+  for (let i = 0; i < 50; i++) assert.equal(pool.pick(keySession(`s${i}`), at(i / 50), 0, true), 1);
   pool.rest(1, 1000);
   assert.equal(pool.pick(-1, at(0.9), 0, true), 0, "the bad key rather than nothing");
   assert.equal(pool.pick(-1, at(0.9), 0b01, true), -1, "but not twice in one request");
