@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { Piscina } from "piscina";
 import { ConfigError, SHUTDOWN_MARGIN_MS, type GatewayConfig } from "../core/config.js";
-import { createMetricsBuffer, G_DRAINING, G_WORKERS_OK, Metrics, MetricsLayout } from "../core/metrics.js";
+import { createMetricsBuffer, G_DRAINING, G_SPANS_DROPPED, G_WORKERS_OK, Metrics, MetricsLayout } from "../core/metrics.js";
 import { Breakers } from "../core/breaker.js";
 import { RateLimiter } from "../core/ratelimit.js";
 import { readFileSync } from "node:fs";
@@ -25,6 +25,7 @@ import { ModelLists } from "./models-fetch.js";
 import { CacheOwner } from "./cache/owner.js";
 import { CacheStats } from "../core/cache/stats.js";
 import { KeyBus } from "./fleet/key-bus.js";
+import { startTracing } from "./tracing/otel.js";
 
 /** Young generation of each acceptor thread, MiB (V8 sizes it as three semi-spaces). */
 const ACCEPTOR_YOUNG_GENERATION_MB = 16;
@@ -80,6 +81,15 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
   const memoryLimit = memoryLimitBytes();
   const cache = new CacheOwner(cfg.cache, new CacheStats(metrics.u32, layout.cacheOff), log);
   const modelLists = new ModelLists(cfg, log);
+  // OpenTelemetry (docs/tracing.md): spans are built and exported here, from the acceptors' records.
+  const tracing =
+    cfg.tracing === null
+      ? null
+      : startTracing(
+          cfg.tracing,
+          (n) => void Atomics.add(metrics.i32, G_SPANS_DROPPED, n),
+          (msg) => log.warn({ component: "otel" }, msg),
+        );
 
   const pool = new Piscina({
     filename: fileURLToPath(new URL("../workers/metrics-task.js", import.meta.url)),
@@ -140,6 +150,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
           resolve(m.port);
         } else if (m.t === "listen-failed") reject(new Error(`cannot listen on ${cfg.host}:${m.port}`));
         else if (m.t === "rows") ledger.add(m.rows, m.audit);
+        else if (m.t === "spans") tracing?.accept(m.batch);
         else if (m.t === "admin") {
           ledger.admin(m.op).then(
             (result) => w.postMessage({ t: "admin-result", id: m.id, result } satisfies ToAcceptor),
@@ -192,6 +203,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     await ledger.close();
     await cache.close();
     await keyBus?.close();
+    await tracing?.shutdown().catch(() => undefined);
     flush();
     throw e;
   }
@@ -247,7 +259,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
       const rows = await within(ledger.flush(left(1000)), left(900));
       if (rows === TIMED_OUT || rows > 0)
         log.error({ rows: rows === TIMED_OUT ? "write in progress" : rows }, "ledger rows not written at shutdown");
-      await within(Promise.all([ledger.close(), cache.close(), keyBus?.close()]), left(400));
+      await within(Promise.all([ledger.close(), cache.close(), keyBus?.close(), tracing?.shutdown().catch(() => undefined)]), left(400));
       await within(pool.destroy(), left(100));
       log.info({}, "stopped");
       flush();
