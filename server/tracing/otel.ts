@@ -64,6 +64,9 @@ class CountingExporter implements SpanExporter {
   }
 }
 
+/** Requests built per turn of the main thread's event loop (~40 µs each). */
+const SLICE_REQUESTS = 32;
+
 export interface Tracing {
   /** Build and queue the spans of one batch from an acceptor (server/tracing/recorder.ts). */
   accept(batch: readonly unknown[]): void;
@@ -210,22 +213,56 @@ export function startTracing(
     s.end(q.end);
   }
 
+  // Batches wait here and are built a slice at a time: the main thread also answers the
+  // acceptors' cache lookups and admin calls, which must not wait behind a whole batch.
+  const queue: (readonly unknown[])[] = [];
+  let pos = 1,
+    queuedSpans = 0,
+    scheduled = false;
+  const buildSlice = (max: number) => {
+    for (let n = 0; n < max && queue.length > 0; n++) {
+      const b = queue[0]!;
+      const [q, next] = readRequest(b, pos);
+      pos = next;
+      queuedSpans -= 1 + q.attempts.length;
+      if (pos >= b.length) {
+        queue.shift();
+        pos = 1;
+      }
+      try {
+        build(q);
+      } catch (e) {
+        // Never let one odd record stop the others.
+        dropped(1 + q.attempts.length);
+        warn(`span not built: ${(e as Error).message}`);
+      }
+    }
+  };
+  const work = () => {
+    scheduled = false;
+    buildSlice(SLICE_REQUESTS);
+    if (queue.length > 0) schedule();
+  };
+  const schedule = () => {
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(work);
+  };
+
   return {
     accept(batch) {
-      let at = 0;
-      while (at < batch.length) {
-        const [q, next] = readRequest(batch, at);
-        at = next;
-        try {
-          build(q);
-        } catch (e) {
-          // Never let one odd record stop the others (or the main thread's message handler).
-          dropped(1 + q.attempts.length);
-          warn(`span not built: ${(e as Error).message}`);
-        }
-      }
+      const spans = batch[0] as number;
+      if (batch.length <= 1) return;
+      // Past the export queue's bound these spans could not be queued anyway: dropped here, counted.
+      if (queuedSpans + spans > cfg.maxQueueSize) return dropped(spans);
+      queuedSpans += spans;
+      queue.push(batch);
+      schedule();
     },
-    shutdown: () => provider.shutdown(),
+    shutdown: () => {
+      buildSlice(Number.POSITIVE_INFINITY);
+      return provider.shutdown();
+    },
   };
 }
 

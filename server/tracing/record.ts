@@ -3,7 +3,8 @@
  * thread that builds and exports spans (server/tracing/otel.ts). The acceptor keeps a few
  * numbers and strings per request in a pooled TraceRecord and, when the request ends,
  * appends them to a flat array of primitives (one structured-clone message per batch of
- * requests); the builder reads them back in the same order. Nothing here touches the
+ * requests, its first element the number of spans it makes); the builder reads them back
+ * in the same order. Nothing here touches the
  * OpenTelemetry SDK: the acceptors never build or export a span.
  *
  * Also here: trace and span ids, the W3C traceparent, and the OTEL_TRACES_SAMPLER decision,

@@ -28,7 +28,17 @@ import {
   type DataMsg,
   type RequestStartMsg,
 } from "./channels.js";
-import { A_FIRST_TOKEN, epochMs, newSpanId, newTraceId, parseTraceparent, shouldSample, TraceRecord, writeRequest } from "./record.js";
+import {
+  A_FIRST_TOKEN,
+  ATTEMPT_FIELDS,
+  epochMs,
+  newSpanId,
+  newTraceId,
+  parseTraceparent,
+  shouldSample,
+  TraceRecord,
+  writeRequest,
+} from "./record.js";
 
 /** A batch is sent at once when it holds this many requests (else on the flush timer). */
 const BATCH_REQUESTS = 256;
@@ -85,13 +95,14 @@ export function scanStopReasons(b: Buffer, into: string[]): void {
 export function startRecorder(cfg: TracingConfig, send: (batch: unknown[]) => void): Recorder {
   const records = new WeakMap<RequestCtx, TraceRecord>();
   const pool: TraceRecord[] = [];
-  let batch: unknown[] = [];
+  // batch[0] is the number of spans the batch will make (the builder's queue bound counts them).
+  let batch: unknown[] = [0];
   let batched = 0;
 
   const flush = () => {
     if (batched === 0) return;
     const b = batch;
-    batch = [];
+    batch = [0];
     batched = 0;
     send(b);
   };
@@ -172,6 +183,7 @@ export function startRecorder(cfg: TracingConfig, send: (batch: unknown[]) => vo
     if (r === undefined) return;
     records.delete(c);
     if (r.sampled) {
+      batch[0] = (batch[0] as number) + 1 + r.attempts.length / ATTEMPT_FIELDS;
       writeRequest(batch, r, c, epochMs());
       if (++batched >= BATCH_REQUESTS) flush();
     }

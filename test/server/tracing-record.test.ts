@@ -291,3 +291,29 @@ test("an unsampled request still propagates (flags 00) and never leaves the acce
   assert.match(h[1]!, /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
   assert.deepEqual(batches, []);
 });
+
+test("batches past OTEL_BSP_MAX_QUEUE_SIZE waiting on the main thread are dropped and counted, not queued", async () => {
+  const batches: unknown[][] = [];
+  const rec = startRecorder(cfg(), (b) => batches.push(b));
+  for (let i = 0; i < 2; i++) {
+    const ctx = { route: R_MESSAGES, id: `req_t_0_q${i}`, status: 200, model: "m", providerName: "p", inputTokens: 1, outputTokens: 1 };
+    requestStart.publish({ ctx, traceparent: "", tracestate: "" });
+    attemptStart.publish({ ctx, provider: "p", providerType: "anthropic", model: "m", attempt: 1, probe: false, headers: null });
+    requestEnd.publish(ctx);
+  }
+  await rec.shutdown();
+  assert.equal(batches.length, 1);
+  assert.equal(batches[0]![0], 4, "the batch says it makes 4 spans");
+  const spans: ReadableSpan[] = [];
+  const dropped: number[] = [];
+  const tracing = startTracing(
+    cfg({ maxQueueSize: 3, maxExportBatchSize: 3 }),
+    (n) => dropped.push(n),
+    () => {},
+    { export: (s, done) => (spans.push(...s), done({ code: 0 })), shutdown: () => Promise.resolve() },
+  );
+  tracing.accept(batches[0]!);
+  await tracing.shutdown();
+  assert.deepEqual(dropped, [4]);
+  assert.equal(spans.length, 0);
+});
