@@ -232,8 +232,13 @@ export class Relay implements Dispatcher.DispatchHandler {
       res = ctx.res,
       controller = this.controller;
     let out: Buffer | string = run;
-    if (this.codec !== null) out = this.codec.events(run, ctx);
-    else {
+    if (this.codec !== null) {
+      try {
+        out = this.codec.events(run, ctx);
+      } catch (e) {
+        return this.unusable(new Error(`upstream stream could not be translated: ${(e as Error).message}`));
+      }
+    } else {
       if (!this.sawStop && hasTerminalEvent(run)) this.sawStop = true;
       // Usage as it passes: input from message_start, the running output from message_delta.
       readUsage(run, ctx);
@@ -279,7 +284,11 @@ export class Relay implements Dispatcher.DispatchHandler {
       let tail: Buffer | string | null = this.framer.rest();
       if (this.codec !== null) {
         const raw = tail;
-        tail = this.codec.end(raw, ctx);
+        try {
+          tail = this.codec.end(raw, ctx);
+        } catch (e) {
+          return this.unusable(new Error(`upstream stream could not be translated: ${(e as Error).message}`));
+        }
         if (raw !== null && upstreamData.hasSubscribers) upstreamData.publish({ ctx, data: raw } satisfies DataMsg);
         if (tail === null) return this.cut("upstream stream ended before the reply was complete");
         if (tail.length === 0) tail = null;
