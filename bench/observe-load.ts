@@ -3,10 +3,12 @@
  *
  * What observing costs, measured on real processes (a targeted, short run; not part of
  * `npm test`): the gateway's throughput with tracing off and on (an OTLP/HTTP receiver in
- * this process accepts and discards the spans), rounds interleaved, as a paired ratio; and
+ * this process accepts and discards the spans), rounds interleaved, as a paired ratio, with
+ * the main thread's share of the CPU (where spans are built and exported); and
  * the gateway's CPU per dashboard refresh (GET /dashboard/data, rendered in its worker).
  */
 import { createServer } from "node:http";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { smallRequest } from "./fixture.js";
 import { markdownTable, median, parseFlags } from "./format.js";
@@ -16,6 +18,13 @@ import { cpuMs, startGateway, startPortPrinter } from "../loadtest/procs.js";
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const KEY = "sk-observe-bench-key-01";
 const ADMIN = "adm-observe-bench-0123456789";
+
+/** utime + stime of the process's main thread (its tid is the pid), in ms. */
+function mainThreadCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+}
 
 async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
@@ -59,12 +68,24 @@ async function main(): Promise<void> {
   });
   const tOff = target("tracing off", off.port, off.child.pid!),
     tOn = target("tracing on", on.port, on.child.pid!);
-  const rows: { off: number; on: number; offCpu: number; onCpu: number }[] = [];
+  const rows: { off: number; on: number; offCpu: number; onCpu: number; offMain: number; onMain: number }[] = [];
+  const mainPerReq = async (t: Target) => {
+    const m0 = mainThreadCpuMs(t.pid!);
+    const r = await loadRun(t, 20, duration);
+    return { r, main: (mainThreadCpuMs(t.pid!) - m0) / Math.max(1, r.requests) };
+  };
   try {
     for (let i = 0; i < rounds; i++) {
-      const a = await loadRun(tOff, 20, duration);
-      const b = await loadRun(tOn, 20, duration);
-      rows.push({ off: a.req_per_s, on: b.req_per_s, offCpu: a.cpu_ms_per_req, onCpu: b.cpu_ms_per_req });
+      const a = await mainPerReq(tOff);
+      const b = await mainPerReq(tOn);
+      rows.push({
+        off: a.r.req_per_s,
+        on: b.r.req_per_s,
+        offCpu: a.r.cpu_ms_per_req,
+        onCpu: b.r.cpu_ms_per_req,
+        offMain: a.main,
+        onMain: b.main,
+      });
     }
     // Dashboard: a minute of ring data is there from the runs above; refresh back to back.
     const pid = off.child.pid!;
@@ -90,6 +111,13 @@ async function main(): Promise<void> {
             median(rows.map((r) => r.offCpu)).toFixed(4),
             median(rows.map((r) => r.onCpu)).toFixed(4),
             median(rows.map((r) => r.onCpu / r.offCpu)).toFixed(3),
+          ],
+          ["of which the main thread", median(rows.map((r) => r.offMain)).toFixed(4), median(rows.map((r) => r.onMain)).toFixed(4), ""],
+          [
+            "other threads (acceptor, V8 helpers, worker)",
+            median(rows.map((r) => r.offCpu - r.offMain)).toFixed(4),
+            median(rows.map((r) => r.onCpu - r.onMain)).toFixed(4),
+            median(rows.map((r) => (r.onCpu - r.onMain) / (r.offCpu - r.offMain))).toFixed(3),
           ],
         ],
       ) + "\n",

@@ -9,7 +9,7 @@ import type { RenderKind } from "../workers/metrics-task.js";
 import uWS, { type us_listen_socket } from "uWebSockets.js";
 import { parentPort, workerData } from "node:worker_threads";
 import type { GatewayConfig } from "../core/config.js";
-import { G_ACTIVE, G_LOG_DROPPED, G_SPANS_DROPPED, Metrics, MetricsLayout } from "../core/metrics.js";
+import { G_ACTIVE, G_LOG_DROPPED, Metrics, MetricsLayout } from "../core/metrics.js";
 import { Breakers, STATE_NAMES } from "../core/breaker.js";
 import { Clock32, MicroClock } from "../core/clock.js";
 import { RateLimiter } from "../core/ratelimit.js";
@@ -25,7 +25,7 @@ import { Budgets } from "../core/budget.js";
 import { entryOf, type KeyRecord } from "../core/keys.js";
 import { PriceTable } from "../core/pricing.js";
 import { UsageLayout, UsageMetrics } from "../core/usage-metrics.js";
-import { startTracing } from "./tracing/otel.js";
+import { startRecorder } from "./tracing/recorder.js";
 import { UserMetrics } from "../core/user-metrics.js";
 import type { AuditRow, UsageRow } from "../workers/ledger-task.js";
 import type { AdminOp, AdminResult, KeyChange } from "./ledger.js";
@@ -75,7 +75,9 @@ export type ToMain =
   | { t: "drained"; forced: number }
   | { t: "rows"; rows: UsageRow[]; audit: AuditRow[] }
   | { t: "admin"; id: number; op: AdminOp }
-  | { t: "keys-applied"; seq: number };
+  | { t: "keys-applied"; seq: number }
+  /** Finished traced requests (server/tracing/record.ts); spans are built on the main thread. */
+  | { t: "spans"; batch: unknown[] };
 
 export type ToAcceptor =
   | { t: "rendered"; id: number; ok: true; body: string }
@@ -99,15 +101,9 @@ const logger = createLogger({ level: cfg.log_level, file: cfg.log_file }, () => 
 const { log, flush } = logger;
 const pools = new Pools(cfg);
 // OpenTelemetry (docs/tracing.md): only with an OTLP endpoint; otherwise nothing subscribes to the publish points.
+// This thread only records; the main thread builds and exports the spans.
 const tracing =
-  cfg.tracing === null
-    ? null
-    : startTracing(
-        cfg.tracing,
-        data.index,
-        (n) => void Atomics.add(metrics.i32, G_SPANS_DROPPED, n),
-        (msg) => log.warn({ component: "otel" }, msg),
-      );
+  cfg.tracing === null ? null : startRecorder(cfg.tracing, (batch) => port.postMessage({ t: "spans", batch } satisfies ToMain));
 const clock = new Clock32(data.clockBase);
 const breakers = new Breakers(
   data.breakerSab,

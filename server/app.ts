@@ -240,6 +240,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       model,
       fwd: ctx.fwd,
       count,
+      maxEventBytes: deps.cfg.sse_max_event_bytes,
     });
     if (tx === false) return;
     if (tx === null && targets[0]!.provider.type === "mock") {

@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { Piscina } from "piscina";
 import { ConfigError, SHUTDOWN_MARGIN_MS, type GatewayConfig } from "../core/config.js";
-import { createMetricsBuffer, G_DRAINING, G_WORKERS_OK, Metrics, MetricsLayout } from "../core/metrics.js";
+import { createMetricsBuffer, G_DRAINING, G_SPANS_DROPPED, G_WORKERS_OK, Metrics, MetricsLayout } from "../core/metrics.js";
 import { Breakers } from "../core/breaker.js";
 import { DeploymentState, deploymentKeys } from "../core/deployments.js";
 import { RateLimiter } from "../core/ratelimit.js";
@@ -29,6 +29,7 @@ import { KeyBus } from "./fleet/key-bus.js";
 import { keyPoolBuffers, poolKeyLabels } from "../core/keypool.js";
 import { RateLeases } from "./fleet/rate-lease.js";
 import { MicroClock } from "../core/clock.js";
+import { startTracing } from "./tracing/otel.js";
 
 /** Young generation of each acceptor thread, MiB (V8 sizes it as three semi-spaces). */
 const ACCEPTOR_YOUNG_GENERATION_MB = 16;
@@ -92,6 +93,15 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
   const memoryLimit = memoryLimitBytes();
   const cache = new CacheOwner(cfg.cache, new CacheStats(metrics.u32, layout.cacheOff), log);
   const modelLists = new ModelLists(cfg, log);
+  // OpenTelemetry (docs/tracing.md): spans are built and exported here, from the acceptors' records.
+  const tracing =
+    cfg.tracing === null
+      ? null
+      : startTracing(
+          cfg.tracing,
+          (n) => void Atomics.add(metrics.i32, G_SPANS_DROPPED, n),
+          (msg) => log.warn({ component: "otel" }, msg),
+        );
 
   const pool = new Piscina({
     filename: fileURLToPath(new URL("../workers/metrics-task.js", import.meta.url)),
@@ -154,6 +164,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
           resolve(m.port);
         } else if (m.t === "listen-failed") reject(new Error(`cannot listen on ${cfg.host}:${m.port}`));
         else if (m.t === "rows") ledger.add(m.rows, m.audit);
+        else if (m.t === "spans") tracing?.accept(m.batch);
         else if (m.t === "admin") {
           ledger.admin(m.op).then(
             (result) => w.postMessage({ t: "admin-result", id: m.id, result } satisfies ToAcceptor),
@@ -212,6 +223,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     await cache.close();
     await keyBus?.close();
     await rateLeases?.close(0);
+    await tracing?.shutdown().catch(() => undefined);
     flush();
     throw e;
   }
@@ -268,7 +280,16 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
       if (rows === TIMED_OUT || rows > 0)
         log.error({ rows: rows === TIMED_OUT ? "write in progress" : rows }, "ledger rows not written at shutdown");
       // Unused rate-limit leases go back to the fleet (bounded: a dead Redis is not waited for).
-      await within(Promise.all([ledger.close(), cache.close(), keyBus?.close(), rateLeases?.close(Math.min(500, left(500)))]), left(400));
+      await within(
+        Promise.all([
+          ledger.close(),
+          cache.close(),
+          keyBus?.close(),
+          rateLeases?.close(Math.min(500, left(500))),
+          tracing?.shutdown().catch(() => undefined),
+        ]),
+        left(400),
+      );
       await within(pool.destroy(), left(100));
       log.info({}, "stopped");
       flush();

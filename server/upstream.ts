@@ -3,7 +3,10 @@
  * dispatch handler (Relay) per attempt that relays the response. SSE is relayed whole
  * event by whole event as it arrives (core/sse-frames.ts), with backpressure both ways:
  * when uWS reports backpressure we pause the upstream body and resume on `onWritable`.
- * A compressed reply is decoded first (server/upstream-decode.ts). An attempt that fails
+ * A compressed reply is decoded first (server/upstream-decode.ts). A reply in another wire
+ * format (the OpenAI translations, server/openai/codecs.ts) goes through the same Relay with
+ * a ReplyCodec that turns whole events and bodies into the client's bytes, so framing,
+ * decoding, backpressure, deadlines and errors are one code path. An attempt that fails
  * before any byte reached the client is handed back to its UpstreamCall (server/call.ts),
  * which retries or falls back; the Relay says whose fault it was: the provider's
  * (`connectionError`, `upstreamError`) or not (`localError`: undici refused the request
@@ -41,6 +44,22 @@ export interface AttemptOwner {
   readonly responseHeaders: readonly string[];
 }
 
+/**
+ * The codec hook: how a reply in another wire format becomes the client's (one per attempt,
+ * server/openai/codecs.ts). It sees decoded bytes only, whole SSE events only, and writes
+ * the usage it reads into the request; the Relay does everything else.
+ */
+export interface ReplyCodec {
+  /** A run of whole upstream SSE events → the client's bytes ("" while nothing is ready). */
+  events(run: Buffer, ctx: RequestCtx): string | Buffer;
+  /** The stream ended with `tail` (an unterminated last event) held: closing bytes, or null when the reply was cut short. */
+  end(tail: Buffer | null, ctx: RequestCtx): string | Buffer | null;
+  /** A whole 2xx body → the client's JSON; throws when it cannot be read. */
+  json(body: Buffer, ctx: RequestCtx): string | Uint8Array;
+  /** What is still pending for the client, then an error frame in its streaming format. */
+  errorFrame(type: string, message: string, code: ErrorCode, requestId: string): string;
+}
+
 export class Pools {
   private readonly pools = new Map<string, Pool>();
   constructor(cfg: GatewayConfig) {
@@ -74,6 +93,7 @@ function passHeader(name: string): boolean {
     name === "retry-after-ms" ||
     name === "x-should-retry" ||
     name.startsWith("anthropic-ratelimit-") ||
+    name.startsWith("x-ratelimit-") ||
     name === "anthropic-organization-id"
   );
 }
@@ -107,14 +127,17 @@ export class Relay implements Dispatcher.DispatchHandler {
   private headers: IncomingHttpHeaders | null = null;
   /** When the attempt was handed to the pool (for the connection-wait metric). */
   private readonly dispatchedAt: number;
+  /** null: Anthropic bytes relayed as they are; else the reply is translated (ReplyCodec). */
+  private readonly codec: ReplyCodec | null;
 
-  constructor(ctx: RequestCtx, owner: AttemptOwner, maxEventBytes: number) {
+  constructor(ctx: RequestCtx, owner: AttemptOwner, maxEventBytes: number, codec: ReplyCodec | null = null) {
     this.dispatchedAt = performance.now();
     if (ctx.upstreamStart === 0) ctx.upstreamStart = this.dispatchedAt;
     this.ctx = ctx;
     this.owner = owner;
     this.providerIndex = ctx.provider;
     this.framer = new SseFramer(maxEventBytes);
+    this.codec = codec;
   }
 
   private gone(): boolean {
@@ -168,7 +191,7 @@ export class Relay implements Dispatcher.DispatchHandler {
       if (v === undefined) continue;
       (extra ??= []).push(name, Array.isArray(v) ? v.join(", ") : v);
     }
-    const upstreamId = headers["request-id"];
+    const upstreamId = this.codec === null ? headers["request-id"] : (headers["x-request-id"] ?? headers["request-id"]);
     if (typeof upstreamId === "string") (extra ??= []).push("upstream-request-id", upstreamId);
     const rh = this.owner.responseHeaders;
     for (let i = 0; i < rh.length; i++) (extra ??= []).push(rh[i]!);
@@ -202,21 +225,31 @@ export class Relay implements Dispatcher.DispatchHandler {
       this.chunks.push(chunk);
       return;
     }
-    const out = this.framer.push(chunk);
+    const run = this.framer.push(chunk);
     if (this.framer.overflow) return this.overflowed();
-    if (out === null) return;
-    if (!this.sawStop && hasTerminalEvent(out)) this.sawStop = true;
-    // Usage as it passes: input from message_start, the running output from message_delta.
-    readUsage(out, this.ctx);
+    if (run === null) return;
     const ctx = this.ctx,
       res = ctx.res,
       controller = this.controller;
+    let out: Buffer | string = run;
+    if (this.codec !== null) {
+      try {
+        out = this.codec.events(run, ctx);
+      } catch (e) {
+        return this.unusable(new Error(`upstream stream could not be translated: ${(e as Error).message}`));
+      }
+    } else {
+      if (!this.sawStop && hasTerminalEvent(run)) this.sawStop = true;
+      // Usage as it passes: input from message_start, the running output from message_delta.
+      readUsage(run, ctx);
+    }
+    if (upstreamData.hasSubscribers) upstreamData.publish({ ctx, data: run } satisfies DataMsg);
+    if (out.length === 0) return;
     if (ctx.cacheTap !== null) ctx.cacheTap.chunk(out);
     if (!this.relayed) {
       this.relayed = true;
       if (firstToken.hasSubscribers) firstToken.publish(ctx);
     }
-    if (upstreamData.hasSubscribers) upstreamData.publish({ ctx, data: out } satisfies DataMsg);
     let ok = true;
     res.cork(() => {
       ok = res.write(out);
@@ -245,15 +278,22 @@ export class Relay implements Dispatcher.DispatchHandler {
     const ctx = this.ctx;
     if (this.gone() || ctx.done) return;
     ctx.upstreamEnd = performance.now();
-    const usageRead = ctx.route === R_MESSAGES;
+    // A translated reply's usage is read by its codec, in its own format.
+    const usageRead = ctx.route === R_MESSAGES && this.codec === null;
     if (this.sse) {
-      const tail = this.framer.rest();
-      if (!this.sawStop && !(tail !== null && hasTerminalEvent(tail))) {
-        this.owner.streamFailed();
-        this.endStreamWithError("api_error", "upstream stream ended before message_stop", "GW_ERR_UPSTREAM_STREAM_CUT");
-        return;
-      }
-      if (tail !== null) readUsage(tail, ctx);
+      let tail: Buffer | string | null = this.framer.rest();
+      if (this.codec !== null) {
+        const raw = tail;
+        try {
+          tail = this.codec.end(raw, ctx);
+        } catch (e) {
+          return this.unusable(new Error(`upstream stream could not be translated: ${(e as Error).message}`));
+        }
+        if (raw !== null && upstreamData.hasSubscribers) upstreamData.publish({ ctx, data: raw } satisfies DataMsg);
+        if (tail === null) return this.cut("upstream stream ended before the reply was complete");
+        if (tail.length === 0) tail = null;
+      } else if (!this.sawStop && !(tail !== null && hasTerminalEvent(tail))) return this.cut("upstream stream ended before message_stop");
+      else if (tail !== null) readUsage(tail, ctx);
       if (usageRead && (ctx.inputTokens < 0 || ctx.outputTokens < 0)) ctx.usageUnreadable = true;
       if (ctx.cacheTap !== null) ctx.cacheTap.sseEnded(ctx, tail);
       const res = ctx.res;
@@ -274,15 +314,29 @@ export class Relay implements Dispatcher.DispatchHandler {
     if (!jsonish(this.contentType, body)) {
       return this.unusable(new Error(`upstream answered ${this.status} with ${JSON.stringify(this.contentType)}, not JSON or SSE`));
     }
+    let out: string | Uint8Array = body;
+    if (this.codec !== null) {
+      try {
+        out = this.codec.json(body, ctx);
+      } catch (e) {
+        return this.unusable(new Error(`upstream JSON reply could not be translated: ${(e as Error).message}`));
+      }
+    }
     this.owner.succeeded();
     if (upstreamData.hasSubscribers) upstreamData.publish({ ctx, data: body } satisfies DataMsg);
     if (usageRead) {
       readUsage(body, ctx);
       if (ctx.inputTokens < 0 || ctx.outputTokens < 0) ctx.usageUnreadable = true;
     }
-    if (ctx.cacheTap !== null) ctx.cacheTap.json(ctx, this.status, body);
-    ctx.send(this.status, "application/json", body, this.extra);
+    if (ctx.cacheTap !== null) ctx.cacheTap.json(ctx, this.status, typeof out === "string" ? Buffer.from(out) : out);
+    ctx.send(this.status, "application/json", out, this.extra);
     this.owner.ended();
+  }
+
+  /** The stream ended without its terminal event: the provider's failure. */
+  private cut(message: string): void {
+    this.owner.streamFailed();
+    this.endStreamWithError("api_error", message, "GW_ERR_UPSTREAM_STREAM_CUT");
   }
 
   /** A reply the gateway cannot use (undecodable, unsupported encoding, not JSON): the provider's fault. */
@@ -342,14 +396,16 @@ export class Relay implements Dispatcher.DispatchHandler {
     ctx.shared.log.warn({ req_id: ctx.id, provider: ctx.providerName, code }, "stream failed after start");
     this.framer.rest(); // a torn partial event never reaches the client
     this.owner.ended();
-    res.cork(() => res.end(sseErrorFrame(type, message, ctx.id)));
+    const frame = this.codec === null ? sseErrorFrame(type, message, ctx.id) : this.codec.errorFrame(type, message, code, ctx.id);
+    res.cork(() => res.end(frame));
     ctx.finish(200);
   }
 }
 
 /**
  * Start one upstream POST attempt; the Relay answers the client or reports to `owner`.
- * `wrap` decorates the Relay for a provider whose replies need translating (Bedrock, Vertex).
+ * `wrap` decorates the Relay for a provider whose replies need translating (Bedrock, Vertex);
+ * `codec` translates a reply in another wire format (the OpenAI routes).
  */
 export function dispatchAttempt(
   pool: Pool,
@@ -360,8 +416,9 @@ export function dispatchAttempt(
   owner: AttemptOwner,
   maxEventBytes: number,
   wrap: ((h: Dispatcher.DispatchHandler) => Dispatcher.DispatchHandler) | null = null,
+  codec: ReplyCodec | null = null,
 ): Relay {
-  const relay = new Relay(ctx, owner, maxEventBytes);
+  const relay = new Relay(ctx, owner, maxEventBytes, codec);
   pool.dispatch({ path, method: "POST", headers, body }, wrap === null ? relay : wrap(relay));
   return relay;
 }

@@ -2,12 +2,12 @@
  * One request's bridge between the API the client speaks and the format of each target
  * it may reach. UpstreamCall (server/call.ts) asks `handles(provider)` per attempt and, if
  * so, hands the attempt over to `send`, which builds the upstream body, path and headers
- * for that target and relays the reply through the right Codec. Made only when the
+ * for that target and relays the reply through the one upstream Relay (server/upstream.ts)
+ * with the right codec (server/openai/codecs.ts). Made only when the
  * OpenAI format is involved: `/v1/chat/completions`, or `/v1/messages` with an
  * OpenAI-format target; every other request never sees this module.
  */
-import type { Pools } from "../upstream.js";
-import type { AttemptOwner } from "../upstream.js";
+import { dispatchAttempt, type AttemptOwner, type Pools, type ReplyCodec } from "../upstream.js";
 import type { RequestCtx } from "../context.js";
 import { authHeadersFor, isOpenAIFormat, type ProviderRuntime } from "../../core/providers.js";
 import type { Route, Target } from "../../core/routing.js";
@@ -19,7 +19,6 @@ import { isTranslateError, openAIToAnthropicRequest } from "../../core/translate
 import { openAIErrorJson, toOpenAIErrorBody } from "../../core/translate/openai-errors.js";
 import { paramOf } from "../../core/translate/validate-openai.js";
 import { mockMessageJson, mockStreamFrames, type MockRequest } from "../../core/mock-reply.js";
-import { OpenAIRelay, type Codec } from "./relay.js";
 import { PassThroughCodec, ToAnthropicCodec, ToOpenAICodec } from "./codecs.js";
 
 type Obj = Record<string, unknown>;
@@ -46,6 +45,7 @@ export class Translation {
   private readonly count: boolean;
   /** The request in the other format, translated once (its model set per target). */
   private readonly other: Obj | null;
+  private readonly maxEventBytes: number;
 
   constructor(
     kind: number,
@@ -57,6 +57,7 @@ export class Translation {
     userAgent: string,
     count: boolean,
     other: Obj | null,
+    maxEventBytes: number,
   ) {
     this.kind = kind;
     this.ctx = ctx;
@@ -67,6 +68,7 @@ export class Translation {
     this.userAgent = userAgent;
     this.count = count;
     this.other = other;
+    this.maxEventBytes = maxEventBytes;
   }
 
   handles(p: ProviderRuntime): boolean {
@@ -94,7 +96,7 @@ export class Translation {
     if (this.userAgent !== "") headers.push("user-agent", this.userAgent);
     const auth = keyAuth ?? authHeadersFor(p, passKey === "" ? null : passKey);
     for (let i = 0; i < auth.length; i++) headers.push(auth[i]!);
-    let body: Buffer, codec: Codec, path: string;
+    let body: Buffer, codec: ReplyCodec, path: string;
     const stream = this.parsed.stream === true;
     if (isOpenAIFormat(p.type)) {
       path =
@@ -115,9 +117,7 @@ export class Translation {
       body = Buffer.from(JSON.stringify(this.other));
       codec = new ToOpenAICodec(this.model, ctx.id, stream && includeUsage(this.parsed));
     }
-    const relay = new OpenAIRelay(ctx, owner, codec);
-    this.pools.get(p.origin).dispatch({ path, method: "POST", headers, body }, relay);
-    return relay;
+    return dispatchAttempt(this.pools.get(p.origin), path, headers, body, ctx, owner, this.maxEventBytes, null, codec);
   }
 
   /** The built-in mock answers in Anthropic's format; an OpenAI client gets it translated. */
@@ -129,8 +129,7 @@ export class Translation {
     const codec = new ToOpenAICodec(this.model, ctx.id, includeUsage(this.parsed));
     const id = "msg_mock_" + ctx.id;
     if (this.parsed.stream !== true) {
-      const out = codec.json(Buffer.from(mockMessageJson(req, id)));
-      codec.tokens(ctx);
+      const out = codec.json(Buffer.from(mockMessageJson(req, id)), ctx);
       ctx.send(200, "application/json", out);
       return null;
     }
@@ -178,6 +177,8 @@ export interface PrepareInput {
   /** The client's forwarded headers as [name, value, ...] (only user-agent is kept). */
   fwd: readonly string[];
   count: boolean;
+  /** SSE_MAX_EVENT_BYTES: the Relay's bound on one upstream event. */
+  maxEventBytes: number;
 }
 
 /**
@@ -210,7 +211,7 @@ export function prepareTranslation(
   }
   let ua = "";
   for (let i = 0; i < inp.fwd.length; i += 2) if (inp.fwd[i] === "user-agent") ua = inp.fwd[i + 1]!;
-  return new Translation(chat ? CHAT : MESSAGES, ctx, pools, inp.body, inp.parsed, inp.model, ua, inp.count, other);
+  return new Translation(chat ? CHAT : MESSAGES, ctx, pools, inp.body, inp.parsed, inp.model, ua, inp.count, other, inp.maxEventBytes);
 }
 
 /** ctx.reshapeError for `/v1/chat/completions`: every error in OpenAI's shape. */

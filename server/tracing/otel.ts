@@ -1,61 +1,36 @@
 /**
- * OpenTelemetry traces (docs/tracing.md), started in each acceptor thread when an OTLP
- * endpoint is configured. It subscribes to the request's publish points
- * (server/tracing/channels.ts); with tracing off nothing subscribes and the request path
- * pays one `hasSubscribers` check per point.
- *
- * One SERVER span per request with a CLIENT child per upstream attempt (retries and
- * fallbacks are separate children), GenAI semantic-convention attributes, the key and
- * session ids, breaker decisions and time to first token as an event. A client's W3C
- * traceparent is the parent; each attempt sends its own traceparent upstream. No prompt or
- * completion text is ever recorded. Spans are batched and exported over OTLP/HTTP from a
- * timer, off the request path; spans a failed export or a full queue loses are counted.
+ * OpenTelemetry traces (docs/tracing.md), built and exported on the main thread when an
+ * OTLP endpoint is configured. The acceptor threads only record (server/tracing/recorder.ts)
+ * and send batches of finished requests here; each becomes one SERVER span with a CLIENT
+ * child per upstream attempt (retries and fallbacks are separate children), GenAI
+ * semantic-convention attributes, the key and session ids, breaker refusals and time to
+ * first token as events, with the ids, times and sampling decision the acceptor took (its
+ * traceparent went upstream with them). No prompt or completion text is ever recorded.
+ * Spans are batched and exported over OTLP/HTTP; spans a failed export or a full queue loses
+ * are counted.
  */
-import { subscribe } from "node:diagnostics_channel";
-import {
-  context as otelContext,
-  diag,
-  DiagLogLevel,
-  ROOT_CONTEXT,
-  SpanKind,
-  SpanStatusCode,
-  trace,
-  type Context,
-  type Span,
-  type TextMapGetter,
-  type TextMapSetter,
-} from "@opentelemetry/api";
-import { ExportResultCode, W3CTraceContextPropagator, type ExportResult } from "@opentelemetry/core";
+import { createTraceState, diag, DiagLogLevel, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
+import { ExportResultCode, type ExportResult } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
-import {
-  AlwaysOffSampler,
-  AlwaysOnSampler,
-  BatchSpanProcessor,
-  ParentBasedSampler,
-  TraceIdRatioBasedSampler,
-  TracerProvider,
-  type ReadableSpan,
-  type Sampler,
-  type SpanExporter,
-} from "@opentelemetry/sdk-trace";
+import { AlwaysOnSampler, BatchSpanProcessor, TracerProvider, type ReadableSpan, type SpanExporter } from "@opentelemetry/sdk-trace";
 import type { TracingConfig } from "../../core/tracing-config.js";
 import { R_CHAT_COMPLETIONS, R_COUNT_TOKENS } from "../../core/metrics.js";
-import type { RequestCtx } from "../context.js";
 import {
-  attemptEnd,
-  attemptStart,
-  breakerRefused,
-  firstToken,
-  requestEnd,
-  requestStart,
-  upstreamData,
-  type AttemptEndMsg,
-  type AttemptStartMsg,
-  type BreakerMsg,
-  type DataMsg,
-  type RequestStartMsg,
-} from "./channels.js";
+  A_END,
+  A_ERROR,
+  A_FIRST_TOKEN,
+  A_MODEL,
+  A_PROBE,
+  A_PROVIDER,
+  A_PROVIDER_TYPE,
+  A_RETRY,
+  A_SPAN,
+  A_START,
+  A_STATUS,
+  readRequest,
+  type RequestRead,
+} from "./record.js";
 
 /** gen_ai.provider.name for each provider type (the semantic conventions' well-known values). */
 const GENAI_PROVIDER: Record<string, string> = {
@@ -68,37 +43,6 @@ const GENAI_PROVIDER: Record<string, string> = {
   vertex: "gcp.vertex_ai",
   mock: "portcullis.mock",
 };
-
-interface Trace {
-  span: Span;
-  ctx: Context;
-  attempt: Span | null;
-  attempts: number;
-  responseModel: string | null;
-  /** gen_ai.provider.name of the last attempt. */
-  genaiProvider: string | null;
-  /** stop_reason values seen in the answer (Anthropic's, or OpenAI's finish_reason). */
-  finishReasons: string[];
-  started: number;
-}
-
-function samplerOf(cfg: TracingConfig): Sampler {
-  const ratio = new TraceIdRatioBasedSampler(cfg.ratio);
-  switch (cfg.sampler) {
-    case "always_on":
-      return new AlwaysOnSampler();
-    case "always_off":
-      return new AlwaysOffSampler();
-    case "traceidratio":
-      return ratio;
-    case "parentbased_always_off":
-      return new ParentBasedSampler({ root: new AlwaysOffSampler() });
-    case "parentbased_traceidratio":
-      return new ParentBasedSampler({ root: ratio });
-    default:
-      return new ParentBasedSampler({ root: new AlwaysOnSampler() });
-  }
-}
 
 /** Counts the spans an export failed to deliver (collector down, refused, timed out). */
 class CountingExporter implements SpanExporter {
@@ -120,19 +64,26 @@ class CountingExporter implements SpanExporter {
   }
 }
 
-const getter: TextMapGetter<RequestStartMsg> = {
-  keys: () => ["traceparent", "tracestate"],
-  get: (m, k) => (k === "traceparent" ? m.traceparent || undefined : k === "tracestate" ? m.tracestate || undefined : undefined),
-};
-const setter: TextMapSetter<string[]> = { set: (h, k, v) => void h.push(k, v) };
+/** Requests built per turn of the main thread's event loop (~40 µs each). */
+const SLICE_REQUESTS = 32;
 
 export interface Tracing {
+  /** Build and queue the spans of one batch from an acceptor (server/tracing/recorder.ts). */
+  accept(batch: readonly unknown[]): void;
   /** Export what is queued and stop (on shutdown). */
   shutdown(): Promise<void>;
 }
 
-/** Start tracing in this thread; `dropped(n)` counts lost spans (otel_spans_dropped_total). */
-export function startTracing(cfg: TracingConfig, threadIndex: number, dropped: (n: number) => void, warn: (msg: string) => void): Tracing {
+/**
+ * Start the span builder; `dropped(n)` counts lost spans (otel_spans_dropped_total).
+ * `exporter` replaces the OTLP/HTTP exporter (tests).
+ */
+export function startTracing(
+  cfg: TracingConfig,
+  dropped: (n: number) => void,
+  warn: (msg: string) => void,
+  exporter: SpanExporter | null = null,
+): Tracing {
   // The SDK reports a full queue only through its diagnostic logger: count those spans too.
   diag.setLogger(
     {
@@ -148,16 +99,20 @@ export function startTracing(cfg: TracingConfig, threadIndex: number, dropped: (
     },
     DiagLogLevel.WARN,
   );
-  const exporter = new CountingExporter(
-    new OTLPTraceExporter({ url: cfg.url, headers: { ...cfg.headers }, timeoutMillis: cfg.exportTimeoutMs }),
+  const out = new CountingExporter(
+    exporter ?? new OTLPTraceExporter({ url: cfg.url, headers: { ...cfg.headers }, timeoutMillis: cfg.exportTimeoutMs }),
     dropped,
   );
+  // The acceptor chose every id: the SDK takes them from here, span by span.
+  const ids = { traceId: "", spanId: "" };
   const provider = new TracerProvider({
-    resource: resourceFromAttributes({ "service.name": cfg.serviceName, "service.instance.id": `${process.pid}-${threadIndex}` }),
-    sampler: samplerOf(cfg),
+    resource: resourceFromAttributes({ "service.name": cfg.serviceName, "service.instance.id": String(process.pid) }),
+    // Only sampled requests are recorded (the acceptor applied OTEL_TRACES_SAMPLER).
+    sampler: new AlwaysOnSampler(),
+    idGenerator: { generateTraceId: () => ids.traceId, generateSpanId: () => ids.spanId },
     spanProcessors: [
       new BatchSpanProcessor({
-        exporter,
+        exporter: out,
         scheduledDelayMillis: cfg.scheduleDelayMs,
         maxQueueSize: cfg.maxQueueSize,
         maxExportBatchSize: cfg.maxExportBatchSize,
@@ -166,128 +121,88 @@ export function startTracing(cfg: TracingConfig, threadIndex: number, dropped: (
     ],
   });
   const tracer = provider.getTracer("portcullis");
-  const propagator = new W3CTraceContextPropagator();
-  const traces = new WeakMap<RequestCtx, Trace>();
 
-  subscribe(requestStart.name, (m) => {
-    const msg = m as RequestStartMsg;
-    const c = msg.ctx;
-    const parent = msg.traceparent === "" ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, msg, getter);
+  function build(q: RequestRead): void {
+    const c = q.result;
     const path =
-      c.route === R_COUNT_TOKENS ? "/v1/messages/count_tokens" : c.route === R_CHAT_COMPLETIONS ? "/v1/chat/completions" : "/v1/messages";
-    const span = tracer.startSpan(
+      q.route === R_COUNT_TOKENS ? "/v1/messages/count_tokens" : q.route === R_CHAT_COMPLETIONS ? "/v1/chat/completions" : "/v1/messages";
+    const parent =
+      q.parentSpanId === ""
+        ? ROOT_CONTEXT
+        : trace.setSpanContext(ROOT_CONTEXT, {
+            traceId: q.traceId,
+            spanId: q.parentSpanId,
+            traceFlags: 1,
+            isRemote: true,
+            traceState: q.traceState === "" ? undefined : createTraceState(q.traceState),
+          });
+    ids.traceId = q.traceId;
+    ids.spanId = q.spanId;
+    const s = tracer.startSpan(
       `POST ${path}`,
       {
         kind: SpanKind.SERVER,
+        startTime: q.start,
         attributes: {
           "http.request.method": "POST",
           "url.path": path,
-          "gen_ai.operation.name": c.route === R_COUNT_TOKENS ? "count_tokens" : "chat",
-          "portcullis.request_id": c.id,
+          "gen_ai.operation.name": q.route === R_COUNT_TOKENS ? "count_tokens" : "chat",
+          "portcullis.request_id": q.requestId,
         },
       },
       parent,
     );
-    traces.set(c, {
-      span,
-      ctx: trace.setSpan(parent, span),
-      attempt: null,
-      attempts: 0,
-      responseModel: null,
-      genaiProvider: null,
-      finishReasons: [],
-      started: performance.now(),
-    });
-  });
-
-  subscribe(attemptStart.name, (m) => {
-    const msg = m as AttemptStartMsg;
-    const t = traces.get(msg.ctx);
-    if (t === undefined) return;
-    t.attempt?.end();
-    t.attempts++;
-    const span = tracer.startSpan(
-      `chat ${msg.model}`,
-      {
-        kind: SpanKind.CLIENT,
-        attributes: {
-          "gen_ai.operation.name": "chat",
-          "gen_ai.provider.name": GENAI_PROVIDER[msg.providerType] ?? msg.providerType,
-          "gen_ai.request.model": msg.model,
-          "portcullis.provider": msg.provider,
-          "portcullis.attempt": t.attempts,
-          "portcullis.retry": msg.attempt > 1,
-          "portcullis.breaker.decision": msg.probe ? "half_open_probe" : "admitted",
-        },
-      },
-      t.ctx,
-    );
-    t.attempt = span;
-    t.responseModel = msg.model;
-    t.genaiProvider = GENAI_PROVIDER[msg.providerType] ?? msg.providerType;
-    if (msg.headers !== null) propagator.inject(trace.setSpan(otelContext.active(), span), msg.headers, setter);
-  });
-
-  subscribe(attemptEnd.name, (m) => {
-    const msg = m as AttemptEndMsg;
-    const t = traces.get(msg.ctx);
-    if (t === undefined || t.attempt === null) return;
-    if (msg.status > 0) t.attempt.setAttribute("http.response.status_code", msg.status);
-    if (msg.error !== null) {
-      t.attempt.setAttribute("error.type", msg.error);
-      t.attempt.setStatus({ code: SpanStatusCode.ERROR, message: msg.error });
-    }
-    t.attempt.end();
-    t.attempt = null;
-  });
-
-  subscribe(breakerRefused.name, (m) => {
-    const msg = m as BreakerMsg;
-    traces.get(msg.ctx)?.span.addEvent("breaker_refused", { "portcullis.provider": msg.provider });
-  });
-
-  subscribe(firstToken.name, (m) => {
-    const t = traces.get(m as RequestCtx);
-    if (t === undefined) return;
-    const ms = performance.now() - t.started;
-    t.span.addEvent("gen_ai.first_token", { "gen_ai.server.time_to_first_token": ms / 1000 });
-    t.attempt?.addEvent("gen_ai.first_token");
-  });
-
-  // Only the stop reason is read from the answer; no content is kept.
-  subscribe(upstreamData.name, (m) => {
-    const msg = m as DataMsg;
-    const t = traces.get(msg.ctx);
-    if (t === undefined) return;
-    const text = Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength).toString("latin1");
-    for (const r of text.matchAll(/"(?:stop_reason|finish_reason)"\s*:\s*"([A-Za-z_]{1,40})"/g))
-      if (!t.finishReasons.includes(r[1]!)) t.finishReasons.push(r[1]!);
-  });
-
-  subscribe(requestEnd.name, (m) => {
-    const c = m as RequestCtx;
-    const t = traces.get(c);
-    if (t === undefined) return;
-    traces.delete(c);
-    const s = t.span;
     const failed = c.status >= 500 || c.errorCode !== null;
-    if (t.attempt !== null) {
-      // The answering attempt (or the one cut short by the client or the deadline).
-      t.attempt.setAttribute("http.response.status_code", c.status);
-      if (c.inputTokens >= 0) t.attempt.setAttribute("gen_ai.usage.input_tokens", c.inputTokens);
-      if (c.outputTokens >= 0) t.attempt.setAttribute("gen_ai.usage.output_tokens", c.outputTokens);
-      if (failed) t.attempt.setStatus({ code: SpanStatusCode.ERROR, message: c.errorCode ?? `status ${c.status}` });
-      t.attempt.end();
+    const under = trace.setSpan(ROOT_CONTEXT, s);
+    let last: (string | number)[] | null = null;
+    for (let i = 0; i < q.attempts.length; i++) {
+      const a = q.attempts[i]!;
+      last = a;
+      const genai = GENAI_PROVIDER[a[A_PROVIDER_TYPE] as string] ?? (a[A_PROVIDER_TYPE] as string);
+      ids.spanId = a[A_SPAN] as string;
+      const span = tracer.startSpan(
+        `chat ${a[A_MODEL]}`,
+        {
+          kind: SpanKind.CLIENT,
+          startTime: a[A_START] as number,
+          attributes: {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": genai,
+            "gen_ai.request.model": a[A_MODEL] as string,
+            "portcullis.provider": a[A_PROVIDER] as string,
+            "portcullis.attempt": i + 1,
+            "portcullis.retry": a[A_RETRY] === 1,
+            "portcullis.breaker.decision": a[A_PROBE] === 1 ? "half_open_probe" : "admitted",
+          },
+        },
+        under,
+      );
+      if ((a[A_FIRST_TOKEN] as number) > 0) span.addEvent("gen_ai.first_token", undefined, a[A_FIRST_TOKEN] as number);
+      if (i === q.openAttempt) {
+        // The answering attempt (or the one cut short by the client or the deadline).
+        span.setAttribute("http.response.status_code", c.status);
+        if (c.inputTokens >= 0) span.setAttribute("gen_ai.usage.input_tokens", c.inputTokens);
+        if (c.outputTokens >= 0) span.setAttribute("gen_ai.usage.output_tokens", c.outputTokens);
+        if (failed) span.setStatus({ code: SpanStatusCode.ERROR, message: c.errorCode ?? `status ${c.status}` });
+        span.end(q.end);
+        continue;
+      }
+      endAttempt(span, a);
     }
+    for (const [p, at] of q.breakers) s.addEvent("breaker_refused", { "portcullis.provider": p }, at);
+    if (q.firstToken > 0)
+      s.addEvent("gen_ai.first_token", { "gen_ai.server.time_to_first_token": (q.firstToken - q.start) / 1000 }, q.firstToken);
     s.setAttribute("http.response.status_code", c.status);
-    s.setAttribute("portcullis.attempts", t.attempts);
+    s.setAttribute("portcullis.attempts", q.attempts.length);
     if (c.model !== null) s.setAttribute("gen_ai.request.model", c.model);
-    if (t.responseModel !== null && !failed) s.setAttribute("gen_ai.response.model", t.responseModel);
-    if (t.genaiProvider !== null) s.setAttribute("gen_ai.provider.name", t.genaiProvider);
+    if (last !== null) {
+      if (!failed) s.setAttribute("gen_ai.response.model", last[A_MODEL] as string);
+      s.setAttribute("gen_ai.provider.name", GENAI_PROVIDER[last[A_PROVIDER_TYPE] as string] ?? (last[A_PROVIDER_TYPE] as string));
+    }
     s.setAttribute("portcullis.provider", c.providerName);
     if (c.inputTokens >= 0) s.setAttribute("gen_ai.usage.input_tokens", c.inputTokens);
     if (c.outputTokens >= 0) s.setAttribute("gen_ai.usage.output_tokens", c.outputTokens);
-    if (t.finishReasons.length > 0) s.setAttribute("gen_ai.response.finish_reasons", t.finishReasons);
+    if (q.reasons.length > 0) s.setAttribute("gen_ai.response.finish_reasons", q.reasons);
     if (c.cacheCreationTokens >= 0) s.setAttribute("gen_ai.usage.cache_creation.input_tokens", c.cacheCreationTokens);
     if (c.cacheReadTokens >= 0) s.setAttribute("gen_ai.usage.cache_read.input_tokens", c.cacheReadTokens);
     if (c.keyId !== null) s.setAttribute("portcullis.key_id", c.keyId);
@@ -295,8 +210,70 @@ export function startTracing(cfg: TracingConfig, threadIndex: number, dropped: (
     if (c.aborted) s.setAttribute("portcullis.client_aborted", true);
     if (c.errorCode !== null) s.setAttribute("error.type", c.errorCode);
     if (failed) s.setStatus({ code: SpanStatusCode.ERROR, message: c.errorCode ?? `status ${c.status}` });
-    s.end();
-  });
+    s.end(q.end);
+  }
 
-  return { shutdown: () => provider.shutdown() };
+  // Batches wait here and are built a slice at a time: the main thread also answers the
+  // acceptors' cache lookups and admin calls, which must not wait behind a whole batch.
+  const queue: (readonly unknown[])[] = [];
+  let pos = 1,
+    queuedSpans = 0,
+    scheduled = false;
+  const buildSlice = (max: number) => {
+    for (let n = 0; n < max && queue.length > 0; n++) {
+      const b = queue[0]!;
+      const [q, next] = readRequest(b, pos);
+      pos = next;
+      queuedSpans -= 1 + q.attempts.length;
+      if (pos >= b.length) {
+        queue.shift();
+        pos = 1;
+      }
+      try {
+        build(q);
+      } catch (e) {
+        // Never let one odd record stop the others.
+        dropped(1 + q.attempts.length);
+        warn(`span not built: ${(e as Error).message}`);
+      }
+    }
+  };
+  const work = () => {
+    scheduled = false;
+    buildSlice(SLICE_REQUESTS);
+    if (queue.length > 0) schedule();
+  };
+  const schedule = () => {
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(work);
+  };
+
+  return {
+    accept(batch) {
+      const spans = batch[0] as number;
+      if (batch.length <= 1) return;
+      // Past the export queue's bound these spans could not be queued anyway: dropped here, counted.
+      if (queuedSpans + spans > cfg.maxQueueSize) return dropped(spans);
+      queuedSpans += spans;
+      queue.push(batch);
+      schedule();
+    },
+    shutdown: () => {
+      buildSlice(Number.POSITIVE_INFINITY);
+      return provider.shutdown();
+    },
+  };
+}
+
+/** An attempt that ended before the request did: its status or error, if it reported one. */
+function endAttempt(span: Span, a: (string | number)[]): void {
+  const status = a[A_STATUS] as number,
+    error = a[A_ERROR] as string;
+  if (status > 0) span.setAttribute("http.response.status_code", status);
+  if (error !== "") {
+    span.setAttribute("error.type", error);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: error });
+  }
+  span.end(a[A_END] as number);
 }

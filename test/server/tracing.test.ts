@@ -210,6 +210,41 @@ describe("tracing to a collector", () => {
     assert.ok(!all.includes(KEY) && !all.includes("sk-up-"), "no key in any span");
   });
 
+  test("a translated stream (/v1/chat/completions to an Anthropic provider) has its first-token event and stop reason", async () => {
+    const r = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({
+        model: "traced-model",
+        stream: true,
+        stream_options: { include_usage: true },
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    });
+    assert.equal(r.status, 200);
+    assert.match(await r.text(), /data: \[DONE\]/);
+    const id = r.headers.get("request-id");
+    const s = await until(
+      "the chat request's span",
+      () => spans.find((x) => x.kind === 2 && attr(x, "portcullis.request_id") === id),
+      15_000,
+    );
+    assert.equal(s.name, "POST /v1/chat/completions");
+    assert.ok(
+      s.events?.some((e) => e.name === "gen_ai.first_token"),
+      "time to first token as an event",
+    );
+    const reasons = s.attributes.find((x) => x.key === "gen_ai.response.finish_reasons")?.value as
+      | { arrayValue?: { values: AnyValue[] } }
+      | undefined;
+    assert.deepEqual(
+      reasons?.arrayValue?.values.map((v) => v.stringValue),
+      ["end_turn"],
+      "the upstream's stop reason",
+    );
+    assert.ok(Number(attr(s, "gen_ai.usage.output_tokens")) > 0);
+  });
+
   test("a request without traceparent starts its own trace", async () => {
     const r = await fetch(`${gw.url}/v1/messages`, {
       method: "POST",
