@@ -154,6 +154,12 @@ export interface Settings {
   ledger_queue_max: number & tags.Type<"uint32"> & tags.Minimum<1000> & tags.Maximum<10000000>;
   /** Fleet mode: how often each replica reconciles its keys from PostgreSQL (a missed invalidation heals). */
   key_sync_ms: number & tags.Type<"uint32"> & tags.Minimum<50> & tags.Maximum<600000>;
+  /** Fleet budgets on Redis leases (docs/fleet.md): how often leases are renewed, returned and windows rolled. */
+  budget_lease_ms: number & tags.Type<"uint32"> & tags.Minimum<10> & tags.Maximum<10000>;
+  /** A key's lease unused this long is returned to the fleet (down to one request's worth). */
+  budget_lease_idle_ms: number & tags.Type<"uint32"> & tags.Minimum<100> & tags.Maximum<3600000>;
+  /** One grant takes at most 1/this of what is left of a limit (at least what one waiting request needs). */
+  budget_lease_share: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<1000>;
   budget_fail_mode: "open" | "closed";
   max_keys: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<1000000>;
   ledger_batch_ms: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<10000>;
@@ -221,6 +227,9 @@ export const ENV_NAMES: Record<keyof Settings, string> = {
   database_url: "DATABASE_URL",
   ledger_queue_max: "LEDGER_QUEUE_MAX",
   key_sync_ms: "KEY_SYNC_MS",
+  budget_lease_ms: "BUDGET_LEASE_MS",
+  budget_lease_idle_ms: "BUDGET_LEASE_IDLE_MS",
+  budget_lease_share: "BUDGET_LEASE_SHARE",
   budget_fail_mode: "BUDGET_FAIL_MODE",
   max_keys: "MAX_KEYS",
   ledger_batch_ms: "LEDGER_BATCH_MS",
@@ -331,6 +340,9 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     ...databaseSettings(envStr(env, "DATABASE_URL"), envStr(env, "DATABASE_PATH") ?? "./data/portcullis.db"),
     ledger_queue_max: envNum(env, "LEDGER_QUEUE_MAX", 200_000),
     key_sync_ms: envNum(env, "KEY_SYNC_MS", 500),
+    budget_lease_ms: envNum(env, "BUDGET_LEASE_MS", 100),
+    budget_lease_idle_ms: envNum(env, "BUDGET_LEASE_IDLE_MS", 5000),
+    budget_lease_share: envNum(env, "BUDGET_LEASE_SHARE", 8),
     budget_fail_mode: (envStr(env, "BUDGET_FAIL_MODE") ?? "closed") as Settings["budget_fail_mode"],
     max_keys: envNum(env, "MAX_KEYS", 10_000),
     ledger_batch_ms: envNum(env, "LEDGER_BATCH_MS", 50),
