@@ -129,7 +129,6 @@ export class Budgets {
     return new SharedArrayBuffer((Math.max(1, slots) * STRIDE + HEADER) * 4);
   }
 
-
   /** Bring the slot's windows up to date with the clock. */
   private roll(slot: number): number {
     const t = this.now();
@@ -199,7 +198,9 @@ export class Budgets {
     add64(u, b + C_RES_TOK, tok);
     add64(u, b + C_RES_USD, mic);
     this.leaseDay = -1;
-    const v = Atomics.load(this.i32, this.modeAt) === MODE_LEASE ? this.take(b, l, tok, mic) : this.over(b, l, 0);
+    let v: number;
+    if (Atomics.load(this.i32, this.modeAt) === MODE_LEASE) v = this.take(b, l, tok, mic);
+    else if ((v = this.over(b, l, 0)) === OK) Atomics.add(this.i32, b + F_USES, 1); // fleet mode on the local check: sizes the next lease
     if (v !== OK) {
       add64(u, b + C_REL_TOK, tok);
       add64(u, b + C_REL_USD, mic);
@@ -218,11 +219,14 @@ export class Budgets {
     if (x === 0) return OK;
     const d = Atomics.load(i, b + L_DAY) === this.day,
       m = Atomics.load(i, b + L_MON) === this.month;
-    if (l.tokensPerDay > 0 && (x & 1) !== 0 && (!d || Atomics.load(i, b + A_TOK_DAY) < 1)) return L_TOKENS_DAY;
-    if (l.tokensPerMonth > 0 && (x & 2) !== 0 && (!m || Atomics.load(i, b + A_TOK_MON) < 1)) return L_TOKENS_MONTH;
-    if (l.microsPerDay > 0 && (x & 4) !== 0 && (!d || Atomics.load(i, b + A_USD_DAY) < 1)) return L_USD_DAY;
-    if (l.microsPerMonth > 0 && (x & 8) !== 0 && (!m || Atomics.load(i, b + A_USD_MON) < 1)) return L_USD_MONTH;
-    return OK;
+    let v = OK;
+    if (l.tokensPerDay > 0 && (x & 1) !== 0 && (!d || Atomics.load(i, b + A_TOK_DAY) < 1)) v = L_TOKENS_DAY;
+    else if (l.tokensPerMonth > 0 && (x & 2) !== 0 && (!m || Atomics.load(i, b + A_TOK_MON) < 1)) v = L_TOKENS_MONTH;
+    else if (l.microsPerDay > 0 && (x & 4) !== 0 && (!d || Atomics.load(i, b + A_USD_DAY) < 1)) v = L_USD_DAY;
+    else if (l.microsPerMonth > 0 && (x & 8) !== 0 && (!m || Atomics.load(i, b + A_USD_MON) < 1)) v = L_USD_MONTH;
+    // The main thread asks again (throttled): budget returned by other replicas, or a raised limit, ends the refusal.
+    if (v !== OK) Atomics.store(i, b + F_NEED, 1);
+    return v;
   }
 
   /**
@@ -340,12 +344,14 @@ export class Budgets {
       Atomics.store(i, b + L_DAY, -1);
       old[0] = Atomics.exchange(i, b + A_TOK_DAY, 0);
       old[2] = Atomics.exchange(i, b + A_USD_DAY, 0);
+      Atomics.and(i, b + F_EXHAUSTED, ~5); // a new day: its limits are not used up
       Atomics.store(i, b + L_DAY, day);
     }
     if (Atomics.load(i, b + L_MON) !== month) {
       Atomics.store(i, b + L_MON, -1);
       old[1] = Atomics.exchange(i, b + A_TOK_MON, 0);
       old[3] = Atomics.exchange(i, b + A_USD_MON, 0);
+      Atomics.and(i, b + F_EXHAUSTED, ~10);
       Atomics.store(i, b + L_MON, month);
     }
     return old;
@@ -370,6 +376,12 @@ export class Budgets {
   /** The limits the fleet reported used up (bit = 1 << limit index). */
   setExhausted(slot: number, bits: number): void {
     Atomics.store(this.i32, slot * STRIDE + F_EXHAUSTED, bits);
+  }
+  raiseNeed(slot: number): void {
+    Atomics.store(this.i32, slot * STRIDE + F_NEED, 1);
+  }
+  exhaustedBits(slot: number): number {
+    return Atomics.load(this.i32, slot * STRIDE + F_EXHAUSTED);
   }
 
   /** Give a reservation back (settle and refund both start here). */

@@ -122,7 +122,10 @@ export class LedgerHub {
     const out = new Map<string, { tok: number; usd: number }>();
     for (const r of (JSON.parse(body) as { data: Record<string, unknown>[] }).data) {
       if (typeof r.key !== "string") continue;
-      const tok = ["input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens"].reduce((a, c) => a + Number(r[c] ?? 0), 0);
+      const tok = ["input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens"].reduce(
+        (a, c) => a + Number(r[c] ?? 0),
+        0,
+      );
       out.set(r.key, { tok, usd: Math.round(Number(r.cost_usd ?? 0) * 1e6) });
     }
     return out;

@@ -18,14 +18,18 @@ const BOOT_KEY = "portcullis:budget:boot";
 /** The epoch key outlives any window it names (a month plus margin). */
 const EPOCH_TTL_MS = 40 * 86_400_000;
 
-/** KEYS: day hash, month hash, epoch. ARGV[1] known ("1": Redis kept its data, a missing window is new), ARGV[2] epoch candidate, ARGV[3..4] TTLs. */
+/**
+ * KEYS: day hash, month hash, epoch. ARGV[1] epoch candidate, ARGV[2..3] TTLs. A missing window of a
+ * key whose epoch exists is new (starts at 0); without the epoch, the key's counters may have been
+ * lost, so the window waits for its rebuild from the ledger (a brand-new key too: its ledger is empty).
+ */
 const OPEN = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local epoch = redis.call('GET', KEYS[3])
-local fresh = epoch ~= false or ARGV[1] == '1'
+local fresh = epoch ~= false
 if not epoch then
-  epoch = ARGV[2]
+  epoch = ARGV[1]
   redis.call('SET', KEYS[3], epoch)
 end
 redis.call('PEXPIRE', KEYS[3], ${EPOCH_TTL_MS})
@@ -36,15 +40,15 @@ local function open(k, ttl)
     redis.call('PEXPIRE', k, ttl)
   end
 end
-open(KEYS[1], ARGV[3])
-open(KEYS[2], ARGV[4])
+open(KEYS[1], ARGV[2])
+open(KEYS[2], ARGV[3])
 local hk = {KEYS[1], KEYS[2], KEYS[1], KEYS[2]}
 local f = {'t', 't', 'u', 'u'}
 `;
 
 /**
- * take-lease. ARGV[5] share, ARGV[6..9] limits (tokens day, tokens month, µ$ day, µ$ month;
- * 0 = none), ARGV[10..13] need (one waiting request), ARGV[14..17] ask, ARGV[18] cap per grant.
+ * take-lease. ARGV[4] share, ARGV[5..8] limits (tokens day, tokens month, µ$ day, µ$ month;
+ * 0 = none), ARGV[9..12] need (one waiting request), ARGV[13..16] ask, ARGV[17] cap per grant.
  * Grants every limited dimension min(ask, max(remainder / share, need), remainder, cap), or
  * nothing when one dimension's remainder is below its need.
  * Returns {0, epoch, g1..g4} granted, {1, epoch, dimension, remainder} exhausted, or
@@ -52,20 +56,20 @@ local f = {'t', 't', 'u', 'u'}
  */
 const TAKE = `${OPEN}
 for i = 1, 2 do
-  if (tonumber(ARGV[5 + i]) > 0 or tonumber(ARGV[7 + i]) > 0) and redis.call('HGET', KEYS[i], 'ok') ~= '1' then
+  if (tonumber(ARGV[4 + i]) > 0 or tonumber(ARGV[6 + i]) > 0) and redis.call('HGET', KEYS[i], 'ok') ~= '1' then
     return {2, epoch, now - tonumber(redis.call('HGET', KEYS[i], 'since'))}
   end
 end
-local share = tonumber(ARGV[5])
-local cap = tonumber(ARGV[18])
+local share = tonumber(ARGV[4])
+local cap = tonumber(ARGV[17])
 local g = {0, 0, 0, 0}
 for i = 1, 4 do
-  local lim = tonumber(ARGV[5 + i])
+  local lim = tonumber(ARGV[4 + i])
   if lim > 0 then
     local r = lim - tonumber(redis.call('HGET', hk[i], f[i]))
-    local need = tonumber(ARGV[9 + i])
+    local need = tonumber(ARGV[8 + i])
     if r <= 0 or r < need then return {1, epoch, i - 1, r} end
-    g[i] = math.min(tonumber(ARGV[13 + i]), math.max(math.floor(r / share), need), r, cap)
+    g[i] = math.min(tonumber(ARGV[12 + i]), math.max(math.floor(r / share), need), r, cap)
   end
 end
 for i = 1, 4 do
@@ -75,17 +79,17 @@ return {0, epoch, g[1], g[2], g[3], g[4]}
 `;
 
 /**
- * return-unused (ARGV[5] = the epoch the amounts were granted under; "" = any) and report
- * (re-register after a loss, or spend made while leases were not used): ARGV[6] "1" = add,
- * "0" = subtract (never below 0); ARGV[7..10] amounts per dimension. An epoch that no longer
+ * return-unused (ARGV[4] = the epoch the amounts were granted under; "" = any) and report
+ * (re-register after a loss, or spend made while leases were not used): ARGV[5] "1" = add,
+ * "0" = subtract (never below 0); ARGV[6..9] amounts per dimension. An epoch that no longer
  * matches changes nothing (the holder re-registers instead). Returns {0|3, epoch}.
  */
 const ADJUST = `${OPEN}
-if ARGV[5] ~= '' and ARGV[5] ~= epoch then return {3, epoch} end
+if ARGV[4] ~= '' and ARGV[4] ~= epoch then return {3, epoch} end
 for i = 1, 4 do
-  local a = tonumber(ARGV[6 + i])
+  local a = tonumber(ARGV[5 + i])
   if a > 0 then
-    if ARGV[6] == '1' then redis.call('HINCRBY', hk[i], f[i], a)
+    if ARGV[5] == '1' then redis.call('HINCRBY', hk[i], f[i], a)
     else
       local v = tonumber(redis.call('HGET', hk[i], f[i]))
       redis.call('HINCRBY', hk[i], f[i], -math.min(a, v))
@@ -98,7 +102,8 @@ return {0, epoch}
 /**
  * Rebuild one window's counters after a loss: KEYS[1] the hash; ARGV[1] how long it must have
  * waited (ms: the replicas re-registered and flushed their rows), ARGV[2..3] the ledger's spend
- * of the key in the window (tokens, µ$). Returns 1 done, 0 already complete, -1 too early.
+ * of the key in the window (tokens, µ$), ARGV[4] when that read started (the rebuilder's clock, kept
+ * as `at`: other replicas report what they admitted after it). Returns 1 done, 0 already complete, -1 too early.
  */
 const REBUILD = `
 local t = redis.call('TIME')
@@ -107,7 +112,7 @@ if redis.call('HGET', KEYS[1], 'ok') ~= '0' then return 0 end
 if now - tonumber(redis.call('HGET', KEYS[1], 'since')) < tonumber(ARGV[1]) then return -1 end
 redis.call('HINCRBY', KEYS[1], 't', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'u', ARGV[3])
-redis.call('HSET', KEYS[1], 'ok', 1)
+redis.call('HSET', KEYS[1], 'ok', 1, 'at', ARGV[4])
 return 1
 `;
 
@@ -128,7 +133,7 @@ export type TakeReply = [0, string, number, number, number, number, number] | [1
 interface LeaseCommands {
   budgetTake(...args: (string | number)[]): Promise<TakeReply>;
   budgetAdjust(...args: (string | number)[]): Promise<[number, string]>;
-  budgetRebuild(key: string, waitMs: number, tok: number, usd: number): Promise<number>;
+  budgetRebuild(key: string, waitMs: number, tok: number, usd: number, at: number): Promise<number>;
   budgetBoot(key: string): Promise<[string, number]>;
 }
 export type LeaseRedis = Redis & LeaseCommands;
@@ -178,7 +183,6 @@ export type Four = [number, number, number, number];
 export function take(
   r: LeaseRedis,
   w: Window,
-  known: boolean,
   epoch: string,
   share: number,
   limits: Four,
@@ -186,16 +190,16 @@ export function take(
   ask: Four,
   cap: number,
 ): Promise<TakeReply> {
-  return r.budgetTake(w.dayKey, w.monthKey, w.epochKey, known ? 1 : 0, epoch, w.dayTtl, w.monthTtl, share, ...limits, ...need, ...ask, cap);
+  return r.budgetTake(w.dayKey, w.monthKey, w.epochKey, epoch, w.dayTtl, w.monthTtl, share, ...limits, ...need, ...ask, cap);
 }
 
 /** Add (re-register, report) or subtract (return) amounts; `expect` = the epoch they belong to, "" = any. */
-export function adjust(r: LeaseRedis, w: Window, known: boolean, epoch: string, expect: string, add: boolean, amounts: Four) {
-  return r.budgetAdjust(w.dayKey, w.monthKey, w.epochKey, known ? 1 : 0, epoch, w.dayTtl, w.monthTtl, expect, add ? 1 : 0, ...amounts);
+export function adjust(r: LeaseRedis, w: Window, epoch: string, expect: string, add: boolean, amounts: Four) {
+  return r.budgetAdjust(w.dayKey, w.monthKey, w.epochKey, epoch, w.dayTtl, w.monthTtl, expect, add ? 1 : 0, ...amounts);
 }
 
-export function rebuild(r: LeaseRedis, key: string, waitMs: number, tok: number, usd: number): Promise<number> {
-  return r.budgetRebuild(key, waitMs, tok, usd);
+export function rebuild(r: LeaseRedis, key: string, waitMs: number, tok: number, usd: number, at = 0): Promise<number> {
+  return r.budgetRebuild(key, waitMs, tok, usd, at);
 }
 
 export async function boot(r: LeaseRedis): Promise<{ boot: string; now: number }> {

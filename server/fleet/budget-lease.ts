@@ -17,7 +17,23 @@ import { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { type BudgetLimits, type Budgets, hasBudget, LEASE_CAP, MODE_LEASE, MODE_LOCAL, type Spend } from "../../core/budget.js";
 import type { UsageMetrics } from "../../core/usage-metrics.js";
-import { adjust, boot, type Four, type LeaseRedis, rebuild, take, type Window, windowOf, withLeaseScripts } from "./budget-lease-scripts.js";
+import {
+  adjust,
+  boot,
+  type Four,
+  type LeaseRedis,
+  rebuild,
+  take,
+  type Window,
+  windowOf,
+  withLeaseScripts,
+} from "./budget-lease-scripts.js";
+
+/** Snapshots kept per key while the local check runs (one per BUDGET_LEASE_MS). */
+const TRAIL_MAX = 1000;
+
+/** How often a key the fleet reported used up asks again (others may return budget, or the limit may rise). */
+const EXHAUSTED_RETRY_MS = 500;
 
 export interface LeaseKey {
   id: string;
@@ -49,11 +65,16 @@ interface KeyState {
   usesSinceTake: number;
   exhausted: number;
   pending: boolean;
+  triedAt: number;
   /** When a pending key's counters may be rebuilt (local clock). */
   dueAt: number;
   /** Spend counted outside the leases since this snapshot (open mode while degraded). */
   snap: Spend | null;
   snapDay: number;
+  /** Later snapshots while the local check runs: a rebuild's ledger read moves the baseline to the last one before it. */
+  trail: { at: number; spend: Spend; day: number }[];
+  /** Redis was emptied since the baseline: what to report depends on the rebuild's ledger read (rebase). */
+  lost: boolean;
 }
 
 export class BudgetLeases {
@@ -67,8 +88,10 @@ export class BudgetLeases {
   private readonly state = new Map<string, KeyState>();
   /** How long emptied counters wait before the ledger's spend is added (re-registrations and row flushes land first). */
   readonly rebuildWait: number;
+  /** A snapshot this long before a rebuild's ledger read is in that read (rows flushed; clocks a little apart). */
+  private readonly rebaseMargin: number;
   private bootMark: string | null = null;
-  /** Redis kept its data for at least rebuildWait: a missing window is a new one, not a loss. */
+  /** Redis kept its data for at least rebuildWait: no replica has leases to re-register, so a rebuild need not wait. */
   private known = false;
   private up = false;
   /** Redis known unreachable (logged once per outage). */
@@ -78,7 +101,14 @@ export class BudgetLeases {
   private closed = false;
   private ledgerRead: Promise<[Map<string, { tok: number; usd: number }>, Map<string, { tok: number; usd: number }>]> | null = null;
 
-  constructor(o: LeaseOptions, budgets: Budgets, usage: UsageMetrics, keys: () => Iterable<LeaseKey>, ledgerSpend: LedgerSpend, log: Logger) {
+  constructor(
+    o: LeaseOptions,
+    budgets: Budgets,
+    usage: UsageMetrics,
+    keys: () => Iterable<LeaseKey>,
+    ledgerSpend: LedgerSpend,
+    log: Logger,
+  ) {
     this.o = o;
     this.budgets = budgets;
     this.usage = usage;
@@ -86,6 +116,7 @@ export class BudgetLeases {
     this.ledgerSpend = ledgerSpend;
     this.log = log;
     this.rebuildWait = o.periodMs * 2 + o.ledgerBatchMs + 1000;
+    this.rebaseMargin = o.ledgerBatchMs + 250;
     this.r = withLeaseScripts(
       new Redis(o.url, {
         enableOfflineQueue: false,
@@ -103,8 +134,14 @@ export class BudgetLeases {
   }
 
   start(): void {
+    const started = Date.now();
     const loop = (): void => {
       if (this.closed) return;
+      // The first connection is still being made (commands fail at once without the offline queue): not an outage yet.
+      if (this.r.status !== "ready" && this.bootMark === null && !this.isDown && Date.now() - started < 3000) {
+        this.timer = setTimeout(loop, this.o.periodMs);
+        return;
+      }
       this.running = this.tick().finally(() => {
         this.running = null;
         if (!this.closed) this.timer = setTimeout(loop, this.o.periodMs);
@@ -116,7 +153,24 @@ export class BudgetLeases {
   private st(id: string): KeyState {
     let s = this.state.get(id);
     if (s === undefined)
-      this.state.set(id, (s = { epoch: "", boot: null, uses: 0, usedAt: 0, usesSinceTake: 0, exhausted: 0, pending: false, dueAt: 0, snap: null, snapDay: 0 }));
+      this.state.set(
+        id,
+        (s = {
+          epoch: "",
+          boot: null,
+          uses: 0,
+          usedAt: 0,
+          usesSinceTake: 0,
+          exhausted: 0,
+          pending: false,
+          triedAt: 0,
+          dueAt: 0,
+          snap: null,
+          snapDay: 0,
+          trail: [],
+          lost: false,
+        }),
+      );
     return s;
   }
 
@@ -129,7 +183,10 @@ export class BudgetLeases {
       return;
     }
     const wiped = this.bootMark !== null && b.boot !== this.bootMark;
-    if (wiped) this.log.warn({}, "fleet budgets: Redis lost the lease counters; re-registering leases and rebuilding from the ledger");
+    if (wiped) {
+      this.log.warn({}, "fleet budgets: Redis lost the lease counters; re-registering leases and rebuilding from the ledger");
+    }
+    if (wiped) for (const s of this.state.values()) s.lost = s.snap !== null;
     this.bootMark = b.boot;
     this.known = b.now - Number(b.boot) >= this.rebuildWait;
     if (!this.up) this.log.info({}, "fleet budgets: Redis reachable; budgets hold across the fleet");
@@ -144,17 +201,41 @@ export class BudgetLeases {
     let pending = false;
     for (const k of keys) pending ||= this.st(k.id).pending;
     this.usage.setLeaseState(pending ? 2 : 1);
-    // Open mode stays on the local check while a key's counters wait for their rebuild.
-    if (!this.o.failClosed && pending) return;
+    if (!this.up) return; // a round trip failed during this turn: down() chose the mode
+    if (this.o.failClosed) return this.budgets.setMode(MODE_LEASE);
+    // Open mode checks locally while a key's counters wait for their rebuild; what it admits is reported afterwards.
+    if (pending) {
+      if (!local) {
+        this.budgets.setMode(MODE_LOCAL);
+        for (const k of keys) this.snapshot(k.slot, this.st(k.id));
+      } else
+        for (const k of keys) {
+          const s = this.st(k.id);
+          if (s.snap !== null && s.trail.length < TRAIL_MAX)
+            s.trail.push({ at: now, spend: this.budgets.spend(k.slot), day: Math.floor(now / 86_400_000) });
+        }
+      return;
+    }
     this.budgets.setMode(MODE_LEASE);
     // Back from the local check: what it admitted since the last report (and all in flight) joins the counters.
+    // A key whose counters were lost and are not rebuilt yet needs no report: its rebuild reads it from the ledger.
     if (local)
       await Promise.all(
         keys.map((k) => {
           const s = this.st(k.id);
-          return s.snap === null ? undefined : this.report(k, s, windowOf(k.id, now), limitsOf(k), true).catch(() => this.usage.leaseRenewed(0, 1));
+          const report = s.snap === null || s.lost ? undefined : this.report(k, s, windowOf(k.id, now), limitsOf(k), true);
+          s.snap = null;
+          s.lost = false;
+          s.trail = [];
+          return report?.catch((e) => this.failed(e));
         }),
       );
+  }
+
+  /** A round trip failed: counted; Redis unreachable switches the mode (open) at once rather than at the next tick. */
+  private failed(e: unknown): void {
+    if ((e as Error)?.name === "ReplyError") this.usage.leaseRenewed(0, 1);
+    else this.down(e);
   }
 
   private down(e: unknown): void {
@@ -169,15 +250,40 @@ export class BudgetLeases {
         ? "fleet budgets: Redis unreachable; spending the leases held, then budgeted keys get 503"
         : "fleet budgets: Redis unreachable; budgets are checked per replica until it is back",
     );
-    if (!this.o.failClosed) {
-      this.budgets.setMode(MODE_LOCAL);
-      for (const k of this.keys()) if (this.st(k.id).snap === null) this.snapshot(k.slot, this.st(k.id));
-    }
+    this.applyDown();
+  }
+
+  /** Open mode without Redis: the local check, with a baseline of what it admits (reported when Redis is back). */
+  private applyDown(): void {
+    if (this.o.failClosed) return;
+    // Already on the local check (a rebuild was pending): its baselines still hold what is unreported.
+    const fresh = this.budgets.mode() === MODE_LEASE;
+    this.budgets.setMode(MODE_LOCAL);
+    for (const k of this.keys()) if (fresh || this.st(k.id).snap === null) this.snapshot(k.slot, this.st(k.id));
   }
 
   private snapshot(slot: number, s: KeyState): void {
     s.snap = this.budgets.spend(slot);
     s.snapDay = Math.floor(Date.now() / 86_400_000);
+    s.trail = [];
+  }
+
+  /**
+   * The counters were rebuilt from a ledger read that started at `at` (the rebuilding replica's
+   * clock): what this replica admitted well before it is in that read, so the baseline moves to the
+   * last snapshot taken REBASE_MARGIN_MS (row flush, clock skew) before it; the rest is reported.
+   */
+  private rebase(s: KeyState, at: number): void {
+    let best: { spend: Spend; day: number } | null = null;
+    for (const e of s.trail) if (e.at <= at - this.rebaseMargin) best = e;
+    // No snapshot since the loss: this replica was not on the local check then, so the ledger has it all.
+    if (s.trail.length === 0) s.snap = null;
+    else if (best !== null && s.snap !== null) {
+      s.snap = best.spend;
+      s.snapDay = best.day;
+    }
+    s.trail = [];
+    s.lost = false;
   }
 
   /**
@@ -188,11 +294,13 @@ export class BudgetLeases {
   private async key(k: LeaseKey, now: number, local: boolean): Promise<void> {
     const s = this.st(k.id);
     const w = windowOf(k.id, now);
-    this.budgets.openWindow(k.slot, w.day, w.month);
+    this.budgets.openWindow(k.slot, w.day, w.month); // a new window also clears its limits' "used up"
+    s.exhausted = this.budgets.exhaustedBits(k.slot);
     const lim = limitsOf(k);
     const n = this.budgets.takeNeed(k.slot);
-    if (n.uses !== s.uses) {
-      s.usesSinceTake += (n.uses - s.uses) >>> 0;
+    const recent = (n.uses - s.uses) >>> 0;
+    if (recent > 0) {
+      s.usesSinceTake += recent;
       s.uses = n.uses;
       s.usedAt = now;
     }
@@ -200,13 +308,31 @@ export class BudgetLeases {
       if (s.boot !== this.bootMark) await this.register(k, s, w, lim);
       if (s.pending && now >= s.dueAt) await this.rebuildIfDue(k, s, w);
       if (s.pending && !n.need) return;
-      if (local && s.snap !== null) await this.report(k, s, w, lim, false);
+      if (local && s.snap !== null && !s.pending && !s.lost) await this.report(k, s, w, lim, false);
+      // Renew what asked; ahead of need, a lease that will not last two more periods at this rate; coming back
+      // from the local check, a lease in use.
+      const short = recent > 0 && n.tok > 0 && this.runsShort(k.slot, lim, recent * 2, n.tok, n.mic);
       const active = local && now - s.usedAt < this.o.idleMs && n.tok > 0;
-      if (n.need || s.pending || active) await this.renew(k, s, w, lim, n.tok, n.mic);
-      else if (now - s.usedAt >= this.o.idleMs) await this.giveBack(k, s, w, lim, s.exhausted !== 0 ? 0 : n.tok, s.exhausted !== 0 ? 0 : n.mic);
-    } catch {
-      this.usage.leaseRenewed(0, 1);
+      // A key the fleet reported used up asks again at most every EXHAUSTED_RETRY_MS.
+      const ask = (n.need || s.pending || short || active) && (s.exhausted === 0 || now - s.triedAt >= EXHAUSTED_RETRY_MS);
+      if (ask) {
+        s.triedAt = now;
+        await this.renew(k, s, w, lim, n.tok, n.mic);
+      } else {
+        if (n.need) this.budgets.raiseNeed(k.slot); // still waiting: asked again next time
+        if (now - s.usedAt >= this.o.idleMs)
+          await this.giveBack(k, s, w, lim, s.exhausted !== 0 ? 0 : n.tok, s.exhausted !== 0 ? 0 : n.mic);
+      }
+    } catch (e) {
+      this.failed(e);
     }
+  }
+
+  /** True when a limited dimension holds less than `times` requests of this size. */
+  private runsShort(slot: number, lim: Four, times: number, tok: number, mic: number): boolean {
+    const a = this.budgets.held(slot).avail;
+    for (let i = 0; i < 4; i++) if (lim[i]! > 0 && a[i]! < times * (i < 2 ? tok : mic)) return true;
+    return false;
   }
 
   /** After Redis was emptied (or on first sight): add what this replica holds, in flight included. */
@@ -217,7 +343,7 @@ export class BudgetLeases {
       l > 0 ? Math.max(0, h.avail[i]!) + Math.max(0, i < 2 ? sp.reservedTokens : sp.reservedMicros) : 0,
     ) as Four;
     if (amounts.some((a) => a > 0)) {
-      const [, epoch] = await adjust(this.r, w, this.known, this.candidate(), "", true, amounts);
+      const [, epoch] = await adjust(this.r, w, this.candidate(), "", true, amounts);
       s.epoch = String(epoch);
       this.usage.leaseRenewed(1, 0);
     }
@@ -246,21 +372,22 @@ export class BudgetLeases {
     if (inflight) s.snap = null;
     else this.snapshot(k.slot, s);
     if (amounts.some((x) => x > 0)) {
-      await adjust(this.r, w, this.known, this.candidate(), "", true, amounts);
+      await adjust(this.r, w, this.candidate(), "", true, amounts);
       this.usage.leaseRenewed(1, 0);
     }
   }
 
-  private async renew(k: LeaseKey, s: KeyState, w: Window, lim: Four, tok: number, mic: number): Promise<void> {
+  private async renew(k: LeaseKey, s: KeyState, w: Window, lim: Four, tok: number, mic: number, again = true): Promise<void> {
     const need: Four = [lim[0] > 0 ? tok : 0, lim[1] > 0 ? tok : 0, lim[2] > 0 ? mic : 0, lim[3] > 0 ? mic : 0];
     // Enough for twice the reservations since the last renewal, at least four of the request that asked.
     const times = Math.max(4, 2 * s.usesSinceTake);
     const ask = need.map((x) => Math.min(LEASE_CAP, x * times)) as Four;
-    const r = await take(this.r, w, this.known, this.candidate(), this.o.share, lim, need, ask, LEASE_CAP);
+    const r = await take(this.r, w, this.candidate(), this.o.share, lim, need, ask, LEASE_CAP);
     this.usage.leaseRenewed(1, 0);
     const epoch = String(r[1]);
     if (s.epoch !== "" && epoch !== s.epoch) s.boot = null; // this key's counters were lost alone: re-register next time
     s.epoch = epoch;
+    if (r[0] !== 2 && s.lost) this.rebase(s, Number((await this.r.hget(w.dayKey, "at")) ?? 0));
     if (r[0] === 0) {
       s.pending = false;
       s.usesSinceTake = 0;
@@ -270,25 +397,40 @@ export class BudgetLeases {
       s.pending = false;
       this.budgets.setExhausted(k.slot, (s.exhausted |= 1 << Number(r[2])));
     } else {
-      if (!s.pending && !this.o.failClosed && s.snap === null) this.snapshot(k.slot, s);
-      if (!s.pending) s.dueAt = Date.now() + Math.max(0, this.rebuildWait - Number(r[2]));
+      if (!s.pending) s.dueAt = Date.now() + (this.known ? 0 : Math.max(0, this.rebuildWait - Number(r[2])));
       s.pending = true;
+      // A key first seen since Redis kept its data (a new key): rebuild from the ledger and lease at once.
+      if (again && s.dueAt <= Date.now()) {
+        await this.rebuildIfDue(k, s, w);
+        if (!s.pending) await this.renew(k, s, w, lim, tok, mic, false);
+      }
     }
   }
 
   /** Emptied counters, once every replica had time to re-register and flush: add the ledger's spend (once, fleet-wide). */
   private async rebuildIfDue(k: LeaseKey, s: KeyState, w: Window): Promise<void> {
     const d = new Date(w.day * 86_400_000);
-    this.ledgerRead ??= Promise.all([this.ledgerSpend(w.day * 86_400_000), this.ledgerSpend(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1))]);
-    if (!this.o.failClosed) this.snapshot(k.slot, s); // what the local check admits after this read is reported later
-    const [day, month] = await this.ledgerRead;
+    this.ledgerRead ??= Promise.all([
+      this.ledgerSpend(w.day * 86_400_000),
+      this.ledgerSpend(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1)),
+    ]);
+    const at = Date.now();
+    let day: Map<string, { tok: number; usd: number }>, month: Map<string, { tok: number; usd: number }>;
+    try {
+      [day, month] = await this.ledgerRead;
+    } catch {
+      return; // the ledger is down: the key stays pending (open: checked locally; closed: 503) until it answers
+    }
     const dd = day.get(k.id) ?? { tok: 0, usd: 0 },
       mm = month.get(k.id) ?? { tok: 0, usd: 0 };
-    const a = await rebuild(this.r, w.dayKey, this.rebuildWait, dd.tok, dd.usd);
-    const b = await rebuild(this.r, w.monthKey, this.rebuildWait, mm.tok, mm.usd);
+    const wait = this.known ? 0 : this.rebuildWait;
+    const a = await rebuild(this.r, w.dayKey, wait, dd.tok, dd.usd, at);
+    const b = await rebuild(this.r, w.monthKey, wait, mm.tok, mm.usd, at);
     this.usage.leaseRenewed(2, 0);
     if (a >= 0 && b >= 0) {
       s.pending = false;
+      // The read that counted: ours, or the one of the replica that rebuilt first (its time is in the hash).
+      this.rebase(s, a === 1 ? at : Number((await this.r.hget(w.dayKey, "at")) ?? 0));
       if (a === 1 || b === 1)
         this.log.info({ key_id: k.id, day_tokens: dd.tok, month_tokens: mm.tok }, "fleet budgets: counters rebuilt from the ledger");
     }
@@ -299,11 +441,13 @@ export class BudgetLeases {
     const h = this.budgets.held(k.slot);
     if (h.day !== w.day || h.month !== w.month || s.epoch === "") return;
     const keep: Four = [keepTok, keepTok, keepMic, keepMic];
-    const amounts = lim.map((l, i) => (l > 0 && h.avail[i]! > keep[i]! ? this.budgets.reclaim(k.slot, i, h.avail[i]! - keep[i]!) : 0)) as Four;
+    const amounts = lim.map((l, i) =>
+      l > 0 && h.avail[i]! > keep[i]! ? this.budgets.reclaim(k.slot, i, h.avail[i]! - keep[i]!) : 0,
+    ) as Four;
     if (amounts.every((a) => a === 0)) return;
     let ok = false;
     try {
-      const r = await adjust(this.r, w, this.known, this.candidate(), s.epoch, false, amounts);
+      const r = await adjust(this.r, w, this.candidate(), s.epoch, false, amounts);
       ok = r[0] === 0;
       this.usage.leaseRenewed(1, 0);
     } finally {

@@ -103,15 +103,7 @@ export function reserveStage(d: BudgetDeps): Stage {
         d.budgets.release(s.budgetSlot, s.reservedTokens, s.reservedMicros);
         const vk = s.key?.virtual ?? null;
         if (s.leaseDay >= 0 && vk !== null)
-          d.budgets.settleLease(
-            s.budgetSlot,
-            vk.budget,
-            s.leaseDay,
-            s.reservedTokens,
-            s.reservedMicros,
-            s.chargedTokens,
-            s.chargedMicros,
-          );
+          d.budgets.settleLease(s.budgetSlot, vk.budget, s.leaseDay, s.reservedTokens, s.reservedMicros, s.chargedTokens, s.chargedMicros);
       }
     },
   };
