@@ -294,7 +294,8 @@ export class Budgets {
       if (l.tokensPerDay > 0) Atomics.add(i, b + A_TOK_DAY, dt);
       if (l.microsPerDay > 0) Atomics.add(i, b + A_USD_DAY, du);
     }
-    if (Atomics.load(i, b + L_MON) === monthEpoch(day * DAY_MS)) {
+    // The month of the reservation's day: the cached one almost always (no Date allocated on the hot path).
+    if (Atomics.load(i, b + L_MON) === (day === this.day ? this.month : monthEpoch(day * DAY_MS))) {
       if (l.tokensPerMonth > 0) Atomics.add(i, b + A_TOK_MON, dt);
       if (l.microsPerMonth > 0) Atomics.add(i, b + A_USD_MON, du);
     }
