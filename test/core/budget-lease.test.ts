@@ -19,6 +19,7 @@ import {
   OK,
   type BudgetLimits,
 } from "../../core/budget.js";
+import { ConfigError, loadConfig } from "../../core/config.js";
 import { prng } from "../../core/prng.js";
 import { runThreads, workerMain } from "../support/threads.js";
 
@@ -124,6 +125,23 @@ if (!isMainThread) {
     assert.equal(b.reserve(0, TOK_DAY, 900, 0), OK);
     assert.equal(b.leaseDay, -1, "not leased: settles without touching a lease");
     assert.equal(b.reserve(0, TOK_DAY, 200, 0), L_TOKENS_DAY);
+  });
+
+  test("the lease settings default to 100 ms, 5 s and 1/8, and a value out of range stops the start naming it", () => {
+    const base = { ANTHROPIC_API_KEY: "sk-upstream-cfg-lease" };
+    const c = loadConfig(base, undefined, 1);
+    assert.deepEqual([c.budget_lease_ms, c.budget_lease_idle_ms, c.budget_lease_share], [100, 5000, 8]);
+    for (const [name, bad] of [
+      ["BUDGET_LEASE_MS", "5"],
+      ["BUDGET_LEASE_IDLE_MS", "50"],
+      ["BUDGET_LEASE_SHARE", "0"],
+      ["BUDGET_LEASE_SHARE", "eight"],
+    ] as const)
+      assert.throws(
+        () => loadConfig({ ...base, [name]: bad }, undefined, 1),
+        (e: unknown) => e instanceof ConfigError && e.message.startsWith(name),
+        `${name}=${bad}`,
+      );
   });
 
   test("four threads on one leased slot never admit more than the grant, and spend stays within it", async () => {
