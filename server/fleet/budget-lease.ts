@@ -128,8 +128,9 @@ export class BudgetLeases {
       }),
     );
     this.r.on("error", () => {}); // reported by the loop (the URL may hold a password: never logged)
-    // Until Redis answers: closed mode spends nothing (no lease yet), open mode checks locally.
-    budgets.setMode(o.failClosed ? MODE_LEASE : MODE_LOCAL);
+    // Until Redis answers: closed mode spends nothing (no lease yet), open mode checks locally (reported once it answers).
+    budgets.setMode(MODE_LEASE);
+    this.applyDown();
     usage.setLeaseState(2);
   }
 
@@ -185,8 +186,8 @@ export class BudgetLeases {
     const wiped = this.bootMark !== null && b.boot !== this.bootMark;
     if (wiped) {
       this.log.warn({}, "fleet budgets: Redis lost the lease counters; re-registering leases and rebuilding from the ledger");
+      for (const s of this.state.values()) s.lost = s.snap !== null;
     }
-    if (wiped) for (const s of this.state.values()) s.lost = s.snap !== null;
     this.bootMark = b.boot;
     this.known = b.now - Number(b.boot) >= this.rebuildWait;
     if (!this.up) this.log.info({}, "fleet budgets: Redis reachable; budgets hold across the fleet");
@@ -197,11 +198,12 @@ export class BudgetLeases {
     const local = this.budgets.mode() === MODE_LOCAL;
     const keys: LeaseKey[] = [];
     for (const k of this.keys()) if (hasBudget(k.limits)) keys.push(k);
+    if (this.state.size > keys.length) this.forget(keys);
     await Promise.all(keys.map((k) => this.key(k, now, local)));
     let pending = false;
     for (const k of keys) pending ||= this.st(k.id).pending;
-    this.usage.setLeaseState(pending ? 2 : 1);
     if (!this.up) return; // a round trip failed during this turn: down() chose the mode
+    this.usage.setLeaseState(pending ? 2 : 1);
     if (this.o.failClosed) return this.budgets.setMode(MODE_LEASE);
     // Open mode checks locally while a key's counters wait for their rebuild; what it admits is reported afterwards.
     if (pending) {
@@ -230,6 +232,12 @@ export class BudgetLeases {
           return report?.catch((e) => this.failed(e));
         }),
       );
+  }
+
+  /** Drop the state of keys revoked or no longer budgeted (what they held lapses with the window). */
+  private forget(keys: LeaseKey[]): void {
+    const live = new Set(keys.map((k) => k.id));
+    for (const id of this.state.keys()) if (!live.has(id)) this.state.delete(id);
   }
 
   /** A round trip failed: counted; Redis unreachable switches the mode (open) at once rather than at the next tick. */
@@ -381,7 +389,8 @@ export class BudgetLeases {
     const need: Four = [lim[0] > 0 ? tok : 0, lim[1] > 0 ? tok : 0, lim[2] > 0 ? mic : 0, lim[3] > 0 ? mic : 0];
     // Enough for twice the reservations since the last renewal, at least four of the request that asked.
     const times = Math.max(4, 2 * s.usesSinceTake);
-    const ask = need.map((x) => Math.min(LEASE_CAP, x * times)) as Four;
+    const held = this.budgets.held(k.slot).avail; // a slot holds at most LEASE_CAP (Int32 with room to settle)
+    const ask = need.map((x, i) => Math.max(0, Math.min(LEASE_CAP - held[i]!, x * times))) as Four;
     const r = await take(this.r, w, this.candidate(), this.o.share, lim, need, ask, LEASE_CAP);
     this.usage.leaseRenewed(1, 0);
     const epoch = String(r[1]);

@@ -18,6 +18,7 @@ import { startGateway, type Gateway } from "../support/gateway.js";
 import { startPostgres, type PgHandle } from "../support/postgres.js";
 import { startRedis, type RedisHandle } from "../support/redis.js";
 import { until } from "../support/wait.js";
+import { freePort } from "../support/free-port.js";
 import { windowOf } from "../../server/fleet/budget-lease-scripts.js";
 
 const ADMIN = "adm-fleet-budget-0123456789";
@@ -275,5 +276,38 @@ test("counters Redis lost are rebuilt from the ledger: a spent budget stays spen
     }
   } finally {
     r.disconnect();
+  }
+});
+
+test("Redis unreachable from the start: closed mode refuses a budgeted key with 503, and SIGTERM still exits promptly", async () => {
+  const nobody = `redis://127.0.0.1:${await freePort()}`;
+  const g = await startGateway({
+    ANTHROPIC_API_BASE: mock.url,
+    ANTHROPIC_API_KEY: "sk-upstream-fleet",
+    MODEL_PROVIDER: "anthropic",
+    ADMIN_API_KEY: ADMIN,
+    DATABASE_URL: db.url,
+    REDIS_URL: nobody,
+    BUDGET_FAIL_MODE: "closed",
+  });
+  try {
+    await g.waitForLine(
+      "the lease loop to report Redis unreachable",
+      (l) => String(l.msg).startsWith("fleet budgets: Redis unreachable"),
+      20_000,
+    );
+    const k = (await admin(g, "POST", "/admin/keys", { name: "no-redis", limits: { tokens_per_day: 1000 } })).json;
+    const a = await call(g, k.key, false);
+    assert.equal(a.status, 503);
+    assert.equal(a.body.error.type, "overloaded_error");
+    const plain = (await admin(g, "POST", "/admin/keys", { name: "no-budget" })).json;
+    assert.equal((await call(g, plain.key, false)).status, 200, "a key without a budget is served");
+    const d = ((await (await fetch(`${g.url}/health/ready`)).json()) as any).components.database;
+    assert.deepEqual([d.budgets, d.budget_redis], ["fleet", "degraded"]);
+  } finally {
+    let t: NodeJS.Timeout | undefined;
+    const code = await Promise.race([g.stop(), new Promise<string>((r) => (t = setTimeout(r, 20_000, "still running")))]);
+    clearTimeout(t);
+    assert.equal(code, 0, "the gateway exited cleanly without Redis");
   }
 });
