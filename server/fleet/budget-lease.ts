@@ -15,8 +15,9 @@
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { type BudgetLimits, type Budgets, hasBudget, LEASE_CAP, MODE_LEASE, MODE_LOCAL, type Spend } from "../../core/budget.js";
+import { type BudgetLimits, type Budgets, hasBudget, LEASE_CAP, MODE_LEASE, MODE_LOCAL } from "../../core/budget.js";
 import type { UsageMetrics } from "../../core/usage-metrics.js";
+import { LocalSpend } from "./budget-lease-local.js";
 import {
   adjust,
   boot,
@@ -28,9 +29,6 @@ import {
   windowOf,
   withLeaseScripts,
 } from "./budget-lease-scripts.js";
-
-/** Snapshots kept per key while the local check runs (one per BUDGET_LEASE_MS). */
-const TRAIL_MAX = 1000;
 
 /** How often a key the fleet reported used up asks again (others may return budget, or the limit may rise). */
 const EXHAUSTED_RETRY_MS = 500;
@@ -68,13 +66,8 @@ interface KeyState {
   triedAt: number;
   /** When a pending key's counters may be rebuilt (local clock). */
   dueAt: number;
-  /** Spend counted outside the leases since this snapshot (open mode while degraded). */
-  snap: Spend | null;
-  snapDay: number;
-  /** Later snapshots while the local check runs: a rebuild's ledger read moves the baseline to the last one before it. */
-  trail: { at: number; spend: Spend; day: number }[];
-  /** Redis was emptied since the baseline: what to report depends on the rebuild's ledger read (rebase). */
-  lost: boolean;
+  /** What the local check admitted (open mode), to report (server/fleet/budget-lease-local.ts). */
+  local: LocalSpend;
 }
 
 export class BudgetLeases {
@@ -166,10 +159,7 @@ export class BudgetLeases {
           pending: false,
           triedAt: 0,
           dueAt: 0,
-          snap: null,
-          snapDay: 0,
-          trail: [],
-          lost: false,
+          local: new LocalSpend(),
         }),
       );
     return s;
@@ -186,7 +176,7 @@ export class BudgetLeases {
     const wiped = this.bootMark !== null && b.boot !== this.bootMark;
     if (wiped) {
       this.log.warn({}, "fleet budgets: Redis lost the lease counters; re-registering leases and rebuilding from the ledger");
-      for (const s of this.state.values()) s.lost = s.snap !== null;
+      for (const s of this.state.values()) s.local.lost = s.local.open;
     }
     this.bootMark = b.boot;
     this.known = b.now - Number(b.boot) >= this.rebuildWait;
@@ -209,13 +199,8 @@ export class BudgetLeases {
     if (pending) {
       if (!local) {
         this.budgets.setMode(MODE_LOCAL);
-        for (const k of keys) this.snapshot(k.slot, this.st(k.id));
-      } else
-        for (const k of keys) {
-          const s = this.st(k.id);
-          if (s.snap !== null && s.trail.length < TRAIL_MAX)
-            s.trail.push({ at: now, spend: this.budgets.spend(k.slot), day: Math.floor(now / 86_400_000) });
-        }
+        for (const k of keys) this.st(k.id).local.start(this.budgets.spend(k.slot), now);
+      } else for (const k of keys) this.st(k.id).local.mark(this.budgets.spend(k.slot), now);
       return;
     }
     this.budgets.setMode(MODE_LEASE);
@@ -225,10 +210,8 @@ export class BudgetLeases {
       await Promise.all(
         keys.map((k) => {
           const s = this.st(k.id);
-          const report = s.snap === null || s.lost ? undefined : this.report(k, s, windowOf(k.id, now), limitsOf(k), true);
-          s.snap = null;
-          s.lost = false;
-          s.trail = [];
+          const report = !s.local.open || s.local.lost ? undefined : this.report(k, s, windowOf(k.id, now), limitsOf(k), true);
+          s.local.clear();
           return report?.catch((e) => this.failed(e));
         }),
       );
@@ -267,31 +250,11 @@ export class BudgetLeases {
     // Already on the local check (a rebuild was pending): its baselines still hold what is unreported.
     const fresh = this.budgets.mode() === MODE_LEASE;
     this.budgets.setMode(MODE_LOCAL);
-    for (const k of this.keys()) if (fresh || this.st(k.id).snap === null) this.snapshot(k.slot, this.st(k.id));
-  }
-
-  private snapshot(slot: number, s: KeyState): void {
-    s.snap = this.budgets.spend(slot);
-    s.snapDay = Math.floor(Date.now() / 86_400_000);
-    s.trail = [];
-  }
-
-  /**
-   * The counters were rebuilt from a ledger read that started at `at` (the rebuilding replica's
-   * clock): what this replica admitted well before it is in that read, so the baseline moves to the
-   * last snapshot taken REBASE_MARGIN_MS (row flush, clock skew) before it; the rest is reported.
-   */
-  private rebase(s: KeyState, at: number): void {
-    let best: { spend: Spend; day: number } | null = null;
-    for (const e of s.trail) if (e.at <= at - this.rebaseMargin) best = e;
-    // No snapshot since the loss: this replica was not on the local check then, so the ledger has it all.
-    if (s.trail.length === 0) s.snap = null;
-    else if (best !== null && s.snap !== null) {
-      s.snap = best.spend;
-      s.snapDay = best.day;
+    const now = Date.now();
+    for (const k of this.keys()) {
+      const s = this.st(k.id);
+      if (fresh || !s.local.open) s.local.start(this.budgets.spend(k.slot), now);
     }
-    s.trail = [];
-    s.lost = false;
   }
 
   /**
@@ -316,7 +279,7 @@ export class BudgetLeases {
       if (s.boot !== this.bootMark) await this.register(k, s, w, lim);
       if (s.pending && now >= s.dueAt) await this.rebuildIfDue(k, s, w);
       if (s.pending && !n.need) return;
-      if (local && s.snap !== null && !s.pending && !s.lost) await this.report(k, s, w, lim, false);
+      if (local && s.local.open && !s.pending && !s.local.lost) await this.report(k, s, w, lim, false);
       // Renew what asked; ahead of need, a lease that will not last two more periods at this rate; coming back
       // from the local check, a lease in use.
       const short = recent > 0 && n.tok > 0 && this.runsShort(k.slot, lim, recent * 2, n.tok, n.mic);
@@ -359,26 +322,11 @@ export class BudgetLeases {
   }
 
   /**
-   * Spend the local check admitted since the snapshot (open mode while degraded) joins the
-   * counters; the final report (`inflight`) adds every reservation in flight too, whichever way
-   * it was admitted (an over-count, never an under-count). Otherwise the snapshot moves on.
+   * What the local check admitted (open mode) joins the counters (server/fleet/budget-lease-local.ts);
+   * the final report (`inflight`) adds every reservation then in flight too.
    */
   private async report(k: LeaseKey, s: KeyState, w: Window, lim: Four, inflight: boolean): Promise<void> {
-    const a = s.snap!,
-      b = this.budgets.spend(k.slot);
-    const sameDay = s.snapDay === w.day;
-    const dt = b.dayTokens - (sameDay ? a.dayTokens : 0),
-      du = b.dayMicros - (sameDay ? a.dayMicros : 0);
-    const ft = inflight ? b.reservedTokens : 0,
-      fu = inflight ? b.reservedMicros : 0;
-    const amounts = [
-      lim[0] > 0 ? dt + ft : 0,
-      lim[1] > 0 ? b.monthTokens - a.monthTokens + ft : 0,
-      lim[2] > 0 ? du + fu : 0,
-      lim[3] > 0 ? b.monthMicros - a.monthMicros + fu : 0,
-    ].map((x) => Math.max(0, x)) as Four;
-    if (inflight) s.snap = null;
-    else this.snapshot(k.slot, s);
+    const amounts = s.local.take(this.budgets.spend(k.slot), w.day, lim, inflight, Date.now());
     if (amounts.some((x) => x > 0)) {
       await adjust(this.r, w, this.candidate(), "", true, amounts);
       this.usage.leaseRenewed(1, 0);
@@ -396,7 +344,7 @@ export class BudgetLeases {
     const epoch = String(r[1]);
     if (s.epoch !== "" && epoch !== s.epoch) s.boot = null; // this key's counters were lost alone: re-register next time
     s.epoch = epoch;
-    if (r[0] !== 2 && s.lost) this.rebase(s, Number((await this.r.hget(w.dayKey, "at")) ?? 0));
+    if (r[0] !== 2 && s.local.lost) s.local.rebase(Number((await this.r.hget(w.dayKey, "at")) ?? 0), this.rebaseMargin);
     if (r[0] === 0) {
       s.pending = false;
       s.usesSinceTake = 0;
@@ -439,7 +387,7 @@ export class BudgetLeases {
     if (a >= 0 && b >= 0) {
       s.pending = false;
       // The read that counted: ours, or the one of the replica that rebuilt first (its time is in the hash).
-      this.rebase(s, a === 1 ? at : Number((await this.r.hget(w.dayKey, "at")) ?? 0));
+      s.local.rebase(a === 1 ? at : Number((await this.r.hget(w.dayKey, "at")) ?? 0), this.rebaseMargin);
       if (a === 1 || b === 1)
         this.log.info({ key_id: k.id, day_tokens: dd.tok, month_tokens: mm.tok }, "fleet budgets: counters rebuilt from the ledger");
     }
