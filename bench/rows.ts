@@ -11,6 +11,7 @@ import { RequestState } from "../core/pipeline/state.js";
 import { validateMessagesRequest } from "../core/validate.js";
 import { findModelRange } from "../core/json-splice.js";
 import { presentedKey } from "../core/auth.js";
+import { Budgets, L_TOKENS_DAY, L_USD_DAY, LEASE_CAP, MODE_LEASE, monthEpoch, type BudgetLimits } from "../core/budget.js";
 import { CLIENT_KEY, Core } from "./stack.js";
 import { MicroClock } from "../core/clock.js";
 import { RateLeaseSlots, RateLimiter } from "../core/ratelimit.js";
@@ -177,5 +178,51 @@ export async function buildRows(): Promise<Rows> {
     },
     { id: "model_scan_complex", name: "extra: findModelRange complex body", report: false, fn: () => findModelRange(complexBuf) },
   ];
+  rows.push(...budgetRows());
   return { rows, missing: [], complexBytes: complexBuf.length, close: () => core.close() };
+}
+
+/**
+ * A budgeted request's admission and settlement on one box (limit - spend) and in fleet mode
+ * (out of the Redis lease this replica holds, docs/fleet.md): same kind of work, Atomics only.
+ */
+function budgetRows(): Row[] {
+  const l: BudgetLimits = { tokensPerDay: 1e12, tokensPerMonth: 0, microsPerDay: 1e12, microsPerMonth: 0 };
+  const box = new Budgets(Budgets.bufferFor(1));
+  const fleet = new Budgets(Budgets.bufferFor(1));
+  fleet.setMode(MODE_LEASE);
+  const now = Date.now();
+  fleet.openWindow(0, Math.floor(now / 86_400_000), monthEpoch(now));
+  fleet.grant(0, L_TOKENS_DAY, LEASE_CAP);
+  fleet.grant(0, L_USD_DAY, LEASE_CAP);
+  return [
+    { id: "budget_check_box", name: "extra: budget pre-body check, one box (2 limits)", report: false, fn: () => box.exhausted(0, l) },
+    {
+      id: "budget_check_fleet",
+      name: "extra: budget pre-body check, fleet lease (2 limits)",
+      report: false,
+      fn: () => fleet.exhausted(0, l),
+    },
+    {
+      id: "budget_settle_box",
+      name: "extra: budget reserve + settle, one box (2 limits)",
+      report: false,
+      fn: () => {
+        box.reserve(0, l, 100, 1000);
+        box.release(0, 100, 1000);
+        box.charge(0, 50, 500);
+      },
+    },
+    {
+      id: "budget_settle_fleet",
+      name: "extra: budget reserve + settle, fleet lease (2 limits)",
+      report: false,
+      fn: () => {
+        fleet.reserve(0, l, 100, 1000);
+        fleet.release(0, 100, 1000);
+        fleet.settleLease(0, l, fleet.leaseDay, 100, 1000, 0, 0); // the whole reservation back: the lease never runs dry
+        fleet.charge(0, 50, 500);
+      },
+    },
+  ];
 }

@@ -175,6 +175,12 @@ export interface Settings {
   rate_lease_renew_ms: number & tags.Type<"uint32"> & tags.Minimum<10> & tags.Maximum<1000>;
   /** Fleet rate limits: request units a key has not used for this long go back to the fleet. */
   rate_lease_idle_ms: number & tags.Type<"uint32"> & tags.Minimum<100> & tags.Maximum<60000>;
+  /** Fleet budgets on Redis leases (docs/fleet.md): how often leases are renewed, returned and windows rolled. */
+  budget_lease_ms: number & tags.Type<"uint32"> & tags.Minimum<10> & tags.Maximum<10000>;
+  /** A key's lease unused this long is returned to the fleet (down to one request's worth). */
+  budget_lease_idle_ms: number & tags.Type<"uint32"> & tags.Minimum<100> & tags.Maximum<3600000>;
+  /** One grant takes at most 1/this of what is left of a limit (at least what one waiting request needs). */
+  budget_lease_share: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<1000>;
   budget_fail_mode: "open" | "closed";
   max_keys: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<1000000>;
   ledger_batch_ms: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<10000>;
@@ -246,6 +252,9 @@ export const ENV_NAMES: Record<keyof Settings, string> = {
   key_sync_ms: "KEY_SYNC_MS",
   rate_lease_renew_ms: "RATE_LEASE_RENEW_MS",
   rate_lease_idle_ms: "RATE_LEASE_IDLE_MS",
+  budget_lease_ms: "BUDGET_LEASE_MS",
+  budget_lease_idle_ms: "BUDGET_LEASE_IDLE_MS",
+  budget_lease_share: "BUDGET_LEASE_SHARE",
   budget_fail_mode: "BUDGET_FAIL_MODE",
   max_keys: "MAX_KEYS",
   ledger_batch_ms: "LEDGER_BATCH_MS",
@@ -360,6 +369,9 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     key_sync_ms: envNum(env, "KEY_SYNC_MS", 500),
     rate_lease_renew_ms: envNum(env, "RATE_LEASE_RENEW_MS", 50),
     rate_lease_idle_ms: envNum(env, "RATE_LEASE_IDLE_MS", 1000),
+    budget_lease_ms: envNum(env, "BUDGET_LEASE_MS", 100),
+    budget_lease_idle_ms: envNum(env, "BUDGET_LEASE_IDLE_MS", 5000),
+    budget_lease_share: envNum(env, "BUDGET_LEASE_SHARE", 8),
     budget_fail_mode: (envStr(env, "BUDGET_FAIL_MODE") ?? "closed") as Settings["budget_fail_mode"],
     max_keys: envNum(env, "MAX_KEYS", 10_000),
     ledger_batch_ms: envNum(env, "LEDGER_BATCH_MS", 50),

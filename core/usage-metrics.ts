@@ -23,7 +23,10 @@ export const H_LEDGER_CHECKED = 1; // Clock seconds of the last check (0 = never
 export const H_LEDGER_KIB = 2; // the ledger's size on disk in KiB (database + WAL)
 export const H_LEDGER_QUEUED = 3; // rows waiting for the ledger (a backlog while it fails)
 export const H_LEDGER_DROPPED = 4; // rows dropped past LEDGER_QUEUE_MAX since start
-const N_HEADER = 6;
+export const H_LEASE_STATE = 5; // fleet budget leases: 0 off (per replica), 1 Redis up, 2 degraded
+export const H_LEASE_RENEWALS = 6; // lease round trips to Redis that succeeded (take, return)
+export const H_LEASE_FAILURES = 7; // lease round trips that failed (Redis unreachable or erroring)
+const N_HEADER = 8;
 
 export class UsageLayout {
   readonly providers: readonly string[];
@@ -39,7 +42,7 @@ export class UsageLayout {
   constructor(providers: readonly string[], models: readonly string[]) {
     this.providers = Object.freeze(["none", ...providers]);
     this.models = models;
-    this.unknownOff = this.blocksOff + (LIMIT_NAMES.length + 1) * 2;
+    this.unknownOff = this.blocksOff + BLOCK_NAMES.length * 2;
     this.unreadableOff = this.unknownOff + this.providers.length * 2;
     this.cellsOff = this.unreadableOff + this.providers.length * 2;
     this.totalU32 = this.cellsOff + this.providers.length * models.length * N_K * 2;
@@ -53,9 +56,10 @@ export function createUsageBuffer(l: UsageLayout): SharedArrayBuffer {
   return new SharedArrayBuffer(l.totalU32 * 4);
 }
 
-/** Budget refusals are counted by limit index; this extra index is "ledger unavailable". */
+/** Budget refusals are counted by limit index; then "ledger unavailable" and, in fleet mode, "lease short". */
 export const BLOCK_UNAVAILABLE = LIMIT_NAMES.length;
-export const BLOCK_NAMES = [...LIMIT_NAMES, "ledger_unavailable"] as const;
+export const BLOCK_LEASE_SHORT = LIMIT_NAMES.length + 1;
+export const BLOCK_NAMES = [...LIMIT_NAMES, "ledger_unavailable", "lease_short"] as const;
 
 export class UsageMetrics {
   readonly layout: UsageLayout;
@@ -106,6 +110,17 @@ export class UsageMetrics {
   }
   ledgerCheckedAt(): number {
     return Atomics.load(this.i32, H_LEDGER_CHECKED);
+  }
+  /** Fleet budget leases (server/fleet/budget-lease.ts): 0 off, 1 Redis up, 2 degraded. */
+  setLeaseState(state: number): void {
+    Atomics.store(this.i32, H_LEASE_STATE, state);
+  }
+  leaseState(): number {
+    return Atomics.load(this.i32, H_LEASE_STATE);
+  }
+  leaseRenewed(n: number, failed: number): void {
+    if (n > 0) Atomics.add(this.i32, H_LEASE_RENEWALS, n);
+    if (failed > 0) Atomics.add(this.i32, H_LEASE_FAILURES, failed);
   }
 }
 
@@ -170,6 +185,19 @@ export function renderUsagePrometheus(l: UsageLayout, sab: SharedArrayBuffer): s
     "# TYPE ledger_dropped_rows_total counter",
     `ledger_dropped_rows_total ${Atomics.load(h, H_LEDGER_DROPPED)}`,
   );
+  const lease = Atomics.load(h, H_LEASE_STATE);
+  if (lease !== 0)
+    out.push(
+      "# HELP budget_lease_redis_up 1 while this replica reaches Redis for its budget leases (fleet mode).",
+      "# TYPE budget_lease_redis_up gauge",
+      `budget_lease_redis_up ${lease === 1 ? 1 : 0}`,
+      "# HELP budget_lease_renewals_total Budget lease round trips to Redis (take and return) that succeeded.",
+      "# TYPE budget_lease_renewals_total counter",
+      `budget_lease_renewals_total ${Atomics.load(h, H_LEASE_RENEWALS) >>> 0}`,
+      "# HELP budget_lease_failures_total Budget lease round trips to Redis that failed.",
+      "# TYPE budget_lease_failures_total counter",
+      `budget_lease_failures_total ${Atomics.load(h, H_LEASE_FAILURES) >>> 0}`,
+    );
   return out.join("\n") + "\n";
 }
 

@@ -10,7 +10,7 @@ import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp } from "uWe
 import { getHeapStatistics } from "node:v8";
 import type { GatewayConfig } from "../core/config.js";
 import { KeyIndex, presentedKey } from "../core/auth.js";
-import type { Budgets } from "../core/budget.js";
+import { MODE_LEASE, type Budgets } from "../core/budget.js";
 import { readUsage } from "../core/usage.js";
 import type { PriceTable } from "../core/pricing.js";
 import type { UsageMetrics } from "../core/usage-metrics.js";
@@ -325,6 +325,8 @@ export function buildApp(deps: AppDeps): TemplatedApp {
           },
           providers: { ok: providers.length > 0, configured: providers.map((p) => p.name) },
         };
+        // Fleet budget leases (docs/fleet.md): "fleet" while leases bound spend, else "per_replica".
+        const lease = billing === null ? 0 : billing.usage.leaseState();
         const ledgerAge = billing === null ? 0 : Math.max(0, Math.floor(Date.now() / 1000) - billing.usage.ledgerCheckedAt());
         const database =
           billing === null
@@ -335,7 +337,8 @@ export function buildApp(deps: AppDeps): TemplatedApp {
                 fail_mode: cfg.budget_fail_mode,
                 kind: cfg.database_url === null ? "sqlite" : "postgres",
                 queued_rows: billing.usage.ledgerQueued(),
-                budgets: "per_replica",
+                budgets: lease !== 0 && billing.budgets.mode() === MODE_LEASE ? "fleet" : "per_replica",
+                ...(lease === 0 ? {} : { budget_redis: lease === 1 ? "up" : "degraded" }),
                 rate_limits: deps.limiter.fleetWide() ? "fleet" : "per_replica",
               };
         // With BUDGET_FAIL_MODE=open a failing ledger is reported but does not stop traffic.

@@ -17,8 +17,8 @@ import { Piscina } from "piscina";
 import type { Logger } from "pino";
 import type { GatewayConfig } from "../core/config.js";
 import type { ErrorCode } from "../core/errors.js";
-import type { Budgets } from "../core/budget.js";
-import { newKey, publicKey, type CreateKeyInput, type KeyRecord, type PatchKeyInput } from "../core/keys.js";
+import type { BudgetLimits, Budgets } from "../core/budget.js";
+import { budgetOf, newKey, publicKey, type CreateKeyInput, type KeyRecord, type PatchKeyInput } from "../core/keys.js";
 import type { UsageMetrics } from "../core/usage-metrics.js";
 import type { AuditRow, GroupBy, LedgerData, LedgerTask, SpendRow, UsageRow } from "../workers/ledger-task.js";
 import type { PgLedgerData } from "../workers/pg-ledger.js";
@@ -39,6 +39,9 @@ export interface KeyChange {
   put: { record: KeyRecord; slot: number }[];
   remove: string[];
 }
+
+/** Budget limits per key record (records are replaced, never changed, when a key is updated). */
+const BUDGETS = new WeakMap<KeyRecord, BudgetLimits>();
 
 /** Rows per write: one statement (PostgreSQL) or transaction (SQLite) stays short after an outage. */
 const MAX_BATCH = 5_000;
@@ -102,6 +105,30 @@ export class LedgerHub {
       this.setOk(false);
       log.error({ err: String(e) }, "ledger worker error");
     });
+  }
+
+  /** Live keys with their slot and budget (fleet budget leases, server/fleet/budget-lease.ts). */
+  *budgetKeys(): Generator<{ id: string; slot: number; limits: BudgetLimits }> {
+    for (const e of this.keys.values()) {
+      let limits = BUDGETS.get(e.record);
+      if (limits === undefined) BUDGETS.set(e.record, (limits = budgetOf(e.record.limits)));
+      yield { id: e.record.id, slot: e.slot, limits };
+    }
+  }
+
+  /** Each key's spend since `from` (ms) in the ledger: rebuilds the lease counters after Redis lost them. */
+  async spendSince(from: number): Promise<Map<string, { tok: number; usd: number }>> {
+    const body = await this.run<string>({ op: "usage", from, to: Date.now() + 86_400_000, groupBy: "key", format: "json" });
+    const out = new Map<string, { tok: number; usd: number }>();
+    for (const r of (JSON.parse(body) as { data: Record<string, unknown>[] }).data) {
+      if (typeof r.key !== "string") continue;
+      const tok = ["input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens"].reduce(
+        (a, c) => a + Number(r[c] ?? 0),
+        0,
+      );
+      out.set(r.key, { tok, usd: Math.round(Number(r.cost_usd ?? 0) * 1e6) });
+    }
+    return out;
   }
 
   /** Slots for budgets and rate limits: static keys first, then MAX_KEYS virtual keys. */

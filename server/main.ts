@@ -30,6 +30,7 @@ import { keyPoolBuffers, poolKeyLabels } from "../core/keypool.js";
 import { RateLeases } from "./fleet/rate-lease.js";
 import { MicroClock } from "../core/clock.js";
 import { startTracing } from "./tracing/otel.js";
+import { BudgetLeases } from "./fleet/budget-lease.js";
 
 /** Young generation of each acceptor thread, MiB (V8 sizes it as three semi-spaces). */
 const ACCEPTOR_YOUNG_GENERATION_MB = 16;
@@ -90,6 +91,26 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
   // Fleet mode with Redis: key changes pushed to every replica at once (else the KEY_SYNC_MS reconcile alone).
   const keyBus = ledger.fleet && cfg.cache.redisUrl !== null ? new KeyBus(cfg.cache.redisUrl, () => void ledger.syncKeys(), log) : null;
   if (keyBus !== null) ledger.announce = () => keyBus.announce();
+  // Fleet mode with Redis: budgets hold across the fleet on leases (else per replica, as on one box).
+  const leases =
+    ledger.fleet && cfg.cache.redisUrl !== null
+      ? new BudgetLeases(
+          {
+            url: cfg.cache.redisUrl,
+            periodMs: cfg.budget_lease_ms,
+            idleMs: cfg.budget_lease_idle_ms,
+            share: cfg.budget_lease_share,
+            failClosed: cfg.budget_fail_mode === "closed",
+            ledgerBatchMs: cfg.ledger_batch_ms,
+          },
+          new Budgets(budgetSab),
+          new UsageMetrics(usageLayout, usageSab),
+          () => ledger.budgetKeys(),
+          (from) => ledger.spendSince(from),
+          log,
+        )
+      : null;
+  leases?.start();
   const memoryLimit = memoryLimitBytes();
   const cache = new CacheOwner(cfg.cache, new CacheStats(metrics.u32, layout.cacheOff), log);
   const modelLists = new ModelLists(cfg, log);
@@ -224,6 +245,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     await keyBus?.close();
     await rateLeases?.close(0);
     await tracing?.shutdown().catch(() => undefined);
+    await within(leases?.close() ?? Promise.resolve(), 2000);
     flush();
     throw e;
   }
@@ -275,6 +297,9 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
         log.error({}, "an acceptor thread did not exit in time; terminating it");
         await within(Promise.all(acceptors.map((w) => w.terminate())), left(2500));
       }
+      // No request holds a reservation now: give the unused budget leases back to the fleet (bounded: Redis may be dead).
+      if (leases !== null && (await within(leases.close(), Math.min(1500, left(1500)))) === TIMED_OUT)
+        log.warn({}, "fleet budgets: leases not returned at shutdown (Redis did not answer); they lapse with their window");
       // Every acceptor sent its last rows before "drained": write them, bounded.
       const rows = await within(ledger.flush(left(1000)), left(900));
       if (rows === TIMED_OUT || rows > 0)

@@ -75,6 +75,8 @@ export class RequestState {
   /** What admission reserved (given back and settled to real usage after the reply). */
   reservedTokens = 0;
   reservedMicros = 0;
+  /** Fleet mode: the day whose budget lease the reservation came from, else -1. */
+  leaseDay = -1;
   /** A provider's success whose usage could not be read: settled at the reservation, not 0. */
   usageUnreadable = false;
   /** What the request is charged, priced after the reply (before the budget settles). */

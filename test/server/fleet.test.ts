@@ -171,7 +171,7 @@ test("PostgreSQL stopped under load: readiness says so, requests are served, and
         return r.components.database.ok === false &&
           r.components.database.kind === "postgres" &&
           r.components.database.queued_rows > 0 &&
-          r.components.database.budgets === "per_replica"
+          r.components.database.budgets === "fleet"
           ? true
           : undefined;
       },

@@ -3,11 +3,16 @@
  * the body is read, check its model allowlist once the model is known, and reserve the
  * worst case before dispatch. After the reply the reservation is given back and the real
  * usage charged, only for the requests these stages admitted.
+ *
+ * In fleet mode with leases (docs/fleet.md) the reservation comes out of what this replica
+ * holds on lease; when that falls short and the fleet is not known to be out, the answer is
+ * 503 GW_ERR_BUDGET_UNAVAILABLE with retry-after 1 (the main thread is renewing the lease, or
+ * cannot reach Redis with BUDGET_FAIL_MODE=closed), never a 429 that would claim the budget is spent.
  */
-import { estimateInputTokens, LIMIT_NAMES, OK, type BudgetLimits, type Budgets } from "../../budget.js";
+import { estimateInputTokens, LEASE_SHORT, LIMIT_NAMES, OK, type BudgetLimits, type Budgets } from "../../budget.js";
 import { modelAllowed } from "../../keys.js";
 import type { PriceTable } from "../../pricing.js";
-import { BLOCK_UNAVAILABLE, type UsageMetrics } from "../../usage-metrics.js";
+import { BLOCK_LEASE_SHORT, BLOCK_UNAVAILABLE, type UsageMetrics } from "../../usage-metrics.js";
 import { codeNumber, CONTINUE } from "../codes.js";
 import type { Stage } from "../pipeline.js";
 import type { RequestState } from "../state.js";
@@ -81,14 +86,25 @@ export function reserveStage(d: BudgetDeps): Stage {
       const maxTok = typeof mt === "number" && mt > 0 ? Math.ceil(mt) : 0;
       const micros = Math.ceil(inTok * (p.input > p.cacheWrite ? p.input : p.cacheWrite) + maxTok * p.output);
       const over = d.budgets.reserve(s.key!.index, vk.budget, inTok + maxTok, micros);
+      if (over === LEASE_SHORT) {
+        d.usage.blocked(BLOCK_LEASE_SHORT);
+        s.errMessage = "this key's budget share is being renewed from the fleet (or cannot be right now); retry shortly";
+        s.errHeaders = RETRY_AFTER_1;
+        return E_UNAVAILABLE;
+      }
       if (over !== OK) return refuse(d, s, over, vk.budget);
       s.reservedTokens = inTok + maxTok;
       s.reservedMicros = micros;
+      s.leaseDay = d.budgets.leaseDay;
       return CONTINUE;
     },
     settle(s: RequestState) {
-      if (s.budgetSlot >= 0 && (s.reservedTokens > 0 || s.reservedMicros > 0))
+      if (s.budgetSlot >= 0 && (s.reservedTokens > 0 || s.reservedMicros > 0)) {
         d.budgets.release(s.budgetSlot, s.reservedTokens, s.reservedMicros);
+        const vk = s.key?.virtual ?? null;
+        if (s.leaseDay >= 0 && vk !== null)
+          d.budgets.settleLease(s.budgetSlot, vk.budget, s.leaseDay, s.reservedTokens, s.reservedMicros, s.chargedTokens, s.chargedMicros);
+      }
     },
   };
 }
