@@ -418,8 +418,9 @@ describe("bedrock credentials from the container endpoint (EKS Pod Identity / EC
         assert.equal(res.status, 200, await res.clone().text());
         await res.arrayBuffer();
         requests++;
+        // The last invoke call: the gateway's background fetches (credentials, model lists) are recorded too.
         const rec = (await (await fetch(`${m2.url}/__mock/requests`)).json()) as Recorded[];
-        const auth = rec.at(-1)!.headers["authorization"]!;
+        const auth = rec.filter((r) => r.url.includes("/invoke")).at(-1)!.headers["authorization"]!;
         keyIds.add(/Credential=([^/]+)\//.exec(auth)![1]!);
         await new Promise((r) => setTimeout(r, 250));
       }
