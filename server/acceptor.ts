@@ -20,6 +20,7 @@ import { buildApp } from "./app.js";
 import type { RequestCtx, Shared } from "./context.js";
 import { createLogger, requestLogTap } from "./log.js";
 import { Pools } from "./upstream.js";
+import { deadlines } from "./deadlines.js";
 import { KeyIndex } from "../core/auth.js";
 import { Budgets } from "../core/budget.js";
 import { entryOf, type KeyRecord } from "../core/keys.js";
@@ -123,6 +124,7 @@ const shedSettings = {
 };
 const shedder = new Shedder(data.shedSab, data.index, shedSettings, metrics.i32, G_ACTIVE);
 const limiter = new RateLimiter(data.rateSab, new MicroClock(data.clockBase));
+deadlines.onError = (e) => log.error({ err: String((e as Error)?.stack ?? e) }, "deadline expiry failed");
 const shared: Shared = {
   metrics,
   log,

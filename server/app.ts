@@ -147,6 +147,13 @@ export function buildApp(deps: AppDeps): TemplatedApp {
    * (synchronously), run the header stages, read the body, run the body stages, dispatch.
    */
   function admitted(route: number, pipe: Pipeline, count: boolean) {
+    // Once per route, not a closure per request.
+    const onBody = (body: Buffer, ctx: RequestCtx): void => {
+      ctx.body = body;
+      const rb = pipe.runBody(ctx);
+      if (rb !== CONTINUE) return refuse(ctx, rb, ctx.errClose);
+      dispatch(ctx);
+    };
     return guard(route, (ctx, req) => {
       if (route === R_CHAT_COMPLETIONS) ctx.reshapeError = toOpenAIError; // OpenAI's error shape (docs/openai.md)
       ctx.pipeline = pipe;
@@ -165,12 +172,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
         // An unread body: close after answering.
         return refuse(ctx, r, ctx.errClose || ctx.contentLength !== 0);
       }
-      readBody(ctx, ctx.contentLength, cfg.max_body_bytes, cfg.body_timeout_ms, (body) => {
-        ctx.body = body;
-        const rb = pipe.runBody(ctx);
-        if (rb !== CONTINUE) return refuse(ctx, rb, ctx.errClose);
-        dispatch(ctx);
-      });
+      readBody(ctx, ctx.contentLength, cfg.max_body_bytes, cfg.body_timeout_ms, onBody);
     });
   }
 
