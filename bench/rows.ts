@@ -12,6 +12,7 @@ import { validateMessagesRequest } from "../core/validate.js";
 import { findModelRange } from "../core/json-splice.js";
 import { presentedKey } from "../core/auth.js";
 import { CLIENT_KEY, Core } from "./stack.js";
+import { Deadline, DeadlineSweep } from "../server/deadlines.js";
 import { FIXTURE_PATH, smallRequest } from "./fixture.js";
 
 export interface Row {
@@ -73,6 +74,14 @@ export async function buildRows(): Promise<Rows> {
     chargedMicros: 486,
   });
   const logTap = core.logTap;
+  // A request's two deadlines (body read, upstream call), on a sweep as the server keeps them
+  // (a long-lived node ahead, as under load), and as the timers they replaced.
+  const sweep = new DeadlineSweep();
+  const longLived = new Nothing();
+  sweep.add(longLived, performance.now() + 3_600_000);
+  const bodyRead = new Nothing(),
+    call = new Nothing();
+  const noop = () => {};
   const limits = { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1_000_000_000 };
   let us = 0;
 
@@ -162,6 +171,34 @@ export async function buildRows(): Promise<Rows> {
       fn: () => findModelRange(smallBuf),
     },
     { id: "model_scan_complex", name: "extra: findModelRange complex body", report: false, fn: () => findModelRange(complexBuf) },
+    {
+      id: "deadlines_sweep",
+      name: "extra: a request's two deadlines on the thread's sweep (add + remove, twice)",
+      report: false,
+      fn: () => {
+        const now = performance.now();
+        sweep.add(bodyRead, now + 30_000);
+        sweep.remove(bodyRead);
+        sweep.add(call, now + 600_000);
+        sweep.remove(call);
+      },
+    },
+    {
+      id: "deadlines_timers",
+      name: "extra: the same as two setTimeout + clearTimeout pairs (before the sweep)",
+      report: false,
+      fn: () => {
+        clearTimeout(setTimeout(noop, 30_000));
+        const t = setTimeout(noop, 600_000);
+        t.unref();
+        clearTimeout(t);
+      },
+    },
   ];
   return { rows, missing: [], complexBytes: complexBuf.length, close: () => core.close() };
+}
+
+/** A deadline that does nothing when it expires (the rows remove it first). */
+class Nothing extends Deadline {
+  expire(): void {}
 }
