@@ -147,7 +147,7 @@ export async function buildRows(): Promise<Rows> {
     },
     {
       id: "ledger_row",
-      name: "extra: the ledger row into the usage sink's batch",
+      name: "extra: the ledger row into the thread's ring (its drain, on the main thread in the server, amortised in)",
       report: false,
       fn: () => core.sink.record(finished, 200, 1234),
     },

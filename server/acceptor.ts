@@ -28,7 +28,8 @@ import { PriceTable } from "../core/pricing.js";
 import { UsageLayout, UsageMetrics } from "../core/usage-metrics.js";
 import { startTracing } from "./tracing/otel.js";
 import { UserMetrics } from "../core/user-metrics.js";
-import type { AuditRow, UsageRow } from "../workers/ledger-task.js";
+import type { AuditRow } from "../workers/ledger-task.js";
+import { LedgerRing } from "../core/ledger-ring.js";
 import type { AdminOp, AdminResult, KeyChange } from "./ledger.js";
 import { UsageSink } from "./usage-sink.js";
 import type { ProviderModels } from "../core/models.js";
@@ -60,6 +61,8 @@ export interface AcceptorData {
   index: number;
   /** This thread's line to the response cache's owner (server/cache/owner.ts). */
   cachePort: MessagePort;
+  /** This thread's ledger ring (core/ledger-ring.ts), drained by the main thread. */
+  ledgerRing: SharedArrayBuffer;
 }
 
 export type ToMain =
@@ -67,7 +70,9 @@ export type ToMain =
   | { t: "listen-failed"; port: number }
   | { t: "render"; id: number; kind: RenderKind }
   | { t: "drained"; forced: number }
-  | { t: "rows"; rows: UsageRow[]; audit: AuditRow[] }
+  | { t: "audit"; audit: AuditRow[] }
+  /** The ledger ring is past half full: drain it now rather than at the next tick. */
+  | { t: "rows-ready" }
   | { t: "admin"; id: number; op: AdminOp }
   | { t: "keys-applied"; seq: number };
 
@@ -156,7 +161,11 @@ const sink = new UsageSink(
   log,
   usageMetrics,
   prices,
-  (rows, audit) => port.postMessage({ t: "rows", rows, audit } satisfies ToMain),
+  {
+    ring: new LedgerRing(data.ledgerRing),
+    drainSoon: () => port.postMessage({ t: "rows-ready" } satisfies ToMain),
+    audit: (audit) => port.postMessage({ t: "audit", audit } satisfies ToMain),
+  },
   cfg.ledger_batch_ms,
   cfg.ledger_batch_rows,
   cfg.usage_metrics_user_label_max > 0 ? new UserMetrics(metrics.u32, metrics.layout.user) : null,
