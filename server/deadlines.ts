@@ -63,13 +63,6 @@ export class DeadlineSweep {
     d.dlArmed = false;
   }
 
-  /** Nodes waiting (for tests and drains). */
-  size(): number {
-    let n = 0;
-    for (let d = this.head; d !== null; d = d.dlNext) n++;
-    return n;
-  }
-
   private arm(at: number): void {
     if (this.timer !== null) clearTimeout(this.timer);
     const ms = at - performance.now();

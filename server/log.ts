@@ -32,7 +32,7 @@ export const REDACT_PATHS = [
 /** The destination's buffer cap: about 40,000 request lines, a few seconds of a stalled disk at full load. */
 export const LOG_BUFFER_BYTES = 8 * 1024 * 1024;
 /** How long a line may wait to be batched with others, and the batch size written at once. */
-export const LOG_BATCH_MS = 10;
+const LOG_BATCH_MS = 10;
 const LOG_BATCH_CHARS = 16 * 1024;
 
 export interface LogOptions {
