@@ -38,18 +38,30 @@ test("nodes expire once each, in deadline order, never before their deadline, wh
   const sweep = new DeadlineSweep();
   const log: string[] = [];
   const now = performance.now();
-  const a = new Node("a", log),
-    b = new Node("b", log),
-    c = new Node("c", log);
-  sweep.add(b, now + 40);
-  sweep.add(c, now + 60);
-  sweep.add(a, now + 20); // ahead of the head: the sweep must not wait for b's time
-  const last = expired(c, log);
-  await last;
-  assert.deepEqual(log, ["a", "b", "c"]);
-  assert.ok(a.firedAt >= a.dlAt && b.firedAt >= b.dlAt && c.firedAt >= c.dlAt, "none expired early");
-  assert.ok(a.firedAt < b.dlAt, "a did not wait for the timer armed for b");
-  assert.ok(!a.dlArmed && !b.dlArmed && !c.dlArmed, "none is left in the list");
+  const x = new Node("x", log),
+    y = new Node("y", log),
+    z = new Node("z", log);
+  sweep.add(x, now + 30);
+  sweep.add(y, now + 10);
+  sweep.add(z, now + 20);
+  await expired(x, log);
+  assert.deepEqual(log, ["y", "z", "x"]);
+  assert.ok(x.firedAt >= x.dlAt && y.firedAt >= y.dlAt && z.firedAt >= z.dlAt, "none expired early");
+  assert.ok(!x.dlArmed && !y.dlArmed && !z.dlArmed, "none is left in the list");
+});
+
+test("a node added ahead of the others is not held back by the timer armed for them", async () => {
+  const sweep = new DeadlineSweep();
+  const log: string[] = [];
+  const now = performance.now();
+  const later = new Node("later", log),
+    soon = new Node("soon", log);
+  sweep.add(later, now + 600_000); // the timer is armed for this one, ten minutes away
+  sweep.add(soon, now + 10);
+  await expired(soon, log); // bounded at 5 s: fails if the sweep waited for `later`
+  assert.deepEqual(log, ["soon"]);
+  assert.equal(later.dlArmed, true);
+  sweep.remove(later);
 });
 
 test("a removed node never expires, and the nodes after it still do", async () => {
