@@ -201,18 +201,6 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     }
   }
 
-  /** More than one Content-Length header, with different values (uWS keeps the first). */
-  function conflictingLengths(req: HttpRequest): boolean {
-    let first: string | null = null;
-    let conflict = false;
-    req.forEach((k, v) => {
-      if (k !== "content-length") return;
-      if (first === null) first = v.trim();
-      else if (v.trim() !== first) conflict = true;
-    });
-    return conflict;
-  }
-
   /**
    * Admitted by every stage: translation, the built-in mock, or the providers behind the
    * response cache. The cache lookup stays here, not in a stage: it asks the owner thread
@@ -391,4 +379,21 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       guard(R_OTHER, (ctx) => ctx.fail("GW_ERR_ROUTE_NOT_FOUND")),
     );
   return app;
+}
+
+/** More than one Content-Length header, with different values (uWS keeps the first). */
+function conflictingLengths(req: HttpRequest): boolean {
+  lenFirst = null;
+  lenConflict = false;
+  req.forEach(visitLength);
+  return lenConflict;
+}
+
+// conflictingLengths' state: one callback for every request instead of a closure per request (synchronous, one thread).
+let lenFirst: string | null = null;
+let lenConflict = false;
+function visitLength(k: string, v: string): void {
+  if (k !== "content-length") return;
+  if (lenFirst === null) lenFirst = v.trim();
+  else if (v.trim() !== lenFirst) lenConflict = true;
 }
