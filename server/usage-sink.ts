@@ -127,7 +127,7 @@ export class UsageSink {
 
   /**
    * Not unref'd: a pending batch keeps the thread alive until it is handed over (at most
-   * LEDGER_BATCH_MS), so a row finished during shutdown is never lost with the thread.
+   * LEDGER_BATCH_MS), so an audit record made during shutdown is never lost with the thread.
    */
   private arm(): void {
     this.timer = setTimeout(() => this.flush(), this.batchMs);
