@@ -15,6 +15,7 @@ import { Budgets, L_TOKENS_DAY, L_USD_DAY, LEASE_CAP, MODE_LEASE, monthEpoch, ty
 import { CLIENT_KEY, Core } from "./stack.js";
 import { MicroClock } from "../core/clock.js";
 import { RateLeaseSlots, RateLimiter } from "../core/ratelimit.js";
+import { Deadline, DeadlineSweep } from "../server/deadlines.js";
 import { FIXTURE_PATH, smallRequest } from "./fixture.js";
 
 export interface Row {
@@ -76,6 +77,14 @@ export async function buildRows(): Promise<Rows> {
     chargedMicros: 486,
   });
   const logTap = core.logTap;
+  // A request's two deadlines (body read, upstream call), on a sweep as the server keeps them
+  // (a long-lived node ahead, as under load), and as the timers they replaced.
+  const sweep = new DeadlineSweep();
+  const longLived = new Nothing();
+  sweep.add(longLived, performance.now() + 3_600_000);
+  const bodyRead = new Nothing(),
+    call = new Nothing();
+  const noop = () => {};
   const limits = { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1_000_000_000 };
   // Fleet mode's admission: the same check with requests spent from a local lease (server/fleet/rate-lease.ts).
   const leaseSab = RateLimiter.bufferFor(1);
@@ -153,7 +162,7 @@ export async function buildRows(): Promise<Rows> {
     },
     {
       id: "ledger_row",
-      name: "extra: the ledger row into the usage sink's batch",
+      name: "extra: the ledger row into the thread's ring (its drain, on the main thread in the server, amortised in)",
       report: false,
       fn: () => core.sink.record(finished, 200, 1234),
     },
@@ -177,6 +186,29 @@ export async function buildRows(): Promise<Rows> {
       fn: () => findModelRange(smallBuf),
     },
     { id: "model_scan_complex", name: "extra: findModelRange complex body", report: false, fn: () => findModelRange(complexBuf) },
+    {
+      id: "deadlines_sweep",
+      name: "extra: a request's two deadlines on the thread's sweep (add + remove, twice)",
+      report: false,
+      fn: () => {
+        const now = performance.now();
+        sweep.add(bodyRead, now + 30_000);
+        sweep.remove(bodyRead);
+        sweep.add(call, now + 600_000);
+        sweep.remove(call);
+      },
+    },
+    {
+      id: "deadlines_timers",
+      name: "extra: the same as two setTimeout + clearTimeout pairs (before the sweep)",
+      report: false,
+      fn: () => {
+        clearTimeout(setTimeout(noop, 30_000));
+        const t = setTimeout(noop, 600_000);
+        t.unref();
+        clearTimeout(t);
+      },
+    },
   ];
   rows.push(...budgetRows());
   return { rows, missing: [], complexBytes: complexBuf.length, close: () => core.close() };
@@ -225,4 +257,9 @@ function budgetRows(): Row[] {
       },
     },
   ];
+}
+
+/** A deadline that does nothing when it expires (the rows remove it first). */
+class Nothing extends Deadline {
+  expire(): void {}
 }

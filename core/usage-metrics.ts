@@ -22,7 +22,7 @@ export const H_LEDGER_OK = 0; // 1 while the ledger answered its last write / pi
 export const H_LEDGER_CHECKED = 1; // Clock seconds of the last check (0 = never)
 export const H_LEDGER_KIB = 2; // the ledger's size on disk in KiB (database + WAL)
 export const H_LEDGER_QUEUED = 3; // rows waiting for the ledger (a backlog while it fails)
-export const H_LEDGER_DROPPED = 4; // rows dropped past LEDGER_QUEUE_MAX since start
+export const H_LEDGER_DROPPED = 4; // rows dropped past LEDGER_QUEUE_MAX or by a full ledger ring since start
 export const H_LEASE_STATE = 5; // fleet budget leases: 0 off (per replica), 1 Redis up, 2 degraded
 export const H_LEASE_RENEWALS = 6; // lease round trips to Redis that succeeded (take, return)
 export const H_LEASE_FAILURES = 7; // lease round trips that failed (Redis unreachable or erroring)
@@ -181,7 +181,7 @@ export function renderUsagePrometheus(l: UsageLayout, sab: SharedArrayBuffer): s
     `ledger_queued_rows ${Atomics.load(h, H_LEDGER_QUEUED)}`,
   );
   out.push(
-    "# HELP ledger_dropped_rows_total Rows dropped because the ledger backlog passed LEDGER_QUEUE_MAX.",
+    "# HELP ledger_dropped_rows_total Rows dropped because the ledger backlog passed LEDGER_QUEUE_MAX or an acceptor's ledger ring was full.",
     "# TYPE ledger_dropped_rows_total counter",
     `ledger_dropped_rows_total ${Atomics.load(h, H_LEDGER_DROPPED)}`,
   );

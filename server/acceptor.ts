@@ -20,6 +20,7 @@ import { buildApp } from "./app.js";
 import type { RequestCtx, Shared } from "./context.js";
 import { createLogger, requestLogTap } from "./log.js";
 import { Pools } from "./upstream.js";
+import { deadlines } from "./deadlines.js";
 import { KeyIndex } from "../core/auth.js";
 import { Budgets } from "../core/budget.js";
 import { entryOf, type KeyRecord } from "../core/keys.js";
@@ -27,7 +28,8 @@ import { PriceTable } from "../core/pricing.js";
 import { UsageLayout, UsageMetrics } from "../core/usage-metrics.js";
 import { startRecorder } from "./tracing/recorder.js";
 import { UserMetrics } from "../core/user-metrics.js";
-import type { AuditRow, UsageRow } from "../workers/ledger-task.js";
+import type { AuditRow } from "../workers/ledger-task.js";
+import { LedgerRing } from "../core/ledger-ring.js";
 import type { AdminOp, AdminResult, KeyChange } from "./ledger.js";
 import { UsageSink } from "./usage-sink.js";
 import type { ProviderModels } from "../core/models.js";
@@ -66,6 +68,8 @@ export interface AcceptorData {
   index: number;
   /** This thread's line to the response cache's owner (server/cache/owner.ts). */
   cachePort: MessagePort;
+  /** This thread's ledger ring (core/ledger-ring.ts), drained by the main thread. */
+  ledgerRing: SharedArrayBuffer;
 }
 
 export type ToMain =
@@ -73,7 +77,9 @@ export type ToMain =
   | { t: "listen-failed"; port: number }
   | { t: "render"; id: number; kind: RenderKind }
   | { t: "drained"; forced: number }
-  | { t: "rows"; rows: UsageRow[]; audit: AuditRow[] }
+  | { t: "audit"; audit: AuditRow[] }
+  /** The ledger ring is past half full: drain it now rather than at the next tick. */
+  | { t: "rows-ready" }
   | { t: "admin"; id: number; op: AdminOp }
   | { t: "keys-applied"; seq: number }
   /** Finished traced requests (server/tracing/record.ts); spans are built on the main thread. */
@@ -126,6 +132,7 @@ const shedSettings = {
 };
 const shedder = new Shedder(data.shedSab, data.index, shedSettings, metrics.i32, G_ACTIVE);
 const limiter = new RateLimiter(data.rateSab, new MicroClock(data.clockBase));
+deadlines.onError = (e) => log.error({ err: String((e as Error)?.stack ?? e) }, "deadline expiry failed");
 const shared: Shared = {
   metrics,
   log,
@@ -157,7 +164,11 @@ const sink = new UsageSink(
   log,
   usageMetrics,
   prices,
-  (rows, audit) => port.postMessage({ t: "rows", rows, audit } satisfies ToMain),
+  {
+    ring: new LedgerRing(data.ledgerRing),
+    drainSoon: () => port.postMessage({ t: "rows-ready" } satisfies ToMain),
+    audit: (audit) => port.postMessage({ t: "audit", audit } satisfies ToMain),
+  },
   cfg.ledger_batch_ms,
   cfg.ledger_batch_rows,
   cfg.usage_metrics_user_label_max > 0 ? new UserMetrics(metrics.u32, metrics.layout.user) : null,

@@ -155,6 +155,13 @@ export function buildApp(deps: AppDeps): TemplatedApp {
    * (synchronously), run the header stages, read the body, run the body stages, dispatch.
    */
   function admitted(route: number, pipe: Pipeline, count: boolean) {
+    // Once per route, not a closure per request.
+    const onBody = (body: Buffer, ctx: RequestCtx): void => {
+      ctx.body = body;
+      const rb = pipe.runBody(ctx);
+      if (rb !== CONTINUE) return refuse(ctx, rb, ctx.errClose);
+      dispatch(ctx);
+    };
     return guard(route, (ctx, req) => {
       if (route === R_CHAT_COMPLETIONS) ctx.reshapeError = toOpenAIError; // OpenAI's error shape (docs/openai.md)
       ctx.pipeline = pipe;
@@ -173,12 +180,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
         // An unread body: close after answering.
         return refuse(ctx, r, ctx.errClose || ctx.contentLength !== 0);
       }
-      readBody(ctx, ctx.contentLength, cfg.max_body_bytes, cfg.body_timeout_ms, (body) => {
-        ctx.body = body;
-        const rb = pipe.runBody(ctx);
-        if (rb !== CONTINUE) return refuse(ctx, rb, ctx.errClose);
-        dispatch(ctx);
-      });
+      readBody(ctx, ctx.contentLength, cfg.max_body_bytes, cfg.body_timeout_ms, onBody);
     });
   }
 
@@ -205,18 +207,6 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       const sid = req.getHeader("x-claude-code-session-id");
       if (sid !== "") ctx.sessionId = sid.length > 200 ? sid.slice(0, 200) : sid;
     }
-  }
-
-  /** More than one Content-Length header, with different values (uWS keeps the first). */
-  function conflictingLengths(req: HttpRequest): boolean {
-    let first: string | null = null;
-    let conflict = false;
-    req.forEach((k, v) => {
-      if (k !== "content-length") return;
-      if (first === null) first = v.trim();
-      else if (v.trim() !== first) conflict = true;
-    });
-    return conflict;
   }
 
   /**
@@ -402,4 +392,21 @@ export function buildApp(deps: AppDeps): TemplatedApp {
       guard(R_OTHER, (ctx) => ctx.fail("GW_ERR_ROUTE_NOT_FOUND")),
     );
   return app;
+}
+
+/** More than one Content-Length header, with different values (uWS keeps the first). */
+function conflictingLengths(req: HttpRequest): boolean {
+  lenFirst = null;
+  lenConflict = false;
+  req.forEach(visitLength);
+  return lenConflict;
+}
+
+// conflictingLengths' state: one callback for every request instead of a closure per request (synchronous, one thread).
+let lenFirst: string | null = null;
+let lenConflict = false;
+function visitLength(k: string, v: string): void {
+  if (k !== "content-length") return;
+  if (lenFirst === null) lenFirst = v.trim();
+  else if (v.trim() !== lenFirst) lenConflict = true;
 }

@@ -9,6 +9,7 @@
  * the bounds leaves the connection usable; past them it is closed.
  */
 import type { RequestCtx } from "./context.js";
+import { Deadline, deadlines } from "./deadlines.js";
 
 /** How long and how much of a refused body is read and dropped before the connection is closed. */
 export const LINGER_MS = 5000;
@@ -49,60 +50,99 @@ export function refuseBody(ctx: RequestCtx, message: string): void {
   ctx.res.onData((ab, isLast) => drop(ab.byteLength, isLast));
 }
 
-export function readBody(ctx: RequestCtx, contentLength: number, cap: number, timeoutMs: number, onBody: (body: Buffer) => void): void {
-  const res = ctx.res;
-  const buf: Buffer | null = contentLength > 0 ? Buffer.allocUnsafe(contentLength) : null;
-  let parts: Buffer[] | null = null;
-  let size = 0;
-  let finished = false;
-  let drop: ((bytes: number, isLast: boolean) => void) | null = null;
-  const timer = setTimeout(() => {
-    if (finished) return;
-    finished = true;
+/**
+ * Read the body into one buffer (or parts when the length is not announced) and call
+ * `onBody(body, ctx)`; a body still incomplete after `timeoutMs` gets 408 and the
+ * connection closed. The timeout is this thread's deadline sweep's (server/deadlines.ts).
+ */
+export function readBody(
+  ctx: RequestCtx,
+  contentLength: number,
+  cap: number,
+  timeoutMs: number,
+  onBody: (body: Buffer, ctx: RequestCtx) => void,
+): void {
+  new BodyRead(ctx, contentLength, cap, timeoutMs, onBody);
+}
+
+class BodyRead extends Deadline {
+  private readonly ctx: RequestCtx;
+  private readonly contentLength: number;
+  private readonly cap: number;
+  private readonly timeoutMs: number;
+  private readonly onBody: (body: Buffer, ctx: RequestCtx) => void;
+  private readonly buf: Buffer | null;
+  private parts: Buffer[] | null = null;
+  private size = 0;
+  private finished = false;
+  private drop: ((bytes: number, isLast: boolean) => void) | null = null;
+
+  constructor(ctx: RequestCtx, contentLength: number, cap: number, timeoutMs: number, onBody: (body: Buffer, ctx: RequestCtx) => void) {
+    super();
+    this.ctx = ctx;
+    this.contentLength = contentLength;
+    this.cap = cap;
+    this.timeoutMs = timeoutMs;
+    this.onBody = onBody;
+    this.buf = contentLength > 0 ? Buffer.allocUnsafe(contentLength) : null;
+    deadlines.add(this, performance.now() + timeoutMs);
+    ctx.onAbort = this.aborted;
+    ctx.res.onData(this.data);
+  }
+
+  expire(): void {
+    if (this.finished) return;
+    this.finished = true;
     // Close the connection: the rest of a stalled body must not be parsed as a request.
-    ctx.fail("GW_ERR_REQ_TIMEOUT", `request body not received within ${timeoutMs} ms`, true);
-  }, timeoutMs);
-  ctx.onAbort = () => {
-    finished = true;
-    clearTimeout(timer);
+    this.ctx.fail("GW_ERR_REQ_TIMEOUT", `request body not received within ${this.timeoutMs} ms`, true);
+  }
+
+  private readonly aborted = (): void => {
+    this.finish();
   };
-  res.onData((ab, isLast) => {
-    if (drop !== null) return drop(ab.byteLength, isLast);
-    if (finished) return;
+
+  private finish(): void {
+    this.finished = true;
+    deadlines.remove(this);
+  }
+
+  private readonly data = (ab: ArrayBuffer, isLast: boolean): void => {
+    if (this.drop !== null) return this.drop(ab.byteLength, isLast);
+    if (this.finished) return;
+    const ctx = this.ctx;
     try {
       const n = ab.byteLength;
-      if (size + n > cap) {
-        finished = true;
-        clearTimeout(timer);
-        drop = refuseAndLinger(ctx, `request body exceeds ${cap} bytes`);
-        drop(n, isLast);
+      const buf = this.buf;
+      if (this.size + n > this.cap) {
+        this.finish();
+        this.drop = refuseAndLinger(ctx, `request body exceeds ${this.cap} bytes`);
+        this.drop(n, isLast);
         return;
       }
-      if (buf !== null && size + n > buf.length) {
+      if (buf !== null && this.size + n > buf.length) {
         // More bytes than the announced length: uWS frames by it, so this cannot happen.
-        finished = true;
-        clearTimeout(timer);
-        ctx.fail("GW_ERR_REQ_BODY_TOO_LARGE", `request body exceeds its content-length of ${contentLength} bytes`, true);
+        this.finish();
+        ctx.fail("GW_ERR_REQ_BODY_TOO_LARGE", `request body exceeds its content-length of ${this.contentLength} bytes`, true);
         return;
       }
       if (buf !== null) {
-        buf.set(new Uint8Array(ab), size);
+        buf.set(new Uint8Array(ab), this.size);
       } else if (n > 0) {
-        (parts ??= []).push(Buffer.from(new Uint8Array(ab).slice()));
+        (this.parts ??= []).push(Buffer.from(new Uint8Array(ab).slice()));
       }
-      size += n;
+      this.size += n;
       if (!isLast) return;
-      finished = true;
-      clearTimeout(timer);
+      this.finish();
       ctx.onAbort = null;
+      const size = this.size,
+        parts = this.parts;
       const body =
         buf !== null ? (size === buf.length ? buf : buf.subarray(0, size)) : parts === null ? Buffer.alloc(0) : Buffer.concat(parts);
-      onBody(body);
+      this.onBody(body, ctx);
     } catch (e) {
-      finished = true;
-      clearTimeout(timer);
+      this.finish();
       ctx.shared.log.error({ req_id: ctx.id, err: String(e) }, "body handler failed");
       ctx.fail("GW_ERR_SERVER_INTERNAL");
     }
-  });
+  };
 }

@@ -37,6 +37,7 @@ import { badHeader, badHeaderValue, badQuery, isJsonBody } from "../core/upstrea
 import type { GatewayConfig } from "../core/config.js";
 import type { RequestCtx } from "./context.js";
 import { dispatchAttempt, type AttemptOwner, type Pools } from "./upstream.js";
+import { Deadline, deadlines } from "./deadlines.js";
 import { replacedErrorBody } from "./upstream-reply.js";
 import { attemptEnd, attemptStart, breakerRefused, type AttemptEndMsg, type AttemptStartMsg, type BreakerMsg } from "./tracing/channels.js";
 import type { AttemptRelay, Translation } from "./openai/translation.js";
@@ -78,7 +79,8 @@ const CLIENT_GONE = new Error("client aborted");
 const NO_BODY = Buffer.alloc(0);
 const NO_PARSED: Record<string, unknown> = Object.freeze({});
 
-export class UpstreamCall implements AttemptOwner {
+/** The request's deadline is this thread's sweep's (server/deadlines.ts), not a timer of its own. */
+export class UpstreamCall extends Deadline implements AttemptOwner {
   private readonly ctx: RequestCtx;
   private readonly deps: CallDeps;
   private readonly input: CallInput;
@@ -89,7 +91,6 @@ export class UpstreamCall implements AttemptOwner {
   private probe = NOT_PROBE;
   private relay: AttemptRelay | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
-  private readonly deadline: NodeJS.Timeout;
   /** performance.now() at which the request's deadline passes. */
   private readonly deadlineAt: number;
   private readonly retryUntil: number;
@@ -113,6 +114,7 @@ export class UpstreamCall implements AttemptOwner {
   responseHeaders: readonly string[] = [];
 
   constructor(ctx: RequestCtx, deps: CallDeps, targets: readonly Target[], input: CallInput) {
+    super();
     this.ctx = ctx;
     this.deps = deps;
     this.targets = targets;
@@ -120,9 +122,7 @@ export class UpstreamCall implements AttemptOwner {
     // Both measured from the request's arrival, not from here.
     this.retryUntil = ctx.t0 + deps.cfg.retry_budget_ms;
     this.deadlineAt = ctx.t0 + deps.cfg.upstream_request_timeout_ms;
-    const left = this.deadlineAt - performance.now();
-    this.deadline = setTimeout(() => this.onDeadline(), left > 0 ? left : 0);
-    this.deadline.unref(); // the client's socket keeps the thread alive, not this timer
+    deadlines.add(this, this.deadlineAt);
     ctx.onAbort = () => this.cleanup();
   }
 
@@ -488,6 +488,10 @@ export class UpstreamCall implements AttemptOwner {
    * hanging provider must trip the breaker); one still waiting for a pool connection is
    * cancelled unsent and its probe slot given back.
    */
+  expire(): void {
+    this.onDeadline();
+  }
+
   private onDeadline(): void {
     const ctx = this.ctx;
     if (ctx.done || ctx.aborted) return;
@@ -527,7 +531,7 @@ export class UpstreamCall implements AttemptOwner {
 
   private done(): void {
     this.leave();
-    clearTimeout(this.deadline);
+    deadlines.remove(this);
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.retryTimer = null;
   }

@@ -276,6 +276,13 @@ export class LedgerHub {
     if (this.writing === null && this.retryTimer === null) this.writing = this.write();
   }
 
+  /** Usage rows an acceptor's ledger ring had no room for (server/ledger-rings.ts): counted with the other drops. */
+  lost(n: number): void {
+    this.dropped += n;
+    this.usage.setLedgerDropped(this.dropped);
+    this.log.error({ dropped: n }, "ledger ring full; usage rows dropped");
+  }
+
   /** Rows waiting, the batch in hand included. */
   queued(): number {
     return this.pending.length + this.pendingAudit.length + (this.batch === null ? 0 : this.batch.rows.length + this.batch.audit.length);

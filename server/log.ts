@@ -6,9 +6,11 @@
  * redact list stays as a second guard on the other lines.
  *
  * Writes go through one asynchronous SonicBoom destination so a slow stdout or disk never
- * stalls the event loop. Its buffer is bounded (LOG_BUFFER_BYTES): past it, lines are
- * dropped and counted (`dropped()`, exported as gateway_log_lines_dropped_total) instead
- * of growing the heap without limit under load.
+ * stalls the event loop. Lines are gathered for up to LOG_BATCH_MS (or LOG_BATCH_CHARS) and
+ * handed over as one write: one `write(2)` and one thread-pool round trip per request was
+ * a tenth of an acceptor's busy time under load (issue 12's profile). Its buffer is
+ * bounded (LOG_BUFFER_BYTES): past it, lines are dropped and counted (`dropped()`,
+ * exported as gateway_log_lines_dropped_total) instead of growing the heap without limit.
  */
 import pino, { type Logger } from "pino";
 import { threadId } from "node:worker_threads";
@@ -29,6 +31,9 @@ export const REDACT_PATHS = [
 
 /** The destination's buffer cap: about 40,000 request lines, a few seconds of a stalled disk at full load. */
 export const LOG_BUFFER_BYTES = 8 * 1024 * 1024;
+/** How long a line may wait to be batched with others, and the batch size written at once. */
+const LOG_BATCH_MS = 10;
+const LOG_BATCH_CHARS = 16 * 1024;
 
 export interface LogOptions {
   level: string;
@@ -50,9 +55,12 @@ let failed = false;
 export function createLogger(opts: LogOptions, onDrop: (() => void) | null = null): GatewayLogger {
   const dest = pino.destination({ dest: opts.file ?? 1, sync: false, mkdir: opts.file !== null, maxLength: LOG_BUFFER_BYTES });
   let dropped = 0;
-  dest.on("drop", () => {
-    dropped++;
-    if (onDrop !== null) onDrop();
+  // A dropped write is a batch of whole lines: count each line.
+  dest.on("drop", (batch: string) => {
+    let n = 0;
+    for (let i = batch.indexOf("\n"); i !== -1; i = batch.indexOf("\n", i + 1)) n++;
+    dropped += n;
+    if (onDrop !== null) for (let i = 0; i < n; i++) onDrop();
   });
   // A closed stdout (EPIPE) or a full disk must not crash the gateway or stall its
   // shutdown: log lines are lost, requests are not.
@@ -62,15 +70,30 @@ export function createLogger(opts: LogOptions, onDrop: (() => void) | null = nul
   });
   // pino writes through this guard: once the destination failed (SonicBoom then throws on
   // every write), lines are dropped instead of throwing into request handling or shutdown.
+  let pending = "";
+  let timer: NodeJS.Timeout | null = null;
+  const push = (): void => {
+    if (timer !== null) {
+      clearTimeout(timer);
+      timer = null;
+    }
+    if (pending === "" || failed) return;
+    const batch = pending;
+    pending = "";
+    try {
+      dest.write(batch);
+    } catch (e) {
+      failed = true;
+      process.stderr.write(`portcullis: log destination failed (${(e as Error).message}); dropping log lines\n`);
+    }
+  };
+  // Not unref'd: a pending batch is written before the thread may end (at most LOG_BATCH_MS).
   const guarded = {
     write(line: string): void {
       if (failed) return;
-      try {
-        dest.write(line);
-      } catch (e) {
-        failed = true;
-        process.stderr.write(`portcullis: log destination failed (${(e as Error).message}); dropping log lines\n`);
-      }
+      pending += line;
+      if (pending.length >= LOG_BATCH_CHARS) push();
+      else if (timer === null) timer = setTimeout(push, LOG_BATCH_MS);
     },
   };
   const log = pino(
@@ -86,6 +109,7 @@ export function createLogger(opts: LogOptions, onDrop: (() => void) | null = nul
   return {
     log,
     flush() {
+      push();
       try {
         if (!failed) dest.flushSync();
       } catch {

@@ -18,6 +18,7 @@ import { totalmem } from "node:os";
 import type { AcceptorData, ToAcceptor, ToMain } from "./acceptor.js";
 import { loadConfigFromProcess } from "./config-load.js";
 import { createLogger } from "./log.js";
+import { LedgerRings } from "./ledger-rings.js";
 import { Budgets } from "../core/budget.js";
 import { PriceTable } from "../core/pricing.js";
 import { createUsageBuffer, UsageLayout, UsageMetrics } from "../core/usage-metrics.js";
@@ -62,6 +63,8 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
   const usageLayout = new UsageLayout(providerNames, new PriceTable(cfg.prices).labels);
   const usageSab = createUsageBuffer(usageLayout);
   const ledger = new LedgerHub(cfg, log, new UsageMetrics(usageLayout, usageSab), new Budgets(budgetSab));
+  // Each acceptor's ledger rows arrive through a ring in shared memory (server/ledger-rings.ts).
+  const rings = new LedgerRings(ledger, cfg.ledger_batch_ms);
   let liveKeys: Awaited<ReturnType<LedgerHub["init"]>>;
   try {
     liveKeys = await ledger.init();
@@ -169,6 +172,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
         metricsPort,
         index,
         cachePort: line.port2,
+        ledgerRing: rings.create(),
       } satisfies AcceptorData,
       transferList: [line.port2],
     });
@@ -184,7 +188,8 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
           metricsPort = m.metricsPort;
           resolve(m.port);
         } else if (m.t === "listen-failed") reject(new Error(`cannot listen on ${cfg.host}:${m.port}`));
-        else if (m.t === "rows") ledger.add(m.rows, m.audit);
+        else if (m.t === "rows-ready") rings.drain();
+        else if (m.t === "audit") ledger.add([], m.audit);
         else if (m.t === "spans") tracing?.accept(m.batch);
         else if (m.t === "admin") {
           ledger.admin(m.op).then(
@@ -300,7 +305,8 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
       // No request holds a reservation now: give the unused budget leases back to the fleet (bounded: Redis may be dead).
       if (leases !== null && (await within(leases.close(), Math.min(1500, left(1500)))) === TIMED_OUT)
         log.warn({}, "fleet budgets: leases not returned at shutdown (Redis did not answer); they lapse with their window");
-      // Every acceptor sent its last rows before "drained": write them, bounded.
+      // Every acceptor wrote its last rows (and sent its audit records) before "drained": write them, bounded.
+      rings.close();
       const rows = await within(ledger.flush(left(1000)), left(900));
       if (rows === TIMED_OUT || rows > 0)
         log.error({ rows: rows === TIMED_OUT ? "write in progress" : rows }, "ledger rows not written at shutdown");

@@ -17,6 +17,7 @@ import { startMock, type MockHandle } from "../support/spawn-mock.js";
 import { MAIN, startGateway, type Gateway } from "../support/gateway.js";
 import { spawn } from "node:child_process";
 import { SHUTDOWN_MARGIN_MS } from "../../core/config.js";
+import { LedgerRing } from "../../core/ledger-ring.js";
 
 const BODY = JSON.stringify({ model: "claude-shutdown", max_tokens: 8, messages: [{ role: "user", content: "hi" }] });
 
@@ -251,20 +252,22 @@ describe("a signal during start-up", () => {
 });
 
 describe("usage sink", () => {
-  test("a batched row is handed over before its thread exits, without an explicit flush", async () => {
-    // A thread that finishes one request and then has nothing left to do. With an unref'd
-    // batch timer the thread ended first and the row was lost.
+  test("a row recorded by a thread is in its ledger ring for the main thread when the thread has ended, without an explicit flush", async () => {
+    // A thread that finishes one request and then has nothing left to do: its row must not
+    // die with it (it used to wait in a batch on a timer; now it is in shared memory at once).
     const sink = new URL("../../server/usage-sink.js", import.meta.url).href;
+    const ringUrl = new URL("../../core/ledger-ring.js", import.meta.url).href;
+    const sab = LedgerRing.bufferFor();
     const code = `
-      const { parentPort } = require("node:worker_threads");
-      import(${JSON.stringify(sink)}).then(({ UsageSink }) => {
-        const s = new UsageSink(null, null, null, (rows, audit) => parentPort.postMessage({ rows, audit }), 200, 500);
+      const { workerData } = require("node:worker_threads");
+      Promise.all([import(${JSON.stringify(sink)}), import(${JSON.stringify(ringUrl)})]).then(([{ UsageSink }, { LedgerRing }]) => {
+        const out = { ring: new LedgerRing(workerData), drainSoon() {}, audit() {} };
+        const s = new UsageSink(null, null, null, out, 200, 500);
         s.record({ id: "req_t_0_1", clientRequestId: null, inputTokens: -1, outputTokens: -1, cacheCreationTokens: -1, cacheReadTokens: -1,
-          model: "m", provider: 0, providerName: "none", chargedMicros: 0, keyId: null, sessionId: null, ledger: true }, 200, 1000);
+          model: "m", provider: 0, providerName: "none", chargedMicros: 0, keyId: null, sessionId: null, userId: null,
+          cacheHit: false, savedTokens: 0, ledger: true }, 200, 1000);
       });`;
-    const w = new Worker(code, { eval: true });
-    const got: unknown[] = [];
-    w.on("message", (m: { rows: unknown[] }) => got.push(...m.rows));
+    const w = new Worker(code, { eval: true, workerData: sab });
     const exitCode = await new Promise<number>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error("the worker did not exit within 10 s")), 10_000);
       w.once("exit", (c) => {
@@ -273,7 +276,9 @@ describe("usage sink", () => {
       });
     });
     assert.equal(exitCode, 0);
-    assert.equal(got.length, 1, "the row reached the main thread");
-    assert.equal((got[0] as unknown[])[0], "req_t_0_1");
+    const got = new LedgerRing(sab).drain();
+    assert.equal(got.length, 1, "the row reached the main thread's side");
+    assert.equal(got[0]![0], "req_t_0_1");
+    assert.equal(got[0]![5], 200);
   });
 });
