@@ -26,6 +26,7 @@ import { peakRssBytes, rssBytes, startGateway, startPortPrinter, type Proc } fro
 import { streamsRun, type StreamsResult } from "./streams.js";
 import { soakRun, type Soak } from "./soak.js";
 import { writeChart } from "./chart.js";
+import { gatewayEnv, HEADERS } from "./gateway-env.js";
 import { refreshReadme } from "../bench/readme.js";
 import { pairedRatio, shedStats, summarise, type Summary } from "./stats.js";
 
@@ -36,13 +37,10 @@ const STREAM = here("./stream-upstream.js");
 const GATEWAY = here("../server/main.js");
 export const RESULTS_PATH = fileURLToPath(new URL("../../loadtest/results.json", import.meta.url));
 
-const CLIENT_KEY = "sk-loadtest-client-key-01";
-const HEADERS = { "content-type": "application/json", "anthropic-version": "2023-06-01", "x-api-key": CLIENT_KEY };
-
 let rateLimits = false;
 
 /** The gateway at its defaults plus client keys, info logging and a ledger of its own in `dir`. */
-function gatewayEnv(
+function gwEnv(
   mockPort: number,
   streamPort: number,
   dir: string,
@@ -50,30 +48,7 @@ function gatewayEnv(
   logFile: string,
   extra: Record<string, string> = {},
 ): Record<string, string> {
-  const cfgFile = join(dir, "gateway.json");
-  writeFileSync(
-    cfgFile,
-    JSON.stringify({
-      providers: { sse: { type: "anthropic", base_url: `http://127.0.0.1:${streamPort}`, api_key: "sk-upstream-sse-123" } },
-      routes: [{ match: "claude-stream-*", provider: "sse" }],
-    }),
-  );
-  return {
-    ...(threads === null ? {} : { HTTP_THREADS: String(threads) }),
-    MODEL_PROVIDER: "anthropic",
-    ANTHROPIC_API_BASE: `http://127.0.0.1:${mockPort}`,
-    ANTHROPIC_API_KEY: "sk-upstream-key-123",
-    GATEWAY_API_KEYS: CLIENT_KEY,
-    CONFIG_FILE: cfgFile,
-    LOG_LEVEL: "info",
-    LOG_FILE: logFile,
-    METRICS_ENABLED: "true",
-    // Never ./data of the working tree: each gateway gets its own ledger file, removed after.
-    DATABASE_PATH: logFile.replace(/\.log$/, ".db"),
-    // Rate limits are off at the defaults; `--rate-limits` turns them on (1e9 per minute).
-    ...(rateLimits ? { RATE_LIMIT_REQUESTS_PER_MINUTE: "1000000000", RATE_LIMIT_TOKENS_PER_MINUTE: "4000000000" } : {}),
-    ...extra,
-  };
+  return gatewayEnv({ mockPort, streamPort, dir, threads, logFile, rateLimits, extra });
 }
 
 /** The soft open-file limit this process (and the children it starts) runs with. */
@@ -166,9 +141,9 @@ async function main(): Promise<void> {
     const ceilingSse = await startPortPrinter("ceiling-sse", CEILING, ["--port", "0", "--upstream", `http://127.0.0.1:${sse.port}`]);
     procs.push(ceilingSse);
     const gwLog = join(dir, "gateway.log");
-    const gw = await startGateway(GATEWAY, gatewayEnv(mock.port, sse.port, dir, threads, gwLog));
+    const gw = await startGateway(GATEWAY, gwEnv(mock.port, sse.port, dir, threads, gwLog));
     procs.push(gw);
-    const gw1 = await startGateway(GATEWAY, gatewayEnv(mock.port, sse.port, dir, 1, join(dir, "gateway-1t.log")));
+    const gw1 = await startGateway(GATEWAY, gwEnv(mock.port, sse.port, dir, 1, join(dir, "gateway-1t.log")));
     procs.push(gw1);
     const gwPid = gw.child.pid!;
     const rssBefore = rssBytes(gwPid);
@@ -252,7 +227,7 @@ async function main(): Promise<void> {
     const overloadConns = Number(flags.get("overload-connections") ?? 400);
     const gwOver = await startGateway(
       GATEWAY,
-      gatewayEnv(mock.port, sse.port, dir, threads, join(dir, "gateway-overload.log"), {
+      gwEnv(mock.port, sse.port, dir, threads, join(dir, "gateway-overload.log"), {
         LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD: String(shedThreshold),
       }),
     );
@@ -293,12 +268,12 @@ async function main(): Promise<void> {
         String(max),
       ]);
       procs.push(ceilingSlow);
-      const gwDefault = await startGateway(GATEWAY, gatewayEnv(mock.port, slow.port, dir, threads, join(dir, "gateway-streams.log")));
+      const gwDefault = await startGateway(GATEWAY, gwEnv(mock.port, slow.port, dir, threads, join(dir, "gateway-streams.log")));
       procs.push(gwDefault);
       // What a streaming pod needs: no upstream queue below the stream count, no shedding below it.
       const gwSized = await startGateway(
         GATEWAY,
-        gatewayEnv(mock.port, slow.port, dir, threads, join(dir, "gateway-streams-sized.log"), {
+        gwEnv(mock.port, slow.port, dir, threads, join(dir, "gateway-streams-sized.log"), {
           UPSTREAM_CONNECTIONS: String(max),
           LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD: String(2 * max),
         }),

@@ -25,7 +25,6 @@ import { Budgets } from "../core/budget.js";
 import { entryOf, type KeyRecord } from "../core/keys.js";
 import { PriceTable } from "../core/pricing.js";
 import { UsageLayout, UsageMetrics } from "../core/usage-metrics.js";
-import { startTracing } from "./tracing/otel.js";
 import { UserMetrics } from "../core/user-metrics.js";
 import type { AuditRow, UsageRow } from "../workers/ledger-task.js";
 import type { AdminOp, AdminResult, KeyChange } from "./ledger.js";
@@ -95,7 +94,8 @@ const pools = new Pools(cfg);
 const tracing =
   cfg.tracing === null
     ? null
-    : startTracing(
+    : // Loaded only when configured: the OpenTelemetry SDK costs every acceptor isolate a few MiB (docs/performance.md).
+      (await import("./tracing/otel.js")).startTracing(
         cfg.tracing,
         data.index,
         (n) => void Atomics.add(metrics.i32, G_SPANS_DROPPED, n),
