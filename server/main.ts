@@ -81,11 +81,16 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
   const cache = new CacheOwner(cfg.cache, new CacheStats(metrics.u32, layout.cacheOff), log);
   const modelLists = new ModelLists(cfg, log);
 
+  // The metrics render thread (/metrics/*, the dashboard) starts on the first scrape and ends
+  // after a minute without one: an isolate costs ~10 MB that an unscraped gateway need not
+  // pay. "async" atomics let an idle piscina thread run its timers (V8's memory reducer
+  // among them) instead of blocking in Atomics.wait (docs/performance.md, "Memory").
   const pool = new Piscina({
     filename: fileURLToPath(new URL("../workers/metrics-task.js", import.meta.url)),
-    minThreads: 1,
+    minThreads: 0,
     maxThreads: 1,
     idleTimeout: 60_000,
+    atomics: "async",
   });
   metrics.setFlag(G_WORKERS_OK, 1);
   pool.on("error", (e: unknown) => {
