@@ -86,19 +86,18 @@ async function slowReader(port: number, t: Target, body: string, holdMs: number,
       `POST ${t.path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n${head}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
     await new Promise((r) => setTimeout(r, holdMs));
-    const chunks: Buffer[] = [];
-    let bytes = 0;
+    let bytes = 0,
+      first = "",
+      tail = "";
     sock.on("data", (c: Buffer) => {
       bytes += c.length;
-      // Keep the start (status line) and the end (message_stop), not the 16 MiB between.
-      if (chunks.length < 1) chunks.push(c);
-      else chunks[1] = c;
+      // The start (status line) and the last bytes across chunks (message_stop, then the chunked end), not the 16 MiB between.
+      if (first === "") first = c.toString("latin1", 0, 16);
+      tail = (tail + c.toString("latin1", Math.max(0, c.length - 256))).slice(-256);
     });
     sock.resume();
     await once(sock, "end");
-    const first = chunks[0]?.toString("latin1") ?? "";
-    const last = (chunks[1] ?? chunks[0])?.toString("latin1") ?? "";
-    return { ok: first.startsWith("HTTP/1.1 200") && last.includes("message_stop"), bytes };
+    return { ok: first.startsWith("HTTP/1.1 200") && tail.includes('data: {"type":"message_stop"}'), bytes };
   } catch {
     return { ok: false, bytes: 0 };
   } finally {
