@@ -6,7 +6,7 @@
  * stream upstream, a ceiling in front of it, the two gateways. Also runnable alone, printing
  * its tables and writing nothing:
  *
- *   node dist/loadtest/streams-scenario.js --streams 1000 [--slow-readers 0.02] [--threads N]
+ *   node dist/loadtest/streams-scenario.js --streams 1000 [--slow-readers 0.02] [--threads N] [--targets gateway,ceiling]
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -88,7 +88,10 @@ export async function streamsScenario(
     headers: HEADERS,
     body,
   });
-  const targets = [mk("direct", slow), mk("ceiling", ceilingSlow), mk("gateway", gwDefault), mk("gateway_sized", gwSized)];
+  const only = flags.get("targets")?.split(",") ?? null;
+  const targets = [mk("direct", slow), mk("ceiling", ceilingSlow), mk("gateway", gwDefault), mk("gateway_sized", gwSized)].filter(
+    (t) => only === null || only.includes(t.name),
+  );
   const fds = openFileLimit();
   for (const n of counts) {
     // Each stream holds a socket in this process and two in the gateway (client + upstream).

@@ -50,7 +50,7 @@ export interface StreamsResult {
   slow_stream_bytes: number;
   /** Bytes the upstream wrote per slow stream while its reader read nothing (all of it: the target did not hold back). */
   slow_upstream_sent_bytes: number;
-  /** RSS while streaming minus before, divided by the slow readers (the fast streams' share included). */
+  /** RSS just before the slow readers resume minus before, divided by the slow readers (the fast streams' share included). */
   rss_per_slow_reader_bytes: number;
 }
 
@@ -187,7 +187,14 @@ export async function streamsRun(
   const slowRuns = slow === null ? [] : Array.from({ length: slowCount }, () => slowReader(t.port, t, slow.body, hold, abort.signal));
   // Just before the slow readers resume: what the upstream could write meanwhile.
   let sentHeld = NaN;
-  const sC = slow === null ? null : setTimeout(() => void upstreamSent(slow.upstreamPort).then((b) => (sentHeld = b)), hold - 250);
+  let rssSlow = NaN;
+  const sC =
+    slow === null
+      ? null
+      : setTimeout(() => {
+          rssSlow = rssBytes(pid);
+          void upstreamSent(slow.upstreamPort).then((b) => (sentHeld = b));
+        }, hold - 250);
   await Promise.all(Array.from({ length: n - slowCount }, one));
   const slowDone = await Promise.all(slowRuns);
   if (sC !== null) clearTimeout(sC);
@@ -219,7 +226,7 @@ export async function streamsRun(
     slow_errors: slowDone.filter((o) => !o.ok).length,
     slow_stream_bytes: slowDone.reduce((m, o) => Math.max(m, o.bytes), 0),
     slow_upstream_sent_bytes: slowCount === 0 ? NaN : (sentHeld - sentBefore) / slowCount,
-    rss_per_slow_reader_bytes: slowCount === 0 ? NaN : (rssHeld - rssBefore) / slowCount,
+    rss_per_slow_reader_bytes: slowCount === 0 ? NaN : (rssSlow - rssBefore) / slowCount,
   };
 }
 
