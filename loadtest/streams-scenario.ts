@@ -17,7 +17,7 @@ import { bytes, fmt, markdownTable, parseFlags } from "../bench/format.js";
 import { gatewayEnv, HEADERS } from "./gateway-env.js";
 import type { Target } from "./measure.js";
 import { startGateway, startPortPrinter, type Proc } from "./procs.js";
-import { streamsRun, type StreamsResult } from "./streams.js";
+import { SLOW_HOLD_MS, streamsRun, type StreamsResult } from "./streams.js";
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
@@ -163,7 +163,7 @@ export function streamsReport(streams: readonly StreamsResult[]): string[] {
   const slowRows = streams.filter((r) => r.slow_readers > 0);
   if (slowRows.length === 0) return out;
   out.push(
-    `### Slow readers: a share of the N clients read nothing for the streams' life, then the rest (${bytes(slowRows[0]!.slow_stream_bytes)} each)`,
+    `### Slow readers: a share of the N clients read nothing for ${Math.min(SLOW_HOLD_MS, slowRows[0]!.events_per_stream * slowRows[0]!.interval_ms) / 1000} s, then the rest (${bytes(slowRows[0]!.slow_stream_bytes)} each)`,
     "",
   );
   out.push(

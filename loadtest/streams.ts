@@ -111,7 +111,7 @@ const T_RE = /t=(\d+\.\d+)/g;
  * How long a slow reader reads nothing: below uWS's idle timeout, which cuts a client that has
  * taken nothing for 10 s (8-12 s in effect: uSockets' timers tick every 4 s).
  */
-const SLOW_HOLD_MS = 5000;
+export const SLOW_HOLD_MS = 5000;
 const now = () => performance.timeOrigin + performance.now();
 
 export async function streamsRun(
