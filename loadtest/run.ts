@@ -11,7 +11,8 @@
  *       Claude Code body; (e) (c) streaming a 50-event SSE reply; (f) overload: many
  *       connections, tiny shedding threshold; plus the latency added at concurrency 1, the
  *       gateway's CPU per request and RSS (before, after, peak), an optional soak (RSS over
- *       time) and the long-streams scenario (loadtest/streams.ts).
+ *       time), the long-streams scenario with optional slow readers (loadtest/streams-scenario.ts)
+ *       and, with --peers, Claude Code Router and Portkey installed on demand (loadtest/peers.ts).
  * Targets of a group run interleaved (direct, ceiling, gateway, direct, …) for N rounds;
  * the tables give medians and per-round paired ratios. Writes loadtest/results.json, the
  * chart docs/performance-chart.svg and the README's performance table from it.
