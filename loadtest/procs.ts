@@ -39,7 +39,8 @@ function statusKb(pid: number, field: string): number {
   return m === null ? NaN : Number(m[1]) * 1024;
 }
 
-function stopper(child: ChildProcess, graceMs: number): () => Promise<void> {
+/** A stop function: SIGTERM, then SIGKILL after `graceMs`; resolves once the child exited. */
+export function stopper(child: ChildProcess, graceMs: number): () => Promise<void> {
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
   return async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;

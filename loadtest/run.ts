@@ -1,6 +1,7 @@
 /**
  * `npm run loadtest [-- --duration 10] [-- --rounds 3] [-- --threads N] [-- --quick]
- *                  [-- --soak SECONDS] [-- --streams 1000,5000 [--stream-events 40] [--stream-interval 500]]`
+ *                  [-- --soak SECONDS] [-- --streams 1000,5000 [--stream-events 40] [--stream-interval 500]
+ *                  [--slow-readers 0.02] [--slow-bytes 16777216]] [-- --peers]`
  *
  * Scenarios, every process on 127.0.0.1 and every run bounded in time:
  *   (a) the mock upstream directly; (b) the bare uWS + undici pass-through (loadtest/ceiling.ts);
@@ -10,7 +11,8 @@
  *       Claude Code body; (e) (c) streaming a 50-event SSE reply; (f) overload: many
  *       connections, tiny shedding threshold; plus the latency added at concurrency 1, the
  *       gateway's CPU per request and RSS (before, after, peak), an optional soak (RSS over
- *       time) and the long-streams scenario (loadtest/streams.ts).
+ *       time), the long-streams scenario with optional slow readers (loadtest/streams-scenario.ts)
+ *       and, with --peers, Claude Code Router and Portkey installed on demand (loadtest/peers.ts).
  * Targets of a group run interleaved (direct, ceiling, gateway, direct, …) for N rounds;
  * the tables give medians and per-round paired ratios. Writes loadtest/results.json, the
  * chart docs/performance-chart.svg and the README's performance table from it.
@@ -23,9 +25,11 @@ import { claudeCodeRequestText, smallRequest } from "../bench/fixture.js";
 import { bytes, fmt, markdownTable, median, parseFlags } from "../bench/format.js";
 import { loadRun, sequentialLatencies, type RunResult, type Target } from "./measure.js";
 import { peakRssBytes, rssBytes, startGateway, startPortPrinter, type Proc } from "./procs.js";
-import { streamsRun, type StreamsResult } from "./streams.js";
+import { streamsReport, streamsScenario } from "./streams-scenario.js";
 import { soakRun, type Soak } from "./soak.js";
 import { writeChart } from "./chart.js";
+import { gatewayEnv, HEADERS } from "./gateway-env.js";
+import { installPeers, portkeyHeaders, startCcr, startPortkey } from "./peers.js";
 import { refreshReadme } from "../bench/readme.js";
 import { pairedRatio, shedStats, summarise, type Summary } from "./stats.js";
 
@@ -36,13 +40,12 @@ const STREAM = here("./stream-upstream.js");
 const GATEWAY = here("../server/main.js");
 export const RESULTS_PATH = fileURLToPath(new URL("../../loadtest/results.json", import.meta.url));
 
-const CLIENT_KEY = "sk-loadtest-client-key-01";
-const HEADERS = { "content-type": "application/json", "anthropic-version": "2023-06-01", "x-api-key": CLIENT_KEY };
-
 let rateLimits = false;
+/** Target names of `--peers` (loadtest/peers.ts), each also reported as a ratio over the ceiling. */
+const PEERS = ["ccr", "portkey"];
 
 /** The gateway at its defaults plus client keys, info logging and a ledger of its own in `dir`. */
-function gatewayEnv(
+function gwEnv(
   mockPort: number,
   streamPort: number,
   dir: string,
@@ -50,36 +53,7 @@ function gatewayEnv(
   logFile: string,
   extra: Record<string, string> = {},
 ): Record<string, string> {
-  const cfgFile = join(dir, "gateway.json");
-  writeFileSync(
-    cfgFile,
-    JSON.stringify({
-      providers: { sse: { type: "anthropic", base_url: `http://127.0.0.1:${streamPort}`, api_key: "sk-upstream-sse-123" } },
-      routes: [{ match: "claude-stream-*", provider: "sse" }],
-    }),
-  );
-  return {
-    ...(threads === null ? {} : { HTTP_THREADS: String(threads) }),
-    MODEL_PROVIDER: "anthropic",
-    ANTHROPIC_API_BASE: `http://127.0.0.1:${mockPort}`,
-    ANTHROPIC_API_KEY: "sk-upstream-key-123",
-    GATEWAY_API_KEYS: CLIENT_KEY,
-    CONFIG_FILE: cfgFile,
-    LOG_LEVEL: "info",
-    LOG_FILE: logFile,
-    METRICS_ENABLED: "true",
-    // Never ./data of the working tree: each gateway gets its own ledger file, removed after.
-    DATABASE_PATH: logFile.replace(/\.log$/, ".db"),
-    // Rate limits are off at the defaults; `--rate-limits` turns them on (1e9 per minute).
-    ...(rateLimits ? { RATE_LIMIT_REQUESTS_PER_MINUTE: "1000000000", RATE_LIMIT_TOKENS_PER_MINUTE: "4000000000" } : {}),
-    ...extra,
-  };
-}
-
-/** The soft open-file limit this process (and the children it starts) runs with. */
-function openFileLimit(): number {
-  const m = /Max open files\s+(\d+)/.exec(readFileSync("/proc/self/limits", "utf8"));
-  return m === null ? Infinity : Number(m[1]);
+  return gatewayEnv({ mockPort, streamPort, dir, threads, logFile, rateLimits, extra });
 }
 
 /** HTTP_THREADS as the gateway resolved it (its "listening" log line). */
@@ -118,8 +92,9 @@ function groupTable(g: Group): { md: string; summaries: Summary[]; ratios: Recor
   const ratios: Record<string, number> = {};
   if (g.runs.has("ceiling")) ratios.gateway_over_ceiling = pairedRatio(gw, g.runs.get("ceiling")!);
   if (g.runs.has("direct")) ratios.gateway_over_direct = pairedRatio(gw, g.runs.get("direct")!);
-  if (g.runs.has("gateway_1t") && g.runs.has("ceiling"))
-    ratios.gateway_1t_over_ceiling = pairedRatio(g.runs.get("gateway_1t")!, g.runs.get("ceiling")!);
+  for (const other of ["gateway_1t", ...PEERS])
+    if (g.runs.has(other) && g.runs.has("ceiling"))
+      ratios[`${other}_over_ceiling`] = pairedRatio(g.runs.get(other)!, g.runs.get("ceiling")!);
   const md = markdownTable(
     ["target", "req/s (median)", "rounds req/s", "p50 ms", "p99 ms", "CPU ms/req", "non-2xx", "errors"],
     summaries.map((s) => [
@@ -166,9 +141,9 @@ async function main(): Promise<void> {
     const ceilingSse = await startPortPrinter("ceiling-sse", CEILING, ["--port", "0", "--upstream", `http://127.0.0.1:${sse.port}`]);
     procs.push(ceilingSse);
     const gwLog = join(dir, "gateway.log");
-    const gw = await startGateway(GATEWAY, gatewayEnv(mock.port, sse.port, dir, threads, gwLog));
+    const gw = await startGateway(GATEWAY, gwEnv(mock.port, sse.port, dir, threads, gwLog));
     procs.push(gw);
-    const gw1 = await startGateway(GATEWAY, gatewayEnv(mock.port, sse.port, dir, 1, join(dir, "gateway-1t.log")));
+    const gw1 = await startGateway(GATEWAY, gwEnv(mock.port, sse.port, dir, 1, join(dir, "gateway-1t.log")));
     procs.push(gw1);
     const gwPid = gw.child.pid!;
     const rssBefore = rssBytes(gwPid);
@@ -188,11 +163,33 @@ async function main(): Promise<void> {
       body,
     });
 
+    // --peers: Claude Code Router and Portkey beside the gateway, on the same mock (loadtest/peers.ts).
+    const peers: Target[][] = [[], []];
+    if (flags.has("peers")) {
+      const peersDir = join(dir, "peers");
+      await installPeers(peersDir, log);
+      const ccr = await startCcr(peersDir, mock.port);
+      procs.push(ccr);
+      const portkey = await startPortkey(peersDir);
+      procs.push(portkey);
+      peers.forEach((list, i) => {
+        const body = i === 0 ? small : large;
+        list.push(mk("ccr", ccr, body), { ...mk("portkey", portkey, body), headers: portkeyHeaders(mock.port) });
+      });
+      log(`loadtest: peers: Claude Code Router :${ccr.port}, Portkey :${portkey.port}`);
+    }
+
     const groups: Group[] = [
       {
         id: "small",
         title: `Small body, ${connections} connections, ${duration} s — scenarios (a) direct, (b) ceiling, (c) gateway`,
-        targets: [mk("direct", mock, small), mk("ceiling", ceiling, small), mk("gateway", gw, small), mk("gateway_1t", gw1, small)],
+        targets: [
+          mk("direct", mock, small),
+          mk("ceiling", ceiling, small),
+          mk("gateway", gw, small),
+          mk("gateway_1t", gw1, small),
+          ...peers[0]!,
+        ],
         connections,
         duration,
         runs: new Map(),
@@ -200,7 +197,7 @@ async function main(): Promise<void> {
       {
         id: "large",
         title: `(d) Claude Code body (${Math.round(large.length / 1024)} KB), ${connections} connections, ${shortDuration} s`,
-        targets: [mk("direct", mock, large), mk("ceiling", ceiling, large), mk("gateway", gw, large)],
+        targets: [mk("direct", mock, large), mk("ceiling", ceiling, large), mk("gateway", gw, large), ...peers[1]!],
         connections,
         duration: shortDuration,
         runs: new Map(),
@@ -252,7 +249,7 @@ async function main(): Promise<void> {
     const overloadConns = Number(flags.get("overload-connections") ?? 400);
     const gwOver = await startGateway(
       GATEWAY,
-      gatewayEnv(mock.port, sse.port, dir, threads, join(dir, "gateway-overload.log"), {
+      gwEnv(mock.port, sse.port, dir, threads, join(dir, "gateway-overload.log"), {
         LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD: String(shedThreshold),
       }),
     );
@@ -267,69 +264,8 @@ async function main(): Promise<void> {
 
     await gwOver.stop();
 
-    // Long streams: N concurrent slow streams per target (loadtest/streams.ts).
-    const streams: StreamsResult[] = [];
-    if (flags.has("streams")) {
-      const counts = flags.get("streams")!.split(",").map(Number);
-      const events = Number(flags.get("stream-events") ?? 20);
-      const interval = Number(flags.get("stream-interval") ?? 500);
-      const life = (events * interval) / 1000;
-      const slow = await startPortPrinter("slow-stream-upstream", STREAM, [
-        "--port",
-        "0",
-        "--events",
-        String(events),
-        "--interval",
-        String(interval),
-      ]);
-      procs.push(slow);
-      const max = Math.max(...counts);
-      const ceilingSlow = await startPortPrinter("ceiling-slow", CEILING, [
-        "--port",
-        "0",
-        "--upstream",
-        `http://127.0.0.1:${slow.port}`,
-        "--connections",
-        String(max),
-      ]);
-      procs.push(ceilingSlow);
-      const gwDefault = await startGateway(GATEWAY, gatewayEnv(mock.port, slow.port, dir, threads, join(dir, "gateway-streams.log")));
-      procs.push(gwDefault);
-      // What a streaming pod needs: no upstream queue below the stream count, no shedding below it.
-      const gwSized = await startGateway(
-        GATEWAY,
-        gatewayEnv(mock.port, slow.port, dir, threads, join(dir, "gateway-streams-sized.log"), {
-          UPSTREAM_CONNECTIONS: String(max),
-          LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD: String(2 * max),
-        }),
-      );
-      procs.push(gwSized);
-      const body = JSON.stringify({ ...smallRequest(), model: "claude-stream-slow", stream: true });
-      const targets = [
-        mk("direct", slow, body),
-        mk("ceiling", ceilingSlow, body),
-        mk("gateway", gwDefault, body),
-        mk("gateway_sized", gwSized, body),
-      ];
-      const fds = openFileLimit();
-      for (const n of counts) {
-        // Each stream holds a socket in this process and two in the gateway (client + upstream).
-        if (2 * n + 1024 > fds) {
-          log(
-            `  streams ${n}: skipped, the open-file limit (${fds}) is below 2 × ${n} + 1024; raise it (npm run loadtest does, to the hard limit)`,
-          );
-          continue;
-        }
-        for (const t of targets) {
-          const r = await streamsRun(t, n, events, interval, Math.ceil(life * 3 + 30));
-          streams.push(r);
-          log(
-            `  streams ${n} ${t.name}: ${r.completed} completed, ${r.errors} errors ${JSON.stringify(r.statuses)}, first event max ${fmt(r.first_event_max_ms)} ms, relay delay p99 ${fmt(r.relay_delay_p99_ms)} ms, ${bytes(r.rss_per_stream_bytes)}/stream, ${fmt(r.cpu_ms_per_s_held)} CPU ms/s held`,
-          );
-        }
-      }
-      await Promise.all([gwDefault.stop(), gwSized.stop()]);
-    }
+    // Long streams: N concurrent slow streams per target (loadtest/streams-scenario.ts).
+    const streams = flags.has("streams") ? await streamsScenario(flags, procs, { dir, mockPort: mock.port, threads, rateLimits }, log) : [];
 
     // ---------------------------------------------------------------- report
     const machine = {
@@ -405,40 +341,8 @@ async function main(): Promise<void> {
       "",
     );
 
+    out.push(...streamsReport(streams));
     const ratio = smallT.ratios.gateway_over_ceiling!;
-    if (streams.length > 0) {
-      out.push(
-        `### Long streams: N concurrent slow streams (${streams[0]!.events_per_stream} events, ${streams[0]!.interval_ms} ms apart)`,
-        "",
-      );
-      out.push(
-        markdownTable(
-          [
-            "N",
-            "target",
-            "completed",
-            "errors",
-            "statuses",
-            "first event p50 / max ms",
-            "relay delay p50 / p99 ms",
-            "RSS per stream",
-            "CPU ms/s held",
-          ],
-          streams.map((r) => [
-            String(r.streams),
-            r.target,
-            String(r.completed),
-            String(r.errors),
-            JSON.stringify(r.statuses),
-            `${fmt(r.first_event_p50_ms)} / ${fmt(r.first_event_max_ms)}`,
-            `${fmt(r.relay_delay_p50_ms)} / ${fmt(r.relay_delay_p99_ms)}`,
-            bytes(r.rss_per_stream_bytes),
-            fmt(r.cpu_ms_per_s_held),
-          ]),
-        ),
-        "",
-      );
-    }
     const targets = [
       { target: "gateway ≥ 80% of the bare pass-through's req/s (small body)", value: `${fmt(ratio * 100)}%`, met: ratio >= 0.8 },
       { target: "added latency at concurrency 1 ≤ 100 µs", value: `${fmt(added)} µs`, met: added <= 100 },

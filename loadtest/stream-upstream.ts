@@ -6,12 +6,18 @@
  * else gets the JSON reply. It exists because the gateway does not forward `x-mock-events` and
  * loadtest/mock-upstream.ts has no CLI default for the event count.
  *
- *   node dist/loadtest/stream-upstream.js --events 50 [--port 0] [--interval MS]
+ *   node dist/loadtest/stream-upstream.js --events 50 [--port 0] [--interval MS] [--bulk-bytes N]
  *
  * With `--interval MS` each Anthropic stream is slow, like a model generating: one
  * text_delta every MS ms whose text is the upstream's send time (`t=<epoch ms>`, µs
  * precision from performance.timeOrigin), so the client can measure what a relay adds to
  * each event (loadtest/streams.ts).
+ *
+ * A stream whose model contains "bulk" (the slow-reader scenario) is fat instead: `--bulk-bytes`
+ * (default 16 MiB) of 16 KiB text_delta events, as fast as the reader takes them. It honours
+ * backpressure (writes stop when uWS reports it and resume on writable) and counts the bytes
+ * it has written: while the client reads nothing, that count stops at what the sockets and
+ * any relay in between hold. `GET /stats` answers the counts.
  *
  * Prints `{"port":N}` once listening; exits on SIGTERM.
  */
@@ -23,22 +29,16 @@ import { mockChatFrames, mockChatJson } from "./mock-openai.js";
 const flags = parseFlags(process.argv.slice(2));
 const events = Number(flags.get("events") ?? 50);
 const interval = Number(flags.get("interval") ?? 0);
+const bulkBytes = Number(flags.get("bulk-bytes") ?? 16 * 1024 * 1024);
 let seq = 0;
+/** Fat streams: started, sent in full, cut; bytes handed to uWS so far (all of them). */
+const bulk = { started: 0, completed: 0, aborted: 0, sent_bytes: 0 };
 
 const frame = (type: string, data: string) => `event: ${type}\ndata: ${data}\n\n`;
 
 /** A slow stream: message_start now, then one timestamped delta per `interval` ms, then the end. */
 function slowStream(res: uWS.HttpResponse, id: string, model: string, isAborted: () => boolean): void {
-  res.cork(() => {
-    res.writeStatus("200 OK").writeHeader("content-type", "text/event-stream; charset=utf-8").writeHeader("cache-control", "no-cache");
-    res.write(
-      frame(
-        "message_start",
-        `{"type":"message_start","message":{"id":"${id}","type":"message","role":"assistant","model":${JSON.stringify(model)},"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":10,"output_tokens":1}}}`,
-      ),
-    );
-    res.write(frame("content_block_start", '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}'));
-  });
+  res.cork(() => streamHead(res, id, model));
   const t0 = performance.now();
   let k = 0;
   const tick = (): void => {
@@ -68,11 +68,65 @@ function slowStream(res: uWS.HttpResponse, id: string, model: string, isAborted:
   setTimeout(tick, interval);
 }
 
+/** Status, headers, message_start and content_block_start of a streamed reply. */
+function streamHead(res: uWS.HttpResponse, id: string, model: string): void {
+  res.writeStatus("200 OK").writeHeader("content-type", "text/event-stream; charset=utf-8").writeHeader("cache-control", "no-cache");
+  res.write(
+    frame(
+      "message_start",
+      `{"type":"message_start","message":{"id":"${id}","type":"message","role":"assistant","model":${JSON.stringify(model)},"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":10,"output_tokens":1}}}`,
+    ),
+  );
+  res.write(frame("content_block_start", '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}'));
+}
+
+const BULK_DELTA = frame(
+  "content_block_delta",
+  `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"${"x".repeat(16 * 1024)}"}}`,
+);
+
+/** A fat stream written as fast as the reader takes it, never faster (see the header). */
+function bulkStream(res: uWS.HttpResponse, id: string, model: string, isAborted: () => boolean): void {
+  bulk.started++;
+  const count = Math.max(1, Math.ceil(bulkBytes / BULK_DELTA.length));
+  let k = 0;
+  // Returns false while the reader holds us back; uWS calls it again once writable.
+  const pump = (): boolean => {
+    if (isAborted()) return true;
+    while (k < count) {
+      k++;
+      bulk.sent_bytes += BULK_DELTA.length; // uWS keeps what it could not send yet
+      if (!res.write(BULK_DELTA)) return false;
+    }
+    res.write(frame("content_block_stop", '{"type":"content_block_stop","index":0}'));
+    res.write(
+      frame(
+        "message_delta",
+        `{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":${count}}}`,
+      ),
+    );
+    res.end(frame("message_stop", '{"type":"message_stop"}'));
+    bulk.completed++;
+    return true;
+  };
+  res.cork(() => {
+    streamHead(res, id, model);
+    if (!pump()) res.onWritable(() => pump());
+  });
+}
+
 const app = uWS.App();
+app.get("/stats", (res) => {
+  res.writeHeader("content-type", "application/json").end(JSON.stringify({ bulk }));
+});
 app.post("/*", (res, httpReq) => {
   const openai = httpReq.getUrl().endsWith("/chat/completions");
   let aborted = false;
-  res.onAborted(() => (aborted = true));
+  res.onAborted(() => {
+    aborted = true;
+    if (bulkReq) bulk.aborted++;
+  });
+  let bulkReq = false;
   const parts: Buffer[] = [];
   res.onData((ab, isLast) => {
     parts.push(Buffer.from(new Uint8Array(ab).slice()));
@@ -86,6 +140,10 @@ app.post("/*", (res, httpReq) => {
     }
     const id = `msg_stream_${++seq}`;
     const oreq = req as unknown as Record<string, unknown>;
+    if (req.stream === true && !openai && String(oreq.model).includes("bulk")) {
+      bulkReq = true;
+      return bulkStream(res, id, String(oreq.model), () => aborted);
+    }
     if (interval > 0 && req.stream === true && !openai) return slowStream(res, id, String(oreq.model), () => aborted);
     if (req.stream !== true) {
       res.cork(() => res.writeHeader("content-type", "application/json").end(openai ? mockChatJson(oreq, id) : mockMessageJson(req, id)));

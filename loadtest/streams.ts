@@ -5,8 +5,17 @@
  * stream waited for its first event (a hidden queue shows here), the delay each event
  * gained on its way (receive time minus the upstream's send time), RSS per open stream and
  * the CPU the target spends while the streams idle. Everything is bounded by `boundS`.
+ *
+ * With slow readers (`--slow-readers SHARE`), that share of the N clients asks for a fat
+ * stream instead (loadtest/stream-upstream.ts "bulk": 16 MiB by default, as fast as it is
+ * read) over a raw socket that reads nothing for 5 s (or the streams' life), then reads the rest
+ * at full speed and checks it is complete. Held backpressure shows as: the upstream could
+ * write only what the sockets hold while the readers read nothing (its `/stats` just before
+ * they resume, against the direct run), the target's RSS per slow reader far below the
+ * stream's size, and the other streams' relay delay unchanged.
  */
-import { setMaxListeners } from "node:events";
+import { once, setMaxListeners } from "node:events";
+import { connect } from "node:net";
 import { Pool } from "undici";
 import { cpuMs, rssBytes } from "./procs.js";
 import { percentile } from "./stats.js";
@@ -33,12 +42,88 @@ export interface StreamsResult {
   /** CPU ms the target spent per second while every stream was open and idle between events. */
   cpu_ms_per_s_held: number;
   wall_s: number;
+  /** Slow readers among the N (0: none), and what became of them. */
+  slow_readers: number;
+  slow_completed: number;
+  slow_errors: number;
+  /** Bytes a slow reader was sent in all (the fat stream's size). */
+  slow_stream_bytes: number;
+  /** Bytes the upstream wrote per slow stream while its reader read nothing (all of it: the target did not hold back). */
+  slow_upstream_sent_bytes: number;
+  /** RSS just before the slow readers resume minus before, divided by the slow readers (the fast streams' share included). */
+  rss_per_slow_reader_bytes: number;
+}
+
+/** Slow readers: how many, what they ask for, and where to read the upstream's counts. */
+export interface SlowReaders {
+  count: number;
+  body: string;
+  /** The stream upstream's port (GET /stats). */
+  upstreamPort: number;
+}
+
+interface Outcome {
+  ok: boolean;
+  bytes: number;
+}
+
+/**
+ * One slow reader over a raw socket: sends the request, reads nothing for `holdMs` (the
+ * socket is paused: the kernel's receive window fills and stays full), then reads the rest
+ * at full speed. Complete means a 200 that ends with message_stop.
+ */
+async function slowReader(port: number, t: Target, body: string, holdMs: number, signal: AbortSignal): Promise<Outcome> {
+  const sock = connect(port, "127.0.0.1");
+  sock.pause();
+  const abort = () => sock.destroy(new Error("bound reached"));
+  signal.addEventListener("abort", abort, { once: true });
+  try {
+    await once(sock, "connect");
+    const head = Object.entries(t.headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join("");
+    sock.write(
+      `POST ${t.path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n${head}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    await new Promise((r) => setTimeout(r, holdMs));
+    let bytes = 0,
+      first = "",
+      tail = "";
+    sock.on("data", (c: Buffer) => {
+      bytes += c.length;
+      // The start (status line) and the last bytes across chunks (message_stop, then the chunked end), not the 16 MiB between.
+      if (first === "") first = c.toString("latin1", 0, 16);
+      tail = (tail + c.toString("latin1", Math.max(0, c.length - 256))).slice(-256);
+    });
+    sock.resume();
+    await once(sock, "end");
+    return { ok: first.startsWith("HTTP/1.1 200") && tail.includes('data: {"type":"message_stop"}'), bytes };
+  } catch {
+    return { ok: false, bytes: 0 };
+  } finally {
+    signal.removeEventListener("abort", abort);
+    sock.destroy();
+  }
 }
 
 const T_RE = /t=(\d+\.\d+)/g;
+/**
+ * How long a slow reader reads nothing: below uWS's idle timeout, which cuts a client that has
+ * taken nothing for 10 s (8-12 s in effect: uSockets' timers tick every 4 s).
+ */
+export const SLOW_HOLD_MS = 5000;
 const now = () => performance.timeOrigin + performance.now();
 
-export async function streamsRun(t: Target, n: number, events: number, intervalMs: number, boundS: number): Promise<StreamsResult> {
+export async function streamsRun(
+  t: Target,
+  n: number,
+  events: number,
+  intervalMs: number,
+  boundS: number,
+  slow: SlowReaders | null = null,
+): Promise<StreamsResult> {
+  const slowCount = slow === null ? 0 : Math.min(n, slow.count);
+  const sentBefore = slow === null ? 0 : await upstreamSent(slow.upstreamPort);
   const pool = new Pool(`http://127.0.0.1:${t.port}`, {
     connections: n,
     pipelining: 1,
@@ -98,7 +183,21 @@ export async function streamsRun(t: Target, n: number, events: number, intervalM
       errors++;
     }
   };
-  await Promise.all(Array.from({ length: n }, one));
+  const hold = Math.min(life, SLOW_HOLD_MS);
+  const slowRuns = slow === null ? [] : Array.from({ length: slowCount }, () => slowReader(t.port, t, slow.body, hold, abort.signal));
+  // Just before the slow readers resume: what the upstream could write meanwhile.
+  let sentHeld = NaN;
+  let rssSlow = NaN;
+  const sC =
+    slow === null
+      ? null
+      : setTimeout(() => {
+          rssSlow = rssBytes(pid);
+          void upstreamSent(slow.upstreamPort).then((b) => (sentHeld = b));
+        }, hold - 250);
+  await Promise.all(Array.from({ length: n - slowCount }, one));
+  const slowDone = await Promise.all(slowRuns);
+  if (sC !== null) clearTimeout(sC);
   clearTimeout(bound);
   clearTimeout(sA);
   clearTimeout(sB);
@@ -122,5 +221,17 @@ export async function streamsRun(t: Target, n: number, events: number, intervalM
     rss_per_stream_bytes: (rssHeld - rssBefore) / n,
     cpu_ms_per_s_held: tB > tA ? ((cpuB - cpuA) * 1000) / (tB - tA) : NaN,
     wall_s: (performance.now() - t0) / 1000,
+    slow_readers: slowCount,
+    slow_completed: slowDone.filter((o) => o.ok).length,
+    slow_errors: slowDone.filter((o) => !o.ok).length,
+    slow_stream_bytes: slowDone.reduce((m, o) => Math.max(m, o.bytes), 0),
+    slow_upstream_sent_bytes: slowCount === 0 ? NaN : (sentHeld - sentBefore) / slowCount,
+    rss_per_slow_reader_bytes: slowCount === 0 ? NaN : (rssSlow - rssBefore) / slowCount,
   };
+}
+
+/** The bytes the stream upstream has written into fat streams so far. */
+async function upstreamSent(port: number): Promise<number> {
+  const r = await fetch(`http://127.0.0.1:${port}/stats`);
+  return ((await r.json()) as { bulk: { sent_bytes: number } }).bulk.sent_bytes;
 }

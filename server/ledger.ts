@@ -100,6 +100,8 @@ export class LedgerHub {
       // PostgreSQL is asynchronous: a key lookup need not wait behind a batch write.
       concurrentTasksPerWorker: this.fleet ? 4 : 1,
       idleTimeout: 2 ** 31 - 1,
+      // Idle, the thread runs its timers (V8's memory reducer) instead of blocking in Atomics.wait.
+      atomics: "async",
     });
     this.pool.on("error", (e: unknown) => {
       this.setOk(false);

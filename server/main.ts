@@ -30,7 +30,6 @@ import { KeyBus } from "./fleet/key-bus.js";
 import { keyPoolBuffers, poolKeyLabels } from "../core/keypool.js";
 import { RateLeases } from "./fleet/rate-lease.js";
 import { MicroClock } from "../core/clock.js";
-import { startTracing } from "./tracing/otel.js";
 import { BudgetLeases } from "./fleet/budget-lease.js";
 
 /** Young generation of each acceptor thread, MiB (V8 sizes it as three semi-spaces). */
@@ -121,17 +120,23 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
   const tracing =
     cfg.tracing === null
       ? null
-      : startTracing(
+      : // Loaded only when configured: the OpenTelemetry SDK costs an isolate a few MiB (docs/performance.md).
+        (await import("./tracing/otel.js")).startTracing(
           cfg.tracing,
           (n) => void Atomics.add(metrics.i32, G_SPANS_DROPPED, n),
           (msg) => log.warn({ component: "otel" }, msg),
         );
 
+  // The metrics render thread (/metrics/*, the dashboard) starts on the first scrape and ends
+  // after a minute without one: an isolate costs ~10 MB that an unscraped gateway need not
+  // pay. "async" atomics let an idle piscina thread run its timers (V8's memory reducer
+  // among them) instead of blocking in Atomics.wait (docs/performance.md, "Memory").
   const pool = new Piscina({
     filename: fileURLToPath(new URL("../workers/metrics-task.js", import.meta.url)),
-    minThreads: 1,
+    minThreads: 0,
     maxThreads: 1,
     idleTimeout: 60_000,
+    atomics: "async",
   });
   metrics.setFlag(G_WORKERS_OK, 1);
   pool.on("error", (e: unknown) => {

@@ -9,8 +9,9 @@
  * fire-and-forget. Errors are counted (cache_redis_errors_total) and the connection state is a
  * gauge (cache_redis_up); ioredis reconnects in the background with a capped backoff.
  */
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import type { Logger } from "pino";
+import { lazyRequire } from "../lazy.js";
 import type { CacheStats } from "../../core/cache/stats.js";
 
 const PREFIX = "portcullis:cache:";
@@ -24,6 +25,7 @@ export class RedisTier {
   constructor(url: string, timeoutMs: number, stats: CacheStats, log: Logger) {
     this.stats = stats;
     this.log = log;
+    const { Redis } = lazyRequire("ioredis") as typeof import("ioredis");
     this.client = new Redis(url, {
       lazyConnect: false,
       enableOfflineQueue: false,

@@ -6,8 +6,9 @@
  * PostgreSQL stays the source of truth, so a message lost while Redis is away costs at most
  * one KEY_SYNC_MS, and nothing about a key (let alone its secret) travels through Redis.
  */
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import type { Logger } from "pino";
+import { lazyRequire } from "../lazy.js";
 
 export const KEY_CHANNEL = "portcullis:keys";
 
@@ -22,6 +23,7 @@ export class KeyBus {
       connectTimeout: 2000,
       retryStrategy: (n: number) => Math.min(100 * n, 2000),
     };
+    const { Redis } = lazyRequire("ioredis") as typeof import("ioredis");
     this.pub = new Redis(url, opts);
     // The subscriber re-subscribes by itself after a reconnect (ioredis autoResubscribe).
     this.sub = new Redis(url, { ...opts, enableOfflineQueue: true });

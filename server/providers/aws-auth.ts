@@ -6,11 +6,10 @@
  * before they expire, so a request only signs with what is already in memory; only a
  * request that arrives before the first fetch finishes waits for it.
  */
-import { SignatureV4 } from "@smithy/signature-v4";
-import { Hash } from "@smithy/hash-node";
-import { defaultProvider } from "@aws-sdk/credential-provider-node";
+import type { SignatureV4 } from "@smithy/signature-v4";
 import type { AwsCredentialIdentity } from "@smithy/types";
 import type { Logger } from "pino";
+import { lazyRequire } from "../lazy.js";
 
 type CredentialSource = (opts?: { forceRefresh?: boolean }) => Promise<AwsCredentialIdentity>;
 
@@ -18,6 +17,12 @@ type CredentialSource = (opts?: { forceRefresh?: boolean }) => Promise<AwsCreden
 const REFRESH_MARGIN_MS = 5 * 60_000;
 const RETRY_MIN_MS = 1_000,
   RETRY_MAX_MS = 60_000;
+
+/** AWS's standard credential chain, loaded only when a Bedrock provider has no bearer token. */
+function awsChain(): CredentialSource {
+  const sdk = lazyRequire("@aws-sdk/credential-provider-node") as typeof import("@aws-sdk/credential-provider-node");
+  return sdk.defaultProvider() as CredentialSource;
+}
 
 export class AwsCredentials {
   private creds: AwsCredentialIdentity | null = null;
@@ -30,7 +35,7 @@ export class AwsCredentials {
   /** Resolves after the first fetch, successful or not. */
   readonly ready: Promise<void>;
 
-  constructor(provider: string, log: Logger, source: CredentialSource = defaultProvider() as CredentialSource) {
+  constructor(provider: string, log: Logger, source: CredentialSource = awsChain()) {
     this.provider = provider;
     this.log = log;
     this.source = source;
@@ -94,6 +99,8 @@ export class BedrockSigner {
     this.port = u.port === "" ? undefined : Number(u.port);
     this.protocol = u.protocol;
     this.host = u.host;
+    const { SignatureV4 } = lazyRequire("@smithy/signature-v4") as typeof import("@smithy/signature-v4");
+    const { Hash } = lazyRequire("@smithy/hash-node") as typeof import("@smithy/hash-node");
     this.signer = new SignatureV4({ credentials: () => creds.get(), region, service: "bedrock", sha256: Hash.bind(null, "sha256") });
   }
 

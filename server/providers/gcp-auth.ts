@@ -9,8 +9,9 @@
  * honoured by a fetch wrapper handed to the library's transport.
  */
 import { readFileSync } from "node:fs";
-import { GoogleAuth, type OAuth2Client } from "google-auth-library";
+import type { GoogleAuth, OAuth2Client } from "google-auth-library";
 import type { Logger } from "pino";
+import { lazyRequire } from "../lazy.js";
 import { ConfigError, type GatewayConfig } from "../../core/config.js";
 
 const SCOPE = "https://www.googleapis.com/auth/cloud-platform";
@@ -69,6 +70,7 @@ export class GcpTokens {
       const tokenUri = (JSON.parse(readFileSync(keyFile, "utf8")) as { token_uri?: unknown }).token_uri;
       if (typeof tokenUri === "string" && tokenUri !== GOOGLE_TOKEN_URL) fetchImplementation = redirectingFetch(tokenUri);
     }
+    const { GoogleAuth } = lazyRequire("google-auth-library") as typeof import("google-auth-library");
     this.auth = new GoogleAuth({
       ...(keyFile !== null ? { keyFile } : {}),
       scopes: [SCOPE],

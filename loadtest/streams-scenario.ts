@@ -1,0 +1,222 @@
+/**
+ * The long-streams scenario of `npm run loadtest -- --streams 1000,5000` (issue 12): for each
+ * N, N concurrent slow streams (loadtest/streams.ts) through the upstream directly, the
+ * ceiling, the gateway at its defaults and a gateway sized for N; with `--slow-readers SHARE`
+ * the same N again with that share of clients reading slowly. Its own processes: a slow
+ * stream upstream, a ceiling in front of it, the two gateways. Also runnable alone, printing
+ * its tables and writing nothing:
+ *
+ *   node dist/loadtest/streams-scenario.js --streams 1000 [--slow-readers 0.02] [--threads N] [--targets gateway,ceiling]
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { smallRequest } from "../bench/fixture.js";
+import { bytes, fmt, markdownTable, parseFlags } from "../bench/format.js";
+import { gatewayEnv, HEADERS } from "./gateway-env.js";
+import type { Target } from "./measure.js";
+import { startGateway, startPortPrinter, type Proc } from "./procs.js";
+import { SLOW_HOLD_MS, streamsRun, type StreamsResult } from "./streams.js";
+
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+
+/** The soft open-file limit this process (and the children it starts) runs with. */
+export function openFileLimit(): number {
+  const m = /Max open files\s+(\d+)/.exec(readFileSync("/proc/self/limits", "utf8"));
+  return m === null ? Infinity : Number(m[1]);
+}
+
+export interface ScenarioEnv {
+  dir: string;
+  mockPort: number;
+  threads: number | null;
+  rateLimits: boolean;
+}
+
+/** Runs every N of `--streams`; started processes are appended to `procs` (the caller stops them). */
+export async function streamsScenario(
+  flags: Map<string, string>,
+  procs: Proc[],
+  env: ScenarioEnv,
+  log: (s: string) => void,
+): Promise<StreamsResult[]> {
+  const streams: StreamsResult[] = [];
+  const counts = flags.get("streams")!.split(",").map(Number);
+  const events = Number(flags.get("stream-events") ?? 20);
+  const interval = Number(flags.get("stream-interval") ?? 500);
+  const life = (events * interval) / 1000;
+  const slowShare = Number(flags.get("slow-readers") ?? 0);
+  const slow = await startPortPrinter("slow-stream-upstream", here("./stream-upstream.js"), [
+    "--port",
+    "0",
+    "--events",
+    String(events),
+    "--interval",
+    String(interval),
+    "--bulk-bytes",
+    String(Number(flags.get("slow-bytes") ?? 16 * 1024 * 1024)),
+  ]);
+  procs.push(slow);
+  const max = Math.max(...counts);
+  const ceilingSlow = await startPortPrinter("ceiling-slow", here("./ceiling.js"), [
+    "--port",
+    "0",
+    "--upstream",
+    `http://127.0.0.1:${slow.port}`,
+    "--connections",
+    String(max),
+  ]);
+  procs.push(ceilingSlow);
+  const gw = (file: string, extra: Record<string, string> = {}) =>
+    startGateway(here("../server/main.js"), gatewayEnv({ ...env, streamPort: slow.port, logFile: join(env.dir, file), extra }));
+  const gwDefault = await gw("gateway-streams.log");
+  procs.push(gwDefault);
+  // What a streaming pod needs: no upstream queue below the stream count, no shedding below it.
+  const gwSized = await gw("gateway-streams-sized.log", {
+    UPSTREAM_CONNECTIONS: String(max),
+    LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD: String(2 * max),
+  });
+  procs.push(gwSized);
+  const body = JSON.stringify({ ...smallRequest(), model: "claude-stream-slow", stream: true });
+  const slowBody = JSON.stringify({ ...smallRequest(), model: "claude-stream-bulk", stream: true });
+  const mk = (name: string, p: Proc): Target => ({
+    name,
+    port: p.port,
+    pid: p.child.pid ?? null,
+    path: "/v1/messages",
+    headers: HEADERS,
+    body,
+  });
+  const only = flags.get("targets")?.split(",") ?? null;
+  const targets = [mk("direct", slow), mk("ceiling", ceilingSlow), mk("gateway", gwDefault), mk("gateway_sized", gwSized)].filter(
+    (t) => only === null || only.includes(t.name),
+  );
+  const fds = openFileLimit();
+  for (const n of counts) {
+    // Each stream holds a socket in this process and two in the gateway (client + upstream).
+    if (2 * n + 1024 > fds) {
+      log(
+        `  streams ${n}: skipped, the open-file limit (${fds}) is below 2 × ${n} + 1024; raise it (npm run loadtest does, to the hard limit)`,
+      );
+      continue;
+    }
+    const bound = Math.ceil(life * 3 + 30);
+    for (const t of targets) {
+      const r = await streamsRun(t, n, events, interval, bound);
+      streams.push(r);
+      log(
+        `  streams ${n} ${t.name}: ${r.completed} completed, ${r.errors} errors ${JSON.stringify(r.statuses)}, first event max ${fmt(r.first_event_max_ms)} ms, relay delay p99 ${fmt(r.relay_delay_p99_ms)} ms, ${bytes(r.rss_per_stream_bytes)}/stream, ${fmt(r.cpu_ms_per_s_held)} CPU ms/s held`,
+      );
+    }
+    // The same N with a share of slow readers (the sized gateway adds nothing here).
+    const count = Math.round(slowShare * n);
+    if (count === 0) continue;
+    const slowReaders = { count, body: slowBody, upstreamPort: slow.port };
+    for (const t of targets.filter((x) => x.name !== "gateway_sized")) {
+      const r = await streamsRun(t, n, events, interval, bound, slowReaders);
+      streams.push(r);
+      log(
+        `  streams ${n} ${t.name} with ${count} slow readers: fast ${r.completed} completed, ${r.errors} errors, relay delay p99 ${fmt(r.relay_delay_p99_ms)} ms; slow ${r.slow_completed} completed, ${r.slow_errors} errors, upstream wrote ${bytes(r.slow_upstream_sent_bytes)} per slow stream while held, ${bytes(r.rss_per_slow_reader_bytes)} RSS per slow reader`,
+      );
+    }
+  }
+  await Promise.all([gwDefault.stop(), gwSized.stop()]);
+  return streams;
+}
+
+/** The scenario's markdown tables (none when it did not run). */
+export function streamsReport(streams: readonly StreamsResult[]): string[] {
+  const out: string[] = [];
+  if (streams.length === 0) return out;
+  out.push(
+    `### Long streams: N concurrent slow streams (${streams[0]!.events_per_stream} events, ${streams[0]!.interval_ms} ms apart)`,
+    "",
+  );
+  out.push(
+    markdownTable(
+      [
+        "N",
+        "target",
+        "completed",
+        "errors",
+        "statuses",
+        "first event p50 / max ms",
+        "relay delay p50 / p99 ms",
+        "RSS per stream",
+        "CPU ms/s held",
+      ],
+      streams.map((r) => [
+        String(r.streams),
+        r.slow_readers === 0 ? r.target : `${r.target}, ${r.slow_readers} slow`,
+        String(r.completed),
+        String(r.errors),
+        JSON.stringify(r.statuses),
+        `${fmt(r.first_event_p50_ms)} / ${fmt(r.first_event_max_ms)}`,
+        `${fmt(r.relay_delay_p50_ms)} / ${fmt(r.relay_delay_p99_ms)}`,
+        bytes(r.rss_per_stream_bytes),
+        fmt(r.cpu_ms_per_s_held),
+      ]),
+    ),
+    "",
+  );
+  const slowRows = streams.filter((r) => r.slow_readers > 0);
+  if (slowRows.length === 0) return out;
+  out.push(
+    `### Slow readers: a share of the N clients read nothing for ${Math.min(SLOW_HOLD_MS, slowRows[0]!.events_per_stream * slowRows[0]!.interval_ms) / 1000} s, then the rest (${bytes(slowRows[0]!.slow_stream_bytes)} each)`,
+    "",
+  );
+  out.push(
+    markdownTable(
+      [
+        "N",
+        "target",
+        "slow readers",
+        "completed / errors",
+        "upstream wrote per slow stream while held",
+        "RSS per slow reader",
+        "others' relay delay p50 / p99 ms",
+      ],
+      slowRows.map((r) => [
+        String(r.streams),
+        r.target,
+        String(r.slow_readers),
+        `${r.slow_completed} / ${r.slow_errors}`,
+        bytes(r.slow_upstream_sent_bytes),
+        bytes(r.rss_per_slow_reader_bytes),
+        `${fmt(r.relay_delay_p50_ms)} / ${fmt(r.relay_delay_p99_ms)}`,
+      ]),
+    ),
+    "",
+  );
+  return out;
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags(process.argv.slice(2));
+  if (!flags.has("streams")) throw new Error("--streams N[,N…] is required");
+  const dir = mkdtempSync(join(tmpdir(), "portcullis-streams-"));
+  const procs: Proc[] = [];
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  try {
+    // The gateway's default provider; the streams go to the stream upstream by route.
+    const mock = await startPortPrinter("mock", here("./mock-upstream.js"), ["--port", "0"]);
+    procs.push(mock);
+    const threads = flags.has("threads") ? Number(flags.get("threads")) : null;
+    const streams = await streamsScenario(flags, procs, { dir, mockPort: mock.port, threads, rateLimits: false }, log);
+    process.stdout.write(`${streamsReport(streams).join("\n")}\n`);
+  } finally {
+    await Promise.all(procs.map((p) => p.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().then(
+    () => process.exit(0),
+    (e) => {
+      process.stderr.write(`streams: ${(e as Error).stack ?? e}\n`);
+      process.exit(1);
+    },
+  );
+}
