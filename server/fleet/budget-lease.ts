@@ -13,7 +13,7 @@
  * ledger's spend of the window: the counters are back to "spent + held", nothing lost.
  */
 import { randomBytes } from "node:crypto";
-import { Redis } from "ioredis";
+import { lazyRequire } from "../lazy.js";
 import type { Logger } from "pino";
 import { type BudgetLimits, type Budgets, hasBudget, LEASE_CAP, MODE_LEASE, MODE_LOCAL } from "../../core/budget.js";
 import type { UsageMetrics } from "../../core/usage-metrics.js";
@@ -111,7 +111,7 @@ export class BudgetLeases {
     this.rebuildWait = o.periodMs * 2 + o.ledgerBatchMs + 1000;
     this.rebaseMargin = o.ledgerBatchMs + 250;
     this.r = withLeaseScripts(
-      new Redis(o.url, {
+      new (lazyRequire("ioredis") as typeof import("ioredis")).Redis(o.url, {
         enableOfflineQueue: false,
         maxRetriesPerRequest: 0,
         connectTimeout: 2000,

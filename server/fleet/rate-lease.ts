@@ -16,7 +16,8 @@
  * full limit — and `ratelimit_lease_redis_up` and readiness say so. When Redis is back, leases
  * resume from empty. Nothing waits on Redis for longer than its command timeout.
  */
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
+import { lazyRequire } from "../lazy.js";
 import type { Logger } from "pino";
 import type { Clock } from "../../core/clock.js";
 import type { GatewayConfig } from "../../core/config.js";
@@ -69,7 +70,7 @@ export class RateLeases {
     this.log = log;
     this.slots = new RateLeaseSlots(sab, clock);
     this.slots.configure();
-    this.redis = new Redis(cfg.cache.redisUrl!, {
+    this.redis = new (lazyRequire("ioredis") as typeof import("ioredis")).Redis(cfg.cache.redisUrl!, {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       connectTimeout: 2000,

@@ -4,9 +4,9 @@
  * holds across the three (request leases from one GCRA bucket in Redis); with Redis killed each
  * replica serves under its own limits, and when Redis returns the fleet limit is back.
  *
- * The steady-load test is the issue's "120 rpm ± 10% over a minute", scaled to keep the suite
- * short: a 600 rpm key over 12 s is the same 120 requests with the same ±12 bound. Admitted
- * requests are counted from the gateways' answers, by the time each request was sent.
+ * The steady-load test is the issue's "120 rpm ± 10% over a minute" as written: a 120 rpm key
+ * under steady load for 60 s. Admitted requests are counted from the gateways' answers, by the
+ * time each request was sent.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -128,11 +128,11 @@ async function metric(g: Gateway, name: string): Promise<number> {
 
 const count = (as: Answer[], status: number) => as.filter((a) => a.status === status).length;
 
-/** The steady-load key and window: 600 rpm over 12 s is 120 requests, as 120 rpm over a minute would be. */
-const RPM = 600,
-  WINDOW_MS = 12_000;
+/** The steady-load key and window: 120 rpm measured over one minute. */
+const RPM = 120,
+  WINDOW_MS = 60_000;
 
-test("a 600 rpm key under steady load from three replicas admits 120 ± 12 in 12 s (120 rpm ± 10%, scaled)", async (t) => {
+test("a 120 rpm key under steady load from three replicas for 60 s admits 120 ± 12", async (t) => {
   for (const g of gws)
     await until("readiness to say fleet", async () => ((await ready(g)).rate_limits === "fleet" ? true : undefined), 10_000);
   const k = await newKey("fleet-rpm", { requests_per_minute: RPM });
