@@ -21,7 +21,7 @@ import { claudeCodeRequestText, smallRequest } from "../bench/fixture.js";
 import { bytes, markdownTable, parseFlags } from "../bench/format.js";
 import { gatewayEnv, HEADERS } from "./gateway-env.js";
 import { loadRun, type Target } from "./measure.js";
-import { startGateway, startPortPrinter, type Proc } from "./procs.js";
+import { startGateway, startPortPrinter, type Proc, runScript } from "./procs.js";
 
 /** One line of loadtest/heap-probe.cjs. */
 export interface ProbeLine {
@@ -220,12 +220,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  main().then(
-    () => process.exit(0),
-    (e) => {
-      process.stderr.write(`memory: ${(e as Error).stack ?? e}\n`);
-      process.exit(1);
-    },
-  );
-}
+runScript(import.meta.url, "memory", main);

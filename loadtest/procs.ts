@@ -132,3 +132,19 @@ export async function startUpstreams(procs: Proc[]): Promise<Upstreams> {
   procs.push(ceilingSse);
   return { mock, sse, ceiling, ceilingSse };
 }
+
+/**
+ * Run a load-test script's `main` when its module is the one node was started with (not when
+ * imported): exit 0 when it is done (child processes and sockets may hold the loop), 1 with the
+ * stack, prefixed by `name`, when it fails.
+ */
+export function runScript(moduleUrl: string, name: string, main: () => Promise<unknown>): void {
+  if (process.argv[1] === undefined || fileURLToPath(moduleUrl) !== process.argv[1]) return;
+  main().then(
+    () => process.exit(0),
+    (e) => {
+      process.stderr.write(`${name}: ${(e as Error).stack ?? e}\n`);
+      process.exit(1);
+    },
+  );
+}

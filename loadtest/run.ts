@@ -24,7 +24,7 @@ import { fileURLToPath } from "node:url";
 import { claudeCodeRequestText, smallRequest } from "../bench/fixture.js";
 import { bytes, fmt, markdownTable, median, parseFlags } from "../bench/format.js";
 import { loadRun, sequentialLatencies, type RunResult, type Target } from "./measure.js";
-import { peakRssBytes, rssBytes, startGateway, startPortPrinter, type Proc } from "./procs.js";
+import { peakRssBytes, rssBytes, startGateway, startPortPrinter, type Proc, runScript } from "./procs.js";
 import { streamsReport, streamsScenario } from "./streams-scenario.js";
 import { soakRun, type Soak } from "./soak.js";
 import { writeChart } from "./chart.js";
@@ -114,8 +114,19 @@ function groupTable(g: Group): { md: string; summaries: Summary[]; ratios: Recor
   return { md: `${md}\n\n${rt} (median of per-round ratios)`, summaries, ratios };
 }
 
+const USAGE = `npm run loadtest [-- --duration 10] [-- --rounds 3] [-- --threads N] [-- --quick]
+                 [-- --soak SECONDS] [-- --streams 1000,5000 [--stream-events 40] [--stream-interval 500]
+                 [--slow-readers 0.02] [--slow-bytes 16777216]] [-- --peers]
+Runs every scenario on 127.0.0.1 (bounded in time), then writes loadtest/results.json, the chart and the
+README's performance table. docs/performance.md explains the scenarios and the targets.
+`;
+
 async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
+  if (flags.has("help")) {
+    process.stdout.write(USAGE);
+    return;
+  }
   const quick = flags.has("quick");
   const rounds = Number(flags.get("rounds") ?? (quick ? 1 : 3));
   const duration = Number(flags.get("duration") ?? (quick ? 3 : 10));
@@ -411,15 +422,7 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  main().then(
-    () => process.exit(0),
-    (e) => {
-      process.stderr.write(`loadtest: ${(e as Error).stack ?? e}\n`);
-      process.exit(1);
-    },
-  );
-}
+runScript(import.meta.url, "loadtest", main);
 
 /** Occurrences of `needle` in a file read in chunks: a long soak's log is past the longest string V8 can make. */
 function countInFile(path: string, needle: string): number {

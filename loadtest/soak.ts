@@ -11,7 +11,7 @@ import { smallRequest } from "../bench/fixture.js";
 import { parseFlags } from "../bench/format.js";
 import { gatewayEnv, HEADERS } from "./gateway-env.js";
 import { loadRun, type RunResult, type Target } from "./measure.js";
-import { rssBytes, startGateway, startPortPrinter, type Proc } from "./procs.js";
+import { rssBytes, startGateway, startPortPrinter, type Proc, runScript } from "./procs.js";
 
 export interface Soak {
   seconds: number;
@@ -76,12 +76,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  main().then(
-    () => process.exit(0),
-    (e) => {
-      process.stderr.write(`soak: ${(e as Error).stack ?? e}\n`);
-      process.exit(1);
-    },
-  );
-}
+runScript(import.meta.url, "soak", main);

@@ -16,7 +16,7 @@ import { smallRequest } from "../bench/fixture.js";
 import { bytes, fmt, markdownTable, parseFlags } from "../bench/format.js";
 import { gatewayEnv, HEADERS } from "./gateway-env.js";
 import type { Target } from "./measure.js";
-import { startGateway, startPortPrinter, type Proc } from "./procs.js";
+import { startGateway, startPortPrinter, type Proc, runScript } from "./procs.js";
 import { SLOW_HOLD_MS, streamsRun, type StreamsResult } from "./streams.js";
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
@@ -211,12 +211,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  main().then(
-    () => process.exit(0),
-    (e) => {
-      process.stderr.write(`streams: ${(e as Error).stack ?? e}\n`);
-      process.exit(1);
-    },
-  );
-}
+runScript(import.meta.url, "streams", main);
