@@ -182,7 +182,7 @@ export interface Settings {
   /** One grant takes at most 1/this of what is left of a limit (at least what one waiting request needs). */
   budget_lease_share: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<1000>;
   /** How long a request whose key's lease is short waits for the renewal before its 503; 0 = no wait (server/fleet/budget-park.ts). */
-  budget_lease_wait_ms: number & tags.Type<"uint32"> & tags.Maximum<30000>;
+  budget_lease_wait_ms: number & tags.Type<"uint32"> & tags.Maximum<10000>;
   budget_fail_mode: "open" | "closed";
   max_keys: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<1000000>;
   ledger_batch_ms: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<10000>;

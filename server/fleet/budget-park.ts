@@ -81,14 +81,15 @@ export class LeasePark {
         this.leave(ctx, WAIT_ABORTED); // finished by someone else (not expected): never resumed
         continue;
       }
-      let r: number;
+      let left = false;
       try {
-        r = ctx.pipeline!.resumeBody(ctx);
+        let r = ctx.pipeline!.resumeBody(ctx);
         if (r === WAIT && now < until[i]!) {
           items[kept] = ctx;
           until[kept++] = until[i]!;
           continue;
         }
+        left = true;
         if (r === WAIT) {
           this.leave(ctx, WAIT_TIMEOUT);
           this.usage.blocked(BLOCK_LEASE_SHORT);
@@ -98,7 +99,7 @@ export class LeasePark {
       } catch (e) {
         // A bug: answered like one in a uWS handler (server/app.ts guard), and the park goes on.
         ctx.shared.log.error({ req_id: ctx.id, err: String((e as Error)?.stack ?? e) }, "parked request failed");
-        if (ctx.onAbort !== null) this.leave(ctx, WAIT_REFUSED);
+        if (!left) this.leave(ctx, WAIT_REFUSED);
         ctx.fail("GW_ERR_SERVER_INTERNAL");
       }
     }

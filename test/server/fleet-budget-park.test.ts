@@ -186,7 +186,7 @@ test("a parked request whose client leaves is not answered and holds no reservat
 test("closed mode with Redis killed: once the lease is spent the 503 comes at once, nothing waits on a dead Redis", async () => {
   const own = await startRedis();
   // A wait long enough that a request parked on the dead Redis would show (a timeout, not a refusal).
-  const g = await startGateway({ ...env, REDIS_URL: own.url, BUDGET_FAIL_MODE: "closed", BUDGET_LEASE_WAIT_MS: "30000" });
+  const g = await startGateway({ ...env, REDIS_URL: own.url, BUDGET_FAIL_MODE: "closed", BUDGET_LEASE_WAIT_MS: "10000" });
   try {
     const k = await createBudgeted([g], "park-dead", 1_000_000);
     assert.equal((await call(g, k.key)).status, 200, "served on its first lease (it waited for it)");
