@@ -215,6 +215,12 @@ export class BudgetLeases {
 
   private readonly fireEarly = (): void => {
     this.early = null;
+    // No tick yet (the connection was still being made at the start): the first tick now, not BUDGET_LEASE_MS later.
+    if (this.bootMark === null && this.r.status === "ready" && this.running === null) {
+      if (this.timer !== null) clearTimeout(this.timer);
+      this.timer = null;
+      return this.pass(true);
+    }
     this.pass(false);
   };
 
