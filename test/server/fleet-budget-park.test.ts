@@ -90,8 +90,20 @@ async function metric(g: Gateway, series: string): Promise<number> {
 }
 const waits = (result: string) => `budget_lease_waits_total{result="${result}"}`;
 
+/**
+ * Wait until every replica spends leases ("budgets": "fleet"): in open mode a replica checks budgets locally while
+ * Redis is out of reach or a key's counters wait for their rebuild (docs/fleet.md), and then nothing waits for a lease.
+ */
+async function onLeases(on: Gateway[]): Promise<void> {
+  for (const g of on)
+    await until("the replica on fleet leases", async () =>
+      ((await (await fetch(`${g.url}/health/ready`)).json()) as any).components.database.budgets === "fleet" ? true : undefined,
+    );
+}
+
 test("a fresh budgeted key's first request on each of three replicas is answered 200 after waiting for the replica's first lease", async () => {
   const k = await createBudgeted(gws, "park-first", 1_000_000);
+  await onLeases(gws);
   for (const [i, g] of gws.entries()) {
     const admittedBefore = await metric(g, waits("admitted"));
     const a = await call(g, k.key);
@@ -103,6 +115,13 @@ test("a fresh budgeted key's first request on each of three replicas is answered
 
 test("a burst of 100 concurrent requests on a fresh key with room for all of them gets no 503", async (t) => {
   const k = await createBudgeted(gws, "park-burst", 1_000_000);
+  await onLeases(gws);
+  let renewals = 0;
+  const before: number[] = [];
+  for (const g of gws) {
+    renewals -= await metric(g, "budget_lease_renewals_total");
+    before.push(await metric(g, waits("admitted")));
+  }
   const answers = await Promise.all(Array.from({ length: 100 }, (_, i) => call(gws[i % 3]!, k.key)));
   const statuses = answers.map((a) => a.status);
   assert.deepEqual(
@@ -111,9 +130,16 @@ test("a burst of 100 concurrent requests on a fresh key with room for all of the
     `every request 200: ${statuses.join(",")}`,
   );
   let parked = 0;
-  for (const g of gws) parked += await metric(g, waits("admitted"));
-  for (const g of gws) assert.equal(await metric(g, waits("timeout")), 0);
-  t.diagnostic(`100 concurrent requests on a fresh key over three replicas: 100 × 200; ${parked} waited for a lease (both tests)`);
+  for (const [i, g] of gws.entries()) {
+    const n = (await metric(g, waits("admitted"))) - before[i]!;
+    assert.ok(n >= 1, `replica ${i + 1}: the key's first requests there waited for its first lease (${n})`);
+    assert.equal(await metric(g, waits("timeout")), 0);
+    parked += n;
+  }
+  for (const g of gws) renewals += await metric(g, "budget_lease_renewals_total");
+  t.diagnostic(
+    `100 concurrent requests on a fresh key over three replicas: 100 × 200; ${parked} waited for a lease; ${renewals} lease round trips to Redis during the burst`,
+  );
 });
 
 test("a parked request wakes the lease loop: with BUDGET_LEASE_MS=10000 new keys' first requests are still served", async () => {
@@ -143,6 +169,7 @@ test("BUDGET_LEASE_WAIT_MS=0 keeps the immediate 503 for a key's first request o
   const g = await startGateway({ ...env, BUDGET_FAIL_MODE: "open", BUDGET_LEASE_WAIT_MS: "0" });
   try {
     const k = await createBudgeted([g], "park-off", 1_000_000);
+    await onLeases([g]);
     const a = await call(g, k.key);
     assert.equal(a.status, 503);
     assert.equal(a.body.error.type, "overloaded_error");
