@@ -52,6 +52,7 @@ const MEANINGS: Record<keyof Settings, string> = {
   budget_lease_ms: "fleet mode with Redis: how often budget leases are renewed and returned",
   budget_lease_idle_ms: "fleet mode with Redis: a key's budget lease unused this long is returned",
   budget_lease_share: "fleet mode with Redis: one budget grant takes at most 1/N of what is left",
+  budget_lease_wait_ms: "fleet mode with Redis: how long a request waits for its key's lease before a 503 (0 = no wait)",
   budget_fail_mode: "when the ledger is unavailable: open or closed",
   max_keys: "virtual key slots in shared memory",
   ledger_batch_ms: "the main thread collects the threads' usage rows at least this often",

@@ -25,6 +25,9 @@
  * window it belongs to. Admission then takes its reservation out of them (Atomics.sub, put
  * back when one falls short) instead of comparing with limit - spend; settlement puts back the
  * unspent part. A shortfall sets the slot's "need more" flag for the main thread (one store).
+ * A request parked while the lease is renewed (server/fleet/budget-park.ts) is counted in the
+ * slot (the main thread sizes the grant for all of them) and rings a doorbell the main thread
+ * waits on (Atomics.waitAsync), so it renews at once instead of at its next tick.
  */
 import { add64, read64 } from "./atomic64.js";
 
@@ -39,7 +42,8 @@ const C_RES_TOK = 10,
   C_REL_TOK = 14,
   C_REL_USD = 16;
 // Fleet leases (Int32): available per dimension, the day and month they belong to, the
-// "need more" flag, the last shortfall's size, a reservation counter and the exhausted bits.
+// "need more" flag, the last shortfall's size, a reservation counter, the exhausted bits and the
+// requests parked waiting for this key's lease (server/fleet/budget-park.ts).
 const A_TOK_DAY = 18,
   A_USD_DAY = 19,
   A_TOK_MON = 20,
@@ -50,10 +54,13 @@ const A_TOK_DAY = 18,
   F_WANT_TOK = 25,
   F_WANT_USD = 26,
   F_USES = 27,
-  F_EXHAUSTED = 28;
-const STRIDE = 29;
-/** Header after the slots: the mode word. */
+  F_EXHAUSTED = 28,
+  F_PARKED = 29;
+const STRIDE = 30;
+/** Header after the slots: the mode word, the parking doorbell, "Redis unreachable" (fleet leases). */
 const HEADER = 4;
+const H_DOOR = 1,
+  H_REDIS_DOWN = 2;
 /** Budgets.mode(): limit - spend on this replica (one box, or fleet mode degraded to it), or leases. */
 export const MODE_LOCAL = 0,
   MODE_LEASE = 1;
@@ -108,6 +115,8 @@ export class Budgets {
   readonly i32: Int32Array;
   private readonly now: () => number;
   private readonly modeAt: number;
+  /** The parking doorbell's index in `i32` (ring(), doorbell()). */
+  readonly doorAt: number;
   /** Set by reserve(): the day whose lease the reservation came from, or -1 (not leased). */
   leaseDay = -1;
   /** Cached window: valid while now < until (recomputed once a day, the only allocation). */
@@ -123,6 +132,7 @@ export class Budgets {
     this.i32 = new Int32Array(sab);
     this.now = now;
     this.modeAt = this.i32.length - HEADER;
+    this.doorAt = this.modeAt + H_DOOR;
   }
 
   static bufferFor(slots: number): SharedArrayBuffer {
@@ -321,8 +331,8 @@ export class Budgets {
     };
   }
 
-  /** Read and clear "need more"; with the last short request's tokens and micro-dollars. */
-  takeNeed(slot: number): { need: boolean; tok: number; mic: number; uses: number } {
+  /** Read and clear "need more"; with the last short request's tokens and micro-dollars and the requests parked. */
+  takeNeed(slot: number): { need: boolean; tok: number; mic: number; uses: number; parked: number } {
     const b = slot * STRIDE,
       i = this.i32;
     return {
@@ -330,7 +340,36 @@ export class Budgets {
       tok: Atomics.load(i, b + F_WANT_TOK),
       mic: Atomics.load(i, b + F_WANT_USD),
       uses: Atomics.load(i, b + F_USES),
+      parked: Math.max(0, Atomics.load(i, b + F_PARKED)),
     };
+  }
+
+  /** "Need more" is raised (read without clearing it): the main thread's renewal between ticks. */
+  needRaised(slot: number): boolean {
+    return Atomics.load(this.i32, slot * STRIDE + F_NEED) === 1;
+  }
+
+  // ---- parking (server/fleet/budget-park.ts): acceptor threads park, the main thread renews
+
+  /** A request of the slot's key was parked (+1) or left the park (-1). */
+  parked(slot: number, delta: number): void {
+    Atomics.add(this.i32, slot * STRIDE + F_PARKED, delta);
+  }
+  /** Wake the main thread's renewal (a request is parked): one add and one notify, only on the parking path. */
+  ring(): void {
+    Atomics.add(this.i32, this.doorAt, 1);
+    Atomics.notify(this.i32, this.doorAt);
+  }
+  /** The doorbell's current count (the main thread waits at `i32[doorAt]` for it to change). */
+  doorbell(): number {
+    return Atomics.load(this.i32, this.doorAt);
+  }
+  /** The lease loop cannot reach Redis (set and cleared by the main thread): with BUDGET_FAIL_MODE=closed nothing parks. */
+  setRedisDown(down: boolean): void {
+    Atomics.store(this.i32, this.modeAt + H_REDIS_DOWN, down ? 1 : 0);
+  }
+  redisDown(): boolean {
+    return Atomics.load(this.i32, this.modeAt + H_REDIS_DOWN) === 1;
   }
 
   /**

@@ -181,6 +181,8 @@ export interface Settings {
   budget_lease_idle_ms: number & tags.Type<"uint32"> & tags.Minimum<100> & tags.Maximum<3600000>;
   /** One grant takes at most 1/this of what is left of a limit (at least what one waiting request needs). */
   budget_lease_share: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<1000>;
+  /** How long a request whose key's lease is short waits for the renewal before its 503; 0 = no wait (server/fleet/budget-park.ts). */
+  budget_lease_wait_ms: number & tags.Type<"uint32"> & tags.Maximum<10000>;
   budget_fail_mode: "open" | "closed";
   max_keys: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<1000000>;
   ledger_batch_ms: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<10000>;
@@ -255,6 +257,7 @@ export const ENV_NAMES: Record<keyof Settings, string> = {
   budget_lease_ms: "BUDGET_LEASE_MS",
   budget_lease_idle_ms: "BUDGET_LEASE_IDLE_MS",
   budget_lease_share: "BUDGET_LEASE_SHARE",
+  budget_lease_wait_ms: "BUDGET_LEASE_WAIT_MS",
   budget_fail_mode: "BUDGET_FAIL_MODE",
   max_keys: "MAX_KEYS",
   ledger_batch_ms: "LEDGER_BATCH_MS",
@@ -372,6 +375,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     budget_lease_ms: envNum(env, "BUDGET_LEASE_MS", 100),
     budget_lease_idle_ms: envNum(env, "BUDGET_LEASE_IDLE_MS", 5000),
     budget_lease_share: envNum(env, "BUDGET_LEASE_SHARE", 8),
+    budget_lease_wait_ms: envNum(env, "BUDGET_LEASE_WAIT_MS", 1000),
     budget_fail_mode: (envStr(env, "BUDGET_FAIL_MODE") ?? "closed") as Settings["budget_fail_mode"],
     max_keys: envNum(env, "MAX_KEYS", 10_000),
     ledger_batch_ms: envNum(env, "LEDGER_BATCH_MS", 50),

@@ -26,7 +26,15 @@ export const H_LEDGER_DROPPED = 4; // rows dropped past LEDGER_QUEUE_MAX or by a
 export const H_LEASE_STATE = 5; // fleet budget leases: 0 off (per replica), 1 Redis up, 2 degraded
 export const H_LEASE_RENEWALS = 6; // lease round trips to Redis that succeeded (take, return)
 export const H_LEASE_FAILURES = 7; // lease round trips that failed (Redis unreachable or erroring)
-const N_HEADER = 8;
+export const H_LEASE_PARKED = 8; // requests parked now, waiting for their key's budget lease (server/fleet/budget-park.ts)
+const H_LEASE_WAITS = 9; // then one counter per WAIT_RESULTS entry: how parked requests left the park
+/** budget_lease_waits_total's `result` label, by index (UsageMetrics.leaseWaitEnded). */
+export const WAIT_ADMITTED = 0,
+  WAIT_REFUSED = 1,
+  WAIT_TIMEOUT = 2,
+  WAIT_ABORTED = 3;
+const WAIT_RESULTS = ["admitted", "refused", "timeout", "aborted"] as const;
+const N_HEADER = H_LEASE_WAITS + WAIT_RESULTS.length;
 
 export class UsageLayout {
   readonly providers: readonly string[];
@@ -122,6 +130,15 @@ export class UsageMetrics {
     if (n > 0) Atomics.add(this.i32, H_LEASE_RENEWALS, n);
     if (failed > 0) Atomics.add(this.i32, H_LEASE_FAILURES, failed);
   }
+  /** A request was parked for its key's budget lease (server/fleet/budget-park.ts). */
+  leaseWaitStarted(): void {
+    Atomics.add(this.i32, H_LEASE_PARKED, 1);
+  }
+  /** A parked request left the park: WAIT_ADMITTED, WAIT_REFUSED, WAIT_TIMEOUT or WAIT_ABORTED. */
+  leaseWaitEnded(result: number): void {
+    Atomics.sub(this.i32, H_LEASE_PARKED, 1);
+    Atomics.add(this.i32, H_LEASE_WAITS + result, 1);
+  }
 }
 
 function esc(v: string): string {
@@ -197,6 +214,12 @@ export function renderUsagePrometheus(l: UsageLayout, sab: SharedArrayBuffer): s
       "# HELP budget_lease_failures_total Budget lease round trips to Redis that failed.",
       "# TYPE budget_lease_failures_total counter",
       `budget_lease_failures_total ${Atomics.load(h, H_LEASE_FAILURES) >>> 0}`,
+      "# HELP budget_lease_waiting Requests parked now until their key's budget lease on this replica covers them.",
+      "# TYPE budget_lease_waiting gauge",
+      `budget_lease_waiting ${Atomics.load(h, H_LEASE_PARKED)}`,
+      "# HELP budget_lease_waits_total Requests parked for their key's budget lease, by how they left: admitted, refused (the fleet reported the budget used up, or Redis became unreachable in closed mode), timeout (503 after BUDGET_LEASE_WAIT_MS), aborted (the client left).",
+      "# TYPE budget_lease_waits_total counter",
+      ...WAIT_RESULTS.map((r, i) => `budget_lease_waits_total{result="${r}"} ${Atomics.load(h, H_LEASE_WAITS + i) >>> 0}`),
     );
   return out.join("\n") + "\n";
 }

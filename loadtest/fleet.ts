@@ -88,7 +88,7 @@ async function main(): Promise<void> {
       body,
     });
     const targets = [await mk("sqlite", sqlite), await mk("fleet", fleet)];
-    // A replica's first requests of a key wait for its first lease (503, retried by SDKs): warm up before measuring.
+    // A replica's first requests of a key wait for its first lease (parked, docs/fleet.md): warm up before measuring.
     for (const t of targets) {
       for (let i = 0; ; i++) {
         const r = await fetch(`http://127.0.0.1:${t.port}${t.path}`, { method: "POST", headers: t.headers, body: t.body });

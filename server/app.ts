@@ -37,7 +37,8 @@ import { UpstreamCall } from "./call.js";
 import { prepareTranslation, toOpenAIError } from "./openai/translation.js";
 import { buildPipelines } from "../core/pipeline/build.js";
 import type { Pipeline, Tap } from "../core/pipeline/pipeline.js";
-import { codeOf, CONTINUE } from "../core/pipeline/codes.js";
+import { codeOf, CONTINUE, WAIT } from "../core/pipeline/codes.js";
+import { LeasePark } from "./fleet/budget-park.js";
 import { E_BODY_TOO_LARGE } from "../core/pipeline/stages/gate.js";
 import { buildShapers } from "./providers/shapers.js";
 import type { ResponseCache } from "./cache/gate.js";
@@ -118,7 +119,13 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     billing:
       billing === null
         ? null
-        : { budgets: billing.budgets, prices: billing.prices, usage: billing.usage, failClosed: cfg.budget_fail_mode === "closed" },
+        : {
+            budgets: billing.budgets,
+            prices: billing.prices,
+            usage: billing.usage,
+            failClosed: cfg.budget_fail_mode === "closed",
+            leaseWait: cfg.budget_lease_wait_ms > 0,
+          },
     pricer: usage === null ? null : usage.price,
     taps,
   });
@@ -150,6 +157,19 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     };
   }
 
+  // Requests waiting for their key's fleet budget lease (server/fleet/budget-park.ts): the reserve stage answers WAIT.
+  const park =
+    billing === null || cfg.budget_lease_wait_ms === 0
+      ? null
+      : new LeasePark(cfg.budget_lease_wait_ms, billing.budgets, billing.usage, bodyDone);
+
+  /** After the body stages (or a parked request's resumption): dispatch, park, or refuse. */
+  function bodyDone(ctx: RequestCtx, r: number): void {
+    if (r === CONTINUE) return dispatch(ctx);
+    if (r === WAIT) return park!.add(ctx); // only with a park (the stage's leaseWait)
+    refuse(ctx, r, ctx.errClose);
+  }
+
   /**
    * A POST through `pipe`: read what the stages need from the stack-allocated request
    * (synchronously), run the header stages, read the body, run the body stages, dispatch.
@@ -158,9 +178,7 @@ export function buildApp(deps: AppDeps): TemplatedApp {
     // Once per route, not a closure per request.
     const onBody = (body: Buffer, ctx: RequestCtx): void => {
       ctx.body = body;
-      const rb = pipe.runBody(ctx);
-      if (rb !== CONTINUE) return refuse(ctx, rb, ctx.errClose);
-      dispatch(ctx);
+      bodyDone(ctx, pipe.runBody(ctx));
     };
     return guard(route, (ctx, req) => {
       if (route === R_CHAT_COMPLETIONS) ctx.reshapeError = toOpenAIError; // OpenAI's error shape (docs/openai.md)

@@ -70,8 +70,17 @@ export class Pipeline {
 
   /** The stages that need the body (after runHead admitted). CONTINUE when all admitted. */
   runBody(s: RequestState): number {
+    return this.bodyFrom(s, 0);
+  }
+
+  /** After a body stage answered WAIT: run the body stages again from that one (it did not admit). */
+  resumeBody(s: RequestState): number {
+    return this.bodyFrom(s, s.admitted - this.head.length);
+  }
+
+  private bodyFrom(s: RequestState, from: number): number {
     const st = this.body;
-    for (let i = 0; i < st.length; i++) {
+    for (let i = from; i < st.length; i++) {
       const r = st[i]!.run(s);
       if (r !== CONTINUE) return r;
       s.admitted++;

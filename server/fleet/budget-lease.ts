@@ -4,7 +4,10 @@
  * threads take reservations out of the lease in shared memory (core/budget.ts) and raise a
  * "need more" flag when it runs low. Every BUDGET_LEASE_MS this loop renews the leases that
  * asked, returns what a key left unused for BUDGET_LEASE_IDLE_MS, and starts new windows at
- * midnight; at shutdown it returns everything (bounded). No request ever waits for Redis.
+ * midnight; at shutdown it returns everything (bounded). No request calls Redis: a request
+ * whose lease is short is parked on its thread (server/fleet/budget-park.ts) and rings a
+ * doorbell this loop waits on (Atomics.waitAsync); it then renews the keys that asked at once,
+ * between ticks, at most one such pass every EARLY_GAP_MS.
  *
  * Redis unreachable: BUDGET_FAIL_MODE=closed keeps the leases (spent down, then 503);
  * open switches the replica to its local per-replica check and reports the spend made meanwhile
@@ -32,6 +35,13 @@ import {
 
 /** How often a key the fleet reported used up asks again (others may return budget, or the limit may rise). */
 const EXHAUSTED_RETRY_MS = 500;
+/** Renewal passes for parked requests start at least this long after the previous pass started (bounds Redis traffic). */
+export const EARLY_GAP_MS = 10;
+
+/** Atomics.waitAsync (Node 16+; not in the ES2022 typings): resolves when another thread notifies the index. */
+type WaitAsync = (a: Int32Array, index: number, value: number) => { async: boolean; value: Promise<string> | string };
+const waitAsync = (a: Int32Array, index: number, value: number) =>
+  (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync(a, index, value);
 
 export interface LeaseKey {
   id: string;
@@ -61,6 +71,8 @@ interface KeyState {
   usedAt: number;
   /** Reservations since the last renewal: sizes the next ask. */
   usesSinceTake: number;
+  /** Requests parked for this key's lease on this replica at the last look: the next ask covers them. */
+  parked: number;
   exhausted: number;
   pending: boolean;
   triedAt: number;
@@ -89,8 +101,15 @@ export class BudgetLeases {
   private up = false;
   /** Redis known unreachable (logged once per outage). */
   private isDown = false;
+  private startedAt = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** The pass in flight (a tick or an early renewal): one at a time. */
   private running: Promise<void> | null = null;
+  /** When the last pass started (Date.now()), an early pass's timer, and what waits for the running pass to end. */
+  private passAt = 0;
+  private early: NodeJS.Timeout | null = null;
+  private earlyDue = false;
+  private tickDue = false;
   private closed = false;
   private ledgerRead: Promise<[Map<string, { tok: number; usd: number }>, Map<string, { tok: number; usd: number }>]> | null = null;
 
@@ -128,20 +147,97 @@ export class BudgetLeases {
   }
 
   start(): void {
-    const started = Date.now();
-    const loop = (): void => {
+    this.startedAt = Date.now();
+    this.watch();
+    this.loop();
+  }
+
+  private readonly loop = (): void => {
+    this.timer = null;
+    if (this.closed) return;
+    // The first connection is still being made (commands fail at once without the offline queue): not an outage yet.
+    if (this.r.status !== "ready" && this.bootMark === null && !this.isDown && Date.now() - this.startedAt < 3000) {
+      this.timer = setTimeout(this.loop, this.o.periodMs);
+      return;
+    }
+    this.pass(true);
+  };
+
+  /**
+   * Run one pass, never two at once: the tick (`full`; the next one BUDGET_LEASE_MS after it ends)
+   * or an early renewal of the keys that asked. A pass asked for while another runs follows it.
+   */
+  private pass(full: boolean): void {
+    if (this.closed) return;
+    if (this.running !== null) {
+      if (full) this.tickDue = true;
+      else this.earlyDue = true;
+      return;
+    }
+    this.passAt = Date.now();
+    this.running = (full ? this.tick() : this.renewAsked()).finally(() => {
+      this.running = null;
       if (this.closed) return;
-      // The first connection is still being made (commands fail at once without the offline queue): not an outage yet.
-      if (this.r.status !== "ready" && this.bootMark === null && !this.isDown && Date.now() - started < 3000) {
-        this.timer = setTimeout(loop, this.o.periodMs);
-        return;
+      if (full) this.timer = setTimeout(this.loop, this.o.periodMs);
+      if (this.tickDue) {
+        this.tickDue = false;
+        this.pass(true);
+      } else if (this.earlyDue) {
+        this.earlyDue = false;
+        this.soon();
       }
-      this.running = this.tick().finally(() => {
-        this.running = null;
-        if (!this.closed) this.timer = setTimeout(loop, this.o.periodMs);
-      });
-    };
-    loop();
+    });
+  }
+
+  /** Wait for the doorbell (a request parked on an acceptor thread); it does not keep the process alive. */
+  private watch(): void {
+    if (this.closed) return;
+    const w = waitAsync(this.budgets.i32, this.budgets.doorAt, this.budgets.doorbell());
+    if (w.async) void (w.value as Promise<string>).then(this.rang);
+    else queueMicrotask(this.rang); // rung between the read and the wait
+  }
+
+  private readonly rang = (): void => {
+    if (this.closed) return;
+    this.watch();
+    this.soon();
+  };
+
+  /** An early renewal pass, EARLY_GAP_MS after the last pass started at the earliest (one scheduled at a time). */
+  private soon(): void {
+    if (this.closed || this.early !== null) return;
+    if (this.running !== null) {
+      this.earlyDue = true;
+      return;
+    }
+    this.early = setTimeout(this.fireEarly, Math.max(0, this.passAt + EARLY_GAP_MS - Date.now()));
+  }
+
+  private readonly fireEarly = (): void => {
+    this.early = null;
+    // No tick yet (the connection was still being made at the start): the first tick now, not BUDGET_LEASE_MS later.
+    if (this.bootMark === null && this.r.status === "ready" && this.running === null) {
+      if (this.timer !== null) clearTimeout(this.timer);
+      this.timer = null;
+      return this.pass(true);
+    }
+    this.pass(false);
+  };
+
+  /**
+   * Between ticks, for parked requests: renew the keys whose "need more" flag is up. Only while
+   * leases are in force and Redis answered (the tick handles windows, outages and the mode), and
+   * not keys whose lost counters wait for their rebuild (the tick's; a new key is rebuilt at once).
+   */
+  private async renewAsked(): Promise<void> {
+    if (!this.up || this.bootMark === null || this.budgets.mode() !== MODE_LEASE) return;
+    this.ledgerRead = null; // a new key's rebuild reads the ledger afresh (its time is the snapshot's)
+    const now = Date.now();
+    const jobs: Promise<void>[] = [];
+    for (const k of this.keys())
+      if (hasBudget(k.limits) && this.budgets.needRaised(k.slot) && this.state.get(k.id)?.pending !== true)
+        jobs.push(this.key(k, now, false));
+    await Promise.all(jobs);
   }
 
   private st(id: string): KeyState {
@@ -155,6 +251,7 @@ export class BudgetLeases {
           uses: 0,
           usedAt: 0,
           usesSinceTake: 0,
+          parked: 0,
           exhausted: 0,
           pending: false,
           triedAt: 0,
@@ -183,6 +280,7 @@ export class BudgetLeases {
     if (!this.up) this.log.info({}, "fleet budgets: Redis reachable; budgets hold across the fleet");
     this.up = true;
     this.isDown = false;
+    this.budgets.setRedisDown(false);
     this.ledgerRead = null;
     const now = Date.now();
     const local = this.budgets.mode() === MODE_LOCAL;
@@ -233,6 +331,7 @@ export class BudgetLeases {
     this.usage.leaseRenewed(0, 1);
     this.usage.setLeaseState(2);
     this.up = false;
+    this.budgets.setRedisDown(true); // closed mode: requests no longer park for a lease (503 once it is spent)
     if (this.isDown) return;
     this.isDown = true;
     this.log.warn(
@@ -269,6 +368,7 @@ export class BudgetLeases {
     s.exhausted = this.budgets.exhaustedBits(k.slot);
     const lim = limitsOf(k);
     const n = this.budgets.takeNeed(k.slot);
+    s.parked = n.parked;
     const recent = (n.uses - s.uses) >>> 0;
     if (recent > 0) {
       s.usesSinceTake += recent;
@@ -335,8 +435,9 @@ export class BudgetLeases {
 
   private async renew(k: LeaseKey, s: KeyState, w: Window, lim: Four, tok: number, mic: number, again = true): Promise<void> {
     const need: Four = [lim[0] > 0 ? tok : 0, lim[1] > 0 ? tok : 0, lim[2] > 0 ? mic : 0, lim[3] > 0 ? mic : 0];
-    // Enough for twice the reservations since the last renewal, at least four of the request that asked.
-    const times = Math.max(4, 2 * s.usesSinceTake);
+    // Enough for twice the reservations since the last renewal, at least four of the request that asked,
+    // and every request parked waiting for this lease.
+    const times = Math.max(4, 2 * s.usesSinceTake, s.parked);
     const held = this.budgets.held(k.slot).avail; // a slot holds at most LEASE_CAP (Int32 with room to settle)
     const ask = need.map((x, i) => Math.max(0, Math.min(LEASE_CAP - held[i]!, x * times))) as Four;
     const r = await take(this.r, w, this.candidate(), this.o.share, lim, need, ask, LEASE_CAP);
@@ -420,6 +521,8 @@ export class BudgetLeases {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer !== null) clearTimeout(this.timer);
+    if (this.early !== null) clearTimeout(this.early);
+    Atomics.notify(this.budgets.i32, this.budgets.doorAt); // the doorbell's wait ends (and sees `closed`)
     if (this.running !== null) await this.running;
     if (this.up) {
       const now = Date.now();

@@ -144,6 +144,36 @@ if (!isMainThread) {
       );
   });
 
+  test("BUDGET_LEASE_WAIT_MS defaults to 1000 ms, 0 turns the wait off, and a value out of range stops the start naming it", () => {
+    const base = { ANTHROPIC_API_KEY: "sk-upstream-cfg-lease" };
+    assert.equal(loadConfig(base, undefined, 1).budget_lease_wait_ms, 1000);
+    assert.equal(loadConfig({ ...base, BUDGET_LEASE_WAIT_MS: "0" }, undefined, 1).budget_lease_wait_ms, 0);
+    for (const bad of ["10001", "-1", "soon"])
+      assert.throws(
+        () => loadConfig({ ...base, BUDGET_LEASE_WAIT_MS: bad }, undefined, 1),
+        (e: unknown) => e instanceof ConfigError && e.message.startsWith("BUDGET_LEASE_WAIT_MS"),
+        bad,
+      );
+  });
+
+  test("parked requests are counted in their key's slot for the next grant, and parking rings the main thread's doorbell", async () => {
+    const b = leased();
+    b.parked(0, 1);
+    b.parked(0, 1);
+    assert.equal(b.takeNeed(0).parked, 2);
+    b.parked(0, -1);
+    assert.equal(b.takeNeed(0).parked, 1);
+    const wait = (
+      Atomics as unknown as { waitAsync(a: Int32Array, i: number, v: number): { async: boolean; value: Promise<string> } }
+    ).waitAsync(b.i32, b.doorAt, b.doorbell());
+    assert.equal(wait.async, true);
+    b.ring();
+    assert.equal(await wait.value, "ok", "the waiting main thread is woken");
+    assert.equal(b.redisDown(), false);
+    b.setRedisDown(true);
+    assert.equal(b.redisDown(), true);
+  });
+
   test("four threads on one leased slot never admit more than the grant, and spend stays within it", async () => {
     const b = leased();
     b.grant(0, L_TOKENS_DAY, 5000);

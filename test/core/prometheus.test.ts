@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createUsageBuffer, renderUsagePrometheus, UsageLayout, UsageMetrics } from "../../core/usage-metrics.js";
+import { createUsageBuffer, renderUsagePrometheus, UsageLayout, UsageMetrics, WAIT_ADMITTED } from "../../core/usage-metrics.js";
 import { spawnSync } from "node:child_process";
 import { ERROR_TYPES } from "../../core/errors.js";
 import {
@@ -215,6 +215,22 @@ test("usage_unreadable_total{provider} counts replies with unreadable usage, and
   const text = renderUsagePrometheus(l, sab);
   assert.match(text, /^usage_unreadable_total\{provider="anthropic"\} 2$/m);
   assert.match(text, /^usage_unreadable_total\{provider="none"\} 0$/m);
+  promtoolCheck(text);
+});
+
+test("fleet budget leases: requests parked for a lease (a gauge) and how they left (result), accepted by promtool", () => {
+  const l = new UsageLayout(["anthropic"], ["claude-sonnet-4-5", "other"]);
+  const sab = createUsageBuffer(l);
+  const u = new UsageMetrics(l, sab);
+  assert.doesNotMatch(renderUsagePrometheus(l, sab), /budget_lease_wait/, "not in fleet lease mode: no lease series");
+  u.setLeaseState(1);
+  u.leaseWaitStarted();
+  u.leaseWaitStarted();
+  u.leaseWaitEnded(WAIT_ADMITTED);
+  const text = renderUsagePrometheus(l, sab);
+  assert.match(text, /^budget_lease_waiting 1$/m);
+  assert.match(text, /^budget_lease_waits_total\{result="admitted"\} 1$/m);
+  for (const r of ["refused", "timeout", "aborted"]) assert.match(text, new RegExp(`^budget_lease_waits_total\\{result="${r}"\\} 0$`, "m"));
   promtoolCheck(text);
 });
 

@@ -6,8 +6,9 @@
  * closed answers 503 once its lease is spent; Redis restarted empty: the counters are rebuilt,
  * and after the replicas returned their leases at shutdown they match the ledger's spend.
  *
- * A client here does what the Anthropic SDKs do with a 503 (retry): a replica whose lease is
- * short answers 503 with retry-after while its main thread renews the lease.
+ * A replica whose lease is short parks the request while its main thread renews the lease
+ * (server/fleet/budget-park.ts) and answers 503 with retry-after only past BUDGET_LEASE_WAIT_MS;
+ * a client here does what the Anthropic SDKs do with that 503 (retry), and the count is reported.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -114,6 +115,14 @@ async function ledgerTokens(keyId: string): Promise<number> {
   return Number(r.rows[0].t);
 }
 
+/** Requests a replica parked for a lease so far, however they left (budget_lease_waits_total). */
+async function parkedTotal(g: Gateway): Promise<number> {
+  const text = await (await fetch(`${g.url}/metrics/prometheus`)).text();
+  let n = 0;
+  for (const m of text.matchAll(/^budget_lease_waits_total\{result="\w+"\} (\d+)$/gm)) n += Number(m[1]);
+  return n;
+}
+
 const used = (a: Answer) => (a.status === 200 ? a.body.usage.input_tokens + a.body.usage.output_tokens : 0);
 
 test("200 concurrent requests over three replicas never charge a 4,000-token daily budget past it; refusals name the limit and its reset", async (t) => {
@@ -137,8 +146,10 @@ test("200 concurrent requests over three replicas never charge a 4,000-token dai
   });
   assert.equal(charged, answered, "the ledger charged exactly what the replies reported");
   assert.ok(charged <= 4000, `overshoot: ${charged} of 4000`);
+  let parked = 0;
+  for (const g of gws) parked += await parkedTotal(g);
   t.diagnostic(
-    `4000-token budget: ${ok.length} admitted, ${refused.length} refused (429), ${answers.reduce((a, x) => a + x.retried, 0)} lease-short 503s retried; charged ${charged} (${((charged / 4000) * 100).toFixed(1)}%, overshoot 0)`,
+    `4000-token budget: ${ok.length} admitted, ${refused.length} refused (429), ${parked} waited for a lease, ${answers.reduce((a, x) => a + x.retried, 0)} lease-short 503s retried; charged ${charged} (${((charged / 4000) * 100).toFixed(1)}%, overshoot 0)`,
   );
 });
 
@@ -222,7 +233,7 @@ test("Redis killed mid-run: open replicas serve on, the closed one answers 503 o
     stop = true;
     await Promise.all(loops);
   }
-  // A replica's first requests of a key wait for its first lease (503, retried by SDKs); after that, none failed.
+  // A replica's first requests of a key wait for its first lease (a 503 only past BUDGET_LEASE_WAIT_MS); after that, none failed.
   const seen = JSON.stringify([...statuses]);
   for (const p of statuses.keys()) assert.ok(p.endsWith(" 200") || p === "warm-up 503", `open mode: no request failed (${seen})`);
   const text = await (await fetch(`${gws[0]!.url}/metrics/prometheus`)).text();

@@ -5,15 +5,17 @@
  * usage charged, only for the requests these stages admitted.
  *
  * In fleet mode with leases (docs/fleet.md) the reservation comes out of what this replica
- * holds on lease; when that falls short and the fleet is not known to be out, the answer is
- * 503 GW_ERR_BUDGET_UNAVAILABLE with retry-after 1 (the main thread is renewing the lease, or
- * cannot reach Redis with BUDGET_FAIL_MODE=closed), never a 429 that would claim the budget is spent.
+ * holds on lease; when that falls short and the fleet is not known to be out, the main thread
+ * is renewing the lease: the stage answers WAIT and the server parks the request until the
+ * lease covers it (server/fleet/budget-park.ts, BUDGET_LEASE_WAIT_MS). Without a wait, after
+ * it, or while Redis is unreachable with BUDGET_FAIL_MODE=closed, the answer is 503
+ * GW_ERR_BUDGET_UNAVAILABLE with retry-after 1, never a 429 that would claim the budget is spent.
  */
 import { estimateInputTokens, LEASE_SHORT, LIMIT_NAMES, OK, type BudgetLimits, type Budgets } from "../../budget.js";
 import { modelAllowed } from "../../keys.js";
 import type { PriceTable } from "../../pricing.js";
 import { BLOCK_LEASE_SHORT, BLOCK_UNAVAILABLE, type UsageMetrics } from "../../usage-metrics.js";
-import { codeNumber, CONTINUE } from "../codes.js";
+import { codeNumber, CONTINUE, WAIT } from "../codes.js";
 import type { Stage } from "../pipeline.js";
 import type { RequestState } from "../state.js";
 
@@ -28,6 +30,8 @@ export interface BudgetDeps {
   usage: UsageMetrics;
   /** BUDGET_FAIL_MODE=closed: refuse budgeted keys while the ledger is down. */
   failClosed: boolean;
+  /** BUDGET_LEASE_WAIT_MS > 0: a lease-short reservation answers WAIT (the server parks it) instead of 503. */
+  leaseWait?: boolean;
 }
 
 /** Count spend in the key's slot; refuse a budget already used up (before reading the body). */
@@ -87,9 +91,11 @@ export function reserveStage(d: BudgetDeps): Stage {
       const micros = Math.ceil(inTok * (p.input > p.cacheWrite ? p.input : p.cacheWrite) + maxTok * p.output);
       const over = d.budgets.reserve(s.key!.index, vk.budget, inTok + maxTok, micros);
       if (over === LEASE_SHORT) {
-        d.usage.blocked(BLOCK_LEASE_SHORT);
         s.errMessage = "this key's budget share is being renewed from the fleet (or cannot be right now); retry shortly";
         s.errHeaders = RETRY_AFTER_1;
+        // The lease is on its way: wait for it (the park counts a refusal after its bound). Not on a dead Redis.
+        if (d.leaseWait === true && !d.budgets.redisDown()) return WAIT;
+        d.usage.blocked(BLOCK_LEASE_SHORT);
         return E_UNAVAILABLE;
       }
       if (over !== OK) return refuse(d, s, over, vk.budget);

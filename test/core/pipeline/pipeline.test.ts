@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { loadConfig } from "../../../core/config.js";
 import { digestKey, KeyIndex } from "../../../core/auth.js";
-import { Budgets } from "../../../core/budget.js";
+import { Budgets, L_TOKENS_DAY, MODE_LEASE } from "../../../core/budget.js";
 import { MicroClock } from "../../../core/clock.js";
 import { entryOf, type KeyRecord } from "../../../core/keys.js";
 import { createMetricsBuffer, G_ACTIVE, Metrics, MetricsLayout, R_COUNT_TOKENS, R_MESSAGES } from "../../../core/metrics.js";
@@ -11,9 +11,10 @@ import { buildProviders } from "../../../core/providers.js";
 import { RateLimiter } from "../../../core/ratelimit.js";
 import { Router } from "../../../core/routing.js";
 import { Shedder } from "../../../core/shedder.js";
-import { createUsageBuffer, UsageLayout, UsageMetrics } from "../../../core/usage-metrics.js";
+import { BLOCK_LEASE_SHORT, createUsageBuffer, UsageLayout, UsageMetrics } from "../../../core/usage-metrics.js";
+import { read64 } from "../../../core/atomic64.js";
 import { buildPipelines, type PipelineDeps } from "../../../core/pipeline/build.js";
-import { codeNumber, codeOf, CONTINUE } from "../../../core/pipeline/codes.js";
+import { codeNumber, codeOf, CONTINUE, WAIT } from "../../../core/pipeline/codes.js";
 import { Pipeline, type Stage } from "../../../core/pipeline/pipeline.js";
 import { RequestState } from "../../../core/pipeline/state.js";
 
@@ -21,7 +22,14 @@ const CLIENT = "sk-client-key-000000000001";
 const VIRTUAL = "sk-virtual-key-00000000001";
 
 function setup(
-  opts: { keys?: boolean; billing?: boolean; rpm?: number; virtualLimits?: KeyRecord["limits"]; models?: string[] | null } = {},
+  opts: {
+    keys?: boolean;
+    billing?: boolean;
+    rpm?: number;
+    virtualLimits?: KeyRecord["limits"];
+    models?: string[] | null;
+    leaseWait?: boolean;
+  } = {},
 ) {
   const cfg = loadConfig(
     { MODEL_PROVIDER: "anthropic", ANTHROPIC_API_BASE: "http://127.0.0.1:9", ANTHROPIC_API_KEY: "sk-up", HTTP_THREADS: "1" },
@@ -85,14 +93,14 @@ function setup(
     keys,
     limiter: new RateLimiter(RateLimiter.bufferFor(4), new MicroClock(Date.now())),
     router: new Router(cfg.routes, providers, cfg.defaultProvider),
-    billing: opts.billing === true ? { budgets, prices, usage, failClosed: true } : null,
+    billing: opts.billing === true ? { budgets, prices, usage, failClosed: true, leaseWait: opts.leaseWait } : null,
     pricer: (s) => {
       s.chargedTokens = Math.max(0, s.inputTokens) + Math.max(0, s.outputTokens);
       s.chargedMicros = 0;
     },
     taps: [(s, status) => taps.push(`${s.id}:${status}`)],
   };
-  return { pipes: buildPipelines(deps), budgets, taps };
+  return { pipes: buildPipelines(deps), budgets, taps, usage };
 }
 
 function request(route: number, key: string, body: object | string): RequestState {
@@ -219,4 +227,42 @@ test("a virtual key's model allowlist is checked once the route named the model"
   const s = request(R_COUNT_TOKENS, VIRTUAL, { model: "claude-sonnet-4-5", messages: [{ role: "user", content: "hi" }] });
   assert.equal(pipes.countTokens.runHead(s), CONTINUE);
   assert.equal(codeOf(pipes.countTokens.runBody(s)), "GW_ERR_AUTH_MODEL_FORBIDDEN");
+});
+
+test("fleet leases: a lease-short reservation answers WAIT with leaseWait, resumes at the reserve stage once granted, and is a 503 without it or on a dead Redis", () => {
+  const day = Math.floor(Date.now() / 86_400_000);
+  const d = new Date();
+  const month = (d.getUTCFullYear() - 1970) * 12 + d.getUTCMonth();
+  const { pipes, budgets, usage } = setup({ billing: true, virtualLimits: { tokens_per_day: 10_000 }, leaseWait: true });
+  budgets.setMode(MODE_LEASE);
+  budgets.openWindow(2, day, month);
+  const s = request(R_MESSAGES, VIRTUAL, MSG);
+  assert.equal(pipes.messages.runHead(s), CONTINUE);
+  assert.equal(pipes.messages.runBody(s), WAIT, "nothing on lease yet: wait for it");
+  const before = s.admitted;
+  assert.equal(budgets.takeNeed(2).need, true, "the main thread is asked for more");
+  assert.equal(budgets.spend(2).reservedTokens, 0, "a waiting request holds no reservation");
+  assert.equal(pipes.messages.resumeBody(s), WAIT, "still short");
+  budgets.grant(2, L_TOKENS_DAY, 5000);
+  assert.equal(pipes.messages.resumeBody(s), CONTINUE, "the grant covers it");
+  assert.equal(s.admitted, before + 1, "only the reserve stage ran again");
+  assert.equal(budgets.spend(2).reservedTokens, s.reservedTokens);
+  pipes.messages.finish(s, 200, 1);
+  assert.equal(budgets.spend(2).reservedTokens, 0);
+  const shortBlocks = () => read64(usage.u32, usage.layout.blocksOff + BLOCK_LEASE_SHORT * 2);
+  assert.equal(shortBlocks(), 0, "a wait is not a refusal");
+
+  budgets.setRedisDown(true);
+  const dead = request(R_MESSAGES, VIRTUAL, { ...MSG, max_tokens: 9_000 });
+  pipes.messages.runHead(dead);
+  assert.equal(codeOf(pipes.messages.runBody(dead)), "GW_ERR_BUDGET_UNAVAILABLE", "Redis known unreachable: no wait");
+  assert.deepEqual(dead.errHeaders, ["retry-after", "1"]);
+  assert.equal(shortBlocks(), 1);
+
+  const off = setup({ billing: true, virtualLimits: { tokens_per_day: 10_000 } });
+  off.budgets.setMode(MODE_LEASE);
+  off.budgets.openWindow(2, day, month);
+  const now = request(R_MESSAGES, VIRTUAL, MSG);
+  off.pipes.messages.runHead(now);
+  assert.equal(codeOf(off.pipes.messages.runBody(now)), "GW_ERR_BUDGET_UNAVAILABLE", "BUDGET_LEASE_WAIT_MS=0: the 503 at once");
 });
