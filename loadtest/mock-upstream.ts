@@ -23,7 +23,8 @@
  *   POST   /__mock/key-faults {"keys":{"<key>":spec,...}}  every request with that key (x-api-key, api-key or
  *                           a bearer) gets the fault, e.g. {"k-busy":"status:429;retry-after:2"}; replaces the table
  *   DELETE /__mock/key-faults
- *   GET    /__mock/stats     {"requests":N,"active":M}
+ *   GET    /__mock/stats     {"requests":N,"active":M}  API calls (model-list GETs, which gateways fetch in
+ *                           the background, are not counted)
  *
  * Fault specs (header `x-mock-fault: <spec>`, else the queue, else `--fault SPEC` for every
  * request, e.g. a deployment that is always slow; parts may be combined with `;`, e.g.
@@ -794,7 +795,7 @@ function route(res: uWS.HttpResponse, req: uWS.HttpRequest): void {
     readBody(c, (body) => handleToken(opts.vertex, ioFor(c, undefined), body));
     return;
   }
-  const ctx = newCtx(res, true);
+  const ctx = newCtx(res, !(method === "get" && path.startsWith("/v1/models")));
   ctx.apiKey = req.getHeader("x-api-key");
 
   if (method === "post" && (isBedrockPath(path) || isVertexPath(path))) {
