@@ -11,48 +11,28 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import { Redis } from "ioredis";
-import { startMock, type MockHandle } from "../support/spawn-mock.js";
+import { adminCall, startFleetStores, type FleetStores } from "../support/fleet.js";
 import { startGateway, type Gateway } from "../support/gateway.js";
-import { startPostgres, type PgHandle } from "../support/postgres.js";
-import { startRedis, type RedisHandle } from "../support/redis.js";
+import { startRedis } from "../support/redis.js";
 import { until } from "../support/wait.js";
 
 const ADMIN = "adm-fleet-park-0123456789";
-let mock: MockHandle;
-let db: PgHandle;
-let redis: RedisHandle;
+let stores: FleetStores;
 let gws: Gateway[] = [];
 let env: Record<string, string>;
 
 before(async () => {
-  [mock, db, redis] = await Promise.all([startMock([]), startPostgres(), startRedis()]);
-  env = {
-    ANTHROPIC_API_BASE: mock.url,
-    ANTHROPIC_API_KEY: "sk-upstream-fleet-park",
-    MODEL_PROVIDER: "anthropic",
-    ADMIN_API_KEY: ADMIN,
-    DATABASE_URL: db.url,
-    REDIS_URL: redis.url,
-    LEDGER_BATCH_MS: "20",
-    RETRY_MAX_ATTEMPTS: "1",
-  };
+  stores = await startFleetStores(ADMIN, "sk-upstream-fleet-park");
+  env = stores.env;
   // The defaults otherwise: BUDGET_LEASE_MS=100, BUDGET_LEASE_WAIT_MS=1000.
   gws = await Promise.all([0, 1, 2].map(() => startGateway({ ...env, BUDGET_FAIL_MODE: "open" })));
 });
 after(async () => {
   await Promise.all(gws.map((g) => g?.stop()));
-  await Promise.all([mock?.stop(), redis?.stop()]);
-  db?.destroy();
+  await stores?.stop();
 });
 
-async function admin(g: Gateway, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const r = await fetch(`${g.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: r.status, json: await r.json() };
-}
+const admin = (g: Gateway, method: string, path: string, body?: unknown) => adminCall(g, ADMIN, method, path, body);
 
 const BODY = JSON.stringify({
   model: "claude-sonnet-4-5",

@@ -14,9 +14,10 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
 import { Redis } from "ioredis";
-import { startMock, type MockHandle } from "../support/spawn-mock.js";
+import type { MockHandle } from "../support/spawn-mock.js";
+import { adminCall, startFleetStores, type FleetStores } from "../support/fleet.js";
 import { startGateway, type Gateway } from "../support/gateway.js";
-import { startPostgres, type PgHandle } from "../support/postgres.js";
+import type { PgHandle } from "../support/postgres.js";
 import { startRedis, type RedisHandle } from "../support/redis.js";
 import { until } from "../support/wait.js";
 import { freePort } from "../support/free-port.js";
@@ -27,6 +28,7 @@ const DAY = 86_400_000;
 let mock: MockHandle;
 let db: PgHandle;
 let redis: RedisHandle;
+let stores: FleetStores;
 let client: pg.Client;
 let gws: Gateway[] = [];
 let closed: Gateway;
@@ -37,39 +39,30 @@ let big: { id: string; key: string };
 let rate = 0;
 
 before(async () => {
-  [mock, db, redis] = await Promise.all([startMock([]), startPostgres(), startRedis()]);
+  stores = await startFleetStores(ADMIN, "sk-upstream-fleet");
+  ({ mock, db, redis } = stores);
   client = new pg.Client({ connectionString: db.url });
   await client.connect();
-  const env = {
-    ANTHROPIC_API_BASE: mock.url,
-    ANTHROPIC_API_KEY: "sk-upstream-fleet",
-    MODEL_PROVIDER: "anthropic",
-    ADMIN_API_KEY: ADMIN,
-    DATABASE_URL: db.url,
-    REDIS_URL: redis.url,
-    LEDGER_BATCH_MS: "20",
-    RETRY_MAX_ATTEMPTS: "1",
-    BUDGET_LEASE_MS: "50",
-    BUDGET_LEASE_IDLE_MS: "2000",
-  };
+  const env = { ...stores.env, BUDGET_LEASE_MS: "50", BUDGET_LEASE_IDLE_MS: "2000" };
   gws = await Promise.all([0, 1, 2].map(() => startGateway({ ...env, BUDGET_FAIL_MODE: "open" })));
   closed = await startGateway({ ...env, BUDGET_FAIL_MODE: "closed" });
+  // A fresh Redis reads as emptied: until its counters are rebuilt from the ledger (about a second), open replicas
+  // check budgets locally (docs/fleet.md). The guarantees below are those of a fleet on leases.
+  for (const g of gws)
+    await until(
+      "every open replica on leases",
+      async () =>
+        ((await (await fetch(`${g.url}/health/ready`)).json()) as any).components.database.budgets === "fleet" ? true : undefined,
+      30_000,
+    );
 });
 after(async () => {
   await Promise.all([...gws, closed].map((g) => g?.stop()));
   await client?.end();
-  await Promise.all([mock?.stop(), redis?.stop()]);
-  db?.destroy();
+  await stores?.stop();
 });
 
-async function admin(g: Gateway, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const r = await fetch(`${g.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: r.status, json: await r.json() };
-}
+const admin = (g: Gateway, method: string, path: string, body?: unknown) => adminCall(g, ADMIN, method, path, body);
 
 interface Answer {
   status: number;
@@ -212,6 +205,7 @@ test("Redis killed mid-run: open replicas serve on, the closed one answers 503 o
     const before = served;
     await until("150 more requests served while Redis is down", () => (served > before + 150 ? true : undefined), 30_000);
     redis = await startRedis(redis.port);
+    stores.redis = redis;
     phase = "restarted";
     const [t0, tok0] = [Date.now(), tokens];
     await until(

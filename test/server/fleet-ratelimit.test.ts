@@ -12,36 +12,26 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { Redis } from "ioredis";
-import { startMock, type MockHandle } from "../support/spawn-mock.js";
+import { startFleetStores, type FleetStores } from "../support/fleet.js";
 import { startGateway, type Gateway } from "../support/gateway.js";
-import { startPostgres, type PgHandle } from "../support/postgres.js";
 import { startRedis, type RedisHandle } from "../support/redis.js";
 import { until } from "../support/wait.js";
 
 const ADMIN = "adm-fleet-rl-0123456789abcdef";
-let mock: MockHandle;
-let db: PgHandle;
 let redis: RedisHandle;
+let stores: FleetStores;
 let gws: Gateway[] = [];
 let env: Record<string, string>;
 
 before(async () => {
-  [mock, db, redis] = await Promise.all([startMock([]), startPostgres(), startRedis()]);
-  env = {
-    ANTHROPIC_API_BASE: mock.url,
-    ANTHROPIC_API_KEY: "sk-upstream-fleet-rl",
-    MODEL_PROVIDER: "anthropic",
-    ADMIN_API_KEY: ADMIN,
-    DATABASE_URL: db.url,
-    REDIS_URL: redis.url,
-    RETRY_MAX_ATTEMPTS: "1",
-  };
+  stores = await startFleetStores(ADMIN, "sk-upstream-fleet-rl");
+  ({ redis } = stores);
+  env = stores.env;
   gws = await Promise.all([startGateway(env), startGateway(env), startGateway(env)]);
 });
 after(async () => {
   await Promise.all(gws.map((g) => g?.stop()));
-  await Promise.all([mock?.stop(), redis?.stop()]);
-  db?.destroy();
+  await stores?.stop();
 });
 
 interface Answer {
@@ -280,6 +270,7 @@ test("Redis killed: each replica serves under its own limits, no 5xx; restarted,
   );
   await until("more load in the outage", () => (load.answers.length > seen + 30 ? true : undefined), 20_000);
   redis = await startRedis(redis.port);
+  stores.redis = redis;
   for (const g of gws)
     await until("readiness to say fleet again", async () => ((await ready(g)).rate_limits === "fleet" ? true : undefined), 15_000);
   await load.stop();

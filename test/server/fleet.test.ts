@@ -11,36 +11,27 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
-import { startMock, type MockHandle } from "../support/spawn-mock.js";
+import { adminCall, startFleetStores, type FleetStores } from "../support/fleet.js";
 import { startGateway, type Gateway } from "../support/gateway.js";
-import { startPostgres, type PgHandle } from "../support/postgres.js";
+import type { PgHandle } from "../support/postgres.js";
 import { startRedis, type RedisHandle } from "../support/redis.js";
 import { until } from "../support/wait.js";
 
 const ADMIN = "adm-fleet-0123456789abcdef";
-let mock: MockHandle;
 let db: PgHandle;
 let redis: RedisHandle;
+let stores: FleetStores;
 let client: pg.Client;
 let gws: Gateway[] = [];
 /** A fourth replica with the smallest LEDGER_QUEUE_MAX, for the bound. */
 let small: Gateway;
 
 before(async () => {
-  [mock, db, redis] = await Promise.all([startMock([]), startPostgres(), startRedis()]);
+  stores = await startFleetStores(ADMIN, "sk-upstream-fleet");
+  ({ db, redis } = stores);
   client = new pg.Client({ connectionString: db.url });
   await client.connect();
-  const env = {
-    ANTHROPIC_API_BASE: mock.url,
-    ANTHROPIC_API_KEY: "sk-upstream-fleet",
-    MODEL_PROVIDER: "anthropic",
-    ADMIN_API_KEY: ADMIN,
-    DATABASE_URL: db.url,
-    REDIS_URL: redis.url,
-    KEY_SYNC_MS: "4000",
-    LEDGER_BATCH_MS: "20",
-    RETRY_MAX_ATTEMPTS: "1",
-  };
+  const env = { ...stores.env, KEY_SYNC_MS: "4000" };
   // Started together: the migrations run once under the advisory lock.
   gws = await Promise.all([startGateway(env), startGateway(env), startGateway(env)]);
   small = await startGateway({ ...env, LEDGER_QUEUE_MAX: "1000" });
@@ -48,18 +39,10 @@ before(async () => {
 after(async () => {
   await Promise.all([...gws, small].map((g) => g?.stop()));
   await client?.end();
-  await Promise.all([mock?.stop(), redis?.stop()]);
-  db?.destroy();
+  await stores?.stop();
 });
 
-async function admin(g: Gateway, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const r = await fetch(`${g.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: r.status, json: await r.json() };
-}
+const admin = (g: Gateway, method: string, path: string, body?: unknown) => adminCall(g, ADMIN, method, path, body);
 
 async function call(g: Gateway, key: string, ids?: string[]): Promise<number> {
   const r = await fetch(`${g.url}/v1/messages`, {
@@ -141,6 +124,7 @@ test("Redis killed: a revoke still reaches every replica through the periodic re
   // Bounded by KEY_SYNC_MS (4 s) plus a generous margin.
   await converge(gws, k.key, 401, 15_000);
   redis = await startRedis(redis.port);
+  stores.redis = redis;
 });
 
 test("PostgreSQL stopped under load: readiness says so, requests are served, and every ledger row arrives exactly once", async (t) => {

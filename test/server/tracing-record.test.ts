@@ -30,7 +30,7 @@ import {
   requestStart,
   upstreamData,
 } from "../../server/tracing/channels.js";
-import { newTraceId, parseTraceparent, shouldSample } from "../../server/tracing/record.js";
+import { newTraceId, parseTraceparent, type RequestEnd, shouldSample } from "../../server/tracing/record.js";
 import { scanStopReasons, startRecorder } from "../../server/tracing/recorder.js";
 import { startTracing } from "../../server/tracing/otel.js";
 
@@ -131,20 +131,10 @@ test("stop reasons are read from the bytes, each once, null and content ignored"
   assert.deepEqual(into, ["end_turn", "stop", "tool_calls"]);
 });
 
-interface FakeCtx {
+/** What the recorder reads of a RequestCtx: the request's end, its route and id. */
+interface FakeCtx extends RequestEnd {
   route: number;
   id: string;
-  status: number;
-  model: string | null;
-  providerName: string;
-  inputTokens: number;
-  outputTokens: number;
-  cacheCreationTokens: number;
-  cacheReadTokens: number;
-  keyId: string | null;
-  sessionId: string | null;
-  aborted: boolean;
-  errorCode: string | null;
 }
 
 test("a retried, fallen-back request recorded in the acceptor is built on the other side as the span tree its traceparents promised", async () => {
