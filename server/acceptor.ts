@@ -17,7 +17,7 @@ import { Shedder, verdictOf } from "../core/shedder.js";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { getHeapStatistics } from "node:v8";
 import { buildApp } from "./app.js";
-import type { RequestCtx, Shared } from "./context.js";
+import { Inflight, type Shared } from "./context.js";
 import { createLogger, requestLogTap } from "./log.js";
 import { Pools } from "./upstream.js";
 import { deadlines } from "./deadlines.js";
@@ -136,7 +136,7 @@ deadlines.onError = (e) => log.error({ err: String((e as Error)?.stack ?? e) }, 
 const shared: Shared = {
   metrics,
   log,
-  inflight: new Set<RequestCtx>(),
+  inflight: new Inflight(),
   draining: false,
   onIdle: null,
   usage: null,
@@ -307,7 +307,7 @@ function drain(): void {
   };
   const deadline = setTimeout(() => {
     // Out of time: close what is still open; each close runs its abort handler.
-    for (const ctx of [...shared.inflight]) {
+    for (const ctx of shared.inflight.toArray()) {
       forced++;
       try {
         ctx.res.close();

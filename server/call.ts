@@ -380,6 +380,12 @@ export class UpstreamCall extends Deadline implements AttemptOwner {
   ended(): void {
     this.done();
     if (this.key >= 0) this.pool!.chargeTokens(this.key, Math.max(0, this.ctx.inputTokens) + Math.max(0, this.ctx.outputTokens));
+    // Answered: nothing is sent again. Undici may still hold the relay for a moment; neither it
+    // nor this call may keep the request's body, parsed tree and reply alive meanwhile
+    // (server/context.ts, Inflight: what a finished request still reaches gets promoted).
+    this.relay = null;
+    this.input.body = NO_BODY;
+    this.input.parsed = NO_PARSED;
   }
 
   streamFailed(): void {

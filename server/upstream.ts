@@ -302,6 +302,7 @@ export class Relay implements Dispatcher.DispatchHandler {
       res.cork(() => res.end(tail ?? undefined));
       this.owner.ended();
       ctx.finish(200);
+      this.release();
       return;
     }
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
@@ -331,6 +332,14 @@ export class Relay implements Dispatcher.DispatchHandler {
     if (ctx.cacheTap !== null) ctx.cacheTap.json(ctx, this.status, typeof out === "string" ? Buffer.from(out) : out);
     ctx.send(this.status, "application/json", out, this.extra);
     this.owner.ended();
+    this.release();
+  }
+
+  /** The reply is out: undici may hold this handler a little longer, so it lets go of the reply's parts. */
+  private release(): void {
+    this.headers = null;
+    this.extra = null;
+    this.controller = null;
   }
 
   /** The stream ended without its terminal event: the provider's failure. */
