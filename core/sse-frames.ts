@@ -8,6 +8,7 @@
  */
 const LFLF = Buffer.from("\n\n");
 const CRLFCRLF = Buffer.from("\r\n\r\n");
+const NONE = Buffer.alloc(0);
 
 /** Index just after the last blank line (`\n\n` or `\r\n\r\n`) in `b`, or -1. */
 function lastEventEnd(b: Buffer): number {
@@ -23,7 +24,7 @@ export class SseFramer {
   private parts: Buffer[] = [];
   private partLen = 0;
   /** The last (up to 3) bytes held, for a blank line split across chunks. */
-  private tail: Buffer = Buffer.alloc(0);
+  private tail: Buffer = NONE;
   /** Set once a partial event grew past maxEventBytes; the framer then refuses more. */
   overflow = false;
 
@@ -55,7 +56,7 @@ export class SseFramer {
     const out = this.partLen === 0 ? head : Buffer.concat([...this.parts, head], this.partLen + cut);
     this.parts = [];
     this.partLen = 0;
-    this.tail = Buffer.alloc(0);
+    this.tail = NONE;
     if (cut < chunk.length) this.hold(chunk.subarray(cut));
     return out;
   }
@@ -66,7 +67,7 @@ export class SseFramer {
     const out = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.partLen);
     this.parts = [];
     this.partLen = 0;
-    this.tail = Buffer.alloc(0);
+    this.tail = NONE;
     return out;
   }
 

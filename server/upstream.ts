@@ -117,7 +117,9 @@ export class Relay implements Dispatcher.DispatchHandler {
   private extra: string[] | null = null;
   private chunks: Buffer[] = [];
   private sawStop = false;
-  private readonly framer: SseFramer;
+  /** Made when the reply turns out to be SSE (a JSON reply needs none). */
+  private framer: SseFramer | null = null;
+  private readonly maxEventBytes: number;
   private decoder: Transform | null = null;
   private paused = false;
   /** Some of the stream reached the client (time to first token, for tracing). */
@@ -136,7 +138,7 @@ export class Relay implements Dispatcher.DispatchHandler {
     this.ctx = ctx;
     this.owner = owner;
     this.providerIndex = ctx.provider;
-    this.framer = new SseFramer(maxEventBytes);
+    this.maxEventBytes = maxEventBytes;
     this.codec = codec;
   }
 
@@ -198,6 +200,7 @@ export class Relay implements Dispatcher.DispatchHandler {
     this.extra = extra;
     this.sse = statusCode === 200 && this.contentType.startsWith("text/event-stream");
     if (this.sse) {
+      this.framer = new SseFramer(this.maxEventBytes);
       const res = ctx.res;
       ctx.started = true;
       ctx.status = 200;
@@ -225,8 +228,9 @@ export class Relay implements Dispatcher.DispatchHandler {
       this.chunks.push(chunk);
       return;
     }
-    const run = this.framer.push(chunk);
-    if (this.framer.overflow) return this.overflowed();
+    const framer = this.framer!;
+    const run = framer.push(chunk);
+    if (framer.overflow) return this.overflowed();
     if (run === null) return;
     const ctx = this.ctx,
       res = ctx.res,
@@ -281,7 +285,7 @@ export class Relay implements Dispatcher.DispatchHandler {
     // A translated reply's usage is read by its codec, in its own format.
     const usageRead = ctx.route === R_MESSAGES && this.codec === null;
     if (this.sse) {
-      let tail: Buffer | string | null = this.framer.rest();
+      let tail: Buffer | string | null = this.framer!.rest();
       if (this.codec !== null) {
         const raw = tail;
         try {
@@ -403,7 +407,7 @@ export class Relay implements Dispatcher.DispatchHandler {
     ctx.errorCode = code;
     ctx.shared.metrics.error(ctx.route, this.providerIndex, errorTypeIndex(type));
     ctx.shared.log.warn({ req_id: ctx.id, provider: ctx.providerName, code }, "stream failed after start");
-    this.framer.rest(); // a torn partial event never reaches the client
+    this.framer?.rest(); // a torn partial event never reaches the client
     this.owner.ended();
     const frame = this.codec === null ? sseErrorFrame(type, message, ctx.id) : this.codec.errorFrame(type, message, code, ctx.id);
     res.cork(() => res.end(frame));
