@@ -14,6 +14,7 @@
  */
 import { Pool, type Dispatcher } from "undici";
 import type { IncomingHttpHeaders } from "node:http";
+import type { HttpResponse } from "uWebSockets.js";
 import type { Transform } from "node:stream";
 import { errorTypeIndex, sseErrorFrame, type ErrorCode } from "../core/errors.js";
 import type { GatewayConfig } from "../core/config.js";
@@ -122,6 +123,15 @@ export class Relay implements Dispatcher.DispatchHandler {
   private readonly maxEventBytes: number;
   private decoder: Transform | null = null;
   private paused = false;
+  /**
+   * SSE bytes (and, first, the status line and headers) waiting for this read's end. Undici
+   * hands over a chunked reply one HTTP chunk (one event) at a time, all within one socket
+   * read; writing each at once cost a `send(2)` per event. They are written together in a
+   * microtask, i.e. as soon as this read has been handled, before the event loop goes on.
+   */
+  private pending: (Buffer | string)[] | null = null;
+  private headPending = false;
+  private flushQueued = false;
   /** Some of the stream reached the client (time to first token, for tracing). */
   private relayed = false;
   private readonly providerIndex: number;
@@ -205,14 +215,61 @@ export class Relay implements Dispatcher.DispatchHandler {
       ctx.started = true;
       ctx.status = 200;
       this.owner.succeeded();
-      res.cork(() => {
-        res.writeStatus("200 OK");
-        res.writeHeader("content-type", "text/event-stream; charset=utf-8");
-        res.writeHeader("cache-control", "no-cache");
-        res.writeHeader("request-id", ctx.id);
-        if (extra !== null) for (let i = 0; i < extra.length; i += 2) res.writeHeader(extra[i]!, extra[i + 1]!);
+      // On the wire with the first events of this read (writeOut), or alone at its end.
+      this.headPending = true;
+      this.queueFlush();
+    }
+  }
+
+  private queueFlush(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    queueMicrotask(() => this.flush());
+  }
+
+  /** The microtask: what this read produced, in one corked write; then backpressure. */
+  private flush(): void {
+    this.flushQueued = false;
+    const ctx = this.ctx;
+    if (this.gone() || ctx.done) {
+      this.pending = null;
+      return;
+    }
+    const res = ctx.res;
+    let ok = true;
+    res.cork(() => {
+      ok = this.writeOut(res);
+    });
+    const controller = this.controller;
+    if (!ok && !this.paused && controller !== null) {
+      // Backpressure toward the client: stop reading the upstream until uWS drains.
+      this.paused = true;
+      controller.pause();
+      res.onWritable(() => {
+        this.paused = false;
+        if (!ctx.aborted && !this.detached) controller.resume();
+        return true;
       });
     }
+  }
+
+  /** Write the headers (once) and the waiting SSE bytes; call inside a cork. False: the client is behind. */
+  private writeOut(res: HttpResponse): boolean {
+    if (this.headPending) {
+      this.headPending = false;
+      const extra = this.extra;
+      res.writeStatus("200 OK");
+      res.writeHeader("content-type", "text/event-stream; charset=utf-8");
+      res.writeHeader("cache-control", "no-cache");
+      res.writeHeader("request-id", this.ctx.id);
+      if (extra !== null) for (let i = 0; i < extra.length; i += 2) res.writeHeader(extra[i]!, extra[i + 1]!);
+    }
+    const p = this.pending;
+    if (p === null) return true;
+    this.pending = null;
+    let ok = true;
+    for (let i = 0; i < p.length; i++) if (!res.write(p[i]!)) ok = false;
+    return ok;
   }
 
   onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -232,9 +289,7 @@ export class Relay implements Dispatcher.DispatchHandler {
     const run = framer.push(chunk);
     if (framer.overflow) return this.overflowed();
     if (run === null) return;
-    const ctx = this.ctx,
-      res = ctx.res,
-      controller = this.controller;
+    const ctx = this.ctx;
     let out: Buffer | string = run;
     if (this.codec !== null) {
       try {
@@ -254,20 +309,8 @@ export class Relay implements Dispatcher.DispatchHandler {
       this.relayed = true;
       if (firstToken.hasSubscribers) firstToken.publish(ctx);
     }
-    let ok = true;
-    res.cork(() => {
-      ok = res.write(out);
-    });
-    if (!ok && !this.paused && controller !== null) {
-      // Backpressure toward the client: stop reading the upstream until uWS drains.
-      this.paused = true;
-      controller.pause();
-      res.onWritable(() => {
-        this.paused = false;
-        if (!ctx.aborted && !this.detached) controller.resume();
-        return true;
-      });
-    }
+    (this.pending ??= []).push(out);
+    this.queueFlush();
   }
 
   onResponseEnd(): void {
@@ -303,7 +346,10 @@ export class Relay implements Dispatcher.DispatchHandler {
       const res = ctx.res;
       // Never end(…, closeConnection) after chunked writes: this uWS build then emits a
       // malformed chunked body. An idle keep-alive is closed by uWS' idle timeout.
-      res.cork(() => res.end(tail ?? undefined));
+      res.cork(() => {
+        this.writeOut(res);
+        res.end(tail ?? undefined);
+      });
       this.owner.ended();
       ctx.finish(200);
       this.release();
@@ -410,7 +456,10 @@ export class Relay implements Dispatcher.DispatchHandler {
     this.framer?.rest(); // a torn partial event never reaches the client
     this.owner.ended();
     const frame = this.codec === null ? sseErrorFrame(type, message, ctx.id) : this.codec.errorFrame(type, message, code, ctx.id);
-    res.cork(() => res.end(frame));
+    res.cork(() => {
+      this.writeOut(res);
+      res.end(frame);
+    });
     ctx.finish(200);
   }
 }
