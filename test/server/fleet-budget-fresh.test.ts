@@ -1,0 +1,180 @@
+/**
+ * A fresh Redis against a lost one (docs/fleet.md "Budgets across the fleet"), end to end: three
+ * gateway processes in BUDGET_FAIL_MODE=open on one throw-away PostgreSQL, one redis-server and the
+ * project's mock upstream, at the default BUDGET_LEASE_MS.
+ *
+ * - A Redis that never held a lease (the fleet's first start) has lost nothing: the replicas lease
+ *   from their first request, so a burst sent the moment they listen stays within the budget. Before,
+ *   it read as emptied and every replica checked the whole budget on its own for about 1.2 s.
+ * - A Redis emptied while the replicas hold leases (FLUSHALL) still has them check budgets per
+ *   replica until the counters are rebuilt from the ledger, and loses nothing.
+ *
+ * The keys are created before the replicas start, by a gateway without REDIS_URL, so the burst
+ * needs no admin round trip first.
+ */
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import pg from "pg";
+import { Redis } from "ioredis";
+import { adminCall, startFleetStores, type FleetStores } from "../support/fleet.js";
+import { startGateway, type Gateway } from "../support/gateway.js";
+import { until } from "../support/wait.js";
+import { windowOf } from "../../server/fleet/budget-lease-scripts.js";
+
+const ADMIN = "adm-fleet-fresh-0123456789";
+const DAY = 86_400_000;
+let stores: FleetStores;
+let client: pg.Client;
+let gws: Gateway[] = [];
+/** 4,000 tokens a day (the burst's), and a budget the wipe test's load does not reach. */
+let small: { id: string; key: string };
+let big: { id: string; key: string };
+
+before(async () => {
+  stores = await startFleetStores(ADMIN, "sk-upstream-fleet-fresh");
+  client = new pg.Client({ connectionString: stores.db.url });
+  await client.connect();
+  // Fleet mode without Redis: the keys land in PostgreSQL and Redis stays untouched (no boot marker).
+  const env = { ...stores.env, BUDGET_FAIL_MODE: "open" };
+  const noRedis: Record<string, string> = { ...env };
+  delete noRedis.REDIS_URL;
+  const setup = await startGateway(noRedis);
+  try {
+    const create = async (name: string, tokens: number) =>
+      (await adminCall(setup, ADMIN, "POST", "/admin/keys", { name, limits: { tokens_per_day: tokens } })).json;
+    small = await create("fresh-4000", 4000);
+    big = await create("fresh-wipe", 10_000_000);
+  } finally {
+    await setup.stop();
+  }
+  gws = await Promise.all([0, 1, 2].map(() => startGateway(env)));
+});
+after(async () => {
+  await Promise.all(gws.map((g) => g?.stop()));
+  await client?.end();
+  await stores?.stop();
+});
+
+interface Answer {
+  status: number;
+  body: any;
+  /** 503s (lease short) retried before this answer. */
+  retried: number;
+}
+
+const BODY = JSON.stringify({
+  model: "claude-sonnet-4-5",
+  max_tokens: 16,
+  messages: [{ role: "user", content: `hello ${"x".repeat(120)}` }],
+});
+
+/** One message; a 503 is retried after 50 ms, as an SDK would (bounded). */
+async function call(g: Gateway, key: string, retry = true): Promise<Answer> {
+  for (let retried = 0; ; retried++) {
+    const r = await fetch(`${g.url}/v1/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-api-key": key },
+      body: BODY,
+    });
+    const body = await r.json();
+    if (r.status !== 503 || !retry || retried >= 100) return { status: r.status, body, retried };
+    await new Promise((res) => setTimeout(res, 50));
+  }
+}
+
+const used = (a: Answer) => (a.status === 200 ? a.body.usage.input_tokens + a.body.usage.output_tokens : 0);
+
+async function ledgerTokens(keyId: string): Promise<number> {
+  const r = await client.query(
+    "SELECT COALESCE(SUM(input_tokens + output_tokens + cache_creation_tokens + cache_read_tokens), 0)::bigint AS t FROM usage WHERE key_id = $1 AND ts >= $2",
+    [keyId, Math.floor(Date.now() / DAY) * DAY],
+  );
+  return Number(r.rows[0].t);
+}
+
+async function budgetsMode(g: Gateway): Promise<string> {
+  return ((await (await fetch(`${g.url}/health/ready`)).json()) as any).components.database.budgets;
+}
+
+test("three open replicas started together on a fresh Redis: a burst of 210 requests sent as they start listening never charges a 4,000-token daily budget past it", async (t) => {
+  // No wait for "budgets": "fleet": a fresh Redis lost nothing, so there is no per-replica window to wait out.
+  const answers = await Promise.all(Array.from({ length: 210 }, (_, i) => call(gws[i % 3]!, small.key)));
+  const ok = answers.filter((a) => a.status === 200);
+  const refused = answers.filter((a) => a.status === 429);
+  assert.equal(ok.length + refused.length, 210, `every request ends 200 or 429: ${answers.map((a) => a.status).join(",")}`);
+  assert.ok(ok.length > 0 && refused.length > 0, `${ok.length} admitted, ${refused.length} refused`);
+  assert.match(refused[0]!.body.error.message, /tokens_per_day limit \(4000 tokens\) is used up/);
+  const answered = ok.reduce((a, x) => a + used(x), 0);
+  const charged = await until("the admitted requests' rows in PostgreSQL", async () => {
+    const n = await ledgerTokens(small.id);
+    return n >= answered ? n : undefined;
+  });
+  assert.equal(charged, answered, "the ledger charged exactly what the replies reported");
+  assert.ok(charged <= 4000, `overshoot: ${charged} of 4000`);
+  for (const g of gws) {
+    assert.ok(!g.lines.some((l) => l.includes("Redis lost the lease counters")), "a fresh Redis is not taken for an emptied one");
+    assert.equal(await budgetsMode(g), "fleet");
+  }
+  t.diagnostic(
+    `fresh Redis, 210 requests at start: ${ok.length} admitted, ${refused.length} refused (429), ${answers.reduce((a, x) => a + x.retried, 0)} lease-short 503s retried; charged ${charged} of 4000 (overshoot ${Math.max(0, charged - 4000)})`,
+  );
+});
+
+test("Redis emptied (FLUSHALL) while the replicas hold leases: each checks budgets per replica until the ledger rebuild, serves throughout, and nothing is lost", async (t) => {
+  const statuses = new Map<string, number>();
+  let served = 0;
+  let stop = false;
+  const loops = gws.map(async (g) => {
+    while (!stop) {
+      const a = await call(g, big.key, false);
+      statuses.set(String(a.status), (statuses.get(String(a.status)) ?? 0) + 1);
+      served++;
+    }
+  });
+  const r = new Redis(stores.redis.url);
+  try {
+    await until("load on leases", () => (served > 60 ? true : undefined), 30_000);
+    for (const g of gws) assert.equal(await budgetsMode(g), "fleet");
+    const w = windowOf(big.id, Date.now());
+    assert.ok(Number(await r.hget(w.dayKey, "t")) > 0, "the replicas hold leases");
+    await r.flushall();
+    // Every replica goes to its local check for the rebuild's wait (2 × BUDGET_LEASE_MS + LEDGER_BATCH_MS + 1 s).
+    const seen = new Set<number>();
+    await until(
+      "every replica to report budgets per replica",
+      async () => {
+        const modes = await Promise.all(gws.map(budgetsMode));
+        modes.forEach((m, i) => m === "per_replica" && seen.add(i));
+        return seen.size === gws.length ? true : undefined;
+      },
+      10_000,
+      10,
+      () => `seen ${[...seen]}`,
+    );
+    for (const g of gws) await g.waitForLine("the wipe noticed", (l) => String(l.msg).includes("Redis lost the lease counters"));
+    await until(
+      "the counters rebuilt from the ledger",
+      () => (gws.some((g) => g.lines.some((l) => l.includes("counters rebuilt from the ledger"))) ? true : undefined),
+      10_000,
+    );
+    for (const g of gws)
+      await until("the replica back on leases", async () => ((await budgetsMode(g)) === "fleet" ? true : undefined), 10_000);
+    const back = served;
+    await until("load on leases again", () => (served > back + 60 ? true : undefined), 30_000);
+  } finally {
+    stop = true;
+    await Promise.all(loops);
+  }
+  try {
+    assert.deepEqual([...statuses.keys()], ["200"], `open mode: every request served (${JSON.stringify([...statuses])})`);
+    // At shutdown the replicas return their leases: what Redis counts is then the spend, never less than the ledger's.
+    await Promise.all(gws.map((g) => g.stop()));
+    const w = windowOf(big.id, Date.now());
+    const granted = Number((await r.hget(w.dayKey, "t")) ?? 0);
+    const ledger = await ledgerTokens(big.id);
+    assert.ok(granted >= ledger, `nothing lost: Redis ${granted} >= ledger ${ledger}`);
+    t.diagnostic(`FLUSHALL under load: ${served} requests served; Redis ${granted} tokens, ledger ${ledger} after shutdown`);
+  } finally {
+    r.disconnect();
+  }
+});
