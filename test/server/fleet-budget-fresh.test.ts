@@ -8,6 +8,8 @@
  *   it read as emptied and every replica checked the whole budget on its own for about 1.2 s.
  * - A Redis emptied while the replicas hold leases (FLUSHALL) still has them check budgets per
  *   replica until the counters are rebuilt from the ledger, and loses nothing.
+ * - Open mode now starts on leases (requests wait for the first one) and goes local only once Redis is
+ *   known unreachable: a Redis refusing connections at start does not cost the first requests a 503.
  *
  * The keys are created before the replicas start, by a gateway without REDIS_URL, so the burst
  * needs no admin round trip first.
@@ -19,6 +21,7 @@ import { Redis } from "ioredis";
 import { adminCall, startFleetStores, type FleetStores } from "../support/fleet.js";
 import { startGateway, type Gateway } from "../support/gateway.js";
 import { until } from "../support/wait.js";
+import { freePort } from "../support/free-port.js";
 import { windowOf } from "../../server/fleet/budget-lease-scripts.js";
 
 const ADMIN = "adm-fleet-fresh-0123456789";
@@ -176,5 +179,19 @@ test("Redis emptied (FLUSHALL) while the replicas hold leases: each checks budge
     t.diagnostic(`FLUSHALL under load: ${served} requests served; Redis ${granted} tokens, ledger ${ledger} after shutdown`);
   } finally {
     r.disconnect();
+  }
+});
+
+test("Redis refusing connections at start: open mode serves a budgeted key's first request on the per-replica check, not a 503", async () => {
+  const g = await startGateway({ ...stores.env, REDIS_URL: `redis://127.0.0.1:${await freePort()}`, BUDGET_FAIL_MODE: "open" });
+  try {
+    // The key exists already (created before the replicas started): the request goes out as the gateway listens.
+    const a = await call(g, big.key, false);
+    assert.equal(a.status, 200, JSON.stringify(a.body));
+    await g.waitForLine("the outage logged", (l) => String(l.msg).startsWith("fleet budgets: Redis unreachable"));
+    const d = ((await (await fetch(`${g.url}/health/ready`)).json()) as any).components.database;
+    assert.deepEqual([d.budgets, d.budget_redis], ["per_replica", "degraded"]);
+  } finally {
+    await g.stop();
   }
 });
