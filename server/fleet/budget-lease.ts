@@ -181,7 +181,8 @@ export class BudgetLeases {
     // Once that attempt failed ("reconnecting"), it is one: the tick fails and open mode goes local.
     const first = this.r.status === "wait" || this.r.status === "connecting" || this.r.status === "connect";
     if (first && this.bootMark === null && !this.isDown && Date.now() - this.startedAt < 3000) {
-      this.timer = setTimeout(this.loop, this.o.periodMs);
+      // Looked at often: requests wait for the first tick's lease (a long BUDGET_LEASE_MS must not make them 503).
+      this.timer = setTimeout(this.loop, Math.min(this.o.periodMs, 20));
       return;
     }
     this.pass(true);
