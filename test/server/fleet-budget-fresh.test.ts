@@ -8,6 +8,9 @@
  *   it read as emptied and every replica checked the whole budget on its own for about 1.2 s.
  * - A Redis emptied while the replicas hold leases (FLUSHALL) still has them check budgets per
  *   replica until the counters are rebuilt from the ledger, and loses nothing.
+ * - A lease that is the first to meet an emptied Redis (before the replica's tick saw the new marker)
+ *   waits for the rebuild like the others: it does not rebuild from the ledger at once, ahead of the
+ *   other replicas re-registering what they hold.
  * - Open mode now starts on leases (requests wait for the first one) and goes local only once Redis is
  *   known unreachable: a Redis refusing connections at start does not cost the first requests a 503.
  *
@@ -22,6 +25,7 @@ import { adminCall, startFleetStores, type FleetStores } from "../support/fleet.
 import { startGateway, type Gateway } from "../support/gateway.js";
 import { until } from "../support/wait.js";
 import { freePort } from "../support/free-port.js";
+import { startRedis } from "../support/redis.js";
 import { windowOf } from "../../server/fleet/budget-lease-scripts.js";
 
 const ADMIN = "adm-fleet-fresh-0123456789";
@@ -205,5 +209,60 @@ test("Redis refusing connections at start: open mode serves a budgeted key's fir
     assert.deepEqual([d.budgets, d.budget_redis], ["per_replica", "degraded"]);
   } finally {
     await g.stop();
+  }
+});
+
+test("a replica whose first lease after a FLUSHALL comes before its tick saw it waits for the rebuild: the other replica's lease still counts, no overshoot", async (t) => {
+  // BUDGET_LEASE_MS=10000: the ticks that notice the new boot marker are 10 s apart, so B's parked requests reach
+  // the emptied Redis first. Before, B rebuilt the key from the ledger at once (the marker it knew was old) and
+  // leased the whole remainder while A still held its lease. A Redis of its own whose marker is an hour old.
+  const own = await startRedis();
+  const r = new Redis(own.url);
+  await r.set("portcullis:budget:boot", String(Date.now() - 3_600_000));
+  const slow = { ...stores.env, REDIS_URL: own.url, BUDGET_FAIL_MODE: "closed", BUDGET_LEASE_MS: "10000" };
+  const [a, b] = await Promise.all([startGateway(slow), startGateway(slow)]);
+  try {
+    const k = (await adminCall(a, ADMIN, "POST", "/admin/keys", { name: "wipe-race", limits: { tokens_per_day: 4000 } })).json;
+    await until("the key on replica B", async () => {
+      const res = await fetch(`${b.url}/v1/models`, { headers: { "x-api-key": k.key } });
+      await res.arrayBuffer();
+      return res.status === 200 ? true : undefined;
+    });
+    // B's lease loop has ticked under the old marker (another key's lease); A leases this key and keeps the rest.
+    const warm = (await adminCall(b, ADMIN, "POST", "/admin/keys", { name: "wipe-race-b", limits: { tokens_per_day: 4000 } })).json;
+    assert.equal((await call(b, warm.key, false)).status, 200);
+    assert.equal((await call(a, k.key, false)).status, 200);
+    const held = Number(await r.hget(windowOf(k.id, Date.now()).dayKey, "t"));
+    await r.flushall();
+    // B: 80 requests, each retrying its 503 for up to 3 s (well before B's next tick).
+    const until3s = Date.now() + 3000;
+    const onB = await Promise.all(
+      Array.from({ length: 80 }, async () => {
+        for (;;) {
+          const x = await call(b, k.key, false);
+          if (x.status !== 503 || Date.now() > until3s) return x;
+          await new Promise((res) => setTimeout(res, 50));
+        }
+      }),
+    );
+    // A spends what it still holds (then its own lease also waits for the rebuild, or the budget is used up).
+    const onA = [];
+    for (let i = 0; i < 8; i++) onA.push(await call(a, k.key, false));
+    const answered = [...onB, ...onA].reduce((n, x) => n + used(x), 0);
+    const charged = await until("the admitted requests' rows in PostgreSQL", async () => {
+      const n = await ledgerTokens(k.id);
+      return n >= answered + 75 ? n : undefined; // and A's first request
+    });
+    const count = (xs: Answer[], st: number) => xs.filter((x) => x.status === st).length;
+    t.diagnostic(
+      `A held ${held} tokens at the FLUSHALL; B: ${count(onB, 200)} × 200, ${count(onB, 503)} × 503, ${count(onB, 429)} × 429; A after: ${count(onA, 200)} × 200; charged ${charged} of 4000`,
+    );
+    assert.ok(charged <= 4000, `overshoot: ${charged} of 4000`);
+    assert.equal(count(onB, 200), 0, "B leases nothing before the rebuild's wait (2 × 10 s + 1 s)");
+    assert.equal(count(onB, 429), 0, "the budget is not reported used up");
+  } finally {
+    r.disconnect();
+    await Promise.all([a.stop(), b.stop()]);
+    await own.stop();
   }
 });
