@@ -133,6 +133,11 @@ export class LedgerHub {
     return out;
   }
 
+  /** Records a Redis boot marker of the budget leases (PostgreSQL); true when the ledger held another one. */
+  recordBudgetBoot(mark: string): Promise<boolean> {
+    return this.run<boolean>({ op: "budget-boot", boot: mark });
+  }
+
   /** Slots for budgets and rate limits: static keys first, then MAX_KEYS virtual keys. */
   static slots(cfg: GatewayConfig): number {
     return cfg.apiKeys.length + cfg.max_keys;

@@ -109,6 +109,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
           new UsageMetrics(usageLayout, usageSab),
           () => ledger.budgetKeys(),
           (from) => ledger.spendSince(from),
+          (mark) => ledger.recordBudgetBoot(mark),
           log,
         )
       : null;

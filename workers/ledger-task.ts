@@ -79,7 +79,9 @@ export type LedgerTask =
   | { op: "usage"; from: number; to: number; groupBy: GroupBy; format: "json" | "csv" }
   | { op: "ping" }
   | { op: "prune"; now: number }
-  | { op: "size" };
+  | { op: "size" }
+  /** PostgreSQL only (fleet budget leases, server/fleet/budget-lease.ts): record a Redis boot marker; true when another was recorded. */
+  | { op: "budget-boot"; boot: string };
 
 export interface SpendRow {
   key_id: string;

@@ -58,6 +58,8 @@ const MIGRATIONS: string[] = [
   // 2: attribution by developer (metadata.user_id), as in the SQLite ledger.
   `ALTER TABLE usage ADD COLUMN user_id TEXT;
    CREATE INDEX usage_user ON usage (user_id);`,
+  // 3: the Redis boot markers fleet budget leases were taken under (server/fleet/budget-lease.ts: a fresh Redis).
+  `CREATE TABLE budget_boots (boot TEXT PRIMARY KEY, seen_at TIMESTAMPTZ NOT NULL DEFAULT now());`,
 ];
 
 const KEY_COLS = "id, name, digest, models, limits, tools, commands, cache, created_at, revoked_at, version";
@@ -321,6 +323,10 @@ export async function openPg(url: string, retentionDays: number) {
         return prune(task.now);
       case "size":
         return 0; // the database is not on the pod's volume
+      case "budget-boot":
+        // Committed before the check (autocommit): a replica that records first is seen by every later check.
+        await pool.query("INSERT INTO budget_boots (boot) VALUES ($1) ON CONFLICT (boot) DO NOTHING", [task.boot]);
+        return (await pool.query("SELECT EXISTS (SELECT 1 FROM budget_boots WHERE boot <> $1) AS others", [task.boot])).rows[0].others;
     }
   }
   return { handle, close: () => pool.end() };

@@ -14,6 +14,12 @@
  * when Redis is back. Redis emptied (the boot marker changed): every replica re-registers what
  * it holds and, after REBUILD_WAIT (its rows are in PostgreSQL by then), one of them adds the
  * ledger's spend of the window: the counters are back to "spent + held", nothing lost.
+ *
+ * A fresh Redis (the fleet's first start, a new Redis) has no marker either, but nothing can have
+ * been lost from it: no replica ever held a lease under another marker. The proof is in the ledger
+ * (PostgreSQL outlives Redis): a replica records the marker it is under there before any rebuild
+ * (every grant follows one), so a young marker is fresh when the ledger holds no other marker.
+ * Then its counters are known at once: keys are rebuilt from the ledger and leased without the wait.
  */
 import { randomBytes } from "node:crypto";
 import { lazyRequire } from "../lazy.js";
@@ -61,6 +67,11 @@ export interface LeaseOptions {
 
 /** Spend per key from the ledger since `from` (ms): tokens and micro-dollars. */
 export type LedgerSpend = (from: number) => Promise<Map<string, { tok: number; usd: number }>>;
+/** Records a boot marker in the ledger; true when the ledger held another one (leases may have been granted under it). */
+export type RecordBoot = (mark: string) => Promise<boolean>;
+
+/** How long a tick waits for the ledger's answer on a young marker before it counts the marker as not fresh (yet). */
+const FRESH_WAIT_MS = 1000;
 
 interface KeyState {
   /** The key's counters in Redis these holdings belong to ("" = none yet). */
@@ -89,6 +100,7 @@ export class BudgetLeases {
   private readonly usage: UsageMetrics;
   private readonly keys: () => Iterable<LeaseKey>;
   private readonly ledgerSpend: LedgerSpend;
+  private readonly recordBoot: RecordBoot;
   private readonly log: Logger;
   private readonly state = new Map<string, KeyState>();
   /** How long emptied counters wait before the ledger's spend is added (re-registrations and row flushes land first). */
@@ -96,8 +108,15 @@ export class BudgetLeases {
   /** A snapshot this long before a rebuild's ledger read is in that read (rows flushed; clocks a little apart). */
   private readonly rebaseMargin: number;
   private bootMark: string | null = null;
-  /** Redis kept its data for at least rebuildWait: no replica has leases to re-register, so a rebuild need not wait. */
+  /**
+   * Redis kept its data for at least rebuildWait, or its marker is fresh (no lease was ever granted under another):
+   * no replica has leases to re-register, so a rebuild need not wait.
+   */
   private known = false;
+  /** The marker this replica saw replace the one it was under (Redis lost data: never fresh). */
+  private lostMark: string | null = null;
+  /** The marker recorded in the ledger (or being recorded), and whether the ledger held another one. */
+  private recorded: { mark: string; others: Promise<boolean> } | null = null;
   private up = false;
   /** Redis known unreachable (logged once per outage). */
   private isDown = false;
@@ -119,6 +138,7 @@ export class BudgetLeases {
     usage: UsageMetrics,
     keys: () => Iterable<LeaseKey>,
     ledgerSpend: LedgerSpend,
+    recordBoot: RecordBoot,
     log: Logger,
   ) {
     this.o = o;
@@ -126,6 +146,7 @@ export class BudgetLeases {
     this.usage = usage;
     this.keys = keys;
     this.ledgerSpend = ledgerSpend;
+    this.recordBoot = recordBoot;
     this.log = log;
     this.rebuildWait = o.periodMs * 2 + o.ledgerBatchMs + 1000;
     this.rebaseMargin = o.ledgerBatchMs + 250;
@@ -140,9 +161,10 @@ export class BudgetLeases {
       }),
     );
     this.r.on("error", () => {}); // reported by the loop (the URL may hold a password: never logged)
-    // Until Redis answers: closed mode spends nothing (no lease yet), open mode checks locally (reported once it answers).
+    // Until Redis answers, both modes spend leases only (none yet: requests wait for the first one); open mode
+    // switches to the local check once Redis is known unreachable (down()), not before: a fresh start never
+    // admits per replica against the whole budget.
     budgets.setMode(MODE_LEASE);
-    this.applyDown();
     usage.setLeaseState(2);
   }
 
@@ -156,8 +178,11 @@ export class BudgetLeases {
     this.timer = null;
     if (this.closed) return;
     // The first connection is still being made (commands fail at once without the offline queue): not an outage yet.
-    if (this.r.status !== "ready" && this.bootMark === null && !this.isDown && Date.now() - this.startedAt < 3000) {
-      this.timer = setTimeout(this.loop, this.o.periodMs);
+    // Once that attempt failed ("reconnecting"), it is one: the tick fails and open mode goes local.
+    const first = this.r.status === "wait" || this.r.status === "connecting" || this.r.status === "connect";
+    if (first && this.bootMark === null && !this.isDown && Date.now() - this.startedAt < 3000) {
+      // Looked at often: requests wait for the first tick's lease (a long BUDGET_LEASE_MS must not make them 503).
+      this.timer = setTimeout(this.loop, Math.min(this.o.periodMs, 20));
       return;
     }
     this.pass(true);
@@ -274,9 +299,10 @@ export class BudgetLeases {
     if (wiped) {
       this.log.warn({}, "fleet budgets: Redis lost the lease counters; re-registering leases and rebuilding from the ledger");
       for (const s of this.state.values()) s.local.lost = s.local.open;
+      this.lostMark = b.boot;
     }
     this.bootMark = b.boot;
-    this.known = b.now - Number(b.boot) >= this.rebuildWait;
+    this.known = b.now - Number(b.boot) >= this.rebuildWait || (await this.fresh(b.boot));
     if (!this.up) this.log.info({}, "fleet budgets: Redis reachable; budgets hold across the fleet");
     this.up = true;
     this.isDown = false;
@@ -313,6 +339,37 @@ export class BudgetLeases {
           return report?.catch((e) => this.failed(e));
         }),
       );
+  }
+
+  /**
+   * A young marker is fresh when this replica did not see it replace another and the ledger holds no other
+   * marker: no lease was ever granted outside this Redis's current data, so nothing was lost. Any doubt (the
+   * ledger slow or down) counts as not fresh: the rebuild waits, as after a loss.
+   */
+  private async fresh(mark: string): Promise<boolean> {
+    if (this.lostMark === mark) return false;
+    let t: NodeJS.Timeout | undefined;
+    const others = await Promise.race([
+      this.record(mark).catch(() => true),
+      new Promise<boolean>((r) => (t = setTimeout(r, FRESH_WAIT_MS, true))),
+    ]);
+    clearTimeout(t);
+    return !others;
+  }
+
+  /**
+   * Record `mark` in the ledger, once per marker (again after a failure). Before a rebuild, so every marker
+   * under which a lease was granted is in the ledger before the grant: the proof `fresh` relies on.
+   */
+  private record(mark: string): Promise<boolean> {
+    if (this.recorded?.mark !== mark) {
+      const rec = { mark, others: this.recordBoot(mark) };
+      rec.others.catch(() => {
+        if (this.recorded === rec) this.recorded = null;
+      });
+      this.recorded = rec;
+    }
+    return this.recorded.others;
   }
 
   /** Drop the state of keys revoked or no longer budgeted (what they held lapses with the window). */
@@ -443,7 +500,8 @@ export class BudgetLeases {
     const r = await take(this.r, w, this.candidate(), this.o.share, lim, need, ask, LEASE_CAP);
     this.usage.leaseRenewed(1, 0);
     const epoch = String(r[1]);
-    if (s.epoch !== "" && epoch !== s.epoch) s.boot = null; // this key's counters were lost alone: re-register next time
+    const moved = s.epoch !== "" && epoch !== s.epoch;
+    if (moved) s.boot = null; // this key's counters were lost (alone, or in a wipe the tick has not seen yet): re-register
     s.epoch = epoch;
     if (r[0] !== 2 && s.local.lost) s.local.rebase(Number((await this.r.hget(w.dayKey, "at")) ?? 0), this.rebaseMargin);
     if (r[0] === 0) {
@@ -455,7 +513,12 @@ export class BudgetLeases {
       s.pending = false;
       this.budgets.setExhausted(k.slot, (s.exhausted |= 1 << Number(r[2])));
     } else {
-      if (!s.pending) s.dueAt = Date.now() + (this.known ? 0 : Math.max(0, this.rebuildWait - Number(r[2])));
+      // Known counters (Redis kept its data, or its marker is fresh) are rebuilt at once, unless this very lookup
+      // says they were lost: the key's epoch changed, or the marker did (a wipe the tick has not seen yet).
+      if (!s.pending) {
+        const known = this.known && !moved && (await boot(this.r)).boot === this.bootMark;
+        s.dueAt = Date.now() + (known ? 0 : Math.max(0, this.rebuildWait - Number(r[2])));
+      }
       s.pending = true;
       // A key first seen since Redis kept its data (a new key): rebuild from the ledger and lease at once.
       if (again && s.dueAt <= Date.now()) {
@@ -467,6 +530,11 @@ export class BudgetLeases {
 
   /** Emptied counters, once every replica had time to re-register and flush: add the ledger's spend (once, fleet-wide). */
   private async rebuildIfDue(k: LeaseKey, s: KeyState, w: Window): Promise<void> {
+    try {
+      await this.record(this.bootMark!); // before the ledger read: the rebuild's grants follow it
+    } catch {
+      return; // the ledger is down: the key stays pending, as below
+    }
     const d = new Date(w.day * 86_400_000);
     this.ledgerRead ??= Promise.all([
       this.ledgerSpend(w.day * 86_400_000),

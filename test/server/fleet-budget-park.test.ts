@@ -70,20 +70,8 @@ async function metric(g: Gateway, series: string): Promise<number> {
 }
 const waits = (result: string) => `budget_lease_waits_total{result="${result}"}`;
 
-/**
- * Wait until every replica spends leases ("budgets": "fleet"): in open mode a replica checks budgets locally while
- * Redis is out of reach or a key's counters wait for their rebuild (docs/fleet.md), and then nothing waits for a lease.
- */
-async function onLeases(on: Gateway[]): Promise<void> {
-  for (const g of on)
-    await until("the replica on fleet leases", async () =>
-      ((await (await fetch(`${g.url}/health/ready`)).json()) as any).components.database.budgets === "fleet" ? true : undefined,
-    );
-}
-
 test("a fresh budgeted key's first request on each of three replicas is answered 200 after waiting for the replica's first lease", async () => {
   const k = await createBudgeted(gws, "park-first", 1_000_000);
-  await onLeases(gws);
   for (const [i, g] of gws.entries()) {
     const admittedBefore = await metric(g, waits("admitted"));
     const a = await call(g, k.key);
@@ -95,7 +83,6 @@ test("a fresh budgeted key's first request on each of three replicas is answered
 
 test("a burst of 100 concurrent requests on a fresh key with room for all of them gets no 503", async (t) => {
   const k = await createBudgeted(gws, "park-burst", 1_000_000);
-  await onLeases(gws);
   let renewals = 0;
   const before: number[] = [];
   for (const g of gws) {
@@ -123,9 +110,9 @@ test("a burst of 100 concurrent requests on a fresh key with room for all of the
 });
 
 test("a parked request wakes the lease loop: with BUDGET_LEASE_MS=10000 new keys' first requests are still served", async () => {
-  // Without the wake-up the renewal would come at the next tick, up to 10 s later: past the 1 s wait. Closed mode:
-  // open mode serves on the per-replica check until the first tick has reached Redis. A Redis of its own whose
-  // boot marker is an hour old (docs/fleet.md: new keys then lease at once, not after 2 × BUDGET_LEASE_MS + 1 s).
+  // Without the wake-up the renewal would come at the next tick, up to 10 s later: past the 1 s wait. A Redis of
+  // its own whose boot marker is an hour old (docs/fleet.md: new keys then lease at once). A new marker would not
+  // be fresh: the ledger already holds the other Redis's, so new keys would wait 2 × BUDGET_LEASE_MS + 1 s.
   const own = await startRedis();
   const r = new Redis(own.url);
   await r.set("portcullis:budget:boot", String(Date.now() - 3_600_000));
@@ -149,7 +136,6 @@ test("BUDGET_LEASE_WAIT_MS=0 keeps the immediate 503 for a key's first request o
   const g = await startGateway({ ...env, BUDGET_FAIL_MODE: "open", BUDGET_LEASE_WAIT_MS: "0" });
   try {
     const k = await createBudgeted([g], "park-off", 1_000_000);
-    await onLeases([g]);
     const a = await call(g, k.key);
     assert.equal(a.status, 503);
     assert.equal(a.body.error.type, "overloaded_error");

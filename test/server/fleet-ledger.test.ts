@@ -41,6 +41,7 @@ test("three writers migrating at once apply each migration exactly once", async 
   assert.deepEqual(m.rows, [
     { version: 1, n: 1 },
     { version: 2, n: 1 },
+    { version: 3, n: 1 },
   ]);
 });
 
@@ -116,6 +117,14 @@ test("retention drops a whole monthly partition older than the window and keeps 
   const left = await client.query("SELECT relname FROM pg_class WHERE relname = $1", [name]);
   assert.equal(left.rowCount, 0);
   assert.equal((await client.query("SELECT COUNT(*)::int AS n FROM usage WHERE batch_id = 'batch-1'")).rows[0].n, 2);
+});
+
+test("budget boot markers: the first ones recorded at once see no other; a later marker sees the earlier one; recording twice is one row", async () => {
+  // Two replicas meeting one fresh Redis record the same marker: neither sees another (server/fleet/budget-lease.ts).
+  assert.deepEqual(await Promise.all(writers.slice(0, 2).map((w) => w.handle({ op: "budget-boot", boot: "1000" }))), [false, false]);
+  assert.equal(await writers[2]!.handle({ op: "budget-boot", boot: "2000" }), true, "a new Redis after leases under 1000");
+  assert.equal(await writers[0]!.handle({ op: "budget-boot", boot: "1000" }), true);
+  assert.equal((await client.query("SELECT COUNT(*)::int AS n FROM budget_boots")).rows[0].n, 2);
 });
 
 test("keys-since returns each change once, with versions that only grow", async () => {

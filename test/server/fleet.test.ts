@@ -86,6 +86,7 @@ test("the three replicas started together applied the migrations once, and log t
   assert.deepEqual(m.rows, [
     { version: 1, n: 1 },
     { version: 2, n: 1 },
+    { version: 3, n: 1 },
   ]);
 });
 
