@@ -16,6 +16,7 @@ import { CLIENT_KEY, Core } from "./stack.js";
 import { MicroClock } from "../core/clock.js";
 import { RateLeaseSlots, RateLimiter } from "../core/ratelimit.js";
 import { Deadline, DeadlineSweep } from "../server/deadlines.js";
+import { Inflight, type InflightNode } from "../server/context.js";
 import { FIXTURE_PATH, smallRequest } from "./fixture.js";
 
 export interface Row {
@@ -85,6 +86,18 @@ export async function buildRows(): Promise<Rows> {
   const bodyRead = new Nothing(),
     call = new Nothing();
   const noop = () => {};
+  // The thread's in-flight requests: ~40 others held, one request added and deleted (server/context.ts).
+  class Req implements InflightNode<Req> {
+    inPrev: Req | null = null;
+    inNext: Req | null = null;
+  }
+  const list = new Inflight<Req>(),
+    set = new Set<Req>();
+  for (let i = 0; i < 40; i++) {
+    list.add(new Req());
+    set.add(new Req());
+  }
+  const one = new Req();
   const limits = { requestsPerMinute: 1_000_000_000, tokensPerMinute: 1_000_000_000 };
   // Fleet mode's admission: the same check with requests spent from a local lease (server/fleet/rate-lease.ts).
   const leaseSab = RateLimiter.bufferFor(1);
@@ -196,6 +209,24 @@ export async function buildRows(): Promise<Rows> {
         sweep.remove(bodyRead);
         sweep.add(call, now + 600_000);
         sweep.remove(call);
+      },
+    },
+    {
+      id: "inflight_list",
+      name: "extra: a request into and out of the thread's in-flight list (40 others held)",
+      report: false,
+      fn: () => {
+        list.add(one);
+        list.delete(one);
+      },
+    },
+    {
+      id: "inflight_set",
+      name: "extra: the same with the Set it replaced",
+      report: false,
+      fn: () => {
+        set.add(one);
+        set.delete(one);
       },
     },
     {
