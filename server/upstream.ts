@@ -132,6 +132,8 @@ export class Relay implements Dispatcher.DispatchHandler {
   private pending: (Buffer | string)[] | null = null;
   private headPending = false;
   private flushQueued = false;
+  /** `flush` bound once per stream, not a closure per read. */
+  private flushFn: (() => void) | null = null;
   /** Some of the stream reached the client (time to first token, for tracing). */
   private relayed = false;
   private readonly providerIndex: number;
@@ -223,7 +225,7 @@ export class Relay implements Dispatcher.DispatchHandler {
   private queueFlush(): void {
     if (this.flushQueued) return;
     this.flushQueued = true;
-    queueMicrotask(() => this.flush());
+    queueMicrotask((this.flushFn ??= () => this.flush()));
   }
 
   /** The microtask: what this read produced, in one corked write; then backpressure. */
