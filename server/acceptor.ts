@@ -229,7 +229,7 @@ const reclaim =
         QUIET_MS,
         (r) => log.debug({ thread: data.index, ...reclaimFields(r) }, "idle: memory returned"),
       );
-const reclaimTimer = reclaim === null ? null : setInterval(() => reclaim.tick(performance.now()), 1000);
+const reclaimTimer = reclaim === null ? null : setInterval(() => reclaim.tick(performance.now()), 500);
 reclaimTimer?.unref();
 
 let renderSeq = 0;

@@ -174,7 +174,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
           QUIET_MS,
           (r) => log.debug({ thread: "main", ...reclaimFields(r) }, "idle: memory returned"),
         );
-  const reclaimTimer = reclaim === null ? null : setInterval(() => reclaim.tick(performance.now()), 1000);
+  const reclaimTimer = reclaim === null ? null : setInterval(() => reclaim.tick(performance.now()), 500);
   reclaimTimer?.unref();
   const acceptors: Worker[] = [];
   const exited: Promise<number>[] = [];
