@@ -50,6 +50,8 @@ export interface Reclaimed {
   /** Time in the GC (0: none at this step). */
   gcMs: number;
   trimmed: boolean;
+  /** Time in the trim (0: none). */
+  trimMs: number;
   rssBefore: number;
   rssAfter: number;
 }
@@ -115,9 +117,11 @@ export class IdleReclaim {
     }
     // Dead buffers go back to malloc during the GC and the sweeping after it: the trim
     // waits for step 2, YOUNG_SHRINK_MS after the first GC.
+    const t = performance.now();
     const trimmed = step === 2 && p.trim();
+    const trimMs = trimmed ? performance.now() - t : 0;
     this.held = p.heap();
-    this.reclaimed({ step, before, after: this.held, gcMs, trimmed, rssBefore, rssAfter: p.rss() });
+    this.reclaimed({ step, before, after: this.held, gcMs, trimmed, trimMs, rssBefore, rssAfter: p.rss() });
   }
 }
 
@@ -127,6 +131,7 @@ export function reclaimFields(r: Reclaimed): Record<string, number | boolean> {
     step: r.step,
     gc_ms: Math.round(r.gcMs * 10) / 10,
     trimmed: r.trimmed,
+    trim_ms: Math.round(r.trimMs * 10) / 10,
     heap_before: r.before.committed,
     heap_after: r.after.committed,
     used_before: r.before.used,
