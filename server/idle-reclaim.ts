@@ -7,7 +7,8 @@
  *
  * A timer tick compares a request counter: nothing else runs while the thread is busy. Once
  * the thread has begun no request (health probes and metrics scrapes aside) for `quietMs`,
- * has none in flight, and its heap grew since the last reclaim, it runs one full GC. V8
+ * has none in flight, and its heap grew since the last reclaim (or a request cut the last one
+ * short), it runs one full GC. V8
  * shrinks the young generation in a full GC only when the allocation rate since the previous
  * GC is low over ~5 s, which the first GC right after a burst cannot show; so if the young
  * generation is still above its floor, a second full GC follows `YOUNG_SHRINK_MS` later, if
@@ -73,6 +74,8 @@ export class IdleReclaim {
   private firstAt = 0;
   /** What the isolate held after the last reclaim (null: none yet). */
   private held: HeapNow | null = null;
+  /** Step 1 ran and step 2 has not (a request cut the quiet period short): the next one finishes. */
+  private pending = false;
 
   constructor(
     private readonly probe: ReclaimProbe,
@@ -95,12 +98,14 @@ export class IdleReclaim {
       const h = p.heap();
       const held = this.held;
       this.step = 2; // unless there is something to give back
-      if (held !== null && h.used + h.external < held.used + held.external + GROWTH_BYTES && h.young <= held.young) return;
+      if (held !== null && !this.pending && h.used + h.external < held.used + held.external + GROWTH_BYTES && h.young <= held.young) return;
       this.step = 1;
+      this.pending = true;
       this.firstAt = now;
       this.run(1, h, true);
     } else if (now - this.firstAt >= YOUNG_SHRINK_MS) {
       this.step = 2;
+      this.pending = false;
       const h = p.heap();
       this.run(2, h, h.young > YOUNG_FLOOR_BYTES);
     }
