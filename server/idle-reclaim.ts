@@ -1,8 +1,8 @@
 /**
  * Gives an acceptor's memory back once its traffic stops. V8 frees dead ArrayBuffers (the
  * malloc'ed memory behind every Buffer a request used) and shrinks a young generation only
- * in a full GC, and an idle acceptor gets none: V8's memory reducer did not run in acceptor
- * isolates, so after a burst each kept its 16 MiB young generation and 10–30 MiB of dead
+ * in a full GC, and after a burst an idle acceptor got none: V8's memory reducer did not run
+ * in acceptor isolates then, so each kept its 16 MiB young generation and 10–30 MiB of dead
  * buffers resident for as long as it stayed idle (docs/performance.md, "Memory").
  *
  * A timer tick compares a request counter: nothing else runs while the thread is busy. Once
