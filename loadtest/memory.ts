@@ -9,7 +9,8 @@
  * /metrics once (so the metrics render thread has worked), waits `--settle` seconds and
  * samples again. Prints each isolate's heap (V8's committed size, used size, young
  * generation) and the process's RSS, and how much of it no V8 heap accounts for (native
- * code, uWS and undici buffers, SQLite, malloc arenas). Bounded: a few load runs of
+ * code, uWS and undici buffers, SQLite, malloc arenas), then the RSS by kind of mapping
+ * (/proc/PID/smaps: files, V8 pages, malloc arenas, JIT code, stacks). Bounded: a few load runs of
  * `--duration` seconds. `--env` adds gateway settings (e.g. MALLOC_ARENA_MAX=2) to compare;
  * `--snapshots DIR` writes each thread's heap snapshot there after the final full GC.
  */
@@ -146,6 +147,55 @@ export function memoryTable(rows: readonly IsolateRow[]): string {
   );
 }
 
+/** Where a process's resident memory is, by kind of mapping (bytes of RSS), from /proc/PID/smaps. */
+export type SmapsKinds = Record<(typeof SMAPS_KINDS)[number], number>;
+export const SMAPS_KINDS = [
+  "files (node binary, libraries)",
+  "V8 heap pages (256 KiB)",
+  "malloc arenas",
+  "JIT code",
+  "thread stacks (8 MiB)",
+  "other anonymous (mmap'd buffers, shared memory)",
+] as const;
+
+/**
+ * Classifies smaps mappings: file-backed; anonymous 256 KiB mappings (V8's regular pages);
+ * glibc's malloc arenas (`[heap]`, and the per-thread heaps, which glibc aligns to their 64 MiB
+ * reservation); executable anonymous memory (V8's code); 8 MiB stacks; the rest.
+ */
+export function smapsKinds(smaps: string): SmapsKinds {
+  const out = Object.fromEntries(SMAPS_KINDS.map((k) => [k, 0])) as SmapsKinds;
+  let kind: (typeof SMAPS_KINDS)[number] | null = null;
+  for (const l of smaps.split("\n")) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \S+\s*(.*)$/.exec(l);
+    if (m !== null) {
+      const start = BigInt(`0x${m[1]}`);
+      const size = Number(BigInt(`0x${m[2]}`) - start);
+      const [perms, name] = [m[3]!, m[4]!];
+      if (name.startsWith("/")) kind = SMAPS_KINDS[0];
+      else if (name === "[heap]" || (perms.startsWith("rw") && name === "" && start % (64n << 20n) === 0n)) kind = SMAPS_KINDS[2];
+      else if (name !== "") kind = SMAPS_KINDS[5];
+      else if (perms.includes("x")) kind = SMAPS_KINDS[3];
+      else if (size === 256 * 1024) kind = SMAPS_KINDS[1];
+      else if (size === 8 * 1024 * 1024) kind = SMAPS_KINDS[4];
+      else kind = SMAPS_KINDS[5];
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(l);
+    if (rss !== null && kind !== null) out[kind] += Number(rss[1]) * 1024;
+  }
+  return out;
+}
+
+/** The RSS by kind of mapping at two moments. */
+export function smapsTable(idle: SmapsKinds, after: SmapsKinds): string {
+  const sum = (k: SmapsKinds) => Object.values(k).reduce((a, b) => a + b, 0);
+  return markdownTable(
+    ["resident memory by mapping", "idle → after"],
+    [...SMAPS_KINDS.map((k) => [k, pair(idle[k], after[k])]), ["**total**", pair(sum(idle), sum(after))]],
+  );
+}
+
 async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
   const threads = flags.has("threads") ? Number(flags.get("threads")) : null;
@@ -189,6 +239,8 @@ async function main(): Promise<void> {
     });
     await new Promise((r) => setTimeout(r, 4000)); // start-up work (model lists, first GCs) settles
     const idleAt = Date.now();
+    const smaps = () => smapsKinds(readFileSync(`/proc/${gw.child.pid}/smaps`, "utf8"));
+    const smapsIdle = smaps();
     const bodies = [
       ["small", JSON.stringify(smallRequest())],
       ["103 KB", claudeCodeRequestText()],
@@ -205,6 +257,7 @@ async function main(): Promise<void> {
     // Idle again: what stays. V8's memory reducer looks ~8 s after the last full GC.
     await new Promise((r) => setTimeout(r, settle * 1000));
     const afterAt = Date.now();
+    const smapsAfter = smaps();
     writeFileSync(gcFile, "");
     // Every thread samples once more, after a full GC (and writes its snapshot: slower).
     await new Promise((r) => setTimeout(r, flags.has("snapshots") ? 15_000 : 2000));
@@ -213,7 +266,7 @@ async function main(): Promise<void> {
       .split("\n")
       .filter((l) => l !== "")
       .map((l) => JSON.parse(l) as ProbeLine);
-    process.stdout.write(`${memoryTable(isolateRows(lines, idleAt, afterAt))}\n`);
+    process.stdout.write(`${memoryTable(isolateRows(lines, idleAt, afterAt))}\n\n${smapsTable(smapsIdle, smapsAfter)}\n`);
   } finally {
     await Promise.all(procs.map((p) => p.stop()));
     rmSync(dir, { recursive: true, force: true });

@@ -40,6 +40,8 @@ import { CacheStats } from "../core/cache/stats.js";
 import { KeyPools, type KeyPoolBuffers } from "../core/keypool.js";
 import { buildProviders } from "../core/providers.js";
 import { DeploymentState } from "../core/deployments.js";
+import { heapNow, IdleReclaim, QUIET_MS, reclaimFields } from "./idle-reclaim.js";
+import { mallocTrim } from "./malloc-trim.js";
 
 export interface AcceptorData {
   cfg: GatewayConfig;
@@ -139,6 +141,7 @@ const shared: Shared = {
   inflight: new Inflight(),
   draining: false,
   onIdle: null,
+  begun: 0,
   usage: null,
   plain: null,
 };
@@ -203,6 +206,31 @@ const sampler = setInterval(() => {
   lastVerdict = v;
 }, cfg.load_shedding_check_interval_ms);
 sampler.unref();
+
+// Memory back once traffic stops (server/idle-reclaim.ts): V8's gc extension, which main.ts turns on
+// before the acceptors start. Without it (it did not take) the thread keeps what V8 leaves it.
+const fullGc = (globalThis as { gc?: () => void }).gc;
+const reclaim =
+  typeof fullGc !== "function"
+    ? null
+    : new IdleReclaim(
+        {
+          begun: () => shared.begun,
+          inflight: () => shared.inflight.size,
+          heap: heapNow,
+          gc: () => fullGc(),
+          // The trim locks each arena in turn: only while no thread has a request in flight.
+          trim: () => {
+            const trim = Atomics.load(metrics.i32, G_ACTIVE) === 0 ? mallocTrim() : null;
+            return trim !== null && trim() >= 0;
+          },
+          rss: () => process.memoryUsage.rss(),
+        },
+        QUIET_MS,
+        (r) => log.debug({ thread: data.index, ...reclaimFields(r) }, "idle: memory returned"),
+      );
+const reclaimTimer = reclaim === null ? null : setInterval(() => reclaim.tick(performance.now()), 500);
+reclaimTimer?.unref();
 
 let renderSeq = 0;
 const renders = new Map<number, { resolve(s: string): void; reject(e: Error): void }>();
@@ -271,6 +299,7 @@ function drain(): void {
   // From here admitPost answers 503 + connection: close (server/app.ts).
   shared.draining = true;
   clearInterval(sampler);
+  if (reclaimTimer !== null) clearInterval(reclaimTimer);
   loopDelay.disable();
   if (listenSocket !== null) {
     uWS.us_listen_socket_close(listenSocket);

@@ -8,7 +8,7 @@
 import type { HttpResponse } from "uWebSockets.js";
 import type { Logger } from "pino";
 import { CATALOGUE, errorBody, errorTypeIndex, statusLine, type ErrorCode } from "../core/errors.js";
-import type { Metrics } from "../core/metrics.js";
+import { type Metrics, R_HEALTH, R_METRICS } from "../core/metrics.js";
 import type { Pipeline, Pricer, Tap } from "../core/pipeline/pipeline.js";
 import { RequestState } from "../core/pipeline/state.js";
 import type { AuditRow } from "../workers/ledger-task.js";
@@ -65,6 +65,8 @@ export interface Shared {
   inflight: Inflight;
   draining: boolean;
   onIdle: (() => void) | null;
+  /** Requests begun on this thread, health probes and metrics scrapes aside (server/idle-reclaim.ts watches it). */
+  begun: number;
   /** Usage pricing and the ledger row (pipeline pricer and tap), plus MCP audit rows (server/usage-sink.ts); null = off. */
   usage: { price: Pricer; record: Tap; audit?(row: AuditRow): void } | null;
   /** The settlement of requests that run no admission stages (server/app.ts sets it). */
@@ -103,6 +105,7 @@ export class RequestCtx extends RequestState {
     this.shared = shared;
     this.pipeline = shared.plain;
     shared.inflight.add(this);
+    if (route !== R_HEALTH && route !== R_METRICS) shared.begun++;
     shared.metrics.activeInc();
     res.onAborted(() => this.abortedByClient());
   }

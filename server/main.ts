@@ -31,6 +31,7 @@ import { keyPoolBuffers, poolKeyLabels } from "../core/keypool.js";
 import { RateLeases } from "./fleet/rate-lease.js";
 import { MicroClock } from "../core/clock.js";
 import { BudgetLeases } from "./fleet/budget-lease.js";
+import { exposeGc, heapNow, IdleReclaim, QUIET_MS, reclaimFields } from "./idle-reclaim.js";
 
 /** Young generation of each acceptor thread, MiB (V8 sizes it as three semi-spaces). */
 const ACCEPTOR_YOUNG_GENERATION_MB = 16;
@@ -63,7 +64,18 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
   const usageSab = createUsageBuffer(usageLayout);
   const ledger = new LedgerHub(cfg, log, new UsageMetrics(usageLayout, usageSab), new Budgets(budgetSab));
   // Each acceptor's ledger rows arrive through a ring in shared memory (server/ledger-rings.ts).
-  const rings = new LedgerRings(ledger, cfg.ledger_batch_ms);
+  // The rows counted are the main thread's work under load (its idle reclaim watches them).
+  let ledgerRows = 0;
+  const rings = new LedgerRings(
+    {
+      add: (rows) => {
+        ledgerRows += rows.length;
+        ledger.add(rows);
+      },
+      lost: (n) => ledger.lost(n),
+    },
+    cfg.ledger_batch_ms,
+  );
   let liveKeys: Awaited<ReturnType<LedgerHub["init"]>>;
   try {
     liveKeys = await ledger.init();
@@ -145,6 +157,26 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
     log.error({ err: String(e) }, "worker pool error");
   });
 
+  // Memory back once traffic stops (server/idle-reclaim.ts): this thread's GC, and the flag that
+  // gives every thread started from here on (the acceptors) V8's gc extension.
+  const mainGc = exposeGc();
+  const reclaim =
+    mainGc === null
+      ? null
+      : new IdleReclaim(
+          {
+            begun: () => ledgerRows,
+            inflight: () => ledger.queued(),
+            heap: heapNow,
+            gc: mainGc,
+            trim: () => false, // the acceptors trim
+            rss: () => process.memoryUsage.rss(),
+          },
+          QUIET_MS,
+          (r) => log.debug({ thread: "main", ...reclaimFields(r) }, "idle: memory returned"),
+        );
+  const reclaimTimer = reclaim === null ? null : setInterval(() => reclaim.tick(performance.now()), 500);
+  reclaimTimer?.unref();
   const acceptors: Worker[] = [];
   const exited: Promise<number>[] = [];
   const acceptorUrl = new URL("./acceptor.js", import.meta.url);
@@ -294,6 +326,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
       log.info({ signal, timeout_ms: cfg.graceful_shutdown_timeout_ms, margin_ms: SHUTDOWN_MARGIN_MS }, "shutting down");
       metrics.setFlag(G_DRAINING, 1);
       modelLists.stop();
+      if (reclaimTimer !== null) clearInterval(reclaimTimer);
       // A thread that dies instead of reporting counts as drained: shutdown must not hang on it.
       const drained = acceptors.map((w, i) =>
         Promise.race([
