@@ -3,7 +3,7 @@
  * client sends is refused here, before dispatch, so its bytes never count against a
  * provider.
  */
-import { topLevelModelKeys } from "../../json-splice.js";
+import { duplicateModelKey } from "../../json-splice.js";
 import { targetsFor, type Router } from "../../routing.js";
 import { codeNumber, CONTINUE } from "../codes.js";
 import type { Stage } from "../pipeline.js";
@@ -29,7 +29,7 @@ export const parseStage: Stage = {
     }
     // JSON.parse keeps the last "model", an upstream may keep the first: the key allowlist,
     // pricing and routing must see the model the upstream serves, so refuse the ambiguity.
-    if (topLevelModelKeys(body) > 1) {
+    if (duplicateModelKey(body)) {
       s.errMessage = "model: appears more than once in the request body";
       return E_VALIDATION;
     }
