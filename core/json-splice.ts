@@ -115,25 +115,23 @@ export function findModelRange(b: Buffer): [number, number] | null {
 /**
  * Whether more than one top-level key of a JSON object body decodes to "model". JSON.parse
  * keeps the last; an upstream may keep the first, so the parse stage refuses such a body.
- * Call it on a body JSON.parse accepted.
+ * `text` is `body` decoded, the string JSON.parse accepted (the parse stage's own).
  *
  * A key can spell a letter of "model" only literally or as `\u006X` (all five letters are
  * U+006x; JSON has no other escape for a letter), so a body with at most one literal
  * `"model"` and no `\u006` has at most one such key. The native search jumps between
  * occurrences of a needle's first character, so each is found through a substring that
- * starts with a character rare in message text: `006` and `model"` (on the 105 KB Claude
- * Code body 3.6 and 16 µs, where `\u006` and `"model"` cost 15 and 22: docs/performance.md).
- * Otherwise, e.g. a tool schema with a "model" property, the top level is scanned.
+ * starts with a character rare in message text, `006` and `model"` (on the 105 KB Claude
+ * Code body 3.5 and 16 µs, where `\u006` and `"model"` cost 15 and 22: docs/performance.md),
+ * and in the string (V8's search has no per-call binding cost; a small body's check is
+ * 0.1 µs). Otherwise, e.g. a tool schema with a "model" property, the top level is scanned.
  */
-const ESCAPED_LETTER_TAIL = Buffer.from("006");
-const MODEL_TAIL = Buffer.from('model"');
-
-export function duplicateModelKey(b: Buffer): boolean {
-  for (let i = b.indexOf(ESCAPED_LETTER_TAIL); i >= 0; i = b.indexOf(ESCAPED_LETTER_TAIL, i + 3))
-    if (b[i - 1] === U && b[i - 2] === BACKSLASH) return topLevelModelKeys(b) > 1;
+export function duplicateModelKey(text: string, body: Buffer): boolean {
+  for (let i = text.indexOf("006"); i >= 0; i = text.indexOf("006", i + 3))
+    if (text.charCodeAt(i - 1) === U && text.charCodeAt(i - 2) === BACKSLASH) return topLevelModelKeys(body) > 1;
   let n = 0;
-  for (let i = b.indexOf(MODEL_TAIL); i >= 0; i = b.indexOf(MODEL_TAIL, i + 6))
-    if (b[i - 1] === QUOTE && ++n > 1) return topLevelModelKeys(b) > 1;
+  for (let i = text.indexOf('model"'); i >= 0; i = text.indexOf('model"', i + 6))
+    if (text.charCodeAt(i - 1) === QUOTE && ++n > 1) return topLevelModelKeys(body) > 1;
   return false;
 }
 

@@ -242,7 +242,7 @@ function oracle(raw: string): boolean {
 test("duplicateModelKey: only a second top-level key decoding to model counts, escaped spellings included", () => {
   const dup = (s: string) => {
     JSON.parse(s); // every case is a body JSON.parse accepted
-    return duplicateModelKey(Buffer.from(s));
+    return duplicateModelKey(s, Buffer.from(s));
   };
   assert.equal(dup('{"max_tokens":1}'), false);
   assert.equal(dup('{"model":"a","messages":[]}'), false);
@@ -263,6 +263,17 @@ test("duplicateModelKey: only a second top-level key decoding to model counts, e
   assert.equal(dup('{"\\u0000model":"a","model":"b","models":"c","Model":"d"}'), false, "near misses are other keys");
   assert.equal(dup('{"model":"a","text":"\\u006d\\u006fdel","é🦀":{"model":1}}'), false, "escapes in values, non-ASCII keys");
   assert.equal(dup('{"é":"ü","model":"a","🦀":{"model":1},"model":"b"}'), true, "non-ASCII bytes before the keys");
+  // Invalid UTF-8 decodes to U+FFFD and never swallows the ASCII after it: text and bytes agree.
+  const bytes = (...parts: (string | number[])[]) => Buffer.concat(parts.map((p) => Buffer.from(p as string)));
+  for (const [body, want] of [
+    [bytes('{"model":"a","x":"', [0xe2, 0x82], '","model":"b"}'), true],
+    [bytes('{"x":"', [0xf0, 0x9f], '","model":"a","n":{"model":1}}'), false],
+    [bytes('{"', [0xff], '":"', [0xc3], '","m\\u006fdel":"a","model":"b"}'), true],
+  ] as const) {
+    const text = body.toString("utf8");
+    JSON.parse(text);
+    assert.equal(duplicateModelKey(text, body), want, text);
+  }
   assert.equal(dup('["model","model"]'), false);
   assert.equal(dup('"model"'), false);
 });
@@ -277,11 +288,11 @@ test("duplicateModelKey: escaped and literal second keys at offsets near the sta
     const pad = filler(at);
     for (const key of ['"model"', '"\\u006dodel"', '"mod\\u0065l"', '"mode\\u006C"']) {
       const second = `{${pad},${key}:"a","x":1,"model":"b"}`;
-      assert.equal(duplicateModelKey(Buffer.from(second)), true, `second key ${key} after ${at} characters`);
+      assert.equal(duplicateModelKey(second, Buffer.from(second)), true, `second key ${key} after ${at} characters`);
       const nested = `{${pad},"n":{${key}:"a"},"model":"b"}`;
-      assert.equal(duplicateModelKey(Buffer.from(nested)), false, `nested key ${key} after ${at} characters`);
+      assert.equal(duplicateModelKey(nested, Buffer.from(nested)), false, `nested key ${key} after ${at} characters`);
       const last = `{"model":"b",${pad},${key}:"a"}`;
-      assert.equal(duplicateModelKey(Buffer.from(last)), true, `last key ${key} after ${at} characters`);
+      assert.equal(duplicateModelKey(last, Buffer.from(last)), true, `last key ${key} after ${at} characters`);
     }
   }
 });
@@ -293,7 +304,7 @@ test("fuzz: duplicateModelKey agrees with a key-by-key decoding of the top level
     const raw = g.ws() + g.object(3, true) + g.ws();
     const want = oracle(raw);
     if (want) dups++;
-    assert.equal(duplicateModelKey(Buffer.from(raw)), want, `body: ${raw}`);
+    assert.equal(duplicateModelKey(raw, Buffer.from(raw)), want, `body: ${raw}`);
   }
   assert.ok(dups > 500 && dups < 4500, `both answers exercised (${dups} duplicates)`);
 });
