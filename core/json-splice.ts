@@ -123,8 +123,8 @@ export function findModelRange(b: Buffer): [number, number] | null {
  * occurrences of a needle's first character, so each is found through a substring that
  * starts with a character rare in message text, `006` and `model"` (on the 105 KB Claude
  * Code body 3.5 and 16 µs, where `\u006` and `"model"` cost 15 and 22: docs/performance.md),
- * and in the string (V8's search has no per-call binding cost; a small body's check is
- * 0.1 µs). Otherwise, e.g. a tool schema with a "model" property, the top level is scanned.
+ * and in the string (V8's search has no per-call binding cost; a small body's check takes
+ * ~50 ns). Otherwise, e.g. a tool schema with a "model" property, the top level is scanned.
  */
 export function duplicateModelKey(text: string, body: Buffer): boolean {
   for (let i = text.indexOf("006"); i >= 0; i = text.indexOf("006", i + 3))
