@@ -9,7 +9,8 @@ import { mergeBuckets, quantile, snapshot } from "../core/metrics-read.js";
 import renderMetrics, { type RenderTask } from "../workers/metrics-task.js";
 import { RequestState } from "../core/pipeline/state.js";
 import { validateMessagesRequest } from "../core/validate.js";
-import { findModelRange } from "../core/json-splice.js";
+import { duplicateModelKey, findModelRange } from "../core/json-splice.js";
+import { parseStage } from "../core/pipeline/stages/request.js";
 import { presentedKey } from "../core/auth.js";
 import { Budgets, L_TOKENS_DAY, L_USD_DAY, LEASE_CAP, MODE_LEASE, monthEpoch, type BudgetLimits } from "../core/budget.js";
 import { CLIENT_KEY, Core } from "./stack.js";
@@ -51,6 +52,16 @@ export async function buildRows(): Promise<Rows> {
   if (core.stack(smallBuf, CLIENT_KEY) !== 200) throw new Error("the combined stack must admit the small request");
   if (core.stack(complexBuf, CLIENT_KEY) !== 200) throw new Error("the combined stack must admit the complex request");
   if (core.stack(smallBuf, "sk-wrong") !== 400) throw new Error("the combined stack must refuse a wrong key");
+  // The complex body as current Claude Code sends it: its Task tool has a "model" property,
+  // so "model" occurs twice and the duplicate check walks the top level.
+  const nestedText = JSON.stringify(withTaskModel(complex));
+  const nestedBuf = Buffer.from(nestedText);
+  const parsing = new RequestState(R_MESSAGES, 0);
+  const parse = (body: Buffer) => {
+    parsing.body = body;
+    return parseStage.run(parsing);
+  };
+  if (parse(complexBuf) !== 0 || parse(nestedBuf) !== 0) throw new Error("the parse stage must admit the complex bodies");
 
   const m = core.metrics;
   const layout = core.layout;
@@ -200,6 +211,25 @@ export async function buildRows(): Promise<Rows> {
     },
     { id: "model_scan_complex", name: "extra: findModelRange complex body", report: false, fn: () => findModelRange(complexBuf) },
     {
+      id: "parse_stage_small",
+      name: "extra: parse stage, small body (toString, JSON.parse, duplicate-model check)",
+      report: false,
+      fn: () => parse(smallBuf),
+    },
+    { id: "parse_stage_complex", name: "extra: parse stage, complex body", report: false, fn: () => parse(complexBuf) },
+    {
+      id: "model_dup_complex",
+      name: "extra: duplicate-model check, complex body (one literal model)",
+      report: false,
+      fn: () => duplicateModelKey(complexText, complexBuf),
+    },
+    {
+      id: "model_dup_nested",
+      name: "extra: duplicate-model check, complex body with a Task tool model property (top level walked)",
+      report: false,
+      fn: () => duplicateModelKey(nestedText, nestedBuf),
+    },
+    {
       id: "deadlines_sweep",
       name: "extra: a request's two deadlines on the thread's sweep (add + remove, twice)",
       report: false,
@@ -288,6 +318,13 @@ function budgetRows(): Row[] {
       },
     },
   ];
+}
+
+/** The body with a "model" property in its first tool's schema (Claude Code's Task tool has one). */
+function withTaskModel(body: Record<string, unknown>): Record<string, unknown> {
+  const [task, ...rest] = body.tools as { input_schema: { properties: Record<string, unknown> } }[];
+  const properties = { ...task!.input_schema.properties, model: { type: "string", enum: ["sonnet", "opus", "haiku"] } };
+  return { ...body, tools: [{ ...task, input_schema: { ...task!.input_schema, properties } }, ...rest] };
 }
 
 /** A deadline that does nothing when it expires (the rows remove it first). */

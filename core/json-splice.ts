@@ -113,22 +113,32 @@ export function findModelRange(b: Buffer): [number, number] | null {
 }
 
 /**
- * How many top-level keys of a JSON object body decode to "model". JSON.parse keeps the
- * last; an upstream may keep the first, so more than one is refused (server/app.ts).
- * Two native searches when there is at most one literal `"model"` and no `\u006` escape
- * that could spell another; otherwise the top level is scanned (strings skipped natively)
- * and escaped keys decoded. Call it on a body JSON.parse accepted.
+ * Whether more than one top-level key of a JSON object body decodes to "model". JSON.parse
+ * keeps the last; an upstream may keep the first, so the parse stage refuses such a body.
+ * `text` is `body` decoded, the string JSON.parse accepted (the parse stage's own).
+ *
+ * A key can spell a letter of "model" only literally or as `\u006X` (all five letters are
+ * U+006x; JSON has no other escape for a letter), so a body with at most one literal
+ * `"model"` and no `\u006` has at most one such key. The native search jumps between
+ * occurrences of a needle's first character, so each is found through a substring that
+ * starts with a character rare in message text, `006` and `model"` (on the 105 KB Claude
+ * Code body 3.5 and 16 µs, where `\u006` and `"model"` cost 15 and 22: docs/performance.md),
+ * and in the string (V8's search has no per-call binding cost; a small body's check takes
+ * ~50 ns). Otherwise, e.g. a tool schema with a "model" property, the top level is scanned.
  */
-const MODEL_KEY = Buffer.from('"model"');
-const ESCAPED_LETTER = Buffer.from("\\u006");
+export function duplicateModelKey(text: string, body: Buffer): boolean {
+  for (let i = text.indexOf("006"); i >= 0; i = text.indexOf("006", i + 3))
+    if (text.charCodeAt(i - 1) === U && text.charCodeAt(i - 2) === BACKSLASH) return topLevelModelKeys(body) > 1;
+  let n = 0;
+  for (let i = text.indexOf('model"'); i >= 0; i = text.indexOf('model"', i + 6))
+    if (text.charCodeAt(i - 1) === QUOTE && ++n > 1) return topLevelModelKeys(body) > 1;
+  return false;
+}
 
-export function topLevelModelKeys(b: Buffer): number {
-  // Any escaped spelling of "model" escapes one of its letters: \u006x or \u0064/5.
-  if (b.indexOf(ESCAPED_LETTER) < 0) {
-    const first = b.indexOf(MODEL_KEY);
-    if (first < 0) return 0;
-    if (b.indexOf(MODEL_KEY, first + 1) < 0) return 1;
-  }
+const U = 0x75;
+
+/** How many top-level keys decode to "model", up to 2: the top level walked, strings skipped natively, escaped keys decoded. */
+function topLevelModelKeys(b: Buffer): number {
   let i = skipWs(b, 0);
   if (b[i] !== LBRACE) return 0;
   i = skipWs(b, i + 1);
@@ -137,8 +147,9 @@ export function topLevelModelKeys(b: Buffer): number {
     const ks = i;
     i = skipString(b, i);
     if (i < 0) return n;
-    if (isModelKey(b, ks, i)) n++;
-    else if (b.indexOf(BACKSLASH, ks) < i && JSON.parse(b.toString("utf8", ks, i)) === "model") n++;
+    // Any spelling of "model" is 7 to 32 bytes long, quotes included (`\u006d` is 6 for 1).
+    const len = i - ks;
+    if ((len === 7 ? isModelKey(b, ks, i) : len <= 32 && escapedModel(b, ks, i)) && ++n > 1) return n;
     i = skipWs(b, i);
     i = skipValue(b, skipWs(b, i + 1));
     if (i < 0) return n;
@@ -146,6 +157,12 @@ export function topLevelModelKeys(b: Buffer): number {
     if (b[i] === COMMA) i = skipWs(b, i + 1);
   }
   return n;
+}
+
+/** Whether the key at [ks, ke) (quotes included) has an escape and decodes to "model". */
+function escapedModel(b: Buffer, ks: number, ke: number): boolean {
+  for (let k = ks + 1; k < ke - 1; k++) if (b[k] === BACKSLASH) return JSON.parse(b.toString("utf8", ks, ke)) === "model";
+  return false;
 }
 
 /** The body with its model replaced: spliced when possible, re-serialised otherwise. */

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { findModelRange, spliceModel, spliceModelSlow, topLevelModelKeys } from "../../core/json-splice.js";
+import { duplicateModelKey, findModelRange, spliceModel, spliceModelSlow } from "../../core/json-splice.js";
 import { prng } from "../../core/prng.js";
 
 const NEW_MODEL = 'upstream-"model"\\\n-é-🦀';
@@ -213,12 +213,98 @@ test("fuzz: fast and slow paths agree on 5000 random bodies (seeded)", () => {
   assert.ok(fastCount < 4900, `slow path taken ${5000 - fastCount} times`);
 });
 
-test("topLevelModelKeys counts top-level model keys only, escaped spellings included", () => {
-  const n = (s: string) => topLevelModelKeys(Buffer.from(s));
-  assert.equal(n('{"max_tokens":1}'), 0);
-  assert.equal(n('{"model":"a","messages":[]}'), 1);
-  assert.equal(n('{"model":"a","model":"b"}'), 2);
-  assert.equal(n('{"model":"a", "x":{"model":"b"},"y":["model"],"z":"\\u0041"}'), 1);
-  assert.equal(n('{"m\\u006fdel":"a","model":"b"}'), 2);
-  assert.equal(n('{ "mod\\u0065l" : "a" }'), 1);
+/** Whether more than one top-level key decodes to "model", by JSON's own reading: every top-level key decoded. */
+function oracle(raw: string): boolean {
+  // JSON.parse merges duplicate keys before a reviver sees them: walk the text instead and
+  // decode each top-level key with JSON.parse.
+  const t = raw.trim();
+  if (!t.startsWith("{")) return false;
+  let depth = 0,
+    n = 0,
+    expectKey = false;
+  for (let i = 0; i < t.length; i++) {
+    const c = t[i]!;
+    if (c === '"') {
+      let j = i + 1;
+      while (t[j] !== '"') j += t[j] === "\\" ? 2 : 1;
+      if (depth === 1 && expectKey && JSON.parse(t.slice(i, j + 1)) === "model") n++;
+      expectKey = false;
+      i = j;
+    } else if (c === "{" || c === "[") {
+      depth++;
+      expectKey = c === "{" && depth === 1;
+    } else if (c === "}" || c === "]") depth--;
+    else if (c === "," && depth === 1) expectKey = true;
+  }
+  return n > 1;
+}
+
+test("duplicateModelKey: only a second top-level key decoding to model counts, escaped spellings included", () => {
+  const dup = (s: string) => {
+    JSON.parse(s); // every case is a body JSON.parse accepted
+    return duplicateModelKey(s, Buffer.from(s));
+  };
+  assert.equal(dup('{"max_tokens":1}'), false);
+  assert.equal(dup('{"model":"a","messages":[]}'), false);
+  assert.equal(dup('{"model":"a","model":"b"}'), true);
+  assert.equal(dup('{"model":"a", "x":{"model":"b"},"y":["model"],"z":"\\u0041"}'), false);
+  assert.equal(dup('{"m\\u006fdel":"a","model":"b"}'), true);
+  assert.equal(dup('{"m\\u006Fdel":"a","model":"b"}'), true, "upper-case hex");
+  assert.equal(dup('{"\\u006D\\u006f\\u0064\\u0065\\u006C":"a","model":"b"}'), true, "every letter escaped, mixed case");
+  assert.equal(dup('{"model":"a","mode\\u006c":"b"}'), true, "the escape in the last letter");
+  assert.equal(dup('{ "mod\\u0065l" : "a" }'), false);
+  assert.equal(dup('{"model" :"a" ,\n "model"\t: "b"}'), true, "whitespace around the keys");
+  // "model" inside string values, nested objects and arrays, escaped quotes: never a second key.
+  assert.equal(dup('{"model":"model","system":"\\"model\\": \\"x\\"","m":["model","model"]}'), false);
+  assert.equal(dup('{"tools":[{"input_schema":{"properties":{"model":{"enum":["model"]}}}}],"model":"a"}'), false);
+  assert.equal(dup('{"a":{"model":1,"model":2},"model":"a"}'), false, "a nested duplicate is not the top level's");
+  assert.equal(dup('{"a":"\\\\","model":"a","b":"x\\\\\\"model\\"","model":"b"}'), true, "escaped backslashes before quotes");
+  assert.equal(dup('{"a":"\\\\u006d","model":"a"}'), false, "an escaped backslash then u006d is no escape");
+  assert.equal(dup('{"\\u0000model":"a","model":"b","models":"c","Model":"d"}'), false, "near misses are other keys");
+  assert.equal(dup('{"model":"a","text":"\\u006d\\u006fdel","é🦀":{"model":1}}'), false, "escapes in values, non-ASCII keys");
+  assert.equal(dup('{"é":"ü","model":"a","🦀":{"model":1},"model":"b"}'), true, "non-ASCII bytes before the keys");
+  // Invalid UTF-8 decodes to U+FFFD and never swallows the ASCII after it: text and bytes agree.
+  const bytes = (...parts: (string | number[])[]) => Buffer.concat(parts.map((p) => Buffer.from(p as string)));
+  for (const [body, want] of [
+    [bytes('{"model":"a","x":"', [0xe2, 0x82], '","model":"b"}'), true],
+    [bytes('{"x":"', [0xf0, 0x9f], '","model":"a","n":{"model":1}}'), false],
+    [bytes('{"', [0xff], '":"', [0xc3], '","m\\u006fdel":"a","model":"b"}'), true],
+  ] as const) {
+    const text = body.toString("utf8");
+    JSON.parse(text);
+    assert.equal(duplicateModelKey(text, body), want, text);
+  }
+  assert.equal(dup('["model","model"]'), false);
+  assert.equal(dup('"model"'), false);
+});
+
+test("duplicateModelKey: escaped and literal second keys at offsets near the start of a body and around 64 KiB", () => {
+  const filler = (n: number) =>
+    `"pad":"${"x\\n"
+      .repeat(Math.ceil(n / 3))
+      .slice(0, n)
+      .replace(/\\$/, "")}"`;
+  for (const at of [0, 1, 2, 3, 4, 5, 6, 65_529, 65_530, 65_531, 65_532, 65_533, 65_534, 65_535, 65_536]) {
+    const pad = filler(at);
+    for (const key of ['"model"', '"\\u006dodel"', '"mod\\u0065l"', '"mode\\u006C"']) {
+      const second = `{${pad},${key}:"a","x":1,"model":"b"}`;
+      assert.equal(duplicateModelKey(second, Buffer.from(second)), true, `second key ${key} after ${at} characters`);
+      const nested = `{${pad},"n":{${key}:"a"},"model":"b"}`;
+      assert.equal(duplicateModelKey(nested, Buffer.from(nested)), false, `nested key ${key} after ${at} characters`);
+      const last = `{"model":"b",${pad},${key}:"a"}`;
+      assert.equal(duplicateModelKey(last, Buffer.from(last)), true, `last key ${key} after ${at} characters`);
+    }
+  }
+});
+
+test("fuzz: duplicateModelKey agrees with a key-by-key decoding of the top level on 5000 random bodies (seeded)", () => {
+  const g = new Gen(prng(0x0d0b1e));
+  let dups = 0;
+  for (let i = 0; i < 5000; i++) {
+    const raw = g.ws() + g.object(3, true) + g.ws();
+    const want = oracle(raw);
+    if (want) dups++;
+    assert.equal(duplicateModelKey(raw, Buffer.from(raw)), want, `body: ${raw}`);
+  }
+  assert.ok(dups > 500 && dups < 4500, `both answers exercised (${dups} duplicates)`);
 });

@@ -3,7 +3,7 @@
  * client sends is refused here, before dispatch, so its bytes never count against a
  * provider.
  */
-import { topLevelModelKeys } from "../../json-splice.js";
+import { duplicateModelKey } from "../../json-splice.js";
 import { targetsFor, type Router } from "../../routing.js";
 import { codeNumber, CONTINUE } from "../codes.js";
 import type { Stage } from "../pipeline.js";
@@ -21,15 +21,16 @@ export const parseStage: Stage = {
       s.errMessage = "request body is empty; expected a JSON object";
       return E_JSON;
     }
+    const text = body.toString("utf8");
     try {
-      s.parsed = JSON.parse(body.toString("utf8")) as Record<string, unknown>;
+      s.parsed = JSON.parse(text) as Record<string, unknown>;
     } catch (e) {
       s.errMessage = `request body is not valid JSON: ${(e as Error).message}`;
       return E_JSON;
     }
     // JSON.parse keeps the last "model", an upstream may keep the first: the key allowlist,
     // pricing and routing must see the model the upstream serves, so refuse the ambiguity.
-    if (topLevelModelKeys(body) > 1) {
+    if (duplicateModelKey(text, body)) {
       s.errMessage = "model: appears more than once in the request body";
       return E_VALIDATION;
     }
