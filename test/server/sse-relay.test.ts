@@ -46,6 +46,14 @@ const MSG_STOP = ev("message_stop", {});
 const errorFrame = (type: string): RegExp =>
   new RegExp(`^event: error\\ndata: \\{"type":"error","error":\\{"type":"${type}","message":"[^"]+"\\},"request_id":"req_[^"]+"\\}\\n\\n$`);
 
+/**
+ * A fat stream for backpressure: 64 MiB the client does not read at first. Measured, the
+ * sockets and the relay in between hold about 9 MiB of it (docs/performance.md, slow readers).
+ */
+const BULK = 64 * 1024 * 1024;
+const bulkCount = Math.ceil(BULK / BULK_DELTA.length);
+const FAT: Step[] = [HEAD, { chunks: [START, BLOCK] }, { bulk: BULK }, { chunks: [STOP_BLOCK, MSG_DELTA, MSG_STOP], end: true }];
+
 /** A client's streamed reply as it arrives. */
 interface Reading {
   req: ClientRequest;
@@ -268,16 +276,11 @@ describe("the relay at default deadlines", () => {
     assert.ok(!got.includes("torn"), "the torn event reached the client");
   });
 
-  // Backpressure: 64 MiB the client does not read at first. Measured, the sockets and the
-  // relay in between hold about 9 MiB of it (docs/performance.md, slow readers).
-  const BULK = 64 * 1024 * 1024;
-  const bulkCount = Math.ceil(BULK / BULK_DELTA.length);
-  const fat: Step[] = [HEAD, { chunks: [START, BLOCK] }, { bulk: BULK }, { chunks: [STOP_BLOCK, MSG_DELTA, MSG_STOP], end: true }];
-
-  test("a client that reads nothing holds the upstream back far below the stream; read later, it gets every byte ending in message_stop", async () => {
-    const n = await up.script(fat);
+  test("a client that reads nothing holds the upstream back far below the stream; read later, it gets every byte ending in message_stop", async (t) => {
+    const n = await up.script(FAT);
     const r = await open(gw, id("fat"), false);
     const held = await heldOrFinished(up, n);
+    t.diagnostic(`the upstream wrote ${held.written} of ${BULK} bytes while the client read nothing`);
     assert.equal(held.finished, false, "the upstream wrote the whole stream while the client read nothing");
     assert.ok(held.written < BULK / 2, `the upstream wrote ${held.written} bytes while the client read nothing`);
     // Now read it all, hashing instead of keeping 64 MiB.
@@ -323,7 +326,7 @@ describe("the relay at default deadlines", () => {
 
   test("a client gone while the upstream is held back: the upstream connection is closed, the request is logged aborted, nothing throws", async () => {
     const cid = id("abort-held");
-    const n = await up.script(fat);
+    const n = await up.script(FAT);
     const r = await open(gw, cid, false);
     const held = await heldOrFinished(up, n);
     assert.equal(held.finished, false, "the upstream wrote the whole stream while the client read nothing");
@@ -363,5 +366,27 @@ describe("the relay when the request deadline passes mid-stream", () => {
     assert.ok(got.startsWith(whole.join("")), `the whole events first: ${JSON.stringify(got)}`);
     assert.match(got.slice(whole.join("").length), errorFrame("timeout_error"));
     await upstreamSawClose(up, n);
+    assert.equal((await requestLine(gw, "sse-relay-deadline-1")).error, "GW_ERR_UPSTREAM_TIMEOUT");
+  });
+
+  test("a client that reads nothing past the deadline: the upstream is closed; read later, whole events then event: timeout_error", async () => {
+    const n = await up.script(FAT);
+    const r = await open(gw, "sse-relay-deadline-2", false);
+    const held = await heldOrFinished(up, n);
+    assert.equal(held.finished, false, "the upstream wrote the whole stream while the client read nothing");
+    await upstreamSawClose(up, n);
+    const chunks: Buffer[] = [];
+    r.res.on("data", (d: Buffer) => chunks.push(d));
+    r.res.resume();
+    await new Promise((resolve, reject) => {
+      r.res.once("end", resolve);
+      r.res.once("error", reject);
+    });
+    const got = Buffer.concat(chunks).toString("utf8");
+    assert.ok(got.startsWith(START + BLOCK), "the stream's first events");
+    let at = START.length + BLOCK.length;
+    while (got.startsWith(BULK_DELTA, at)) at += BULK_DELTA.length;
+    assert.ok(at > START.length + BLOCK.length, "no event was relayed before the deadline");
+    assert.match(got.slice(at), errorFrame("timeout_error"), "whole events, then the error frame");
   });
 });
