@@ -13,7 +13,7 @@ import { createHash } from "node:crypto";
 import { request, type ClientRequest, type IncomingMessage } from "node:http";
 import Anthropic from "@anthropic-ai/sdk";
 import { startGateway, type Gateway } from "../support/gateway.js";
-import { BULK_DELTA, startScripted, type Scripted, type Step } from "../support/scripted.js";
+import { BULK_DELTA, httpChunks, startScripted, type Scripted, type Step } from "../support/scripted.js";
 import { until } from "../support/wait.js";
 
 const KEY = "sk-client-sse-relay-0001";
@@ -170,7 +170,8 @@ describe("the relay at default deadlines", () => {
   let seq = 0;
   const id = (tag: string): string => `sse-relay-${tag}-${++seq}`;
   before(async () => {
-    gw = await startGateway(gatewayEnv(up));
+    // 32 KiB: above the fat stream's 16 KiB events, below what one socket read holds.
+    gw = await startGateway({ ...gatewayEnv(up), SSE_MAX_EVENT_BYTES: "32768" });
   });
   after(async () => {
     await gw?.stop();
@@ -274,6 +275,31 @@ describe("the relay at default deadlines", () => {
     assert.ok(got.startsWith(whole.join("")), `the whole events first: ${JSON.stringify(got)}`);
     assert.match(got.slice(whole.join("").length), errorFrame("api_error"));
     assert.ok(!got.includes("torn"), "the torn event reached the client");
+  });
+
+  test("a broken chunk right after whole events in the same write: those events, then event: error (api_error), never the torn event", async () => {
+    // One write: whole events, a torn one, then bytes that are no HTTP chunk size.
+    const whole = [START, BLOCK, delta("kept "), delta("also kept ")];
+    await up.script([
+      HEAD,
+      { raw: `${httpChunks([whole[0]!, whole[1]!, whole[2]!, whole[3]!, delta("torn ").slice(0, 40)])}zz-not-a-size\r\n` },
+      { hold: true },
+    ]);
+    const r = await open(gw, id("badchunk"));
+    const got = await r.ended;
+    assert.ok(got.startsWith(whole.join("")), `the whole events first: ${JSON.stringify(got)}`);
+    assert.match(got.slice(whole.join("").length), errorFrame("api_error"));
+    assert.ok(!got.includes("torn"), "the torn event reached the client");
+  });
+
+  test("an event past SSE_MAX_EVENT_BYTES right after whole events in the same read: those events, then event: error (api_error)", async () => {
+    // One write well inside one socket read: whole events, then 40 KiB of an event that never ends.
+    const whole = [START, BLOCK, delta("kept ")];
+    await up.script([HEAD, { chunks: [...whole, `event: content_block_delta\ndata: ${"y".repeat(40 * 1024)}`] }, { hold: true }]);
+    const r = await open(gw, id("overflow"));
+    const got = await r.ended;
+    assert.ok(got.startsWith(whole.join("")), `the whole events first: ${JSON.stringify(got.slice(0, 2000))}`);
+    assert.match(got.slice(whole.join("").length), errorFrame("api_error"));
   });
 
   test("a client that reads nothing holds the upstream back far below the stream; read later, it gets every byte ending in message_stop", async (t) => {

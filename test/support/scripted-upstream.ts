@@ -19,6 +19,8 @@ export type Step =
   | { head: Record<string, string> }
   /** One socket write holding each string as its own HTTP chunk (and, with `end`, the terminating chunk). */
   | { chunks: string[]; end?: true }
+  /** One socket write of these bytes as they are (HTTP chunk framing included, see httpChunks). */
+  | { raw: string }
   /** Stop until the test sends `go` for this script. */
   | { wait: string }
   /** The terminating zero-length chunk: the body ends cleanly. */
@@ -56,14 +58,13 @@ interface Reply {
   wake: (() => void) | null;
 }
 
-function chunked(parts: string[]): Buffer {
-  const out: Buffer[] = [];
-  for (const p of parts) {
-    const b = Buffer.from(p, "utf8");
-    out.push(Buffer.from(`${b.length.toString(16)}\r\n`), b, Buffer.from("\r\n"));
-  }
-  return Buffer.concat(out);
+/** Each string as one HTTP/1.1 chunk. */
+export function httpChunks(parts: string[]): string {
+  let out = "";
+  for (const p of parts) out += `${Buffer.byteLength(p).toString(16)}\r\n${p}\r\n`;
+  return out;
 }
+const chunked = (parts: string[]): Buffer => Buffer.from(httpChunks(parts), "utf8");
 
 function main(send: (m: FromChild) => void): void {
   const queue: Step[][] = [];
@@ -96,7 +97,8 @@ function main(send: (m: FromChild) => void): void {
           r.written += b.length;
           sock.end(Buffer.concat([b, Buffer.from("0\r\n\r\n")]));
         }
-      } else if ("wait" in s) {
+      } else if ("raw" in s) await write(sock, r, Buffer.from(s.raw, "utf8"));
+      else if ("wait" in s) {
         send({ ev: "waiting", n: r.n, label: s.wait });
         if (r.go === 0) await new Promise<void>((resolve) => (r.wake = resolve));
         r.go--;

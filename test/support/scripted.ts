@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import type { FromChild, Step, ToChild } from "./scripted-upstream.js";
 
 export type { Step } from "./scripted-upstream.js";
-export { BULK_DELTA } from "./scripted-upstream.js";
+export { BULK_DELTA, httpChunks } from "./scripted-upstream.js";
 
 const SCRIPT = fileURLToPath(new URL("./scripted-upstream.js", import.meta.url));
 
