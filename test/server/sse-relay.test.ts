@@ -58,7 +58,6 @@ const FAT: Step[] = [HEAD, { chunks: [START, BLOCK] }, { bulk: BULK }, { chunks:
 interface Reading {
   req: ClientRequest;
   res: IncomingMessage;
-  text(): string;
   /** Resolves with the text once at least `n` bytes have arrived; fails after `ms` naming `what`. */
   atLeast(n: number, what: string, ms?: number): Promise<string>;
   /** The whole body once the response has ended. */
@@ -109,7 +108,7 @@ function open(gw: Gateway, id: string, read = true): Promise<Reading> {
           watchers.add(check);
           check();
         });
-      resolve({ req, res, text, atLeast, ended });
+      resolve({ req, res, atLeast, ended });
     });
     req.end(payload);
   });
@@ -120,7 +119,7 @@ function requestLine(gw: Gateway, id: string): Promise<Record<string, unknown>> 
   return gw.waitForLine(`the request line of ${id}`, (l) => l.msg === "request" && l.client_req_id === id);
 }
 
-/** The upstream's reports about reply `n` that say its peer (the gateway) closed the connection first. */
+/** Resolves once the upstream reports that the gateway closed reply `n`'s connection before the reply's script ended. */
 function upstreamSawClose(up: Scripted, n: number): Promise<unknown> {
   return up.waitFor(`reply ${n}'s connection closed by the gateway`, (m) => m.ev === "closed" && m.n === n && m.early);
 }
@@ -178,20 +177,31 @@ describe("the relay at default deadlines", () => {
   });
 
   // Many events cut into socket writes every which way: several events in one HTTP chunk,
-  // several chunks in one write, events split across writes (mid-line, mid-blank-line), CRLF
-  // events; the last write carries the final events and the end of the body together.
+  // several chunks in one write, events split across writes mid-line and inside their blank
+  // line (LF|LF; CRLF blank lines after 1, 2 and 3 of their bytes), CRLF events; the last
+  // write carries the final event and the end of the body together.
   const deltas = Array.from({ length: 120 }, (_, i) => `w${i} `);
   const body = [START, BLOCK, ...deltas.map((t, i) => delta(t, i % 7 === 3)), STOP_BLOCK, MSG_DELTA].join("");
+  const STRIDES = [1, 37, 211, 400, 803, 90, 2, 1500];
   function cutUp(): Step[] {
+    const cuts: number[] = [];
+    for (let at = 0, k = 0; at < body.length; k++) cuts.push((at += STRIDES[k % STRIDES.length]!));
+    cuts.push(body.indexOf("\n\n", 2000) + 1);
+    for (const [from, k] of [
+      [3000, 1],
+      [6000, 2],
+      [9000, 3],
+    ] as const)
+      cuts.push(body.indexOf("\r\n\r\n", from) + k);
+    const ends = [...new Set(cuts.filter((c) => c < body.length)), body.length].sort((x, y) => x - y);
     const steps: Step[] = [HEAD];
     let at = 0;
-    for (let k = 0; at < body.length; k++) {
-      const n = [1, 37, 211, 400, 803, 90, 2, 1500][k % 8]!;
-      const w = body.slice(at, at + n);
-      at += n;
-      // A write of up to three HTTP chunks, cut at a third and two thirds.
-      const a = Math.floor(w.length / 3);
-      steps.push({ chunks: k % 3 === 0 ? [w] : [w.slice(0, a), w.slice(a, 2 * a), w.slice(2 * a)].filter((c) => c.length > 0) });
+    for (const [k, end] of ends.entries()) {
+      const w = body.slice(at, end);
+      at = end;
+      // A write of one HTTP chunk, or of three cut at a third and two thirds.
+      const third = Math.floor(w.length / 3);
+      steps.push({ chunks: k % 3 === 0 || third === 0 ? [w] : [w.slice(0, third), w.slice(third, 2 * third), w.slice(2 * third)] });
     }
     steps.push({ chunks: [MSG_STOP], end: true });
     return steps;
@@ -221,31 +231,30 @@ describe("the relay at default deadlines", () => {
     assert.equal(types.at(-1), "message_stop");
   });
 
-  test("each event reaches the client before the upstream sends the next, a split event only once it is whole", async () => {
-    // The upstream waits at each `wait` until the client has seen everything before it.
-    const events = [START, BLOCK, delta("one "), delta("two "), delta("three "), STOP_BLOCK, MSG_DELTA, MSG_STOP];
-    const torn = events[4]!.length >> 1;
+  test("each event reaches the client before the upstream sends the next; one split mid-line or inside its blank line only once whole", async () => {
+    // The upstream waits at each `wait` until the client has seen the whole events before it.
+    const events = [START, BLOCK, delta("one "), delta("two ", true), delta("three "), STOP_BLOCK, MSG_DELTA, MSG_STOP];
+    const half = events[2]!.length >> 1;
     const n = await up.script([
       HEAD,
       { chunks: [events[0]!] },
       { wait: "1" },
-      { chunks: [events[1]!] },
+      { chunks: [events[1]! + events[2]!.slice(0, half)] }, // mid-line
       { wait: "2" },
-      { chunks: [events[2]!] },
+      { chunks: [events[2]!.slice(half) + events[3]!.slice(0, -1)] }, // CRLF blank line: \r\n\r | \n
       { wait: "3" },
-      { chunks: [events[3]! + events[4]!.slice(0, torn)] },
+      { chunks: [events[3]!.slice(-1) + events[4]!.slice(0, -1)] }, // LF blank line: \n | \n
       { wait: "4" },
-      { chunks: [events[4]!.slice(torn)] },
+      { chunks: [events[4]!.slice(-1)] },
       { wait: "5" },
       { chunks: events.slice(5), end: true },
     ]);
     const r = await open(gw, id("slow"));
     assert.equal(r.res.statusCode, 200);
-    let expect = "";
-    for (const [k, upTo] of [1, 2, 3, 4, 5].entries()) {
-      expect = events.slice(0, upTo).join("");
-      const seen = await r.atLeast(Buffer.byteLength(expect), `the events before wait ${k + 1}`);
-      assert.equal(seen, expect, `before wait ${k + 1} the client has exactly the whole events sent so far`);
+    for (let k = 1; k <= 5; k++) {
+      const expect = events.slice(0, k).join("");
+      const seen = await r.atLeast(Buffer.byteLength(expect), `the events before wait ${k}`);
+      assert.equal(seen, expect, `at wait ${k} the client has exactly the whole events sent so far`);
       up.go(n);
     }
     assert.equal(await r.ended, events.join(""));
