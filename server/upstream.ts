@@ -211,7 +211,6 @@ export class Relay implements Dispatcher.DispatchHandler {
     this.sse = statusCode === 200 && this.contentType.startsWith("text/event-stream");
     if (this.sse) {
       this.framer = new SseFramer(this.maxEventBytes);
-      const res = ctx.res;
       ctx.started = true;
       ctx.status = 200;
       this.owner.succeeded();
