@@ -216,7 +216,7 @@ export class Relay implements Dispatcher.DispatchHandler {
       ctx.started = true;
       ctx.status = 200;
       this.owner.succeeded();
-      // On the wire with the first events of this read (writeOut), or alone at its end.
+      // Written with the first events (writeOut): uWS holds a response head until its first body byte anyway.
       this.headPending = true;
       this.queueFlush();
     }
