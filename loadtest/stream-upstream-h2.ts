@@ -5,7 +5,7 @@
  * takes HTTP/1.1 (ALPN `http/1.1`), so one server compares both protocols:
  *
  *   node dist/loadtest/stream-upstream-h2.js --cert FILE --key FILE [--port 0] [--events 50]
- *     [--interval MS] [--bulk-bytes N] [--max-streams N]
+ *     [--interval MS] [--bulk-bytes N] [--max-streams N] [--http1-only]
  *
  * `POST …/v1/messages` by model name: `stream: false` gets the JSON reply; a model containing
  * `bulk` the fat stream (`--bulk-bytes`, written as fast as the reader takes it, honouring
@@ -14,7 +14,8 @@
  * closed); `cut` the stream's first two events, then the reset; otherwise the stream, as a burst
  * of `--events` text deltas, or with `--interval MS` (or a model containing `slow`: 500 ms by
  * default) one timestamped delta per interval. Every reply's message id is `msg_stream_h2`.
- * `--max-streams` is the server's SETTINGS_MAX_CONCURRENT_STREAMS (default Node's).
+ * `--max-streams` is the server's SETTINGS_MAX_CONCURRENT_STREAMS (default Node's);
+ * `--http1-only` makes it a TLS server that offers HTTP/1.1 only.
  *
  * `GET /stats` answers what the server saw: requests per protocol, h2 sessions opened, streams
  * open now, streams the client closed before the end (`aborted`, with the h2 RST codes) and the
@@ -22,6 +23,8 @@
  */
 import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import { readFileSync } from "node:fs";
+import type { RequestListener } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import { constants } from "node:http2";
 import { mockErrorJson, mockMessageJson, mockModelsJson, mockStreamFrames, type MockRequest } from "../core/mock-reply.js";
 import { parseFlags } from "../bench/format.js";
@@ -119,34 +122,36 @@ function answer(req: Http2ServerRequest, res: Http2ServerResponse, raw: Buffer, 
   res.end(mockStreamFrames(body, id, events).join(""));
 }
 
-const server = createSecureServer(
-  {
-    cert: readFileSync(flags.get("cert")!),
-    key: readFileSync(flags.get("key")!),
-    allowHTTP1: true,
-    ...(maxStreams === undefined ? {} : { settings: { maxConcurrentStreams: maxStreams } }),
-  },
-  (req, res) => {
-    if (req.method === "GET") {
-      res.writeHead(200, { "content-type": "application/json" });
-      return void res.end(req.url === "/stats" ? JSON.stringify(stats) : mockModelsJson());
-    }
-    stats.requests[req.httpVersion === "2.0" ? "h2" : "h1"]++;
-    stats.open++;
-    let closed = false;
-    res.once("close", () => {
-      closed = true;
-      stats.open--;
-      if (res.writableFinished) return;
-      stats.aborted++;
-      const code = req.httpVersion === "2.0" ? String(req.stream.rstCode) : "h1";
-      stats.rst_codes[code] = (stats.rst_codes[code] ?? 0) + 1;
-    });
-    const parts: Buffer[] = [];
-    req.on("data", (c: Buffer) => parts.push(c));
-    req.once("end", () => answer(req, res, Buffer.concat(parts), () => closed));
-  },
-);
+function onRequest(req: Http2ServerRequest, res: Http2ServerResponse): void {
+  if (req.method === "GET") {
+    res.writeHead(200, { "content-type": "application/json" });
+    return void res.end(req.url === "/stats" ? JSON.stringify(stats) : mockModelsJson());
+  }
+  stats.requests[req.httpVersion === "2.0" ? "h2" : "h1"]++;
+  stats.open++;
+  let closed = false;
+  res.once("close", () => {
+    closed = true;
+    stats.open--;
+    if (res.writableEnded) return; // answered in full; else the client reset or closed it first
+    stats.aborted++;
+    const code = req.httpVersion === "2.0" ? String(req.stream.rstCode) : "h1";
+    stats.rst_codes[code] = (stats.rst_codes[code] ?? 0) + 1;
+  });
+  const parts: Buffer[] = [];
+  req.on("data", (c: Buffer) => parts.push(c));
+  req.once("end", () => answer(req, res, Buffer.concat(parts), () => closed));
+}
+
+const tls = { cert: readFileSync(flags.get("cert")!), key: readFileSync(flags.get("key")!) };
+// `--http1-only`: a TLS origin that does not offer h2 (ALPN http/1.1), same replies; node:https's
+// request and response have the members used here.
+const server = flags.has("http1-only")
+  ? createHttpsServer(tls, onRequest as unknown as RequestListener)
+  : createSecureServer(
+      { ...tls, allowHTTP1: true, ...(maxStreams === undefined ? {} : { settings: { maxConcurrentStreams: maxStreams } }) },
+      onRequest,
+    );
 server.on("session", () => stats.sessions++);
 server.on("sessionError", () => {}); // a client that goes away mid-handshake is not this server's failure
 server.listen(Number(flags.get("port") ?? 0), "127.0.0.1", () => {
