@@ -18,7 +18,7 @@
  * `--http1-only` makes it a TLS server that offers HTTP/1.1 only.
  *
  * `GET /stats` answers what the server saw: requests per protocol, h2 sessions opened, streams
- * open now, streams the client closed before the end (`aborted`, with the h2 RST codes) and the
+ * open now and at most, streams the client closed before the end (`aborted`, with the h2 RST codes) and the
  * fat streams' byte count. Prints `{"port":N}` once listening; exits on SIGTERM.
  */
 import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
@@ -41,6 +41,8 @@ const stats = {
   requests: { h1: 0, h2: 0 },
   sessions: 0,
   open: 0,
+  /** The most streams open at once so far. */
+  max_open: 0,
   aborted: 0,
   rst_codes: {} as Record<string, number>,
   bulk: { started: 0, completed: 0, sent_bytes: 0 },
@@ -129,6 +131,7 @@ function onRequest(req: Http2ServerRequest, res: Http2ServerResponse): void {
   }
   stats.requests[req.httpVersion === "2.0" ? "h2" : "h1"]++;
   stats.open++;
+  if (stats.open > stats.max_open) stats.max_open = stats.open;
   let closed = false;
   res.once("close", () => {
     closed = true;

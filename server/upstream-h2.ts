@@ -57,6 +57,17 @@ class MultiplexClient extends Client {
     // speak h2, a connection takes up to its share of requests while it connects.
     return this.origin.h2 === true && !this.closed && !this.destroyed && this.stats.size < this.origin.cap;
   }
+
+  /**
+   * Undici defers some drains to a microtask; with the requests taken above, such a drain can
+   * land after the connection was filled again, and the pool would queue a request on a full
+   * connection behind a whole stream. A drain while full is dropped: the next one comes when a
+   * stream ends.
+   */
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    if (event === "drain" && this.origin.h2 === true && this.stats.size >= this.origin.cap) return false;
+    return (super.emit as (e: string | symbol, ...a: unknown[]) => boolean).call(this, event, ...args);
+  }
 }
 
 /** A pool that may speak h2; its first connection is the probe (see the header). */
