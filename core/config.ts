@@ -351,7 +351,7 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     upstream_headers_timeout_ms: envNum(env, "UPSTREAM_HEADERS_TIMEOUT_MS", 600_000),
     upstream_body_timeout_ms: envNum(env, "UPSTREAM_BODY_TIMEOUT_MS", 300_000),
     upstream_connections: envNum(env, "UPSTREAM_CONNECTIONS", 8192),
-    upstream_http2: (envStr(env, "UPSTREAM_HTTP2") ?? "auto") as Settings["upstream_http2"],
+    upstream_http2: (envStr(env, "UPSTREAM_HTTP2") ?? "off") as Settings["upstream_http2"],
     upstream_http2_streams: envNum(env, "UPSTREAM_HTTP2_STREAMS", 100),
     upstream_request_timeout_ms: envNum(env, "UPSTREAM_REQUEST_TIMEOUT_MS", 900_000),
     sse_max_event_bytes: envNum(env, "SSE_MAX_EVENT_BYTES", 16 * 1024 * 1024),

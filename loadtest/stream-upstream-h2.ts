@@ -17,11 +17,12 @@
  * `--max-streams` is the server's SETTINGS_MAX_CONCURRENT_STREAMS (default Node's);
  * `--http1-only` makes it a TLS server that offers HTTP/1.1 only.
  *
+ * `GET /goaway` sends a graceful GOAWAY on every h2 connection (streams in flight finish).
  * `GET /stats` answers what the server saw: requests per protocol, h2 sessions opened, streams
  * open now and at most, streams the client closed before the end (`aborted`, with the h2 RST codes) and the
  * fat streams' byte count. Prints `{"port":N}` once listening; exits on SIGTERM.
  */
-import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
+import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from "node:http2";
 import { readFileSync } from "node:fs";
 import type { RequestListener } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
@@ -125,6 +126,11 @@ function answer(req: Http2ServerRequest, res: Http2ServerResponse, raw: Buffer, 
 }
 
 function onRequest(req: Http2ServerRequest, res: Http2ServerResponse): void {
+  if (req.method === "GET" && req.url === "/goaway") {
+    // Graceful GOAWAY on every h2 connection, as servers send before a restart: streams in flight finish, no new ones.
+    for (const s of sessions) if (!s.closed) s.goaway(constants.NGHTTP2_NO_ERROR);
+    return void res.writeHead(204).end();
+  }
   if (req.method === "GET") {
     res.writeHead(200, { "content-type": "application/json" });
     return void res.end(req.url === "/stats" ? JSON.stringify(stats) : mockModelsJson());
@@ -155,7 +161,12 @@ const server = flags.has("http1-only")
       { ...tls, allowHTTP1: true, ...(maxStreams === undefined ? {} : { settings: { maxConcurrentStreams: maxStreams } }) },
       onRequest,
     );
-server.on("session", () => stats.sessions++);
+const sessions = new Set<ServerHttp2Session>();
+server.on("session", (s: ServerHttp2Session) => {
+  stats.sessions++;
+  sessions.add(s);
+  s.once("close", () => sessions.delete(s));
+});
 server.on("sessionError", () => {}); // a client that goes away mid-handshake is not this server's failure
 server.listen(Number(flags.get("port") ?? 0), "127.0.0.1", () => {
   process.stdout.write(JSON.stringify({ port: (server.address() as { port: number }).port }) + "\n");

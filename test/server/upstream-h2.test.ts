@@ -28,7 +28,7 @@ let dir: string;
 let ca: Buffer;
 /** h2 + HTTP/1.1; the same with SETTINGS_MAX_CONCURRENT_STREAMS 10; HTTP/1.1 only. */
 let up: Proc, upCap: Proc, upH1: Proc;
-/** UPSTREAM_HTTP2=auto (the default) and =off, same providers. */
+/** UPSTREAM_HTTP2=auto and =off (the default), same providers. */
 let gwH2: Gateway, gwOff: Gateway;
 
 before(async () => {
@@ -267,4 +267,22 @@ test("an https upstream that offers only HTTP/1.1 gets HTTP/1.1 under auto, one 
   const s1 = await stats(upH1.port);
   assert.equal(s1.requests.h1 - s0.requests.h1, 10);
   assert.equal(s1.requests.h2, 0);
+});
+
+test("a graceful GOAWAY from the upstream ends the streams in flight on that connection with event: error (undici 7); the next request opens a new one", async () => {
+  // Documents a limit of undici 7.30 (nodejs/undici#5089, why UPSTREAM_HTTP2 defaults to off):
+  // when this fails because the streams completed, undici handles GOAWAY gracefully; revisit the default.
+  assert.equal((await post(gwH2, msg("claude-warm-2", false))).status, 200);
+  const s0 = await stats(up.port);
+  const all = concurrent(gwH2, "claude-slow-goaway", 3);
+  await until("three streams open at the upstream", async () => ((await stats(up.port)).open - s0.open >= 3 ? true : undefined));
+  assert.equal((await direct(up.port, "GET", "/goaway")).status, 204);
+  for (const t of await all) {
+    assert.match(t, /event: error\ndata: .*upstream connection lost mid-stream/);
+    assert.ok(!t.includes('data: {"type":"message_stop"}'));
+  }
+  assert.equal((await post(gwH2, msg("claude-after-goaway", false))).status, 200);
+  const s1 = await stats(up.port);
+  assert.ok(s1.sessions > s0.sessions, "a new h2 connection after the GOAWAY");
+  assert.equal(s1.requests.h2 - s0.requests.h2, 4, "nothing was sent twice");
 });
