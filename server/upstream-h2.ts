@@ -1,7 +1,9 @@
 /**
  * HTTP/2 to the upstreams that offer it (`UPSTREAM_HTTP2=auto`): one h2 connection carries
  * many streams, so thousands of long SSE streams need a few upstream sockets instead of one
- * each (docs/performance.md "Long streams").
+ * each (docs/performance.md "HTTP/2 to the upstream"). Off by default: undici 7.30 ends every
+ * stream in flight on a connection that gets a graceful GOAWAY (nodejs/undici#5089), and an h2
+ * request costs about twice the CPU of an HTTP/1.1 one.
  *
  * Undici negotiates h2 by ALPN over TLS only (cleartext h2c would need prior knowledge, which
  * nothing here can know), so `http:` origins stay HTTP/1.1. Undici's pool, left alone, would
