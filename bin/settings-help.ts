@@ -21,6 +21,8 @@ const MEANINGS: Record<keyof Settings, string> = {
   upstream_headers_timeout_ms: "time to a provider's first response byte (504)",
   upstream_body_timeout_ms: "idle time between response chunks or stream events (504)",
   upstream_connections: "keep-alive connections per upstream origin",
+  upstream_http2: "auto: HTTP/2 to https upstreams that offer it (ALPN), else HTTP/1.1; off: HTTP/1.1 only",
+  upstream_http2_streams: "streams per HTTP/2 upstream connection before the pool opens another",
   upstream_request_timeout_ms: "one deadline per request from its arrival: pool wait, retries and streams included (504)",
   sse_max_event_bytes: "an upstream SSE event still incomplete past this many bytes ends the stream with event: error",
   retry_max_attempts: "attempts per provider (1 = no retries)",

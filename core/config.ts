@@ -138,6 +138,10 @@ export interface Settings {
   upstream_headers_timeout_ms: number & tags.Type<"uint32"> & tags.Minimum<1>;
   upstream_body_timeout_ms: number & tags.Type<"uint32"> & tags.Minimum<1>;
   upstream_connections: number & tags.Type<"uint32"> & tags.Minimum<1>;
+  /** auto: offer HTTP/2 to https upstreams (ALPN), HTTP/1.1 when they do not take it; off: HTTP/1.1 only. */
+  upstream_http2: "auto" | "off";
+  /** Streams one HTTP/2 upstream connection carries before the pool opens another. */
+  upstream_http2_streams: number & tags.Type<"uint32"> & tags.Minimum<1> & tags.Maximum<65535>;
   upstream_request_timeout_ms: number & tags.Type<"uint32"> & tags.Minimum<1>;
   /** An upstream SSE event still incomplete past this many bytes ends the stream (event: error). */
   sse_max_event_bytes: number & tags.Type<"uint32"> & tags.Minimum<1024>;
@@ -226,6 +230,8 @@ export const ENV_NAMES: Record<keyof Settings, string> = {
   upstream_headers_timeout_ms: "UPSTREAM_HEADERS_TIMEOUT_MS",
   upstream_body_timeout_ms: "UPSTREAM_BODY_TIMEOUT_MS",
   upstream_connections: "UPSTREAM_CONNECTIONS",
+  upstream_http2: "UPSTREAM_HTTP2",
+  upstream_http2_streams: "UPSTREAM_HTTP2_STREAMS",
   upstream_request_timeout_ms: "UPSTREAM_REQUEST_TIMEOUT_MS",
   sse_max_event_bytes: "SSE_MAX_EVENT_BYTES",
   retry_max_attempts: "RETRY_MAX_ATTEMPTS",
@@ -345,6 +351,8 @@ export function loadConfig(env: Env, file: unknown, defaultThreads: number, pric
     upstream_headers_timeout_ms: envNum(env, "UPSTREAM_HEADERS_TIMEOUT_MS", 600_000),
     upstream_body_timeout_ms: envNum(env, "UPSTREAM_BODY_TIMEOUT_MS", 300_000),
     upstream_connections: envNum(env, "UPSTREAM_CONNECTIONS", 8192),
+    upstream_http2: (envStr(env, "UPSTREAM_HTTP2") ?? "off") as Settings["upstream_http2"],
+    upstream_http2_streams: envNum(env, "UPSTREAM_HTTP2_STREAMS", 100),
     upstream_request_timeout_ms: envNum(env, "UPSTREAM_REQUEST_TIMEOUT_MS", 900_000),
     sse_max_event_bytes: envNum(env, "SSE_MAX_EVENT_BYTES", 16 * 1024 * 1024),
     retry_max_attempts: envNum(env, "RETRY_MAX_ATTEMPTS", 3),

@@ -25,6 +25,7 @@ import uWS from "uWebSockets.js";
 import { mockMessageJson, mockStreamFrames, type MockRequest } from "../core/mock-reply.js";
 import { parseFlags } from "../bench/format.js";
 import { mockChatFrames, mockChatJson } from "./mock-openai.js";
+import { BULK_DELTA, streamEndFrames, streamHeadFrames, timedDeltaFrame } from "./stream-frames.js";
 
 const flags = parseFlags(process.argv.slice(2));
 const events = Number(flags.get("events") ?? 50);
@@ -33,8 +34,6 @@ const bulkBytes = Number(flags.get("bulk-bytes") ?? 16 * 1024 * 1024);
 let seq = 0;
 /** Fat streams: started, sent in full, cut; bytes handed to uWS so far (all of them). */
 const bulk = { started: 0, completed: 0, aborted: 0, sent_bytes: 0 };
-
-const frame = (type: string, data: string) => `event: ${type}\ndata: ${data}\n\n`;
 
 /** A slow stream: message_start now, then one timestamped delta per `interval` ms, then the end. */
 function slowStream(res: uWS.HttpResponse, id: string, model: string, isAborted: () => boolean): void {
@@ -46,21 +45,8 @@ function slowStream(res: uWS.HttpResponse, id: string, model: string, isAborted:
     k++;
     const last = k >= events;
     res.cork(() => {
-      res.write(
-        frame(
-          "content_block_delta",
-          `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"t=${(performance.timeOrigin + performance.now()).toFixed(3)} "}}`,
-        ),
-      );
-      if (!last) return;
-      res.write(frame("content_block_stop", '{"type":"content_block_stop","index":0}'));
-      res.write(
-        frame(
-          "message_delta",
-          `{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":${events}}}`,
-        ),
-      );
-      res.end(frame("message_stop", '{"type":"message_stop"}'));
+      res.write(timedDeltaFrame());
+      if (last) res.end(streamEndFrames(events));
     });
     // Scheduled from the stream's start, so timer lateness does not accumulate.
     if (!last) setTimeout(tick, Math.max(0, t0 + (k + 1) * interval - performance.now()));
@@ -71,19 +57,8 @@ function slowStream(res: uWS.HttpResponse, id: string, model: string, isAborted:
 /** Status, headers, message_start and content_block_start of a streamed reply. */
 function streamHead(res: uWS.HttpResponse, id: string, model: string): void {
   res.writeStatus("200 OK").writeHeader("content-type", "text/event-stream; charset=utf-8").writeHeader("cache-control", "no-cache");
-  res.write(
-    frame(
-      "message_start",
-      `{"type":"message_start","message":{"id":"${id}","type":"message","role":"assistant","model":${JSON.stringify(model)},"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":10,"output_tokens":1}}}`,
-    ),
-  );
-  res.write(frame("content_block_start", '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}'));
+  res.write(streamHeadFrames(id, model));
 }
-
-const BULK_DELTA = frame(
-  "content_block_delta",
-  `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"${"x".repeat(16 * 1024)}"}}`,
-);
 
 /** A fat stream written as fast as the reader takes it, never faster (see the header). */
 function bulkStream(res: uWS.HttpResponse, id: string, model: string, isAborted: () => boolean): void {
@@ -98,14 +73,7 @@ function bulkStream(res: uWS.HttpResponse, id: string, model: string, isAborted:
       bulk.sent_bytes += BULK_DELTA.length; // uWS keeps what it could not send yet
       if (!res.write(BULK_DELTA)) return false;
     }
-    res.write(frame("content_block_stop", '{"type":"content_block_stop","index":0}'));
-    res.write(
-      frame(
-        "message_delta",
-        `{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":${count}}}`,
-      ),
-    );
-    res.end(frame("message_stop", '{"type":"message_stop"}'));
+    res.end(streamEndFrames(count));
     bulk.completed++;
     return true;
   };

@@ -7,6 +7,10 @@
  * its tables and writing nothing:
  *
  *   node dist/loadtest/streams-scenario.js --streams 1000 [--slow-readers 0.02] [--threads N] [--targets gateway,ceiling]
+ *   node dist/loadtest/streams-scenario.js --streams 1000,10000 --h2 [--targets gateway_h2,gateway_h1]
+ *
+ * `--h2` swaps the upstream for the HTTP/2 one over TLS (loadtest/stream-upstream-h2.ts) and
+ * the targets for a gateway speaking h2 to it and one speaking HTTP/1.1, both sized for N.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,6 +22,7 @@ import { gatewayEnv, HEADERS } from "./gateway-env.js";
 import type { Target } from "./measure.js";
 import { startGateway, startPortPrinter, type Proc, runScript } from "./procs.js";
 import { SLOW_HOLD_MS, streamsRun, type StreamsResult } from "./streams.js";
+import { h2GatewayExtra, startH2Upstream } from "./upstream-h2.js";
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
@@ -47,6 +52,10 @@ export async function streamsScenario(
   const interval = Number(flags.get("stream-interval") ?? 500);
   const life = (events * interval) / 1000;
   const slowShare = Number(flags.get("slow-readers") ?? 0);
+  const max = Math.max(...counts);
+  // `--h2`: the stream upstream speaks HTTP/2 over TLS, met by a gateway with UPSTREAM_HTTP2=auto
+  // and one with =off (both sized for N); no direct or ceiling target (HTTP/1.1 only).
+  if (flags.has("h2")) return h2Scenario(flags, procs, env, log, counts, events, interval);
   const slow = await startPortPrinter("slow-stream-upstream", here("./stream-upstream.js"), [
     "--port",
     "0",
@@ -58,7 +67,6 @@ export async function streamsScenario(
     String(Number(flags.get("slow-bytes") ?? 16 * 1024 * 1024)),
   ]);
   procs.push(slow);
-  const max = Math.max(...counts);
   const ceilingSlow = await startPortPrinter("ceiling-slow", here("./ceiling.js"), [
     "--port",
     "0",
@@ -92,17 +100,9 @@ export async function streamsScenario(
   const targets = [mk("direct", slow), mk("ceiling", ceilingSlow), mk("gateway", gwDefault), mk("gateway_sized", gwSized)].filter(
     (t) => only === null || only.includes(t.name),
   );
-  const fds = openFileLimit();
   for (const n of counts) {
-    // Each stream holds a socket in this process and two in the gateway (client + upstream).
-    if (2 * n + 1024 > fds) {
-      log(
-        `  streams ${n}: skipped, the open-file limit (${fds}) is below 2 × ${n} + 1024; raise it (npm run loadtest does, to the hard limit)`,
-      );
-      continue;
-    }
     const bound = Math.ceil(life * 3 + 30);
-    for (const t of targets) {
+    for (const t of fitting(targets, n, log)) {
       const r = await streamsRun(t, n, events, interval, bound);
       streams.push(r);
       log(
@@ -113,7 +113,7 @@ export async function streamsScenario(
     const count = Math.round(slowShare * n);
     if (count === 0) continue;
     const slowReaders = { count, body: slowBody, upstreamPort: slow.port };
-    for (const t of targets.filter((x) => x.name !== "gateway_sized")) {
+    for (const t of fitting(targets, n, () => {}).filter((x) => x.name !== "gateway_sized")) {
       const r = await streamsRun(t, n, events, interval, bound, slowReaders);
       streams.push(r);
       log(
@@ -123,6 +123,69 @@ export async function streamsScenario(
   }
   await Promise.all([gwDefault.stop(), gwSized.stop()]);
   return streams;
+}
+
+/**
+ * The targets whose process can hold N streams under this process's open-file limit (the
+ * children inherit it): a relay over HTTP/1.1 holds two sockets per stream (client and
+ * upstream), one over h2 (the upstream streams share a few connections), the upstream
+ * directly one; this process holds one per stream. The others are skipped with the reason.
+ */
+function fitting(targets: readonly Target[], n: number, log: (s: string) => void): Target[] {
+  const fds = openFileLimit();
+  return targets.filter((t) => {
+    const perStream = t.name === "direct" || t.name === "gateway_h2" ? 1 : 2;
+    if (perStream * n + 1024 <= fds) return true;
+    log(
+      `  streams ${n} ${t.name}: skipped, the open-file limit (${fds}) is below ${perStream} × ${n} + 1024; raise it (npm run loadtest does, to the hard limit)`,
+    );
+    return false;
+  });
+}
+
+/** `--h2`: N streams through a gateway speaking h2 to the upstream, and one speaking HTTP/1.1 to the same upstream. */
+async function h2Scenario(
+  flags: Map<string, string>,
+  procs: Proc[],
+  env: ScenarioEnv,
+  log: (s: string) => void,
+  counts: number[],
+  events: number,
+  interval: number,
+): Promise<StreamsResult[]> {
+  const max = Math.max(...counts);
+  const up = await startH2Upstream(env.dir, ["--port", "0", "--events", String(events), "--interval", String(interval)]);
+  procs.push(up.proc);
+  const gw = async (name: string, extra: Record<string, string>): Promise<Target> => {
+    const p = await startGateway(
+      here("../server/main.js"),
+      gatewayEnv({
+        ...env,
+        streamPort: up.proc.port,
+        logFile: join(env.dir, `${name}.log`),
+        extra: { ...h2GatewayExtra(env.dir, up.proc.port, up.cert), LOAD_SHEDDING_ACTIVE_REQUESTS_THRESHOLD: String(2 * max), ...extra },
+      }),
+    );
+    procs.push(p);
+    const body = JSON.stringify({ ...smallRequest(), model: "claude-stream-slow", stream: true });
+    return { name, port: p.port, pid: p.child.pid ?? null, path: "/v1/messages", headers: HEADERS, body };
+  };
+  const only = flags.get("targets")?.split(",") ?? ["gateway_h2", "gateway_h1"];
+  const targets: Target[] = [];
+  if (only.includes("gateway_h2")) targets.push(await gw("gateway_h2", { UPSTREAM_HTTP2: "auto" }));
+  if (only.includes("gateway_h1")) targets.push(await gw("gateway_h1", { UPSTREAM_HTTP2: "off", UPSTREAM_CONNECTIONS: String(max) }));
+  if (flags.has("slow-readers")) log("  --slow-readers: not run with --h2");
+  const out: StreamsResult[] = [];
+  for (const n of counts) {
+    for (const t of fitting(targets, n, log)) {
+      const r = await streamsRun(t, n, events, interval, Math.ceil(((events * interval) / 1000) * 3 + 30));
+      out.push(r);
+      log(
+        `  streams ${n} ${t.name}: ${r.completed} completed, ${r.errors} errors ${JSON.stringify(r.statuses)}, first event max ${fmt(r.first_event_max_ms)} ms, relay delay p50 / p99 ${fmt(r.relay_delay_p50_ms)} / ${fmt(r.relay_delay_p99_ms)} ms, ${bytes(r.rss_per_stream_bytes)}/stream, ${fmt(r.cpu_ms_per_s_held)} CPU ms/s held, ${fmt(r.wall_s)} s`,
+      );
+    }
+  }
+  return out;
 }
 
 /** The scenario's markdown tables (none when it did not run). */

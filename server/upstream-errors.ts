@@ -47,12 +47,15 @@ export function isLocalError(err: Error): boolean {
   return LOCAL_ERRORS.has((err as { code?: string }).code ?? "");
 }
 
+/** An HTTP/2 stream or session the upstream reset or closed: what a dropped socket is over HTTP/1.1. */
+const H2_CUT = new Set(["ERR_HTTP2_STREAM_ERROR", "ERR_HTTP2_SESSION_ERROR", "ERR_HTTP2_GOAWAY_SESSION", "ERR_HTTP2_STREAM_CANCEL"]);
+
 export function mapError(err: Error): { code: ErrorCode; type: string } {
   const c = (err as { code?: string }).code ?? "";
   if (c === "UND_ERR_CONNECT_TIMEOUT" || c === "UND_ERR_HEADERS_TIMEOUT" || c === "UND_ERR_BODY_TIMEOUT") {
     return { code: "GW_ERR_UPSTREAM_TIMEOUT", type: "timeout_error" };
   }
-  if (c === "UND_ERR_SOCKET" || c === "ECONNRESET") {
+  if (c === "UND_ERR_SOCKET" || c === "ECONNRESET" || H2_CUT.has(c)) {
     return { code: "GW_ERR_UPSTREAM_STREAM_CUT", type: "api_error" };
   }
   return { code: "GW_ERR_UPSTREAM_CONNECT", type: "api_error" };

@@ -24,6 +24,7 @@ import { jsonish } from "../core/upstream-guard.js";
 import { readUsage } from "../core/usage.js";
 import type { RequestCtx } from "./context.js";
 import { decoderFor } from "./upstream-decode.js";
+import { upstreamPool } from "./upstream-h2.js";
 import { hasTerminalEvent, isLocalError, mapError } from "./upstream-errors.js";
 import { firstToken, upstreamData, type DataMsg } from "./tracing/channels.js";
 
@@ -68,7 +69,7 @@ export class Pools {
       if (p.origin === "" || this.pools.has(p.origin)) continue;
       this.pools.set(
         p.origin,
-        new Pool(p.origin, {
+        upstreamPool(cfg, p.origin, {
           connections: cfg.upstream_connections,
           connectTimeout: cfg.upstream_connect_timeout_ms,
           headersTimeout: cfg.upstream_headers_timeout_ms,

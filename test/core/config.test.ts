@@ -89,6 +89,8 @@ test("each bad value stops start-up with a ConfigError naming the setting", () =
     [{ DATABRICKS_API_KEY: "dapi-secret-0002" }, "DATABRICKS_API_BASE"],
     [{ DATABRICKS_API_BASE: "https://dbc.example.com" }, "DATABRICKS_API_KEY"],
     [{ GATEWAY_API_KEYS: "long-enough-key,short" }, "GATEWAY_API_KEYS"],
+    [{ UPSTREAM_HTTP2: "on" }, "UPSTREAM_HTTP2"],
+    [{ UPSTREAM_HTTP2_STREAMS: "0" }, "UPSTREAM_HTTP2_STREAMS"],
   ];
   for (const [env, setting] of cases) failsOn(env, undefined, setting);
 });
