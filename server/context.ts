@@ -16,6 +16,12 @@ import type { CacheTap } from "./cache/gate.js";
 
 const NO_HEADERS: readonly string[] = [];
 
+/** A request's links in its thread's in-flight list. */
+export interface InflightNode<T> {
+  inPrev: T | null;
+  inNext: T | null;
+}
+
 /**
  * The requests in flight on one thread (for draining), as an intrusive list through the
  * requests themselves. Not a Set: a Set with constant add/delete churn rehashes into a new
@@ -24,11 +30,6 @@ const NO_HEADERS: readonly string[] = [];
  * so every scavenge kept whole finished requests alive and promoted them (issue 12: a third
  * of an acceptor's allocation survived each scavenge, 5–10 ms pauses).
  */
-export interface InflightNode<T> {
-  inPrev: T | null;
-  inNext: T | null;
-}
-
 export class Inflight<T extends InflightNode<T> = RequestCtx> {
   private head: T | null = null;
   size = 0;
