@@ -6,12 +6,11 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { connect } from "node:net";
-import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { startPortPrinter, type Proc } from "../../loadtest/procs.js";
 import { startGateway, type Gateway } from "../support/gateway.js";
 import { until } from "../support/wait.js";
+import { pausedRequest } from "../support/paused-request.js";
 
 const STREAM_UPSTREAM = fileURLToPath(new URL("../../loadtest/stream-upstream.js", import.meta.url));
 const BULK = 32 * 1024 * 1024;
@@ -38,26 +37,6 @@ after(async () => {
 
 async function sent(): Promise<number> {
   return ((await (await fetch(`http://127.0.0.1:${up.port}/stats`)).json()) as { bulk: { sent_bytes: number } }).bulk.sent_bytes;
-}
-
-/** A raw streaming request that reads nothing until `read()` is called; `read()` resolves with everything received. */
-async function pausedRequest(port: number): Promise<{ read(): Promise<string> }> {
-  const s = connect(port, "127.0.0.1");
-  s.pause();
-  await once(s, "connect");
-  s.write(
-    `POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-type: application/json\r\nanthropic-version: 2023-06-01\r\nx-api-key: ${KEY}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-  );
-  return {
-    async read() {
-      const parts: string[] = [];
-      s.setEncoding("latin1");
-      s.on("data", (d: string) => parts.push(d));
-      s.resume();
-      await once(s, "close");
-      return parts.join("");
-    },
-  };
 }
 
 /** The upstream's byte count once it stopped growing over five polls in a row (bounded). */
@@ -93,7 +72,11 @@ test("a bulk stream read at once arrives whole, ending with message_stop, and is
 
 test("through the gateway, a client that reads nothing holds the upstream back until it reads, then gets the whole stream", async () => {
   const start = await sent();
-  const req = await pausedRequest(gw.port);
+  const req = await pausedRequest(
+    gw.port,
+    { "content-type": "application/json", "anthropic-version": "2023-06-01", "x-api-key": KEY },
+    body,
+  );
   const held = (await settled()) - start;
   // Only what the sockets hold (a few MiB on loopback) gets written, not the 32 MiB stream.
   assert.ok(held < BULK / 2, `the upstream wrote ${held} bytes while the client read nothing`);

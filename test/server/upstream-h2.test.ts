@@ -7,8 +7,6 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { connect } from "node:net";
-import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
 import { tmpdir } from "node:os";
@@ -18,6 +16,7 @@ import { startPortPrinter, type Proc } from "../../loadtest/procs.js";
 import { selfSignedCert } from "../../loadtest/tls-cert.js";
 import { startGateway, type Gateway } from "../support/gateway.js";
 import { until } from "../support/wait.js";
+import { pausedRequest } from "../support/paused-request.js";
 
 const UPSTREAM = fileURLToPath(new URL("../../loadtest/stream-upstream-h2.js", import.meta.url));
 const KEY = "sk-client-key-h2-0123";
@@ -198,32 +197,9 @@ test("a client that goes away mid-stream resets its HTTP/2 stream upstream (RST_
   assert.equal((await stats(up.port)).sessions, s0.sessions, "the next request used the same h2 connection");
 });
 
-/** A raw streaming request that reads nothing until `read()`; `read()` resolves with everything received. */
-async function pausedRequest(port: number, body: string): Promise<{ read(): Promise<string> }> {
-  const s = connect(port, "127.0.0.1");
-  s.pause();
-  await once(s, "connect");
-  const head = Object.entries(HEADERS)
-    .map(([k, v]) => `${k}: ${v}\r\n`)
-    .join("");
-  s.write(
-    `POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n${head}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-  );
-  return {
-    async read() {
-      const parts: string[] = [];
-      s.setEncoding("latin1");
-      s.on("data", (d: string) => parts.push(d));
-      s.resume();
-      await once(s, "close");
-      return parts.join("");
-    },
-  };
-}
-
 test("a client that reads nothing holds its HTTP/2 stream back (flow control) until it reads, then gets the whole stream", async () => {
   const start = (await stats(up.port)).bulk.sent_bytes;
-  const req = await pausedRequest(gwH2.port, msg("claude-bulk-1", true));
+  const req = await pausedRequest(gwH2.port, HEADERS, msg("claude-bulk-1", true));
   let last = -1,
     same = 0;
   const held = await until(
