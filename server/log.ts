@@ -5,13 +5,17 @@
  * in it (redaction by construction: request headers and keys are never fields). pino's
  * redact list stays as a second guard on the other lines.
  *
- * Writes go through one asynchronous SonicBoom destination so a slow stdout or disk never
- * stalls the event loop. Lines are gathered for up to LOG_BATCH_MS (or LOG_BATCH_CHARS) and
- * handed over as one write: one `write(2)` and one thread-pool round trip per request was
- * a tenth of an acceptor's busy time under load (issue 12's profile). Its buffer is
- * bounded (LOG_BUFFER_BYTES): past it, lines are dropped and counted (`dropped()`,
- * exported as gateway_log_lines_dropped_total) instead of growing the heap without limit.
+ * Both go through one `LineWriter` per thread, so a slow stdout or disk never stalls the
+ * event loop and the lines keep their order: each line is encoded straight into a 64 KiB
+ * buffer, and a full buffer (or one LOG_BATCH_MS old) goes to the kernel in one
+ * asynchronous `write(2)`. (pino's SonicBoom destination, fed batched strings, cost
+ * ~12 µs per request line under load: string ropes flattened and re-encoded per write;
+ * this costs ~5, docs/performance.md "Fourth pass".) What is held is bounded
+ * (LOG_BUFFER_BYTES): past it, lines are dropped and counted (`dropped()`, exported as
+ * gateway_log_lines_dropped_total) instead of growing the heap without limit.
  */
+import { fsyncSync, mkdirSync, openSync, write as fsWrite, writeSync } from "node:fs";
+import { dirname } from "node:path";
 import pino, { type Logger } from "pino";
 import { threadId } from "node:worker_threads";
 import { ROUTES } from "../core/metrics.js";
@@ -29,11 +33,14 @@ export const REDACT_PATHS = [
   'req.headers["x-api-key"]',
 ];
 
-/** The destination's buffer cap: about 40,000 request lines, a few seconds of a stalled disk at full load. */
+/** The cap on what a thread's log holds unwritten: about 40,000 request lines, a few seconds of a stalled disk at full load. */
 export const LOG_BUFFER_BYTES = 8 * 1024 * 1024;
-/** How long a line may wait to be batched with others, and the batch size written at once. */
+/** How long a line may wait in a buffer that is not full yet. */
 const LOG_BATCH_MS = 10;
-const LOG_BATCH_CHARS = 16 * 1024;
+/** One buffer: what one `write(2)` hands over at most (a longer line gets a buffer of its own). */
+const CHUNK_BYTES = 64 * 1024;
+/** A destination that answers EAGAIN (a full non-blocking pipe) is tried again after this long. */
+const RETRY_MS = 10;
 
 export interface LogOptions {
   level: string;
@@ -42,6 +49,7 @@ export interface LogOptions {
 
 export interface GatewayLogger {
   log: Logger;
+  /** Write what is held, synchronously (shutdown). */
   flush(): void;
   /** Write one finished JSON line (ending in "\n") to the same destination; dropped when full. */
   line(text: string): void;
@@ -49,53 +57,187 @@ export interface GatewayLogger {
   dropped(): number;
 }
 
-let failed = false;
+interface Chunk {
+  buf: Buffer;
+  /** Written up to here (a partial write leaves the rest). */
+  start: number;
+  end: number;
+}
+
+/**
+ * Lines into buffers, buffers to a file descriptor in order, one asynchronous write at a
+ * time. A failed destination (EPIPE, a full disk, a file that cannot be opened) is
+ * reported once on stderr and every later line is dropped: log lines are lost, requests
+ * are not, and nothing throws into request handling or shutdown.
+ */
+export class LineWriter {
+  private cur: Buffer = Buffer.allocUnsafeSlow(CHUNK_BYTES);
+  private off = 0;
+  /** Filled buffers in order; the first may be being written. */
+  private readonly queue: Chunk[] = [];
+  private queued = 0;
+  private writing = false;
+  /** Waiting to try the first buffer again after EAGAIN (nothing in flight). */
+  private retry: NodeJS.Timeout | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  /** One empty buffer kept for the next fill, not a new one per 64 KiB. */
+  private spare: Buffer | null = null;
+  private failed = false;
+  dropped = 0;
+
+  constructor(
+    private readonly fd: number,
+    private readonly maxBytes: number,
+    private readonly onDrop: (() => void) | null,
+  ) {
+    if (fd < 0) this.failed = true;
+  }
+
+  write(text: string): void {
+    if (this.failed) return;
+    // 3 bytes per UTF-16 unit is the most UTF-8 can take (a surrogate pair: 4 for 2).
+    if (text.length * 3 > CHUNK_BYTES - this.off) {
+      this.submit();
+      if (text.length * 3 > CHUNK_BYTES) {
+        const b = Buffer.from(text, "utf8");
+        if (this.queued + this.off + b.length > this.maxBytes) return this.drop();
+        this.queue.push({ buf: b, start: 0, end: b.length });
+        this.queued += b.length;
+        this.kick();
+        return;
+      }
+    }
+    const n = this.cur.write(text, this.off);
+    // Over the cap: the bytes just encoded are not counted in (`off` stays), i.e. dropped.
+    if (this.queued + this.off + n > this.maxBytes) return this.drop();
+    if (this.off === 0 && this.timer === null) this.timer = setTimeout(this.submitFn, LOG_BATCH_MS);
+    this.off += n;
+  }
+
+  /** Everything held, written synchronously (a write in flight finishes on its own). */
+  flush(): void {
+    this.submit();
+    if (this.failed) return;
+    if (this.retry !== null) {
+      clearTimeout(this.retry);
+      this.retry = null;
+    }
+    const from = this.writing ? 1 : 0;
+    let waited = 0;
+    while (this.queue.length > from) {
+      const c = this.queue[from]!;
+      try {
+        c.start += writeSync(this.fd, c.buf, c.start, c.end - c.start);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        // A full non-blocking pipe: wait a little, at most a second in all.
+        if ((code === "EAGAIN" || code === "EBUSY") && waited < 1000) {
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, RETRY_MS);
+          waited += RETRY_MS;
+          continue;
+        }
+        this.fail(e as Error);
+        return;
+      }
+      if (c.start >= c.end) {
+        this.queue.splice(from, 1);
+        this.queued -= c.end;
+      }
+    }
+    try {
+      if (this.fd > 2) fsyncSync(this.fd);
+    } catch {
+      // not a file that can be synced
+    }
+  }
+
+  private drop(): void {
+    this.dropped++;
+    if (this.onDrop !== null) this.onDrop();
+  }
+
+  private readonly submitFn = (): void => this.submit();
+
+  /** The current buffer joins the queue. */
+  private submit(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (this.off === 0 || this.failed) return;
+    this.queue.push({ buf: this.cur, start: 0, end: this.off });
+    this.queued += this.off;
+    this.cur = this.spare ?? Buffer.allocUnsafeSlow(CHUNK_BYTES);
+    this.spare = null;
+    this.off = 0;
+    this.kick();
+  }
+
+  private kick(): void {
+    if (this.writing || this.retry !== null || this.failed || this.queue.length === 0) return;
+    const c = this.queue[0]!;
+    this.writing = true;
+    fsWrite(this.fd, c.buf, c.start, c.end - c.start, null, this.written);
+  }
+
+  private readonly written = (err: NodeJS.ErrnoException | null, n: number): void => {
+    this.writing = false;
+    if (this.failed) return;
+    if (err !== null) {
+      if (err.code === "EAGAIN" || err.code === "EBUSY") {
+        // The reader is behind: try again shortly; what arrives meanwhile queues (bounded).
+        this.retry = setTimeout(() => {
+          this.retry = null;
+          this.kick();
+        }, RETRY_MS);
+        return;
+      }
+      return this.fail(err);
+    }
+    const c = this.queue[0]!;
+    c.start += n;
+    if (c.start >= c.end) {
+      this.queue.shift();
+      this.queued -= c.end;
+      if (c.buf.length === CHUNK_BYTES && this.spare === null) this.spare = c.buf;
+    }
+    this.kick();
+  };
+
+  private fail(e: Error): void {
+    if (!this.failed)
+      process.stderr.write(`portcullis: log destination failed (${(e as NodeJS.ErrnoException).code ?? e.message}); dropping log lines\n`);
+    this.failed = true;
+    this.queue.length = 0;
+    this.queued = 0;
+    this.off = 0;
+    if (this.timer !== null) clearTimeout(this.timer);
+    if (this.retry !== null) clearTimeout(this.retry);
+    this.timer = null;
+    this.retry = null;
+  }
+
+  /** A destination that could not be opened. */
+  static failedOpen(e: Error, onDrop: (() => void) | null): LineWriter {
+    const w = new LineWriter(-1, 0, onDrop);
+    process.stderr.write(`portcullis: log destination failed (${(e as NodeJS.ErrnoException).code ?? e.message}); dropping log lines\n`);
+    return w;
+  }
+}
 
 /** `onDrop` is called once per dropped line (the acceptor counts it in the shared metrics). */
 export function createLogger(opts: LogOptions, onDrop: (() => void) | null = null): GatewayLogger {
-  const dest = pino.destination({ dest: opts.file ?? 1, sync: false, mkdir: opts.file !== null, maxLength: LOG_BUFFER_BYTES });
-  let dropped = 0;
-  // A dropped write is a batch of whole lines: count each line.
-  dest.on("drop", (batch: string) => {
-    let n = 0;
-    for (let i = batch.indexOf("\n"); i !== -1; i = batch.indexOf("\n", i + 1)) n++;
-    dropped += n;
-    if (onDrop !== null) for (let i = 0; i < n; i++) onDrop();
-  });
-  // A closed stdout (EPIPE) or a full disk must not crash the gateway or stall its
-  // shutdown: log lines are lost, requests are not.
-  dest.on("error", (e: NodeJS.ErrnoException) => {
-    if (!failed) process.stderr.write(`portcullis: log destination failed (${e.code ?? e.message}); dropping log lines\n`);
-    failed = true;
-  });
-  // pino writes through this guard: once the destination failed (SonicBoom then throws on
-  // every write), lines are dropped instead of throwing into request handling or shutdown.
-  let pending = "";
-  let timer: NodeJS.Timeout | null = null;
-  const push = (): void => {
-    if (timer !== null) {
-      clearTimeout(timer);
-      timer = null;
-    }
-    if (pending === "" || failed) return;
-    const batch = pending;
-    pending = "";
+  let out: LineWriter;
+  if (opts.file === null) out = new LineWriter(1, LOG_BUFFER_BYTES, onDrop);
+  else {
     try {
-      dest.write(batch);
+      mkdirSync(dirname(opts.file), { recursive: true });
+      out = new LineWriter(openSync(opts.file, "a"), LOG_BUFFER_BYTES, onDrop);
     } catch (e) {
-      failed = true;
-      process.stderr.write(`portcullis: log destination failed (${(e as Error).message}); dropping log lines\n`);
+      out = LineWriter.failedOpen(e as Error, onDrop);
     }
-  };
-  // Not unref'd: a pending batch is written before the thread may end (at most LOG_BATCH_MS).
-  const guarded = {
-    write(line: string): void {
-      if (failed) return;
-      pending += line;
-      if (pending.length >= LOG_BATCH_CHARS) push();
-      else if (timer === null) timer = setTimeout(push, LOG_BATCH_MS);
-    },
-  };
+  }
+  const line = (text: string): void => out.write(text);
   const log = pino(
     {
       level: opts.level,
@@ -104,20 +246,13 @@ export function createLogger(opts: LogOptions, onDrop: (() => void) | null = nul
       redact: { paths: REDACT_PATHS, censor: "[redacted]" },
       formatters: { level: (label) => ({ level: label }) },
     },
-    guarded,
+    { write: line },
   );
   return {
     log,
-    flush() {
-      push();
-      try {
-        if (!failed) dest.flushSync();
-      } catch {
-        // flushSync throws while the destination is still opening; nothing was buffered then.
-      }
-    },
-    line: guarded.write,
-    dropped: () => dropped,
+    flush: () => out.flush(),
+    line,
+    dropped: () => out.dropped,
   };
 }
 

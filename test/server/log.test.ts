@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawn, spawnSync } from "node:child_process";
 import { Writable } from "node:stream";
 import { threadId } from "node:worker_threads";
 import pino from "pino";
@@ -167,4 +168,59 @@ test("a log buffer that cannot drain fast enough drops whole lines and counts th
     assert.ok(lines.length * 300 <= LOG_BUFFER_BYTES * 1.1, "no more than the cap was kept");
     for (const x of lines) JSON.parse(x); // whole lines only
   });
+});
+
+test("flush writes every held line before it returns, and a line longer than one buffer arrives whole", async () => {
+  await withLogDir(async (dir) => {
+    const file = join(dir, "gw.log");
+    const l = createLogger({ level: "info", file });
+    const tap = requestLogTap(l)!;
+    for (let i = 0; i < 100; i++) tap(finished(), 200, 1000);
+    const long = "x".repeat(200_000);
+    l.log.warn({ long }, "a long line");
+    l.flush();
+    // No waiting: flush is synchronous.
+    const lines = readFileSync(file, "utf8")
+      .split("\n")
+      .filter((y) => y !== "");
+    assert.equal(lines.length, 101, "the 100 request lines and the long one");
+    const last = JSON.parse(lines[100]!) as { msg: string; long: string };
+    assert.equal(last.msg, "a long line");
+    assert.equal(last.long.length, 200_000);
+  });
+});
+
+test("a log file that cannot be opened is reported once on stderr and its lines are dropped, without throwing", () => {
+  const script = `
+    const { createLogger, requestLogTap } = await import(${JSON.stringify(new URL("../../server/log.js", import.meta.url).href)});
+    const l = createLogger({ level: "info", file: "/dev/null/portcullis/gw.log" });
+    for (let i = 0; i < 10; i++) l.line('{"n":' + i + '}\\n');
+    l.log.error("still no throw");
+    l.flush();
+    process.stderr.write("done\\n");`;
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 20_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr.match(/log destination failed/g)?.length, 1, r.stderr);
+  assert.match(r.stderr, /done\n$/);
+});
+
+test("a stdout whose reader went away (EPIPE) is reported once and the process goes on", async () => {
+  const script = `
+    const { createLogger } = await import(${JSON.stringify(new URL("../../server/log.js", import.meta.url).href)});
+    const l = createLogger({ level: "info", file: null });
+    for (let i = 0; i < 5000; i++) {
+      l.line('{"n":' + i + ',"pad":"' + "p".repeat(200) + '"}\\n');
+      if (i % 100 === 0) await new Promise((r) => setImmediate(r));
+    }
+    l.log.warn("after the lines");
+    l.flush();
+    process.stderr.write("done\\n");`;
+  const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "pipe"] });
+  child.stdout.destroy(); // the reader is gone before the first line
+  let stderr = "";
+  child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+  const code = await new Promise<number | null>((res) => child.on("exit", (c) => res(c)));
+  assert.equal(code, 0, stderr);
+  assert.equal(stderr.match(/log destination failed \(EPIPE\)/g)?.length, 1, stderr);
+  assert.match(stderr, /done\n$/);
 });
