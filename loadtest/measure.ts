@@ -38,7 +38,8 @@ export interface RunResult {
   rss_after_bytes: number;
 }
 
-export async function loadRun(t: Target, connections: number, durationS: number): Promise<RunResult> {
+/** `rate`: requests per second over all connections (autocannon's overallRate); unset: as fast as the target answers. */
+export async function loadRun(t: Target, connections: number, durationS: number, rate?: number): Promise<RunResult> {
   const all: number[] = [];
   const ok: number[] = [];
   const statuses: Record<string, number> = {};
@@ -53,6 +54,7 @@ export async function loadRun(t: Target, connections: number, durationS: number)
     method: "POST",
     headers: t.headers,
     body: t.body,
+    ...(rate === undefined ? {} : { overallRate: rate }),
   });
   inst.on("response", (_client: unknown, status: number, _bytes: number, ms: number) => {
     all.push(ms);
