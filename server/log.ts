@@ -6,15 +6,15 @@
  * redact list stays as a second guard on the other lines.
  *
  * Both go through one `LineWriter` per thread, so a slow stdout or disk never stalls the
- * event loop and the lines keep their order: each line is encoded straight into a 64 KiB
- * buffer, and a full buffer (or one LOG_BATCH_MS old) goes to the kernel in one
- * asynchronous `write(2)`. (pino's SonicBoom destination, fed batched strings, cost
+ * event loop and the lines keep their order: each line is encoded straight into a buffer
+ * (64 KiB for a file, PIPE_BUF for a pipe), and a full buffer (or one LOG_BATCH_MS old)
+ * goes to the kernel in one asynchronous `write(2)` of whole lines. (pino's SonicBoom destination, fed batched strings, cost
  * ~12 µs per request line under load: string ropes flattened and re-encoded per write;
  * this costs ~5, docs/performance.md "Fourth pass".) What is held is bounded
  * (LOG_BUFFER_BYTES): past it, lines are dropped and counted (`dropped()`, exported as
  * gateway_log_lines_dropped_total) instead of growing the heap without limit.
  */
-import { fsyncSync, mkdirSync, openSync, write as fsWrite, writeSync } from "node:fs";
+import { fstatSync, fsyncSync, mkdirSync, openSync, write as fsWrite, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import pino, { type Logger } from "pino";
 import { threadId } from "node:worker_threads";
@@ -37,8 +37,14 @@ export const REDACT_PATHS = [
 export const LOG_BUFFER_BYTES = 8 * 1024 * 1024;
 /** How long a line may wait in a buffer that is not full yet. */
 const LOG_BATCH_MS = 10;
-/** One buffer: what one `write(2)` hands over at most (a longer line gets a buffer of its own). */
-const CHUNK_BYTES = 64 * 1024;
+/** One buffer to a file: what one `write(2)` hands over at most (a longer line gets a buffer of its own). */
+const FILE_CHUNK_BYTES = 64 * 1024;
+/**
+ * One buffer to a pipe (stdout under a container runtime): PIPE_BUF, the most Linux writes
+ * to a pipe in one piece. A longer write can be split when the reader is behind, and the
+ * other threads' lines (each thread writes to the same stdout) would land inside a line.
+ */
+const PIPE_CHUNK_BYTES = 4096;
 /** A destination that answers EAGAIN (a full non-blocking pipe) is tried again after this long. */
 const RETRY_MS = 10;
 
@@ -71,7 +77,7 @@ interface Chunk {
  * are not, and nothing throws into request handling or shutdown.
  */
 export class LineWriter {
-  private cur: Buffer = Buffer.allocUnsafeSlow(CHUNK_BYTES);
+  private cur: Buffer;
   private off = 0;
   /** Filled buffers in order; the first may be being written. */
   private readonly queue: Chunk[] = [];
@@ -89,16 +95,30 @@ export class LineWriter {
     private readonly fd: number,
     private readonly maxBytes: number,
     private readonly onDrop: (() => void) | null,
+    /** Whole lines per `write(2)` up to this many bytes: FILE_CHUNK_BYTES, or PIPE_CHUNK_BYTES for a pipe or terminal. */
+    private readonly chunk: number,
   ) {
     if (fd < 0) this.failed = true;
+    this.cur = Buffer.allocUnsafeSlow(chunk);
+  }
+
+  /** A writer for `fd`, its buffer size chosen by what the descriptor is. */
+  static forFd(fd: number, maxBytes: number, onDrop: (() => void) | null): LineWriter {
+    let file = false;
+    try {
+      file = fstatSync(fd).isFile();
+    } catch {
+      // not open: the first write fails and says so
+    }
+    return new LineWriter(fd, maxBytes, onDrop, file ? FILE_CHUNK_BYTES : PIPE_CHUNK_BYTES);
   }
 
   write(text: string): void {
     if (this.failed) return;
     // 3 bytes per UTF-16 unit is the most UTF-8 can take (a surrogate pair: 4 for 2).
-    if (text.length * 3 > CHUNK_BYTES - this.off) {
+    if (text.length * 3 > this.chunk - this.off) {
       this.submit();
-      if (text.length * 3 > CHUNK_BYTES) {
+      if (text.length * 3 > this.chunk) {
         const b = Buffer.from(text, "utf8");
         if (this.queued + this.off + b.length > this.maxBytes) return this.drop();
         this.queue.push({ buf: b, start: 0, end: b.length });
@@ -167,7 +187,7 @@ export class LineWriter {
     if (this.off === 0 || this.failed) return;
     this.queue.push({ buf: this.cur, start: 0, end: this.off });
     this.queued += this.off;
-    this.cur = this.spare ?? Buffer.allocUnsafeSlow(CHUNK_BYTES);
+    this.cur = this.spare ?? Buffer.allocUnsafeSlow(this.chunk);
     this.spare = null;
     this.off = 0;
     this.kick();
@@ -199,7 +219,7 @@ export class LineWriter {
     if (c.start >= c.end) {
       this.queue.shift();
       this.queued -= c.end;
-      if (c.buf.length === CHUNK_BYTES && this.spare === null) this.spare = c.buf;
+      if (c.buf.length === this.chunk && this.spare === null) this.spare = c.buf;
     }
     this.kick();
   };
@@ -219,7 +239,7 @@ export class LineWriter {
 
   /** A destination that could not be opened. */
   static failedOpen(e: Error, onDrop: (() => void) | null): LineWriter {
-    const w = new LineWriter(-1, 0, onDrop);
+    const w = new LineWriter(-1, 0, onDrop, PIPE_CHUNK_BYTES);
     process.stderr.write(`portcullis: log destination failed (${(e as NodeJS.ErrnoException).code ?? e.message}); dropping log lines\n`);
     return w;
   }
@@ -228,11 +248,11 @@ export class LineWriter {
 /** `onDrop` is called once per dropped line (the acceptor counts it in the shared metrics). */
 export function createLogger(opts: LogOptions, onDrop: (() => void) | null = null): GatewayLogger {
   let out: LineWriter;
-  if (opts.file === null) out = new LineWriter(1, LOG_BUFFER_BYTES, onDrop);
+  if (opts.file === null) out = LineWriter.forFd(1, LOG_BUFFER_BYTES, onDrop);
   else {
     try {
       mkdirSync(dirname(opts.file), { recursive: true });
-      out = new LineWriter(openSync(opts.file, "a"), LOG_BUFFER_BYTES, onDrop);
+      out = LineWriter.forFd(openSync(opts.file, "a"), LOG_BUFFER_BYTES, onDrop);
     } catch (e) {
       out = LineWriter.failedOpen(e as Error, onDrop);
     }

@@ -5,7 +5,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn, spawnSync } from "node:child_process";
@@ -223,4 +223,56 @@ test("a stdout whose reader went away (EPIPE) is reported once and the process g
   assert.equal(code, 0, stderr);
   assert.equal(stderr.match(/log destination failed \(EPIPE\)/g)?.length, 1, stderr);
   assert.match(stderr, /done\n$/);
+});
+
+test("threads sharing a stdout pipe whose reader is behind never cut into each other's lines", async () => {
+  const logUrl = JSON.stringify(new URL("../../server/log.js", import.meta.url).href);
+  // Three threads, each with its own logger on fd 1 (as acceptors are), write while nobody
+  // reads: the pipe fills and their writes wait. The reader starts once all are written.
+  const script = `
+    import { Worker, isMainThread, parentPort } from "node:worker_threads";
+    if (isMainThread) {
+      let done = 0;
+      for (let t = 0; t < 3; t++) {
+        const w = new Worker(new URL(import.meta.url));
+        w.on("message", () => { if (++done === 3) process.stderr.write("written\\n"); });
+      }
+    } else {
+      const { createLogger } = await import(${logUrl});
+      const l = createLogger({ level: "info", file: null });
+      for (let i = 0; i < 3000; i++) {
+        l.line(JSON.stringify({ i, pad: "p".repeat(250 + (i % 97)) }) + "\\n");
+        if (i % 50 === 0) await new Promise((r) => setImmediate(r));
+      }
+      parentPort.postMessage("written");
+    }`;
+  const dir = mkdtempSync(join(tmpdir(), "portcullis-log-pipe-"));
+  try {
+    const file = join(dir, "writers.mjs");
+    writeFileSync(file, script);
+    const child = spawn(process.execPath, [file], { stdio: ["ignore", "pipe", "pipe"] });
+    child.stdout.pause();
+    let stderr = "";
+    const written = new Promise<void>((res) =>
+      child.stderr.setEncoding("utf8").on("data", (d: string) => {
+        stderr += d;
+        if (stderr.includes("written\n")) res();
+      }),
+    );
+    const exited = new Promise<number | null>((res) => child.on("exit", (c) => res(c)));
+    await Promise.race([written, exited]);
+    const chunks: Buffer[] = [];
+    child.stdout.on("data", (d: Buffer) => chunks.push(d));
+    child.stdout.resume();
+    await new Promise<void>((res) => child.stdout.on("end", () => res()));
+    assert.equal(await exited, 0, stderr);
+    const lines = Buffer.concat(chunks)
+      .toString("utf8")
+      .split("\n")
+      .filter((x) => x !== "");
+    assert.equal(lines.length, 9000, "every line of the three threads arrived");
+    for (const x of lines) assert.doesNotThrow(() => JSON.parse(x), `a whole line, not pieces of two: ${x.slice(0, 120)}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
