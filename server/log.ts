@@ -73,8 +73,8 @@ interface Chunk {
 /**
  * Lines into buffers, buffers to a file descriptor in order, one asynchronous write at a
  * time. A failed destination (EPIPE, a full disk, a file that cannot be opened) is
- * reported once on stderr and every later line is dropped: log lines are lost, requests
- * are not, and nothing throws into request handling or shutdown.
+ * reported once on stderr and every line it held or is given later is dropped and counted:
+ * log lines are lost, requests are not, and nothing throws into request handling or shutdown.
  */
 export class LineWriter {
   private cur: Buffer;
@@ -114,13 +114,20 @@ export class LineWriter {
   }
 
   write(text: string): void {
-    if (this.failed) return;
+    if (this.failed) return this.drop();
     // 3 bytes per UTF-16 unit is the most UTF-8 can take (a surrogate pair: 4 for 2).
     if (text.length * 3 > this.chunk - this.off) {
       this.submit();
       if (text.length * 3 > this.chunk) {
         const b = Buffer.from(text, "utf8");
-        if (this.queued + this.off + b.length > this.maxBytes) return this.drop();
+        if (this.queued + b.length > this.maxBytes) return this.drop();
+        if (b.length <= this.chunk) {
+          // It fits the (now empty) buffer after all: more lines may join it.
+          b.copy(this.cur, 0);
+          this.off = b.length;
+          this.timer = setTimeout(this.submitFn, LOG_BATCH_MS);
+          return;
+        }
         this.queue.push({ buf: b, start: 0, end: b.length });
         this.queued += b.length;
         this.kick();
@@ -169,6 +176,10 @@ export class LineWriter {
     } catch {
       // not a file that can be synced
     }
+  }
+
+  private countLines(buf: Buffer, from: number, to: number): void {
+    for (let i = buf.indexOf(10, from); i !== -1 && i < to; i = buf.indexOf(10, i + 1)) this.drop();
   }
 
   private drop(): void {
@@ -228,6 +239,9 @@ export class LineWriter {
     if (!this.failed)
       process.stderr.write(`portcullis: log destination failed (${(e as NodeJS.ErrnoException).code ?? e.message}); dropping log lines\n`);
     this.failed = true;
+    // What was held is lost with the destination: count its lines as dropped.
+    for (const c of this.queue) this.countLines(c.buf, c.start, c.end);
+    this.countLines(this.cur, 0, this.off);
     this.queue.length = 0;
     this.queued = 0;
     this.off = 0;

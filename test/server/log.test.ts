@@ -190,21 +190,21 @@ test("flush writes every held line before it returns, and a line longer than one
   });
 });
 
-test("a log file that cannot be opened is reported once on stderr and its lines are dropped, without throwing", () => {
+test("a log file that cannot be opened is reported once on stderr and its lines are dropped and counted, without throwing", () => {
   const script = `
     const { createLogger, requestLogTap } = await import(${JSON.stringify(new URL("../../server/log.js", import.meta.url).href)});
     const l = createLogger({ level: "info", file: "/dev/null/portcullis/gw.log" });
     for (let i = 0; i < 10; i++) l.line('{"n":' + i + '}\\n');
     l.log.error("still no throw");
     l.flush();
-    process.stderr.write("done\\n");`;
+    process.stderr.write("dropped=" + l.dropped() + " done\\n");`;
   const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 20_000 });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stderr.match(/log destination failed/g)?.length, 1, r.stderr);
-  assert.match(r.stderr, /done\n$/);
+  assert.match(r.stderr, /dropped=11 done\n$/, "the 10 lines and pino's line are counted as dropped");
 });
 
-test("a stdout whose reader went away (EPIPE) is reported once and the process goes on", async () => {
+test("a stdout whose reader went away (EPIPE) is reported once, its lines are counted as dropped, and the process goes on", async () => {
   const script = `
     const { createLogger } = await import(${JSON.stringify(new URL("../../server/log.js", import.meta.url).href)});
     const l = createLogger({ level: "info", file: null });
@@ -214,7 +214,7 @@ test("a stdout whose reader went away (EPIPE) is reported once and the process g
     }
     l.log.warn("after the lines");
     l.flush();
-    process.stderr.write("done\\n");`;
+    process.stderr.write("dropped=" + l.dropped() + " done\\n");`;
   const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "pipe"] });
   child.stdout.destroy(); // the reader is gone before the first line
   let stderr = "";
@@ -222,7 +222,7 @@ test("a stdout whose reader went away (EPIPE) is reported once and the process g
   const code = await new Promise<number | null>((res) => child.on("exit", (c) => res(c)));
   assert.equal(code, 0, stderr);
   assert.equal(stderr.match(/log destination failed \(EPIPE\)/g)?.length, 1, stderr);
-  assert.match(stderr, /done\n$/);
+  assert.match(stderr, /dropped=5001 done\n$/, "nothing reached the closed pipe: every line is counted as dropped");
 });
 
 test("threads sharing a stdout pipe whose reader is behind never cut into each other's lines", async () => {
@@ -241,7 +241,7 @@ test("threads sharing a stdout pipe whose reader is behind never cut into each o
       const { createLogger } = await import(${logUrl});
       const l = createLogger({ level: "info", file: null });
       for (let i = 0; i < 3000; i++) {
-        l.line(JSON.stringify({ i, pad: "p".repeat(250 + (i % 97)) }) + "\\n");
+        l.line(JSON.stringify({ i, pad: "p".repeat(i % 100 === 0 ? 2000 : 250 + (i % 97)) }) + "\\n");
         if (i % 50 === 0) await new Promise((r) => setImmediate(r));
       }
       parentPort.postMessage("written");
