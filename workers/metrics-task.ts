@@ -86,7 +86,7 @@ export default async function render(task: RenderTask): Promise<string> {
         { name: "gateway_draining", help: "1 while the gateway is shutting down.", value: draining },
         {
           name: "gateway_log_lines_dropped_total",
-          help: "Log lines dropped because the log buffer was full (a stalled log destination).",
+          help: "Log lines dropped: the log buffer was full (a stalled destination) or the destination failed (EPIPE, full disk).",
           value: Atomics.load(new Int32Array(task.sab), G_LOG_DROPPED),
           type: "counter",
         },
