@@ -4,8 +4,8 @@
  * changed, and against the bare ceiling, small body, 50 connections, in interleaved rounds
  * (ceiling, then every variant, `--rounds` times; medians). CPU is read per thread from
  * /proc, so the table also says where the process spends it: the acceptor threads (the
- * busiest `HTTP_THREADS`; the ceiling serves on its main thread), the main thread, and the rest (ledger writer, V8's GC and
- * compiler helpers, libuv's pool).
+ * busiest `HTTP_THREADS`; the ceiling serves on its main thread), the main thread, and the
+ * rest (ledger writer, V8's GC and compiler helpers, libuv's pool).
  *
  *   npm run loadtest:ablate -- [--duration 6] [--rounds 3] [--connections 50] [--warmup 2] [--rate N] [--json FILE]
  *
@@ -15,13 +15,12 @@
  * Each target gets `--warmup` unmeasured seconds first (JIT, pools). Load goes to 127.0.0.1
  * only; the run ends by itself (rounds × (variants + 1) × (warm-up + duration)).
  */
-import { availableParallelism, tmpdir } from "node:os";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseFlags } from "../bench/format.js";
-import { cpuThreads } from "../core/config.js";
-import { CPU_MAX_FILE } from "../server/config-load.js";
+import { median, parseFlags } from "../bench/format.js";
+import { defaultHttpThreads } from "../server/config-load.js";
 import { gatewayEnv, HEADERS } from "./gateway-env.js";
 import { loadRun } from "./measure.js";
 import { runScript, startGateway, startUpstreams, threadCpuMs, type Proc } from "./procs.js";
@@ -49,22 +48,6 @@ export interface AblationRow {
   main_us_per_req: number;
   other_threads_us_per_req: number;
   non_2xx: number;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-function defaultThreads(): number {
-  let cpuMax: string | null = null;
-  try {
-    cpuMax = readFileSync(CPU_MAX_FILE, "utf8");
-  } catch {
-    // no cgroup v2 quota file
-  }
-  return cpuThreads(availableParallelism(), cpuMax);
 }
 
 interface Sample {
@@ -135,7 +118,7 @@ async function main(): Promise<void> {
   ] as const)
     if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer (got ${flags.get(k)})`);
   if (!Number.isInteger(warmup) || warmup < 0) throw new Error(`--warmup must be 0 or a positive integer (got ${flags.get("warmup")})`);
-  const threads = defaultThreads();
+  const threads = defaultHttpThreads();
   const procs: Proc[] = [];
   const dir = mkdtempSync(join(tmpdir(), "portcullis-ablate-"));
   const samples = new Map<string, Sample[]>([["ceiling", []], ...VARIANTS.map((v) => [v.name, []] as [string, Sample[]])]);

@@ -17,6 +17,11 @@ function readCpuMax(): string | null {
     return null; // cgroup v1 or not Linux: no quota to honour
   }
 }
+
+/** The HTTP_THREADS default on this machine: the CPUs this process may use, cgroup quota included. */
+export function defaultHttpThreads(): number {
+  return cpuThreads(availableParallelism(), readCpuMax());
+}
 import { checkVertexCredentials } from "./providers/gcp-auth.js";
 
 export function loadConfigFromProcess(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
@@ -45,7 +50,7 @@ export function loadConfigFromProcess(env: NodeJS.ProcessEnv = process.env): Gat
       throw new ConfigError("PRICES_FILE", `cannot read ${JSON.stringify(pricesPath)} as JSON: ${why}`);
     }
   }
-  const cfg = loadConfig(env, file, cpuThreads(availableParallelism(), readCpuMax()), prices);
+  const cfg = loadConfig(env, file, defaultHttpThreads(), prices);
   checkServable(cfg);
   checkVertexCredentials(cfg, (name) => {
     const fromFile = (file as { providers?: Record<string, { credentials_file?: unknown }> } | undefined)?.providers?.[name]
