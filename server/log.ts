@@ -8,9 +8,10 @@
  * Both go through one `LineWriter` per thread, so a slow stdout or disk never stalls the
  * event loop and the lines keep their order: each line is encoded straight into a buffer
  * (64 KiB for a file, PIPE_BUF for a pipe), and a full buffer (or one LOG_BATCH_MS old)
- * goes to the kernel in one asynchronous `write(2)` of whole lines. (pino's SonicBoom destination, fed batched strings, cost
- * ~12 µs per request line under load: string ropes flattened and re-encoded per write;
- * this costs ~5, docs/performance.md "Fourth pass".) What is held is bounded
+ * goes to the kernel in one asynchronous `write(2)` of whole lines. pino's SonicBoom
+ * destination, fed batched strings, spent ~12 µs per request line under load (string
+ * ropes flattened and encoded again on every write); the whole line now costs ~5–9 µs,
+ * building included (docs/performance.md, "Fourth pass"). What is held is bounded
  * (LOG_BUFFER_BYTES): past it, lines are dropped and counted (`dropped()`, exported as
  * gateway_log_lines_dropped_total) instead of growing the heap without limit.
  */
@@ -187,6 +188,7 @@ export class LineWriter {
     if (this.onDrop !== null) this.onDrop();
   }
 
+  /** The LOG_BATCH_MS timer runs this. Not unref'd: a thread ends only after its last lines were handed over. */
   private readonly submitFn = (): void => this.submit();
 
   /** The current buffer joins the queue. */
