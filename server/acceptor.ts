@@ -106,7 +106,7 @@ const metrics = new Metrics(
   data.sab,
 );
 const logger = createLogger({ level: cfg.log_level, file: cfg.log_file }, () => void Atomics.add(metrics.i32, G_LOG_DROPPED, 1));
-const { log, flush } = logger;
+const { log } = logger;
 const pools = new Pools(cfg);
 // OpenTelemetry (docs/tracing.md): only with an OTLP endpoint; otherwise nothing subscribes to the publish points.
 // This thread only records; the main thread builds and exports the spans.
@@ -293,6 +293,8 @@ app.listen(cfg.host, data.port, (ls) => {
 
 /** How long closing the upstream pools may take once no request is in flight. */
 const POOL_CLOSE_MS = 1000;
+/** How long the log's last lines may take to reach their destination at the end (then written synchronously). */
+const LOG_SETTLE_MS = 500;
 
 function drain(): void {
   if (shared.draining) return;
@@ -327,11 +329,12 @@ function drain(): void {
     const closing = Promise.all([pools.close().catch(() => undefined), tracing?.shutdown().catch(() => undefined)]);
     Promise.race([closing, bound]).finally(() => {
       clearTimeout(poolTimer);
-      // Every finished request's row goes to the main thread before "drained".
+      // Every finished request's row goes to the main thread before "drained"; the log's last lines are written first.
       sink.flush();
-      flush();
-      port.postMessage({ t: "drained", forced } satisfies ToMain);
-      port.unref();
+      void logger.settle(LOG_SETTLE_MS).then(() => {
+        port.postMessage({ t: "drained", forced } satisfies ToMain);
+        port.unref();
+      });
     });
   };
   const deadline = setTimeout(() => {

@@ -56,8 +56,13 @@ export interface LogOptions {
 
 export interface GatewayLogger {
   log: Logger;
-  /** Write what is held, synchronously (shutdown). */
+  /**
+   * Write what is held, synchronously. A buffer already being written finishes on its own and
+   * may land after the rest: for an orderly end use `settle`.
+   */
   flush(): void;
+  /** Resolves once every line given so far is written, in order; after `ms` the rest is written synchronously (`flush`). */
+  settle(ms: number): Promise<void>;
   /** Write one finished JSON line (ending in "\n") to the same destination; dropped when full. */
   line(text: string): void;
   /** Lines dropped because the buffer was full (this thread). */
@@ -90,6 +95,8 @@ export class LineWriter {
   /** One empty buffer kept for the next fill, not a new one per 64 KiB. */
   private spare: Buffer | null = null;
   private failed = false;
+  /** `settle`'s resolver, called when nothing is held or in flight. */
+  private idle: (() => void) | null = null;
   dropped = 0;
 
   constructor(
@@ -140,6 +147,24 @@ export class LineWriter {
     if (this.queued + this.off + n > this.maxBytes) return this.drop();
     if (this.off === 0 && this.timer === null) this.timer = setTimeout(this.submitFn, LOG_BATCH_MS);
     this.off += n;
+  }
+
+  /** What is held goes out in order; resolves when all of it is written, or after `ms` with the rest written synchronously. */
+  settle(ms: number): Promise<void> {
+    this.submit();
+    if (this.failed || (!this.writing && this.retry === null && this.queue.length === 0)) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.idle = null;
+        this.flush();
+        resolve();
+      }, ms);
+      this.idle = () => {
+        clearTimeout(t);
+        this.idle = null;
+        resolve();
+      };
+    });
   }
 
   /** Everything held, written synchronously (a write in flight finishes on its own). */
@@ -235,6 +260,11 @@ export class LineWriter {
       if (c.buf.length === this.chunk && this.spare === null) this.spare = c.buf;
     }
     this.kick();
+    if (this.idle !== null && !this.writing && this.queue.length === 0) {
+      // Lines given while settling join the buffer: send them too before calling it done.
+      if (this.off > 0) this.submit();
+      else this.idle();
+    }
   };
 
   private fail(e: Error): void {
@@ -251,6 +281,7 @@ export class LineWriter {
     if (this.retry !== null) clearTimeout(this.retry);
     this.timer = null;
     this.retry = null;
+    if (this.idle !== null) this.idle();
   }
 
   /** A destination that could not be opened. */
@@ -287,6 +318,7 @@ export function createLogger(opts: LogOptions, onDrop: (() => void) | null = nul
   return {
     log,
     flush: () => out.flush(),
+    settle: (ms) => out.settle(ms),
     line,
     dropped: () => out.dropped,
   };

@@ -44,7 +44,7 @@ export interface Started {
 }
 
 export async function start(cfg: GatewayConfig): Promise<Started> {
-  const { log, flush } = createLogger({ level: cfg.log_level, file: cfg.log_file });
+  const { log, flush, settle } = createLogger({ level: cfg.log_level, file: cfg.log_file });
   const providerNames = cfg.providers.map((p) => p.name);
   const layout = new MetricsLayout(providerNames, cfg.usage_metrics_user_label_max);
   const sab = createMetricsBuffer(layout);
@@ -362,7 +362,7 @@ export async function start(cfg: GatewayConfig): Promise<Started> {
       );
       await within(pool.destroy(), left(100));
       log.info({}, "stopped");
-      flush();
+      await settle(Math.min(500, left(0)));
     })();
     return stopping;
   }

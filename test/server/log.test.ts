@@ -170,23 +170,41 @@ test("a log buffer that cannot drain fast enough drops whole lines and counts th
   });
 });
 
-test("flush writes every held line before it returns, and a line longer than one buffer arrives whole", async () => {
+test("flush writes every held line before it returns", async () => {
   await withLogDir(async (dir) => {
     const file = join(dir, "gw.log");
     const l = createLogger({ level: "info", file });
     const tap = requestLogTap(l)!;
     for (let i = 0; i < 100; i++) tap(finished(), 200, 1000);
-    const long = "x".repeat(200_000);
-    l.log.warn({ long }, "a long line");
+    l.log.warn("the last line");
     l.flush();
     // No waiting: flush is synchronous.
     const lines = readFileSync(file, "utf8")
       .split("\n")
       .filter((y) => y !== "");
-    assert.equal(lines.length, 101, "the 100 request lines and the long one");
-    const last = JSON.parse(lines[100]!) as { msg: string; long: string };
-    assert.equal(last.msg, "a long line");
-    assert.equal(last.long.length, 200_000);
+    assert.equal(lines.length, 101);
+    assert.equal((JSON.parse(lines[100]!) as { msg: string }).msg, "the last line");
+  });
+});
+
+test("settle writes every line in the order given, while a write is in flight and with a line longer than one buffer", async () => {
+  await withLogDir(async (dir) => {
+    const file = join(dir, "gw.log");
+    const l = createLogger({ level: "info", file });
+    const tap = requestLogTap(l)!;
+    for (let i = 0; i < 100; i++) tap(finished(), 200, 1000);
+    // Longer than a buffer: the 100 lines go out at once (an asynchronous write), this one queues behind them.
+    l.log.warn({ long: "x".repeat(200_000) }, "a long line");
+    l.log.warn("after the long line");
+    await l.settle(10_000);
+    const lines = readFileSync(file, "utf8")
+      .split("\n")
+      .filter((y) => y !== "");
+    assert.equal(lines.length, 102);
+    const msgs = lines.map((x) => (JSON.parse(x) as { msg: string }).msg);
+    assert.deepEqual(msgs.slice(0, 100), Array(100).fill("request"));
+    assert.deepEqual(msgs.slice(100), ["a long line", "after the long line"]);
+    assert.equal((JSON.parse(lines[100]!) as { long: string }).long.length, 200_000);
   });
 });
 
