@@ -226,6 +226,9 @@ test("a stdout whose reader went away (EPIPE) is reported once, its lines are co
   const script = `
     const { createLogger } = await import(${JSON.stringify(new URL("../../server/log.js", import.meta.url).href)});
     const l = createLogger({ level: "info", file: null });
+    // The first line only once the parent has closed its end of stdout.
+    await new Promise((r) => process.stdin.once("data", r));
+    process.stdin.pause();
     for (let i = 0; i < 5000; i++) {
       l.line('{"n":' + i + ',"pad":"' + "p".repeat(200) + '"}\\n');
       if (i % 100 === 0) await new Promise((r) => setImmediate(r));
@@ -233,8 +236,9 @@ test("a stdout whose reader went away (EPIPE) is reported once, its lines are co
     l.log.warn("after the lines");
     l.flush();
     process.stderr.write("dropped=" + l.dropped() + " done\\n");`;
-  const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["pipe", "pipe", "pipe"] });
   child.stdout.destroy(); // the reader is gone before the first line
+  child.stdin.end("go\n");
   let stderr = "";
   child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
   const code = await new Promise<number | null>((res) => child.on("exit", (c) => res(c)));
