@@ -16,12 +16,17 @@ export interface Proc {
 
 const CLK_TCK = 100; // Linux USER_HZ
 
-/** utime + stime of a process, in ms (10 ms resolution). */
-export function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+/** utime + stime in ms (10 ms resolution) from a `/proc/…/stat` file. */
+function statCpuMs(path: string): number {
+  const stat = readFileSync(path, "utf8");
   const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   // After "pid (comm) ", field 3 (state) is f[0]; utime is field 14 → f[11], stime f[12].
   return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+}
+
+/** utime + stime of a process, in ms (10 ms resolution). */
+export function cpuMs(pid: number): number {
+  return statCpuMs(`/proc/${pid}/stat`);
 }
 
 /** utime + stime of each of a process's threads, in ms, by thread id. */
@@ -29,9 +34,7 @@ export function threadCpuMs(pid: number): Map<number, number> {
   const out = new Map<number, number>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      out.set(Number(tid), ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK);
+      out.set(Number(tid), statCpuMs(`/proc/${pid}/task/${tid}/stat`));
     } catch {
       // the thread ended between the listing and the read
     }

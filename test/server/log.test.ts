@@ -36,6 +36,13 @@ function finished(): RequestState {
   return s;
 }
 
+/** The non-empty lines of a log file. */
+function fileLines(file: string): string[] {
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .filter((x) => x !== "");
+}
+
 function withLogDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), "portcullis-log-"));
   return fn(dir).finally(() => rmSync(dir, { recursive: true, force: true }));
@@ -128,9 +135,7 @@ test("request lines and pino's lines reach the file without a flush, in the orde
     for (let i = 0; i < 3; i++) tap(finished(), 200, 1000);
     l.log.warn({ n: 1 }, "after the requests");
     const lines = await until("4 lines in the file", () => {
-      const x = readFileSync(file, "utf8")
-        .split("\n")
-        .filter((y) => y !== "");
+      const x = fileLines(file);
       return x.length === 4 ? x : undefined;
     });
     assert.deepEqual(
@@ -158,10 +163,7 @@ test("a log buffer that cannot drain fast enough drops whole lines and counts th
     for (let i = 0; i < n; i++) tap(s, 200, 1000);
     assert.ok(l.dropped() > 0, "lines past the cap were dropped");
     assert.equal(counted, l.dropped(), "every drop is counted once");
-    const kept = () =>
-      readFileSync(file, "utf8")
-        .split("\n")
-        .filter((x) => x !== "");
+    const kept = () => fileLines(file);
     // Every line is either on disk (once the buffer drained) or counted as dropped.
     await until(`kept + dropped = ${n} written`, () => kept().length + l.dropped() === n || undefined, 20_000);
     const lines = kept();
@@ -179,9 +181,7 @@ test("flush writes every held line before it returns", async () => {
     l.log.warn("the last line");
     l.flush();
     // No waiting: flush is synchronous.
-    const lines = readFileSync(file, "utf8")
-      .split("\n")
-      .filter((y) => y !== "");
+    const lines = fileLines(file);
     assert.equal(lines.length, 101);
     assert.equal((JSON.parse(lines[100]!) as { msg: string }).msg, "the last line");
   });
@@ -197,9 +197,7 @@ test("settle writes every line in the order given, while a write is in flight an
     l.log.warn({ long: "x".repeat(200_000) }, "a long line");
     l.log.warn("after the long line");
     await l.settle(10_000);
-    const lines = readFileSync(file, "utf8")
-      .split("\n")
-      .filter((y) => y !== "");
+    const lines = fileLines(file);
     assert.equal(lines.length, 102);
     const msgs = lines.map((x) => (JSON.parse(x) as { msg: string }).msg);
     assert.deepEqual(msgs.slice(0, 100), Array(100).fill("request"));
